@@ -1,0 +1,169 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CsvError, parse, type Info } from 'csv-parse';
+import { DatasetError, formatProblem, type DatasetProblem } from '#lib/datasets/errors.ts';
+import { renderValue } from '#lib/spec/index.ts';
+import type { DatasetFormat } from '#lib/spec/index.ts';
+
+/** Bytes as they come from a file, an S3 `GetObject` body or a test: chunks of bytes or text. */
+export type ByteSource = AsyncIterable<Uint8Array | string> | NodeJS.ReadableStream;
+
+export interface SourceRecord {
+  /** 1-based physical line where the record starts (CSV records may span lines). */
+  line: number;
+  record: Record<string, unknown>;
+}
+
+export interface ReadRecordsOptions {
+  format: DatasetFormat;
+  /** Names the file in problems. */
+  file: string;
+  /**
+   * Receives lines that cannot be read as a record (bad JSON, a CSV row with the wrong number of
+   * fields), and reading goes on. Without it the first such line throws a `DatasetError`.
+   */
+  onProblem?: (problem: DatasetProblem) => void;
+}
+
+/**
+ * Streams records from JSONL (one object a line, blank lines skipped) or CSV (header row, RFC 4180
+ * quoting, BOM tolerated). Holds one line or one CSV record at a time, never the whole file.
+ */
+export function readRecords(source: ByteSource, options: ReadRecordsOptions): AsyncGenerator<SourceRecord> {
+  const onProblem =
+    options.onProblem ??
+    ((problem: DatasetProblem) => {
+      throw new DatasetError(formatProblem(problem), { code: 'DATASET_INVALID', file: problem.file, problems: [problem] });
+    });
+  return options.format === 'csv' ? readCsv(source, options.file, onProblem) : readJsonl(source, options.file, onProblem);
+}
+
+async function* readJsonl(source: ByteSource, file: string, onProblem: (problem: DatasetProblem) => void): AsyncGenerator<SourceRecord> {
+  // TextDecoder drops a leading BOM and keeps multi-byte characters split across chunks intact.
+  const decoder = new TextDecoder('utf-8');
+  let pending = '';
+  let line = 0;
+  const parseLine = (text: string): SourceRecord | undefined => {
+    line += 1;
+    const body = text.endsWith('\r') ? text.slice(0, -1) : text;
+    if (body.trim() === '') return undefined;
+    let value: unknown;
+    try {
+      value = JSON.parse(body);
+    } catch (cause) {
+      const reason = cause instanceof Error ? cause.message : String(cause);
+      onProblem({ file, line, value: body.length > 80 ? `${body.slice(0, 79)}…` : body, message: `is not valid JSON (${reason}); each line must be one JSON object` });
+      return undefined;
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      onProblem({ file, line, value, message: `${renderValue(value)} is not a JSON object; each line must be one object such as {"text": "…"}` });
+      return undefined;
+    }
+    return { line, record: value as Record<string, unknown> };
+  };
+  for await (const chunk of readChunks(source, file)) {
+    pending += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+    let newline = pending.indexOf('\n');
+    while (newline >= 0) {
+      const parsed = parseLine(pending.slice(0, newline));
+      pending = pending.slice(newline + 1);
+      if (parsed) yield parsed;
+      newline = pending.indexOf('\n');
+    }
+  }
+  pending += decoder.decode();
+  if (pending !== '') {
+    const parsed = parseLine(pending);
+    if (parsed) yield parsed;
+  }
+}
+
+async function* readCsv(source: ByteSource, file: string, onProblem: (problem: DatasetProblem) => void): AsyncGenerator<SourceRecord> {
+  const parser = parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true });
+  let sourceFailure: unknown;
+  const feeding = pipeline(Readable.from(asBuffers(readChunks(source, file))), parser).catch((error: unknown) => {
+    sourceFailure = error;
+  });
+  let header: string[] | undefined;
+  try {
+    for await (const item of parser as AsyncIterable<{ record: string[]; info: Info }>) {
+      const { record, info } = item;
+      // `info.lines` is the line where the record ends; quoted newlines inside it moved it down.
+      const line = info.lines - record.reduce((count, field) => count + countNewlines(field), 0);
+      if (header === undefined) {
+        header = record.map((name) => name.trim());
+        reportHeaderProblems(header, file, line, onProblem);
+        continue;
+      }
+      if (record.length !== header.length) {
+        onProblem({
+          file,
+          line,
+          value: record.length > 0 ? record.join(',').slice(0, 80) : '',
+          message: `has ${record.length} fields but the header has ${header.length}; quote values that contain commas`,
+        });
+        continue;
+      }
+      const values: Record<string, unknown> = {};
+      header.forEach((name, index) => {
+        values[name] = record[index];
+      });
+      yield { line, record: values };
+    }
+  } catch (error) {
+    if (!(error instanceof CsvError) || sourceFailure !== undefined) throw unreadable(file, sourceFailure ?? error);
+    // A malformed quote leaves the rest of the file ambiguous, so it ends the read.
+    const at = (error as CsvError & { lines?: number }).lines;
+    onProblem({
+      file,
+      line: typeof at === 'number' ? at : undefined,
+      value: undefined,
+      message: `cannot be parsed as CSV (${error.message}); check the quotes on this line`,
+    });
+  } finally {
+    parser.destroy();
+    await feeding;
+  }
+  if (sourceFailure !== undefined) throw unreadable(file, sourceFailure);
+}
+
+function reportHeaderProblems(header: string[], file: string, line: number, onProblem: (problem: DatasetProblem) => void): void {
+  header.forEach((name, index) => {
+    if (name === '') {
+      onProblem({ file, line, field: name, value: name, message: `header column ${index + 1} has no name; name every column` });
+    } else if (header.indexOf(name) !== index) {
+      onProblem({ file, line, field: name, value: name, message: `header names column "${name}" twice; column names must be unique` });
+    }
+  });
+}
+
+function countNewlines(text: string): number {
+  let count = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) count += 1;
+  return count;
+}
+
+async function* asBuffers(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<Buffer> {
+  for await (const chunk of chunks) {
+    yield typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  }
+}
+
+/** Iterates the source, turning a failure of the source itself into `DATASET_UNREADABLE`. */
+async function* readChunks(source: ByteSource, file: string): AsyncGenerator<Uint8Array | string> {
+  try {
+    for await (const chunk of source as AsyncIterable<Uint8Array | string>) yield chunk;
+  } catch (error) {
+    throw unreadable(file, error);
+  }
+}
+
+function unreadable(file: string, cause: unknown): DatasetError {
+  if (cause instanceof DatasetError) return cause;
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new DatasetError(`${file}: cannot be read (${reason}); check that the file exists and is readable`, {
+    code: 'DATASET_UNREADABLE',
+    file,
+    cause,
+  });
+}

@@ -1,0 +1,369 @@
+import { createHash } from 'node:crypto';
+import { DatasetError, formatProblems, type DatasetProblem } from '#lib/datasets/errors.ts';
+import { readRecords, type ByteSource } from '#lib/datasets/read.ts';
+import { renderValue, type DatasetFormat, type Spec, type TaskSpec } from '#lib/spec/index.ts';
+
+/** A record checked against the spec, coerced to what the base models and losses consume. */
+export interface ValidatedRow {
+  /** Base-model inputs by field: text as strings, numeric columns as numbers (null = impute), categorical as strings, feature vectors as number[]. */
+  input: Record<string, unknown>;
+  /** Per task: binary 0/1, multiclass class index, regression value; null = unlabelled (masked). */
+  labels: Record<string, number | null>;
+}
+
+export interface RecordLocation {
+  file: string;
+  line: number;
+}
+
+/**
+ * Checks one record. Returns the coerced row only when there are no problems. JSONL values and CSV
+ * strings coerce the same way: `"1"`, `1` and `true` are the same binary label, `"3.5"` and 3.5 the
+ * same number, and an empty string is a missing value.
+ */
+export function validateRecord(
+  record: Record<string, unknown>,
+  spec: Spec,
+  location: RecordLocation,
+): { row?: ValidatedRow; problems: DatasetProblem[] } {
+  return validatorFor(spec)(record, location);
+}
+
+export interface ValidateDatasetOptions {
+  file: string;
+  format: DatasetFormat;
+  /** Row-level problems kept in the report; the rest are only counted. Default 50. */
+  maxProblems?: number;
+}
+
+export interface DatasetReport {
+  file: string;
+  format: DatasetFormat;
+  /** Records read (header, blank lines and lines that are not a record, such as bad JSON, excluded). */
+  rows: number;
+  /** Records that passed every check. */
+  validRows: number;
+  /** Valid rows that carry a label, per task. */
+  labelledPerTask: Record<string, number>;
+  /** Per binary or multiclass task, labelled rows per class (`"0"`/`"1"` for binary). */
+  classCounts: Record<string, Record<string, number>>;
+  /** Whole-file problems first, then row problems in file order up to `maxProblems`. */
+  problems: DatasetProblem[];
+  /** All problems found, including those left out of `problems`. */
+  problemCount: number;
+  truncatedProblems: boolean;
+  /** sha256 (hex) of the bytes read: the content address of this dataset. */
+  digest: string;
+  sizeBytes: number;
+}
+
+/**
+ * Reads a dataset once, checking every record and computing its digest on the way; keeps counts,
+ * never rows, so it runs in constant memory on files of any size.
+ */
+export async function validateDataset(source: ByteSource, spec: Spec, options: ValidateDatasetOptions): Promise<DatasetReport> {
+  const { file, format } = options;
+  const maxProblems = options.maxProblems ?? 50;
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  async function* hashed(): AsyncGenerator<Uint8Array | string> {
+    for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+      hash.update(bytes);
+      sizeBytes += bytes.byteLength;
+      yield bytes;
+    }
+  }
+
+  const problems: DatasetProblem[] = [];
+  let problemCount = 0;
+  const addProblem = (problem: DatasetProblem) => {
+    problemCount += 1;
+    if (problems.length < maxProblems) problems.push(problem);
+  };
+  const labelledPerTask: Record<string, number> = Object.fromEntries(spec.tasks.map((task) => [task.name, 0]));
+  const classCounts: Record<string, Record<string, number>> = {};
+  for (const task of spec.tasks) {
+    if (task.type === 'binary') classCounts[task.name] = { '0': 0, '1': 0 };
+    if (task.type === 'multiclass') classCounts[task.name] = Object.fromEntries(task.classes.map((name) => [name, 0]));
+  }
+
+  const validate = validatorFor(spec);
+  let rows = 0;
+  let validRows = 0;
+  for await (const { line, record } of readRecords(hashed(), {
+    file,
+    format,
+    onProblem: addProblem,
+  })) {
+    rows += 1;
+    const result = validate(record, { file, line });
+    result.problems.forEach(addProblem);
+    if (!result.row) continue;
+    validRows += 1;
+    for (const task of spec.tasks) {
+      const label = result.row.labels[task.name];
+      if (label === null) continue;
+      labelledPerTask[task.name] += 1;
+      if (task.type === 'binary') classCounts[task.name][String(label)] += 1;
+      if (task.type === 'multiclass') classCounts[task.name][task.classes[label]] += 1;
+    }
+  }
+
+  const fileProblems = wholeFileProblems({ file, spec, rows, validRows, labelledPerTask, classCounts });
+  return {
+    file,
+    format,
+    rows,
+    validRows,
+    labelledPerTask,
+    classCounts,
+    problems: [...fileProblems, ...problems],
+    problemCount: problemCount + fileProblems.length,
+    truncatedProblems: problemCount > problems.length,
+    digest: hash.digest('hex'),
+    sizeBytes,
+  };
+}
+
+/** Throws a `DatasetError` listing the report's problems, if it has any. */
+export function assertValidDataset(report: DatasetReport): void {
+  if (report.problemCount === 0) return;
+  const count = report.problemCount === 1 ? '1 problem' : `${report.problemCount} problems`;
+  throw new DatasetError(`${report.file}: ${count}:\n${formatProblems(report.problems, { total: report.problemCount })}`, {
+    code: 'DATASET_INVALID',
+    file: report.file,
+    problems: report.problems,
+    context: { problemCount: report.problemCount, digest: report.digest },
+  });
+}
+
+function wholeFileProblems(counts: {
+  file: string;
+  spec: Spec;
+  rows: number;
+  validRows: number;
+  labelledPerTask: Record<string, number>;
+  classCounts: Record<string, Record<string, number>>;
+}): DatasetProblem[] {
+  const { file, spec } = counts;
+  if (counts.rows === 0) {
+    return [{ file, value: undefined, message: 'has no data rows; check that the file is not empty and has the right format' }];
+  }
+  // With no valid rows the per-row problems already say why; per-task counts would only repeat them.
+  if (counts.validRows === 0) return [];
+  const problems: DatasetProblem[] = [];
+  for (const task of spec.tasks) {
+    if (counts.labelledPerTask[task.name] === 0) {
+      problems.push({
+        file,
+        task: task.name,
+        field: task.label,
+        value: undefined,
+        message: `no valid row has a label in column "${task.label}"; check the label column name or remove the task`,
+      });
+    } else if (task.type === 'binary') {
+      const present = Object.entries(counts.classCounts[task.name]).filter(([, count]) => count > 0);
+      if (present.length === 1) {
+        problems.push({
+          file,
+          task: task.name,
+          field: task.label,
+          value: Number(present[0][0]),
+          message: `every labelled row is ${present[0][0]}; a binary task needs examples of both 0 and 1`,
+        });
+      }
+    }
+  }
+  return problems;
+}
+
+type RecordValidator = (record: Record<string, unknown>, location: RecordLocation) => { row?: ValidatedRow; problems: DatasetProblem[] };
+type FieldCheck = (record: Record<string, unknown>, input: Record<string, unknown>, report: (field: string, value: unknown, message: string) => void) => void;
+type LabelParser = (value: unknown) => { label: number } | { message: string };
+
+const validators = new WeakMap<Spec, RecordValidator>();
+
+/* The checks depend only on the spec, so they are built once per spec rather than once per row. */
+function validatorFor(spec: Spec): RecordValidator {
+  let validator = validators.get(spec);
+  if (!validator) {
+    validator = buildValidator(spec);
+    validators.set(spec, validator);
+  }
+  return validator;
+}
+
+function buildValidator(spec: Spec): RecordValidator {
+  const fieldChecks = inputChecks(spec);
+  const labelParsers = spec.tasks.map((task) => ({ task, parse: labelParser(task) }));
+  const taskList = spec.tasks.map((task) => (task.label === task.name ? task.name : `${task.name} (column "${task.label}")`)).join(', ');
+  return (record, { file, line }) => {
+    const problems: DatasetProblem[] = [];
+    const input: Record<string, unknown> = {};
+    for (const check of fieldChecks) {
+      check(record, input, (field, value, message) => problems.push({ file, line, field, value, message }));
+    }
+    const labels: Record<string, number | null> = {};
+    let anyLabel = false;
+    for (const { task, parse } of labelParsers) {
+      const value = record[task.label];
+      if (isMissing(value)) {
+        labels[task.name] = null;
+        continue;
+      }
+      anyLabel = true;
+      const parsed = parse(value);
+      if ('message' in parsed) {
+        problems.push({ file, line, task: task.name, field: task.label, value, message: parsed.message });
+        labels[task.name] = null;
+      } else {
+        labels[task.name] = parsed.label;
+      }
+    }
+    if (!anyLabel) {
+      problems.push({
+        file,
+        line,
+        value: undefined,
+        message: `has no label for any task (${taskList}); every row needs at least one label`,
+      });
+    }
+    return problems.length > 0 ? { problems } : { row: { input, labels }, problems };
+  };
+}
+
+const isMissing = (value: unknown): boolean => value === undefined || value === null || value === '';
+
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A finite number from a number or a decimal string (`"3.5"`, `" 1e-3 "`); no hex, no `Infinity`. */
+function toFiniteNumber(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
+  if (typeof value === 'string' && DECIMAL.test(value.trim())) {
+    const number = Number(value.trim());
+    return Number.isFinite(number) ? number : undefined;
+  }
+  return undefined;
+}
+
+function describe(value: unknown): string {
+  return `${renderValue(value)}${typeof value === 'object' && value !== null ? (Array.isArray(value) ? ' (an array)' : ' (an object)') : ''}`;
+}
+
+function inputChecks(spec: Spec): FieldCheck[] {
+  const checks = new Map<string, FieldCheck>();
+  const textCheck =
+    (field: string): FieldCheck =>
+    (record, input, report) => {
+      const value = record[field];
+      if (value === undefined || value === null) report(field, value, `field "${field}" is missing; every row needs the text the base model reads`);
+      else if (typeof value !== 'string') report(field, value, `field "${field}" is ${describe(value)}, expected text`);
+      else if (value.trim() === '') report(field, value, `field "${field}" is empty; every row needs the text the base model reads`);
+      else input[field] = value;
+    };
+  for (const model of spec.baseModels) {
+    switch (model.kind) {
+      case 'text':
+        checks.set(model.field, textCheck(model.field));
+        break;
+      case 'onnx':
+        checks.set(model.textField, textCheck(model.textField));
+        break;
+      case 'features':
+        checks.set(model.field, featuresCheck(model.field, model.dimension));
+        break;
+      case 'tabular':
+        for (const column of model.numeric) {
+          checks.set(column, (record, input, report) => {
+            const value = record[column];
+            if (isMissing(value)) {
+              input[column] = null;
+              return;
+            }
+            const number = toFiniteNumber(value);
+            if (number === undefined) report(column, value, `column "${column}" is ${describe(value)}, not a number; leave it empty if unknown`);
+            else input[column] = number;
+          });
+        }
+        for (const column of model.categorical) {
+          checks.set(column, (record, input, report) => {
+            const value = record[column];
+            if (isMissing(value)) input[column] = null;
+            else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') input[column] = String(value);
+            else report(column, value, `column "${column}" is ${describe(value)}, expected a category name`);
+          });
+        }
+        break;
+    }
+  }
+  return [...checks.values()];
+}
+
+function featuresCheck(field: string, dimension: number): FieldCheck {
+  return (record, input, report) => {
+    let value = record[field];
+    if (isMissing(value)) {
+      report(field, value, `field "${field}" is missing; every row needs a vector of ${dimension} numbers`);
+      return;
+    }
+    // CSV carries a vector as one JSON-array cell: "[0.1, 0.2, …]".
+    if (typeof value === 'string' && value.trim().startsWith('[')) {
+      try {
+        value = JSON.parse(value);
+      } catch {
+        report(field, record[field], `field "${field}" is not a JSON array of numbers; write it as [0.1, 0.2, …]`);
+        return;
+      }
+    }
+    if (!Array.isArray(value)) {
+      report(field, record[field], `field "${field}" is ${describe(value)}, expected an array of ${dimension} numbers`);
+      return;
+    }
+    if (value.length !== dimension) {
+      report(field, value.length, `field "${field}" has ${value.length} values, expected ${dimension} (baseModel.dimension)`);
+      return;
+    }
+    const bad = value.findIndex((item) => typeof item !== 'number' || !Number.isFinite(item));
+    if (bad >= 0) {
+      report(field, value[bad], `field "${field}" item ${bad} is ${describe(value[bad])}, not a finite number`);
+      return;
+    }
+    input[field] = value;
+  };
+}
+
+const TRUE_WORDS = new Set(['1', 'true']);
+const FALSE_WORDS = new Set(['0', 'false']);
+
+function labelParser(task: TaskSpec): LabelParser {
+  switch (task.type) {
+    case 'binary':
+      return (value) => {
+        if (value === true || value === 1) return { label: 1 };
+        if (value === false || value === 0) return { label: 0 };
+        if (typeof value === 'string') {
+          const word = value.trim().toLowerCase();
+          if (TRUE_WORDS.has(word)) return { label: 1 };
+          if (FALSE_WORDS.has(word)) return { label: 0 };
+        }
+        return { message: `label ${describe(value)} is not 0 or 1 (true/false also accepted)` };
+      };
+    case 'multiclass': {
+      const index = new Map(task.classes.map((name, position) => [name, position]));
+      const listed = task.classes.join(' | ');
+      return (value) => {
+        const name = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : undefined;
+        const position = name === undefined ? undefined : index.get(name);
+        if (position !== undefined) return { label: position };
+        const near = name === undefined ? undefined : task.classes.find((candidate) => candidate.toLowerCase() === name.trim().toLowerCase());
+        return { message: `label ${describe(value)} is not one of ${listed}${near ? `; did you mean "${near}"?` : ''}` };
+      };
+    }
+    case 'regression':
+      return (value) => {
+        const number = toFiniteNumber(value);
+        return number === undefined ? { message: `label ${describe(value)} is not a finite number` } : { label: number };
+      };
+  }
+}

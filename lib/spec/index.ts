@@ -1,0 +1,38 @@
+export { parseSpec, parseSpecJson, type ParseSpecOptions } from '#lib/spec/parse.ts';
+export { SpecError, formatSpecProblems, type SpecProblem } from '#lib/spec/errors.ts';
+export { canonicalJson, specDigest } from '#lib/spec/digest.ts';
+export {
+  ARCHITECTURES,
+  DATASET_FORMATS,
+  DEFAULT_METRIC,
+  METRICS_BY_TASK_TYPE,
+  TASK_TYPES,
+  datasetFormatOf,
+  primaryBaseModel,
+  specInputSchema,
+  type Architecture,
+  type BaseModelKind,
+  type BaseModelSpec,
+  type BinaryTaskSpec,
+  type DatasetFormat,
+  type DatasetsSpec,
+  type DeploySpec,
+  type FeaturesBaseModelSpec,
+  type Metric,
+  type ModelSpec,
+  type MonitorSpec,
+  type MulticlassTaskSpec,
+  type OnnxBaseModelSpec,
+  type RegressionTaskSpec,
+  type ScheduleSpec,
+  type Spec,
+  type SpecInput,
+  type SplitSpec,
+  type TabularBaseModelSpec,
+  type TaskSpec,
+  type TaskType,
+  type TextBaseModelSpec,
+  type TrainingSpec,
+  type TuningSpec,
+} from '#lib/spec/schema.ts';
+export { renderValue, pathToString } from '#lib/spec/render.ts';
