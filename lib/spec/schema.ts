@@ -69,8 +69,8 @@ export const tabularBaseModelSchema = z
     if (model.numeric.length + model.categorical.length === 0) {
       ctx.addIssue({
         code: 'custom',
-        path: ['numeric'],
-        input: model.numeric,
+        path: [],
+        input: model,
         message: 'a tabular base model needs at least one column; list them in numeric and/or categorical',
       });
     }

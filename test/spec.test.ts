@@ -1,0 +1,331 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  SpecError,
+  canonicalJson,
+  datasetFormatOf,
+  parseSpec,
+  parseSpecJson,
+  primaryBaseModel,
+  specDigest,
+  type SpecProblem,
+} from '#lib/spec/index.ts';
+
+const minimal = () => ({
+  project: 'demo',
+  baseModel: { kind: 'text' },
+  datasets: { train: 'data/train.jsonl' },
+  tasks: [{ name: 'urgent', type: 'binary' }],
+});
+
+function problemsOf(input: unknown): SpecProblem[] {
+  try {
+    parseSpec(input, { source: 'spec.json' });
+  } catch (error) {
+    if (error instanceof SpecError) return [...error.problems];
+    throw error;
+  }
+  throw new Error('expected parseSpec to throw a SpecError');
+}
+
+/** A copy of `base` with `value` set at a dotted path (`tasks.0.type`); `undefined` deletes. */
+function withValue(base: Record<string, unknown>, path: string, value: unknown): Record<string, unknown> {
+  const copy = structuredClone(base);
+  const keys = path.split('.');
+  let target: Record<string, unknown> = copy;
+  for (const key of keys.slice(0, -1)) {
+    target[key] ??= /^\d+$/.test(keys[keys.indexOf(key) + 1] ?? '') ? [] : {};
+    target = target[key] as Record<string, unknown>;
+  }
+  const last = keys[keys.length - 1];
+  if (value === undefined) delete target[last];
+  else target[last] = value;
+  return copy;
+}
+
+describe('parseSpec defaults', () => {
+  const spec = parseSpec(minimal());
+
+  it('fills the split, training, tuning, deploy and monitor sections', () => {
+    expect(spec.split).toEqual({ validationFraction: 0.15, holdoutFraction: 0.15, seed: 1 });
+    expect(spec.training).toEqual({
+      epochs: 20,
+      batchSize: 256,
+      learningRate: 1e-3,
+      weightDecay: 1e-4,
+      warmupSteps: 50,
+      schedule: 'cosine',
+      earlyStoppingPatience: 3,
+      weighting: 'fixed',
+      seed: 7,
+    });
+    expect(spec.tuning).toEqual({
+      strategy: 'pgpe',
+      generations: 3,
+      population: 6,
+      maxConcurrency: 2,
+      tuneLearningRate: false,
+      lambdaScale: 1,
+      screening: { enabled: 'auto', trialEpochs: 2 },
+    });
+    expect(spec.deploy).toEqual({ policy: 'if-better', margin: 0.005, canaryShare: 0.1, quantize: false, maxQuantizationLoss: 0.01 });
+    expect(spec.monitor).toEqual({ windowHours: 24, minRewardDrop: 0.05, psiThreshold: 0.2 });
+    expect(spec.schedule).toBeUndefined();
+  });
+
+  it('fills the model section and lists the architecture as the only candidate', () => {
+    expect(spec.model).toEqual({ architectures: ['shared-bottom'], hidden: [256], experts: 4, expertHidden: 128, towerHidden: [64] });
+  });
+
+  it('fills a text base model and normalizes it to a list of one', () => {
+    expect(spec.baseModels).toEqual([
+      { kind: 'text', field: 'text', ngramRange: [1, 2], vocabularySize: 20000, minDocumentFrequency: 2, lowercase: true },
+    ]);
+    expect(primaryBaseModel(spec)).toBe(spec.baseModels[0]);
+  });
+
+  it('reads the dataset format from the file extension', () => {
+    expect(spec.datasets).toEqual({ train: 'data/train.jsonl', format: 'jsonl' });
+  });
+
+  it('defaults a binary task label to its name, metric auc and weight 1', () => {
+    expect(spec.tasks).toEqual([{ name: 'urgent', type: 'binary', label: 'urgent', metric: 'auc', weight: 1 }]);
+  });
+
+  it('defaults multiclass to macroF1 and regression to rmse with mse loss and huberDelta 1', () => {
+    const parsed = parseSpec({
+      ...minimal(),
+      tasks: [
+        { name: 'team', type: 'multiclass', classes: ['a', 'b'] },
+        { name: 'hours', type: 'regression', label: 'hours_to_close' },
+      ],
+    });
+    expect(parsed.tasks).toEqual([
+      { name: 'team', type: 'multiclass', label: 'team', classes: ['a', 'b'], metric: 'macroF1', weight: 1 },
+      { name: 'hours', type: 'regression', label: 'hours_to_close', metric: 'rmse', loss: 'mse', huberDelta: 1, weight: 1 },
+    ]);
+    expect(parsed.tuning.lambdaScale).toBe(2);
+  });
+
+  it.each([
+    ['tabular', { kind: 'tabular', numeric: ['age'] }, { kind: 'tabular', numeric: ['age'], categorical: [], maxCategories: 50 }],
+    ['features', { kind: 'features', dimension: 8 }, { kind: 'features', field: 'features', dimension: 8 }],
+    [
+      'onnx',
+      { kind: 'onnx', model: 's3://models/encoder/model.onnx', tokenizer: 'encoder/tokenizer.json' },
+      {
+        kind: 'onnx',
+        model: 's3://models/encoder/model.onnx',
+        tokenizer: 'encoder/tokenizer.json',
+        textField: 'text',
+        pooling: 'mean',
+        maxLength: 128,
+        normalize: true,
+      },
+    ],
+  ])('fills the defaults of a %s base model', (_kind, baseModel, expected) => {
+    expect(parseSpec({ ...minimal(), baseModel }).baseModels).toEqual([expected]);
+  });
+
+  it('keeps a list of base model candidates in order', () => {
+    const parsed = parseSpec({ ...minimal(), baseModel: [{ kind: 'text' }, { kind: 'features', field: 'embedding', dimension: 4 }] });
+    expect(parsed.baseModels.map((model) => model.kind)).toEqual(['text', 'features']);
+  });
+
+  it('keeps architecture candidates, without repeats', () => {
+    const parsed = parseSpec({ ...minimal(), model: { architecture: ['mmoe', 'shared-bottom', 'mmoe'] } });
+    expect(parsed.model.architectures).toEqual(['mmoe', 'shared-bottom']);
+  });
+
+  it('fills schedule.enabled and keeps an explicit format over the extension', () => {
+    const parsed = parseSpec({ ...minimal(), datasets: { train: 's3://bucket/datasets/train.data', format: 'csv' }, schedule: { rate: '7 days' } });
+    expect(parsed.schedule).toEqual({ rate: '7 days', enabled: true });
+    expect(parsed.datasets.format).toBe('csv');
+  });
+});
+
+describe('parseSpec problems', () => {
+  it('reports every problem at once, in a message that names the source, path, value and fix', () => {
+    const input = {
+      ...minimal(),
+      tasks: [
+        { name: 'urgent', type: 'binary' },
+        { name: 'team', type: 'multi' },
+      ],
+      training: { epochs: 0 },
+      tuning: { population: 5 },
+    };
+    let caught: unknown;
+    try {
+      parseSpec(input, { source: 'spec.json' });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(SpecError);
+    const error = caught as SpecError;
+    expect(error.name).toBe('SpecError');
+    expect(error.code).toBe('SPEC_INVALID');
+    expect(error.message).toBe(
+      [
+        'spec.json: 3 problems:',
+        '  - tasks[1].type: "multi" is not one of binary | multiclass | regression',
+        '  - training.epochs: 0 is below the minimum 1',
+        '  - tuning.population: 5 is odd; PGPE samples in symmetric pairs, so use an even population such as 6',
+      ].join('\n'),
+    );
+    expect(error.problems[0]).toEqual({ path: 'tasks[1].type', value: 'multi', message: '"multi" is not one of binary | multiclass | regression' });
+    expect(error.context).toMatchObject({ source: 'spec.json', problems: error.problems });
+  });
+
+  it.each([
+    ['project', 'Demo_1', 'project', 'Demo_1', /not a valid project name/],
+    ['project', undefined, 'project', undefined, /^missing; expected a string$/],
+    ['baseModel', { kind: 'txt' }, 'baseModel.kind', 'txt', /^"txt" is not one of text \| tabular \| features \| onnx$/],
+    ['baseModel', [{ kind: 'text' }, { kind: 'features' }], 'baseModel[1].dimension', undefined, /^missing; expected a number$/],
+    ['baseModel', 'text', 'baseModel', 'text', /^"text" is a string; expected an array or an object$/],
+    ['baseModel', { kind: 'text', ngramRange: [3, 1] }, 'baseModel.ngramRange', [3, 1], /starts above where it ends/],
+    ['baseModel', { kind: 'tabular' }, 'baseModel', { kind: 'tabular' }, /needs at least one column/],
+    ['baseModel', { kind: 'tabular', numeric: ['a'], categorical: ['a'] }, 'baseModel.categorical[0]', 'a', /listed twice/],
+    ['baseModel', { kind: 'onnx', model: 's3://x', tokenizer: 't.json' }, 'baseModel.model', 's3://x', /not an S3 URI/],
+    ['baseModel', { kind: 'onnx', model: 'm.onnx', tokenizer: 't.json', pooling: 'max' }, 'baseModel.pooling', 'max', /^"max" is not one of mean \| cls$/],
+    ['datasets.train', '', 'datasets.train', '', /is empty; give a local path or an s3:\/\/bucket\/key URI/],
+    ['datasets.train', 'data/train.parquet', 'datasets.format', undefined, /"data\/train.parquet" does not end in .jsonl or .csv/],
+    ['datasets.validation', 'data/valid.csv', 'datasets.format', undefined, /mix formats \(jsonl, csv\)/],
+    ['datasets.format', 'parquet', 'datasets.format', 'parquet', /^"parquet" is not one of jsonl \| csv$/],
+    ['split.validationFraction', 1, 'split.validationFraction', 1, /^1 must be less than 1$/],
+    ['split.validationFraction', 0.9, 'split.holdoutFraction', undefined, /leaves no training rows/],
+    ['split.holdoutFraction', 0, 'split.holdoutFraction', 0, /^0 leaves no holdout rows; set a fraction above 0 or give datasets.holdout$/],
+    ['tasks', [], 'tasks', [], /^is empty; list at least one task$/],
+    ['tasks.0.type', 'multi', 'tasks[0].type', 'multi', /^"multi" is not one of binary \| multiclass \| regression$/],
+    ['tasks.0.name', 'urgent task', 'tasks[0].name', 'urgent task', /not a usable task name/],
+    ['tasks.0.classes', ['a', 'b'], 'tasks[0].classes', ['a', 'b'], /^only multiclass tasks take classes; remove it or set type to "multiclass"$/],
+    ['tasks.0.metric', 'rmse', 'tasks[0].metric', 'rmse', /^"rmse" is not one of auc \| accuracy \| logLoss$/],
+    ['tasks.0.weight', -1, 'tasks[0].weight', -1, /^-1 is below the minimum 0$/],
+    ['tasks.0.floor', 1.5, 'tasks[0].floor', 1.5, /outside \[0, 1\], the range of auc/],
+    ['tasks.0.loss', 'huber', 'tasks[0].loss', 'huber', /unknown field/],
+    ['tasks.0.label', 'text', 'tasks[0].label', 'text', /is a base model input column/],
+    ['training.epoch', 5, 'training.epoch', 5, /^unknown field; did you mean "epochs"\?/],
+    ['training.batchSize', 2.5, 'training.batchSize', 2.5, /^2.5 is not a whole number$/],
+    ['training.learningRate', 0, 'training.learningRate', 0, /^0 must be greater than 0$/],
+    ['training.schedule', 'linear', 'training.schedule', 'linear', /^"linear" is not one of cosine \| constant$/],
+    ['training.weighting', 'gradnorm', 'training.weighting', 'gradnorm', /^"gradnorm" is not one of fixed \| uncertainty \| dwa$/],
+    ['tuning.strategy', 'grid', 'tuning.strategy', 'grid', /^"grid" is not one of pgpe \| random \| uniform$/],
+    ['tuning.population', 7, 'tuning.population', 7, /is odd; PGPE samples in symmetric pairs/],
+    ['tuning.screening.enabled', 'yes', 'tuning.screening.enabled', 'yes', /"yes"/],
+    ['model.architecture', ['mmoe', 'moe'], 'model.architecture[1]', 'moe', /^"moe" is not one of shared-bottom \| mmoe$/],
+    ['model.hidden', [256, 0], 'model.hidden[1]', 0, /^0 is below the minimum 1$/],
+    ['deploy.policy', 'sometimes', 'deploy.policy', 'sometimes', /^"sometimes" is not one of if-better \| always \| never \| canary$/],
+    ['deploy.canaryShare', 1, 'deploy.canaryShare', 1, /^1 must be less than 1$/],
+    ['schedule', { enabled: true }, 'schedule', { enabled: true }, /has neither cron nor rate/],
+    ['schedule', { rate: '7 days', cron: '0 3 ? * MON *' }, 'schedule', { rate: '7 days', cron: '0 3 ? * MON *' }, /has both cron and rate/],
+    ['schedule', { rate: 'weekly' }, 'schedule.rate', 'weekly', /is not a rate; write "<n> <minutes\|hours\|days>"/],
+    ['schedule', { cron: '0 3 * * *' }, 'schedule.cron', '0 3 * * *', /give 6 fields/],
+    ['monitor.psiThreshold', 'high', 'monitor.psiThreshold', 'high', /^"high" is a string, expected a number$/],
+    ['extra', true, 'extra', true, /^unknown field \(known: project, /],
+  ])('setting %s to %j reports %s', (field, value, path, reported, message) => {
+    const problems = problemsOf(withValue(minimal(), field, value));
+    const problem = problems.find((candidate) => candidate.path === path);
+    expect(problem, JSON.stringify(problems)).toBeDefined();
+    expect(problem?.value).toEqual(reported);
+    expect(problem?.message).toMatch(message);
+  });
+
+  it('asks for classes on a multiclass task and at least two distinct ones', () => {
+    expect(problemsOf({ ...minimal(), tasks: [{ name: 'team', type: 'multiclass' }] })).toEqual([
+      { path: 'tasks[0].classes', value: undefined, message: 'missing; expected an array' },
+    ]);
+    expect(problemsOf({ ...minimal(), tasks: [{ name: 'team', type: 'multiclass', classes: ['a'] }] })).toEqual([
+      { path: 'tasks[0].classes', value: ['a'], message: '["a"] has fewer than 2 classes; a multiclass task needs at least 2' },
+    ]);
+    expect(problemsOf({ ...minimal(), tasks: [{ name: 'team', type: 'multiclass', classes: ['a', 'b', 'a'] }] })).toEqual([
+      { path: 'tasks[0].classes[2]', value: 'a', message: '"a" is listed twice; class names must be unique' },
+    ]);
+  });
+
+  it('reports a duplicate task name even when another task has a type error', () => {
+    const problems = problemsOf({
+      ...minimal(),
+      tasks: [
+        { name: 'urgent', type: 'binary' },
+        { name: 'urgent', type: 'regression', loss: 'l1' },
+      ],
+    });
+    expect(problems.map((problem) => problem.path)).toEqual(['tasks[1].loss', 'tasks[1].name']);
+    expect(problems[1].message).toBe('"urgent" is already the name of tasks[0]; task names must be unique');
+  });
+
+  it('accepts a split fraction of 0 when that dataset is given explicitly', () => {
+    const parsed = parseSpec({ ...minimal(), datasets: { train: 'a.jsonl', holdout: 'b.jsonl' }, split: { holdoutFraction: 0 } });
+    expect(parsed.split.holdoutFraction).toBe(0);
+  });
+
+  it('reports a spec that is not an object at the top level', () => {
+    expect(() => parseSpec([1], { source: 'spec.json' })).toThrow('spec.json: 1 problem:\n  - (top level): [1] is an array, expected an object');
+  });
+
+  it('reports JSON syntax errors with the cause kept', () => {
+    let caught: unknown;
+    try {
+      parseSpecJson('{"project": "demo",}', { source: 'spec.json' });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(SpecError);
+    expect((caught as SpecError).message).toMatch(/^spec.json: 1 problem:\n {2}- \(top level\): is not valid JSON \(/);
+    expect((caught as SpecError).cause).toBeInstanceOf(SyntaxError);
+  });
+
+  it('uses "spec" as the source when none is given', () => {
+    expect(() => parseSpec({})).toThrow(/^spec: 4 problems:/);
+  });
+});
+
+describe('specDigest', () => {
+  it('is the same whatever order the keys were written in, and includes defaults', () => {
+    const a = parseSpec(minimal());
+    const b = parseSpec({
+      tasks: [{ type: 'binary', name: 'urgent', metric: 'auc' }],
+      datasets: { train: 'data/train.jsonl' },
+      baseModel: { lowercase: true, kind: 'text' },
+      project: 'demo',
+    });
+    expect(specDigest(a)).toMatch(/^[0-9a-f]{64}$/);
+    expect(specDigest(b)).toBe(specDigest(a));
+  });
+
+  it('changes when any setting changes', () => {
+    const a = parseSpec(minimal());
+    const b = parseSpec({ ...minimal(), training: { epochs: 21 } });
+    expect(specDigest(b)).not.toBe(specDigest(a));
+  });
+
+  it('serializes with sorted keys at every depth', () => {
+    expect(canonicalJson({ b: 1, a: { d: [{ z: 1, y: 2 }], c: undefined } })).toBe('{"a":{"d":[{"y":2,"z":1}]},"b":1}');
+  });
+});
+
+describe('datasetFormatOf', () => {
+  it.each([
+    ['train.jsonl', 'jsonl'],
+    ['s3://bucket/datasets/train.NDJSON', 'jsonl'],
+    ['rows.json', 'jsonl'],
+    ['train.csv', 'csv'],
+    ['train.parquet', undefined],
+  ])('%s is %s', (location, format) => {
+    expect(datasetFormatOf(location)).toBe(format);
+  });
+});
+
+describe('example specs', () => {
+  it.each(['support-triage', 'tabular'])('examples/%s/spec.json parses', (name) => {
+    const path = `examples/${name}/spec.json`;
+    const spec = parseSpecJson(readFileSync(path, 'utf8'), { source: path });
+    expect(spec.tasks.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('support-triage has a text base model and one task of each type', () => {
+    const spec = parseSpecJson(readFileSync('examples/support-triage/spec.json', 'utf8'));
+    expect(primaryBaseModel(spec).kind).toBe('text');
+    expect(spec.tasks.map((task) => task.type)).toEqual(['binary', 'multiclass', 'regression']);
+  });
+});
