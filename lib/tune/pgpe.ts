@@ -11,8 +11,9 @@ import type { PendingTrial, Proposal, TrialResult, Tuner, TunerInit, TunerStateB
  * mean is the baseline. Then
  *   g_μ = mean over pairs of (f⁺ − f⁻)/2 · ε                      (the baseline cancels in the pair)
  *   g_σ = mean over pairs of ((f⁺ + f⁻)/2 − b) · (ε² − σ²)/σ
- * μ takes an Adam ascent step on g_μ (a step of about `stepSize` logits per dimension, whatever the
- * reward's scale), σ a plain step of `sigmaStepSize`·g_σ, limited to ±`sigmaMaxChange`·σ per
+ * μ takes an Adam ascent step on g_μ of about `stepSize`·σ_i/`sigmaInit` per dimension, whatever the
+ * reward's scale: the step starts at `stepSize` and contracts with σ, so the policy settles on an
+ * optimum instead of jittering around it at Adam's constant step. σ takes a plain step of `sigmaStepSize`·g_σ, limited to ±`sigmaMaxChange`·σ per
  * generation and clipped to [sigmaMin, sigmaMax]. A failed trial drops its whole pair: a lone half of
  * a pair has no partner to difference against.
  */
@@ -133,11 +134,14 @@ export function createPgpeTuner(overrides: Partial<PgpeHyperparameters> = {}): T
       return i === undefined ? fallback : values[i];
     };
     const mu = dims.map((name) => carry(name, warm.mu, name === LR_DIM ? 0 : meanLogit));
+    const oldTasks = warm.dims.filter((name) => name !== LR_DIM);
+    const sameTasks = oldTasks.length === base.taskNames.length && oldTasks.every((name, i) => base.taskNames[i] === name);
     return {
       ...base,
       hyper,
       dims,
-      mu: centerLogits(mu, base.taskNames.length),
+      // Recentering only when the task list changed keeps an unchanged policy bit-for-bit.
+      mu: sameTasks ? mu : centerLogits(mu, base.taskNames.length),
       sigma: dims.map((name) => Math.min(hyper.sigmaMax, Math.max(hyper.sigmaMin, carry(name, warm.sigma, hyper.sigmaInit)))),
       adam: { m: dims.map((name) => carry(name, warm.adam.m, 0)), v: dims.map((name) => carry(name, warm.adam.v, 0)), step: warm.adam.step },
       lastMeanReward: warm.lastMeanReward,
@@ -203,7 +207,8 @@ export function createPgpeTuner(overrides: Partial<PgpeHyperparameters> = {}): T
     const mu = state.mu.map((mui, i) => {
       const mHat = m[i] / (1 - beta1 ** step);
       const vHat = v[i] / (1 - beta2 ** step);
-      const moved = mui + (stepSize * mHat) / (Math.sqrt(vHat) + 1e-8);
+      // The step shrinks with σ: as exploration contracts around an optimum, so do the moves (no Adam jitter).
+      const moved = mui + (stepSize * (state.sigma[i] / state.hyper.sigmaInit) * mHat) / (Math.sqrt(vHat) + 1e-8);
       // The lr coordinate lives in [−1, 1]; beyond it every sample clips to the same lr.
       return state.dims[i] === LR_DIM ? Math.max(-1, Math.min(1, moved)) : moved;
     });
