@@ -1,0 +1,286 @@
+/**
+ * The reward table: what the agent learns from. Trial rewards and the tuner's policy (offline),
+ * predictions, feedback and per-version arm counters (online).
+ *
+ * Layout (pk | sk → attributes):
+ *   PROJECT#<p>          | TRIAL#<runId>#<trialId>   row, recordedAt              written once
+ *   PROJECT#<p>          | POLICY                    state, revision, updatedAt   optimistic locking
+ *   PROJECT#<p>          | ARM#0000012               count, sum, sumSquares, successes, failures (ADD)
+ *   PREDICTION#<p>#<id>  | PREDICTION                version, detail, createdAt, expiresAt, reward?, feedbackAt?
+ *
+ * Predictions get a partition each because they are written at serving rate; everything else a
+ * project owns shares its partition. `expiresAt` is the TTL attribute on AWS (dynalite keeps them).
+ */
+import { GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { RegistryError, call, dynamoError, isConditionFailure, keyPart, queryAll, revisionOf, versionPart } from './dynamo.ts';
+
+export interface TrialRecord<Row> {
+  project: string;
+  runId: string;
+  trialId: string;
+  row: Row;
+  recordedAt: string;
+}
+
+export interface PolicyState<State> {
+  state: State;
+  revision: number;
+  updatedAt: string;
+}
+
+/**
+ * Sufficient statistics of one version's online rewards. `count`/`sum`/`sumSquares` feed a
+ * Gaussian posterior; `successes`/`failures` a Beta posterior, where a reward r in [0, 1] counts
+ * as r successes and 1 − r failures (exact for 0/1 rewards). Rewards outside [0, 1] leave
+ * `successes`/`failures` unchanged.
+ */
+export interface ArmStats {
+  version: number;
+  count: number;
+  sum: number;
+  sumSquares: number;
+  successes: number;
+  failures: number;
+}
+
+export interface PredictionRecord {
+  project: string;
+  predictionId: string;
+  version: number;
+  detail?: Record<string, unknown>;
+  createdAt: string;
+  expiresAt: number;
+  reward?: number;
+  feedbackAt?: string;
+}
+
+export interface RewardLogOptions {
+  dynamodb: DynamoDBDocumentClient;
+  tableName: string;
+  /** How long a prediction waits for feedback before TTL removes it (AWS only). Default 30 days. */
+  predictionRetentionDays?: number;
+  clock?: () => Date;
+}
+
+const projectKey = (project: string) => `PROJECT#${keyPart('project', project)}`;
+const predictionKey = (project: string, predictionId: string) => ({
+  pk: `PREDICTION#${keyPart('project', project)}#${keyPart('predictionId', predictionId)}`,
+  sk: 'PREDICTION',
+});
+
+export class RewardLog {
+  readonly #db: DynamoDBDocumentClient;
+  readonly #table: string;
+  readonly #clock: () => Date;
+  readonly #retentionSeconds: number;
+
+  constructor(options: RewardLogOptions) {
+    this.#db = options.dynamodb;
+    this.#table = options.tableName;
+    this.#clock = options.clock ?? (() => new Date());
+    this.#retentionSeconds = Math.round((options.predictionRetentionDays ?? 30) * 86_400);
+  }
+
+  // ── trials and policy (offline) ──────────────────────────────────────────────────────────────
+
+  /** Logs one trial's outcome once; a retried Reward step writes nothing and gets `false`. */
+  async recordTrial<Row>(project: string, runId: string, trialId: string, row: Row): Promise<boolean> {
+    return this.#putOnce(
+      { pk: projectKey(project), sk: `TRIAL#${keyPart('runId', runId)}#${keyPart('trialId', trialId)}`, project, runId, trialId, row, recordedAt: this.#now() },
+      'PutItem (trial)',
+    );
+  }
+
+  /** Trial rows of a project (all runs, or one), in run then trial id order. */
+  async listTrials<Row>(project: string, runId?: string): Promise<TrialRecord<Row>[]> {
+    const prefix = runId === undefined ? 'TRIAL#' : `TRIAL#${keyPart('runId', runId)}#`;
+    const items = await queryAll(
+      this.#db,
+      {
+        TableName: this.#table,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': projectKey(project), ':prefix': prefix },
+        ConsistentRead: true,
+      },
+      'Query (trials)',
+    );
+    return items.map((item) => ({
+      project: item.project as string,
+      runId: item.runId as string,
+      trialId: item.trialId as string,
+      row: item.row as Row,
+      recordedAt: item.recordedAt as string,
+    }));
+  }
+
+  async getPolicy<State>(project: string): Promise<PolicyState<State> | undefined> {
+    const item = await this.#get({ pk: projectKey(project), sk: 'POLICY' });
+    return item ? { state: item.state as State, revision: item.revision as number, updatedAt: item.updatedAt as string } : undefined;
+  }
+
+  /**
+   * Saves the tuner's policy if nobody saved one since `expectedRevision` (undefined or 0: none
+   * saved yet). Two Reward steps racing from the same revision: one wins, the other gets
+   * `POLICY_CONFLICT` and should re-read and redo its update.
+   */
+  async putPolicy<State>(project: string, state: State, expectedRevision: number | undefined): Promise<PolicyState<State>> {
+    const expected = revisionOf(expectedRevision);
+    const saved: PolicyState<State> = { state, revision: expected + 1, updatedAt: this.#now() };
+    try {
+      await this.#db.send(
+        new PutCommand({
+          TableName: this.#table,
+          Item: { pk: projectKey(project), sk: 'POLICY', ...saved },
+          ...(expected === 0
+            ? { ConditionExpression: 'attribute_not_exists(pk)' }
+            : { ConditionExpression: 'revision = :expected', ExpressionAttributeValues: { ':expected': expected } }),
+        }),
+      );
+      return saved;
+    } catch (error) {
+      if (!isConditionFailure(error)) throw dynamoError(this.#table, 'PutItem (policy)', error);
+    }
+    const actual = (await this.getPolicy(project))?.revision ?? 0;
+    throw new RegistryError(`the policy of ${project} is at revision ${actual}, not ${expected}: another run updated it; read it again and redo the update`, {
+      code: 'POLICY_CONFLICT',
+      context: { project, actualRevision: actual, expectedRevision: expected },
+    });
+  }
+
+  // ── predictions and feedback (online) ────────────────────────────────────────────────────────
+
+  /** Remembers which version served a prediction, so feedback can be credited to it. Idempotent. */
+  async recordPrediction(
+    project: string,
+    predictionId: string,
+    prediction: { version: number; detail?: Record<string, unknown> },
+  ): Promise<boolean> {
+    versionPart(prediction.version);
+    const now = this.#clock();
+    return this.#putOnce(
+      {
+        ...predictionKey(project, predictionId),
+        project,
+        predictionId,
+        version: prediction.version,
+        ...(prediction.detail === undefined ? {} : { detail: prediction.detail }),
+        createdAt: now.toISOString(),
+        expiresAt: Math.floor(now.getTime() / 1000) + this.#retentionSeconds,
+      },
+      'PutItem (prediction)',
+    );
+  }
+
+  async getPrediction(project: string, predictionId: string): Promise<PredictionRecord | undefined> {
+    const item = await this.#get(predictionKey(project, predictionId));
+    if (!item) return undefined;
+    const { pk: _pk, sk: _sk, ...record } = item;
+    return record as unknown as PredictionRecord;
+  }
+
+  /**
+   * Credits a reward to the version that served the prediction, exactly once per prediction:
+   * unknown ids get `PREDICTION_NOT_FOUND`, a second reward `FEEDBACK_DUPLICATE`. The reward is
+   * first set on the prediction (conditional), then added to the arm counters; without
+   * transactions a crash between the two loses that one observation from the counters (never
+   * counts it twice), which a bandit tolerates.
+   */
+  async recordFeedback(project: string, predictionId: string, reward: number): Promise<{ version: number; reward: number }> {
+    if (typeof reward !== 'number' || !Number.isFinite(reward)) {
+      throw new RegistryError(`reward ${JSON.stringify(reward)} for prediction ${predictionId} is not a finite number; send 0/1 or a real value`, {
+        code: 'INVALID_ARGUMENT',
+        context: { project, predictionId, reward },
+      });
+    }
+    let version: number;
+    try {
+      const result = await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: predictionKey(project, predictionId),
+          UpdateExpression: 'SET reward = :reward, feedbackAt = :now',
+          ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(reward)',
+          ExpressionAttributeValues: { ':reward': reward, ':now': this.#now() },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      version = result.Attributes?.version as number;
+    } catch (error) {
+      if (!isConditionFailure(error)) throw dynamoError(this.#table, 'UpdateItem (feedback)', error);
+      const existing = await this.getPrediction(project, predictionId);
+      if (!existing) {
+        throw new RegistryError(`${project} has no prediction "${predictionId}" (unknown id, or expired): send feedback for an id returned by Infer`, {
+          code: 'PREDICTION_NOT_FOUND',
+          context: { project, predictionId },
+        });
+      }
+      throw new RegistryError(`prediction "${predictionId}" of ${project} already has reward ${existing.reward} (at ${existing.feedbackAt}); feedback counts once`, {
+        code: 'FEEDBACK_DUPLICATE',
+        context: { project, predictionId, reward: existing.reward, given: reward },
+      });
+    }
+    await this.#addToArm(project, version, reward);
+    return { version, reward };
+  }
+
+  /** Counters for each asked version, in the order asked; versions never rewarded get zeros. */
+  async getArmStats(project: string, versions: number[]): Promise<ArmStats[]> {
+    return Promise.all(
+      versions.map(async (version) => {
+        const item = await this.#get({ pk: projectKey(project), sk: `ARM#${versionPart(version)}` });
+        return {
+          version,
+          count: (item?.count as number | undefined) ?? 0,
+          sum: (item?.sum as number | undefined) ?? 0,
+          sumSquares: (item?.sumSquares as number | undefined) ?? 0,
+          successes: (item?.successes as number | undefined) ?? 0,
+          failures: (item?.failures as number | undefined) ?? 0,
+        };
+      }),
+    );
+  }
+
+  async #addToArm(project: string, version: number, reward: number): Promise<void> {
+    const bounded = reward >= 0 && reward <= 1;
+    await call(this.#table, 'UpdateItem (arm counters)', () =>
+      this.#db.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: { pk: projectKey(project), sk: `ARM#${versionPart(version)}` },
+          UpdateExpression: bounded
+            ? 'SET version = :version ADD #count :one, #sum :reward, sumSquares :square, successes :success, failures :failure'
+            : 'SET version = :version ADD #count :one, #sum :reward, sumSquares :square',
+          ExpressionAttributeNames: { '#count': 'count', '#sum': 'sum' },
+          ExpressionAttributeValues: {
+            ':version': version,
+            ':one': 1,
+            ':reward': reward,
+            ':square': reward * reward,
+            ...(bounded ? { ':success': reward, ':failure': 1 - reward } : {}),
+          },
+        }),
+      ),
+    );
+  }
+
+  // ── plumbing ─────────────────────────────────────────────────────────────────────────────────
+
+  #now(): string {
+    return this.#clock().toISOString();
+  }
+
+  async #get(key: { pk: string; sk: string }): Promise<Record<string, unknown> | undefined> {
+    const result = await call(this.#table, 'GetItem', () => this.#db.send(new GetCommand({ TableName: this.#table, Key: key, ConsistentRead: true })));
+    return result.Item;
+  }
+
+  async #putOnce(item: Record<string, unknown>, action: string): Promise<boolean> {
+    try {
+      await this.#db.send(new PutCommand({ TableName: this.#table, Item: item, ConditionExpression: 'attribute_not_exists(pk)' }));
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw dynamoError(this.#table, action, error);
+    }
+  }
+}
