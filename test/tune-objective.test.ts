@@ -68,7 +68,7 @@ describe('rewardOf', () => {
     expect(far).toBeLessThan(near);
   });
 
-  it.each([
+  it.each<{ metrics: Record<string, Record<string, number>>; message: RegExp }>([
     { metrics: { ltv: { rmse: 10 } }, message: /task "churn": metric auc is missing/ },
     { metrics: { churn: { accuracy: 0.9 }, ltv: { rmse: 10 } }, message: /reported: accuracy/ },
     { metrics: { churn: { auc: Number.NaN }, ltv: { rmse: 10 } }, message: /metric auc is NaN/ },
