@@ -1,6 +1,4 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { CsvError, parse, type Info } from 'csv-parse';
+import { parse, type Info } from 'csv-parse';
 import { DatasetError, formatProblem, type DatasetProblem } from '#lib/datasets/errors.ts';
 import { renderValue } from '#lib/spec/index.ts';
 import type { DatasetFormat } from '#lib/spec/index.ts';
@@ -63,13 +61,13 @@ async function* readJsonl(source: ByteSource, file: string, onProblem: (problem:
   };
   for await (const chunk of readChunks(source, file)) {
     pending += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
-    let newline = pending.indexOf('\n');
-    while (newline >= 0) {
-      const parsed = parseLine(pending.slice(0, newline));
-      pending = pending.slice(newline + 1);
+    let start = 0;
+    for (let newline = pending.indexOf('\n'); newline >= 0; newline = pending.indexOf('\n', start)) {
+      const parsed = parseLine(pending.slice(start, newline));
+      start = newline + 1;
       if (parsed) yield parsed;
-      newline = pending.indexOf('\n');
     }
+    pending = pending.slice(start);
   }
   pending += decoder.decode();
   if (pending !== '') {
@@ -79,15 +77,27 @@ async function* readJsonl(source: ByteSource, file: string, onProblem: (problem:
 }
 
 async function* readCsv(source: ByteSource, file: string, onProblem: (problem: DatasetProblem) => void): AsyncGenerator<SourceRecord> {
+  /*
+   * The parser is driven chunk by chunk rather than iterated as a stream: a stream that errors
+   * (an unclosed quote at the end) throws away the records it had buffered, and those still
+   * deserve checking. Only one chunk's records are held at a time.
+   */
   const parser = parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true });
-  let sourceFailure: unknown;
-  const feeding = pipeline(Readable.from(asBuffers(readChunks(source, file))), parser).catch((error: unknown) => {
-    sourceFailure = error;
+  const parsed: { record: string[]; info: Info }[] = [];
+  let syntaxError: (Error & { code: string }) | undefined;
+  let otherError: unknown;
+  parser.on('data', (item: { record: string[]; info: Info }) => parsed.push(item));
+  parser.on('error', (error: unknown) => {
+    if (isCsvSyntaxError(error)) syntaxError ??= error;
+    else otherError ??= error;
   });
+  const ended = new Promise<void>((resolve) => parser.once('end', resolve).once('close', resolve));
+
   let header: string[] | undefined;
-  try {
-    for await (const item of parser as AsyncIterable<{ record: string[]; info: Info }>) {
-      const { record, info } = item;
+  let lastLine = 0;
+  function* drain(): Generator<SourceRecord> {
+    for (const { record, info } of parsed.splice(0)) {
+      lastLine = info.lines;
       // `info.lines` is the line where the record ends; quoted newlines inside it moved it down.
       const line = info.lines - record.reduce((count, field) => count + countNewlines(field), 0);
       if (header === undefined) {
@@ -99,7 +109,7 @@ async function* readCsv(source: ByteSource, file: string, onProblem: (problem: D
         onProblem({
           file,
           line,
-          value: record.length > 0 ? record.join(',').slice(0, 80) : '',
+          value: record.join(',').slice(0, 80),
           message: `has ${record.length} fields but the header has ${header.length}; quote values that contain commas`,
         });
         continue;
@@ -110,21 +120,38 @@ async function* readCsv(source: ByteSource, file: string, onProblem: (problem: D
       });
       yield { line, record: values };
     }
-  } catch (error) {
-    if (!(error instanceof CsvError) || sourceFailure !== undefined) throw unreadable(file, sourceFailure ?? error);
-    // A malformed quote leaves the rest of the file ambiguous, so it ends the read.
-    const at = (error as CsvError & { lines?: number }).lines;
-    onProblem({
-      file,
-      line: typeof at === 'number' ? at : undefined,
-      value: undefined,
-      message: `cannot be parsed as CSV (${error.message}); check the quotes on this line`,
-    });
+  }
+
+  try {
+    for await (const chunk of readChunks(source, file)) {
+      if (syntaxError !== undefined || otherError !== undefined) break;
+      const buffer = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      await new Promise<void>((resolve) => parser.write(buffer, () => resolve()));
+      yield* drain();
+    }
+    if (syntaxError === undefined && otherError === undefined) {
+      parser.end();
+      await ended;
+    }
+    yield* drain();
   } finally {
     parser.destroy();
-    await feeding;
   }
-  if (sourceFailure !== undefined) throw unreadable(file, sourceFailure);
+  if (otherError !== undefined) throw unreadable(file, otherError);
+  if (syntaxError !== undefined) {
+    // A malformed quote leaves the rest of the file ambiguous, so it ends the read.
+    onProblem({
+      file,
+      line: lastLine + 1,
+      value: undefined,
+      message: `cannot be parsed as CSV (${syntaxError.message}); check the quotes in the record starting on this line`,
+    });
+  }
+}
+
+function isCsvSyntaxError(error: unknown): error is Error & { code: string } {
+  const code = error instanceof Error ? (error as Error & { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code.startsWith('CSV_');
 }
 
 function reportHeaderProblems(header: string[], file: string, line: number, onProblem: (problem: DatasetProblem) => void): void {
@@ -141,12 +168,6 @@ function countNewlines(text: string): number {
   let count = 0;
   for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) count += 1;
   return count;
-}
-
-async function* asBuffers(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<Buffer> {
-  for await (const chunk of chunks) {
-    yield typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  }
 }
 
 /** Iterates the source, turning a failure of the source itself into `DATASET_UNREADABLE`. */

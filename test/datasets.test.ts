@@ -1,0 +1,407 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import {
+  DatasetError,
+  assertValidDataset,
+  formatProblem,
+  formatProblems,
+  readRecords,
+  splitOf,
+  validateDataset,
+  validateRecord,
+  type DatasetProblem,
+  type SourceRecord,
+} from '#lib/datasets/index.ts';
+import { parseSpec, parseSpecJson, type SpecInput } from '#lib/spec/index.ts';
+
+const tasks: SpecInput['tasks'] = [
+  { name: 'urgent', type: 'binary' },
+  { name: 'team', type: 'multiclass', classes: ['billing', 'technical', 'account'] },
+  { name: 'hours', type: 'regression' },
+];
+const textSpec = parseSpec({ project: 'demo', baseModel: { kind: 'text' }, datasets: { train: 'train.jsonl' }, tasks });
+const tabularSpec = parseSpec({
+  project: 'demo',
+  baseModel: { kind: 'tabular', numeric: ['age', 'spend'], categorical: ['plan'] },
+  datasets: { train: 'train.csv' },
+  tasks,
+});
+const featuresSpec = parseSpec({
+  project: 'demo',
+  baseModel: { kind: 'features', dimension: 3 },
+  datasets: { train: 'train.jsonl' },
+  tasks: [{ name: 'urgent', type: 'binary' }],
+});
+
+/** Bytes cut into small chunks, so records and multi-byte characters straddle chunk edges. */
+async function* chunked(text: string, size = 7): AsyncGenerator<Uint8Array> {
+  const bytes = Buffer.from(text, 'utf8');
+  for (let offset = 0; offset < bytes.length; offset += size) yield bytes.subarray(offset, offset + size);
+}
+
+async function readAll(text: string, format: 'jsonl' | 'csv', file = `train.${format}`) {
+  const records: SourceRecord[] = [];
+  const problems: DatasetProblem[] = [];
+  for await (const record of readRecords(chunked(text), { format, file, onProblem: (problem) => problems.push(problem) })) {
+    records.push(record);
+  }
+  return { records, problems };
+}
+
+const at = { file: 'train.jsonl', line: 812 };
+
+describe('readRecords (JSONL)', () => {
+  it('yields each object with its line number, skipping blank lines and tolerating CRLF and a BOM', async () => {
+    const text = '\uFEFF{"text":"a"}\r\n\n{"text":"é ü — ok"}\r\n   \n{"text":"c"}';
+    const { records, problems } = await readAll(text, 'jsonl');
+    expect(problems).toEqual([]);
+    expect(records).toEqual([
+      { line: 1, record: { text: 'a' } },
+      { line: 3, record: { text: 'é ü — ok' } },
+      { line: 5, record: { text: 'c' } },
+    ]);
+  });
+
+  it('reports bad JSON and non-object lines with their line numbers and keeps reading', async () => {
+    const { records, problems } = await readAll('{"text":"a"}\n{"text": oops}\n[1,2]\n{"text":"d"}\n', 'jsonl');
+    expect(records.map((record) => record.line)).toEqual([1, 4]);
+    expect(problems.map((problem) => [problem.line, problem.value])).toEqual([
+      [2, '{"text": oops}'],
+      [3, [1, 2]],
+    ]);
+    expect(problems[0].message).toMatch(/^is not valid JSON \(.+\); each line must be one JSON object$/);
+    expect(problems[1].message).toBe('[1,2] is not a JSON object; each line must be one object such as {"text": "…"}');
+  });
+
+  it('throws a DatasetError at the first unreadable line when no onProblem is given', async () => {
+    const read = async () => {
+      for await (const record of readRecords(chunked('{"a":1}\nnot json\n'), { format: 'jsonl', file: 'train.jsonl' })) void record;
+    };
+    await expect(read()).rejects.toThrow(DatasetError);
+    await expect(read()).rejects.toThrow(/^train.jsonl line 2: is not valid JSON/);
+  });
+
+  it('turns a failing source into DATASET_UNREADABLE with the cause kept', async () => {
+    const failure = new Error('connection reset');
+    async function* failing(): AsyncGenerator<Uint8Array> {
+      yield Buffer.from('{"a":1}\n');
+      throw failure;
+    }
+    let caught: unknown;
+    try {
+      for await (const record of readRecords(failing(), { format: 'jsonl', file: 's3://b/train.jsonl' })) void record;
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(DatasetError);
+    expect((caught as DatasetError).code).toBe('DATASET_UNREADABLE');
+    expect((caught as DatasetError).cause).toBe(failure);
+    expect((caught as DatasetError).message).toMatch(/^s3:\/\/b\/train.jsonl: cannot be read \(connection reset\)/);
+  });
+
+  it('turns a failing source into DATASET_UNREADABLE for CSV too', async () => {
+    const failure = new Error('connection reset');
+    async function* failing(): AsyncGenerator<Uint8Array> {
+      yield Buffer.from('text,urgent\na,1\n');
+      throw failure;
+    }
+    const read = async () => {
+      for await (const record of readRecords(failing(), { format: 'csv', file: 'train.csv' })) void record;
+    };
+    await expect(read()).rejects.toMatchObject({ name: 'DatasetError', code: 'DATASET_UNREADABLE', cause: failure });
+  });
+
+  it('reads a Node stream', async () => {
+    const records: SourceRecord[] = [];
+    for await (const record of readRecords(Readable.from([Buffer.from('{"a":1}\n{"a":2}\n')]), { format: 'jsonl', file: 'x.jsonl' })) {
+      records.push(record);
+    }
+    expect(records.map((record) => record.record)).toEqual([{ a: 1 }, { a: 2 }]);
+  });
+});
+
+describe('readRecords (CSV)', () => {
+  it('handles a BOM, a quoted comma, a quoted newline, blank lines and a last line without newline', async () => {
+    const text = '\uFEFFtext,urgent\n"late, again",1\n\n"first line\nsecond line\nthird",0\nplain,1\n"x ""quoted""",0';
+    const { records, problems } = await readAll(text, 'csv');
+    expect(problems).toEqual([]);
+    expect(records).toEqual([
+      { line: 2, record: { text: 'late, again', urgent: '1' } },
+      { line: 4, record: { text: 'first line\nsecond line\nthird', urgent: '0' } },
+      { line: 7, record: { text: 'plain', urgent: '1' } },
+      { line: 8, record: { text: 'x "quoted"', urgent: '0' } },
+    ]);
+  });
+
+  it('reports rows with the wrong number of fields and keeps reading', async () => {
+    const { records, problems } = await readAll('text,urgent\nlate, again,1\nok,0\n', 'csv');
+    expect(records).toEqual([{ line: 3, record: { text: 'ok', urgent: '0' } }]);
+    expect(problems).toEqual([
+      { file: 'train.csv', line: 2, value: 'late, again,1', message: 'has 3 fields but the header has 2; quote values that contain commas' },
+    ]);
+  });
+
+  it('reports a quote that is never closed and stops there', async () => {
+    const { records, problems } = await readAll('text,urgent\nok,1\n"never closed,0\nmore,1\n', 'csv');
+    expect(records).toEqual([{ line: 2, record: { text: 'ok', urgent: '1' } }]);
+    expect(problems).toHaveLength(1);
+    expect(problems[0].line).toBe(3);
+    expect(problems[0].message).toMatch(/^cannot be parsed as CSV \(Quote Not Closed.*\); check the quotes in the record starting on this line$/);
+  });
+
+  it('reports a stray quote in the middle of a file, keeping the records before it', async () => {
+    const rows = Array.from({ length: 50 }, (_, index) => `row ${index},1`);
+    const text = `text,urgent\n${rows.join('\n')}\n"bad"quote,1\nafter,0\n`;
+    const { records, problems } = await readAll(text, 'csv');
+    expect(records).toHaveLength(50);
+    expect(records.at(-1)).toEqual({ line: 51, record: { text: 'row 49', urgent: '1' } });
+    expect(problems.map((problem) => problem.line)).toEqual([52]);
+    expect(problems[0].message).toMatch(/^cannot be parsed as CSV \(Invalid Closing Quote/);
+  });
+
+  it('reports duplicate and empty header names', async () => {
+    const { problems } = await readAll('text,urgent,text,\na,1,b,c\n', 'csv');
+    expect(problems.map((problem) => [problem.line, problem.message])).toEqual([
+      [1, 'header names column "text" twice; column names must be unique'],
+      [1, 'header column 4 has no name; name every column'],
+    ]);
+  });
+});
+
+describe('validateRecord', () => {
+  it('coerces labels: binary to 0/1, multiclass to the class index, regression to a number', () => {
+    expect(validateRecord({ text: 'help', urgent: true, team: 'account', hours: 2.5 }, textSpec, at)).toEqual({
+      row: { input: { text: 'help' }, labels: { urgent: 1, team: 2, hours: 2.5 } },
+      problems: [],
+    });
+  });
+
+  it.each([
+    [true, 1],
+    [false, 0],
+    [1, 1],
+    [0, 0],
+    ['1', 1],
+    ['0', 0],
+    ['true', 1],
+    [' FALSE ', 0],
+  ])('accepts the binary label %j as %d', (value, label) => {
+    expect(validateRecord({ text: 'x', urgent: value }, textSpec, at).row?.labels.urgent).toBe(label);
+  });
+
+  it('masks missing labels (absent, null or empty) but keeps the row', () => {
+    const result = validateRecord({ text: 'x', urgent: null, team: '', hours: 4 }, textSpec, at);
+    expect(result).toEqual({ row: { input: { text: 'x' }, labels: { urgent: null, team: null, hours: 4 } }, problems: [] });
+  });
+
+  it.each([
+    [{ text: 'x', urgent: 'maybe' }, 'urgent', 'maybe', 'label "maybe" is not 0 or 1 (true/false also accepted)'],
+    [{ text: 'x', urgent: 2 }, 'urgent', 2, 'label 2 is not 0 or 1 (true/false also accepted)'],
+    [{ text: 'x', team: 'sales' }, 'team', 'sales', 'label "sales" is not one of billing | technical | account'],
+    [{ text: 'x', team: 'Billing' }, 'team', 'Billing', 'label "Billing" is not one of billing | technical | account; did you mean "billing"?'],
+    [{ text: 'x', team: ['billing'] }, 'team', ['billing'], 'label ["billing"] (an array) is not one of billing | technical | account'],
+    [{ text: 'x', hours: 'soon' }, 'hours', 'soon', 'label "soon" is not a finite number'],
+    [{ text: 'x', hours: '0x10' }, 'hours', '0x10', 'label "0x10" is not a finite number'],
+    [{ text: 'x', hours: 'Infinity' }, 'hours', 'Infinity', 'label "Infinity" is not a finite number'],
+  ])('reports a bad label in %j', (record, task, value, message) => {
+    const result = validateRecord(record, textSpec, at);
+    expect(result.row).toBeUndefined();
+    expect(result.problems).toEqual([{ file: 'train.jsonl', line: 812, task, field: task, value, message }]);
+  });
+
+  it('renders a label problem as file, line, task and message', () => {
+    const [problem] = validateRecord({ text: 'x', urgent: 'maybe' }, textSpec, at).problems;
+    expect(formatProblem(problem)).toBe('train.jsonl line 812, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted)');
+  });
+
+  it('reports a row with no label for any task', () => {
+    expect(validateRecord({ text: 'x', urgent: '', team: null }, textSpec, at).problems).toEqual([
+      { file: 'train.jsonl', line: 812, value: undefined, message: 'has no label for any task (urgent, team, hours); every row needs at least one label' },
+    ]);
+  });
+
+  it('reports every problem of a row at once', () => {
+    const result = validateRecord({ text: '  ', urgent: 'maybe', team: 'sales', hours: 'x' }, textSpec, at);
+    expect(result.problems.map((problem) => problem.field)).toEqual(['text', 'urgent', 'team', 'hours']);
+  });
+
+  it.each([
+    [{ urgent: 1 }, undefined, 'field "text" is missing; every row needs the text the base model reads'],
+    [{ text: '', urgent: 1 }, '', 'field "text" is empty; every row needs the text the base model reads'],
+    [{ text: 42, urgent: 1 }, 42, 'field "text" is 42, expected text'],
+  ])('reports a bad text input in %j', (record, value, message) => {
+    expect(validateRecord(record, textSpec, at).problems).toEqual([{ file: 'train.jsonl', line: 812, field: 'text', value, message }]);
+  });
+
+  it('coerces tabular CSV strings: numbers parsed, empty numeric values left for imputation', () => {
+    const result = validateRecord({ age: ' 42 ', spend: '', plan: 'pro', urgent: '1', team: 'billing', hours: '1.5e1' }, tabularSpec, {
+      file: 'train.csv',
+      line: 2,
+    });
+    expect(result).toEqual({ row: { input: { age: 42, spend: null, plan: 'pro' }, labels: { urgent: 1, team: 0, hours: 15 } }, problems: [] });
+  });
+
+  it('treats JSONL numbers and CSV strings alike for tabular columns', () => {
+    const fromJson = validateRecord({ age: 42, spend: 10.5, plan: 3, hours: 1 }, tabularSpec, at).row;
+    const fromCsv = validateRecord({ age: '42', spend: '10.5', plan: '3', hours: '1' }, tabularSpec, at).row;
+    expect(fromJson).toEqual(fromCsv);
+  });
+
+  it('reports a non-numeric value in a numeric column', () => {
+    expect(validateRecord({ age: 'forty', plan: 'pro', urgent: 1 }, tabularSpec, { file: 'train.csv', line: 9 }).problems).toEqual([
+      { file: 'train.csv', line: 9, field: 'age', value: 'forty', message: 'column "age" is "forty", not a number; leave it empty if unknown' },
+    ]);
+  });
+
+  it.each([
+    [[1, 2, 3], undefined],
+    ['[1, 2, 3]', undefined],
+    [[1, 2], 'field "features" has 2 values, expected 3 (baseModel.dimension)'],
+    [[1, 'x', 3], 'field "features" item 1 is "x", not a finite number'],
+    ['1 2 3', 'field "features" is "1 2 3", expected an array of 3 numbers'],
+    ['[1, 2', 'field "features" is not a JSON array of numbers; write it as [0.1, 0.2, …]'],
+    [undefined, 'field "features" is missing; every row needs a vector of 3 numbers'],
+  ])('checks a feature vector %j', (features, message) => {
+    const result = validateRecord({ features, urgent: 0 }, featuresSpec, at);
+    if (message === undefined) expect(result.row?.input).toEqual({ features: [1, 2, 3] });
+    else expect(result.problems.map((problem) => problem.message)).toEqual([message]);
+  });
+});
+
+describe('validateDataset', () => {
+  const jsonl = [
+    '{"text":"charged twice","urgent":1,"team":"billing","hours":3}',
+    '{"text":"app crashes","urgent":"0","team":"technical"}',
+    '',
+    '{"text":"cannot log in","urgent":"maybe","team":"account","hours":1}',
+    '{"text":"reset password","team":"account","hours":"2"}',
+    '{"text":"refund","team":"sales","hours":4}',
+    '{"text":"no labels at all"}',
+    '{"text":"sync stopped","urgent":true,"team":"technical","hours":"lots"}',
+  ].join('\n');
+
+  it('counts rows, labels per task and classes, and reports each problem with its line', async () => {
+    const report = await validateDataset(chunked(jsonl), textSpec, { file: 'train.jsonl', format: 'jsonl' });
+    expect(report).toMatchObject({
+      file: 'train.jsonl',
+      format: 'jsonl',
+      rows: 7,
+      validRows: 3,
+      labelledPerTask: { urgent: 2, team: 3, hours: 2 },
+      classCounts: { urgent: { '0': 1, '1': 1 }, team: { billing: 1, technical: 1, account: 1 } },
+      problemCount: 4,
+      truncatedProblems: false,
+      sizeBytes: Buffer.byteLength(jsonl),
+    });
+    expect(formatProblems(report.problems)).toBe(
+      [
+        'train.jsonl line 4, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted)',
+        'train.jsonl line 6, task "team": label "sales" is not one of billing | technical | account',
+        'train.jsonl line 7: has no label for any task (urgent, team, hours); every row needs at least one label',
+        'train.jsonl line 8, task "hours": label "lots" is not a finite number',
+      ].join('\n'),
+    );
+  });
+
+  it('reports CSV problems at the physical line, past quoted newlines', async () => {
+    const csv = 'text,urgent,team,hours\n"two\nlines",1,billing,2\n"three\nline\ntext",yes,billing,2\nok,0,account,\n';
+    const report = await validateDataset(chunked(csv, 5), textSpec, { file: 'train.csv', format: 'csv' });
+    expect(report.rows).toBe(3);
+    expect(report.problems).toEqual([
+      { file: 'train.csv', line: 4, task: 'urgent', field: 'urgent', value: 'yes', message: 'label "yes" is not 0 or 1 (true/false also accepted)' },
+    ]);
+    expect(report.labelledPerTask).toEqual({ urgent: 2, team: 2, hours: 1 });
+  });
+
+  it('keeps at most maxProblems problems but counts them all', async () => {
+    const lines = Array.from({ length: 30 }, (_, index) => JSON.stringify({ text: `t${index}`, urgent: 'maybe' }));
+    lines.push(JSON.stringify({ text: 'fine', urgent: 1 }), JSON.stringify({ text: 'fine', urgent: 0, team: 'billing', hours: 1 }));
+    const report = await validateDataset(chunked(lines.join('\n')), textSpec, { file: 'train.jsonl', format: 'jsonl', maxProblems: 5 });
+    expect(report.problems.map((problem) => problem.line)).toEqual([1, 2, 3, 4, 5]);
+    expect(report.problemCount).toBe(30);
+    expect(report.truncatedProblems).toBe(true);
+    expect(report.validRows).toBe(2);
+    expect(formatProblems(report.problems, { total: report.problemCount }).split('\n').at(-1)).toBe('… and 25 more problems');
+  });
+
+  it('reports whole-file problems: a task nobody labelled and a binary task with one class', async () => {
+    const text = ['{"text":"a","urgent":1,"team":"billing"}', '{"text":"b","urgent":1}'].join('\n');
+    const report = await validateDataset(chunked(text), textSpec, { file: 'train.jsonl', format: 'jsonl' });
+    expect(formatProblems(report.problems)).toBe(
+      [
+        'train.jsonl, task "urgent": every labelled row is 1; a binary task needs examples of both 0 and 1',
+        'train.jsonl, task "hours": no valid row has a label in column "hours"; check the label column name or remove the task',
+      ].join('\n'),
+    );
+  });
+
+  it('reports an empty file', async () => {
+    const report = await validateDataset(chunked('\n\n'), textSpec, { file: 'train.jsonl', format: 'jsonl' });
+    expect(report.problems).toEqual([
+      { file: 'train.jsonl', value: undefined, message: 'has no data rows; check that the file is not empty and has the right format' },
+    ]);
+  });
+
+  it('digests the exact bytes: stable across chunk sizes, different for different bytes', async () => {
+    const expected = createHash('sha256').update(jsonl).digest('hex');
+    const small = await validateDataset(chunked(jsonl, 3), textSpec, { file: 'train.jsonl', format: 'jsonl' });
+    const large = await validateDataset(chunked(jsonl, 4096), textSpec, { file: 'train.jsonl', format: 'jsonl' });
+    const changed = await validateDataset(chunked(`${jsonl}\n`), textSpec, { file: 'train.jsonl', format: 'jsonl' });
+    expect(small.digest).toBe(expected);
+    expect(large.digest).toBe(expected);
+    expect(changed.digest).not.toBe(expected);
+  });
+
+  it('assertValidDataset throws a DatasetError listing the problems', async () => {
+    const report = await validateDataset(chunked(jsonl), textSpec, { file: 'train.jsonl', format: 'jsonl' });
+    expect(() => assertValidDataset(report)).toThrow(/^train.jsonl: 4 problems:\ntrain.jsonl line 4, task "urgent"/);
+    let caught: unknown;
+    try {
+      assertValidDataset(report);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(DatasetError);
+    expect((caught as DatasetError).code).toBe('DATASET_INVALID');
+    expect((caught as DatasetError).problems).toHaveLength(4);
+  });
+
+  it.each([
+    ['support-triage', 'train.jsonl', { urgent: 185, category: 200, hours: 178 }],
+    ['tabular', 'train.csv', { churned: 60, spend: 52 }],
+  ])('validates examples/%s/%s with masked labels and no problems', async (example, file, labelled) => {
+    const spec = parseSpecJson(readFileSync(`examples/${example}/spec.json`, 'utf8'));
+    const report = await validateDataset(createReadStream(`examples/${example}/${file}`), spec, { file, format: spec.datasets.format });
+    expect(report.problems).toEqual([]);
+    expect(report.validRows).toBe(report.rows);
+    expect(report.labelledPerTask).toEqual(labelled);
+  });
+});
+
+describe('splitOf', () => {
+  const options = { validationFraction: 0.15, holdoutFraction: 0.15, seed: 1 };
+
+  it('puts about the configured fraction of rows in each split', () => {
+    const counts = { train: 0, validation: 0, holdout: 0 };
+    for (let row = 0; row < 20000; row += 1) counts[splitOf(row, options)] += 1;
+    expect(counts.validation / 20000).toBeCloseTo(0.15, 1);
+    expect(counts.holdout / 20000).toBeCloseTo(0.15, 1);
+    expect(Math.abs(counts.holdout / 20000 - 0.15)).toBeLessThan(0.01);
+    expect(Math.abs(counts.validation / 20000 - 0.15)).toBeLessThan(0.01);
+  });
+
+  it('is deterministic, agrees for an index and the same key as a string, and depends on the seed', () => {
+    const first = Array.from({ length: 200 }, (_, row) => splitOf(row, options));
+    const again = Array.from({ length: 200 }, (_, row) => splitOf(String(row), options));
+    const reseeded = Array.from({ length: 200 }, (_, row) => splitOf(row, { ...options, seed: 2 }));
+    expect(again).toEqual(first);
+    expect(reseeded).not.toEqual(first);
+  });
+
+  it('sends everything to train when both fractions are 0', () => {
+    const splits = new Set(Array.from({ length: 500 }, (_, row) => splitOf(`ticket-${row}`, { ...options, validationFraction: 0, holdoutFraction: 0 })));
+    expect([...splits]).toEqual(['train']);
+  });
+});
