@@ -23,3 +23,16 @@ export {
 export { IR_VERSION, bakeInitializers, decodeModel, modelMetadata, onnx, type ModelOptions, type ModelProto } from './model.ts';
 export { GRADIENT_RULES, differentiableOps, gradients, sumToShape, type GradientRule } from './autodiff.ts';
 export { binaryCrossEntropyWithLogits, huber, maskedMean, mse, softmaxCrossEntropy } from './losses.ts';
+export {
+  DEFAULT_ADAMW,
+  UNCERTAINTY_PARAMETER,
+  buildTrainingStep,
+  stepNames,
+  type AdamWOptions,
+  type BatchInputSpec,
+  type ForwardResult,
+  type ParameterSpec,
+  type TrainingStep,
+  type TrainingStepSpec,
+} from './train.ts';
+export { TrainingSession, type BatchFeed, type StepResult, type TrainingSessionOptions, type TrainingState } from './session.ts';
