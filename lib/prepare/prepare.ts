@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import { formatProblems, validateDataset, type DatasetReport } from '#lib/datasets/index.ts';
+import type { Registry } from '#lib/registry/index.ts';
+import { parseSpec, specDigest, canonicalJson, type Spec } from '#lib/spec/index.ts';
+import { keys, s3Uri, type ArtifactStore } from '#lib/store/index.ts';
+import type { PrepareInput, PrepareOutput } from '#lib/workflow/contracts.ts';
+import { PrepareError } from './errors.ts';
+import type { DatasetEntry, DatasetRole, EncoderEntry, RunManifest } from './manifest.ts';
+
+export interface PrepareDependencies {
+  store: ArtifactStore;
+  registry: Registry;
+  /** Fits every base-model candidate on the train split; returns one entry per `spec.baseModels` item. */
+  fitEncoders: (context: { spec: Spec; datasets: DatasetEntry[]; split: Spec['split'] }) => Promise<EncoderEntry[]>;
+}
+
+export interface PrepareOptions {
+  /** Row problems listed per dataset before the rest are only counted. */
+  maxProblems?: number;
+  /** What started the run (`cli`, `schedule`, `drift`), kept on the run record. */
+  trigger?: string;
+}
+
+const ROLES: readonly DatasetRole[] = ['train', 'validation', 'holdout'];
+
+/**
+ * The Prepare stage: checks the spec and every dataset row, fits the base models, and writes the
+ * manifest the later stages read. Bad data stops the run here, before any training, with every
+ * problem listed; the run record then says why it failed and nothing else is registered.
+ * Retried, it writes the same manifest again and creates nothing twice.
+ */
+export async function prepareRun(input: PrepareInput, deps: PrepareDependencies, options: PrepareOptions = {}): Promise<PrepareOutput> {
+  const { store, registry } = deps;
+  const spec = parseSpec(await store.getJson<unknown>(input.specUri), { source: input.specUri });
+  if (spec.project !== input.project) {
+    throw new PrepareError(
+      `${input.specUri} is a spec of project "${spec.project}", but the run was started for project "${input.project}": start it with project "${spec.project}"`,
+      { code: 'SPEC_PROJECT_MISMATCH', context: { specProject: spec.project, runProject: input.project } },
+    );
+  }
+  const digest = specDigest(spec);
+  await registry.createRun({
+    project: spec.project,
+    runId: input.runId,
+    specDigest: digest,
+    specUri: input.specUri,
+    executionArn: input.executionId,
+    ...(options.trigger ? { trigger: options.trigger } : {}),
+  });
+  await registry.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Prepare' });
+
+  const datasets = await checkDatasets(spec, store, options.maxProblems ?? 50);
+  const split = effectiveSplit(spec);
+  const encoders = await deps.fitEncoders({ spec, datasets, split });
+  const featuresDigest = digestOf({
+    format: 'agentflow-features/1',
+    datasets: datasets.map(({ role, digest: d, format }) => ({ role, digest: d, format })),
+    split,
+    tasks: spec.tasks.map((task) => ({ name: task.name, type: task.type, label: task.label, classes: 'classes' in task ? task.classes : undefined })),
+    encoders: encoders.map(({ id, sha256 }) => ({ id, sha256 })),
+  });
+
+  const manifest: RunManifest = {
+    manifestVersion: 1,
+    runId: input.runId,
+    project: spec.project,
+    specUri: input.specUri,
+    specDigest: digest,
+    spec,
+    datasets,
+    split,
+    encoders,
+    featuresDigest,
+  };
+  const manifestKey = keys.runManifest(input.runId);
+  await store.putJson(manifestKey, manifest);
+  await registry.recordRunEvent(spec.project, input.runId, 'prepare', {
+    datasets: datasets.map(({ role, rows, labelledPerTask }) => ({ role, rows, labelledPerTask })),
+    encoders: encoders.map(({ id, kind, dimension, summary }) => ({ id, kind, dimension, summary })),
+    featuresDigest,
+  });
+  return {
+    runUri: s3Uri(store.bucket, `runs/${input.runId}`),
+    manifestUri: store.uri(manifestKey),
+    featuresUri: store.uri(keys.featuresPrefix(featuresDigest)),
+  };
+}
+
+/** Validates every dataset the spec names, all of them before failing, so one run lists every problem. */
+async function checkDatasets(spec: Spec, store: ArtifactStore, maxProblems: number): Promise<DatasetEntry[]> {
+  const entries: DatasetEntry[] = [];
+  const failed: DatasetReport[] = [];
+  for (const role of ROLES) {
+    const uri = spec.datasets[role];
+    if (uri === undefined) continue;
+    if (!uri.startsWith('s3://')) {
+      throw new PrepareError(
+        `datasets.${role}: "${uri}" is a local path, but Prepare reads datasets from S3: start the run with \`agentflow run\`, which uploads local datasets, or give an s3:// URI`,
+        { code: 'DATASET_NOT_IN_STORE', context: { role, uri } },
+      );
+    }
+    const report = await validateDataset(await store.getStream(uri), spec, { file: fileName(uri), format: spec.datasets.format, maxProblems });
+    if (report.problemCount > 0) failed.push(report);
+    entries.push({
+      role,
+      uri,
+      format: report.format,
+      digest: report.digest,
+      sizeBytes: report.sizeBytes,
+      rows: report.rows,
+      labelledPerTask: report.labelledPerTask,
+      classCounts: report.classCounts,
+    });
+  }
+  if (failed.length > 0) {
+    const total = failed.reduce((sum, report) => sum + report.problemCount, 0);
+    const sections = failed.map(
+      (report) => `${report.file}: ${report.problemCount} problem${report.problemCount === 1 ? '' : 's'}:\n${formatProblems(report.problems, { total: report.problemCount })}`,
+    );
+    throw new PrepareError(`the datasets have ${total} problem${total === 1 ? '' : 's'}; nothing was trained or registered. Fix them and run again:\n${sections.join('\n')}`, {
+      code: 'DATASETS_INVALID',
+      context: { problems: failed.flatMap((report) => report.problems), problemCount: total },
+    });
+  }
+  return entries;
+}
+
+/** The split rule for the train dataset's rows: a role given as its own dataset takes no train rows. */
+export function effectiveSplit(spec: Spec): Spec['split'] {
+  return {
+    ...spec.split,
+    validationFraction: spec.datasets.validation === undefined ? spec.split.validationFraction : 0,
+    holdoutFraction: spec.datasets.holdout === undefined ? spec.split.holdoutFraction : 0,
+  };
+}
+
+function fileName(uri: string): string {
+  return uri.slice(uri.lastIndexOf('/') + 1);
+}
+
+function digestOf(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+}
