@@ -281,12 +281,8 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
     const x = node.inputs[0] as Value;
     const y = node.outputs[0];
     const expanded = unreduce(g, node, dOut[0] as Value);
-    const inSize = staticSize(x.shape);
-    const outSize = staticSize(y.shape);
-    const count =
-      inSize !== undefined && outSize !== undefined
-        ? g.scalarLike(x, inSize / outSize)
-        : g.cast(g.div(g.sizeOf(x), g.sizeOf(y)), x.dtype);
+    const reduced = staticSize(constantInts(node.inputs[1], 'axes', node).map((a) => x.shape[a]));
+    const count = reduced !== undefined ? g.scalarLike(x, reduced) : g.cast(g.div(g.sizeOf(x), g.sizeOf(y)), x.dtype);
     return [g.div(expanded, count)];
   },
 

@@ -75,7 +75,9 @@ export function huber(g: Graph, predictions: Value, targets: Value, mask: Value,
 /** Mean over every axis but the first: `[batch, …] → [batch]`. */
 function perRow(g: Graph, perElement: Value): Value {
   if (perElement.rank === 1) return perElement;
-  return g.reduceMean(perElement, { axes: perElement.shape.slice(1).map((_, i) => i + 1) });
+  const trailing = perElement.shape.slice(1).map((_, i) => i + 1);
+  if (perElement.shape.slice(1).every((d) => d === 1)) return g.squeeze(perElement, { axes: trailing });
+  return g.reduceMean(perElement, { axes: trailing });
 }
 
 function rowMask(g: Graph, loss: string, like: Value, mask: Value): Value {
