@@ -1,0 +1,33 @@
+/** The workflow: the state machine definition as data, the stage contracts, and the local runtime. */
+export {
+  buildDefinition,
+  substitutePlaceholders,
+  placeholdersIn,
+  failedStateName,
+  PLACEHOLDERS,
+  STATE_NAMES,
+  LAMBDA_INVOKE,
+  BATCH_SUBMIT_JOB_SYNC,
+  LAMBDA_TRANSIENT_ERRORS,
+  BATCH_TRANSIENT_ERRORS,
+  type DefinitionOptions,
+  type StateMachineDefinition,
+} from '#lib/workflow/definition.ts';
+export {
+  STAGES,
+  LAMBDA_STAGES,
+  BATCH_STAGES,
+  JOB_QUEUE_PLACEHOLDER,
+  stageOf,
+  type Stage,
+  type LambdaStage,
+  type BatchStage,
+  type LambdaStageName,
+  type BatchStageName,
+  type BatchJobName,
+} from '#lib/workflow/stages.ts';
+export * from '#lib/workflow/contracts.ts';
+export { runLocalWorkflow, localPlaceholderValues, type RunLocalWorkflowOptions, type LocalWorkflowResult, type WorkflowEvent, type WorkflowEventType, type LocalLambdaHandler, type LocalJobCommand } from '#lib/workflow/local.ts';
+export { launchLocalJob, type LocalJobOptions, type LocalJobResult, type JobOutputLine } from '#lib/workflow/localJob.ts';
+export { WorkflowError, TaskError } from '#lib/workflow/errors.ts';
+export type * from '#lib/workflow/asl.ts';
