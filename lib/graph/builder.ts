@@ -676,8 +676,8 @@ export class Graph {
         const leftover = inSymbols.filter((s) => !outSymbols.includes(s));
         const inNumeric = staticSize(x.shape.filter((d) => typeof d === 'number')) ?? 1;
         const outNumeric = staticSize(outKnownDims.filter((d) => typeof d === 'number')) ?? 1;
-        out[inferIndex] =
-          leftover.length === 1 && inNumeric === outNumeric ? leftover[0] : leftover.length === 0 && inNumeric % outNumeric === 0 ? inNumeric / outNumeric : `(${nodeName}:${inferIndex})`;
+        // Symbols of the input not named in the target, times the numeric remainder.
+        out[inferIndex] = inNumeric % outNumeric === 0 ? productDim([...leftover, inNumeric / outNumeric]) : `(${nodeName}:${inferIndex})`;
       }
     } else if (typeof inKnown === 'number' && staticSize(out as Dim[]) !== inKnown) {
       this.fail('reshape', nodeName, `cannot reshape ${formatShape(x.shape)} (${inKnown} elements) to ${formatShape(shape)} (${staticSize(out as Dim[])} elements)`);
