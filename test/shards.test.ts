@@ -468,6 +468,16 @@ describe('shard errors', () => {
     expect((error.cause as Error).message).toBe('disk full');
   });
 
+  it('abort makes a streaming consumer fail instead of seeing a short, valid-looking shard', async () => {
+    const writer = new ShardWriter({ dim: 2, tasks, encoderDigest: 'd' });
+    const reading = collect(readShard(writer.output!));
+    await writer.writeRows(rowsOf(4, 1));
+    writer.abort(new Error('embedding failed at row 4'));
+    const error = await errorOf(reading);
+    expect(error.code).toBe('SHARD_READ_FAILED');
+    expect(error.message).toMatch(/embedding failed at row 4/);
+  });
+
   it('refuses calls after finish', async () => {
     const writer = new ShardWriter({ dim: 2, tasks, encoderDigest: 'd', sink: new Writable({ write: (_c, _e, done) => done() }) });
     await writer.finish();

@@ -14,6 +14,7 @@ export interface OpenShard {
 }
 
 function readFailed(cause: unknown, stage: string): ShardError {
+  if (cause instanceof ShardError) return cause;
   const detail = cause instanceof Error ? cause.message : String(cause);
   return new ShardError(`could not ${stage} the shard as an Arrow IPC stream (${detail}); check that the object is a feature shard and not truncated`, {
     code: 'SHARD_READ_FAILED',
@@ -30,7 +31,7 @@ function readFailed(cause: unknown, stage: string): ShardError {
 export async function openShard(source: ShardSource, expected: ShardExpectations = {}): Promise<OpenShard> {
   let reader;
   try {
-    reader = await RecordBatchReader.from(source as AsyncIterable<Uint8Array>);
+    reader = await RecordBatchReader.from(byteChunks(source));
     await reader.open();
   } catch (cause) {
     throw readFailed(cause, 'open');
@@ -69,6 +70,23 @@ export async function openShard(source: ShardSource, expected: ShardExpectations
     }
   }
   return { metadata, schema, batches: batches() };
+}
+
+/**
+ * Arrow's own Node-stream adapter ends quietly when the stream is destroyed with an error, which
+ * would let an aborted upload or a failed download pass for a short shard. Node's async iterator
+ * throws instead (the error, or a premature close), so every source is read through it.
+ */
+async function* byteChunks(source: ShardSource): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
+    if (typeof chunk === 'string') {
+      throw new ShardError('the shard source yields strings; open it without an encoding so it yields bytes', {
+        code: 'SHARD_READ_FAILED',
+        context: {},
+      });
+    }
+    yield chunk;
+  }
 }
 
 /** The batches of a shard, streamed; see `openShard` for the metadata. */
