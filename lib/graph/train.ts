@@ -132,7 +132,7 @@ export function buildTrainingStep(spec: TrainingStepSpec): TrainingStep {
 
   const losses = g.concat(
     result.losses.map((l) => g.unsqueeze(l, { axes: [0] })),
-    { axis: 0, name: 'losses.stack' },
+    { axis: 0, name: stepNames.losses },
   );
   let weighted = g.mul(lambda, losses);
   if (spec.taskWeighting === 'uncertainty') {
@@ -143,13 +143,15 @@ export function buildTrainingStep(spec: TrainingStepSpec): TrainingStep {
     params[logVariance.name] = s;
     weighted = g.mul(lambda, g.mul(g.add(g.mul(g.exp(g.neg(s)), losses), s), 0.5));
   }
-  const total = g.reduceSum(weighted, { name: 'loss.total' });
+  // Outputs are named by the ops that compute them, so no Identity copies sit before them.
+  const total = g.reduceSum(weighted, { name: stepNames.loss });
 
   const wrt = parameterSpecs.map((p) => params[p.name]);
   let grads = gradients(g, total, wrt);
 
-  const gradientNorm = g.scope('optimizer', () =>
-    g.sqrt(g.sum(grads.map((gr) => g.reduceSum(g.mul(gr, gr)))), { name: 'gradNorm' }),
+  const gradientNorm = g.sqrt(
+    g.scope('optimizer', () => g.sum(grads.map((gr) => g.reduceSum(g.mul(gr, gr))))),
+    { name: stepNames.gradientNorm },
   );
   if (spec.clipGradientNorm !== undefined) {
     if (!(spec.clipGradientNorm > 0)) throw stepError(`clipGradientNorm ${spec.clipGradientNorm} must be > 0`, {});
@@ -158,29 +160,44 @@ export function buildTrainingStep(spec: TrainingStepSpec): TrainingStep {
     grads = grads.map((gr) => g.mul(gr, scale));
   }
 
-  g.scope('adamw', () => {
-    const { beta1, beta2, eps } = optimizer;
-    // Scalars shared by every parameter: bias corrections and the step size.
+  const { beta1, beta2, eps } = optimizer;
+  // Scalars shared by every parameter: bias corrections and the step size.
+  const [stepSize, invSqrtBc2] = g.scope('adamw', () => {
     const bc1 = g.sub(1, g.pow(g.scalar(beta1), step), { name: 'biasCorrection1' });
     const bc2 = g.sub(1, g.pow(g.scalar(beta2), step), { name: 'biasCorrection2' });
-    const stepSize = g.div(lr, bc1, { name: 'stepSize' });
-    const invSqrtBc2 = g.div(1, g.sqrt(bc2), { name: 'invSqrtBiasCorrection2' });
-    parameterSpecs.forEach((p, i) => {
-      const grad = grads[i];
-      const param = params[p.name];
-      const m = g.input(stepNames.firstMoment(p.name), 'float32', p.shape);
-      const v = g.input(stepNames.secondMoment(p.name), 'float32', p.shape);
-      const mNext = g.add(g.mul(m, beta1), g.mul(grad, 1 - beta1));
-      const vNext = g.add(g.mul(v, beta2), g.mul(g.mul(grad, grad), 1 - beta2));
+    return [g.div(lr, bc1, { name: 'stepSize' }), g.div(1, g.sqrt(bc2), { name: 'invSqrtBiasCorrection2' })];
+  });
+  const decayFactors = new Map<number, Value>();
+  parameterSpecs.forEach((p, i) => {
+    const grad = grads[i];
+    const param = params[p.name];
+    const pName = stepNames.parameter(p.name);
+    const mName = stepNames.firstMoment(p.name);
+    const vName = stepNames.secondMoment(p.name);
+    const m = g.input(mName, 'float32', p.shape);
+    const v = g.input(vName, 'float32', p.shape);
+    const [mScaled, gradScaled, vScaled, gradSquaredScaled] = g.scope(`adamw/${p.name}`, () => [
+      g.mul(m, beta1),
+      g.mul(grad, 1 - beta1),
+      g.mul(v, beta2),
+      g.mul(g.mul(grad, grad), 1 - beta2),
+    ]);
+    const mNext = g.add(mScaled, gradScaled, { name: stepNames.next(mName) });
+    const vNext = g.add(vScaled, gradSquaredScaled, { name: stepNames.next(vName) });
+    const [decayed, update] = g.scope(`adamw/${p.name}`, () => {
       const denom = g.add(g.mul(g.sqrt(vNext), invSqrtBc2), eps);
-      const update = g.mul(g.div(mNext, denom), stepSize);
       const decay = p.weightDecay ?? optimizer.weightDecay;
-      const decayed = decay === 0 ? param : g.mul(param, g.sub(1, g.mul(lr, decay)));
-      const pNext = g.sub(decayed, update);
-      g.output(pNext, stepNames.next(stepNames.parameter(p.name)));
-      g.output(mNext, stepNames.next(stepNames.firstMoment(p.name)));
-      g.output(vNext, stepNames.next(stepNames.secondMoment(p.name)));
+      let factor = decayFactors.get(decay);
+      if (factor === undefined && decay !== 0) {
+        factor = g.sub(1, g.mul(lr, decay));
+        decayFactors.set(decay, factor);
+      }
+      return [factor === undefined ? param : g.mul(param, factor), g.mul(g.div(mNext, denom), stepSize)];
     });
+    const pNext = g.sub(decayed, update, { name: stepNames.next(pName) });
+    g.output(pNext, stepNames.next(pName));
+    g.output(mNext, stepNames.next(mName));
+    g.output(vNext, stepNames.next(vName));
   });
 
   g.output(losses, stepNames.losses);
