@@ -196,6 +196,8 @@ export const TrialJobResult = z.discriminatedUnion('status', [
     /** Validation metrics per task, per metric name (e.g. `{ spam: { auc: 0.93 } }`). */
     metrics: z.record(z.string(), z.record(z.string(), z.number())),
     weightsUri: S3Uri,
+    /** Wall time of the training, for the trial log. */
+    durationMs: z.number().nonnegative().optional(),
   }),
   z.object({
     status: z.literal('failed'),
@@ -203,6 +205,7 @@ export const TrialJobResult = z.discriminatedUnion('status', [
     generation: z.number().int().positive(),
     proposal: Proposal,
     reason: z.string(),
+    durationMs: z.number().nonnegative().optional(),
   }),
 ]);
 export type TrialJobResult = z.infer<typeof TrialJobResult>;

@@ -1,0 +1,110 @@
+import type { RunManifest } from '#lib/prepare/index.ts';
+import type { Registry, RewardLog } from '#lib/registry/index.ts';
+import type { ArtifactStore } from '#lib/store/index.ts';
+import { createTuner, type AnyTunerState } from '#lib/tune/index.ts';
+import type { PlanInput, PlanOutput, Proposal } from '#lib/workflow/contracts.ts';
+import { agentKeys, readIfExists, type GenerationState, type StoredPolicy } from './state.ts';
+
+export interface AgentDependencies {
+  store: ArtifactStore;
+  registry: Registry;
+  rewards: RewardLog;
+}
+
+/** A decision the agent made, with the evidence, as the run report shows it. */
+export interface PlanDecision {
+  decision: string;
+  value: unknown;
+  reason: string;
+}
+
+/**
+ * The Plan stage: reads the project's history (policy, trial log, production model) and decides
+ * how this run tunes: warm start or fresh policy, population, generations and parallelism. It
+ * writes the first generation and records every decision with its reason on the run.
+ */
+export async function planRun(input: PlanInput, deps: AgentDependencies): Promise<PlanOutput> {
+  const { store, registry, rewards } = deps;
+  const existing = await readIfExists<GenerationState>(store, agentKeys.generation(input.runId, 1));
+  if (existing) return toPlanOutput(existing);
+
+  const manifest = await store.getJson<RunManifest>(input.manifestUri);
+  const { spec } = manifest;
+  const taskNames = spec.tasks.map((task) => task.name);
+  const decisions: PlanDecision[] = [];
+
+  const policy = await rewards.getPolicy<StoredPolicy>(spec.project);
+  const warmStart = warmStartOf(policy?.state, spec.tuning.strategy, taskNames);
+  decisions.push({ decision: 'policy', value: warmStart.state ? 'warm-start' : 'fresh', reason: warmStart.reason });
+
+  const pastTrials = await rewards.listTrials(spec.project);
+  const production = await registry.getAlias(spec.project, 'production');
+  decisions.push({
+    decision: 'history',
+    value: { pastTrials: pastTrials.length, productionVersion: production?.version ?? null },
+    reason: production
+      ? `version ${production.version} is in production; this run's best model must beat it on the holdout to replace it`
+      : 'no version is in production yet; the deploy policy decides whether the first model is promoted',
+  });
+
+  const population = spec.tuning.strategy === 'uniform' ? 1 : spec.tuning.population;
+  const maxConcurrency = Math.min(spec.tuning.maxConcurrency, population);
+  decisions.push({
+    decision: 'budget',
+    value: { strategy: spec.tuning.strategy, generations: spec.tuning.generations, population, maxConcurrency },
+    reason:
+      spec.tuning.strategy === 'uniform'
+        ? 'uniform λ is one fixed proposal, so each generation runs a single trial'
+        : `${spec.tuning.generations} generations of ${population} trials (from the spec), at most ${maxConcurrency} at once`,
+  });
+
+  const tuner = createTuner({ kind: spec.tuning.strategy });
+  const initial = tuner.init({
+    taskNames,
+    lambdaScale: spec.tuning.lambdaScale,
+    tuneLearningRate: spec.tuning.tuneLearningRate,
+    population,
+    seed: spec.training.seed,
+    ...(warmStart.state ? { warmStart: warmStart.state } : {}),
+  } as never);
+  const { state, proposals } = tuner.propose(initial as never);
+  const generation: GenerationState = {
+    generation: 1,
+    tuner: state as AnyTunerState,
+    proposals: proposals.map(toContractProposal),
+    maxConcurrency,
+  };
+  await store.putJson(agentKeys.generation(input.runId, 1), generation);
+  await registry.recordRunEvent(spec.project, input.runId, 'plan', { decisions });
+  await registry.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Trials' });
+  return toPlanOutput(generation);
+}
+
+function warmStartOf(
+  stored: StoredPolicy | undefined,
+  strategy: AnyTunerState['kind'],
+  taskNames: string[],
+): { state?: AnyTunerState; reason: string } {
+  if (!stored) return { reason: 'no stored policy for this project: the first run starts from uniform task weights' };
+  if (stored.tuner.kind !== strategy) {
+    return { reason: `the stored policy is a ${stored.tuner.kind} tuner but the spec asks for ${strategy}: starting fresh` };
+  }
+  const shared = taskNames.filter((name) => stored.tuner.taskNames.includes(name));
+  if (shared.length === 0) return { reason: 'the stored policy tuned other tasks: starting fresh' };
+  return {
+    state: stored.tuner,
+    reason: `continuing the policy left by run ${stored.runId} (generation ${stored.generation}), ${shared.length} of ${taskNames.length} tasks known`,
+  };
+}
+
+export function toContractProposal(proposal: { trialId: string; lambda: Record<string, number>; learningRate?: number }): Proposal {
+  return {
+    trialId: proposal.trialId,
+    lambda: proposal.lambda,
+    ...(proposal.learningRate === undefined ? {} : { learningRate: proposal.learningRate }),
+  };
+}
+
+export function toPlanOutput(generation: GenerationState): PlanOutput {
+  return { generation: generation.generation, proposals: generation.proposals, maxConcurrency: generation.maxConcurrency };
+}
