@@ -118,7 +118,8 @@ export class ArtifactStore {
     return key;
   }
 
-  async putBytes(key: string, bytes: Uint8Array, options: { contentType?: string } = {}): Promise<StoredObject> {
+  async putBytes(keyOrUri: string, bytes: Uint8Array, options: { contentType?: string } = {}): Promise<StoredObject> {
+    const key = this.keyOf(keyOrUri);
     const sha256 = sha256Hex(bytes);
     await this.#send(key, 'write', () =>
       this.#s3.send(
@@ -135,8 +136,8 @@ export class ArtifactStore {
     return { key, uri: this.uri(key), sha256, sizeBytes: bytes.byteLength };
   }
 
-  putJson(key: string, value: unknown): Promise<StoredObject> {
-    return this.putBytes(key, Buffer.from(JSON.stringify(value, null, 2)), { contentType: 'application/json' });
+  putJson(keyOrUri: string, value: unknown): Promise<StoredObject> {
+    return this.putBytes(keyOrUri, Buffer.from(JSON.stringify(value, null, 2)), { contentType: 'application/json' });
   }
 
   async getBytes(keyOrUri: string): Promise<Uint8Array> {
@@ -166,10 +167,11 @@ export class ArtifactStore {
    * starts; if `expectedSha256` is given and differs, nothing is written.
    */
   async putStream(
-    key: string,
+    keyOrUri: string,
     source: Readable | AsyncIterable<Uint8Array>,
     options: { contentType?: string; expectedSha256?: string } = {},
   ): Promise<StoredObject> {
+    const key = this.keyOf(keyOrUri);
     const folder = await mkdtemp(join(this.#tmpDir, 'agentflow-upload-'));
     const spool = join(folder, randomUUID());
     try {

@@ -1,0 +1,183 @@
+import { describe, expect, it } from 'vitest';
+import { AgentError, planRun, rewardGeneration, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
+import type { RunManifest } from '#lib/prepare/index.ts';
+import { Registry, RewardLog } from '#lib/registry/index.ts';
+import { parseSpec, specDigest, type SpecInput } from '#lib/spec/index.ts';
+import { ArtifactStore, keys } from '#lib/store/index.ts';
+import { trialResultUri, type PlanOutput, type Proposal, type TrialOutcome } from '#lib/workflow/contracts.ts';
+import { useLocalAws } from './helpers/localAws.ts';
+
+const aws = useLocalAws();
+let count = 0;
+
+function deps() {
+  const { s3, dynamodb } = aws.clients;
+  return {
+    store: new ArtifactStore({ s3, bucket: aws.config.bucket }),
+    registry: new Registry({ dynamodb, tableName: aws.config.registryTable }),
+    rewards: new RewardLog({ dynamodb, tableName: aws.config.rewardTable }),
+  };
+}
+
+const specInput = (project: string, tuning: Partial<SpecInput['tuning']> = {}): SpecInput => ({
+  project,
+  baseModel: { kind: 'features', dimension: 4 },
+  datasets: { train: 's3://agentflow-artifacts/datasets/x/train.jsonl' },
+  tasks: [
+    { name: 'spam', type: 'binary', floor: 0.6 },
+    { name: 'stars', type: 'regression', metric: 'rmse' },
+  ],
+  tuning: { strategy: 'pgpe', generations: 2, population: 4, maxConcurrency: 3, ...tuning },
+});
+
+/** A run whose Prepare stage is done: the manifest and the run record exist. */
+async function preparedRun(project: string, tuning: Partial<SpecInput['tuning']> = {}) {
+  const { store, registry } = deps();
+  const spec = parseSpec(specInput(project, tuning));
+  const runId = `run-${++count}`;
+  const manifest: RunManifest = {
+    manifestVersion: 1,
+    runId,
+    project,
+    specUri: store.uri(`runs/${runId}/spec.json`),
+    specDigest: specDigest(spec),
+    spec,
+    datasets: [],
+    split: spec.split,
+    encoders: [],
+    featuresDigest: 'f'.repeat(64),
+  };
+  await store.putJson(keys.runManifest(runId), manifest);
+  await registry.createRun({ project, runId, specDigest: manifest.specDigest });
+  const runUri = store.uri(`runs/${runId}`);
+  return {
+    runId,
+    runUri,
+    planInput: {
+      runId,
+      project,
+      runUri,
+      manifestUri: store.uri(keys.runManifest(runId)),
+      featuresUri: store.uri(keys.featuresPrefix(manifest.featuresDigest)),
+      embedResultUri: `${runUri}/embed/result.json`,
+    },
+  };
+}
+
+/** Writes each trial's result as a trial job would: spam AUC and stars rmse from a known function of λ. */
+async function completeTrials(runUri: string, plan: PlanOutput, options: { fail?: string[] } = {}): Promise<TrialOutcome[]> {
+  const { store } = deps();
+  return Promise.all(
+    plan.proposals.map(async (proposal: Proposal): Promise<TrialOutcome> => {
+      const resultUri = trialResultUri(runUri, proposal.trialId);
+      if (options.fail?.includes(proposal.trialId)) {
+        await store.putJson(resultUri, { status: 'failed', trialId: proposal.trialId, generation: plan.generation, proposal, reason: 'loss diverged (NaN) at step 12' });
+        return { trialId: proposal.trialId, status: 'failed', error: 'States.TaskFailed', resultUri };
+      }
+      const share = proposal.lambda.spam / (proposal.lambda.spam + proposal.lambda.stars);
+      const metrics = {
+        spam: { auc: 0.7 + 0.2 * share, accuracy: 0.8, logLoss: 0.4 },
+        stars: { rmse: 0.5 + 0.4 * (share - 0.3) ** 2, mae: 0.4, labelStd: 1, labelMad: 0.8 },
+      };
+      await store.putJson(resultUri, { status: 'succeeded', trialId: proposal.trialId, generation: plan.generation, proposal, metrics, weightsUri: `${runUri}/trials/${proposal.trialId}/weights.bin`, durationMs: 1200 });
+      return { trialId: proposal.trialId, status: 'succeeded', jobId: `job-${proposal.trialId}`, resultUri };
+    }),
+  );
+}
+
+describe('Plan', () => {
+  it('starts a fresh policy on a new project, records why, and returns the same generation when retried', async () => {
+    const run = await preparedRun('plan-fresh');
+    const { registry } = deps();
+
+    const first = await planRun(run.planInput, deps());
+    const retried = await planRun(run.planInput, deps());
+
+    expect(first.generation).toBe(1);
+    expect(first.proposals).toHaveLength(4);
+    expect(first.maxConcurrency).toBe(3);
+    expect(retried).toEqual(first);
+    const events = await registry.listRunEvents('plan-fresh', run.runId);
+    const decisions = (events.find((e) => e.eventKey === 'plan')?.detail.decisions ?? []) as { decision: string; value: unknown; reason: string }[];
+    expect(decisions.find((d) => d.decision === 'policy')).toMatchObject({ value: 'fresh' });
+    expect(decisions.find((d) => d.decision === 'policy')?.reason).toMatch(/no stored policy/);
+  });
+
+  it('caps parallelism at the population and runs one trial per generation for uniform λ', async () => {
+    const run = await preparedRun('plan-uniform', { strategy: 'uniform', population: 4, maxConcurrency: 8 });
+
+    const plan = await planRun(run.planInput, deps());
+
+    expect(plan.proposals).toHaveLength(1);
+    expect(plan.proposals[0].lambda).toEqual({ spam: 1, stars: 1 });
+    expect(plan.maxConcurrency).toBe(1);
+  });
+});
+
+describe('Reward', () => {
+  it('logs every trial once, leaves a failed trial out, proposes the next generation, then ends with the best trial', async () => {
+    const project = 'reward-loop';
+    const run = await preparedRun(project);
+    const plan1 = await planRun(run.planInput, deps());
+    const failing = plan1.proposals[1].trialId;
+    const trials1 = await completeTrials(run.runUri, plan1, { fail: [failing] });
+    const input1 = { runId: run.runId, project, runUri: run.runUri, manifestUri: run.planInput.manifestUri, generation: 1, proposals: plan1.proposals, trials: trials1 };
+
+    const out1 = await rewardGeneration(input1, deps());
+    const retried = await rewardGeneration(input1, deps());
+
+    expect(out1.done).toBe(false);
+    expect(out1.generation).toBe(2);
+    expect(out1.proposals).toHaveLength(4);
+    expect(retried).toEqual(out1);
+    const rows = await deps().rewards.listTrials<TrialRow>(project, run.runId);
+    expect(rows).toHaveLength(4);
+    const failedRow = rows.find((r) => r.trialId === failing)?.row;
+    expect(failedRow).toMatchObject({ status: 'failed', reward: null, error: 'loss diverged (NaN) at step 12' });
+
+    const plan2: PlanOutput = { generation: out1.generation, proposals: out1.proposals, maxConcurrency: out1.maxConcurrency };
+    const trials2 = await completeTrials(run.runUri, plan2);
+    const out2 = await rewardGeneration({ ...input1, generation: 2, proposals: plan2.proposals, trials: trials2 }, deps());
+
+    expect(out2.done).toBe(true);
+    const all = await deps().rewards.listTrials<TrialRow>(project, run.runId);
+    expect(all).toHaveLength(8);
+    const best = all.filter((r) => r.row.reward !== null).sort((a, b) => (b.row.reward ?? 0) - (a.row.reward ?? 0))[0];
+    expect(out2.bestTrialId).toBe(best.trialId);
+    const policy = await deps().rewards.getPolicy<StoredPolicy>(project);
+    expect(policy?.state).toMatchObject({ runId: run.runId, generation: 2 });
+  });
+
+  it('fails the stage with every reason when a whole generation fails', async () => {
+    const project = 'reward-allfail';
+    const run = await preparedRun(project);
+    const plan = await planRun(run.planInput, deps());
+    const trials = await completeTrials(run.runUri, plan, { fail: plan.proposals.map((p) => p.trialId) });
+
+    const error = await rewardGeneration(
+      { runId: run.runId, project, runUri: run.runUri, manifestUri: run.planInput.manifestUri, generation: 1, proposals: plan.proposals, trials },
+      deps(),
+    ).catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(AgentError);
+    expect((error as AgentError).code).toBe('GENERATION_FAILED');
+    expect((error as AgentError).message).toContain('loss diverged');
+  });
+
+  it('lets the next run of the project warm-start from the stored policy', async () => {
+    const project = 'reward-warm';
+    const first = await preparedRun(project, { generations: 1 });
+    const plan = await planRun(first.planInput, deps());
+    const trials = await completeTrials(first.runUri, plan);
+    await rewardGeneration({ runId: first.runId, project, runUri: first.runUri, manifestUri: first.planInput.manifestUri, generation: 1, proposals: plan.proposals, trials }, deps());
+    const second = await preparedRun(project, { generations: 1 });
+
+    await planRun(second.planInput, deps());
+
+    const events = await deps().registry.listRunEvents(project, second.runId);
+    const decisions = events.find((e) => e.eventKey === 'plan')?.detail.decisions as { decision: string; value: unknown; reason: string }[];
+    const policy = decisions.find((d) => d.decision === 'policy');
+    expect(policy?.value).toBe('warm-start');
+    expect(policy?.reason).toContain(first.runId);
+  });
+});
