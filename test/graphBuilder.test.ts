@@ -157,6 +157,19 @@ describe('Graph serialization', () => {
     expect(proto.graph?.node?.[0].domain).toBe('com.microsoft');
   });
 
+  it('writes ReduceMean axes as an attribute below opset 18 and refuses opsets it cannot write', async () => {
+    const g = new Graph({ opset: 17 });
+    const x = g.input('x', 'float32', [2, 2]);
+    g.output(g.reduceMean(x, { axes: [1] }), 'mean');
+
+    const model = g.toModel({ name: 'opset17' });
+    const result = await run(model, { x: f32([1, 3, 5, 9], [2, 2]) });
+
+    expect(Array.from(result.mean.data as Float32Array)).toEqual([2, 7]);
+    expect(decodeModel(model).opsetImport.map((o) => Number(o.version))).toEqual([17]);
+    expect(() => new Graph({ opset: 12 })).toThrow(/opset 12 is not supported; use 13 to 18/);
+  });
+
   it('renames an output through Identity and refuses a taken output name', () => {
     const g = new Graph();
     const x = g.input('x', 'float32', [2]);

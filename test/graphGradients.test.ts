@@ -31,6 +31,8 @@ interface InputSpec {
 interface GradientCase {
   readonly name: string;
   readonly inputs: readonly InputSpec[];
+  /** Default-domain opset of the graph (default 18). */
+  readonly opset?: number;
   readonly build: (g: Graph, xs: Value[], dtype: DType) => Value;
 }
 
@@ -102,6 +104,12 @@ const CASES: GradientCase[] = [
   { name: 'ReduceSum without keepdims', inputs: [{ shape: [2, 3, 2] }], build: (g, [a]) => g.reduceSum(a, { axes: [1] }) },
   { name: 'ReduceSum with keepdims', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.reduceSum(a, { axes: [0], keepdims: true }) },
   { name: 'ReduceMean over two axes', inputs: [{ shape: [2, 3, 2] }], build: (g, [a]) => g.reduceMean(a, { axes: [0, 2] }) },
+  {
+    name: 'ReduceMean at opset 17 (axes as an attribute)',
+    opset: 17,
+    inputs: [{ shape: [2, 3] }],
+    build: (g, [a]) => g.reduceMean(a, { axes: [1], keepdims: true }),
+  },
   { name: 'ReduceMean over a symbolic batch', inputs: [{ shape: ['batch', 3], dims: [5, 3] }], build: (g, [a]) => g.reduceMean(a, { axes: [0] }) },
   { name: 'Transpose', inputs: [{ shape: [2, 3, 4] }], build: (g, [a]) => g.transpose(a, { perm: [2, 0, 1] }) },
   { name: 'Concat along axis 1', inputs: [{ shape: [2, 1] }, { shape: [2, 3] }], build: (g, [a, b]) => g.concat([a, b], { axis: 1 }) },
@@ -173,7 +181,7 @@ function concreteDims(spec: InputSpec): number[] {
 }
 
 function outputShapeOf(c: GradientCase, dtype: DType): readonly (number | string)[] {
-  const g = new Graph();
+  const g = new Graph({ opset: c.opset });
   const xs = c.inputs.map((s, i) => g.input(`x${i}`, dtype, s.shape));
   return c.build(g, xs, dtype).shape;
 }
@@ -197,7 +205,7 @@ function prepare(c: GradientCase, seed: number): Prepared {
 }
 
 async function analyticGradients(c: GradientCase, p: Prepared): Promise<Float32Array[]> {
-  const g = new Graph();
+  const g = new Graph({ opset: c.opset });
   const xs = c.inputs.map((s, i) => g.input(`x${i}`, 'float32', s.shape));
   const out = c.build(g, xs, 'float32');
   const loss = weightedLoss(g, out);
@@ -211,7 +219,7 @@ async function analyticGradients(c: GradientCase, p: Prepared): Promise<Float32A
 }
 
 async function numericGradients(c: GradientCase, p: Prepared): Promise<Float64Array[]> {
-  const g = new Graph();
+  const g = new Graph({ opset: c.opset });
   const xs = c.inputs.map((s, i) => g.input(`x${i}`, 'float64', s.shape));
   const out = c.build(g, xs, 'float64');
   g.output(weightedLoss(g, out), 'loss');
@@ -265,7 +273,7 @@ describe('gradient rules match central finite differences', () => {
   it('has a finite-difference case for every rule', () => {
     const covered = new Set<string>();
     for (const c of CASES) {
-      const g = new Graph();
+      const g = new Graph({ opset: c.opset });
       const xs = c.inputs.map((s, i) => g.input(`x${i}`, 'float32', s.shape));
       c.build(g, xs, 'float32');
       for (const node of g.nodes) covered.add(node.opType);

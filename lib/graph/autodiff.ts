@@ -141,6 +141,12 @@ function constantInts(v: Value | undefined, what: string, node: Node): number[] 
   return Array.from(v.constant.data as BigInt64Array, Number);
 }
 
+/** Reduce axes: an input from opset 18 (ReduceSum from 13), an attribute before. */
+function reduceAxes(node: Node): number[] {
+  const a = node.attributes.axes;
+  return a?.type === 'ints' ? [...a.value] : constantInts(node.inputs[1], 'axes', node);
+}
+
 function intAttribute(node: Node, name: string, fallback: number): number {
   const a = node.attributes[name];
   return a !== undefined && (a.type === 'int' || a.type === 'float') ? a.value : fallback;
@@ -155,7 +161,7 @@ function transposeLastTwo(g: Graph, x: Value): Value {
 /** Expands a reduced gradient (keepdims or not) back over the reduced axes of `x`. */
 function unreduce(g: Graph, node: Node, dY: Value): Value {
   const x = node.inputs[0] as Value;
-  const axes = constantInts(node.inputs[1], 'axes', node);
+  const axes = reduceAxes(node);
   const keepdims = intAttribute(node, 'keepdims', 1) === 1;
   const kept = keepdims ? dY : g.unsqueeze(dY, { axes });
   return g.expand(kept, isStatic(x.shape) ? [...x.shape] : x);
@@ -281,7 +287,7 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
     const x = node.inputs[0] as Value;
     const y = node.outputs[0];
     const expanded = unreduce(g, node, dOut[0] as Value);
-    const reduced = staticSize(constantInts(node.inputs[1], 'axes', node).map((a) => x.shape[a]));
+    const reduced = staticSize(reduceAxes(node).map((a) => x.shape[a]));
     const count = reduced !== undefined ? g.scalarLike(x, reduced) : g.cast(g.div(g.sizeOf(x), g.sizeOf(y)), x.dtype);
     return [g.div(expanded, count)];
   },

@@ -184,10 +184,22 @@ export class Graph {
   private readonly counters = new Map<string, number>();
   private readonly scopes: string[] = [];
   private readonly scalarCache = new Map<string, Value>();
-  private readonly domains = new Map<string, number>([['', DEFAULT_OPSETS['']]]);
+  private readonly domains: Map<string, number>;
 
-  constructor(options: { name?: string } = {}) {
+  /**
+   * `opset` (13–18, default 18) is the default-domain opset, for graphs that must match a
+   * model built elsewhere; below 18, ReduceMean/ReduceMax take `axes` as an attribute.
+   */
+  constructor(options: { name?: string; opset?: number } = {}) {
     this.name = options.name ?? 'agentflow';
+    const opset = options.opset ?? DEFAULT_OPSETS[''];
+    if (!Number.isInteger(opset) || opset < 13 || opset > 18) {
+      throw new GraphError(`graph "${this.name}": opset ${opset} is not supported; use 13 to 18 (axes-as-input Squeeze/Unsqueeze/ReduceSum need 13)`, {
+        code: 'GRAPH_INVALID',
+        context: { opset },
+      });
+    }
+    this.domains = new Map([['', opset]]);
   }
 
   // ---- structure -------------------------------------------------------------------------
@@ -810,10 +822,15 @@ export class Graph {
     const keepdims = options.keepdims ?? false;
     const shape = keepdims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
     if (axes.length === 0) return this.emit('Identity', [x], { dtype: x.dtype, shape: x.shape }, { name: nodeName, exact: true });
-    return this.emit(opType, [x, this.int64s([...axes].sort((p, q) => p - q), `${nodeName}.axes`)], { dtype: x.dtype, shape }, {
+    const sorted = [...axes].sort((p, q) => p - q);
+    const keep = attr.int(keepdims ? 1 : 0);
+    if (opType !== 'ReduceSum' && (this.domains.get('') ?? 18) < 18) {
+      return this.emit(opType, [x], { dtype: x.dtype, shape }, { name: nodeName, exact: true, attributes: { keepdims: keep, axes: attr.ints(sorted) } });
+    }
+    return this.emit(opType, [x, this.int64s(sorted, `${nodeName}.axes`)], { dtype: x.dtype, shape }, {
       name: nodeName,
       exact: true,
-      attributes: { keepdims: attr.int(keepdims ? 1 : 0) },
+      attributes: { keepdims: keep },
     });
   }
 
