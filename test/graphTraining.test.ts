@@ -99,8 +99,10 @@ describe('training-step graph', () => {
     };
 
     const first = await session.step(batch, { lambda: [1, 1], learningRate: 0.01 });
+    const before = session.parameterTensors();
     let last = first;
     for (let i = 0; i < 300; i += 1) last = await session.step(batch, { lambda: [1, 1], learningRate: 0.01 });
+    const after = session.parameterTensors();
     await session.release();
 
     expect(Number.isFinite(first.loss)).toBe(true);
@@ -109,6 +111,8 @@ describe('training-step graph', () => {
     expect(first.losses[1]).toBeGreaterThan(0.4);
     expect(last.outputs.prediction.dims).toEqual([rows, 2]);
     expect(session.steps).toBe(301);
+    expect(after.W1.data).not.toEqual(before.W1.data);
+    expect(after.W1.dims).toEqual([features, 32]);
   });
 
   it('applies AdamW exactly as a hand computation in float64', async () => {

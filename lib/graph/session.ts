@@ -152,6 +152,14 @@ export class TrainingSession {
     return Object.fromEntries(this.definition.parameters.map((p) => [p.name, this.copy(stepNames.parameter(p.name))]));
   }
 
+  /**
+   * The live parameter tensors, without copying, to feed an evaluation session between steps.
+   * They stay valid after later steps (each step adopts new tensors); do not write into them.
+   */
+  parameterTensors(): Record<string, ort.Tensor> {
+    return Object.fromEntries(this.definition.parameters.map((p) => [p.name, this.current[stepNames.parameter(p.name)]]));
+  }
+
   /** A checkpoint: parameters, moments and the step count (copies). */
   state(): TrainingState {
     const pick = (key: (name: string) => string) => Object.fromEntries(this.definition.parameters.map((p) => [p.name, this.copy(key(p.name))]));
