@@ -1,0 +1,29 @@
+import type { BaseModelSpec } from '#lib/spec/index.ts';
+import type { RowSource } from '#lib/encoders/common.ts';
+import { fitFeaturesEncoder } from '#lib/encoders/features.ts';
+import { fitOnnxEncoder, type ResolveFile } from '#lib/encoders/onnx.ts';
+import { fitTabularEncoder } from '#lib/encoders/tabular.ts';
+import { fitTextEncoder } from '#lib/encoders/text.ts';
+import type { FittedEncoder } from '#lib/encoders/types.ts';
+
+export interface FitEncoderOptions {
+  /** Reads the bring-your-own model and its tokenizer.json (local path or s3:// URI). */
+  resolveFile?: ResolveFile;
+}
+
+/**
+ * Fits a base model on the train split. `rows` must yield the train rows only (validation and
+ * holdout never shape the encoder) and may be iterated more than once.
+ */
+export function fitEncoder(baseModel: BaseModelSpec, rows: RowSource, options: FitEncoderOptions = {}): Promise<FittedEncoder> {
+  switch (baseModel.kind) {
+    case 'text':
+      return fitTextEncoder(baseModel, rows);
+    case 'tabular':
+      return fitTabularEncoder(baseModel, rows);
+    case 'features':
+      return Promise.resolve(fitFeaturesEncoder(baseModel));
+    case 'onnx':
+      return fitOnnxEncoder(baseModel, rows, options.resolveFile);
+  }
+}

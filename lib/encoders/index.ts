@@ -1,0 +1,24 @@
+/**
+ * Base models as ONNX graphs from raw input to a float32 `[batch, dimension]` embedding: fitted
+ * on the train split (text TF-IDF, tabular scaling and one-hot, plain features, or a
+ * bring-your-own transformer with its tokenizer.json), run in ONNX Runtime, and merged in front
+ * of the heads for export.
+ */
+export { EncoderError, type EncoderErrorCode } from '#lib/encoders/errors.ts';
+export {
+  EMBEDDING_OUTPUT,
+  ENCODER_METADATA_KEY,
+  type EncoderDescriptor,
+  type EncoderInput,
+  type EncoderInputRole,
+  type FittedEncoder,
+} from '#lib/encoders/types.ts';
+export type { RowSource } from '#lib/encoders/common.ts';
+export { fitEncoder, type FitEncoderOptions } from '#lib/encoders/fit.ts';
+export { TEXT_PAD_TOKEN, fitTextEncoder, fitTextVocabulary, lowercaseLikeOnnx, ngramsOf, textTokenizerModel, textTokens, tokenizeInGraph, type TextVocabulary } from '#lib/encoders/text.ts';
+export { fitTabularEncoder, fitTabularStats, type CategoricalColumnStats, type NumericColumnStats, type TabularStats } from '#lib/encoders/tabular.ts';
+export { fitFeaturesEncoder } from '#lib/encoders/features.ts';
+export { fitOnnxEncoder, type ResolveFile } from '#lib/encoders/onnx.ts';
+export { createTokenization, tokenizationFromJson, type TokenBatch, type Tokenization } from '#lib/encoders/tokenize.ts';
+export { Encoder, encodeRows, encoderDescriptor, encoderFeeds, loadEncoder, type LoadEncoderOptions } from '#lib/encoders/runtime.ts';
+export { composeModels, mergeEncoderAndHeads, upgradeDefaultOpset, type ComposeOptions, type MergeOptions } from '#lib/encoders/merge.ts';
