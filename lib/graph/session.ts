@@ -23,6 +23,11 @@ export interface TrainingSessionOptions {
   /** Chosen explicitly: ORT does not fall back from CUDA to CPU. Default `['cpu']`. */
   readonly executionProviders?: ort.InferenceSession.SessionOptions['executionProviders'];
   readonly graphOptimizationLevel?: ort.InferenceSession.SessionOptions['graphOptimizationLevel'];
+  /**
+   * Whether idle intra-op threads spin (ORT's default). Turn it off when the CPUs are shared:
+   * spinning threads then steal time from the ones doing work.
+   */
+  readonly allowSpinning?: boolean;
   /** Resume from a checkpoint instead of the parameters' init values and zero moments. */
   readonly initialState?: TrainingState;
   /** Refuse a step whose loss is NaN or infinite, keeping the last good state. Default true. */
@@ -96,6 +101,7 @@ export class TrainingSession {
         executionProviders: options.executionProviders ?? ['cpu'],
         ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
         ...(options.interOpNumThreads === undefined ? {} : { interOpNumThreads: options.interOpNumThreads }),
+        ...(options.allowSpinning === undefined ? {} : { extra: { session: { intra_op: { allow_spinning: options.allowSpinning ? '1' : '0' } } } }),
       });
     } catch (cause) {
       throw new GraphError(`TrainingSession: ONNX Runtime refused the training-step graph (${String(cause)}); check the execution providers and the ops used`, {
