@@ -211,6 +211,62 @@ describe('Graph serialization', () => {
   });
 });
 
+describe('Graph.inlineModel', () => {
+  /** A frozen "base model": ai.onnx.ml Scaler, then a fixed projection to a 2-d embedding. */
+  function baseModel(options: { opset?: number } = {}): Uint8Array {
+    const g = new Graph({ name: 'base', opset: options.opset });
+    const raw = g.input('raw', 'float32', ['batch', 3]);
+    const [scaled] = g.op('Scaler', [raw], {
+      domain: 'ai.onnx.ml',
+      attributes: { offset: attr.floats([1, 0, 0]), scale: attr.floats([2, 1, 0.5]) },
+      outputs: [{ dtype: 'float32', shape: ['batch', 3] }],
+    });
+    const projection = g.initializer('projection', { data: Float32Array.from([1, 0, 0, 1, 1, 1]), shape: [3, 2] });
+    g.output(g.matmul(scaled, projection), 'embedding');
+    return g.toModel({ name: 'base' });
+  }
+
+  it('puts a base model and a head into one model that runs from raw input to the task output', async () => {
+    const g = new Graph();
+    const features = g.input('features', 'float32', ['batch', 3]);
+    const { embedding } = g.inlineModel(baseModel(), { inputs: { raw: features }, prefix: 'base' });
+    const head = g.initializer('head', { data: Float32Array.from([0.5, -1]), shape: [2, 1] });
+    g.output(g.matmul(embedding, head), 'score');
+
+    const model = g.toModel({ name: 'exported' });
+    const result = await run(model, { features: f32([2, 3, 4], [1, 3]) });
+
+    // Scaler: (x - offset) * scale = [2, 3, 2]; projection: [2 + 2, 3 + 2] = [4, 5]; head: 2 - 5.
+    expect(embedding.shape).toEqual(['batch', 2]);
+    expect(Array.from(result.score.data as Float32Array)).toEqual([-3]);
+    expect(decodeModel(model).opsetImport.map((o) => o.domain).sort()).toEqual(['', 'ai.onnx.ml']);
+    expect(decodeModel(model).graph?.initializer?.map((t) => t.name).sort()).toEqual(['base/projection', 'head']);
+  });
+
+  it('lets gradients reach the head but never flow into the frozen base model', () => {
+    const g = new Graph();
+    const features = g.input('features', 'float32', ['batch', 3]);
+    const { embedding } = g.inlineModel(baseModel(), { inputs: { raw: features }, prefix: 'base' });
+    const head = g.input('head', 'float32', [2, 1]);
+    const loss = g.reduceSum(g.matmul(embedding, head));
+
+    expect(gradients(g, loss, [head])[0].shape).toEqual([2, 1]);
+    expect(() => gradients(g, loss, [features])).toThrow(/no gradient rule for agentflow.inline.InlinedModel \(node "base"\)/);
+  });
+
+  it.each([
+    ['a different opset', { opset: 17 }, { raw: true }, /uses the default domain at opset 17 but this graph uses 18; build the graph with new Graph\(\{ opset: 17 \}\)/],
+    ['an unconnected input', {}, {}, /model input "raw" is not connected/],
+    ['an input that is not the model', {}, { raw: true, extra: true }, /"extra" is not an input of the model/],
+  ])('refuses %s', (_name, base, inputs, message) => {
+    const g = new Graph();
+    const features = g.input('features', 'float32', ['batch', 3]);
+    const given = Object.fromEntries(Object.keys(inputs).map((k) => [k, features]));
+
+    expect(() => g.inlineModel(baseModel(base), { inputs: given, prefix: 'base' })).toThrow(message);
+  });
+});
+
 describe('gradients', () => {
   it('sums the gradients of a value used on several paths', async () => {
     const g = new Graph();

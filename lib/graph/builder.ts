@@ -1,5 +1,5 @@
 import { GraphError, type GraphErrorCode } from './errors.ts';
-import { encodeGraph, type ModelOptions } from './model.ts';
+import { encodeGraph, prepareInline, type InlinedModel, type ModelOptions } from './model.ts';
 import {
   broadcastShapes,
   formatShape,
@@ -85,6 +85,8 @@ export interface Node {
   readonly attributes: Readonly<Record<string, Attribute>>;
   /** Set by `stopGradient`: autodiff treats the output as a constant. */
   readonly stopsGradient?: boolean;
+  /** Set by `inlineModel`: the renamed nodes and weights this node stands for when serialized. */
+  readonly inlined?: InlinedModel;
 }
 
 export interface OpOptions {
@@ -284,6 +286,52 @@ export class Graph {
     const domain = options.domain ?? '';
     if (!this.domains.has(domain)) this.useDomain(domain);
     return this.emitMany(opType, inputs, options.outputs, { name: options.name, attributes: options.attributes, domain });
+  }
+
+  /**
+   * Copies another ONNX model into this graph behind `inputs` (its graph inputs by name) and
+   * returns its outputs by name: a frozen base model in front of the heads, in one file. Names
+   * inside are prefixed with `prefix/`. Its default-domain opset must equal this graph's (build
+   * this graph with `new Graph({ opset })` to match). The copy is opaque to autodiff: gradients
+   * never flow into it.
+   */
+  inlineModel(bytes: Uint8Array, options: { inputs: Readonly<Record<string, Value>>; prefix: string }): Record<string, Value> {
+    for (const v of Object.values(options.inputs)) this.own(v, 'inlineModel');
+    const prepared = prepareInline(bytes, { prefix: options.prefix, inputs: options.inputs, opsets: this.domains });
+    const newNames = [...prepared.outputs.filter((o) => o.passthrough === undefined).map((o) => o.renamed), ...prepared.model.initializers.map((t) => t.name ?? '')];
+    const taken = newNames.find((n) => this.usedNames.has(n));
+    if (taken !== undefined) {
+      throw new GraphError(`inlineModel "${options.prefix}": "${taken}" is already used in graph "${this.name}"; choose another prefix`, {
+        code: 'GRAPH_INVALID',
+        context: { name: taken },
+      });
+    }
+    for (const [domain, version] of prepared.opsets) this.domains.set(domain, version);
+    const name = this.uniqueName([...this.scopes, options.prefix].join('/'));
+    const outputValues: Value[] = [];
+    const node: Node = {
+      name,
+      opType: 'InlinedModel',
+      domain: 'agentflow.inline',
+      inputs: prepared.inputs,
+      outputs: outputValues,
+      attributes: {},
+      inlined: prepared.model,
+    };
+    const result: Record<string, Value> = {};
+    for (const out of prepared.outputs) {
+      if (out.passthrough !== undefined) {
+        result[out.name] = out.passthrough;
+        continue;
+      }
+      this.claimName(out.renamed, 'inlineModel output');
+      const value = new Value(this, out.renamed, out.dtype, out.shape, node);
+      outputValues.push(value);
+      result[out.name] = value;
+    }
+    for (const init of prepared.model.initializers) this.claimName(init.name ?? '', 'inlineModel initializer');
+    this.nodes.push(node);
+    return result;
   }
 
   // ---- constants -------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import onnxProto from 'onnx-proto';
 
-import type { Attribute, Graph, TensorLiteral, Value } from './builder.ts';
+import type { Attribute, DType, Graph, TensorLiteral, Value } from './builder.ts';
 import { dtypeCode, dtypeFromCode, dtypeOfValues, tensorLiteral, type TensorValues } from './builder.ts';
 import { GraphError } from './errors.ts';
 import { formatShape, type Shape } from './shape.ts';
@@ -27,19 +27,26 @@ export interface ModelOptions {
 export function encodeGraph(graph: Graph, options: ModelOptions): Uint8Array {
   const graphProto = onnx.GraphProto.create({
     name: options.name,
-    node: graph.nodes.map((node) =>
-      onnx.NodeProto.create({
-        name: node.name,
-        opType: node.opType,
-        domain: node.domain,
-        input: node.inputs.map((v) => v?.name ?? ''),
-        output: node.outputs.map((v) => v.name),
-        attribute: Object.entries(node.attributes).map(([name, a]) => attributeProto(name, a)),
-      }),
+    node: graph.nodes.flatMap((node) =>
+      node.inlined !== undefined
+        ? node.inlined.nodes
+        : [
+            onnx.NodeProto.create({
+              name: node.name,
+              opType: node.opType,
+              domain: node.domain,
+              input: node.inputs.map((v) => v?.name ?? ''),
+              output: node.outputs.map((v) => v.name),
+              attribute: Object.entries(node.attributes).map(([name, a]) => attributeProto(name, a)),
+            }),
+          ],
     ),
     input: graph.inputs.map(valueInfo),
     output: graph.outputs.map((o) => valueInfo(o.value)),
-    initializer: graph.initializers.map((i) => tensorProto(i.value.name, i.tensor)),
+    initializer: [
+      ...graph.initializers.map((i) => tensorProto(i.value.name, i.tensor)),
+      ...graph.nodes.flatMap((node) => node.inlined?.initializers ?? []),
+    ],
   });
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
@@ -125,6 +132,102 @@ export function bakeInitializers(bytes: Uint8Array, tensors: Readonly<Record<str
   graph.input = inputs;
   graph.initializer = initializers;
   return onnx.ModelProto.encode(model).finish();
+}
+
+/** The renamed nodes and weights of a model copied into a graph by `Graph.inlineModel`. */
+export interface InlinedModel {
+  readonly nodes: readonly onnxProto.onnx.INodeProto[];
+  readonly initializers: readonly onnxProto.onnx.ITensorProto[];
+}
+
+export interface PreparedInline {
+  readonly model: InlinedModel;
+  /** The graph values feeding the model, in its input order. */
+  readonly inputs: Value[];
+  readonly outputs: { name: string; renamed: string; dtype: DType; shape: Shape; passthrough?: Value }[];
+  readonly opsets: ReadonlyMap<string, number>;
+}
+
+/** Renames a model's nodes and weights under `prefix/` and maps its inputs to graph values. */
+export function prepareInline(
+  bytes: Uint8Array,
+  options: { prefix: string; inputs: Readonly<Record<string, Value>>; opsets: ReadonlyMap<string, number> },
+): PreparedInline {
+  const fail = (detail: string, context: Record<string, unknown> = {}) =>
+    new GraphError(`inlineModel "${options.prefix}": ${detail}`, { code: 'GRAPH_MODEL', context: { prefix: options.prefix, ...context } });
+  const model = decodeModel(bytes);
+  const graph = model.graph;
+  if (graph === null || graph === undefined) throw fail('the model has no graph');
+
+  const opsets = new Map<string, number>();
+  for (const o of model.opsetImport ?? []) {
+    const domain = o.domain === 'ai.onnx' ? '' : (o.domain ?? '');
+    const version = toNumber(o.version ?? 0);
+    const ours = options.opsets.get(domain);
+    if (ours !== undefined && ours !== version) {
+      throw fail(
+        `the model uses ${domain === '' ? 'the default domain' : `domain ${domain}`} at opset ${version} but this graph uses ${ours}; build the graph with new Graph({ opset: ${version} }) or convert the model`,
+        { domain, version, ours },
+      );
+    }
+    opsets.set(domain, version);
+  }
+
+  const initializerNames = new Set((graph.initializer ?? []).map((t) => t.name ?? ''));
+  const rename = new Map<string, string>();
+  const inputs: Value[] = [];
+  for (const input of graph.input ?? []) {
+    const name = input.name ?? '';
+    if (initializerNames.has(name)) continue;
+    const value = options.inputs[name];
+    if (value === undefined) {
+      throw fail(`model input "${name}" is not connected; pass it in inputs (given: ${Object.keys(options.inputs).join(', ') || 'none'})`, { input: name });
+    }
+    const expected = dtypeFromCode(input.type?.tensorType?.elemType ?? 0);
+    if (expected !== value.dtype) throw fail(`model input "${name}" is ${expected ?? 'not a tensor'} but ${value} was given; g.cast it`, { input: name });
+    const rank = input.type?.tensorType?.shape?.dim?.length;
+    if (rank !== undefined && rank !== value.rank) throw fail(`model input "${name}" has rank ${rank} but ${value} was given`, { input: name });
+    rename.set(name, value.name);
+    inputs.push(value);
+  }
+  for (const given of Object.keys(options.inputs)) {
+    if (!rename.has(given)) throw fail(`"${given}" is not an input of the model`, { input: given });
+  }
+  const renamed = (name: string): string => {
+    if (name === '') return name;
+    let r = rename.get(name);
+    if (r === undefined) {
+      r = `${options.prefix}/${name}`;
+      rename.set(name, r);
+    }
+    return r;
+  };
+
+  const nodes = (graph.node ?? []).map((node, i) => {
+    for (const a of node.attribute ?? []) {
+      if (a.g || (a.graphs?.length ?? 0) > 0) {
+        throw fail(`node "${node.name ?? i}" (${node.opType}) has a subgraph; models with control flow cannot be inlined`, { node: node.name });
+      }
+    }
+    return onnx.NodeProto.create({
+      ...node,
+      name: `${options.prefix}/${node.name || `${node.opType}_${i}`}`,
+      input: (node.input ?? []).map(renamed),
+      output: (node.output ?? []).map(renamed),
+    });
+  });
+  const initializers = (graph.initializer ?? []).map((t) => onnx.TensorProto.create({ ...t, name: renamed(t.name ?? '') }));
+  const outputs = (graph.output ?? []).map((o) => {
+    const name = o.name ?? '';
+    const dtype = dtypeFromCode(o.type?.tensorType?.elemType ?? 0);
+    if (dtype === undefined) throw fail(`output "${name}" is not a tensor of a supported type`, { output: name });
+    const shape = (o.type?.tensorType?.shape?.dim ?? []).map((d, k) =>
+      d.dimParam ? d.dimParam : d.dimValue !== undefined && d.dimValue !== null ? toNumber(d.dimValue) : `${options.prefix}/${name}:${k}`,
+    );
+    const passthrough = Object.entries(options.inputs).find(([inputName]) => inputName === name)?.[1];
+    return { name, renamed: renamed(name), dtype, shape, ...(passthrough === undefined ? {} : { passthrough }) };
+  });
+  return { model: { nodes, initializers }, inputs, outputs, opsets };
 }
 
 function toNumber(v: number | { toNumber(): number }): number {
