@@ -4,6 +4,7 @@ import {
   accuracy,
   auc,
   evaluateTask,
+  labelSpread,
   logLoss,
   macroF1,
   mae,
@@ -123,5 +124,19 @@ describe('metric errors', () => {
     const error = errorOf(fn);
     expect(error.code).toBe(code);
     expect(error.message).toMatch(message);
+  });
+});
+
+describe('labelSpread', () => {
+  it('gives the errors of predicting the mean (std) and the median (mean absolute deviation) over labelled rows', () => {
+    const labels = Float32Array.from([1, 2, 3, 10, 99]);
+    const mask = Uint8Array.from([1, 1, 1, 1, 0]);
+
+    const spread = labelSpread(labels, mask);
+
+    const mean = 4;
+    expect(spread.labelStd).toBeCloseTo(Math.sqrt(((1 - mean) ** 2 + (2 - mean) ** 2 + (3 - mean) ** 2 + (10 - mean) ** 2) / 4), 12);
+    expect(spread.labelMad).toBeCloseTo((1.5 + 0.5 + 0.5 + 7.5) / 4, 12);
+    expect(rmse(new Float32Array(5).fill(mean), labels, mask)).toBeCloseTo(spread.labelStd, 6);
   });
 });

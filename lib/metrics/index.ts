@@ -5,7 +5,7 @@
 export { MetricsError, type MetricsErrorCode } from '#lib/metrics/errors.ts';
 export type { MaskArray, NumericArray } from '#lib/metrics/inputs.ts';
 export { accuracy, auc, logLoss, macroF1, LOG_LOSS_EPS, type ClassificationOptions } from '#lib/metrics/classification.ts';
-export { mae, rmse } from '#lib/metrics/regression.ts';
+export { labelSpread, mae, rmse } from '#lib/metrics/regression.ts';
 export {
   evaluateTask,
   HIGHER_IS_BETTER,

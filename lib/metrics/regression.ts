@@ -27,3 +27,26 @@ export function mae(predictions: NumericArray, labels: NumericArray, mask?: Mask
   for (const e of r) sum += Math.abs(e);
   return sum / r.length;
 }
+
+/**
+ * The errors of the best constant predictions, as references that make rmse and mae comparable
+ * across tasks with different label units: the standard deviation (rmse of predicting the mean)
+ * and the mean absolute deviation from the median (mae of predicting the median).
+ */
+export function labelSpread(labels: NumericArray, mask?: MaskArray): { labelStd: number; labelMad: number } {
+  const rows = labelledRows('labelSpread', labels, mask);
+  const values = Float64Array.from(rows, (i) => {
+    expectFinite('labelSpread', 'label', labels[i], i);
+    return labels[i];
+  });
+  let mean = 0;
+  for (const v of values) mean += v / values.length;
+  let squares = 0;
+  for (const v of values) squares += (v - mean) ** 2;
+  const sorted = values.slice().sort();
+  const middle = sorted.length >> 1;
+  const median = sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  let deviations = 0;
+  for (const v of values) deviations += Math.abs(v - median);
+  return { labelStd: Math.sqrt(squares / values.length), labelMad: deviations / values.length };
+}
