@@ -1,0 +1,66 @@
+/**
+ * Training inside ONNX Runtime: multi-task heads (shared-bottom, MMoE) built once as a parameter
+ * list and a forward function, the trial trainer (streamed epochs, warm-up and decay, fixed /
+ * uncertainty / DWA task weighting, early stopping on the agent's objective, divergence guard),
+ * the heads export with a parity check, and the trial job's logic.
+ */
+export { TrainError, type TrainErrorCode } from '#lib/train/errors.ts';
+export {
+  FEATURES_INPUT,
+  batchNames,
+  batchSpec,
+  buildHeads,
+  buildHeadsTrainingStep,
+  buildInferenceGraph,
+  forwardFlopsPerRow,
+  type HeadTask,
+  type HeadTaskInput,
+  type HeadTaskType,
+  type Heads,
+  type HeadsModel,
+  type HeadsOptions,
+  type HeadsTrainingStepOptions,
+} from '#lib/train/heads.ts';
+export { DWA_TEMPERATURE, dwaWeights, learningRateAt, type LearningRateOptions } from '#lib/train/schedule.ts';
+export {
+  batchFeeds,
+  evaluateSplit,
+  labelSpread,
+  objectiveOf,
+  onDevice,
+  trainTrial,
+  type EpochRecord,
+  type ExecutionProviders,
+  type TaskMetrics,
+  type TrainProgress,
+  type TrainResult,
+  type TrainTrialOptions,
+  type TrainWeighting,
+  type TrialWeights,
+} from '#lib/train/trainer.ts';
+export {
+  HEADS_METADATA_KEYS,
+  PARITY_TOLERANCE,
+  checkParity,
+  exportHeads,
+  exportedTasks,
+  headsForWeights,
+  predictExported,
+  trainingForward,
+  type ExportedTask,
+  type FeatureRows,
+  type HeadsExportMetadata,
+  type ParityReport,
+  type Predictions,
+} from '#lib/train/export.ts';
+export {
+  WEIGHTS_FORMAT,
+  WEIGHTS_FORMAT_VERSION,
+  decodeWeights,
+  encodeWeights,
+  loadTrialWeights,
+  saveTrialWeights,
+  weightsIndexUri,
+  type WeightsIndex,
+} from '#lib/train/weights.ts';
+export { executionProvidersFor, runTrialJob, shardUri, type TrialJobDependencies } from '#lib/train/trialJob.ts';
