@@ -1,0 +1,4 @@
+/** Lambda entry point of the Export stage; the logic is in lib/ (see lib/stages). */
+import { lambdaStageHandler } from '#lib/stages/index.ts';
+
+export const handler = lambdaStageHandler('Export');
