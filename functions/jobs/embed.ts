@@ -1,0 +1,58 @@
+/**
+ * The Embed Batch job: `node --import tsx functions/jobs/embed.ts`, configured by environment
+ * (EmbedJobEnv plus the config variables). Writes its EmbedJobResult to AGENTFLOW_OUTPUT_URI;
+ * on failure prints why and exits non-zero, which fails the Batch job and the workflow state.
+ */
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
+import { configFromEnv, makeClients } from '#lib/config/index.ts';
+import { runEmbed } from '#lib/embed/index.ts';
+import { describeError } from '#lib/errors/index.ts';
+import type { RunManifest } from '#lib/prepare/index.ts';
+import { ArtifactStore } from '#lib/store/index.ts';
+import { EmbedJobEnv, EmbedJobResult } from '#lib/workflow/contracts.ts';
+
+export async function embedJob(env: NodeJS.ProcessEnv = process.env): Promise<EmbedJobResult> {
+  const vars = EmbedJobEnv.parse(env);
+  const config = configFromEnv(env);
+  const { s3, dynamodb } = makeClients(config);
+  try {
+    const store = new ArtifactStore({ s3, bucket: config.bucket });
+    const manifest = await store.getJson<RunManifest>(vars.AGENTFLOW_MANIFEST_URI);
+    if (manifest.runId !== vars.AGENTFLOW_RUN_ID) {
+      throw new Error(`${vars.AGENTFLOW_MANIFEST_URI} is the manifest of run ${manifest.runId}, not of AGENTFLOW_RUN_ID ${vars.AGENTFLOW_RUN_ID}; pass the run's own manifest`);
+    }
+    let reported = 0;
+    const result = await runEmbed({
+      store,
+      manifest,
+      featuresUri: vars.AGENTFLOW_FEATURES_URI,
+      ...(env.AGENTFLOW_EMBED_BATCH_SIZE ? { batchSize: Number(env.AGENTFLOW_EMBED_BATCH_SIZE) } : {}),
+      // The CPU build of ONNX Runtime is what the job image ships; a GPU image sets this to `cuda`.
+      ...(env.AGENTFLOW_EXECUTION_PROVIDER ? { executionProviders: [env.AGENTFLOW_EXECUTION_PROVIDER] } : {}),
+      onProgress: ({ rows, dataset }) => {
+        if (rows - reported >= 50_000) {
+          reported = rows;
+          console.error(`embed: ${rows} rows embedded (reading ${dataset})`);
+        }
+      },
+    });
+    await store.putJson(store.keyOf(vars.AGENTFLOW_OUTPUT_URI), EmbedJobResult.parse(result));
+    console.log(JSON.stringify(result));
+    return result;
+  } finally {
+    s3.destroy();
+    dynamodb.destroy();
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  embedJob().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      const { name, message } = error instanceof z.ZodError ? { name: 'EnvironmentError', message: z.prettifyError(error) } : describeError(error);
+      console.error(`embed job failed: ${name}: ${message}`);
+      process.exit(1);
+    },
+  );
+}

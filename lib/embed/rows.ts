@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { formatProblems, readRecords, validateRecord, type SplitName, type ValidatedRow } from '#lib/datasets/index.ts';
+import type { RowSource } from '#lib/encoders/index.ts';
+import type { DatasetEntry, RunManifest } from '#lib/prepare/index.ts';
+import type { Spec } from '#lib/spec/index.ts';
+import { EmbedError } from '#lib/embed/errors.ts';
+import { splitRouter } from '#lib/embed/split.ts';
+
+/** Where datasets are read from: the artifact store's `getStream` fits. */
+export interface DatasetSource {
+  getStream(uri: string): Promise<Readable>;
+}
+
+export interface RoutedRow {
+  /** 0-based record index in its dataset: the key the split hashes. */
+  index: number;
+  line: number;
+  split: SplitName;
+  row: ValidatedRow;
+}
+
+export function fileNameOf(uri: string): string {
+  return uri.slice(uri.lastIndexOf('/') + 1);
+}
+
+/**
+ * Streams one dataset's validated rows with their split, holding one record at a time. The bytes
+ * are hashed on the way and checked against the digest Prepare recorded once the file ends, so a
+ * dataset replaced after Prepare fails the stage instead of mixing two versions of the data.
+ */
+export async function* routedRows(
+  source: DatasetSource,
+  context: { spec: Spec; dataset: DatasetEntry; route: ReturnType<typeof splitRouter> },
+): AsyncGenerator<RoutedRow> {
+  const { spec, dataset, route } = context;
+  const file = fileNameOf(dataset.uri);
+  const hash = createHash('sha256');
+  const stream = await source.getStream(dataset.uri);
+  async function* hashed(): AsyncGenerator<Uint8Array | string> {
+    for await (const chunk of stream as AsyncIterable<Uint8Array | string>) {
+      hash.update(chunk);
+      yield chunk;
+    }
+  }
+  let index = 0;
+  for await (const { line, record } of readRecords(hashed(), { file, format: dataset.format })) {
+    const { row, problems } = validateRecord(record, spec, { file, line });
+    if (!row) {
+      throw new EmbedError(`${dataset.uri} changed after Prepare checked it: ${formatProblems(problems)}; start a new run so Prepare checks the new data`, {
+        code: 'EMBED_ROW_INVALID',
+        context: { uri: dataset.uri, line, problems },
+      });
+    }
+    yield { index, line, split: route(dataset.role, index), row };
+    index += 1;
+  }
+  const digest = hash.digest('hex');
+  if (digest !== dataset.digest) {
+    throw new EmbedError(`${dataset.uri} has sha256 ${digest}, but Prepare recorded ${dataset.digest}: the file was replaced after Prepare; start a new run`, {
+      code: 'EMBED_DATASET_CHANGED',
+      context: { uri: dataset.uri, digest, expected: dataset.digest },
+    });
+  }
+}
+
+/**
+ * The train split's rows as fitting wants them: the train dataset's rows that the split rule
+ * keeps for training (never the validation or holdout rows), re-read on every iteration.
+ */
+export function trainRowSource(source: DatasetSource, manifest: Pick<RunManifest, 'spec' | 'datasets' | 'split'>): RowSource {
+  const route = splitRouter(manifest);
+  const train = manifest.datasets.find((d) => d.role === 'train');
+  if (!train) throw new EmbedError('the manifest lists no train dataset; Prepare always records one, so the manifest is damaged', { code: 'EMBED_MANIFEST' });
+  return async function* () {
+    for await (const routed of routedRows(source, { spec: manifest.spec, dataset: train, route })) {
+      if (routed.split === 'train') yield routed.row;
+    }
+  };
+}
