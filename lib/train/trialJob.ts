@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
+import { shardKey } from '#lib/embed/index.ts';
 import type { RunManifest } from '#lib/prepare/manifest.ts';
 import { readShard, type ShardBatch, type SplitName } from '#lib/shards/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
@@ -12,10 +13,9 @@ import { trainTrial, type ExecutionProviders, type TrainProgress, type TrainResu
 import { saveTrialWeights } from '#lib/train/weights.ts';
 import { TrialJobResult, type TrialJob } from '#lib/workflow/contracts.ts';
 
-/** Where Embed puts an encoder's split: `<featuresUri><encoderId>/<split>.arrow`. */
+/** Where Embed puts an encoder's split (`shardKey`), as a URI: `<featuresUri><encoderId>/<split>.arrow`. */
 export function shardUri(featuresUri: string, encoderId: string, split: SplitName): string {
-  const prefix = featuresUri.endsWith('/') ? featuresUri : `${featuresUri}/`;
-  return `${prefix}${encoderId}/${split}.arrow`;
+  return shardKey(featuresUri.endsWith('/') ? featuresUri : `${featuresUri}/`, encoderId, split);
 }
 
 /** `AGENTFLOW_DEVICE` → execution providers: unset or `cpu` → CPU, `cuda` → CUDA only (no fallback). */
