@@ -1,0 +1,83 @@
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { configToEnv } from '#lib/config/index.ts';
+import { startLocalAws, type LocalAws } from '#lib/local/index.ts';
+import { createStageHandlers, stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
+import { runLocalWorkflow, type BatchJobName, type JobOutputLine, type LocalJobCommand, type LocalWorkflowResult, type WorkflowEvent } from '#lib/workflow/index.ts';
+import { stageRunInputs, type StagedRun } from './stageInputs.ts';
+
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The embedded local AWS with the stage dependencies on top: what every local command works against. */
+export interface LocalSession {
+  aws: LocalAws;
+  deps: StageDependencies;
+  close(): Promise<void>;
+}
+
+export async function openLocalSession(options: { dir?: string } = {}): Promise<LocalSession> {
+  const aws = await startLocalAws(options.dir === undefined ? {} : { dir: options.dir });
+  const deps = stageDependencies(aws.config);
+  return {
+    aws,
+    deps,
+    async close() {
+      deps.clients.s3.destroy();
+      deps.clients.dynamodb.destroy();
+      await aws.stop();
+    },
+  };
+}
+
+/** The Batch jobs as child processes: the same commands the job image runs in AWS. */
+export function localJobCommands(): Record<BatchJobName, LocalJobCommand> {
+  const job = (name: BatchJobName): LocalJobCommand => ({ command: [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', `${name}.ts`)] });
+  return { embed: job('embed'), trial: job('trial') };
+}
+
+/** `run-20261129-020512-a1b2`: sortable, unique enough, and valid as a Batch job name and S3 key part. */
+export function newRunId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `run-${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+export interface LocalRunOptions {
+  specPath: string;
+  runId?: string;
+  trigger?: string;
+  onEvent?: (event: WorkflowEvent) => void;
+  onJobOutput?: (line: JobOutputLine) => void;
+  /** Extra environment for the jobs (e.g. `AGENTFLOW_DEVICE`). */
+  jobEnv?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export interface LocalRunResult {
+  runId: string;
+  staged: StagedRun;
+  result: LocalWorkflowResult;
+}
+
+/**
+ * One pipeline run on this machine: uploads the spec's local files, then executes the real state
+ * machine definition with the stage handlers in-process and the Batch jobs as child processes.
+ */
+export async function runPipelineLocally(session: LocalSession, options: LocalRunOptions): Promise<LocalRunResult> {
+  const runId = options.runId ?? newRunId();
+  const staged = await stageRunInputs(options.specPath, runId, session.deps.store);
+  // The SDK's Node 20 notice would print once per job process; the Lambda runtime is Node 22 anyway.
+  const quiet = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+  const passThrough = Object.fromEntries(['AGENTFLOW_DEVICE', 'AGENTFLOW_THREADS'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
+  const result = await runLocalWorkflow({
+    input: { runId, project: staged.spec.project, specUri: staged.specUri },
+    handlers: createStageHandlers(session.deps, { trigger: options.trigger ?? 'cli' }),
+    jobs: localJobCommands(),
+    env: { ...configToEnv(session.aws.config), ...quiet, ...passThrough, ...options.jobEnv },
+    ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    ...(options.onJobOutput ? { onJobOutput: options.onJobOutput } : {}),
+    ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    cwd: REPO_ROOT,
+  });
+  return { runId, staged, result };
+}
