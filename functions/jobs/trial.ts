@@ -7,7 +7,7 @@
 import { configFromEnv, makeClients } from '#lib/config/index.ts';
 import { describeError } from '#lib/errors/index.ts';
 import { ArtifactStore } from '#lib/store/index.ts';
-import { runTrialJob } from '#lib/train/index.ts';
+import { intraOpThreadsFrom, runTrialJob } from '#lib/train/index.ts';
 import { parseTrialJobEnv } from '#lib/workflow/contracts.ts';
 
 try {
@@ -15,12 +15,12 @@ try {
   const config = configFromEnv();
   const { s3, dynamodb } = makeClients(config);
   dynamodb.destroy();
-  const threads = process.env.AGENTFLOW_INTRA_OP_THREADS;
+  const threads = intraOpThreadsFrom(process.env.AGENTFLOW_INTRA_OP_THREADS);
   try {
     const result = await runTrialJob(job, {
       store: new ArtifactStore({ s3, bucket: config.bucket }),
       ...(process.env.AGENTFLOW_DEVICE === undefined ? {} : { device: process.env.AGENTFLOW_DEVICE }),
-      ...(threads ? { intraOpNumThreads: Number(threads) } : {}),
+      ...(threads === undefined ? {} : { intraOpNumThreads: threads }),
       log: (line) => console.log(line),
     });
     process.exitCode = result.status === 'succeeded' ? 0 : 1;

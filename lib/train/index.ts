@@ -63,4 +63,4 @@ export {
   weightsIndexUri,
   type WeightsIndex,
 } from '#lib/train/weights.ts';
-export { executionProvidersFor, runTrialJob, shardUri, type TrialJobDependencies } from '#lib/train/trialJob.ts';
+export { executionProvidersFor, intraOpThreadsFrom, runTrialJob, shardUri, type TrialJobDependencies } from '#lib/train/trialJob.ts';

@@ -29,6 +29,19 @@ export function executionProvidersFor(device: string | undefined): ExecutionProv
   });
 }
 
+/** `AGENTFLOW_INTRA_OP_THREADS` → ONNX Runtime's intra-op thread count; unset leaves ORT's default. */
+export function intraOpThreadsFrom(value: string | undefined): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const threads = Number(value);
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new TrainError(`AGENTFLOW_INTRA_OP_THREADS=${JSON.stringify(value)} is not a positive integer; set a thread count such as 2, or unset it`, {
+      code: 'INVALID_INPUT',
+      context: { value },
+    });
+  }
+  return threads;
+}
+
 export interface TrialJobDependencies {
   readonly store: ArtifactStore;
   /** Value of `AGENTFLOW_DEVICE`. */
