@@ -1,0 +1,208 @@
+import { Command, Option } from 'commander';
+import { PRODUCTION, moveProduction, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
+import type { TrialRow } from '#lib/agent/index.ts';
+import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
+import { consoleOutput, EXIT, fixed, reportError, table, type Output } from './output.ts';
+import { createProgress } from './progress.ts';
+import { summarizeRun } from './summary.ts';
+
+/** Options every command takes. */
+interface GlobalOptions {
+  dir: string;
+  json: boolean;
+}
+
+export interface CliHooks {
+  /** Where exit codes go (process.exitCode by default; tests capture them). */
+  setExitCode?: (code: number) => void;
+  output?: (json: boolean) => Output;
+  tty?: boolean;
+}
+
+/**
+ * The `agentflow` command line. Every command works on the embedded local AWS persisted under
+ * `--dir` (default `.agentflow`), so runs, models and the tuner's policy survive between commands.
+ */
+export function buildProgram(hooks: CliHooks = {}): Command {
+  const setExitCode = hooks.setExitCode ?? ((code: number) => (process.exitCode = code));
+  const outputOf = hooks.output ?? consoleOutput;
+  const program = new Command('agentflow')
+    .description('Adapt frozen models to many tasks at once, tune the task weights with RL, and serve the result.')
+    .addOption(new Option('--dir <folder>', 'where the local AWS stand-ins keep their data').default('.agentflow'))
+    .option('--json', 'machine-readable output on stdout', false)
+    .showHelpAfterError()
+    // Usage errors throw instead of exiting, so the entry point maps them to EXIT.invalidInput.
+    .exitOverride()
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ agentflow run examples/penguins/spec.json
+  $ agentflow runs ls -p penguins
+  $ agentflow models ls -p penguins --json
+  $ agentflow predict -p penguins --record '{"island":"Biscoe","bill_length_mm":47,"bill_depth_mm":15,"flipper_length_mm":215}'
+
+Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data folder busy.`,
+    );
+
+  /** Runs an action against a local session, mapping errors to exit codes. */
+  const withSession = (action: (session: LocalSession, output: Output, options: GlobalOptions) => Promise<number | void>) => async () => {
+    const options = program.opts<GlobalOptions>();
+    const output = outputOf(options.json);
+    let session: LocalSession | undefined;
+    try {
+      session = await openLocalSession({ dir: options.dir });
+      setExitCode((await action(session, output, options)) ?? EXIT.ok);
+    } catch (error) {
+      setExitCode(reportError(output, error));
+    } finally {
+      await session?.close();
+    }
+  };
+
+  program
+    .command('run')
+    .description('run the whole pipeline on a spec: prepare, embed, tune, export, promote')
+    .argument('<spec>', 'path to spec.json (dataset paths are relative to it)')
+    .option('--run-id <id>', 'use this run id instead of a generated one')
+    .option('-v, --verbose', 'show every job output line', false)
+    .action(async (specPath: string, options: { runId?: string; verbose: boolean }) =>
+      withSession(async (session, output) => {
+        const tty = hooks.tty ?? (process.stdout.isTTY === true && !output.json);
+        const progress = createProgress({ tty, verbose: options.verbose, write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)) });
+        const { runId, staged, result } = await runPipelineLocally(session, {
+          specPath,
+          ...(options.runId ? { runId: options.runId } : {}),
+          onEvent: progress.onEvent,
+          onJobOutput: progress.onJobOutput,
+        });
+        progress.finish();
+        const summary = await summarizeRun(session.deps, staged.spec.project, runId);
+        if (output.json) output.out(JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary }));
+        else output.out(summary.text);
+        return result.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed;
+      })(),
+    );
+
+  const runs = program.command('runs').description('list and inspect runs');
+  runs
+    .command('ls')
+    .description("a project's runs, newest first")
+    .requiredOption('-p, --project <name>', 'project name (from the spec)')
+    .action(async (options: { project: string }) =>
+      withSession(async (session, output) => {
+        const list = await session.deps.registry.listRuns(options.project);
+        if (output.json) output.out(JSON.stringify(list));
+        else if (list.length === 0) output.out(`no runs of ${options.project} yet; start one with: agentflow run <spec.json>`);
+        else output.out(table(['run', 'status', 'stage', 'started', 'finished', 'error'], list.map((r) => [r.runId, r.status, r.stage, r.startedAt, r.finishedAt, r.error?.message.split('\n')[0].slice(0, 80)])));
+      })(),
+    );
+  runs
+    .command('show')
+    .description('one run: status, decisions, trials and the resulting model')
+    .argument('<runId>')
+    .requiredOption('-p, --project <name>', 'project name')
+    .action(async (runId: string, options: { project: string }) =>
+      withSession(async (session, output) => {
+        const summary = await summarizeRun(session.deps, options.project, runId);
+        output.out(output.json ? JSON.stringify(summary) : summary.text);
+      })(),
+    );
+
+  const models = program.command('models').description('registered model versions and the production alias');
+  models
+    .command('ls')
+    .description("a project's versions with their holdout metrics")
+    .requiredOption('-p, --project <name>', 'project name')
+    .action(async (options: { project: string }) =>
+      withSession(async (session, output) => {
+        const { registry } = session.deps;
+        const [versions, production, serving] = await Promise.all([
+          registry.listVersions(options.project),
+          registry.getAlias(options.project, PRODUCTION),
+          registry.getServingSet(options.project),
+        ]);
+        if (output.json) {
+          output.out(JSON.stringify({ production: production?.version ?? null, serving: serving ?? null, versions }));
+          return;
+        }
+        if (versions.length === 0) {
+          output.out(`no versions of ${options.project} yet; a run registers one at its Export stage`);
+          return;
+        }
+        output.out(
+          table(
+            ['version', 'status', 'run', 'created', 'holdout metrics', ''],
+            versions.map((v) => [
+              v.version,
+              v.status,
+              v.lineage.runId,
+              v.createdAt,
+              Object.entries(v.lineage.metrics)
+                .map(([task, m]) => `${task} ${Object.entries(m).filter(([k]) => !k.startsWith('label')).slice(0, 2).map(([k, x]) => `${k}=${fixed(x, 3)}`).join(' ')}`)
+                .join('; '),
+              production?.version === v.version ? '← production' : serving?.challengers.some((c) => c.version === v.version) ? '← challenger' : '',
+            ]),
+          ),
+        );
+      })(),
+    );
+  models
+    .command('show')
+    .description('one version: lineage, λ, metrics, model card')
+    .argument('<version>', 'version number', (value) => Number.parseInt(value, 10))
+    .requiredOption('-p, --project <name>', 'project name')
+    .action(async (version: number, options: { project: string }) =>
+      withSession(async (session, output) => {
+        const registered = await session.deps.registry.getVersion(options.project, version);
+        const card = registered.lineage.cardUri ? await session.deps.store.getJson<ModelCard>(registered.lineage.cardUri) : undefined;
+        if (output.json) output.out(JSON.stringify({ ...registered, card }));
+        else {
+          output.out(`${options.project} version ${version} — ${registered.status}${registered.statusReason ? ` (${registered.statusReason})` : ''}`);
+          output.out(`  run ${registered.lineage.runId}, model ${registered.lineage.artifactUri} (sha256 ${registered.lineage.sha256.slice(0, 12)}…)`);
+          output.out(`  λ ${Object.entries(registered.lineage.lambda).map(([t, x]) => `${t}=${fixed(x, 3)}`).join(' ')}`);
+          if (card) {
+            output.out(`  ${card.architecture} on a ${card.encoder.kind} encoder (${card.encoder.dimension} dims); holdout objective ${fixed(card.holdoutObjective)}; latency ${fixed(card.latencyMs.single, 2)} ms (1 record), ${fixed(card.latencyMs.batch64, 2)} ms (64)`);
+            output.out(table(['task', 'split', 'metrics'], card.tasks.flatMap((t) => (['validation', 'holdout'] as const).map((split) => [t.name, split, Object.entries(card.metrics[split][t.name] ?? {}).map(([k, x]) => `${k}=${fixed(x, 4)}`).join(' ')]))));
+          }
+        }
+      })(),
+    );
+  models
+    .command('promote')
+    .description('move production to a version (conditional: fails if someone moved it first)')
+    .argument('<version>', 'version number', (value) => Number.parseInt(value, 10))
+    .requiredOption('-p, --project <name>', 'project name')
+    .action(async (version: number, options: { project: string }) =>
+      withSession(async (session, output) => {
+        const current = await session.deps.registry.getAlias(options.project, PRODUCTION);
+        const moved = await moveProduction(session.deps, options.project, { toVersion: version, expectedRevision: current?.revision });
+        output.out(output.json ? JSON.stringify(moved) : `production of ${options.project} is now version ${moved.version}${moved.previous ? ` (was ${moved.previous})` : ''}`);
+      })(),
+    );
+  models
+    .command('rollback')
+    .description('move production back to the version it replaced')
+    .requiredOption('-p, --project <name>', 'project name')
+    .action(async (options: { project: string }) =>
+      withSession(async (session, output) => {
+        const rolled = await rollbackProduction(session.deps, options.project);
+        output.out(output.json ? JSON.stringify(rolled) : `production of ${options.project} rolled back to version ${rolled.version}${rolled.previous ? ` (from ${rolled.previous})` : ''}`);
+      })(),
+    );
+
+  program
+    .command('trials')
+    .description("a run's trials with λ, reward and status")
+    .argument('<runId>')
+    .requiredOption('-p, --project <name>', 'project name')
+    .action(async (runId: string, options: { project: string }) =>
+      withSession(async (session, output) => {
+        const trials = await session.deps.rewards.listTrials<TrialRow>(options.project, runId);
+        if (output.json) output.out(JSON.stringify(trials));
+        else output.out(table(['trial', 'gen', 'status', 'reward', 'λ'], trials.map((t) => [t.trialId, t.row.generation, t.row.status, fixed(t.row.reward ?? undefined), Object.entries(t.row.lambda).map(([k, x]) => `${k}=${fixed(x, 2)}`).join(' ')])));
+      })(),
+    );
+
+  return program;
+}
