@@ -1,0 +1,302 @@
+/**
+ * Serving speed and routing quality. Run: `npx tsx bench/serve.ts`.
+ *
+ * - warm latency (p50/p99) of 1- and 64-record requests through the infer handler in-process and
+ *   through the local HTTP server, against local dynalite/s3rver started in a temp folder, with
+ *   the overhead ratio against a bare ORT `session.run` on the same input;
+ * - cold start of a demo-sized model (download + sha256 + session create);
+ * - the router's cumulative regret over a simulated stream, as a ratio of a uniform split's.
+ *
+ * Also exports the fixtures the serving tests use to build and register tiny models.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { makeClients, type AwsClients } from '#lib/config/index.ts';
+import type { CardTask, ModelCard } from '#lib/deploy/card.ts';
+import { encoderDescriptor, encoderFeeds, fitFeaturesEncoder, mergeEncoderAndHeads } from '#lib/encoders/index.ts';
+import { Graph, type Value } from '#lib/graph/index.ts';
+import { startLocalAws } from '#lib/local/index.ts';
+import { Registry, RewardLog, type ServingSet } from '#lib/registry/index.ts';
+import { chooseArm, createRng, emptyStats, recordReward, type Arm } from '#lib/route/index.ts';
+import { createServeContext, handleFeedbackEvent, handleInferEvent, startServer, type ServeContext, type ServeOptions } from '#lib/serve/index.ts';
+import { ArtifactStore, keys, sha256Hex } from '#lib/store/index.ts';
+
+// ── fixtures ──────────────────────────────────────────────────────────────────────────────────
+
+export interface FeaturesModelOptions {
+  dimension: number;
+  tasks: CardTask[];
+  /** Width of one hidden ReLU layer; none when absent. */
+  hidden?: number;
+  seed?: number;
+  /** Adds this to every binary logit, to tell versions apart by their outputs. */
+  bias?: number;
+}
+
+/** A merged export model: the fitted features encoder in front of small heads, one output per task as `modelOutputName` says. */
+export function buildFeaturesModel(options: FeaturesModelOptions): { model: Uint8Array; encoder: ModelCard['encoder'] } {
+  const rng = createRng(options.seed ?? 1);
+  const weights = (n: number, scale: number) => Float32Array.from({ length: n }, () => rng.normal() * scale);
+  const encoder = fitFeaturesEncoder({ kind: 'features', field: 'features', dimension: options.dimension });
+  const g = new Graph({ name: 'heads' });
+  let x: Value = g.input('features', 'float32', ['batch', options.dimension]);
+  let width = options.dimension;
+  if (options.hidden) {
+    const w = g.initializer('hidden.w', { data: weights(width * options.hidden, 1 / Math.sqrt(width)), shape: [width, options.hidden] });
+    x = g.relu(g.matmul(x, w));
+    width = options.hidden;
+  }
+  for (const task of options.tasks) {
+    const outputs = task.type === 'multiclass' ? (task.classes ?? []).length : 1;
+    const w = g.initializer(`${task.name}.w`, { data: weights(width * outputs, 1 / Math.sqrt(width)), shape: [width, outputs] });
+    const b = g.initializer(`${task.name}.b`, { data: Float32Array.from({ length: outputs }, () => (task.type === 'binary' ? (options.bias ?? 0) : 0)), shape: [outputs] });
+    const logits = g.add(g.matmul(x, w), b);
+    if (task.type === 'binary') g.output(g.squeeze(g.sigmoid(logits), { axes: [1] }), `${task.name}.probability`);
+    if (task.type === 'multiclass') g.output(g.softmax(logits, { axis: -1 }), `${task.name}.probabilities`);
+    if (task.type === 'regression') g.output(g.squeeze(logits, { axes: [1] }), `${task.name}.value`);
+  }
+  const heads = g.toModel({ name: 'heads', metadata: { 'agentflow.tasks': JSON.stringify(options.tasks.map((t) => t.name)) } });
+  const model = mergeEncoderAndHeads(encoder.model, heads, { featureInput: 'features' });
+  return { model, encoder: encoderDescriptor(encoder.model) };
+}
+
+export interface PublishOptions {
+  registry: Registry;
+  store: ArtifactStore;
+  project: string;
+  runId: string;
+  model: Uint8Array;
+  encoder: ModelCard['encoder'];
+  tasks: CardTask[];
+  holdoutObjective?: number;
+  featuresDigest?: string;
+}
+
+/** Uploads `model.onnx` and `card.json` under `models/<project>/<version>/` and registers the version, as Export does. */
+export async function publishModel(options: PublishOptions): Promise<{ version: number; card: ModelCard }> {
+  const { registry, store, project, runId, model } = options;
+  const version = await registry.reserveVersion(project, { runId });
+  const stored = await store.putBytes(keys.model(project, version), model);
+  const card: ModelCard = {
+    cardVersion: 1,
+    project,
+    version,
+    runId,
+    createdAt: new Date().toISOString(),
+    tasks: options.tasks,
+    encoder: options.encoder,
+    architecture: 'shared-bottom',
+    lambda: Object.fromEntries(options.tasks.map((t) => [t.name, 1])),
+    metrics: { validation: {}, holdout: {} },
+    holdoutObjective: options.holdoutObjective ?? 0.8,
+    lineage: { specDigest: 'spec', datasetDigest: 'data', baseModelDigest: 'base', featuresDigest: options.featuresDigest ?? 'features', bestTrialId: 't0' },
+    model: { uri: stored.uri, sha256: stored.sha256, sizeBytes: stored.sizeBytes, quantized: false },
+    latencyMs: { single: 0, batch64: 0 },
+  };
+  const cardStored = await store.putJson(keys.modelCard(project, version), card);
+  await registry.createVersion(project, {
+    runId,
+    specDigest: 'spec',
+    datasetDigest: 'data',
+    baseModelDigest: 'base',
+    lambda: card.lambda,
+    metrics: {},
+    artifactUri: stored.uri,
+    sha256: sha256Hex(model),
+    cardUri: cardStored.uri,
+  });
+  return { version, card };
+}
+
+/** A Function URL event as the Lambda runtime delivers it. */
+export function urlEvent(body: unknown, options: { method?: string; raw?: boolean } = {}) {
+  return {
+    version: '2.0',
+    rawPath: '/',
+    headers: { 'content-type': 'application/json' },
+    requestContext: { http: { method: options.method ?? 'POST' } },
+    body: options.raw ? (body as string) : JSON.stringify(body),
+    isBase64Encoded: false,
+  };
+}
+
+// ── routing simulation ────────────────────────────────────────────────────────────────────────
+
+/** Cumulative regret of Thompson sampling (batched: posteriors refreshed every `refreshEvery` requests, like the TTL cache) vs a uniform split. */
+export function simulateRegret(options: { rates: number[]; events: number; refreshEvery: number; seed: number }): { thompson: number; uniform: number; bestShare: number } {
+  const rng = createRng(options.seed);
+  const best = Math.max(...options.rates);
+  let live = options.rates.map(() => emptyStats());
+  let seen = live.map((s) => ({ ...s }));
+  let regret = 0;
+  let bestCount = 0;
+  for (let i = 0; i < options.events; i += 1) {
+    if (i % options.refreshEvery === 0) seen = live.map((s) => ({ ...s }));
+    const arms: Arm[] = options.rates.map((_, a) => ({ version: String(a), kind: 'bernoulli', stats: seen[a] }));
+    const a = Number(chooseArm(arms, rng));
+    const reward = rng.uniform() < options.rates[a] ? 1 : 0;
+    live = live.map((s, j) => (j === a ? recordReward(s, 'bernoulli', reward) : s));
+    regret += best - options.rates[a];
+    if (options.rates[a] === best) bestCount += 1;
+  }
+  const uniform = options.events * (best - options.rates.reduce((s, r) => s + r, 0) / options.rates.length);
+  return { thompson: regret, uniform, bestShare: bestCount / options.events };
+}
+
+// ── the benchmark ─────────────────────────────────────────────────────────────────────────────
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+async function time(iterations: number, run: () => Promise<unknown>): Promise<{ p50: number; p99: number }> {
+  for (let i = 0; i < Math.min(50, iterations); i += 1) await run();
+  const samples: number[] = [];
+  for (let i = 0; i < iterations; i += 1) {
+    const start = performance.now();
+    await run();
+    samples.push(performance.now() - start);
+  }
+  samples.sort((a, b) => a - b);
+  return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) };
+}
+
+export async function benchServe(options: { iterations?: number } = {}): Promise<Record<string, number>> {
+  const iterations = options.iterations ?? 400;
+  const dir = await mkdtemp(join(tmpdir(), 'agentflow-bench-serve-'));
+  const local = await startLocalAws({ dir });
+  const clients: AwsClients = makeClients(local.config);
+  const registry = new Registry({ dynamodb: clients.dynamodb, tableName: local.config.registryTable });
+  const rewards = new RewardLog({ dynamodb: clients.dynamodb, tableName: local.config.rewardTable });
+  const store = new ArtifactStore({ s3: clients.s3, bucket: local.config.bucket });
+  const deps = { registry, rewards, store, dynamodb: clients.dynamodb, rewardTable: local.config.rewardTable };
+  const contexts: ServeContext[] = [];
+  const newContext = (extra: ServeOptions = {}) => {
+    const context = createServeContext(deps, { metricsSink: () => {}, logger: { info() {}, warn() {}, error() {} }, ...extra });
+    contexts.push(context);
+    return context;
+  };
+  const rows: Array<[string, string]> = [];
+  const result: Record<string, number> = {};
+  try {
+    const dimension = 384;
+    const tasks: CardTask[] = [
+      { name: 'churn', type: 'binary', metric: 'auc' },
+      { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c', 'd'], metric: 'macroF1' },
+      { name: 'ltv', type: 'regression', metric: 'rmse' },
+    ];
+    const { model, encoder } = buildFeaturesModel({ dimension, hidden: 256, tasks, seed: 3 });
+    const project = 'bench';
+    const { version } = await publishModel({ registry, store, project, runId: 'bench-run-1', model, encoder, tasks });
+    await registry.setServingSet(project, { production: version, challengers: [] } satisfies ServingSet, { expectedRevision: 0 });
+
+    const rng = createRng(5);
+    const record = () => ({ features: Array.from({ length: dimension }, () => rng.normal()) });
+    const one = { project, records: [record()] };
+    const batch = { project, records: Array.from({ length: 64 }, record) };
+
+    // Cold start: a fresh context per load.
+    const coldSamples: number[] = [];
+    for (let i = 0; i < 5; i += 1) {
+      const context = newContext();
+      const started = performance.now();
+      await context.models.get(project, version);
+      coldSamples.push(performance.now() - started);
+      await context.close();
+    }
+    coldSamples.sort((a, b) => a - b);
+    result.coldStartMs = coldSamples[2];
+    result.modelBytes = model.byteLength;
+
+    // Bare ORT on the same inputs.
+    const session = await ort.InferenceSession.create(model);
+    const bareRows = (records: Array<{ features: number[] }>) => records.map((r) => ({ input: r, labels: {} }));
+    const feeds1 = encoderFeeds(encoder, bareRows(one.records));
+    const feeds64 = encoderFeeds(encoder, bareRows(batch.records));
+    const bare1 = await time(iterations, () => session.run(feeds1));
+    const bare64 = await time(iterations, () => session.run(feeds64));
+
+    const context = newContext({ drift: { sampleRate: 0.05 } });
+    const handler1 = await time(iterations, () => handleInferEvent(urlEvent(one), context));
+    const handler64 = await time(Math.ceil(iterations / 4), () => handleInferEvent(urlEvent(batch), context));
+
+    const server = await startServer({ context: newContext() });
+    const post = (body: unknown) => fetch(`${server.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
+    const http1 = await time(iterations, () => post(one));
+    const http64 = await time(Math.ceil(iterations / 4), () => post(batch));
+    await server.close();
+
+    // What the handler adds besides ORT, broken down: the awaited prediction writes.
+    const writeOnly = await time(iterations, () => rewards.recordPrediction(project, `w-${Math.random()}`, { version }));
+
+    const fb = newContext();
+    const inferred = JSON.parse((await handleInferEvent(urlEvent(one), fb)).body) as { predictions: Array<{ predictionId: string }> };
+    let feedbackLatency = { p50: 0, p99: 0 };
+    {
+      const ids: string[] = [inferred.predictions[0].predictionId];
+      for (let i = 0; i < iterations; i += 1) {
+        const r = JSON.parse((await handleInferEvent(urlEvent(one), fb)).body) as { predictions: Array<{ predictionId: string }> };
+        ids.push(r.predictions[0].predictionId);
+      }
+      let next = 0;
+      feedbackLatency = await time(iterations - 50, () => handleFeedbackEvent(urlEvent({ project, predictionId: ids[next++], reward: 1 }), fb));
+    }
+
+    const simulation = simulateRegret({ rates: [0.1, 0.12, 0.15], events: 20_000, refreshEvery: 50, seed: 11 });
+
+    Object.assign(result, {
+      bareRun1P50Ms: bare1.p50,
+      bareRun64P50Ms: bare64.p50,
+      handler1P50Ms: handler1.p50,
+      handler1P99Ms: handler1.p99,
+      handler64P50Ms: handler64.p50,
+      handler64P99Ms: handler64.p99,
+      http1P50Ms: http1.p50,
+      http1P99Ms: http1.p99,
+      http64P50Ms: http64.p50,
+      http64P99Ms: http64.p99,
+      predictionWriteP50Ms: writeOnly.p50,
+      feedbackP50Ms: feedbackLatency.p50,
+      handler1OverBare: handler1.p50 / bare1.p50,
+      handler1OverBarePlusWrite: handler1.p50 / (bare1.p50 + writeOnly.p50),
+      handler64OverBare: handler64.p50 / bare64.p50,
+      regretThompson: simulation.thompson,
+      regretUniform: simulation.uniform,
+      regretRatio: simulation.thompson / simulation.uniform,
+      bestShare: simulation.bestShare,
+    });
+    const ms = (v: number) => `${v.toFixed(3)} ms`;
+    rows.push(
+      ['cold start (download + sha256 + session), median of 5', `${ms(result.coldStartMs)} for ${(model.byteLength / 1024).toFixed(0)} KiB`],
+      ['bare session.run, 1 / 64 records (p50)', `${ms(bare1.p50)} / ${ms(bare64.p50)}`],
+      ['handler in-process, 1 record p50 / p99', `${ms(handler1.p50)} / ${ms(handler1.p99)}`],
+      ['handler in-process, 64 records p50 / p99', `${ms(handler64.p50)} / ${ms(handler64.p99)}`],
+      ['local HTTP server, 1 record p50 / p99', `${ms(http1.p50)} / ${ms(http1.p99)}`],
+      ['local HTTP server, 64 records p50 / p99', `${ms(http64.p50)} / ${ms(http64.p99)}`],
+      ['one prediction write to dynalite (p50)', ms(writeOnly.p50)],
+      ['feedback handler (p50)', ms(feedbackLatency.p50)],
+      ['handler / bare run, 1 record (goal < 1.5)', `${result.handler1OverBare.toFixed(2)}x`],
+      ['handler / (bare run + one write), 1 record', `${result.handler1OverBarePlusWrite.toFixed(2)}x`],
+      ['handler / bare run, 64 records', `${result.handler64OverBare.toFixed(2)}x`],
+      ['regret Thompson / uniform, 20k events, rates .10/.12/.15 (goal <= 0.3)', `${result.regretRatio.toFixed(3)} (best arm share ${(simulation.bestShare * 100).toFixed(1)}%)`],
+    );
+    await session.release();
+  } finally {
+    await Promise.all(contexts.map((c) => c.close()));
+    clients.s3.destroy();
+    clients.dynamodb.destroy();
+    await local.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  const width = Math.max(...rows.map(([name]) => name.length));
+  for (const [name, value] of rows) console.log(`${name.padEnd(width)}  ${value}`);
+  console.log(JSON.stringify({ bench: 'serve', ...Object.fromEntries(Object.entries(result).map(([k, v]) => [k, Number(v.toFixed(4))])) }));
+  return result;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await benchServe();
+}

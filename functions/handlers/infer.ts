@@ -1,0 +1,19 @@
+import { configFromEnv } from '#lib/config/index.ts';
+import { createServeContext, handleInferEvent, type FunctionUrlResult, type ServeContext } from '#lib/serve/index.ts';
+import { stageDependencies } from '#lib/stages/dependencies.ts';
+
+/* One serving context per Lambda container: sessions and routing state outlive the invocation. */
+let context: ServeContext | undefined;
+
+function serveContext(): ServeContext {
+  if (!context) {
+    const deps = stageDependencies(configFromEnv());
+    context = createServeContext({ ...deps, dynamodb: deps.clients.dynamodb, rewardTable: deps.config.rewardTable });
+  }
+  return context;
+}
+
+/** Function URL: POST { project, records, version? } → { project, version, predictions }. */
+export function handler(event: unknown): Promise<FunctionUrlResult> {
+  return handleInferEvent(event, serveContext());
+}

@@ -1,0 +1,259 @@
+import { randomUUID } from 'node:crypto';
+import { createRng, hashSeed } from '#lib/route/index.ts';
+import type { ArtifactStore } from '#lib/store/index.ts';
+
+/**
+ * Input drift as the population stability index of a few fixed random projections of the
+ * embedding: cheap to sample at serving time (K numbers per record, not the embedding), blind to
+ * no direction in particular, and comparable with the holdout rows of the feature shards, which
+ * hold the same encoder's embeddings.
+ *
+ * - Directions: K unit vectors drawn from a generator seeded by the dimension only, so infer and
+ *   the monitor derive the same ones without sharing state.
+ * - Reference (`models/<project>/<version>/reference.json`): per projection, the holdout's decile
+ *   edges and the share of holdout rows in each bin.
+ * - Recent inputs: infer samples records, projects them, and writes small JSON batches under
+ *   `monitor/<project>/<yyyy-mm-dd-hh>/v<version>/<uuid>.json`.
+ */
+export const DRIFT_PROJECTIONS = 8;
+export const DRIFT_BINS = 10;
+/** Keeps an empty bin from making the index infinite (a common choice for PSI). */
+const PSI_EPSILON = 1e-4;
+
+export function driftSeed(dimension: number): number {
+  return hashSeed('agentflow-drift', dimension);
+}
+
+/** K × dimension unit vectors, row-major. */
+export function projectionDirections(dimension: number, count = DRIFT_PROJECTIONS): Float64Array {
+  const rng = createRng(driftSeed(dimension));
+  const directions = new Float64Array(count * dimension);
+  for (let k = 0; k < count; k += 1) {
+    let norm = 0;
+    for (let i = 0; i < dimension; i += 1) {
+      const value = rng.normal();
+      directions[k * dimension + i] = value;
+      norm += value * value;
+    }
+    const scale = 1 / Math.sqrt(norm);
+    for (let i = 0; i < dimension; i += 1) directions[k * dimension + i] *= scale;
+  }
+  return directions;
+}
+
+/** Projections of `rows` embeddings (rows × dimension, row-major): rows × K. */
+export function projectRows(embeddings: Float32Array, dimension: number, directions: Float64Array, rowIndices?: readonly number[]): number[][] {
+  const count = directions.length / dimension;
+  const rows = rowIndices ?? Array.from({ length: embeddings.length / dimension }, (_, i) => i);
+  return rows.map((row) => {
+    const out = new Array<number>(count);
+    for (let k = 0; k < count; k += 1) {
+      let sum = 0;
+      for (let i = 0; i < dimension; i += 1) sum += directions[k * dimension + i] * embeddings[row * dimension + i];
+      out[k] = sum;
+    }
+    return out;
+  });
+}
+
+export interface DriftReference {
+  referenceVersion: 1;
+  dimension: number;
+  seed: number;
+  /** Holdout rows it was built from. */
+  rows: number;
+  /** Per projection, the bins' inner edges (DRIFT_BINS − 1 values, ascending). */
+  edges: number[][];
+  /** Per projection, the share of reference rows in each bin. */
+  proportions: number[][];
+}
+
+/** The reference histograms of projected holdout rows (rows × K). */
+export function buildReference(projected: readonly number[][], dimension: number): DriftReference {
+  const count = projected[0]?.length ?? DRIFT_PROJECTIONS;
+  const edges: number[][] = [];
+  const proportions: number[][] = [];
+  for (let k = 0; k < count; k += 1) {
+    const values = projected.map((row) => row[k]).sort((a, b) => a - b);
+    const inner = Array.from({ length: DRIFT_BINS - 1 }, (_, b) => values[Math.min(values.length - 1, Math.floor(((b + 1) * values.length) / DRIFT_BINS))]);
+    edges.push(inner);
+    proportions.push(histogram(values, inner).map((c) => c / values.length));
+  }
+  return { referenceVersion: 1, dimension, seed: driftSeed(dimension), rows: projected.length, edges, proportions };
+}
+
+/** Counts per bin; bin b holds edges[b−1] ≤ v < edges[b]. */
+export function histogram(values: readonly number[], edges: readonly number[]): number[] {
+  const counts = new Array<number>(edges.length + 1).fill(0);
+  for (const value of values) {
+    let lo = 0;
+    let hi = edges.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (value < edges[mid]) hi = mid;
+      else lo = mid + 1;
+    }
+    counts[lo] += 1;
+  }
+  return counts;
+}
+
+/** Σ (a − e) · ln(a / e) over bins, shares floored at a small ε. */
+export function populationStabilityIndex(expected: readonly number[], actual: readonly number[]): number {
+  let psi = 0;
+  for (let b = 0; b < expected.length; b += 1) {
+    const e = Math.max(expected[b], PSI_EPSILON);
+    const a = Math.max(actual[b], PSI_EPSILON);
+    psi += (a - e) * Math.log(a / e);
+  }
+  return psi;
+}
+
+/** PSI of recent projected rows against the reference, per projection. */
+export function driftOf(reference: DriftReference, projected: readonly number[][]): number[] {
+  return reference.edges.map((edges, k) => {
+    const counts = histogram(
+      projected.map((row) => row[k]),
+      edges,
+    );
+    return populationStabilityIndex(
+      reference.proportions[k],
+      counts.map((c) => c / projected.length),
+    );
+  });
+}
+
+/** `2025-03-01-14`: the hour folder of a sample batch (UTC). */
+export function hourKey(timeMs: number): string {
+  return new Date(timeMs).toISOString().slice(0, 13).replace('T', '-');
+}
+
+export function samplePrefix(project: string, hour: string, version: number): string {
+  return `monitor/${project}/${hour}/v${version}/`;
+}
+
+export interface SampleBatch {
+  project: string;
+  version: number;
+  dimension: number;
+  seed: number;
+  /** rows × K projections. */
+  projections: number[][];
+}
+
+export interface DriftSamplerOptions {
+  store: ArtifactStore;
+  /** Share of served records sampled, in [0, 1]. Default 0.05. */
+  sampleRate?: number;
+  /** A batch is written when it holds this many records… Default 256. */
+  batchRecords?: number;
+  /** …or when its oldest record is this old (checked on each request). Default 60 s. */
+  flushAfterMs?: number;
+  /** At most this many records per version per hour per process: bounds what the monitor reads. Default 5000. */
+  maxRecordsPerHour?: number;
+  clock?: () => number;
+  random?: () => number;
+  onError?: (error: unknown, context: Record<string, unknown>) => void;
+}
+
+interface SampleBuffer {
+  project: string;
+  version: number;
+  dimension: number;
+  hour: string;
+  startedMs: number;
+  rows: number[][];
+}
+
+/**
+ * Collects projected samples in memory and writes them as small S3 objects off the request path.
+ * A lost batch (a frozen or recycled container) only thins the sample; it never biases it.
+ */
+export class DriftSampler {
+  readonly #store: ArtifactStore;
+  readonly #rate: number;
+  readonly #batchRecords: number;
+  readonly #flushAfterMs: number;
+  readonly #maxPerHour: number;
+  readonly #clock: () => number;
+  readonly #random: () => number;
+  readonly #onError: NonNullable<DriftSamplerOptions['onError']>;
+  readonly #buffers = new Map<string, SampleBuffer>();
+  readonly #sampledPerHour = new Map<string, number>();
+  readonly #directions = new Map<number, Float64Array>();
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(options: DriftSamplerOptions) {
+    this.#store = options.store;
+    this.#rate = options.sampleRate ?? 0.05;
+    this.#batchRecords = options.batchRecords ?? 256;
+    this.#flushAfterMs = options.flushAfterMs ?? 60_000;
+    this.#maxPerHour = options.maxRecordsPerHour ?? 5000;
+    this.#clock = options.clock ?? Date.now;
+    this.#random = options.random ?? Math.random;
+    this.#onError = options.onError ?? (() => {});
+  }
+
+  /** Samples some of a request's embeddings (rows × dimension). Never throws, never waits. */
+  offer(project: string, version: number, embeddings: Float32Array, dimension: number): void {
+    if (this.#rate <= 0 || dimension <= 0) return;
+    const now = this.#clock();
+    const hour = hourKey(now);
+    const quotaKey = `${project}/${version}/${hour}`;
+    const used = this.#sampledPerHour.get(quotaKey) ?? 0;
+    const picked: number[] = [];
+    const rows = embeddings.length / dimension;
+    for (let row = 0; row < rows && used + picked.length < this.#maxPerHour; row += 1) {
+      if (this.#random() < this.#rate) picked.push(row);
+    }
+    if (picked.length > 0) {
+      if (this.#sampledPerHour.size > 1000) this.#sampledPerHour.clear();
+      this.#sampledPerHour.set(quotaKey, used + picked.length);
+      let directions = this.#directions.get(dimension);
+      if (!directions) {
+        directions = projectionDirections(dimension);
+        this.#directions.set(dimension, directions);
+      }
+      const key = `${project}/${version}`;
+      let buffer = this.#buffers.get(key);
+      if (buffer && buffer.hour !== hour) {
+        this.#write(buffer);
+        buffer = undefined;
+      }
+      if (!buffer) {
+        buffer = { project, version, dimension, hour, startedMs: now, rows: [] };
+        this.#buffers.set(key, buffer);
+      }
+      buffer.rows.push(...projectRows(embeddings, dimension, directions, picked));
+    }
+    for (const [key, buffer] of this.#buffers) {
+      if (buffer.rows.length >= this.#batchRecords || now - buffer.startedMs >= this.#flushAfterMs || buffer.hour !== hour) {
+        this.#buffers.delete(key);
+        this.#write(buffer);
+      }
+    }
+  }
+
+  /** Writes every buffered sample and waits for all writes (tests, shutdown). */
+  async flush(): Promise<void> {
+    for (const [key, buffer] of this.#buffers) {
+      this.#buffers.delete(key);
+      this.#write(buffer);
+    }
+    await Promise.all([...this.#pending]);
+  }
+
+  #write(buffer: SampleBuffer): void {
+    if (buffer.rows.length === 0) return;
+    const batch: SampleBatch = { project: buffer.project, version: buffer.version, dimension: buffer.dimension, seed: driftSeed(buffer.dimension), projections: buffer.rows };
+    const key = `${samplePrefix(buffer.project, buffer.hour, buffer.version)}${randomUUID()}.json`;
+    const pending: Promise<void> = this.#store
+      .putBytes(key, Buffer.from(JSON.stringify(batch)), { contentType: 'application/json' })
+      .then(
+        () => undefined,
+        (error: unknown) => this.#onError(error, { key, records: buffer.rows.length }),
+      )
+      .finally(() => this.#pending.delete(pending));
+    this.#pending.add(pending);
+  }
+}

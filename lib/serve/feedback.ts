@@ -1,0 +1,56 @@
+import * as z from 'zod';
+import { RegistryError } from '#lib/registry/index.ts';
+import { renderValue } from '#lib/spec/index.ts';
+import type { ServeContext } from './context.ts';
+import { ServeError, badRequest } from './errors.ts';
+import { projectField, parseRequest } from './requests.ts';
+
+export const feedbackRequestSchema = z.strictObject({
+  project: projectField,
+  predictionId: z
+    .string({ error: (issue) => `is ${renderValue(issue.input)}; send the predictionId string that infer returned` })
+    .min(1, { error: () => 'is empty; send the predictionId that infer returned' })
+    .max(128, { error: () => 'is longer than 128 characters; send the predictionId that infer returned' })
+    .refine((id) => !id.includes('#'), { error: (issue) => `${renderValue(issue.input)} contains "#", which no prediction id does; send the id infer returned` }),
+  reward: z.number({ error: (issue) => `is ${renderValue(issue.input)}; send the reward as a finite number (0 or 1 for yes/no outcomes)` }),
+});
+
+export type FeedbackRequest = z.infer<typeof feedbackRequestSchema>;
+
+export interface FeedbackResponse {
+  project: string;
+  predictionId: string;
+  version: number;
+  reward: number;
+}
+
+const EXAMPLE = '{"project": "my-project", "predictionId": "…", "reward": 1}';
+
+/**
+ * Credits a reward to the version that served a prediction, exactly once (the reward log's
+ * conditional write), which moves that version's arm counters. The project's reward kind decides
+ * what a reward may be: 0 or 1 for `bernoulli`, any finite number for `gaussian`.
+ */
+export async function feedback(body: unknown, context: ServeContext): Promise<FeedbackResponse> {
+  const request = parseRequest(feedbackRequestSchema, body, EXAMPLE);
+  const { rewardKind } = (await context.routing.get(request.project)).settings;
+  if (rewardKind === 'bernoulli' && request.reward !== 0 && request.reward !== 1) {
+    throw badRequest(
+      `reward ${request.reward} is not 0 or 1: ${request.project} routes on 0/1 rewards (bernoulli); send 1 for a good outcome and 0 for a bad one, or set the project's reward kind to gaussian for real-valued rewards`,
+      { project: request.project, reward: request.reward, rewardKind },
+    );
+  }
+  try {
+    const { version, reward } = await context.deps.rewards.recordFeedback(request.project, request.predictionId, request.reward);
+    context.metrics.reward(request.project, version, reward);
+    return { project: request.project, predictionId: request.predictionId, version, reward };
+  } catch (error) {
+    if (error instanceof RegistryError && error.code === 'PREDICTION_NOT_FOUND') {
+      throw new ServeError(error.message, { code: 'PREDICTION_NOT_FOUND', context: error.context, cause: error });
+    }
+    if (error instanceof RegistryError && error.code === 'FEEDBACK_DUPLICATE') {
+      throw new ServeError(error.message, { code: 'FEEDBACK_DUPLICATE', context: error.context, cause: error });
+    }
+    throw error;
+  }
+}

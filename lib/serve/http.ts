@@ -1,0 +1,93 @@
+import * as z from 'zod';
+import { describeError } from '#lib/errors/index.ts';
+import type { ServeContext } from './context.ts';
+import { STATUS_BY_CODE, ServeError, badRequest } from './errors.ts';
+import { feedback } from './feedback.ts';
+import { infer } from './infer.ts';
+
+/** The parts of a Lambda Function URL event (API Gateway payload v2.0) the handlers read. */
+export const functionUrlEventSchema = z.object({
+  rawPath: z.string().default('/'),
+  headers: z.record(z.string(), z.string()).default({}),
+  body: z.string().optional(),
+  isBase64Encoded: z.boolean().default(false),
+  requestContext: z.object({ http: z.object({ method: z.string() }), requestId: z.string().optional() }),
+});
+
+export type FunctionUrlEvent = z.input<typeof functionUrlEventSchema>;
+
+export interface FunctionUrlResult {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Error bodies: `{ error: { code, message, details? } }`. */
+export interface ErrorBody {
+  error: { code: string; message: string; details?: Record<string, unknown> };
+}
+
+type Operation = (body: unknown, context: ServeContext) => Promise<unknown>;
+
+/** POST /infer as a Function URL handler (the Lambda handler and the local server both call it). */
+export function handleInferEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
+  return handle(event, context, infer, 'infer');
+}
+
+/** POST /feedback as a Function URL handler. */
+export function handleFeedbackEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
+  return handle(event, context, feedback, 'feedback');
+}
+
+async function handle(event: unknown, context: ServeContext, operation: Operation, name: string): Promise<FunctionUrlResult> {
+  try {
+    const parsed = functionUrlEventSchema.safeParse(event);
+    if (!parsed.success) {
+      throw badRequest(`the ${name} handler got an event that is not a Function URL request (${parsed.error.issues[0]?.message}); invoke it through its Function URL`);
+    }
+    const { requestContext, body, isBase64Encoded } = parsed.data;
+    if (requestContext.http.method.toUpperCase() !== 'POST') {
+      throw new ServeError(`${requestContext.http.method} is not allowed; ${name} takes POST with a JSON body`, {
+        code: 'METHOD_NOT_ALLOWED',
+        context: { method: requestContext.http.method },
+      });
+    }
+    return json(200, await operation(readBody(body, isBase64Encoded, context.limits.maxBodyBytes), context));
+  } catch (error) {
+    return errorResult(error, context, name);
+  }
+}
+
+function readBody(body: string | undefined, isBase64Encoded: boolean, maxBodyBytes: number): unknown {
+  if (body === undefined || body === '') throw badRequest('the body is empty; send a JSON object');
+  const bytes = isBase64Encoded ? Buffer.from(body, 'base64') : Buffer.from(body, 'utf8');
+  if (bytes.byteLength > maxBodyBytes) {
+    throw new ServeError(`the body is ${bytes.byteLength} bytes; send at most ${maxBodyBytes} bytes per request (split the batch)`, {
+      code: 'REQUEST_TOO_LARGE',
+      context: { sizeBytes: bytes.byteLength, maxBodyBytes },
+    });
+  }
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (cause) {
+    throw new ServeError(`the body is not JSON (${(cause as Error).message}); send a JSON object with Content-Type application/json`, {
+      code: 'REQUEST_INVALID',
+      cause,
+    });
+  }
+}
+
+export function errorResult(error: unknown, context: Pick<ServeContext, 'logger'>, operation: string): FunctionUrlResult {
+  if (error instanceof ServeError) {
+    const status = STATUS_BY_CODE[error.code];
+    if (status >= 500) context.logger.error(`${operation} failed`, describeError(error));
+    const details = error.context && Object.keys(error.context).length > 0 ? { details: error.context } : {};
+    return json(status, { error: { code: error.code, message: error.message, ...details } } satisfies ErrorBody);
+  }
+  context.logger.error(`${operation} failed`, describeError(error));
+  return json(500, { error: { code: 'INTERNAL', message: `${operation} failed unexpectedly (${describeError(error).message}); the error is logged` } } satisfies ErrorBody);
+}
+
+export function json(statusCode: number, value: unknown): FunctionUrlResult {
+  return { statusCode, headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) };
+}

@@ -1,0 +1,152 @@
+import type * as ort from 'onnxruntime-node';
+import * as z from 'zod';
+import type { CardTask } from '#lib/deploy/card.ts';
+import { modelOutputName } from '#lib/deploy/card.ts';
+import { encoderFeeds } from '#lib/encoders/index.ts';
+import { renderValue } from '#lib/spec/index.ts';
+import type { ServeContext } from './context.ts';
+import { ServeError, badRequest } from './errors.ts';
+import type { LoadedModel } from './models.ts';
+import { projectField, parseRequest } from './requests.ts';
+import { routeRequest, servingVersions } from './router.ts';
+
+export const inferRequestSchema = z.strictObject({
+  project: projectField,
+  records: z.array(z.unknown(), { error: (issue) => `is ${renderValue(issue.input)}; send an array of records (objects of the model's input fields)` }),
+  version: z
+    .int({ error: (issue) => `is ${renderValue(issue.input)}; pin a version by its number, or leave version out to let the router choose` })
+    .min(1, { error: (issue) => `${renderValue(issue.input)} is not a version number; versions start at 1` })
+    .optional(),
+});
+
+export type InferRequest = z.infer<typeof inferRequestSchema>;
+
+/** One task's prediction for one record. */
+export type TaskOutput =
+  | { probability: number; label: 0 | 1 }
+  | { probabilities: Record<string, number>; label: string }
+  | { value: number };
+
+export interface Prediction {
+  predictionId: string;
+  version: number;
+  outputs: Record<string, TaskOutput>;
+}
+
+export interface InferResponse {
+  project: string;
+  /** The version that served every record of the request. */
+  version: number;
+  predictions: Prediction[];
+}
+
+const EXAMPLE = '{"project": "my-project", "records": [{…the model\'s input fields…}]}';
+
+/**
+ * Serves one request: checks its records against the chosen version's inputs, runs the version's
+ * model once for the batch, and records each prediction (awaited, so feedback for a returned id
+ * can never arrive before its prediction exists).
+ */
+export async function infer(body: unknown, context: ServeContext): Promise<InferResponse> {
+  const started = performance.now();
+  if (Array.isArray((body as { records?: unknown } | null)?.records) && (body as { records: unknown[] }).records.length > context.limits.maxRecords) {
+    const count = (body as { records: unknown[] }).records.length;
+    throw new ServeError(`records has ${count} records; send at most ${context.limits.maxRecords} per request (split the batch)`, {
+      code: 'REQUEST_TOO_LARGE',
+      context: { records: count, maxRecords: context.limits.maxRecords },
+    });
+  }
+  const request = parseRequest(inferRequestSchema, body, EXAMPLE);
+  if (request.records.length === 0) throw badRequest(`records is empty; send 1 to ${context.limits.maxRecords} records`, { records: 0 });
+
+  const model = await chooseModel(request, context);
+  const { rows, problems } = model.checkRecords(request.records);
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 10).map((p) => `records[${p.record}]${p.field === undefined ? '' : `.${p.field}`}: ${p.message}`);
+    if (problems.length > shown.length) shown.push(`… and ${problems.length - shown.length} more`);
+    throw badRequest(`${problems.length === 1 ? 'a record is' : `${problems.length} problems in the records are`} not valid input for ${request.project} version ${model.version}: ${shown.join('; ')}`, {
+      problems: problems.slice(0, 10).map((p) => ({ record: p.record, field: p.field, value: renderValue(p.value), message: p.message })),
+    });
+  }
+
+  const feeds = encoderFeeds(model.card.encoder, rows, model.tokenization);
+  const results = await model.session.run(feeds, model.fetches);
+  const predictions: Prediction[] = rows.map((_, i) => ({ predictionId: context.newId(), version: model.version, outputs: outputsOf(model.card.tasks, results, i) }));
+
+  await Promise.all(
+    predictions.map((prediction, index) =>
+      context.deps.rewards.recordPrediction(request.project, prediction.predictionId, { version: model.version, detail: { records: rows.length, index } }),
+    ),
+  );
+
+  if (model.embeddingOutput !== undefined && context.sampler) {
+    const embedding = results[model.embeddingOutput];
+    context.sampler.offer(request.project, model.version, embedding.data as Float32Array, model.card.encoder.dimension);
+  }
+  for (const tensor of Object.values(results)) tensor.dispose();
+  context.metrics.routed(request.project, model.version, rows.length, performance.now() - started);
+  return { project: request.project, version: model.version, predictions };
+}
+
+/** The pinned version, or the router's choice among the versions that load; refused ones are skipped. */
+async function chooseModel(request: InferRequest, context: ServeContext): Promise<LoadedModel> {
+  const routing = await context.routing.get(request.project);
+  const versions = servingVersions(routing.servingSet);
+  if (request.version !== undefined) {
+    if (!versions.includes(request.version)) {
+      throw new ServeError(`version ${request.version} is not in the serving set of ${request.project} (serving: ${versions.join(', ')}); pin one of those or leave version out`, {
+        code: 'VERSION_NOT_SERVED',
+        context: { project: request.project, version: request.version, serving: versions },
+      });
+    }
+    return context.models.get(request.project, request.version);
+  }
+  const failed = new Set<number>();
+  const refusals: string[] = [];
+  for (;;) {
+    const version = routeRequest(routing, (v) => !failed.has(v) && !context.models.isRefused(request.project, v), context.rng);
+    if (version === undefined) {
+      throw new ServeError(
+        `no version of ${request.project} can be served right now (serving set: ${versions.join(', ')})${refusals.length > 0 ? `: ${refusals.join('; ')}` : ' — every version was refused; see the logs'}; register a good version and update the serving set`,
+        { code: 'NO_SERVABLE_VERSION', context: { project: request.project, serving: versions } },
+      );
+    }
+    try {
+      return await context.models.get(request.project, version);
+    } catch (error) {
+      if (!(error instanceof ServeError) || (error.code !== 'MODEL_INTEGRITY' && error.code !== 'MODEL_INVALID')) throw error;
+      failed.add(version);
+      refusals.push(error.message);
+    }
+  }
+}
+
+function outputsOf(tasks: readonly CardTask[], results: ort.InferenceSession.ReturnType, row: number): Record<string, TaskOutput> {
+  const outputs: Record<string, TaskOutput> = {};
+  for (const task of tasks) {
+    const data = results[modelOutputName(task)].data as Float32Array;
+    switch (task.type) {
+      case 'binary': {
+        const probability = data[row];
+        outputs[task.name] = { probability, label: probability >= 0.5 ? 1 : 0 };
+        break;
+      }
+      case 'multiclass': {
+        const classes = task.classes ?? [];
+        const width = classes.length;
+        const probabilities: Record<string, number> = {};
+        let best = 0;
+        for (let c = 0; c < width; c += 1) {
+          probabilities[classes[c]] = data[row * width + c];
+          if (data[row * width + c] > data[row * width + best]) best = c;
+        }
+        outputs[task.name] = { probabilities, label: classes[best] };
+        break;
+      }
+      case 'regression':
+        outputs[task.name] = { value: data[row] };
+        break;
+    }
+  }
+  return outputs;
+}

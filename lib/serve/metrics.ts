@@ -1,0 +1,80 @@
+/**
+ * CloudWatch Embedded Metric Format: one JSON line on stdout per event, which Lambda ships to
+ * CloudWatch Logs and CloudWatch turns into metrics, with no API call on the request path.
+ * Locally the lines are just logs.
+ *
+ * Names (namespace `agentflow`, dimensions `project`, `version`):
+ * - `RoutedRequests` (Count) and `RoutedRecords` (Count): one infer request routed to a version;
+ * - `InferLatencyMs` (Milliseconds): request received → response ready, DynamoDB writes included;
+ * - `OnlineReward` (None): one feedback reward;
+ * - `MonitorOnlineReward` (None), `MonitorRewardCount` (Count), `InputPsi` (None): per monitor pass;
+ * - `RetrainStarted` (Count, dimension `project`).
+ */
+export const METRICS_NAMESPACE = 'agentflow';
+
+export type MetricUnit = 'Count' | 'Milliseconds' | 'None';
+
+export interface MetricValue {
+  name: string;
+  unit: MetricUnit;
+  value: number;
+}
+
+/** Where EMF lines go; default stdout. */
+export type MetricsSink = (line: string) => void;
+
+export const stdoutSink: MetricsSink = (line) => {
+  process.stdout.write(`${line}\n`);
+};
+
+/** One EMF record: the metrics, their dimensions as properties, and the `_aws` directive. */
+export function emfRecord(options: {
+  dimensions: Readonly<Record<string, string>>;
+  metrics: readonly MetricValue[];
+  timestampMs: number;
+  namespace?: string;
+  properties?: Readonly<Record<string, unknown>>;
+}): Record<string, unknown> {
+  const record: Record<string, unknown> = {
+    _aws: {
+      Timestamp: options.timestampMs,
+      CloudWatchMetrics: [
+        {
+          Namespace: options.namespace ?? METRICS_NAMESPACE,
+          Dimensions: [Object.keys(options.dimensions)],
+          Metrics: options.metrics.map((metric) => ({ Name: metric.name, Unit: metric.unit })),
+        },
+      ],
+    },
+    ...options.properties,
+    ...options.dimensions,
+  };
+  for (const metric of options.metrics) record[metric.name] = metric.value;
+  return record;
+}
+
+export class ServeMetrics {
+  readonly #sink: MetricsSink;
+  readonly #clock: () => number;
+
+  constructor(options: { sink?: MetricsSink; clock?: () => number } = {}) {
+    this.#sink = options.sink ?? stdoutSink;
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  emit(dimensions: Readonly<Record<string, string>>, metrics: readonly MetricValue[], properties?: Readonly<Record<string, unknown>>): void {
+    this.#sink(JSON.stringify(emfRecord({ dimensions, metrics, timestampMs: this.#clock(), ...(properties ? { properties } : {}) })));
+  }
+
+  routed(project: string, version: number, records: number, latencyMs: number): void {
+    this.emit({ project, version: String(version) }, [
+      { name: 'RoutedRequests', unit: 'Count', value: 1 },
+      { name: 'RoutedRecords', unit: 'Count', value: records },
+      { name: 'InferLatencyMs', unit: 'Milliseconds', value: latencyMs },
+    ]);
+  }
+
+  reward(project: string, version: number, reward: number): void {
+    this.emit({ project, version: String(version) }, [{ name: 'OnlineReward', unit: 'None', value: reward }]);
+  }
+}

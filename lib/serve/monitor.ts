@@ -1,0 +1,425 @@
+import { DeleteCommand, GetCommand, PutCommand, QueryCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { Logger } from '@aws-lambda-powertools/logger';
+import type { ModelCard } from '#lib/deploy/card.ts';
+import { describeError } from '#lib/errors/index.ts';
+import type { ArmStats, Registry, RewardLog } from '#lib/registry/index.ts';
+import { readShard } from '#lib/shards/index.ts';
+import type { MonitorSpec } from '#lib/spec/index.ts';
+import { keys, type ArtifactStore } from '#lib/store/index.ts';
+import type { ServeLogger } from './context.ts';
+import { DRIFT_PROJECTIONS, buildReference, driftOf, driftSeed, hourKey, projectRows, projectionDirections, samplePrefix, type DriftReference, type SampleBatch } from './drift.ts';
+import { ServeError } from './errors.ts';
+import { ServeMetrics, type MetricsSink } from './metrics.ts';
+import { servingVersions } from './router.ts';
+
+/**
+ * The scheduled health check of every served project: online reward per version over the window
+ * (from arm-counter snapshots), input drift (PSI of projected embeddings, see drift.ts), and one
+ * retraining run per window when production breaks a threshold of the spec's `monitor` section.
+ *
+ * Items it writes (reward table, beside the counters they snapshot):
+ *   PROJECT#<p>              | MONITOR#ARMS#<windowStart>   per-version counters at the first pass of a window
+ *   RETRAIN#<p>#<windowStart> | RETRAIN                      the window's one retraining claim: reason, status, runId
+ * and `models/<p>/<v>/reference.json` in S3 (the drift reference, built once per version).
+ */
+export interface MonitorDependencies {
+  registry: Registry;
+  rewards: RewardLog;
+  store: ArtifactStore;
+  dynamodb: DynamoDBDocumentClient;
+  registryTable: string;
+  rewardTable: string;
+}
+
+export interface RetrainRequest {
+  project: string;
+  /** Why, in words: which version broke which threshold by how much. */
+  reason: string;
+  trigger: 'reward' | 'drift';
+  /** Deterministic per project and window, so a retried start is recognisable. */
+  runId: string;
+  /** The spec of the run that produced production, when its manifest says. */
+  specUri?: string;
+}
+
+export type StartRun = (request: RetrainRequest) => Promise<{ runId?: string; executionArn?: string }>;
+
+export interface MonitorOptions {
+  startRun: StartRun;
+  /** The pass's time; default now. */
+  now?: Date;
+  /** Projects to check; default every project with a serving set (a scan of the registry table). */
+  projects?: readonly string[];
+  /** Feedback events a window needs before its reward is judged. Default 30. */
+  minFeedback?: number;
+  /** Sampled inputs a window needs before drift is judged. Default 200. */
+  minDriftSamples?: number;
+  /** Sample batches read per version and pass, newest first. Default 500. */
+  maxSampleObjects?: number;
+  /** Holdout rows used to build a reference. Default 20 000. */
+  maxReferenceRows?: number;
+  /** The monitor thresholds of the run behind a card; default its manifest's `spec.monitor`. */
+  monitorSpecOf?: (card: ModelCard) => Promise<{ monitor: MonitorSpec; specUri?: string }>;
+  /** Holdout embeddings (rows × card.encoder.dimension) behind a card; default the holdout rows of its feature shards. */
+  holdoutEmbeddings?: (card: ModelCard) => AsyncIterable<Float32Array>;
+  metricsSink?: MetricsSink;
+  logger?: ServeLogger;
+}
+
+export interface RewardHealth {
+  count: number;
+  mean: number | null;
+  holdoutObjective: number;
+  /** holdoutObjective − mean; positive when online reward is below the holdout's. */
+  drop: number | null;
+  /** `window`: since the snapshot before this window; `start`: since the version began serving. */
+  since: 'window' | 'start';
+}
+
+export type DriftHealth = { psi: number[]; maxPsi: number; samples: number; referenceRows: number } | { unavailable: string; samples?: number };
+
+export interface VersionHealth {
+  version: number;
+  production: boolean;
+  reward: RewardHealth;
+  drift: DriftHealth;
+  /** Thresholds broken, in words; empty when healthy or when there was too little data to judge. */
+  breaches: string[];
+}
+
+export interface RetrainOutcome {
+  started: boolean;
+  /** True when an earlier pass of this window had already started (or claimed) the run. */
+  alreadyClaimed: boolean;
+  reason: string;
+  runId: string;
+  executionArn?: string;
+}
+
+export interface ProjectHealth {
+  project: string;
+  window: { start: string; end: string };
+  monitor?: MonitorSpec;
+  versions: VersionHealth[];
+  retrain?: RetrainOutcome;
+  error?: { code?: string; message: string };
+}
+
+export interface MonitorReport {
+  time: string;
+  projects: ProjectHealth[];
+}
+
+const DRIFT_FILE_EXTENSIONS = ['.arrow', '.arrows', '.ipc'];
+
+/** Checks each project; one project's failure is reported in its entry and does not stop the others. */
+export async function runMonitor(deps: MonitorDependencies, options: MonitorOptions): Promise<MonitorReport> {
+  const now = options.now ?? new Date();
+  const logger = options.logger ?? new Logger({ serviceName: 'agentflow-monitor' });
+  const metrics = new ServeMetrics({ clock: () => now.getTime(), ...(options.metricsSink ? { sink: options.metricsSink } : {}) });
+  const projects = options.projects ?? (await servedProjects(deps));
+  const report: MonitorReport = { time: now.toISOString(), projects: [] };
+  for (const project of projects) {
+    try {
+      const health = await monitorProject(deps, { ...options, now, logger, metrics }, project);
+      if (health) report.projects.push(health);
+    } catch (error) {
+      const described = describeError(error);
+      logger.error('monitor pass failed for a project', { project, error: described });
+      report.projects.push({ project, window: { start: '', end: '' }, versions: [], error: { code: described.code, message: described.message } });
+    }
+  }
+  return report;
+}
+
+type PassOptions = MonitorOptions & { now: Date; logger: ServeLogger; metrics: ServeMetrics };
+
+async function monitorProject(deps: MonitorDependencies, options: PassOptions, project: string): Promise<ProjectHealth | undefined> {
+  const set = await deps.registry.getServingSet(project);
+  if (!set) return undefined;
+  const versions = servingVersions(set);
+  const cards = await Promise.all(versions.map((version) => readCard(deps, project, version)));
+  const production = cards[0];
+  const { monitor, specUri } = await (options.monitorSpecOf ?? ((card) => manifestMonitorSpec(deps.store, card)))(production);
+  const windowMs = monitor.windowHours * 3_600_000;
+  const nowMs = options.now.getTime();
+  const windowStartMs = Math.floor(nowMs / windowMs) * windowMs;
+  const window = { start: new Date(windowStartMs).toISOString(), end: new Date(windowStartMs + windowMs).toISOString() };
+
+  const stats = await deps.rewards.getArmStats(project, versions);
+  const previous = await latestSnapshotBefore(deps, project, window.start);
+  await putSnapshotOnce(deps, project, window.start, stats, options.now);
+
+  const health: VersionHealth[] = [];
+  for (const [index, version] of versions.entries()) {
+    const card = cards[index];
+    const reward = rewardHealth(stats[index], previous?.[String(version)], card.holdoutObjective);
+    const drift = await driftHealth(deps, options, card, nowMs - windowMs, nowMs);
+    const breaches: string[] = [];
+    if (reward.drop !== null && reward.count >= (options.minFeedback ?? 30) && reward.drop > monitor.minRewardDrop) {
+      breaches.push(
+        `online reward ${round(reward.mean ?? 0)} over ${reward.count} feedback events is ${round(reward.drop)} below the holdout objective ${round(reward.holdoutObjective)} (minRewardDrop ${monitor.minRewardDrop})`,
+      );
+    }
+    if ('maxPsi' in drift && drift.maxPsi > monitor.psiThreshold) {
+      breaches.push(`input drift PSI ${round(drift.maxPsi)} over ${drift.samples} sampled inputs exceeds psiThreshold ${monitor.psiThreshold}`);
+    }
+    health.push({ version, production: index === 0, reward, drift, breaches });
+    const dimensions = { project, version: String(version) };
+    options.metrics.emit(dimensions, [
+      { name: 'MonitorRewardCount', unit: 'Count', value: reward.count },
+      ...(reward.mean === null ? [] : [{ name: 'MonitorOnlineReward', unit: 'None' as const, value: reward.mean }]),
+      ...('maxPsi' in drift ? [{ name: 'InputPsi', unit: 'None' as const, value: drift.maxPsi }] : []),
+    ]);
+  }
+
+  const result: ProjectHealth = { project, window, monitor, versions: health };
+  // Production decides: a weak challenger only loses traffic to the router, it is no reason to retrain.
+  const broken = health[0];
+  if (broken.breaches.length > 0) {
+    const trigger = broken.breaches.some((b) => b.startsWith('online reward')) ? 'reward' : 'drift';
+    const reason = `production version ${broken.version}: ${broken.breaches.join('; ')}`;
+    result.retrain = await startRetrainOnce(deps, options, {
+      project,
+      reason,
+      trigger,
+      runId: `retrain-${window.start.replace(/[-:]/g, '').slice(0, 13)}`,
+      ...(specUri ? { specUri } : {}),
+      windowStart: window.start,
+    });
+    if (result.retrain.started) options.metrics.emit({ project }, [{ name: 'RetrainStarted', unit: 'Count', value: 1 }]);
+  }
+  return result;
+}
+
+// ── reward ────────────────────────────────────────────────────────────────────────────────────
+
+type Snapshot = Record<string, Pick<ArmStats, 'count' | 'sum'>>;
+
+function rewardHealth(now: ArmStats, before: Pick<ArmStats, 'count' | 'sum'> | undefined, holdoutObjective: number): RewardHealth {
+  const count = now.count - (before?.count ?? 0);
+  const sum = now.sum - (before?.sum ?? 0);
+  const mean = count > 0 ? sum / count : null;
+  return { count, mean, holdoutObjective, drop: mean === null ? null : holdoutObjective - mean, since: before ? 'window' : 'start' };
+}
+
+const projectKey = (project: string) => `PROJECT#${project}`;
+const SNAPSHOT_PREFIX = 'MONITOR#ARMS#';
+
+async function latestSnapshotBefore(deps: MonitorDependencies, project: string, windowStart: string): Promise<Snapshot | undefined> {
+  const result = await deps.dynamodb.send(
+    new QueryCommand({
+      TableName: deps.rewardTable,
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+      ExpressionAttributeValues: { ':pk': projectKey(project), ':from': SNAPSHOT_PREFIX, ':to': `${SNAPSHOT_PREFIX}${windowStart}` },
+      ScanIndexForward: false,
+      Limit: 2,
+      ConsistentRead: true,
+    }),
+  );
+  const item = (result.Items ?? []).find((i) => i.sk !== `${SNAPSHOT_PREFIX}${windowStart}`);
+  return item?.arms as Snapshot | undefined;
+}
+
+async function putSnapshotOnce(deps: MonitorDependencies, project: string, windowStart: string, stats: readonly ArmStats[], now: Date): Promise<void> {
+  const arms: Snapshot = Object.fromEntries(stats.map((s) => [String(s.version), { count: s.count, sum: s.sum }]));
+  try {
+    await deps.dynamodb.send(
+      new PutCommand({
+        TableName: deps.rewardTable,
+        Item: { pk: projectKey(project), sk: `${SNAPSHOT_PREFIX}${windowStart}`, project, windowStart, arms, takenAt: now.toISOString() },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      }),
+    );
+  } catch (error) {
+    if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error;
+  }
+}
+
+// ── drift ─────────────────────────────────────────────────────────────────────────────────────
+
+async function driftHealth(deps: MonitorDependencies, options: PassOptions, card: ModelCard, fromMs: number, toMs: number): Promise<DriftHealth> {
+  const dimension = card.encoder.dimension;
+  const samples = await recentSamples(deps.store, card, fromMs, toMs, options.maxSampleObjects ?? 500);
+  const minSamples = options.minDriftSamples ?? 200;
+  if (samples.length < minSamples) return { unavailable: `only ${samples.length} sampled inputs in the window (${minSamples} needed)`, samples: samples.length };
+  const reference = await referenceFor(deps.store, options, card);
+  if ('unavailable' in reference) return { ...reference, samples: samples.length };
+  if (reference.dimension !== dimension || reference.seed !== driftSeed(dimension)) {
+    return { unavailable: `the reference was built for dimension ${reference.dimension}, the model has ${dimension}`, samples: samples.length };
+  }
+  const psi = driftOf(reference, samples);
+  return { psi: psi.map(round), maxPsi: round(Math.max(...psi)), samples: samples.length, referenceRows: reference.rows };
+}
+
+/** The projected inputs infer sampled for a version between two times, newest batches first, bounded. */
+async function recentSamples(store: ArtifactStore, card: ModelCard, fromMs: number, toMs: number, maxObjects: number): Promise<number[][]> {
+  const hours: string[] = [];
+  for (let t = Math.floor(toMs / 3_600_000) * 3_600_000; t >= fromMs - 3_599_999 && hours.length < 24 * 31; t -= 3_600_000) hours.push(hourKey(t));
+  const rows: number[][] = [];
+  let objects = 0;
+  for (const hour of hours) {
+    if (objects >= maxObjects) break;
+    const listed = await store.list(samplePrefix(card.project, hour, card.version));
+    for (const object of listed.slice(0, maxObjects - objects)) {
+      objects += 1;
+      const batch = await store.getJson<SampleBatch>(object.key);
+      if (batch.dimension !== card.encoder.dimension || batch.seed !== driftSeed(card.encoder.dimension)) continue;
+      rows.push(...batch.projections.filter((row) => row.length === DRIFT_PROJECTIONS));
+    }
+  }
+  return rows;
+}
+
+/** The version's reference, built from its holdout embeddings and stored on first sight. */
+async function referenceFor(store: ArtifactStore, options: PassOptions, card: ModelCard): Promise<DriftReference | { unavailable: string }> {
+  const key = `${keys.modelPrefix(card.project, card.version)}reference.json`;
+  if (await store.exists(key)) return store.getJson<DriftReference>(key);
+  const dimension = card.encoder.dimension;
+  const directions = projectionDirections(dimension);
+  const limit = options.maxReferenceRows ?? 20_000;
+  const projected: number[][] = [];
+  const source = options.holdoutEmbeddings ?? ((c: ModelCard) => shardHoldoutEmbeddings(store, c));
+  for await (const chunk of source(card)) {
+    const rows = Math.min(chunk.length / dimension, limit - projected.length);
+    projected.push(...projectRows(chunk, dimension, directions, Array.from({ length: rows }, (_, i) => i)));
+    if (projected.length >= limit) break;
+  }
+  if (projected.length < DRIFT_PROJECTIONS * 10) {
+    return { unavailable: `only ${projected.length} holdout rows found for ${card.project} version ${card.version} (features/${card.lineage.featuresDigest}/); drift needs a reference of at least ${DRIFT_PROJECTIONS * 10}` };
+  }
+  const reference = buildReference(projected, dimension);
+  await store.putJson(key, reference);
+  options.logger.info('drift reference built', { project: card.project, version: card.version, rows: projected.length, key });
+  return reference;
+}
+
+/** Holdout rows of the feature shards under `features/<featuresDigest>/`: by the split column, or every row of a shard named for the holdout. */
+async function* shardHoldoutEmbeddings(store: ArtifactStore, card: ModelCard): AsyncGenerator<Float32Array> {
+  const dimension = card.encoder.dimension;
+  const objects = await store.list(keys.featuresPrefix(card.lineage.featuresDigest));
+  for (const object of objects) {
+    if (!DRIFT_FILE_EXTENSIONS.some((extension) => object.key.endsWith(extension))) continue;
+    const named = /holdout/.test(object.key.slice(object.key.lastIndexOf('/') + 1));
+    for await (const batch of readShard(await store.getStream(object.key), { dim: dimension })) {
+      if (batch.split) {
+        const rows: number[] = [];
+        for (let i = 0; i < batch.rows; i += 1) if (batch.split[i] === 2) rows.push(i);
+        const out = new Float32Array(rows.length * dimension);
+        rows.forEach((row, i) => out.set(batch.features.subarray(row * dimension, (row + 1) * dimension), i * dimension));
+        if (rows.length > 0) yield out;
+      } else if (named) {
+        yield batch.features;
+      }
+    }
+  }
+}
+
+// ── retraining ────────────────────────────────────────────────────────────────────────────────
+
+async function startRetrainOnce(
+  deps: MonitorDependencies,
+  options: PassOptions,
+  request: RetrainRequest & { windowStart: string },
+): Promise<RetrainOutcome> {
+  const { windowStart, ...run } = request;
+  const key = { pk: `RETRAIN#${run.project}#${windowStart}`, sk: 'RETRAIN' };
+  try {
+    await deps.dynamodb.send(
+      new PutCommand({
+        TableName: deps.rewardTable,
+        Item: { ...key, project: run.project, windowStart, reason: run.reason, trigger: run.trigger, runId: run.runId, status: 'starting', claimedAt: options.now.toISOString() },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      }),
+    );
+  } catch (error) {
+    if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error;
+    const existing = await deps.dynamodb.send(new GetCommand({ TableName: deps.rewardTable, Key: key, ConsistentRead: true }));
+    return {
+      started: false,
+      alreadyClaimed: true,
+      reason: (existing.Item?.reason as string | undefined) ?? run.reason,
+      runId: (existing.Item?.runId as string | undefined) ?? run.runId,
+      ...(existing.Item?.executionArn ? { executionArn: existing.Item.executionArn as string } : {}),
+    };
+  }
+  let started: Awaited<ReturnType<StartRun>>;
+  try {
+    started = await options.startRun(run);
+  } catch (error) {
+    // Give the claim back so the next pass in this window tries again.
+    await deps.dynamodb.send(
+      new DeleteCommand({ TableName: deps.rewardTable, Key: key, ConditionExpression: '#status = :starting', ExpressionAttributeNames: { '#status': 'status' }, ExpressionAttributeValues: { ':starting': 'starting' } }),
+    );
+    throw new ServeError(`could not start the retraining run of ${run.project} (${describeError(error).message}); the next monitor pass tries again`, {
+      code: 'MONITOR_FAILED',
+      context: { project: run.project, reason: run.reason },
+      cause: error,
+    });
+  }
+  const runId = started.runId ?? run.runId;
+  await deps.dynamodb.send(
+    new UpdateCommand({
+      TableName: deps.rewardTable,
+      Key: key,
+      UpdateExpression: started.executionArn ? 'SET #status = :started, runId = :runId, executionArn = :arn' : 'SET #status = :started, runId = :runId',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: { ':started': 'started', ':runId': runId, ...(started.executionArn ? { ':arn': started.executionArn } : {}) },
+    }),
+  );
+  options.logger.info('retraining started', { project: run.project, runId, reason: run.reason, trigger: run.trigger });
+  return { started: true, alreadyClaimed: false, reason: run.reason, runId, ...(started.executionArn ? { executionArn: started.executionArn } : {}) };
+}
+
+// ── reading ───────────────────────────────────────────────────────────────────────────────────
+
+async function servedProjects(deps: MonitorDependencies): Promise<string[]> {
+  const projects: string[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const page = await deps.dynamodb.send(
+      new ScanCommand({
+        TableName: deps.registryTable,
+        FilterExpression: 'sk = :serving',
+        ExpressionAttributeValues: { ':serving': 'SERVING' },
+        ProjectionExpression: 'project',
+        ExclusiveStartKey: start,
+      }),
+    );
+    for (const item of page.Items ?? []) if (typeof item.project === 'string') projects.push(item.project);
+    start = page.LastEvaluatedKey;
+  } while (start);
+  return projects.sort();
+}
+
+async function readCard(deps: MonitorDependencies, project: string, version: number): Promise<ModelCard> {
+  const registered = await deps.registry.getVersion(project, version);
+  return deps.store.getJson<ModelCard>(registered.lineage.cardUri ?? keys.modelCard(project, version));
+}
+
+async function manifestMonitorSpec(store: ArtifactStore, card: ModelCard): Promise<{ monitor: MonitorSpec; specUri?: string }> {
+  const key = keys.runManifest(card.runId);
+  let manifest: { specUri?: string; spec?: { monitor?: Partial<MonitorSpec> } };
+  try {
+    manifest = await store.getJson(key);
+  } catch (cause) {
+    throw new ServeError(`cannot read ${key}, the manifest of run ${card.runId} behind ${card.project} version ${card.version}, for its monitor thresholds; restore it or pass monitorSpecOf`, {
+      code: 'MONITOR_FAILED',
+      context: { project: card.project, version: card.version, key },
+      cause,
+    });
+  }
+  const monitor = manifest.spec?.monitor;
+  const valid = monitor && [monitor.windowHours, monitor.minRewardDrop, monitor.psiThreshold].every((v) => typeof v === 'number' && Number.isFinite(v)) && (monitor.windowHours ?? 0) > 0;
+  if (!valid) {
+    throw new ServeError(`${key} has no complete spec.monitor (windowHours, minRewardDrop, psiThreshold); it was not written by Prepare`, {
+      code: 'MONITOR_FAILED',
+      context: { project: card.project, key, monitor },
+    });
+  }
+  return { monitor: monitor as MonitorSpec, ...(manifest.specUri ? { specUri: manifest.specUri } : {}) };
+}
+
+function round(value: number): number {
+  return Math.round(value * 1e4) / 1e4;
+}

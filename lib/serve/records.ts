@@ -1,0 +1,124 @@
+import { validateRecord, type ValidatedRow } from '#lib/datasets/index.ts';
+import type { EncoderDescriptor } from '#lib/encoders/index.ts';
+import { renderValue, type BaseModelSpec, type Spec } from '#lib/spec/index.ts';
+
+/** One thing wrong with a request record, by its index in `records`. */
+export interface RecordProblem {
+  record: number;
+  field?: string;
+  value: unknown;
+  /** Names the field, the bad value and the fix (`field "age" is "abc", not a number; …`). */
+  message: string;
+}
+
+export interface CheckedRecords {
+  rows: ValidatedRow[];
+  problems: RecordProblem[];
+}
+
+/** Checks request records against one model's encoder inputs. */
+export type RecordChecker = (records: readonly unknown[]) => CheckedRecords;
+
+const checkers = new WeakMap<EncoderDescriptor, RecordChecker>();
+
+/**
+ * The checks a model's inputs need, built once per encoder descriptor. Values are coerced exactly
+ * as training data was (`validateRecord` of lib/datasets: `"3.5"` and 3.5 are the same number, an
+ * empty string is a missing tabular value, a CSV-style `"[0.1, …]"` is a vector), so a record that
+ * would have been a valid training row is a valid request. Unlike a dataset, a request may not
+ * carry fields the model does not read: a misspelt optional column would otherwise be imputed in
+ * silence.
+ */
+export function recordChecker(descriptor: EncoderDescriptor): RecordChecker {
+  let checker = checkers.get(descriptor);
+  if (!checker) {
+    checker = buildChecker(descriptor);
+    checkers.set(descriptor, checker);
+  }
+  return checker;
+}
+
+/** The model's input fields, in the order the descriptor lists them. */
+export function inputFields(descriptor: EncoderDescriptor): string[] {
+  return [...new Set(descriptor.inputs.flatMap((input) => input.fields))];
+}
+
+function buildChecker(descriptor: EncoderDescriptor): RecordChecker {
+  const fields = inputFields(descriptor);
+  const known = new Set(fields);
+  const listed = fields.join(', ');
+  // validateRecord reads only `baseModels` (the input checks) and `tasks` (the labels) of a spec,
+  // and wants every row to carry a label. A request has none, so each record is checked with one
+  // synthetic regression label that always passes: what remains are the input problems.
+  // A labels-free entry point in lib/datasets (say `validateInputs`) would make this adapter unnecessary.
+  const inputSpec = {
+    baseModels: baseModelsOf(descriptor),
+    tasks: [{ name: 'request', type: 'regression', label: SYNTHETIC_LABEL, metric: 'rmse', weight: 1 }],
+  } as Pick<Spec, 'baseModels' | 'tasks'> as Spec;
+  return (records) => {
+    const rows: ValidatedRow[] = [];
+    const problems: RecordProblem[] = [];
+    records.forEach((record, index) => {
+      if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+        problems.push({
+          record: index,
+          value: record,
+          message: `is ${renderValue(record)}${Array.isArray(record) ? ' (an array)' : ''}; each record is an object of the model's input fields (${listed})`,
+        });
+        return;
+      }
+      const fieldsOfRecord = record as Record<string, unknown>;
+      let bad = false;
+      for (const field of Object.keys(fieldsOfRecord)) {
+        if (!known.has(field)) {
+          bad = true;
+          problems.push({
+            record: index,
+            field,
+            value: fieldsOfRecord[field],
+            message: `field "${field}" is not an input of this model (inputs: ${listed}); remove it or fix its name`,
+          });
+        }
+      }
+      const result = validateRecord({ ...fieldsOfRecord, [SYNTHETIC_LABEL]: 0 }, inputSpec, { file: 'request', line: index });
+      for (const problem of result.problems) {
+        bad = true;
+        problems.push({ record: index, field: problem.field, value: problem.value, message: problem.message });
+      }
+      if (!bad && result.row) rows.push({ input: result.row.input, labels: {} });
+    });
+    return { rows, problems };
+  };
+}
+
+/** A label column no request can name (the unknown-field check would refuse it). */
+const SYNTHETIC_LABEL = '\u0000agentflow-request-label';
+
+/** Base models whose input checks are the descriptor's inputs (the fitting options are irrelevant here). */
+function baseModelsOf(descriptor: EncoderDescriptor): BaseModelSpec[] {
+  const models: BaseModelSpec[] = [];
+  const numeric: string[] = [];
+  const categorical: string[] = [];
+  for (const input of descriptor.inputs) {
+    switch (input.role) {
+      case 'text':
+        models.push({ kind: 'text', field: input.fields[0], ngramRange: [1, 1], vocabularySize: 1, minDocumentFrequency: 1, lowercase: false });
+        break;
+      case 'token_ids':
+      case 'attention_mask':
+        models.push({ kind: 'onnx', model: '', tokenizer: '', textField: input.fields[0], pooling: 'mean', maxLength: 1, normalize: false });
+        break;
+      case 'features':
+        models.push({ kind: 'features', field: input.fields[0], dimension: Number(input.shape[1] ?? descriptor.dimension) });
+        break;
+      case 'numeric':
+        numeric.push(...input.fields);
+        break;
+      case 'categorical':
+        categorical.push(...input.fields);
+        break;
+    }
+  }
+  if (numeric.length + categorical.length > 0) models.push({ kind: 'tabular', numeric, categorical, maxCategories: 1 });
+  return models;
+}

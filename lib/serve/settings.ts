@@ -1,0 +1,52 @@
+import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { RewardKind } from '#lib/route/index.ts';
+import { ServeError } from './errors.ts';
+
+/**
+ * Per-project serving settings, one item in the reward table beside the arm counters they govern:
+ *
+ *   PROJECT#<p> | SERVE#SETTINGS    rewardKind, updatedAt
+ *
+ * The reward kind decides both what feedback accepts (0/1 only for `bernoulli`) and the router's
+ * posterior, so it lives with the counters rather than in a spec that later runs may change.
+ * A project without the item routes on 0/1 rewards (clicks, accepts), the common case.
+ */
+export interface ServeSettings {
+  rewardKind: RewardKind;
+}
+
+export const DEFAULT_SERVE_SETTINGS: ServeSettings = { rewardKind: 'bernoulli' };
+
+const REWARD_KINDS: readonly RewardKind[] = ['bernoulli', 'gaussian'];
+
+export class ServeSettingsStore {
+  readonly #db: DynamoDBDocumentClient;
+  readonly #table: string;
+
+  constructor(options: { dynamodb: DynamoDBDocumentClient; tableName: string }) {
+    this.#db = options.dynamodb;
+    this.#table = options.tableName;
+  }
+
+  async get(project: string): Promise<ServeSettings> {
+    const result = await this.#db.send(new GetCommand({ TableName: this.#table, Key: { pk: `PROJECT#${project}`, sk: 'SERVE#SETTINGS' } }));
+    const kind = result.Item?.rewardKind;
+    return kind === undefined ? DEFAULT_SERVE_SETTINGS : { rewardKind: kind as RewardKind };
+  }
+
+  /** Sets the reward kind; change it only with a fresh serving set, since existing counters were kept under the old one. */
+  async put(project: string, settings: ServeSettings): Promise<void> {
+    if (!REWARD_KINDS.includes(settings.rewardKind)) {
+      throw new ServeError(`rewardKind ${JSON.stringify(settings.rewardKind)} is not one of ${REWARD_KINDS.join(', ')}; use bernoulli for 0/1 rewards, gaussian for real ones`, {
+        code: 'REQUEST_INVALID',
+        context: { project, rewardKind: settings.rewardKind },
+      });
+    }
+    await this.#db.send(
+      new PutCommand({
+        TableName: this.#table,
+        Item: { pk: `PROJECT#${project}`, sk: 'SERVE#SETTINGS', project, rewardKind: settings.rewardKind, updatedAt: new Date().toISOString() },
+      }),
+    );
+  }
+}
