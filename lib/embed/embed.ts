@@ -113,7 +113,9 @@ export async function runEmbed(options: EmbedOptions): Promise<EmbedJobResult> {
       }
       for (const split of SPLITS) await flush(split, dataset.uri);
     }
-    const written = await Promise.all(outputs.map(async (o) => ({ output: o, summary: await o.writer.finish(), stored: await o.upload })));
+    // One upload at a time: each holds its multipart buffers, and shards can be large.
+    const written: { output: ShardOutput; summary: ShardSummary; stored: StoredObject }[] = [];
+    for (const output of outputs) written.push({ output, summary: await output.writer.finish(), stored: await output.upload });
     const marker: EmbedMarker = {
       featuresDigest: manifest.featuresDigest,
       rows: embedded,

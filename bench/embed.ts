@@ -1,0 +1,189 @@
+/**
+ * Embedding throughput of the built-in encoders in ONNX Runtime (CPU), in rows per second at
+ * batch sizes 1, 64 and 1024, beside a plain-JavaScript computation of the same embedding measured
+ * in the same run (the baseline the ratio is against). Run: `npx tsx bench/embed.ts`.
+ * The last line printed is one JSON object with every figure.
+ */
+import { pathToFileURL } from 'node:url';
+import type { ValidatedRow } from '#lib/datasets/index.ts';
+import {
+  fitEncoder,
+  fitTabularStats,
+  fitTextVocabulary,
+  loadEncoder,
+  ngramsOf,
+  textTokens,
+  type Encoder,
+} from '#lib/encoders/index.ts';
+import type { BaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/spec/index.ts';
+
+export const BATCH_SIZES = [1, 64, 1024] as const;
+
+export interface EmbedBenchRow {
+  encoder: 'text' | 'tabular' | 'features';
+  dimension: number;
+  /** Rows per second through ONNX Runtime, by batch size. */
+  rowsPerSecond: Record<string, number>;
+  /** Rows per second of the plain-JavaScript baseline (one pass over all rows). */
+  baselineRowsPerSecond: number;
+  /** ORT at batch 1024 over the JavaScript baseline. */
+  speedupAtLargestBatch: number;
+}
+
+const WORDS = Array.from({ length: 3000 }, (_, i) => `w${i.toString(36)}`);
+
+function mulberry(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function syntheticRows(count: number, seed: number): ValidatedRow[] {
+  const rand = mulberry(seed);
+  return Array.from({ length: count }, () => {
+    // Zipf-like word choice so the vocabulary has frequent and rare terms, as real text does.
+    const text = Array.from({ length: 12 + Math.floor(rand() * 30) }, () => WORDS[Math.floor(WORDS.length * rand() ** 3)]).join(' ');
+    return {
+      input: {
+        text,
+        a: rand() < 0.1 ? null : rand() * 100,
+        b: rand() * 5 - 2,
+        c: rand() < 0.05 ? null : Math.round(rand() * 1000),
+        city: `city${Math.floor(rand() ** 2 * 40)}`,
+        plan: ['free', 'pro', 'team', 'enterprise'][Math.floor(rand() * 4)],
+        vec: Array.from({ length: 128 }, () => rand() * 2 - 1),
+      },
+      labels: {},
+    };
+  });
+}
+
+async function timeIt(run: () => Promise<void> | void, minMs = 300): Promise<number> {
+  await run();
+  let runs = 0;
+  const start = performance.now();
+  do {
+    await run();
+    runs += 1;
+  } while (performance.now() - start < minMs);
+  return (performance.now() - start) / runs;
+}
+
+async function ortRowsPerSecond(encoder: Encoder, rows: ValidatedRow[], batchSize: number): Promise<number> {
+  const count = batchSize === 1 ? 512 : rows.length;
+  const ms = await timeIt(async () => {
+    for (let start = 0; start < count; start += batchSize) await encoder.encode(rows.slice(start, Math.min(count, start + batchSize)));
+  });
+  return (count / ms) * 1000;
+}
+
+function textBaseline(spec: TextBaseModelSpec, vocabulary: { terms: string[]; idf: Float64Array }) {
+  const column = new Map(vocabulary.terms.map((term, j) => [term, j]));
+  const dim = vocabulary.terms.length;
+  return (rows: ValidatedRow[]) => {
+    const out = new Float32Array(rows.length * dim);
+    rows.forEach((row, i) => {
+      const v = out.subarray(i * dim, (i + 1) * dim);
+      for (const gram of ngramsOf(textTokens(row.input[spec.field] as string, { lowercase: spec.lowercase }), spec.ngramRange)) {
+        const j = column.get(gram);
+        if (j !== undefined) v[j] += vocabulary.idf[j];
+      }
+      let norm = 0;
+      for (let j = 0; j < dim; j += 1) norm += v[j] * v[j];
+      if (norm > 0) for (let j = 0, s = 1 / Math.sqrt(norm); j < dim; j += 1) v[j] *= s;
+    });
+    return out;
+  };
+}
+
+function tabularBaseline(stats: Awaited<ReturnType<typeof fitTabularStats>>, dim: number) {
+  const categories = stats.categorical.map((c) => new Map(c.categories.map((name, k) => [name, k])));
+  return (rows: ValidatedRow[]) => {
+    const out = new Float32Array(rows.length * dim);
+    rows.forEach((row, i) => {
+      let o = i * dim;
+      const missing: number[] = [];
+      for (const s of stats.numeric) {
+        const value = row.input[s.column];
+        out[o++] = typeof value === 'number' ? (value - s.mean) / s.std : 0;
+        if (s.indicator) missing.push(typeof value === 'number' ? 0 : 1);
+      }
+      for (const m of missing) out[o++] = m;
+      stats.categorical.forEach((s, c) => {
+        const k = categories[c].get(row.input[s.column] as string);
+        if (k !== undefined) out[o + k] = 1;
+        o += s.categories.length;
+      });
+    });
+    return out;
+  };
+}
+
+export async function benchEmbed(options: { rows?: number } = {}): Promise<EmbedBenchRow[]> {
+  const rows = syntheticRows(options.rows ?? 4096, 17);
+  const source = async function* () {
+    yield* rows;
+  };
+  const textSpec: TextBaseModelSpec = { kind: 'text', field: 'text', ngramRange: [1, 2], vocabularySize: 20000, minDocumentFrequency: 2, lowercase: true };
+  const tabularSpec: TabularBaseModelSpec = { kind: 'tabular', numeric: ['a', 'b', 'c'], categorical: ['city', 'plan'], maxCategories: 50 };
+  const featuresSpec: BaseModelSpec = { kind: 'features', field: 'vec', dimension: 128 };
+
+  const vocabulary = await fitTextVocabulary(textSpec, source);
+  const stats = await fitTabularStats(tabularSpec, source);
+  const cases = [
+    { name: 'text' as const, spec: textSpec as BaseModelSpec, baseline: textBaseline(textSpec, vocabulary) },
+    { name: 'tabular' as const, spec: tabularSpec as BaseModelSpec, baseline: undefined as undefined | ((rows: ValidatedRow[]) => Float32Array) },
+    {
+      name: 'features' as const,
+      spec: featuresSpec,
+      baseline: (batch: ValidatedRow[]) => {
+        const out = new Float32Array(batch.length * 128);
+        batch.forEach((row, i) => out.set(row.input.vec as number[], i * 128));
+        return out;
+      },
+    },
+  ];
+
+  const results: EmbedBenchRow[] = [];
+  for (const c of cases) {
+    const fitted = await fitEncoder(c.spec, source);
+    const baseline = c.baseline ?? tabularBaseline(stats, fitted.dimension);
+    const encoder = await loadEncoder(fitted.model, { intraOpNumThreads: 1 });
+    const rowsPerSecond: Record<string, number> = {};
+    for (const batchSize of BATCH_SIZES) rowsPerSecond[String(batchSize)] = await ortRowsPerSecond(encoder, rows, batchSize);
+    await encoder.release();
+    const baselineRowsPerSecond = (rows.length / (await timeIt(() => void baseline(rows)))) * 1000;
+    results.push({
+      encoder: c.name,
+      dimension: fitted.dimension,
+      rowsPerSecond,
+      baselineRowsPerSecond,
+      speedupAtLargestBatch: rowsPerSecond[String(BATCH_SIZES.at(-1))] / baselineRowsPerSecond,
+    });
+  }
+  return results;
+}
+
+function printTable(results: EmbedBenchRow[]): void {
+  const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+  const header = ['encoder', 'dim', ...BATCH_SIZES.map((b) => `ORT batch ${b}`), 'plain JS', 'ORT 1024 / JS'];
+  const lines = results.map((r) => [
+    r.encoder,
+    String(r.dimension),
+    ...BATCH_SIZES.map((b) => `${fmt(r.rowsPerSecond[String(b)])} rows/s`),
+    `${fmt(r.baselineRowsPerSecond)} rows/s`,
+    `${r.speedupAtLargestBatch.toFixed(2)}x`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  for (const line of [header, widths.map((w) => '-'.repeat(w)), ...lines]) console.log(line.map((cell, i) => cell.padStart(widths[i])).join('  '));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const results = await benchEmbed();
+  printTable(results);
+  console.log(JSON.stringify({ bench: 'embed', unit: 'rows/s', threads: 1, results }));
+}
