@@ -1,0 +1,352 @@
+import * as ort from 'onnxruntime-node';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { CardTask } from '#lib/deploy/card.ts';
+import { Registry, RewardLog } from '#lib/registry/index.ts';
+import { createRng } from '#lib/route/index.ts';
+import {
+  createServeContext,
+  handleFeedbackEvent,
+  handleInferEvent,
+  startServer,
+  type InferResponse,
+  type ServeContext,
+  type ServeDependencies,
+  type ServeOptions,
+} from '#lib/serve/index.ts';
+import { ArtifactStore, keys } from '#lib/store/index.ts';
+import { buildFeaturesModel, publishModel, urlEvent } from '../bench/serve.ts';
+import { useLocalAws } from './helpers/localAws.ts';
+
+const aws = useLocalAws();
+const TASKS: CardTask[] = [
+  { name: 'churn', type: 'binary', metric: 'auc' },
+  { name: 'topic', type: 'multiclass', classes: ['billing', 'bug', 'praise'], metric: 'macroF1' },
+  { name: 'ltv', type: 'regression', metric: 'rmse' },
+];
+const DIMENSION = 4;
+
+let deps: ServeDependencies;
+let registry: Registry;
+let rewards: RewardLog;
+let store: ArtifactStore;
+
+interface Logged {
+  level: string;
+  message: string;
+  extra: Record<string, unknown>[];
+}
+
+function context(options: ServeOptions = {}): { context: ServeContext; logs: Logged[]; metrics: Record<string, unknown>[] } {
+  const logs: Logged[] = [];
+  const metrics: Record<string, unknown>[] = [];
+  const log = (level: string) => (message: string, ...extra: Record<string, unknown>[]) => logs.push({ level, message, extra });
+  return {
+    context: createServeContext(deps, {
+      drift: false,
+      rng: createRng(7),
+      logger: { info: log('info'), warn: log('warn'), error: log('error') },
+      metricsSink: (line) => metrics.push(JSON.parse(line) as Record<string, unknown>),
+      ...options,
+    }),
+    logs,
+    metrics,
+  };
+}
+
+/** Registers `count` versions of a small three-task model and makes the first production, the rest challengers. */
+async function servedProject(project: string, count: number, options: { share?: number } = {}): Promise<number[]> {
+  const versions: number[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 10 + i, bias: i });
+    versions.push((await publishModel({ registry, store, project, runId: `${project}-run-${i}`, model, encoder, tasks: TASKS })).version);
+  }
+  await registry.setServingSet(
+    project,
+    { production: versions[0], challengers: versions.slice(1).map((version) => ({ version, trafficShare: options.share ?? 0.01 })) },
+    { expectedRevision: 0 },
+  );
+  return versions;
+}
+
+const body = (result: { body: string }) => JSON.parse(result.body) as Record<string, unknown> & { error?: { code: string; message: string } };
+const record = (values: number[] = [0.5, -1, 2, 0.25]) => ({ features: values });
+
+beforeAll(async () => {
+  registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+  rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
+  store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
+  deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };
+  await servedProject('shop', 1);
+});
+
+describe('infer', () => {
+  it('returns every task of every record, as a bare ORT session computes them, with a recorded prediction id per record', async () => {
+    const { context: ctx, metrics } = context();
+    const records = [record(), record([0, 0, 0, 0]), record([3, -2, 1, 1])];
+    const result = await handleInferEvent(urlEvent({ project: 'shop', records }), ctx);
+    expect(result.statusCode).toBe(200);
+    const response = JSON.parse(result.body) as InferResponse;
+
+    const version = await registry.getVersion('shop', response.version);
+    const session = await ort.InferenceSession.create(await store.getBytes(version.lineage.artifactUri));
+    const expected = await session.run({ features: new ort.Tensor('float32', Float32Array.from(records.flatMap((r) => r.features)), [3, DIMENSION]) });
+    await session.release();
+
+    expect(response.predictions).toHaveLength(3);
+    response.predictions.forEach((prediction, i) => {
+      const churn = prediction.outputs.churn as { probability: number; label: number };
+      expect(churn.probability).toBeCloseTo((expected['churn.probability'].data as Float32Array)[i], 6);
+      expect(churn.label).toBe(churn.probability >= 0.5 ? 1 : 0);
+      const topic = prediction.outputs.topic as { probabilities: Record<string, number>; label: string };
+      const row = Array.from((expected['topic.probabilities'].data as Float32Array).subarray(i * 3, i * 3 + 3));
+      expect(Object.keys(topic.probabilities)).toEqual(['billing', 'bug', 'praise']);
+      expect(Object.values(topic.probabilities).map((p) => Number(p.toFixed(6)))).toEqual(row.map((p) => Number(p.toFixed(6))));
+      expect(topic.label).toBe(['billing', 'bug', 'praise'][row.indexOf(Math.max(...row))]);
+      expect((prediction.outputs.ltv as { value: number }).value).toBeCloseTo((expected['ltv.value'].data as Float32Array)[i], 6);
+      expect(prediction.version).toBe(response.version);
+    });
+    expect(new Set(response.predictions.map((p) => p.predictionId)).size).toBe(3);
+    for (const prediction of response.predictions) {
+      expect((await rewards.getPrediction('shop', prediction.predictionId))?.version).toBe(response.version);
+    }
+    const routed = metrics.find((m) => m.RoutedRequests === 1);
+    expect(routed).toMatchObject({ project: 'shop', version: String(response.version), RoutedRecords: 3 });
+    expect(routed?._aws).toMatchObject({ CloudWatchMetrics: [{ Namespace: 'agentflow', Dimensions: [['project', 'version']] }] });
+    await ctx.close();
+  });
+
+  it('coerces values as training data is coerced (a vector written as a JSON string)', async () => {
+    const { context: ctx } = context();
+    const result = await handleInferEvent(urlEvent({ project: 'shop', records: [{ features: '[0.5, -1, 2, 0.25]' }, record()] }), ctx);
+    const response = JSON.parse(result.body) as InferResponse;
+    expect(result.statusCode).toBe(200);
+    expect(response.predictions[0].outputs).toEqual(response.predictions[1].outputs);
+    await ctx.close();
+  });
+
+  const tooBig = { project: 'shop', records: Array.from({ length: 40 }, () => record(Array.from({ length: DIMENSION }, () => 0.123456789))) };
+  it.each([
+    ['a body that is not JSON', 400, 'REQUEST_INVALID', urlEvent('{"project": "shop", records: [', { raw: true }), /body is not JSON .*send a JSON object/],
+    ['an empty body', 400, 'REQUEST_INVALID', urlEvent('', { raw: true }), /body is empty/],
+    ['a JSON array instead of an object', 400, 'REQUEST_INVALID', urlEvent([1, 2]), /body is \[1,2\]; send a JSON object such as/],
+    ['no project', 400, 'REQUEST_INVALID', urlEvent({ records: [record()] }), /project is missing/],
+    ['a project that is not a name', 400, 'REQUEST_INVALID', urlEvent({ project: 'Shop Inc', records: [record()] }), /project: "Shop Inc" is not a project name/],
+    ['no records', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop' }), /records is missing/],
+    ['records that are not an array', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: { features: [1] } }), /records: is \{"features":\[1\]\}; send an array of records/],
+    ['empty records', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [] }), /records is empty; send 1 to 8 records/],
+    ['more records than allowed', 400, 'REQUEST_TOO_LARGE', urlEvent({ project: 'shop', records: Array.from({ length: 9 }, () => record()) }), /records has 9 records; send at most 8 per request/],
+    ['a body over the byte limit', 400, 'REQUEST_TOO_LARGE', urlEvent(tooBig), /the body is \d+ bytes; send at most 1024 bytes/],
+    ['an unknown top-level field', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record()], model: 3 }), /unknown field "model"/],
+    ['a version that is not a number', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record()], version: 'latest' }), /version: is "latest"; pin a version by its number/],
+    ['a record that is not an object', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record(), 5] }), /records\[1\]: is 5; each record is an object of the model's input fields \(features\)/],
+    ['a field of the wrong type', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [{ features: 'abc' }] }), /records\[0\]\.features: field "features" is "abc", expected an array of 4 numbers/],
+    ['a vector of the wrong length', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record([1, 2])] }), /records\[0\]\.features: field "features" has 2 values, expected 4/],
+    ['a vector holding text', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record([1, 2, 3, 'x' as unknown as number])] }), /field "features" item 3 is "x", not a finite number/],
+    ['a missing input field', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record(), {}] }), /records\[1\]\.features: field "features" is missing/],
+    ['an unknown field in a record', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record(), { ...record(), colour: 'red' }] }), /records\[1\]\.colour: field "colour" is not an input of this model \(inputs: features\); remove it/],
+    ['a project nobody serves', 404, 'PROJECT_NOT_SERVED', urlEvent({ project: 'nobody', records: [record()] }), /project "nobody" has no serving set/],
+    ['a pinned version outside the serving set', 404, 'VERSION_NOT_SERVED', urlEvent({ project: 'shop', records: [record()], version: 99 }), /version 99 is not in the serving set of shop \(serving: 1\)/],
+    ['a GET', 405, 'METHOD_NOT_ALLOWED', urlEvent({ project: 'shop', records: [record()] }, { method: 'GET' }), /GET is not allowed; infer takes POST/],
+    ['an event that is not a Function URL request', 400, 'REQUEST_INVALID', { detail: {} }, /not a Function URL request/],
+  ])('answers %s with a %i (%s) that says what to fix', async (_name, status, code, event, message) => {
+    const { context: ctx } = context({ limits: { maxRecords: 8, maxBodyBytes: 1024 } });
+    const result = await handleInferEvent(event, ctx);
+    expect(result.statusCode).toBe(status);
+    expect(result.headers['content-type']).toBe('application/json');
+    expect(body(result).error?.code).toBe(code);
+    expect(body(result).error?.message).toMatch(message);
+    await ctx.close();
+  });
+
+  it('lists every bad record in one 400, by index and field', async () => {
+    const { context: ctx } = context();
+    const result = await handleInferEvent(urlEvent({ project: 'shop', records: [record(), { features: null }, record(), { feature: [1, 2, 3, 4] }] }), ctx);
+    expect(result.statusCode).toBe(400);
+    const error = body(result).error as { message: string; details: { problems: Array<{ record: number; field: string }> } };
+    expect(error.message).toMatch(/^3 problems in the records are not valid input for shop version 1: records\[1\]\.features: .*; records\[3\]\.feature: .*; records\[3\]\.features: field "features" is missing/);
+    expect(error.details.problems.map((p) => [p.record, p.field])).toEqual([
+      [1, 'features'],
+      [3, 'feature'],
+      [3, 'features'],
+    ]);
+    await ctx.close();
+  });
+});
+
+describe('model integrity', () => {
+  it('refuses a version whose file changed after registration and keeps serving the previous one', async () => {
+    const [good, corrupted] = await servedProject('corrupt', 2, { share: 0.5 });
+    const bytes = await store.getBytes(keys.model('corrupt', corrupted));
+    bytes[bytes.length - 1] ^= 0xff;
+    await store.putBytes(keys.model('corrupt', corrupted), bytes);
+
+    const { context: ctx, logs } = context();
+    const served = new Set<number>();
+    for (let i = 0; i < 20; i += 1) {
+      const result = await handleInferEvent(urlEvent({ project: 'corrupt', records: [record()] }), ctx);
+      expect(result.statusCode).toBe(200);
+      served.add((JSON.parse(result.body) as InferResponse).version);
+    }
+    expect([...served]).toEqual([good]);
+    expect(ctx.models.isRefused('corrupt', corrupted)).toBe(true);
+    const refusal = logs.find((l) => l.message === 'model version refused');
+    expect(refusal?.level).toBe('error');
+    expect(JSON.stringify(refusal?.extra)).toMatch(/MODEL_INTEGRITY/);
+
+    const pinned = await handleInferEvent(urlEvent({ project: 'corrupt', records: [record()], version: corrupted }), ctx);
+    expect(pinned.statusCode).toBe(503);
+    expect(body(pinned).error?.message).toMatch(new RegExp(`corrupt version ${corrupted}: .*model.onnx has sha256 [0-9a-f]{64}, but the registry recorded [0-9a-f]{64}; .*refused`));
+    await ctx.close();
+  });
+
+  it('answers 503 naming the reason when no version of the serving set can be served', async () => {
+    const [only] = await servedProject('broken', 1);
+    const bytes = await store.getBytes(keys.model('broken', only));
+    await store.putBytes(keys.model('broken', only), bytes.subarray(0, bytes.length - 10));
+    const { context: ctx } = context();
+    const result = await handleInferEvent(urlEvent({ project: 'broken', records: [record()] }), ctx);
+    expect(result.statusCode).toBe(503);
+    expect(body(result).error?.code).toBe('NO_SERVABLE_VERSION');
+    expect(body(result).error?.message).toMatch(/no version of broken can be served right now \(serving set: \d+\): broken version \d+: .*sha256/);
+    await ctx.close();
+  });
+});
+
+describe('routing', () => {
+  it('sends traffic to the version whose arm statistics are better, even when it is only a challenger', async () => {
+    const [weak, strong] = await servedProject('route', 2, { share: 0.01 });
+    for (let i = 0; i < 60; i += 1) {
+      await rewards.recordPrediction('route', `seed-${i}`, { version: i < 30 ? weak : strong });
+      await rewards.recordFeedback('route', `seed-${i}`, i < 30 ? (i % 10 === 0 ? 1 : 0) : i % 10 === 0 ? 0 : 1);
+    }
+    const { context: ctx } = context({ statsTtlMs: 60_000 });
+    const counts = new Map<number, number>();
+    for (let i = 0; i < 150; i += 1) {
+      const response = JSON.parse((await handleInferEvent(urlEvent({ project: 'route', records: [record()] }), ctx)).body) as InferResponse;
+      counts.set(response.version, (counts.get(response.version) ?? 0) + 1);
+    }
+    expect((counts.get(strong) ?? 0) / 150).toBeGreaterThan(0.9);
+    await ctx.close();
+  });
+
+  it('routes a simulated stream of 5000 feedback events mostly to the version with the best true reward rate', async () => {
+    const versions = await servedProject('sim', 3, { share: 0.005 });
+    const rates = new Map([
+      [versions[0], 0.3],
+      [versions[1], 0.7],
+      [versions[2], 0.5],
+    ]);
+    let nowMs = Date.UTC(2030, 0, 1);
+    const { context: ctx } = context({ statsTtlMs: 2000, clock: () => nowMs });
+    const rng = createRng(99);
+    const served: number[] = [];
+    const concurrency = 20;
+    for (let done = 0; done < 5000; done += concurrency) {
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          const inferred = await handleInferEvent(urlEvent({ project: 'sim', records: [record()] }), ctx);
+          const response = JSON.parse(inferred.body) as InferResponse;
+          served.push(response.version);
+          const reward = rng.uniform() < rates.get(response.version)! ? 1 : 0;
+          const fed = await handleFeedbackEvent(urlEvent({ project: 'sim', predictionId: response.predictions[0].predictionId, reward }), ctx);
+          expect(fed.statusCode).toBe(200);
+        }),
+      );
+      nowMs += 200; // twenty requests a fifth of a second: the cached counters refresh every 200 events
+    }
+    const last = served.slice(-1000);
+    expect(last.filter((v) => v === versions[1]).length / last.length).toBeGreaterThanOrEqual(0.9);
+    const stats = await rewards.getArmStats('sim', versions);
+    expect(stats.reduce((sum, s) => sum + s.count, 0)).toBe(5000);
+    await ctx.close();
+  }, 240_000);
+});
+
+describe('feedback', () => {
+  it('credits a reward exactly once: 200, then 409 for the same id, 404 for an unknown one', async () => {
+    const { context: ctx, metrics } = context();
+    const response = JSON.parse((await handleInferEvent(urlEvent({ project: 'shop', records: [record()] }), ctx)).body) as InferResponse;
+    const id = response.predictions[0].predictionId;
+    const [before] = await rewards.getArmStats('shop', [response.version]);
+
+    const first = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: id, reward: 1 }), ctx);
+    expect(first.statusCode).toBe(200);
+    expect(body(first)).toEqual({ project: 'shop', predictionId: id, version: response.version, reward: 1 });
+    expect(metrics.find((m) => m.OnlineReward === 1)).toMatchObject({ project: 'shop', version: String(response.version) });
+
+    const again = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: id, reward: 0 }), ctx);
+    expect(again.statusCode).toBe(409);
+    expect(body(again).error?.message).toMatch(/already has reward 1 .*feedback counts once/);
+
+    const unknown = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: 'never-issued', reward: 1 }), ctx);
+    expect(unknown.statusCode).toBe(404);
+    expect(body(unknown).error?.message).toMatch(/no prediction "never-issued" \(unknown id, or expired\)/);
+
+    const [after] = await rewards.getArmStats('shop', [response.version]);
+    expect(after.count - before.count).toBe(1);
+    expect(after.successes - before.successes).toBe(1);
+    await ctx.close();
+  });
+
+  it.each([
+    ['a reward that is not 0 or 1 for a bernoulli project', { project: 'shop', predictionId: 'x', reward: 0.5 }, /reward 0.5 is not 0 or 1: shop routes on 0\/1 rewards .*set the project's reward kind to gaussian/],
+    ['a reward sent as text', { project: 'shop', predictionId: 'x', reward: '1' }, /reward: is "1"; send the reward as a finite number/],
+    ['no prediction id', { project: 'shop', reward: 1 }, /predictionId is missing/],
+    ['a prediction id with "#"', { project: 'shop', predictionId: 'a#b', reward: 1 }, /predictionId: "a#b" contains "#"/],
+  ])('answers %s with a 400', async (_name, request, message) => {
+    const { context: ctx } = context();
+    const result = await handleFeedbackEvent(urlEvent(request), ctx);
+    expect(result.statusCode).toBe(400);
+    expect(body(result).error?.message).toMatch(message);
+    await ctx.close();
+  });
+
+  it('accepts real-valued rewards once the project routes on gaussian rewards', async () => {
+    await servedProject('scores', 1);
+    const { context: ctx } = context();
+    await ctx.settings.put('scores', { rewardKind: 'gaussian' });
+    const response = JSON.parse((await handleInferEvent(urlEvent({ project: 'scores', records: [record()] }), ctx)).body) as InferResponse;
+    const result = await handleFeedbackEvent(urlEvent({ project: 'scores', predictionId: response.predictions[0].predictionId, reward: 3.25 }), ctx);
+    expect(result.statusCode).toBe(200);
+    const [stats] = await rewards.getArmStats('scores', [response.version]);
+    expect(stats).toMatchObject({ count: 1, sum: 3.25 });
+    await ctx.close();
+  });
+});
+
+describe('local HTTP server', () => {
+  it('serves POST /infer and POST /feedback with the Function URL shapes, and refuses other routes', async () => {
+    const { context: ctx } = context({ limits: { maxBodyBytes: 2048 } });
+    const server = await startServer({ context: ctx });
+    try {
+      expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      const post = (path: string, payload: string) => fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload });
+
+      const inferred = await post('/infer', JSON.stringify({ project: 'shop', records: [record(), record([1, 1, 1, 1])] }));
+      expect(inferred.status).toBe(200);
+      expect(inferred.headers.get('content-type')).toBe('application/json');
+      const response = (await inferred.json()) as InferResponse;
+      expect(response).toMatchObject({ project: 'shop', version: 1 });
+      expect(response.predictions).toHaveLength(2);
+      expect(Object.keys(response.predictions[0].outputs)).toEqual(['churn', 'topic', 'ltv']);
+
+      const fed = await post('/feedback', JSON.stringify({ project: 'shop', predictionId: response.predictions[1].predictionId, reward: 0 }));
+      expect(fed.status).toBe(200);
+      expect(await fed.json()).toMatchObject({ version: 1, reward: 0 });
+      expect((await post('/feedback', JSON.stringify({ project: 'shop', predictionId: response.predictions[1].predictionId, reward: 0 }))).status).toBe(409);
+
+      const badJson = await post('/infer', '{nope');
+      expect(badJson.status).toBe(400);
+      expect(((await badJson.json()) as { error: { message: string } }).error.message).toMatch(/not JSON/);
+      const huge = await post('/infer', JSON.stringify({ project: 'shop', records: Array.from({ length: 200 }, () => record()) }));
+      expect(huge.status).toBe(400);
+      expect(((await huge.json()) as { error: { message: string } }).error.message).toMatch(/the body is \d+ bytes; send at most 2048 bytes/);
+      expect((await fetch(`${server.url}/infer`)).status).toBe(405);
+      const missing = await post('/predict', '{}');
+      expect(missing.status).toBe(404);
+      expect(((await missing.json()) as { error: { message: string } }).error.message).toMatch(/use POST \/infer or POST \/feedback/);
+    } finally {
+      await server.close();
+    }
+  });
+});
