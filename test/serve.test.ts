@@ -162,7 +162,7 @@ describe('infer', () => {
     const { context: ctx } = context();
     const result = await handleInferEvent(urlEvent({ project: 'shop', records: [record(), { features: null }, record(), { feature: [1, 2, 3, 4] }] }), ctx);
     expect(result.statusCode).toBe(400);
-    const error = body(result).error as { message: string; details: { problems: Array<{ record: number; field: string }> } };
+    const error = body(result).error as unknown as { message: string; details: { problems: Array<{ record: number; field: string }> } };
     expect(error.message).toMatch(/^3 problems in the records are not valid input for shop version 1: records\[1\]\.features: .*; records\[3\]\.feature: .*; records\[3\]\.features: field "features" is missing/);
     expect(error.details.problems.map((p) => [p.record, p.field])).toEqual([
       [1, 'features'],
