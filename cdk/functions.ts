@@ -1,0 +1,77 @@
+/**
+ * Every Lambda function of the stack as one table: the Lambda stages (from `STAGES`, so a stage
+ * added to the workflow must get a row here before the stack compiles) and the serving functions.
+ * The stack creates exactly these; `functions/handlers/<handler>.ts` is each one's entry point.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { BATCH_STAGES, LAMBDA_STAGES, type LambdaStageName } from '#lib/workflow/index.ts';
+
+/** What a function may do with a resource; the access helpers turn it into IAM grants. */
+export type Access = 'read' | 'readWrite';
+
+export interface FunctionSpec {
+  /** The handler's name: entry `functions/handlers/<handler>.ts`, construct id, dashboard label. */
+  handler: string;
+  /** The workflow state it serves, for stage functions. */
+  stage?: LambdaStageName;
+  memoryMiB: number;
+  timeoutSeconds: number;
+  /** /tmp size; ONNX models are downloaded there. */
+  ephemeralStorageMiB: number;
+  /** Every handler reads its config with `configFromEnv`, which needs all three. */
+  access: { bucket: Access; registryTable: Access; rewardTable: Access };
+  /** Starts executions of the state machine (retraining on drift). */
+  startsRuns: boolean;
+  /** Served behind a Function URL with AWS_IAM auth. */
+  url: boolean;
+}
+
+type StageExtras = Omit<FunctionSpec, 'handler' | 'stage' | 'timeoutSeconds' | 'startsRuns' | 'url'>;
+
+const rw: Access = 'readWrite';
+
+/** Sizing and access of each Lambda stage; the timeout comes from STAGES. Keyed by state, so the table is exhaustive. */
+const STAGE_FUNCTIONS: Record<LambdaStageName, StageExtras> = {
+  // Reads the raw datasets and fits the base-model graph (vocabulary, scalers) in memory.
+  Prepare: { memoryMiB: 3008, ephemeralStorageMiB: 2048, access: { bucket: rw, registryTable: rw, rewardTable: 'read' } },
+  Plan: { memoryMiB: 1024, ephemeralStorageMiB: 512, access: { bucket: rw, registryTable: 'read', rewardTable: rw } },
+  Reward: { memoryMiB: 1024, ephemeralStorageMiB: 512, access: { bucket: rw, registryTable: 'read', rewardTable: rw } },
+  // Merges the trained heads behind the base model and checks parity in ONNX Runtime.
+  Export: { memoryMiB: 3008, ephemeralStorageMiB: 4096, access: { bucket: rw, registryTable: 'read', rewardTable: 'read' } },
+  // Scores candidate and champion on the holdout, registers the version, moves the alias.
+  Promote: { memoryMiB: 3008, ephemeralStorageMiB: 4096, access: { bucket: rw, registryTable: rw, rewardTable: rw } },
+  RecordFailure: { memoryMiB: 256, ephemeralStorageMiB: 512, access: { bucket: 'read', registryTable: rw, rewardTable: 'read' } },
+};
+
+const stageFunctions: FunctionSpec[] = LAMBDA_STAGES.map((stage) => ({
+  handler: stage.handler,
+  stage: stage.state,
+  // A Lambda stops at 900 s; the state's TimeoutSeconds (same table) never waits longer than the function.
+  timeoutSeconds: Math.min(stage.timeoutSeconds, 900),
+  startsRuns: false,
+  url: false,
+  ...STAGE_FUNCTIONS[stage.state],
+}));
+
+const servingFunctions: FunctionSpec[] = [
+  // Routes between serving versions, runs the chosen ONNX model, logs the prediction for feedback.
+  { handler: 'infer', memoryMiB: 2048, timeoutSeconds: 30, ephemeralStorageMiB: 2048, access: { bucket: 'read', registryTable: 'read', rewardTable: rw }, startsRuns: false, url: true },
+  // Joins a reward to its logged prediction and updates the arm counters.
+  { handler: 'feedback', memoryMiB: 512, timeoutSeconds: 30, ephemeralStorageMiB: 512, access: { bucket: 'read', registryTable: 'read', rewardTable: rw }, startsRuns: false, url: true },
+  // Online reward and input drift over a window; claims the window in the reward table and starts a
+  // retraining execution when thresholds break.
+  { handler: 'monitor', memoryMiB: 2048, timeoutSeconds: 300, ephemeralStorageMiB: 2048, access: { bucket: 'read', registryTable: 'read', rewardTable: rw }, startsRuns: true, url: false },
+];
+
+export const FUNCTIONS: readonly FunctionSpec[] = [...stageFunctions, ...servingFunctions];
+
+/** Entry points by convention, relative to the repository root. */
+export const handlerEntry = (handler: string): string => `functions/handlers/${handler}.ts`;
+export const jobEntry = (job: string): string => `functions/jobs/${job}.ts`;
+
+/** Every handler and job entry point the stack needs that does not exist under `root`. */
+export function missingEntries(root: string): string[] {
+  const entries = [...FUNCTIONS.map((f) => handlerEntry(f.handler)), ...BATCH_STAGES.map((s) => jobEntry(s.job))];
+  return entries.filter((entry) => !existsSync(join(root, entry)));
+}
