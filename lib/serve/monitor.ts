@@ -382,7 +382,8 @@ async function servedProjects(deps: MonitorDependencies): Promise<string[]> {
         TableName: deps.registryTable,
         FilterExpression: 'sk = :serving',
         ExpressionAttributeValues: { ':serving': 'SERVING' },
-        ProjectionExpression: 'project',
+        ProjectionExpression: '#project',
+        ExpressionAttributeNames: { '#project': 'project' },
         ExclusiveStartKey: start,
       }),
     );

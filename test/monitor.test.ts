@@ -1,0 +1,219 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { CardTask } from '#lib/deploy/card.ts';
+import { Registry, RewardLog } from '#lib/registry/index.ts';
+import { createRng, type Rng } from '#lib/route/index.ts';
+import {
+  buildReference,
+  createServeContext,
+  driftOf,
+  histogram,
+  infer,
+  populationStabilityIndex,
+  projectRows,
+  projectionDirections,
+  runMonitor,
+  type MonitorDependencies,
+  type RetrainRequest,
+} from '#lib/serve/index.ts';
+import { ShardWriter } from '#lib/shards/index.ts';
+import { ArtifactStore, keys } from '#lib/store/index.ts';
+import { buildFeaturesModel, publishModel } from '../bench/serve.ts';
+import { useLocalAws } from './helpers/localAws.ts';
+
+const aws = useLocalAws();
+const DIMENSION = 8;
+const TASKS: CardTask[] = [{ name: 'churn', type: 'binary', metric: 'auc' }];
+const T0 = Date.UTC(2031, 4, 6, 10, 5);
+const HOUR = 3_600_000;
+const quiet = { info() {}, warn() {}, error() {} };
+
+let deps: MonitorDependencies;
+let registry: Registry;
+let rewards: RewardLog;
+let store: ArtifactStore;
+
+const gaussianRows = (rng: Rng, rows: number, shift: number) => Float32Array.from({ length: rows * DIMENSION }, () => rng.normal() + shift);
+
+/** A feature shard of 400 holdout rows ~ N(0, 1) and 300 train rows ~ N(5, 1), with a split column. */
+async function writeHoldoutShard(digest: string): Promise<void> {
+  const rng = createRng(3);
+  const writer = new ShardWriter({ dim: DIMENSION, tasks: [{ name: 'churn', type: 'binary' }], encoderDigest: 'enc', includeSplit: true });
+  const chunks: Uint8Array[] = [];
+  const collecting = (async () => {
+    for await (const chunk of writer.output!) chunks.push(chunk as Uint8Array);
+  })();
+  for (const [rows, shift, split] of [
+    [400, 0, 'holdout'],
+    [300, 5, 'train'],
+  ] as const) {
+    await writer.writeRows({
+      rows,
+      features: gaussianRows(rng, rows, shift),
+      labels: { churn: new Float32Array(rows) },
+      masks: { churn: new Uint8Array(rows).fill(1) },
+      split: Array.from({ length: rows }, () => split),
+    });
+  }
+  await writer.finish();
+  await collecting;
+  await store.putBytes(keys.features(digest, 'part-00000.arrow'), Buffer.concat(chunks));
+}
+
+/** A served project: one version with a holdout objective, its run manifest's monitor thresholds, and a feature shard. */
+async function project(name: string, options: { holdoutObjective?: number } = {}): Promise<number> {
+  const digest = `${name}-features`;
+  await writeHoldoutShard(digest);
+  const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 4 });
+  const runId = `${name}-run`;
+  const { version } = await publishModel({ registry, store, project: name, runId, model, encoder, tasks: TASKS, holdoutObjective: options.holdoutObjective ?? 0.9, featuresDigest: digest });
+  await store.putJson(keys.runManifest(runId), { runId, specUri: `s3://${aws.config.bucket}/specs/${name}.json`, spec: { monitor: { windowHours: 1, minRewardDrop: 0.05, psiThreshold: 0.2 } } });
+  await registry.setServingSet(name, { production: version, challengers: [] }, { expectedRevision: 0 });
+  return version;
+}
+
+/** Serves `rows` records ~ N(shift, 1) at time `atMs`, sampling every record for drift. */
+async function serveTraffic(name: string, options: { rows: number; shift: number; atMs: number; seed: number }): Promise<void> {
+  const context = createServeContext(
+    { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable },
+    { drift: { sampleRate: 1, batchRecords: 100 }, clock: () => options.atMs, metricsSink: () => {}, logger: quiet },
+  );
+  const rng = createRng(options.seed);
+  for (let done = 0; done < options.rows; done += 50) {
+    const features = gaussianRows(rng, 50, options.shift);
+    await infer({ project: name, records: Array.from({ length: 50 }, (_, i) => ({ features: Array.from(features.subarray(i * DIMENSION, (i + 1) * DIMENSION)) })) }, context);
+  }
+  await context.close();
+}
+
+async function feedback(name: string, version: number, rewardsGiven: number[], tag: string): Promise<void> {
+  for (const [i, reward] of rewardsGiven.entries()) {
+    await rewards.recordPrediction(name, `${tag}-${i}`, { version });
+    await rewards.recordFeedback(name, `${tag}-${i}`, reward);
+  }
+}
+
+function recorder() {
+  const calls: RetrainRequest[] = [];
+  return { calls, startRun: async (request: RetrainRequest) => (calls.push(request), { runId: request.runId, executionArn: `arn:local:${request.runId}` }) };
+}
+
+beforeAll(() => {
+  registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+  rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
+  store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
+  deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, registryTable: aws.config.registryTable, rewardTable: aws.config.rewardTable };
+});
+
+describe('population stability index', () => {
+  it('is near zero for samples of the same distribution and large for a shifted one', () => {
+    const rng = createRng(1);
+    const directions = projectionDirections(DIMENSION);
+    const reference = buildReference(projectRows(gaussianRows(rng, 2000, 0), DIMENSION, directions), DIMENSION);
+    expect(reference.proportions.every((bins) => Math.abs(bins.reduce((a, b) => a + b, 0) - 1) < 1e-9)).toBe(true);
+    const same = Math.max(...driftOf(reference, projectRows(gaussianRows(rng, 1000, 0), DIMENSION, directions)));
+    const shifted = Math.max(...driftOf(reference, projectRows(gaussianRows(rng, 1000, 1), DIMENSION, directions)));
+    expect(same).toBeLessThan(0.05);
+    expect(shifted).toBeGreaterThan(0.5);
+  });
+
+  it('bins values by the inner edges and sums (a − e)·ln(a/e)', () => {
+    expect(histogram([-5, 0, 0.5, 1, 1.5, 9], [0, 1])).toEqual([1, 2, 3]);
+    expect(populationStabilityIndex([0.5, 0.5], [0.5, 0.5])).toBe(0);
+    expect(populationStabilityIndex([0.5, 0.5], [0.25, 0.75])).toBeCloseTo(0.25 * Math.log(0.5) * -1 + 0.25 * Math.log(1.5), 12);
+  });
+});
+
+describe('monitor', () => {
+  it('finds no drift when recent inputs look like the holdout, builds the reference from holdout rows only, and starts nothing', async () => {
+    const version = await project('steady');
+    await serveTraffic('steady', { rows: 300, shift: 0, atMs: T0, seed: 21 });
+    const { calls, startRun } = recorder();
+    const report = await runMonitor(deps, { now: new Date(T0 + 60_000), projects: ['steady'], startRun, logger: quiet, metricsSink: () => {} });
+
+    const [health] = report.projects;
+    expect(health.error).toBeUndefined();
+    expect(health.window).toEqual({ start: new Date(Date.UTC(2031, 4, 6, 10)).toISOString(), end: new Date(Date.UTC(2031, 4, 6, 11)).toISOString() });
+    const drift = health.versions[0].drift as { maxPsi: number; samples: number; referenceRows: number };
+    expect(drift.samples).toBe(300);
+    expect(drift.referenceRows).toBe(400);
+    expect(drift.maxPsi).toBeLessThan(0.2);
+    expect(health.versions[0].reward).toMatchObject({ count: 0, mean: null });
+    expect(health.retrain).toBeUndefined();
+    expect(calls).toHaveLength(0);
+    expect(await store.exists(`${keys.modelPrefix('steady', version)}reference.json`)).toBe(true);
+  });
+
+  it('starts one retraining run per window when inputs drift, and a second pass in the window starts nothing', async () => {
+    await project('drifted');
+    await serveTraffic('drifted', { rows: 300, shift: 1.5, atMs: T0, seed: 22 });
+    const { calls, startRun } = recorder();
+    const first = await runMonitor(deps, { now: new Date(T0 + 60_000), projects: ['drifted'], startRun, logger: quiet, metricsSink: () => {} });
+    const second = await runMonitor(deps, { now: new Date(T0 + 120_000), projects: ['drifted'], startRun, logger: quiet, metricsSink: () => {} });
+
+    expect((first.projects[0].versions[0].drift as { maxPsi: number }).maxPsi).toBeGreaterThan(0.2);
+    expect(first.projects[0].retrain).toMatchObject({ started: true, alreadyClaimed: false, runId: 'retrain-20310506T1000', executionArn: 'arn:local:retrain-20310506T1000' });
+    expect(first.projects[0].retrain?.reason).toMatch(/^production version 1: input drift PSI [\d.]+ over 300 sampled inputs exceeds psiThreshold 0.2$/);
+    expect(calls).toEqual([
+      { project: 'drifted', reason: first.projects[0].retrain?.reason, trigger: 'drift', runId: 'retrain-20310506T1000', specUri: `s3://${aws.config.bucket}/specs/drifted.json` },
+    ]);
+    expect(second.projects[0].retrain).toMatchObject({ started: false, alreadyClaimed: true, reason: first.projects[0].retrain?.reason, executionArn: 'arn:local:retrain-20310506T1000' });
+    expect(calls).toHaveLength(1);
+  });
+
+  it('starts a retraining run when online reward falls below the holdout objective by more than minRewardDrop', async () => {
+    const version = await project('slipping', { holdoutObjective: 0.9 });
+    await feedback('slipping', version, Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? 1 : 0)), 'a');
+    const { calls, startRun } = recorder();
+    const report = await runMonitor(deps, { now: new Date(T0), projects: ['slipping'], startRun, logger: quiet, metricsSink: () => {} });
+    expect(report.projects[0].versions[0].reward).toEqual({ count: 40, mean: 0.5, holdoutObjective: 0.9, drop: 0.4, since: 'start' });
+    expect(report.projects[0].retrain?.reason).toBe(
+      'production version 1: online reward 0.5 over 40 feedback events is 0.4 below the holdout objective 0.9 (minRewardDrop 0.05)',
+    );
+    expect(calls.map((c) => c.trigger)).toEqual(['reward']);
+  });
+
+  it('leaves a project alone while its reward holds, then judges the next window on that window’s feedback only', async () => {
+    const version = await project('holding', { holdoutObjective: 0.9 });
+    await feedback('holding', version, Array.from({ length: 40 }, (_, i) => (i < 37 ? 1 : 0)), 'early');
+    const { calls, startRun } = recorder();
+    const first = await runMonitor(deps, { now: new Date(T0), projects: ['holding'], startRun, logger: quiet, metricsSink: () => {} });
+    expect(first.projects[0].versions[0].reward).toMatchObject({ count: 40, mean: 0.925, since: 'start' });
+    expect(first.projects[0].retrain).toBeUndefined();
+
+    await feedback('holding', version, Array.from({ length: 30 }, () => 0), 'late');
+    const next = await runMonitor(deps, { now: new Date(T0 + HOUR), projects: ['holding'], startRun, logger: quiet, metricsSink: () => {} });
+    expect(next.projects[0].versions[0].reward).toMatchObject({ count: 30, mean: 0, since: 'window' });
+    expect(next.projects[0].retrain).toMatchObject({ started: true, runId: 'retrain-20310506T1100' });
+    expect(calls).toHaveLength(1);
+  });
+
+  it('does not judge reward on too little feedback', async () => {
+    const version = await project('quiet', { holdoutObjective: 0.9 });
+    await feedback('quiet', version, [0, 0, 0], 'few');
+    const { calls, startRun } = recorder();
+    const report = await runMonitor(deps, { now: new Date(T0), projects: ['quiet'], startRun, logger: quiet, metricsSink: () => {} });
+    expect(report.projects[0].versions[0].breaches).toEqual([]);
+    expect(report.projects[0].versions[0].drift).toMatchObject({ unavailable: 'only 0 sampled inputs in the window (200 needed)' });
+    expect(calls).toHaveLength(0);
+  });
+
+  it('gives the window’s claim back when the run cannot be started, so the next pass tries again', async () => {
+    const version = await project('flaky', { holdoutObjective: 0.9 });
+    await feedback('flaky', version, Array.from({ length: 40 }, () => 0), 'f');
+    const failing = async (): Promise<never> => {
+      throw new Error('StartExecution throttled');
+    };
+    const failed = await runMonitor(deps, { now: new Date(T0), projects: ['flaky'], startRun: failing, logger: quiet, metricsSink: () => {} });
+    expect(failed.projects[0].error?.message).toMatch(/could not start the retraining run of flaky \(StartExecution throttled\); the next monitor pass tries again/);
+
+    const { calls, startRun } = recorder();
+    const retried = await runMonitor(deps, { now: new Date(T0 + 60_000), projects: ['flaky'], startRun, logger: quiet, metricsSink: () => {} });
+    expect(retried.projects[0].retrain).toMatchObject({ started: true });
+    expect(calls).toHaveLength(1);
+  });
+
+  it('finds the served projects itself when none are named', async () => {
+    const report = await runMonitor(deps, { now: new Date(T0 + 2 * HOUR), startRun: recorder().startRun, logger: quiet, metricsSink: () => {} });
+    expect(report.projects.map((p) => p.project)).toEqual(expect.arrayContaining(['steady', 'drifted', 'slipping', 'holding', 'quiet', 'flaky']));
+  });
+});
