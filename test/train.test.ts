@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 
 import { UNCERTAINTY_PARAMETER } from '#lib/graph/index.ts';
-import { evaluateTask } from '#lib/metrics/index.ts';
+import { evaluateTask, labelSpread } from '#lib/metrics/index.ts';
 import type { ShardBatch } from '#lib/shards/index.ts';
 import { parseSpec, type Spec, type SpecInput } from '#lib/spec/index.ts';
 import { generateMultiTask, type MultiTaskDataset } from '#lib/synth/index.ts';
@@ -12,8 +12,8 @@ import {
   TrainError,
   buildHeads,
   dwaWeights,
-  labelSpread,
   learningRateAt,
+  regressionTargetScales,
   trainTrial,
   trainingForward,
   type TrainTrialOptions,
@@ -335,5 +335,39 @@ describe('schedule and weighting arithmetic', () => {
     const spread = labelSpread(Float32Array.from([1, 2, 3, 100, 4]), Uint8Array.from([1, 1, 1, 0, 1]));
     expect(spread.labelStd).toBeCloseTo(Math.sqrt(1.25), 6);
     expect(spread.labelMad).toBeCloseTo(1, 6);
+  });
+});
+
+describe('regression targets in label units', () => {
+  it('learns a target in grams as well as the same target in unit scale, and serves grams', async () => {
+    const grams: MultiTaskDataset = { ...dataset, labels: { ...dataset.labels, price: dataset.labels.price.map((v) => 4000 + 800 * v) } };
+    const spec = specWith();
+
+    const unit = await trial(spec);
+    const scaled = await trial(spec, {}, grams);
+
+    const unitSkill = unit.metrics.price.rmse / unit.metrics.price.labelStd;
+    const scaledSkill = scaled.metrics.price.rmse / scaled.metrics.price.labelStd;
+    expect(scaledSkill).toBeLessThan(0.5);
+    expect(Math.abs(scaledSkill - unitSkill)).toBeLessThan(0.05);
+    expect(scaled.weights.targetScales?.price.mean).toBeGreaterThan(3500);
+    const rows = { features: grams.features.slice(TRAIN_ROWS * DIM, (TRAIN_ROWS + 50) * DIM), rows: 50 };
+    const served = await trainingForward({ spec, weights: scaled.weights, batch: rows });
+    const mean = served['price.value'].reduce((a, b) => a + b, 0) / 50;
+    expect(mean).toBeGreaterThan(3000);
+    expect(mean).toBeLessThan(5000);
+  });
+
+  it('computes each regression task mean and std over labelled train rows only', async () => {
+    const scales = await regressionTargetScales(
+      [{ name: 'price', type: 'regression' }, { name: 'click', type: 'binary' }],
+      async function* () {
+        yield { rows: 4, dim: 1, features: new Float32Array(4), labels: { price: Float32Array.from([2, 4, 999, 6]) }, masks: { price: Uint8Array.from([1, 1, 0, 1]) }, rowIndex: new Int32Array(4) };
+      },
+    );
+
+    expect(Object.keys(scales)).toEqual(['price']);
+    expect(scales.price.mean).toBeCloseTo(4, 6);
+    expect(scales.price.std).toBeCloseTo(Math.sqrt(8 / 3), 6);
   });
 });

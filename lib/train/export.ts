@@ -10,7 +10,8 @@ import type { ExecutionProviders, TrialWeights } from '#lib/train/trainer.ts';
 export const HEADS_METADATA_KEYS = {
   kind: 'agentflow.kind',
   architecture: 'agentflow.architecture',
-  encoder: 'agentflow.encoder',
+  // Not `agentflow.encoder`: that key holds the encoder's descriptor once the heads are merged behind it.
+  encoder: 'agentflow.encoder_id',
   inputDim: 'agentflow.input_dim',
   tasks: 'agentflow.tasks',
   metrics: 'agentflow.metrics',
@@ -38,7 +39,14 @@ export interface HeadsExportMetadata {
 
 /** Rebuilds the heads a set of weights was trained with and checks every shape. */
 export function headsForWeights(spec: Pick<Spec, 'model' | 'tasks' | 'training'>, weights: TrialWeights): Heads {
-  const heads = buildHeads({ architecture: weights.architecture, model: spec.model, tasks: spec.tasks, inputDim: weights.inputDim, seed: spec.training.seed });
+  const heads = buildHeads({
+    architecture: weights.architecture,
+    model: spec.model,
+    tasks: spec.tasks,
+    inputDim: weights.inputDim,
+    seed: spec.training.seed,
+    ...(weights.targetScales ? { targetScales: weights.targetScales } : {}),
+  });
   for (const p of heads.parameters) {
     const values = weights.tensors[p.name];
     const shape = weights.shapes[p.name];

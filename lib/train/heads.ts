@@ -43,6 +43,8 @@ export interface HeadTask {
   readonly huberDelta?: number;
   /** The exported output: `<task>.probability`, `<task>.probabilities` or `<task>.value`. */
   readonly outputName: string;
+  /** Regression only: how the raw output maps to label units (identity when absent). */
+  readonly scale?: TargetScale;
 }
 
 export type HeadsModel = Pick<ModelSpec, 'hidden' | 'experts' | 'expertHidden' | 'towerHidden'>;
@@ -57,6 +59,17 @@ export interface HeadsOptions {
   readonly seed: number;
   /** Decoupled weight decay of the weight matrices (biases get none). Default the optimizer's. */
   readonly weightDecay?: number;
+  /**
+   * Per regression task, the train labels' mean and standard deviation. The head learns the
+   * standardized target (label − mean) / std, so a task in grams trains as readily as one in
+   * [0, 1], and its served value is raw·std + mean — built into the graph, so export is in label units.
+   */
+  readonly targetScales?: Readonly<Record<string, TargetScale>>;
+}
+
+export interface TargetScale {
+  readonly mean: number;
+  readonly std: number;
 }
 
 /** The name of the heads' input, kept so `mergeEncoderAndHeads(…, { featureInput: 'features' })` finds it. */
@@ -116,12 +129,17 @@ function checkOptions(options: HeadsOptions): HeadTask[] {
       }
       case 'regression': {
         const loss = task.loss ?? 'mse';
+        const scale = options.targetScales?.[task.name];
+        if (scale && !(Number.isFinite(scale.mean) && scale.std > 0 && Number.isFinite(scale.std))) {
+          bad(`task "${task.name}": target scale ${JSON.stringify(scale)} needs a finite mean and a std > 0`, { task: task.name });
+        }
+        const scaled = scale ? { scale: { mean: scale.mean, std: scale.std } } : {};
         if (loss === 'huber') {
           const delta = task.huberDelta ?? 1;
           if (!(delta > 0)) bad(`task "${task.name}": huberDelta ${delta} must be > 0`, { task: task.name });
-          return { name: task.name, type: task.type, outputs: 1, loss, huberDelta: delta, outputName: `${task.name}.value` };
+          return { name: task.name, type: task.type, outputs: 1, loss, huberDelta: delta, outputName: `${task.name}.value`, ...scaled };
         }
-        return { name: task.name, type: task.type, outputs: 1, loss, outputName: `${task.name}.value` };
+        return { name: task.name, type: task.type, outputs: 1, loss, outputName: `${task.name}.value`, ...scaled };
       }
       default:
         return bad(`task "${task.name}": type ${JSON.stringify(task.type)} is not binary, multiclass or regression`, { task: task.name });
@@ -222,9 +240,10 @@ export function buildHeads(options: HeadsOptions): Heads {
             return softmaxCrossEntropy(g, out, indices, mask);
           }
           case 'mse':
-            return mse(g, out, label, mask);
+            return mse(g, out, standardized(g, task, label), mask);
           case 'huber':
-            return huber(g, out, label, mask, { delta: task.huberDelta ?? 1 });
+            // The spec's delta is in label units; the loss sees standardized values.
+            return huber(g, out, standardized(g, task, label), mask, { delta: (task.huberDelta ?? 1) / (task.scale?.std ?? 1) });
         }
       }),
     );
@@ -233,12 +252,17 @@ export function buildHeads(options: HeadsOptions): Heads {
     Object.fromEntries(
       tasks.map((task) => {
         const out = raw[task.name];
-        const value = task.type === 'binary' ? g.sigmoid(out) : task.type === 'multiclass' ? g.softmax(out, { axis: -1 }) : out;
+        const value =
+          task.type === 'binary' ? g.sigmoid(out) : task.type === 'multiclass' ? g.softmax(out, { axis: -1 }) : task.scale ? g.add(g.mul(out, task.scale.std), task.scale.mean) : out;
         return [task.name, value];
       }),
     );
 
   return { architecture, inputDim, model, tasks, parameters, forward, losses, predictions };
+}
+
+function standardized(g: Graph, task: HeadTask, label: Value): Value {
+  return task.scale ? g.div(g.sub(label, task.scale.mean), task.scale.std) : label;
 }
 
 /** Batch inputs of the training step: features, and per task a float label and a uint8 mask. */

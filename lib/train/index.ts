@@ -19,14 +19,15 @@ export {
   type Heads,
   type HeadsModel,
   type HeadsOptions,
+  type TargetScale,
   type HeadsTrainingStepOptions,
 } from '#lib/train/heads.ts';
 export { DWA_TEMPERATURE, dwaWeights, learningRateAt, type LearningRateOptions } from '#lib/train/schedule.ts';
 export {
   batchFeeds,
   evaluateSplit,
-  labelSpread,
   objectiveOf,
+  regressionTargetScales,
   onDevice,
   trainTrial,
   type EpochRecord,

@@ -2,13 +2,13 @@ import * as ort from 'onnxruntime-node';
 
 import { objectiveTasks } from '#lib/agent/index.ts';
 import { TrainingSession, UNCERTAINTY_PARAMETER, type TrainingSessionOptions } from '#lib/graph/index.ts';
-import { evaluateTask, MetricsError } from '#lib/metrics/index.ts';
+import { evaluateTask, labelSpread, MetricsError } from '#lib/metrics/index.ts';
 import { batchesOf, shuffleBuffer, type ShardBatch } from '#lib/shards/index.ts';
 import type { Architecture, Spec } from '#lib/spec/index.ts';
 import { deriveSeed, mulberry32 } from '#lib/synth/index.ts';
 import { rewardOf } from '#lib/tune/index.ts';
 import { TrainError } from '#lib/train/errors.ts';
-import { batchNames, buildHeads, buildHeadsTrainingStep, buildInferenceGraph, FEATURES_INPUT, type Heads, type HeadTask } from '#lib/train/heads.ts';
+import { batchNames, buildHeads, buildHeadsTrainingStep, buildInferenceGraph, FEATURES_INPUT, type Heads, type HeadTask, type TargetScale } from '#lib/train/heads.ts';
 import { dwaWeights, learningRateAt } from '#lib/train/schedule.ts';
 
 export type ExecutionProviders = NonNullable<TrainingSessionOptions['executionProviders']>;
@@ -20,6 +20,8 @@ export interface TrialWeights {
   /** Parameter values by name (row-major float32), including `taskLogVariance` under uncertainty weighting. */
   readonly tensors: Readonly<Record<string, Float32Array>>;
   readonly shapes: Readonly<Record<string, readonly number[]>>;
+  /** Regression tasks' train-label mean and std the heads were built with (see `HeadsOptions.targetScales`). */
+  readonly targetScales?: Readonly<Record<string, TargetScale>>;
 }
 
 /** Validation metrics per task: `evaluateTask`'s, plus `labelStd` (rmse reference) and `labelMad` (mae reference) for regression. */
@@ -120,7 +122,8 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   const settings = options.options ?? {};
   const training = spec.training;
   const architecture = options.architecture ?? spec.model.architectures[0];
-  const heads = buildHeads({ architecture, model: spec.model, tasks: spec.tasks, inputDim: encoder.dimension, seed: training.seed });
+  const targetScales = await regressionTargetScales(spec.tasks, data.train);
+  const heads = buildHeads({ architecture, model: spec.model, tasks: spec.tasks, inputDim: encoder.dimension, seed: training.seed, targetScales });
   const taskNames = heads.tasks.map((t) => t.name);
   const lambda = proposalLambda(taskNames, proposal.lambda);
   const baseRate = proposal.learningRate ?? training.learningRate;
@@ -209,6 +212,7 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
         inputDim: heads.inputDim,
         tensors: kept.tensors,
         shapes: Object.fromEntries(step.parameters.map((p) => [p.name, [...p.shape]])),
+        ...(Object.keys(targetScales).length > 0 ? { targetScales } : {}),
       },
       metrics: kept.metrics,
       objective: kept.objective,
@@ -354,23 +358,6 @@ function scoreTask(task: HeadTask, predictions: Float32Array, labels: Float32Arr
   return result;
 }
 
-/**
- * The trivial predictors' errors on the labelled rows: the standard deviation (rmse of predicting
- * the mean) and the mean absolute deviation from the median (mae of predicting the median). The
- * agent's reward turns rmse and mae into skill scores against them.
- */
-export function labelSpread(labels: Float32Array, mask: Uint8Array): { labelStd: number; labelMad: number } {
-  const values: number[] = [];
-  for (let i = 0; i < labels.length; i++) if (mask[i] !== 0) values.push(labels[i]);
-  const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / n;
-  const variance = values.reduce((a, v) => a + (v - mean) ** 2, 0) / n;
-  values.sort((a, b) => a - b);
-  const median = n % 2 === 1 ? values[(n - 1) / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-  const mad = values.reduce((a, v) => a + Math.abs(v - median), 0) / n;
-  return { labelStd: Math.sqrt(variance), labelMad: mad };
-}
-
 function concat<T extends Float32Array | Uint8Array>(parts: readonly T[], Kind: { new (length: number): T }): T {
   const out = new Kind(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
@@ -400,4 +387,39 @@ export async function onDevice<T>(providers: ExecutionProviders, create: () => P
       'the CUDA execution provider did not load: onnxruntime-node needs its CUDA provider libraries (libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so, installed with ONNXRUNTIME_NODE_INSTALL_CUDA) and the CUDA 12 runtime, cuBLAS and cuDNN 9 on LD_LIBRARY_PATH with a visible GPU; fix the image, or unset AGENTFLOW_DEVICE to train on the CPU';
     throw new TrainError(`ONNX Runtime could not create a session on execution providers [${names}] (${detail}); ${hint}`, { code: 'DEVICE', context: { providers: names }, cause });
   }
+}
+
+/**
+ * One streamed pass over the train split for each regression task's labelled mean and standard
+ * deviation (Welford's update, so large label values lose no precision). A constant target gets
+ * std 1 rather than a division by zero.
+ */
+export async function regressionTargetScales(
+  tasks: readonly { name: string; type: string }[],
+  train: () => AsyncIterable<ShardBatch>,
+): Promise<Record<string, TargetScale>> {
+  const regression = tasks.filter((task) => task.type === 'regression').map((task) => task.name);
+  if (regression.length === 0) return {};
+  const stats = new Map(regression.map((name) => [name, { count: 0, mean: 0, m2: 0 }]));
+  for await (const batch of train()) {
+    for (const name of regression) {
+      const s = stats.get(name)!;
+      const labels = batch.labels[name];
+      const mask = batch.masks[name];
+      for (let i = 0; i < batch.rows; i++) {
+        if (!mask[i]) continue;
+        s.count += 1;
+        const delta = labels[i] - s.mean;
+        s.mean += delta / s.count;
+        s.m2 += delta * (labels[i] - s.mean);
+      }
+    }
+  }
+  return Object.fromEntries(
+    regression.map((name) => {
+      const s = stats.get(name)!;
+      const std = s.count > 1 ? Math.sqrt(s.m2 / s.count) : 0;
+      return [name, { mean: s.mean, std: std > 1e-12 ? std : 1 }];
+    }),
+  );
 }

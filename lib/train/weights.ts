@@ -21,6 +21,8 @@ export interface WeightsIndex {
   sha256: string;
   byteLength: number;
   parameters: { name: string; shape: number[]; offset: number; length: number }[];
+  /** Regression tasks' target standardization, part of the model like the parameters. */
+  targetScales?: Record<string, { mean: number; std: number }>;
 }
 
 export function encodeWeights(weights: TrialWeights): { bin: Uint8Array; index: WeightsIndex } {
@@ -42,7 +44,17 @@ export function encodeWeights(weights: TrialWeights): { bin: Uint8Array; index: 
   }
   return {
     bin,
-    index: { format: WEIGHTS_FORMAT, version: WEIGHTS_FORMAT_VERSION, architecture: weights.architecture, inputDim: weights.inputDim, dtype: 'float32', sha256: sha256Hex(bin), byteLength, parameters },
+    index: {
+      format: WEIGHTS_FORMAT,
+      version: WEIGHTS_FORMAT_VERSION,
+      architecture: weights.architecture,
+      inputDim: weights.inputDim,
+      dtype: 'float32',
+      sha256: sha256Hex(bin),
+      byteLength,
+      parameters,
+      ...(weights.targetScales ? { targetScales: { ...weights.targetScales } } : {}),
+    },
   };
 }
 
@@ -70,7 +82,7 @@ export function decodeWeights(bin: Uint8Array, index: WeightsIndex, where = 'wei
     tensors[p.name] = aligned.slice(p.offset / 4, p.offset / 4 + p.length);
     shapes[p.name] = [...p.shape];
   }
-  return { architecture: index.architecture, inputDim: index.inputDim, tensors, shapes };
+  return { architecture: index.architecture, inputDim: index.inputDim, tensors, shapes, ...(index.targetScales ? { targetScales: index.targetScales } : {}) };
 }
 
 /** `…/weights.json` for `…/weights.bin`. */
