@@ -6,6 +6,8 @@
  * dimensions `project` and `version`:
  *   OnlineReward     the reward of one feedback event (Average = mean online reward)
  *   RoutedRequests   1 per inference routed to a version (Sum = traffic)
+ *   InputPsi         population stability of the inputs per monitor pass (drift)
+ * and `RetrainStarted` (dimension `project`) when the monitor starts a retraining run.
  */
 import { Duration } from 'aws-cdk-lib';
 import {
@@ -26,6 +28,8 @@ import { METRICS_NAMESPACE } from './functions.ts';
 export const CUSTOM_METRICS = {
   onlineReward: 'OnlineReward',
   routedRequests: 'RoutedRequests',
+  inputPsi: 'InputPsi',
+  retrainStarted: 'RetrainStarted',
   dimensions: ['project', 'version'],
 } as const;
 
@@ -143,6 +147,24 @@ export class Observability extends Construct {
               }),
             ],
             leftYAxis: { min: 0, max: 100 },
+            width: 12,
+          }),
+        ],
+        [
+          new GraphWidget({
+            title: 'Input drift (PSI) by version',
+            left: [new MathExpression({ expression: search(CUSTOM_METRICS.inputPsi, 'Maximum'), label: '', period: Duration.hours(1) })],
+            width: 12,
+          }),
+          new GraphWidget({
+            title: 'Retraining runs started by the monitor',
+            left: [
+              new MathExpression({
+                expression: `SEARCH('{${METRICS_NAMESPACE},project} MetricName="${CUSTOM_METRICS.retrainStarted}"', 'Sum', 3600)`,
+                label: '',
+                period: Duration.hours(1),
+              }),
+            ],
             width: 12,
           }),
         ],
