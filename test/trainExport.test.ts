@@ -10,6 +10,7 @@ import {
   HEADS_METADATA_KEYS,
   TrainError,
   checkParity,
+  parityDifference,
   decodeWeights,
   encodeWeights,
   exportHeads,
@@ -155,5 +156,14 @@ describe('trial weights encoding', () => {
     bin[0] ^= 1;
     expect(() => decodeWeights(bin, index, 's3://b/w.bin')).toThrow(/s3:\/\/b\/w.bin: weights.bin \(32 bytes\) does not match its index/);
     expect(() => decodeWeights(bin, { ...index, version: 2 as 1 })).toThrow(/is not agentflow-trial-weights version 1/);
+  });
+});
+
+describe('parityDifference', () => {
+  it('is absolute below 1 and relative above, and infinite for NaN', () => {
+    expect(parityDifference([0.5 + 2e-6], [0.5])).toBeCloseTo(2e-6, 12);
+    expect(parityDifference([4000.0005], [4000])).toBeCloseTo(0.0005 / 4000, 9);
+    expect(parityDifference([4001], [4000])).toBeGreaterThan(1e-5);
+    expect(parityDifference([Number.NaN], [1])).toBe(Infinity);
   });
 });

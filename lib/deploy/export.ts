@@ -8,7 +8,7 @@ import type { RunManifest } from '#lib/prepare/index.ts';
 import type { Registry } from '#lib/registry/index.ts';
 import { readShard } from '#lib/shards/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
-import { checkParity, exportHeads, loadTrialWeights, shardUri, trainingForward, FEATURES_INPUT } from '#lib/train/index.ts';
+import { checkParity, exportHeads, loadTrialWeights, parityDifference, shardUri, trainingForward, FEATURES_INPUT, PARITY_TOLERANCE } from '#lib/train/index.ts';
 import { rewardOf } from '#lib/tune/index.ts';
 import { TrialJobResult, type ExportInput, type ExportOutput } from '#lib/workflow/contracts.ts';
 import { modelOutputName, type ModelCard } from './card.ts';
@@ -144,9 +144,8 @@ async function checkMergedParity(options: { encoder: Uint8Array; heads: Uint8Arr
     for (const name of options.outputs) {
       const want = expected[name].data as Float32Array;
       const got = actual[name].data as Float32Array;
-      let worst = 0;
-      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(want[i] - got[i]) || (Number.isNaN(got[i]) ? Infinity : 0));
-      if (!(worst <= 1e-5)) {
+      const worst = parityDifference(got, want);
+      if (!(worst <= PARITY_TOLERANCE)) {
         throw new DeployError(`the merged model's "${name}" differs from encoder-then-heads by ${worst} on ${options.rows.length} holdout rows; refusing the file`, {
           code: 'PARITY',
           context: { output: name, maxAbsDiff: worst },

@@ -156,8 +156,23 @@ export interface ParityReport {
   readonly perOutput: Record<string, number>;
 }
 
-/** Max |exported − training-time| allowed before a file is refused. */
+/** Max difference (see `parityDifference`) allowed before a file is refused. */
 export const PARITY_TOLERANCE = 1e-5;
+
+/**
+ * The largest |got − want| / max(1, |want|) over two outputs. Absolute below 1, relative above:
+ * a regression value in grams (~4000) carries float32 rounding of ~5e-4 however it is computed,
+ * so an absolute 1e-5 would refuse every correct file, while probabilities stay held to 1e-5.
+ * A NaN on either side counts as an infinite difference.
+ */
+export function parityDifference(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i]));
+    worst = d <= worst ? worst : Number.isNaN(d) ? Infinity : d;
+  }
+  return worst;
+}
 
 /**
  * Runs the exported model in a fresh ONNX Runtime session on `batch` and compares every output
@@ -178,12 +193,7 @@ export async function checkParity(model: Uint8Array, expected: Predictions, opti
         context: { output: name },
       });
     }
-    let diff = 0;
-    for (let i = 0; i < want.length; i++) {
-      const d = Math.abs(got[i] - want[i]);
-      // NaN compares false, so a NaN on either side counts as an infinite difference.
-      diff = d <= diff ? diff : Number.isNaN(d) ? Infinity : d;
-    }
+    const diff = parityDifference(got, want);
     perOutput[name] = diff;
     maxAbsDiff = Math.max(maxAbsDiff, diff);
   }
