@@ -1,16 +1,20 @@
 import { Command, Option } from 'commander';
 import { PRODUCTION, moveProduction, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
 import type { TrialRow } from '#lib/agent/index.ts';
-import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
+import { newRunId, openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
+import { runOnAws } from './aws.ts';
+import { registerServingCommands } from './serving.ts';
 import { consoleOutput, EXIT, fixed, reportError, table, type Output } from './output.ts';
 import { createProgress } from './progress.ts';
 import { summarizeRun } from './summary.ts';
 
 /** Options every command takes. */
-interface GlobalOptions {
+export interface GlobalOptions {
   dir: string;
   json: boolean;
 }
+
+export type WithSession = (action: (session: LocalSession, output: Output, options: GlobalOptions) => Promise<number | void>) => () => Promise<void>;
 
 export interface CliHooks {
   /** Where exit codes go (process.exitCode by default; tests capture them). */
@@ -46,7 +50,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     );
 
   /** Runs an action against a local session, mapping errors to exit codes. */
-  const withSession = (action: (session: LocalSession, output: Output, options: GlobalOptions) => Promise<number | void>) => async () => {
+  const withSession: WithSession = (action) => async () => {
     const options = program.opts<GlobalOptions>();
     const output = outputOf(options.json);
     let session: LocalSession | undefined;
@@ -66,10 +70,27 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .argument('<spec>', 'path to spec.json (dataset paths are relative to it)')
     .option('--run-id <id>', 'use this run id instead of a generated one')
     .option('-v, --verbose', 'show every job output line', false)
-    .action(async (specPath: string, options: { runId?: string; verbose: boolean }) =>
-      withSession(async (session, output) => {
-        const tty = hooks.tty ?? (process.stdout.isTTY === true && !output.json);
-        const progress = createProgress({ tty, verbose: options.verbose, write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)) });
+    .option('--aws', 'run on the deployed stack instead of the local stand-ins (uploads local datasets, starts and follows the execution)', false)
+    .option('--stack-outputs <file>', 'with --aws: the file `cdk deploy --outputs-file` wrote')
+    .option('--stack-name <name>', 'with --aws: the deployed stack', 'Agentflow')
+    .action(async (specPath: string, options: { runId?: string; verbose: boolean; aws: boolean; stackOutputs?: string; stackName: string }) => {
+      const progressFor = (output: Output) =>
+        createProgress({
+          tty: hooks.tty ?? (process.stdout.isTTY === true && !output.json),
+          verbose: options.verbose,
+          write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)),
+        });
+      if (options.aws) {
+        const output = outputOf(program.opts<GlobalOptions>().json);
+        try {
+          setExitCode(await runOnAws({ specPath, output, progress: progressFor(output), runId: options.runId ?? newRunId(), stackOutputs: options.stackOutputs, stackName: options.stackName }));
+        } catch (error) {
+          setExitCode(reportError(output, error));
+        }
+        return;
+      }
+      return withSession(async (session, output) => {
+        const progress = progressFor(output);
         const { runId, staged, result } = await runPipelineLocally(session, {
           specPath,
           ...(options.runId ? { runId: options.runId } : {}),
@@ -81,8 +102,8 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         if (output.json) output.out(JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary }));
         else output.out(summary.text);
         return result.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed;
-      })(),
-    );
+      })();
+    });
 
   const runs = program.command('runs').description('list and inspect runs');
   runs
@@ -204,5 +225,6 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
       })(),
     );
 
+  registerServingCommands(program, { withSession, outputOf, setExitCode });
   return program;
 }

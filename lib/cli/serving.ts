@@ -1,0 +1,155 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { AgentflowError } from '#lib/errors/index.ts';
+import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
+import { createServeContext, feedback, infer, startServer, type ServeContext } from '#lib/serve/index.ts';
+import { EXIT, reportError, type Output } from './output.ts';
+import type { GlobalOptions, WithSession } from './program.ts';
+
+/** Where `agentflow serve` says it is listening, so other commands on the same folder can use it. */
+const SERVER_FILE = 'server.json';
+
+export class CliError extends AgentflowError {
+  constructor(message: string, options: { code: 'RECORDS_INVALID' | 'SERVER_UNREACHABLE'; context?: Record<string, unknown>; cause?: unknown }) {
+    super(message, options);
+    this.name = 'CliError';
+  }
+}
+
+/**
+ * A serving context over the local session. CloudWatch's embedded-metric lines are for Lambda's
+ * log stream; on a terminal they would interleave with the command's own output (and break
+ * `--json` for scripts), so locally they go nowhere.
+ */
+export function serveContextOf(session: LocalSession): ServeContext {
+  const { deps } = session;
+  return createServeContext({ ...deps, dynamodb: deps.clients.dynamodb, rewardTable: deps.config.rewardTable }, { metricsSink: () => undefined });
+}
+
+/**
+ * Runs a serving request in this process, or — when `agentflow serve` holds the data folder —
+ * sends it to that server, which answers with the same shapes.
+ */
+async function viaLocalOrServer(
+  options: GlobalOptions,
+  path: '/infer' | '/feedback',
+  body: unknown,
+  inProcess: (context: ServeContext) => Promise<unknown>,
+): Promise<unknown> {
+  let session: LocalSession;
+  try {
+    session = await openLocalSession({ dir: options.dir });
+  } catch (error) {
+    if (!(error instanceof AgentflowError && error.code === 'LOCAL_DIR_BUSY')) throw error;
+    const server = await readFile(join(options.dir, SERVER_FILE), 'utf8').then((text) => JSON.parse(text) as { url: string }, () => undefined);
+    if (!server) throw error;
+    const response = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).catch((cause: unknown) => {
+      throw new CliError(`the data folder is held by a server at ${server.url}, which does not answer (${(cause as Error).message}); stop it or remove ${join(options.dir, SERVER_FILE)}`, {
+        code: 'SERVER_UNREACHABLE',
+        cause,
+      });
+    });
+    const answer = (await response.json()) as { error?: { code: string; message: string } };
+    if (!response.ok) throw new AgentflowError(answer.error?.message ?? `HTTP ${response.status}`, { code: answer.error?.code ?? 'SERVE_FAILED' });
+    return answer;
+  }
+  const context = serveContextOf(session);
+  try {
+    return await inProcess(context);
+  } finally {
+    await context.close();
+    await session.close();
+  }
+}
+
+async function recordsFrom(options: { record?: string[]; file?: string }): Promise<unknown[]> {
+  const parse = (text: string, where: string) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (error) {
+      throw new CliError(`${where} is not JSON (${(error as Error).message}); pass one record as a JSON object, e.g. --record '{"text":"…"}'`, { code: 'RECORDS_INVALID' });
+    }
+  };
+  const records = (options.record ?? []).map((text, i) => parse(text, `--record #${i + 1}`));
+  if (options.file) {
+    const lines = (await readFile(options.file, 'utf8')).split('\n');
+    lines.forEach((line, i) => {
+      if (line.trim()) records.push(parse(line, `${options.file} line ${i + 1}`));
+    });
+  }
+  if (records.length === 0) throw new CliError('no records: pass --record <json> (repeatable) or --file <records.jsonl>', { code: 'RECORDS_INVALID' });
+  return records;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function registerServingCommands(
+  program: Command,
+  tools: { withSession: WithSession; outputOf: (json: boolean) => Output; setExitCode: (code: number) => void },
+): void {
+  const { withSession, outputOf, setExitCode } = tools;
+  const global = () => program.opts<GlobalOptions>();
+
+  program
+    .command('serve')
+    .description('serve every project over HTTP on this machine: POST /infer and POST /feedback, the same shapes as the Function URLs')
+    .option('--port <port>', 'port (0 picks a free one)', (value) => Number.parseInt(value, 10), 8080)
+    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .action(async (options: { port: number; host: string }) =>
+      withSession(async (session, output, globals) => {
+        const server = await startServer({ context: serveContextOf(session), port: options.port, host: options.host });
+        const serverFile = join(globals.dir, SERVER_FILE);
+        await writeFile(serverFile, JSON.stringify({ url: server.url, pid: process.pid }));
+        if (output.json) output.out(JSON.stringify({ url: server.url }));
+        else {
+          output.out(`serving on ${server.url} (Ctrl-C stops)`);
+          output.out(`  curl -s ${server.url}/infer -d '{"project":"<project>","records":[{…}]}'`);
+          output.out(`  curl -s ${server.url}/feedback -d '{"project":"<project>","predictionId":"<id>","reward":1}'`);
+        }
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+        await server.close();
+        await rm(serverFile, { force: true });
+      })(),
+    );
+
+  program
+    .command('predict')
+    .description("predict every task for records with the project's serving models (routed like live traffic)")
+    .requiredOption('-p, --project <name>', 'project name')
+    .option('--record <json>', 'one raw record as JSON (repeatable)', collect)
+    .option('--file <records.jsonl>', 'records, one JSON object per line')
+    .option('--version <n>', 'pin a version of the serving set', (value) => Number.parseInt(value, 10))
+    .action(async (options: { project: string; record?: string[]; file?: string; version?: number }) => {
+      const output = outputOf(global().json);
+      try {
+        const body = { project: options.project, records: await recordsFrom(options), ...(options.version === undefined ? {} : { version: options.version }) };
+        const answer = await viaLocalOrServer(global(), '/infer', body, (context) => infer(body, context));
+        output.out(JSON.stringify(answer, null, output.json ? 0 : 2));
+        setExitCode(EXIT.ok);
+      } catch (error) {
+        setExitCode(reportError(output, error));
+      }
+    });
+
+  program
+    .command('feedback')
+    .description('record the reward of a prediction (exactly once); the router learns from it')
+    .requiredOption('-p, --project <name>', 'project name')
+    .argument('<predictionId>')
+    .argument('<reward>', '0 or 1 (or a real number for gaussian projects)', (value) => Number(value))
+    .action(async (predictionId: string, reward: number, options: { project: string }) => {
+      const output = outputOf(global().json);
+      try {
+        const body = { project: options.project, predictionId, reward };
+        const answer = await viaLocalOrServer(global(), '/feedback', body, (context) => feedback(body, context));
+        output.out(output.json ? JSON.stringify(answer) : `recorded reward ${reward} for ${predictionId}`);
+        setExitCode(EXIT.ok);
+      } catch (error) {
+        setExitCode(reportError(output, error));
+      }
+    });
+}
