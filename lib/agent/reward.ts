@@ -98,7 +98,10 @@ async function scoreTrial(outcome: TrialOutcome, generation: GenerationState, de
   };
   const result = await readTrialResult(outcome.resultUri, deps);
   if (outcome.status === 'failed' || !result || result.status === 'failed') {
-    const reason = result?.status === 'failed' ? result.reason : outcome.status === 'failed' ? outcome.error : 'no result file';
+    const reason =
+      result?.status === 'failed'
+        ? result.reason
+        : `${outcome.status === 'failed' ? outcome.error : 'the job succeeded'}: the trial job ended without writing its result (crashed or killed; its log says why)`;
     return { ...base, status: 'failed', reward: null, error: reason, ...(result?.durationMs === undefined ? {} : { durationMs: result.durationMs }) };
   }
   const breakdown = rewardOf(result.metrics, objectiveTasks(spec, result.metrics));

@@ -1,0 +1,181 @@
+/**
+ * The whole pipeline on this machine, end to end: the real state machine definition, the real
+ * stage handlers in-process (Prepare, Plan, Reward, Export, Promote), and the real Embed and trial
+ * jobs as child processes, over dynalite and s3rver. The data is generated with conflicting tasks,
+ * so the task weights matter. One trial job is made to crash the way a Batch container does when
+ * it is killed (no result file, non-zero exit): a fault the local services cannot produce, injected
+ * through the job command, never through a hook in product code.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentKeys, type GenerationState, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
+import { configToEnv } from '#lib/config/index.ts';
+import { localJobCommands, openLocalSession, stageRunInputs, type LocalSession } from '#lib/runtime/index.ts';
+import type { SpecInput } from '#lib/spec/index.ts';
+import { createStageHandlers } from '#lib/stages/index.ts';
+import { generateMultiTask, type MultiTaskDataset } from '#lib/synth/index.ts';
+import { createTuner, type AnyTunerState, type TrialResult } from '#lib/tune/index.ts';
+import { runLocalWorkflow, WorkflowOutput, type LocalJobCommand, type LocalWorkflowResult } from '#lib/workflow/index.ts';
+
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const DIM = 8;
+/** PGPE's first generation, second trial (μ − ε of the first pair): the one whose job is killed. */
+const CRASHING_TRIAL = 's0-g0-t1';
+
+/** Rows as a `features` dataset: the vector under `features`, each task's label under its name. */
+function featuresJsonl(data: MultiTaskDataset): string {
+  const lines: string[] = [];
+  for (let r = 0; r < data.rows; r += 1) {
+    const row: Record<string, unknown> = { features: Array.from(data.features.subarray(r * DIM, (r + 1) * DIM), (v) => Math.round(v * 1e4) / 1e4) };
+    for (const task of data.tasks) {
+      if (data.masks[task.name][r] === 0) continue;
+      const label = data.labels[task.name][r];
+      row[task.name] = task.type === 'regression' ? Math.round(label * 1e4) / 1e4 : label;
+    }
+    lines.push(JSON.stringify(row));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function specFor(project: string, overrides: Partial<SpecInput> = {}): SpecInput {
+  return {
+    project,
+    baseModel: { kind: 'features', dimension: DIM },
+    datasets: { train: 'train.jsonl' },
+    tasks: [
+      { name: 'clicked', type: 'binary' },
+      { name: 'bought', type: 'binary' },
+      { name: 'spend', type: 'regression', metric: 'rmse' },
+    ],
+    model: { hidden: [16], towerHidden: [8] },
+    training: { epochs: 3, batchSize: 64, learningRate: 5e-3, warmupSteps: 5 },
+    tuning: { strategy: 'pgpe', generations: 2, population: 4, maxConcurrency: 2 },
+    ...overrides,
+  };
+}
+
+/**
+ * The trial job as Batch would run it, except that the job for `trialId` dies before writing its
+ * result, as a container killed for memory does (exit 137). Every other trial runs the real job.
+ */
+function crashingTrialCommand(real: LocalJobCommand, trialId: string): LocalJobCommand {
+  const script = [
+    "const { spawnSync } = require('node:child_process');",
+    `if (process.env.AGENTFLOW_TRIAL_ID === ${JSON.stringify(trialId)}) { console.error('OutOfMemoryError: Container killed due to memory usage'); process.exit(137); }`,
+    `const run = spawnSync(${JSON.stringify(real.command[0])}, ${JSON.stringify(real.command.slice(1))}, { stdio: 'inherit' });`,
+    'process.exit(run.status ?? 1);',
+  ].join('\n');
+  return { command: [process.execPath, '-e', script] };
+}
+
+let session: LocalSession;
+let folder: string;
+
+beforeAll(async () => {
+  folder = await mkdtemp(join(tmpdir(), 'agentflow-pipeline-'));
+  session = await openLocalSession({ dir: join(folder, 'aws') });
+});
+
+afterAll(async () => {
+  await session?.close();
+  if (folder) await rm(folder, { recursive: true, force: true });
+});
+
+/**
+ * What `runPipelineLocally` does, with the trial job command replaced: it takes no `jobs` option,
+ * so the test stages the inputs and runs the workflow itself with the same handlers and environment.
+ */
+async function runPipeline(spec: SpecInput, runId: string, options: { crashTrial?: string } = {}): Promise<LocalWorkflowResult> {
+  const specPath = join(folder, `${runId}.spec.json`);
+  await writeFile(specPath, JSON.stringify(spec));
+  const staged = await stageRunInputs(specPath, runId, session.deps.store);
+  const jobs = localJobCommands();
+  const jobOutput: string[] = [];
+  const result = await runLocalWorkflow({
+    input: { runId, project: staged.spec.project, specUri: staged.specUri },
+    handlers: createStageHandlers(session.deps, { trigger: 'test' }),
+    jobs: options.crashTrial ? { ...jobs, trial: crashingTrialCommand(jobs.trial, options.crashTrial) } : jobs,
+    env: { ...configToEnv(session.aws.config), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', AGENTFLOW_INTRA_OP_THREADS: '1' },
+    onJobOutput: (line) => jobOutput.push(`${line.jobName} ${line.stream}: ${line.line}`),
+    timeoutMs: 170_000,
+    cwd: REPO_ROOT,
+  });
+  if (result.status !== 'SUCCEEDED') throw new Error(`run ${runId} ${result.status}: ${result.error}: ${result.cause}\n${jobOutput.slice(-30).join('\n')}`);
+  return result;
+}
+
+describe('the pipeline, run locally with real trial jobs', () => {
+  beforeAll(async () => {
+    const data = generateMultiTask({
+      rows: 900,
+      dim: DIM,
+      seed: 5,
+      conflict: 0.9,
+      missingLabelRate: 0.05,
+      tasks: [
+        { name: 'clicked', type: 'binary' },
+        { name: 'bought', type: 'binary' },
+        { name: 'spend', type: 'regression' },
+      ],
+    });
+    await writeFile(join(folder, 'train.jsonl'), featuresJsonl(data));
+  });
+
+  it('tunes through two generations around a crashed trial, then registers, promotes and stores the policy', { timeout: 180_000 }, async () => {
+    const project = 'pipeline-e2e';
+    const runId = 'run-e2e-1';
+    const { store, registry, rewards } = session.deps;
+
+    const result = await runPipeline(specFor(project), runId, { crashTrial: CRASHING_TRIAL });
+
+    const output = WorkflowOutput.parse(result.output);
+    const rows = await rewards.listTrials<TrialRow>(project, runId);
+    expect(rows).toHaveLength(8);
+    expect(new Set(rows.map((r) => r.row.generation))).toEqual(new Set([1, 2]));
+    const crashed = rows.find((r) => r.trialId === CRASHING_TRIAL)?.row;
+    expect(crashed).toMatchObject({ status: 'failed', reward: null, generation: 1 });
+    expect(crashed?.error).toMatch(/States\.TaskFailed/);
+    expect(crashed?.error).toMatch(/without writing its result/);
+    const succeeded = rows.filter((r) => r.trialId !== CRASHING_TRIAL);
+    for (const { row } of succeeded) {
+      expect(row.status).toBe('succeeded');
+      expect(Number.isFinite(row.reward)).toBe(true);
+      expect(Object.keys(row.metrics ?? {}).sort()).toEqual(['bought', 'clicked', 'spend']);
+    }
+
+    // The best trial is the one with the highest logged reward, and it is the one exported.
+    const bestReward = Math.max(...succeeded.map((r) => r.row.reward!));
+    expect(output.plan).toMatchObject({ done: true, generation: 2 });
+    expect(rows.find((r) => r.trialId === output.plan.bestTrialId)?.row.reward).toBe(bestReward);
+    const events = await registry.listRunEvents(project, runId);
+    expect(events.find((e) => e.eventKey === 'tuning-done')?.detail).toMatchObject({ bestTrialId: output.plan.bestTrialId, bestReward, generations: 2 });
+
+    // Registered and promoted: no champion yet, so the if-better gate promotes the first version.
+    expect(output.promotion).toMatchObject({ version: 1, promoted: true, alias: 'production' });
+    expect(await registry.getAlias(project, 'production')).toMatchObject({ version: 1 });
+    expect(await store.exists(output.exported.modelUri)).toBe(true);
+    expect((await registry.getRun(project, runId)).status).toBe('succeeded');
+
+    // The crashed trial is left out of the update: PGPE drops its whole pair, so the stored second
+    // generation is exactly the update on the other three results, and not the one it would be
+    // had the crashed trial scored.
+    const first = await store.getJson<GenerationState>(agentKeys.generation(runId, 1));
+    const second = await store.getJson<GenerationState>(agentKeys.generation(runId, 2));
+    const rewardOf = (trialId: string) => rows.find((r) => r.trialId === trialId)!.row.reward;
+    const tuner = createTuner({ kind: 'pgpe' });
+    const update = (results: TrialResult[]) => tuner.propose(tuner.update(first.tuner as never, results)).state as AnyTunerState;
+    const logged = first.proposals.map((p) => ({ trialId: p.trialId, reward: rewardOf(p.trialId) }));
+    expect(second.tuner).toEqual(update(logged));
+    const pretendScored = logged.map((r) => (r.trialId === CRASHING_TRIAL ? { ...r, reward: bestReward } : r));
+    expect((update(pretendScored) as { mu: number[] }).mu).not.toEqual((second.tuner as { mu: number[] }).mu);
+
+    // The policy is stored for the next run, with the crashed trial in its history as failed.
+    const policy = await rewards.getPolicy<StoredPolicy>(project);
+    expect(policy?.state).toMatchObject({ runId, generation: 2, tuner: { kind: 'pgpe' } });
+    expect(policy?.state.tuner.history.find((h) => h.trialId === CRASHING_TRIAL)).toMatchObject({ reward: null, generation: 0 });
+    expect(policy?.state.tuner.history).toHaveLength(8);
+  });
+});
