@@ -3,6 +3,7 @@ import { PRODUCTION, moveProduction, rollbackProduction, type ModelCard } from '
 import type { TrialRow } from '#lib/agent/index.ts';
 import { newRunId, openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
 import { runOnAws } from './aws.ts';
+import { DEMO_SPEC, runDemo } from './demo.ts';
 import { registerServingCommands } from './serving.ts';
 import { consoleOutput, EXIT, fixed, reportError, table, type Output } from './output.ts';
 import { createProgress } from './progress.ts';
@@ -104,6 +105,22 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         return result.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed;
       })();
     });
+
+  program
+    .command('demo')
+    .description('the whole loop on the shipped demo data (what `npm start` runs): a run, baselines, a served prediction and its feedback')
+    .option('--spec <spec>', 'another spec to demo', DEMO_SPEC)
+    .option('-v, --verbose', 'show every job output line', false)
+    .action(async (options: { spec: string; verbose: boolean }) =>
+      withSession(async (session, output) => {
+        const progress = createProgress({
+          tty: hooks.tty ?? (process.stdout.isTTY === true && !output.json),
+          verbose: options.verbose,
+          write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)),
+        });
+        return runDemo(session, { output, progress, specPath: options.spec });
+      })(),
+    );
 
   const runs = program.command('runs').description('list and inspect runs');
   runs

@@ -1,0 +1,101 @@
+import { routedRows, splitRouter } from '#lib/embed/index.ts';
+import type { ModelCard } from '#lib/deploy/index.ts';
+import type { RunManifest } from '#lib/prepare/index.ts';
+import { runPipelineLocally, trainBaselines, type LocalSession } from '#lib/runtime/index.ts';
+import { startServer } from '#lib/serve/index.ts';
+import { keys } from '#lib/store/index.ts';
+import { EXIT, fixed, table, type Output } from './output.ts';
+import type { Progress } from './progress.ts';
+import { serveContextOf } from './serving.ts';
+import { summarizeRun } from './summary.ts';
+
+export const DEMO_SPEC = 'examples/penguins/spec.json';
+
+/**
+ * `npm start`: the whole loop on the shipped demo data — a pipeline run (prepare, embed, tune,
+ * export, promote), the tuned model against uniform λ and single-task models on the holdout, then
+ * the registered model served over HTTP on this machine: one prediction and its feedback.
+ */
+export async function runDemo(session: LocalSession, options: { output: Output; progress: Progress; specPath?: string }): Promise<number> {
+  const { output, progress } = options;
+  const say = (text: string) => {
+    if (!output.json) output.out(text);
+  };
+  say(`agentflow demo: ${options.specPath ?? DEMO_SPEC} on the embedded local AWS (data in ${session.aws.dir})\n`);
+  const started = Date.now();
+  const { runId, staged, result } = await runPipelineLocally(session, { specPath: options.specPath ?? DEMO_SPEC, trigger: 'demo', onEvent: progress.onEvent, onJobOutput: progress.onJobOutput });
+  progress.finish();
+  const project = staged.spec.project;
+  const summary = await summarizeRun(session.deps, project, runId);
+  say(`\n${summary.text}\n`);
+  if (result.status !== 'SUCCEEDED' || !summary.card) {
+    if (output.json) output.out(JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause }));
+    return EXIT.failed;
+  }
+  const card = summary.card;
+
+  say('comparing with uniform λ and single-task models on the same holdout rows…');
+  const manifest = await session.deps.store.getJson<RunManifest>(keys.runManifest(runId));
+  const baselines = await trainBaselines(session.deps.store, manifest);
+  const uniform = baselines.find((b) => b.name === 'uniform λ')!;
+  const comparison = card.tasks.map((task) => ({
+    task: task.name,
+    metric: task.metric,
+    singleTask: baselines.find((b) => b.name === `single-task ${task.name}`)?.holdout[task.name]?.[task.metric],
+    uniform: uniform.holdout[task.name]?.[task.metric],
+    tuned: card.metrics.holdout[task.name]?.[task.metric],
+  }));
+  say(table(['task', 'metric', 'single-task', 'uniform λ', `tuned (v${card.version})`], comparison.map((c) => [c.task, c.metric, fixed(c.singleTask), fixed(c.uniform), fixed(c.tuned)])));
+  say(`chosen λ: ${Object.entries(card.lambda).map(([t, x]) => `${t}=${fixed(x, 3)}`).join(' ')}\n`);
+
+  const served = await servePrediction(session, manifest, card);
+  say(`served version ${served.version} at ${served.url}/infer`);
+  say(`  record   ${JSON.stringify(served.record)}`);
+  say(`  answer   ${JSON.stringify(served.outputs)}`);
+  say(`  feedback reward ${served.reward} recorded for prediction ${served.predictionId}`);
+  const seconds = ((Date.now() - started) / 1000).toFixed(0);
+  say(`\ndone in ${seconds}s. Next:`);
+  say(`  npx agentflow runs show ${runId} -p ${project}`);
+  say(`  npx agentflow models ls -p ${project}`);
+  say(`  npx agentflow serve        # POST /infer and /feedback on localhost`);
+  if (output.json) output.out(JSON.stringify({ runId, status: result.status, version: card.version, lambda: card.lambda, comparison, prediction: served }));
+  return EXIT.ok;
+}
+
+/** One holdout record through the real local HTTP server, and its feedback (1 when the first task is right). */
+async function servePrediction(session: LocalSession, manifest: RunManifest, card: ModelCard) {
+  const route = splitRouter(manifest);
+  let sample: { input: Record<string, unknown>; labels: Record<string, number | null> } | undefined;
+  for (const dataset of manifest.datasets) {
+    for await (const routed of routedRows(session.deps.store, { spec: manifest.spec, dataset, route })) {
+      if (routed.split === 'holdout' && Object.values(routed.row.labels).every((label) => label !== null)) {
+        sample = routed.row;
+        break;
+      }
+    }
+    if (sample) break;
+  }
+  const record = sample!.input;
+  const server = await startServer({ context: serveContextOf(session), port: 0 });
+  try {
+    const post = async (path: string, body: unknown) => {
+      const response = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const answer = (await response.json()) as Record<string, unknown>;
+      if (!response.ok) throw new Error(`${path} answered ${response.status}: ${JSON.stringify(answer)}`);
+      return answer;
+    };
+    const inferred = (await post('/infer', { project: card.project, records: [record] })) as {
+      version: number;
+      predictions: { predictionId: string; outputs: Record<string, { label?: string | number; value?: number }> }[];
+    };
+    const prediction = inferred.predictions[0];
+    const first = card.tasks[0];
+    const truth = sample!.labels[first.name];
+    const predicted = prediction.outputs[first.name]?.label;
+    const reward = first.type === 'multiclass' ? Number(first.classes?.[truth ?? -1] === predicted) : first.type === 'binary' ? Number(truth === predicted) : 1;
+    await post('/feedback', { project: card.project, predictionId: prediction.predictionId, reward });
+    return { url: server.url, version: inferred.version, record, outputs: prediction.outputs, predictionId: prediction.predictionId, reward };
+  } finally {
+    await server.close();
+  }
+}
