@@ -55,9 +55,9 @@ export async function runDemo(session: LocalSession, options: { output: Output; 
   say(`  feedback reward ${served.reward} recorded for prediction ${served.predictionId}`);
   const seconds = ((Date.now() - started) / 1000).toFixed(0);
   say(`\ndone in ${seconds}s. Next:`);
-  say(`  npx agentflow runs show ${runId} -p ${project}`);
-  say(`  npx agentflow models ls -p ${project}`);
-  say(`  npx agentflow serve        # POST /infer and /feedback on localhost`);
+  say(`  npm run agentflow -- runs show ${runId} -p ${project}`);
+  say(`  npm run agentflow -- models ls -p ${project}`);
+  say(`  npm run agentflow -- serve        # POST /infer and /feedback on localhost`);
   if (output.json) output.out(JSON.stringify({ runId, status: result.status, version: card.version, lambda: card.lambda, comparison, prediction: served }));
   return EXIT.ok;
 }
