@@ -19,7 +19,7 @@ function deps() {
   };
 }
 
-const specInput = (project: string, tuning: Partial<SpecInput['tuning']> = {}): SpecInput => ({
+const specInput = (project: string, tuning: Partial<SpecInput['tuning']> = {}, extra: Partial<SpecInput> = {}): SpecInput => ({
   project,
   baseModel: { kind: 'features', dimension: 4 },
   datasets: { train: 's3://agentflow-artifacts/datasets/x/train.jsonl' },
@@ -28,12 +28,13 @@ const specInput = (project: string, tuning: Partial<SpecInput['tuning']> = {}): 
     { name: 'stars', type: 'regression', metric: 'rmse' },
   ],
   tuning: { strategy: 'pgpe', generations: 2, population: 4, maxConcurrency: 3, ...tuning },
+  ...extra,
 });
 
 /** A run whose Prepare stage is done: the manifest and the run record exist. */
-async function preparedRun(project: string, tuning: Partial<SpecInput['tuning']> = {}) {
+async function preparedRun(project: string, tuning: Partial<SpecInput['tuning']> = {}, extra: Partial<SpecInput> = {}) {
   const { store, registry } = deps();
-  const spec = parseSpec(specInput(project, tuning));
+  const spec = parseSpec(specInput(project, tuning, extra));
   const runId = `run-${++count}`;
   const manifest: RunManifest = {
     manifestVersion: 1,
@@ -44,7 +45,14 @@ async function preparedRun(project: string, tuning: Partial<SpecInput['tuning']>
     spec,
     datasets: [],
     split: spec.split,
-    encoders: [],
+    encoders: spec.baseModels.map((model, index) => ({
+      id: `e${index}`,
+      kind: model.kind,
+      uri: store.uri(`runs/${runId}/encoders/e${index}.onnx`),
+      sha256: String(index).repeat(64),
+      dimension: 4,
+      summary: {},
+    })),
     featuresDigest: 'f'.repeat(64),
   };
   await store.putJson(keys.runManifest(runId), manifest);
@@ -64,6 +72,16 @@ async function preparedRun(project: string, tuning: Partial<SpecInput['tuning']>
   };
 }
 
+/**
+ * How much a candidate adds to spam AUC: e1 beats e0, and mmoe gains more from longer training,
+ * so the second screening round overturns the first round's order of the two e1 candidates.
+ */
+function candidateBonus(proposal: Proposal): number {
+  const encoder = proposal.encoderId === 'e1' ? 0.05 : 0;
+  const architecture = proposal.architecture === 'mmoe' ? ((proposal.maxEpochs ?? 20) >= 4 ? 0.03 : -0.01) : 0;
+  return encoder + architecture;
+}
+
 /** Writes each trial's result as a trial job would: spam AUC and stars rmse from a known function of λ. */
 async function completeTrials(runUri: string, plan: PlanOutput, options: { fail?: string[] } = {}): Promise<TrialOutcome[]> {
   const { store } = deps();
@@ -76,7 +94,7 @@ async function completeTrials(runUri: string, plan: PlanOutput, options: { fail?
       }
       const share = proposal.lambda.spam / (proposal.lambda.spam + proposal.lambda.stars);
       const metrics = {
-        spam: { auc: 0.7 + 0.2 * share, accuracy: 0.8, logLoss: 0.4 },
+        spam: { auc: 0.7 + 0.2 * share + candidateBonus(proposal), accuracy: 0.8, logLoss: 0.4 },
         stars: { rmse: 0.5 + 0.4 * (share - 0.3) ** 2, mae: 0.4, labelStd: 1, labelMad: 0.8 },
       };
       await store.putJson(resultUri, { status: 'succeeded', trialId: proposal.trialId, generation: plan.generation, proposal, metrics, weightsUri: `${runUri}/trials/${proposal.trialId}/weights.bin`, durationMs: 1200 });
@@ -179,5 +197,89 @@ describe('Reward', () => {
     const policy = decisions.find((d) => d.decision === 'policy');
     expect(policy?.value).toBe('warm-start');
     expect(policy?.reason).toContain(first.runId);
+  });
+});
+
+describe('Screening', () => {
+  const twoByTwo: Partial<SpecInput> = {
+    baseModel: [
+      { kind: 'features', dimension: 4 },
+      { kind: 'features', dimension: 4 },
+    ],
+    model: { architecture: ['shared-bottom', 'mmoe'] },
+  };
+
+  it('halves four candidates in two short rounds, records the evidence, then tunes λ for the winner only', async () => {
+    const project = 'screen-loop';
+    const run = await preparedRun(project, { generations: 2, screening: { trialEpochs: 2 } }, twoByTwo);
+    const { registry, rewards } = deps();
+    const reward = (generation: number, proposals: Proposal[], trials: TrialOutcome[]) =>
+      rewardGeneration({ runId: run.runId, project, runUri: run.runUri, manifestUri: run.planInput.manifestUri, generation, proposals, trials }, deps());
+
+    const plan = await planRun(run.planInput, deps());
+
+    expect(plan.proposals.map((p) => [p.trialId, p.maxEpochs, p.lambda])).toEqual([
+      ['screen-r1-e0-shared-bottom', 2, { spam: 1, stars: 1 }],
+      ['screen-r1-e0-mmoe', 2, { spam: 1, stars: 1 }],
+      ['screen-r1-e1-shared-bottom', 2, { spam: 1, stars: 1 }],
+      ['screen-r1-e1-mmoe', 2, { spam: 1, stars: 1 }],
+    ]);
+    const planEvent = (await registry.listRunEvents(project, run.runId)).find((e) => e.eventKey === 'plan');
+    const decisions = planEvent?.detail.decisions as { decision: string; value: unknown; reason: string }[];
+    expect(decisions.find((d) => d.decision === 'screening')).toMatchObject({ value: { rounds: 2, trialEpochs: 2 } });
+    expect(decisions.find((d) => d.decision === 'budget')?.reason).toMatch(/^2 screening generations first, then 2 generations of 4 trials/);
+
+    const round1 = await completeTrials(run.runUri, plan);
+    const out1 = await reward(1, plan.proposals, round1);
+    expect(await reward(1, plan.proposals, round1)).toEqual(out1);
+
+    expect(out1.proposals.map((p) => [p.trialId, p.maxEpochs])).toEqual([
+      ['screen-r2-e1-shared-bottom', 4],
+      ['screen-r2-e1-mmoe', 4],
+    ]);
+    expect(out1.maxConcurrency).toBe(2);
+
+    const round2 = await completeTrials(run.runUri, { generation: 2, proposals: out1.proposals, maxConcurrency: 2 });
+    const out2 = await reward(2, out1.proposals, round2);
+
+    expect(out2.done).toBe(false);
+    expect(out2.proposals).toHaveLength(4);
+    for (const proposal of out2.proposals) {
+      expect(proposal).toMatchObject({ encoderId: 'e1', architecture: 'mmoe' });
+      expect(proposal.maxEpochs).toBeUndefined();
+    }
+    const screening = (await registry.listRunEvents(project, run.runId)).find((e) => e.eventKey === 'screening')?.detail;
+    expect(screening?.winner).toEqual({ encoderId: 'e1', architecture: 'mmoe' });
+    const rounds = screening?.rounds as { round: number; results: { candidate: { encoderId: string; architecture: string }; reward: number | null }[] }[];
+    expect(rounds.map((r) => r.results.length)).toEqual([4, 2]);
+    expect(rounds[0].results.every((r) => typeof r.reward === 'number')).toBe(true);
+    expect(await rewards.getPolicy(project)).toBeUndefined();
+
+    const tuning1 = await completeTrials(run.runUri, { generation: 3, proposals: out2.proposals, maxConcurrency: 3 });
+    const out3 = await reward(3, out2.proposals, tuning1);
+    expect(out3).toMatchObject({ done: false, generation: 4 });
+    const tuning2 = await completeTrials(run.runUri, { generation: 4, proposals: out3.proposals, maxConcurrency: 3 });
+    const out4 = await reward(4, out3.proposals, tuning2);
+
+    expect(out4.done).toBe(true);
+    const rows = await rewards.listTrials<TrialRow>(project, run.runId);
+    expect(rows).toHaveLength(4 + 2 + 4 + 4);
+    expect(rows.filter((r) => r.row.phase === 'screening')).toHaveLength(6);
+    const winners = rows.filter((r) => r.row.encoderId === 'e1' && r.row.architecture === 'mmoe' && r.row.reward !== null);
+    const best = winners.sort((a, b) => b.row.reward! - a.row.reward!)[0];
+    expect(out4.bestTrialId).toBe(best.trialId);
+    expect((await rewards.getPolicy<StoredPolicy>(project))?.state).toMatchObject({ runId: run.runId, generation: 4 });
+  });
+
+  it('tunes the first candidate without screening when the spec turns screening off', async () => {
+    const run = await preparedRun('screen-off', { screening: { enabled: false } }, twoByTwo);
+
+    const plan = await planRun(run.planInput, deps());
+
+    expect(plan.proposals).toHaveLength(4);
+    expect(plan.proposals.every((p) => p.encoderId === undefined && p.maxEpochs === undefined)).toBe(true);
+    const events = await deps().registry.listRunEvents('screen-off', run.runId);
+    const decisions = events.find((e) => e.eventKey === 'plan')?.detail.decisions as { decision: string; reason: string }[];
+    expect(decisions.find((d) => d.decision === 'screening')?.reason).toMatch(/enabled is false/);
   });
 });

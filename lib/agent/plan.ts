@@ -3,6 +3,16 @@ import type { Registry, RewardLog } from '#lib/registry/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
 import { createTuner, type AnyTunerState } from '#lib/tune/index.ts';
 import type { PlanInput, PlanOutput, Proposal } from '#lib/workflow/contracts.ts';
+import {
+  candidateKey,
+  screeningCandidates,
+  screeningDecision,
+  screeningProposals,
+  screeningRoundCount,
+  uniformLambda,
+  type Candidate,
+  type ScreeningState,
+} from './screening.ts';
 import { agentKeys, readIfExists, type GenerationState, type StoredPolicy } from './state.ts';
 
 export interface AgentDependencies {
@@ -20,8 +30,10 @@ export interface PlanDecision {
 
 /**
  * The Plan stage: reads the project's history (policy, trial log, production model) and decides
- * how this run tunes: warm start or fresh policy, population, generations and parallelism. It
- * writes the first generation and records every decision with its reason on the run.
+ * how this run tunes: warm start or fresh policy, whether to screen several encoders or
+ * architectures first (see screening.ts), population, generations and parallelism. It writes the
+ * first generation (the first screening round, or the tuner's first proposals) and records every
+ * decision with its reason on the run.
  */
 export async function planRun(input: PlanInput, deps: AgentDependencies): Promise<PlanOutput> {
   const { store, registry, rewards } = deps;
@@ -47,15 +59,29 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
       : 'no version is in production yet; the deploy policy decides whether the first model is promoted',
   });
 
+  const candidates = screeningCandidates(spec, manifest.encoders);
+  const screening = screeningDecision(spec.tuning.screening.enabled, candidates);
+  const screeningRounds = screening.screen ? screeningRoundCount(candidates.length) : 0;
+  if (candidates.length > 1) {
+    decisions.push({
+      decision: 'screening',
+      value: screening.screen
+        ? { candidates: candidates.map(candidateKey), rounds: screeningRounds, trialEpochs: spec.tuning.screening.trialEpochs }
+        : { candidates: candidates.map(candidateKey), rounds: 0 },
+      reason: screening.reason,
+    });
+  }
+
   const population = spec.tuning.strategy === 'uniform' ? 1 : spec.tuning.population;
   const maxConcurrency = Math.min(spec.tuning.maxConcurrency, population);
+  const tuningText =
+    spec.tuning.strategy === 'uniform'
+      ? 'uniform λ is one fixed proposal, so each generation runs a single trial'
+      : `${spec.tuning.generations} generations of ${population} trials (from the spec), at most ${maxConcurrency} at once`;
   decisions.push({
     decision: 'budget',
-    value: { strategy: spec.tuning.strategy, generations: spec.tuning.generations, population, maxConcurrency },
-    reason:
-      spec.tuning.strategy === 'uniform'
-        ? 'uniform λ is one fixed proposal, so each generation runs a single trial'
-        : `${spec.tuning.generations} generations of ${population} trials (from the spec), at most ${maxConcurrency} at once`,
+    value: { strategy: spec.tuning.strategy, generations: spec.tuning.generations, population, maxConcurrency, screeningRounds },
+    reason: screeningRounds > 0 ? `${screeningRounds} screening generation${screeningRounds === 1 ? '' : 's'} first, then ${tuningText}` : tuningText,
   });
 
   const tuner = createTuner({ kind: spec.tuning.strategy });
@@ -67,13 +93,20 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
     seed: spec.training.seed,
     ...(warmStart.state ? { warmStart: warmStart.state } : {}),
   } as never);
-  const { state, proposals } = tuner.propose(initial as never);
-  const generation: GenerationState = {
-    generation: 1,
-    tuner: state as AnyTunerState,
-    proposals: proposals.map(toContractProposal),
-    maxConcurrency,
-  };
+  let generation: GenerationState;
+  if (screening.screen) {
+    const round: ScreeningState = { round: 1, candidates, trialEpochs: spec.tuning.screening.trialEpochs, maxEpochs: spec.training.epochs, history: [] };
+    generation = {
+      generation: 1,
+      tuner: initial as AnyTunerState,
+      proposals: screeningProposals(round, uniformLambda(taskNames, spec.tuning.lambdaScale)),
+      maxConcurrency: Math.min(spec.tuning.maxConcurrency, candidates.length),
+      screening: round,
+    };
+  } else {
+    const { state, proposals } = tuner.propose(initial as never);
+    generation = { generation: 1, tuner: state as AnyTunerState, proposals: proposals.map((p) => toContractProposal(p)), maxConcurrency };
+  }
   await store.putJson(agentKeys.generation(input.runId, 1), generation);
   await registry.recordRunEvent(spec.project, input.runId, 'plan', { decisions });
   await registry.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Trials' });
@@ -97,11 +130,13 @@ function warmStartOf(
   };
 }
 
-export function toContractProposal(proposal: { trialId: string; lambda: Record<string, number>; learningRate?: number }): Proposal {
+/** A tuner's proposal as a trial's contract; after screening it names the winning candidate. */
+export function toContractProposal(proposal: { trialId: string; lambda: Record<string, number>; learningRate?: number }, candidate?: Candidate): Proposal {
   return {
     trialId: proposal.trialId,
     lambda: proposal.lambda,
     ...(proposal.learningRate === undefined ? {} : { learningRate: proposal.learningRate }),
+    ...(candidate === undefined ? {} : { encoderId: candidate.encoderId, architecture: candidate.architecture }),
   };
 }
 

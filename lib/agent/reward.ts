@@ -5,14 +5,21 @@ import { TrialJobResult, type RewardInput, type RewardOutput, type TrialOutcome 
 import { AgentError } from './errors.ts';
 import type { AgentDependencies } from './plan.ts';
 import { toContractProposal } from './plan.ts';
+import { advanceScreening, screeningProposals, screeningTrialId, uniformLambda, type Candidate, type ScreeningState } from './screening.ts';
 import { agentKeys, objectiveTasks, readIfExists, type GenerationState, type StoredPolicy, type TuningOutcome } from './state.ts';
 
 /** One row of the reward log: what a trial was asked to do and how it did. */
 export interface TrialRow {
   generation: number;
   status: 'succeeded' | 'failed';
+  /** `screening` for a candidate's short trial, `tuning` for the tuner's (absent in older rows: tuning). */
+  phase?: 'screening' | 'tuning';
   lambda: Record<string, number>;
   learningRate?: number;
+  /** The encoder and architecture the proposal named (screening candidates and tuning after screening). */
+  encoderId?: string;
+  architecture?: string;
+  maxEpochs?: number;
   metrics?: Record<string, Record<string, number>>;
   reward: number | null;
   breakdown?: RewardBreakdown;
@@ -23,7 +30,8 @@ export interface TrialRow {
 /**
  * The Reward stage: scores every trial of the generation, logs each exactly once, folds the
  * results into the policy (stored with optimistic locking for the next run), and either proposes
- * the next generation or ends tuning with the best trial. Retried, it returns what it decided the
+ * the next generation or ends tuning with the best trial. A screening generation instead halves
+ * the candidates (see screening.ts) and, once one is left, hands over to the tuner. Retried, it returns what it decided the
  * first time: the next generation's state file is written before the policy and is the marker.
  */
 export async function rewardGeneration(input: RewardInput, deps: AgentDependencies): Promise<RewardOutput> {
@@ -52,10 +60,12 @@ export async function rewardGeneration(input: RewardInput, deps: AgentDependenci
     });
   }
 
+  if (current.screening) return advanceScreeningGeneration(input, current, current.screening, results, deps, spec);
+
   // The update is pure and seeded, so a retry recomputes exactly what the first attempt stored.
   const tuner = createTuner({ kind: current.tuner.kind });
   const updated = tuner.update(current.tuner as never, results) as AnyTunerState;
-  const done = input.generation >= spec.tuning.generations;
+  const done = input.generation - (current.screeningRounds ?? 0) >= spec.tuning.generations;
   const finished = done ? await readIfExists<TuningOutcome>(store, agentKeys.outcome(input.runId)) : undefined;
   const next = done ? undefined : await readIfExists<GenerationState>(store, agentKeys.generation(input.runId, input.generation + 1));
   if (finished || next) {
@@ -63,7 +73,7 @@ export async function rewardGeneration(input: RewardInput, deps: AgentDependenci
     return finished ? doneOutput(finished, current.maxConcurrency) : nextOutput(next!);
   }
   if (done) {
-    const best = bestOfRun(await rewards.listTrials<TrialRow>(input.project, input.runId));
+    const best = bestOfRun(await rewards.listTrials<TrialRow>(input.project, input.runId), current.candidate);
     const outcome: TuningOutcome = { generation: input.generation, bestTrialId: best.trialId, bestReward: best.reward, tuner: updated };
     await store.putJson(agentKeys.outcome(input.runId), outcome);
     await savePolicy(deps, input, updated);
@@ -75,8 +85,10 @@ export async function rewardGeneration(input: RewardInput, deps: AgentDependenci
   const nextState: GenerationState = {
     generation: input.generation + 1,
     tuner: proposed.state as AnyTunerState,
-    proposals: proposed.proposals.map(toContractProposal),
+    proposals: proposed.proposals.map((proposal) => toContractProposal(proposal, current.candidate)),
     maxConcurrency: current.maxConcurrency,
+    ...(current.candidate ? { candidate: current.candidate } : {}),
+    ...(current.screeningRounds ? { screeningRounds: current.screeningRounds } : {}),
   };
   await store.putJson(agentKeys.generation(input.runId, nextState.generation), nextState);
   await savePolicy(deps, input, updated);
@@ -93,8 +105,12 @@ async function scoreTrial(outcome: TrialOutcome, generation: GenerationState, de
   }
   const base = {
     generation: generation.generation,
+    phase: generation.screening ? ('screening' as const) : ('tuning' as const),
     lambda: proposal.lambda,
     ...(proposal.learningRate === undefined ? {} : { learningRate: proposal.learningRate }),
+    ...(proposal.encoderId === undefined ? {} : { encoderId: proposal.encoderId }),
+    ...(proposal.architecture === undefined ? {} : { architecture: proposal.architecture }),
+    ...(proposal.maxEpochs === undefined ? {} : { maxEpochs: proposal.maxEpochs }),
   };
   const result = await readTrialResult(outcome.resultUri, deps);
   if (outcome.status === 'failed' || !result || result.status === 'failed') {
@@ -132,15 +148,70 @@ async function readTrialResult(uri: string, deps: AgentDependencies): Promise<Tr
   }
 }
 
-/** The best trial over every generation of this run (the tuner's own best is per session). */
-function bestOfRun(trials: { trialId: string; row: TrialRow }[]): { trialId: string; reward: number } {
+/**
+ * The best trial over every generation of this run (the tuner's own best is per session). After
+ * screening, only the winner's trials count: the run's model is the candidate it chose.
+ */
+function bestOfRun(trials: { trialId: string; row: TrialRow }[], candidate?: Candidate): { trialId: string; reward: number } {
   let best: { trialId: string; reward: number } | undefined;
   for (const { trialId, row } of trials) {
     if (row.reward === null) continue;
+    if (candidate && (row.encoderId !== candidate.encoderId || row.architecture !== candidate.architecture)) continue;
     if (!best || row.reward > best.reward) best = { trialId, reward: row.reward };
   }
   if (!best) throw new AgentError('no trial of this run succeeded', { code: 'GENERATION_FAILED' });
   return best;
+}
+
+/**
+ * The end of a screening round: the next round with the better half of the candidates, or, when
+ * one is left, the screening record on the run (every candidate's reward per round) and the
+ * tuner's first generation for the winner. The tuner is untouched until then, and the policy is
+ * not stored: screening trials say nothing about λ. Retried, it returns the generation it wrote.
+ */
+async function advanceScreeningGeneration(
+  input: RewardInput,
+  current: GenerationState,
+  screening: ScreeningState,
+  results: readonly TrialResult[],
+  deps: AgentDependencies,
+  spec: RunManifest['spec'],
+): Promise<RewardOutput> {
+  const { store, registry } = deps;
+  const nextKey = agentKeys.generation(input.runId, input.generation + 1);
+  const written = await readIfExists<GenerationState>(store, nextKey);
+  if (written) return nextOutput(written);
+
+  const rewardById = new Map(results.map((result) => [result.trialId, result.reward]));
+  const round = screening.candidates.map((candidate) => {
+    const trialId = screeningTrialId(screening.round, candidate);
+    return { candidate, trialId, reward: rewardById.get(trialId) ?? null };
+  });
+  const step = advanceScreening(screening, round);
+  let nextState: GenerationState;
+  if (step.next) {
+    nextState = {
+      generation: input.generation + 1,
+      tuner: current.tuner,
+      proposals: screeningProposals(step.next, uniformLambda(current.tuner.taskNames, current.tuner.lambdaScale)),
+      maxConcurrency: Math.min(spec.tuning.maxConcurrency, step.next.candidates.length),
+      screening: step.next,
+    };
+  } else {
+    const { winner, rounds, reason } = step.outcome;
+    await registry.recordRunEvent(input.project, input.runId, 'screening', { winner, rounds, reason });
+    const proposed = createTuner({ kind: current.tuner.kind }).propose(current.tuner as never);
+    nextState = {
+      generation: input.generation + 1,
+      tuner: proposed.state as AnyTunerState,
+      proposals: proposed.proposals.map((proposal) => toContractProposal(proposal, winner)),
+      maxConcurrency: Math.min(spec.tuning.maxConcurrency, proposed.proposals.length),
+      candidate: winner,
+      screeningRounds: input.generation,
+    };
+  }
+  await store.putJson(nextKey, nextState);
+  return nextOutput(nextState);
 }
 
 /** Stores the updated policy for the next run; a retry that finds its own update already stored writes nothing. */

@@ -2,6 +2,7 @@ import type { Spec } from '#lib/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import type { AnyTunerState, ObjectiveTask } from '#lib/tune/index.ts';
 import type { Proposal } from '#lib/workflow/contracts.ts';
+import type { Candidate, ScreeningState } from './screening.ts';
 
 /**
  * The agent's state for one generation of a run, written once to
@@ -11,9 +12,16 @@ import type { Proposal } from '#lib/workflow/contracts.ts';
  */
 export interface GenerationState {
   generation: number;
+  /** On a screening generation: the tuner as initialised, proposing nothing until screening ends. */
   tuner: AnyTunerState;
   proposals: Proposal[];
   maxConcurrency: number;
+  /** Present on screening generations: the round and the candidates it trains. */
+  screening?: ScreeningState;
+  /** On tuning generations after screening: the winner every proposal trains. */
+  candidate?: Candidate;
+  /** How many generations of the run screened before tuning began (absent: none). */
+  screeningRounds?: number;
 }
 
 /** Written once when tuning ends; a retried final Reward step returns it. */

@@ -68,8 +68,9 @@ const CLEAN_FAILURES = new Set(['DIVERGED', 'NO_LABELS', 'VALIDATION']);
  * writes `status: 'failed'` with the reason and returns it; the job then exits non-zero.
  * Anything else (S3, device, a bad manifest) throws, so Batch may retry.
  *
- * The trial trains the manifest's first encoder and the spec's first architecture: the Proposal
- * contract carries only λ and the learning rate.
+ * The trial trains the proposal's encoder and architecture (by default the manifest's first
+ * encoder and the spec's first architecture) for at most the proposal's `maxEpochs`, and says in
+ * its result which encoder and architecture the weights belong to.
  */
 export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Promise<TrialJobResult> {
   const { store } = deps;
@@ -81,12 +82,28 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
   const providers = executionProvidersFor(deps.device);
 
   const manifest = await store.getJson<RunManifest>(job.manifestUri);
-  const encoder = manifest.encoders[0];
+  const encoder = proposal.encoderId === undefined ? manifest.encoders[0] : manifest.encoders.find((entry) => entry.id === proposal.encoderId);
   if (encoder === undefined) {
-    throw new TrainError(`manifest ${job.manifestUri} lists no encoders; re-run Prepare`, { code: 'INVALID_INPUT', context: { manifestUri: job.manifestUri } });
+    const listed = manifest.encoders.map((entry) => entry.id).join(', ') || 'none';
+    throw new TrainError(
+      proposal.encoderId === undefined
+        ? `manifest ${job.manifestUri} lists no encoders; re-run Prepare`
+        : `proposal ${trialId} asks for encoder ${proposal.encoderId}, but manifest ${job.manifestUri} lists ${listed}; the proposal must name one of the run's encoders`,
+      { code: 'INVALID_INPUT', context: { manifestUri: job.manifestUri, encoderId: proposal.encoderId } },
+    );
   }
   const spec = manifest.spec;
-  const architecture = spec.model.architectures[0];
+  const architecture = proposal.architecture ?? spec.model.architectures[0];
+  if (!spec.model.architectures.includes(architecture)) {
+    throw new TrainError(`proposal ${trialId} asks for architecture ${architecture}, which is not a candidate of the spec (${spec.model.architectures.join(', ')})`, {
+      code: 'INVALID_INPUT',
+      context: { architecture },
+    });
+  }
+  // The proposal's cap (a screening trial) and the job's own cap both apply.
+  const caps = [proposal.maxEpochs, deps.maxEpochs].filter((cap): cap is number => cap !== undefined);
+  const maxEpochs = caps.length > 0 ? Math.min(...caps) : undefined;
+  const epochs = Math.min(spec.training.epochs, maxEpochs ?? Infinity);
   log(`trial ${trialId}: generation ${generation}, encoder ${encoder.id} (dim ${encoder.dimension}), ${architecture}, weighting ${spec.training.weighting}, λ ${formatRecord(proposal.lambda)}, lr ${proposal.learningRate ?? spec.training.learningRate}, device ${providers.join('+')}`);
 
   const dir = await mkdtemp(join(deps.tmpDir ?? tmpdir(), `agentflow-trial-${trialId}-`));
@@ -109,8 +126,8 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
         options: {
           executionProviders: providers,
           ...(deps.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: deps.intraOpNumThreads }),
-          ...(deps.maxEpochs === undefined ? {} : { maxEpochs: deps.maxEpochs }),
-          onProgress: (progress) => log(progressLine(trialId, spec.training.epochs, progress)),
+          ...(maxEpochs === undefined ? {} : { maxEpochs }),
+          onProgress: (progress) => log(progressLine(trialId, epochs, progress)),
         },
       });
     } catch (error) {
@@ -143,6 +160,8 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
       proposal,
       metrics: result.metrics,
       weightsUri: stored.bin.uri,
+      encoderId: encoder.id,
+      architecture: result.architecture,
       durationMs: Math.round(clock() - started),
     });
     await store.putJson(job.outputUri, succeeded);

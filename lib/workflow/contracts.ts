@@ -13,6 +13,7 @@
  * where `runUri` is `s3://<bucket>/runs/<runId>` (the store's `runs/<runId>/` prefix).
  */
 import { z } from 'zod';
+import { ARCHITECTURES } from '#lib/spec/index.ts';
 
 // ── ids and locations ────────────────────────────────────────────────────────────────────────
 
@@ -105,11 +106,24 @@ export const PlanInput = z.object({
 });
 export type PlanInput = z.infer<typeof PlanInput>;
 
-/** One trial to run: task weights λ (λ = K·softmax(θ)) and an optional learning rate. */
+/** The manifest's encoder ids: `e0`, `e1`, … in the order of `spec.baseModels`. */
+export const EncoderId = z.string().regex(/^e[0-9]{1,3}$/, 'an encoder id is "e" and its index in the manifest, e.g. e0');
+/** One of the spec's `model.architecture` candidates. */
+export const ArchitectureName = z.enum(ARCHITECTURES);
+
+/**
+ * One trial to run: task weights λ (λ = K·softmax(θ)) and an optional learning rate. When the
+ * agent screens candidates, a proposal also names the encoder and architecture to train and caps
+ * the epochs; without them the trial trains the manifest's first encoder and the spec's first
+ * architecture for `training.epochs`.
+ */
 export const Proposal = z.object({
   trialId: TrialId,
   lambda: z.record(z.string(), z.number().nonnegative().finite()),
   learningRate: z.number().positive().finite().optional(),
+  encoderId: EncoderId.optional(),
+  architecture: ArchitectureName.optional(),
+  maxEpochs: z.number().int().positive().optional(),
 });
 export type Proposal = z.infer<typeof Proposal>;
 
@@ -196,6 +210,12 @@ export const TrialJobResult = z.discriminatedUnion('status', [
     /** Validation metrics per task, per metric name (e.g. `{ spam: { auc: 0.93 } }`). */
     metrics: z.record(z.string(), z.record(z.string(), z.number())),
     weightsUri: S3Uri,
+    /**
+     * The encoder whose features the weights were trained on, and the heads' architecture. Export
+     * must take the encoder from here: two encoders may share a dimension.
+     */
+    encoderId: EncoderId.optional(),
+    architecture: ArchitectureName.optional(),
     /** Wall time of the training, for the trial log. */
     durationMs: z.number().nonnegative().optional(),
   }),
