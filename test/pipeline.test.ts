@@ -18,7 +18,8 @@ import type { SpecInput } from '#lib/spec/index.ts';
 import { createStageHandlers } from '#lib/stages/index.ts';
 import { generateMultiTask, type MultiTaskDataset } from '#lib/synth/index.ts';
 import { createTuner, type AnyTunerState, type TrialResult } from '#lib/tune/index.ts';
-import { runLocalWorkflow, WorkflowOutput, type LocalJobCommand, type LocalWorkflowResult } from '#lib/workflow/index.ts';
+import { keys } from '#lib/store/index.ts';
+import { runLocalWorkflow, TrialJobResult, trialResultUri, WorkflowOutput, type LocalJobCommand, type LocalWorkflowResult } from '#lib/workflow/index.ts';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DIM = 8;
@@ -177,5 +178,46 @@ describe('the pipeline, run locally with real trial jobs', () => {
     expect(policy?.state).toMatchObject({ runId, generation: 2, tuner: { kind: 'pgpe' } });
     expect(policy?.state.tuner.history.find((h) => h.trialId === CRASHING_TRIAL)).toMatchObject({ reward: null, generation: 0 });
     expect(policy?.state.tuner.history).toHaveLength(8);
+  });
+
+  it('screens two architectures with short real trials, then tunes and exports the winner', { timeout: 180_000 }, async () => {
+    const project = 'pipeline-screen';
+    const runId = 'run-screen-1';
+    const { store, registry, rewards } = session.deps;
+    const spec = specFor(project, {
+      model: { architecture: ['shared-bottom', 'mmoe'], hidden: [16], towerHidden: [8], experts: 2, expertHidden: 8 },
+      tuning: { strategy: 'pgpe', generations: 1, population: 2, maxConcurrency: 2, screening: { trialEpochs: 1 } },
+    });
+
+    const result = await runPipeline(spec, runId);
+
+    const output = WorkflowOutput.parse(result.output);
+    const screening = (await registry.listRunEvents(project, runId)).find((e) => e.eventKey === 'screening')?.detail as {
+      winner: { encoderId: string; architecture: string };
+      rounds: { maxEpochs: number; results: { trialId: string; reward: number | null }[] }[];
+    };
+    expect(screening.rounds).toHaveLength(1);
+    expect(screening.rounds[0].maxEpochs).toBe(1);
+    const screened = screening.rounds[0].results;
+    expect(screened.map((r) => r.trialId)).toEqual(['screen-r1-e0-shared-bottom', 'screen-r1-e0-mmoe']);
+    const winnerTrial = screened.reduce((a, b) => (b.reward! > a.reward! ? b : a));
+    expect(winnerTrial.trialId).toBe(`screen-r1-e0-${screening.winner.architecture}`);
+
+    // Screening trials really trained the named architecture for one epoch; tuning trials the winner, for the spec's epochs.
+    for (const { trialId } of screened) {
+      const training = await store.getJson<{ architecture: string; epochsRun: number }>(keys.trialFile(runId, trialId, 'training.json'));
+      expect(training).toMatchObject({ architecture: trialId.replace('screen-r1-e0-', ''), epochsRun: 1 });
+    }
+    const rows = await rewards.listTrials<TrialRow>(project, runId);
+    const tuning = rows.filter((r) => r.row.phase === 'tuning');
+    expect(tuning).toHaveLength(2);
+    for (const { trialId, row } of tuning) {
+      expect(row).toMatchObject({ status: 'succeeded', generation: 2, encoderId: 'e0', architecture: screening.winner.architecture });
+      const trial = TrialJobResult.parse(await store.getJson(trialResultUri(output.prepared.runUri, trialId)));
+      expect(trial).toMatchObject({ status: 'succeeded', encoderId: 'e0', architecture: screening.winner.architecture });
+    }
+    const winnerRows = rows.filter((r) => r.row.architecture === screening.winner.architecture);
+    expect(rows.find((r) => r.trialId === output.plan.bestTrialId)?.row.reward).toBe(Math.max(...winnerRows.map((r) => r.row.reward!)));
+    expect(output.promotion).toMatchObject({ version: 1, promoted: true });
   });
 });
