@@ -346,3 +346,25 @@ describe('RewardLog', () => {
     expect(await log.getPrediction(project, 'q1')).toMatchObject({ version: 2, expiresAt: Date.parse('2025-01-02T00:00:00Z') / 1000 });
   });
 });
+
+describe('Registry run resume', () => {
+  it('reopens a failed run for a resume, clearing its error, and refuses a succeeded one', async () => {
+    const project = newProject();
+    const reg = registry();
+    await reg.createRun({ project, runId: 'r-fail', specDigest: 's' });
+    await reg.updateRunStatus(project, 'r-fail', 'failed', { stage: 'Trials', error: { message: 'boom' } });
+    await reg.createRun({ project, runId: 'r-ok', specDigest: 's' });
+    await reg.updateRunStatus(project, 'r-ok', 'succeeded', { stage: 'Promote' });
+
+    const reopened = await reg.reopenRun(project, 'r-fail');
+    const refused = await rejection(reg.reopenRun(project, 'r-ok'));
+    const missing = await rejection(reg.reopenRun(project, 'r-none'));
+
+    expect(reopened).toMatchObject({ status: 'running', stage: 'Trials', resumes: 1 });
+    expect(reopened.error).toBeUndefined();
+    expect(reopened.finishedAt).toBeUndefined();
+    expect(refused.code).toBe('RUN_FINISHED');
+    expect(missing.code).toBe('RUN_NOT_FOUND');
+    expect((await reg.updateRunStatus(project, 'r-fail', 'succeeded')).status).toBe('succeeded');
+  });
+});

@@ -93,6 +93,8 @@ export interface NewRun {
 
 export interface RunRecord extends NewRun {
   status: RunStatus;
+  /** How many times the run was resumed after failing or being interrupted. */
+  resumes?: number;
   stage?: string;
   error?: RunError;
   startedAt: string;
@@ -433,6 +435,38 @@ export class Registry {
     throw new RegistryError(`run ${runId} of ${project} already ${current.status} at ${current.finishedAt}; it cannot become ${status} — start a new run`, {
       code: 'RUN_FINISHED',
       context: { project, runId, status: current.status, requested: status },
+    });
+  }
+
+  /**
+   * Puts a failed or interrupted run back to `running` for a resume, keeping its history of
+   * stages (its `error` and `finishedAt` are cleared, `resumes` counts up). A succeeded run is
+   * refused: its model is registered; start a new run instead.
+   */
+  async reopenRun(project: string, runId: string): Promise<RunRecord> {
+    try {
+      const result = await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: { pk: projectKey(project), sk: `RUN#${keyPart('runId', runId)}` },
+          UpdateExpression: 'SET #status = :running, updatedAt = :now ADD resumes :one REMOVE #error, finishedAt',
+          ConditionExpression: 'attribute_exists(pk) AND #status <> :succeeded',
+          ExpressionAttributeNames: { '#status': 'status', '#error': 'error' },
+          ExpressionAttributeValues: { ':running': 'running', ':succeeded': 'succeeded', ':now': this.#now(), ':one': 1 },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return withoutKeys<RunRecord>(result.Attributes ?? {});
+    } catch (error) {
+      if (!isConditionFailure(error)) throw dynamoError(this.#table, 'UpdateItem (reopen run)', error);
+    }
+    const current = await this.findRun(project, runId);
+    if (!current) {
+      throw new RegistryError(`${project} has no run ${runId}; list runs with \`agentflow runs ls -p ${project}\``, { code: 'RUN_NOT_FOUND', context: { project, runId } });
+    }
+    throw new RegistryError(`run ${runId} of ${project} succeeded at ${current.finishedAt}; there is nothing to resume — start a new run`, {
+      code: 'RUN_FINISHED',
+      context: { project, runId, status: current.status },
     });
   }
 

@@ -1,4 +1,4 @@
 /** The local runtime: the embedded AWS stand-ins, staging of local inputs, and whole pipeline runs on this machine. */
 export { RunInputError, stageRunInputs, type StagedRun } from './stageInputs.ts';
 export { trainBaselines, type BaselineResult } from './baselines.ts';
-export { localJobCommands, newRunId, openLocalSession, runPipelineLocally, type LocalRunOptions, type LocalRunResult, type LocalSession } from './localRun.ts';
+export { localJobCommands, newRunId, openLocalSession, resumePipelineLocally, runPipelineLocally, type LocalRunOptions, type LocalRunResult, type LocalSession } from './localRun.ts';

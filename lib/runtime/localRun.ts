@@ -66,11 +66,35 @@ export interface LocalRunResult {
 export async function runPipelineLocally(session: LocalSession, options: LocalRunOptions): Promise<LocalRunResult> {
   const runId = options.runId ?? newRunId();
   const staged = await stageRunInputs(options.specPath, runId, session.deps.store);
+  const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options);
+  return { runId, staged, result };
+}
+
+/**
+ * Continues a failed or interrupted run from where it stopped: the same execution input runs the
+ * definition again, and every stage finds what it already did (Prepare's manifest, Embed's
+ * content-addressed shards, Plan's and Reward's generation files, trial results, the registered
+ * version) and returns it instead of doing it twice. Only unfinished work runs.
+ */
+export async function resumePipelineLocally(
+  session: LocalSession,
+  options: Omit<LocalRunOptions, 'specPath' | 'runId'> & { project: string; runId: string },
+): Promise<LocalWorkflowResult> {
+  const run = await session.deps.registry.reopenRun(options.project, options.runId);
+  const specUri = run.specUri ?? session.deps.store.uri(`runs/${options.runId}/spec.json`);
+  return executeLocally(session, { runId: options.runId, project: options.project, specUri }, { ...options, trigger: options.trigger ?? 'resume' });
+}
+
+async function executeLocally(
+  session: LocalSession,
+  input: { runId: string; project: string; specUri: string },
+  options: Omit<LocalRunOptions, 'specPath' | 'runId'>,
+): Promise<LocalWorkflowResult> {
   // The SDK's Node 20 notice would print once per job process; the Lambda runtime is Node 22 anyway.
   const quiet = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
   const passThrough = Object.fromEntries(['AGENTFLOW_DEVICE', 'AGENTFLOW_THREADS'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
-  const result = await runLocalWorkflow({
-    input: { runId, project: staged.spec.project, specUri: staged.specUri },
+  return runLocalWorkflow({
+    input,
     handlers: createStageHandlers(session.deps, { trigger: options.trigger ?? 'cli' }),
     jobs: localJobCommands(),
     env: { ...configToEnv(session.aws.config), ...quiet, ...passThrough, ...options.jobEnv },
@@ -79,5 +103,4 @@ export async function runPipelineLocally(session: LocalSession, options: LocalRu
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
     cwd: REPO_ROOT,
   });
-  return { runId, staged, result };
 }
