@@ -28,7 +28,6 @@ async function writeSmallSpec(folder: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  requireChromium();
   dir = await mkdtemp(join(tmpdir(), 'agentflow-report-'));
   const specPath = await writeSmallSpec(dir);
   session = await openLocalSession({ dir: join(dir, 'aws') });
@@ -79,6 +78,7 @@ describe('the run report', () => {
   });
 
   it('stores the page in S3 and on disk, and every chart renders in headless Chromium', async () => {
+    requireChromium();
     // Prepare: the production version served five predictions and got their feedback.
     for (const [index, reward] of [1, 0, 1, 1, 0].entries()) {
       await session.deps.rewards.recordPrediction(PROJECT, `p-${index}`, { version: 1 });
