@@ -109,7 +109,7 @@ describe('runTrialJob', () => {
     expect(result.metrics.spam.auc).toBeGreaterThan(0.8);
     expect(result.metrics.score.mae).toBeLessThan(result.metrics.score.labelMad);
     expect(result.metrics.score.labelStd).toBeGreaterThan(0);
-    expect(lines[0]).toMatch(/^trial t-1: generation 1, encoder e0 \(dim 8\), shared-bottom, weighting fixed, λ spam=1 topic=1 score=1, lr 0.008, device cpu$/);
+    expect(lines[0]).toMatch(/^trial t-1: generation 1, encoder e0 \(dim 8\), shared-bottom, weighting fixed, λ spam=1 topic=1 score=1, lr 0.008(, \d+ epochs)?, device cpu$/);
     expect(lines.filter((l) => /epoch \d\/3 step \d+ train loss spam=.* \| validation spam\{auc=.*\} .* \| objective /.test(l))).toHaveLength(3);
     const training = await store().getJson<{ history: unknown[]; epochsRun: number }>(keys.trialFile(runId, 't-1', 'training.json'));
     expect(training.history).toHaveLength(training.epochsRun);
@@ -121,6 +121,22 @@ describe('runTrialJob', () => {
     const model = exportHeads({ spec, encoder: { id: 'e0', dimension: DIM }, weights });
     const batch = { features: generateMultiTask({ rows: 50, dim: DIM, tasks: TASKS, seed: 99 }).features, rows: 50 };
     expect((await checkParity(model, await trainingForward({ spec, weights, batch }), { batch })).maxAbsDiff).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('keeps the result of an earlier attempt with the same proposal instead of training again (resume)', async () => {
+    const runId = 'run-resume';
+    const run = await prepareRun(runId);
+    const job = jobFor(run, runId, 't-r', { learningRate: 8e-3 });
+    const first = await runTrialJob(job, { store: store(), intraOpNumThreads: 1 });
+    const lines: string[] = [];
+
+    const again = await runTrialJob(job, { store: store(), log: (line) => lines.push(line), intraOpNumThreads: 1 });
+    const changed = await runTrialJob(jobFor(run, runId, 't-r', { learningRate: 4e-3 }), { store: store(), log: (line) => lines.push(line), intraOpNumThreads: 1 });
+
+    expect(again).toEqual(first);
+    expect(lines[0]).toMatch(/already succeeded in an earlier attempt/);
+    expect(lines.some((line) => /epoch \d\/3/.test(line))).toBe(true);
+    expect(changed.status === 'succeeded' && changed.proposal.learningRate).toBe(4e-3);
   });
 
   it('writes a failed result naming task, epoch and step when the trial diverges', async () => {

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { shardKey } from '#lib/embed/index.ts';
 import type { RunManifest } from '#lib/prepare/manifest.ts';
 import { readShard, type ShardBatch, type SplitName } from '#lib/shards/index.ts';
-import { keys, type ArtifactStore } from '#lib/store/index.ts';
+import { canonicalJson, keys, type ArtifactStore } from '#lib/store/index.ts';
 import { TrainError } from '#lib/train/errors.ts';
 import { trainTrial, type ExecutionProviders, type TrainProgress, type TrainResult } from '#lib/train/trainer.ts';
 import { saveTrialWeights } from '#lib/train/weights.ts';
@@ -80,6 +80,15 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
   const { proposal, generation } = job;
   const { trialId } = proposal;
   const providers = executionProvidersFor(deps.device);
+
+  // A resumed run re-submits the generation it stopped in: a trial that already finished with
+  // this same proposal is not trained again (training is deterministic, so it would only
+  // rewrite the same bytes at the cost of the whole trial).
+  const done = await previousResult(store, job);
+  if (done) {
+    log(`trial ${trialId}: already ${done.status} in an earlier attempt of this run; keeping that result`);
+    return done;
+  }
 
   const manifest = await store.getJson<RunManifest>(job.manifestUri);
   const encoder = proposal.encoderId === undefined ? manifest.encoders[0] : manifest.encoders.find((entry) => entry.id === proposal.encoderId);
@@ -185,4 +194,12 @@ function progressLine(trialId: string, epochs: number, p: TrainProgress): string
     .map(([task, m]) => `${task}{${formatRecord(m)}}`)
     .join(' ');
   return `trial ${trialId}: epoch ${p.epoch + 1}/${epochs} step ${p.step} train loss ${losses} | validation ${metrics} | objective ${p.objective?.toFixed(4)}`;
+}
+
+/** The result an earlier attempt of this trial wrote, when it ran the same proposal to success. */
+async function previousResult(store: ArtifactStore, job: TrialJob): Promise<TrialJobResult | undefined> {
+  if (!(await store.exists(job.outputUri))) return undefined;
+  const parsed = TrialJobResult.safeParse(await store.getJson<unknown>(job.outputUri));
+  if (!parsed.success || parsed.data.status !== 'succeeded') return undefined;
+  return canonicalJson(parsed.data.proposal) === canonicalJson(job.proposal) ? parsed.data : undefined;
 }
