@@ -6,7 +6,9 @@ import { startServer } from '#lib/serve/index.ts';
 import { keys } from '#lib/store/index.ts';
 import { EXIT, fixed, table, type Output } from './output.ts';
 import type { Progress } from './progress.ts';
+import { reportPath } from './program.ts';
 import { serveContextOf } from './serving.ts';
+import { writeRunReport } from '#lib/report/index.ts';
 import { summarizeRun } from './summary.ts';
 
 export const DEMO_SPEC = 'examples/penguins/spec.json';
@@ -53,12 +55,14 @@ export async function runDemo(session: LocalSession, options: { output: Output; 
   say(`  record   ${JSON.stringify(served.record)}`);
   say(`  answer   ${JSON.stringify(served.outputs)}`);
   say(`  feedback reward ${served.reward} recorded for prediction ${served.predictionId}`);
+  const report = await writeRunReport(session.deps, { project, runId, path: reportPath(session, runId) });
+  say(`\nreport: ${report.path}`);
   const seconds = ((Date.now() - started) / 1000).toFixed(0);
   say(`\ndone in ${seconds}s. Next:`);
   say(`  npm run agentflow -- runs show ${runId} -p ${project}`);
   say(`  npm run agentflow -- models ls -p ${project}`);
   say(`  npm run agentflow -- serve        # POST /infer and /feedback on localhost`);
-  if (output.json) output.out(JSON.stringify({ runId, status: result.status, version: card.version, lambda: card.lambda, comparison, prediction: served }));
+  if (output.json) output.out(JSON.stringify({ runId, status: result.status, version: card.version, lambda: card.lambda, comparison, prediction: served, report: { uri: report.uri, path: report.path } }));
   return EXIT.ok;
 }
 

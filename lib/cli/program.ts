@@ -1,7 +1,9 @@
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { PRODUCTION, moveProduction, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
 import type { TrialRow } from '#lib/agent/index.ts';
-import { newRunId, openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
+import { writeRunReport } from '#lib/report/index.ts';
+import { newRunId, openLocalSession, resumePipelineLocally, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
 import { runOnAws } from './aws.ts';
 import { DEMO_SPEC, runDemo } from './demo.ts';
 import { registerServingCommands } from './serving.ts';
@@ -13,6 +15,11 @@ import { summarizeRun } from './summary.ts';
 export interface GlobalOptions {
   dir: string;
   json: boolean;
+}
+
+/** Reports live beside the local data: `<dir>/reports/<runId>.html`. */
+export function reportPath(session: LocalSession, runId: string): string {
+  return join(session.aws.dir, 'reports', `${runId}.html`);
 }
 
 export type WithSession = (action: (session: LocalSession, output: Output, options: GlobalOptions) => Promise<number | void>) => () => Promise<void>;
@@ -100,8 +107,9 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         });
         progress.finish();
         const summary = await summarizeRun(session.deps, staged.spec.project, runId);
-        if (output.json) output.out(JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary }));
-        else output.out(summary.text);
+        const report = await writeRunReport(session.deps, { project: staged.spec.project, runId, path: reportPath(session, runId) });
+        if (output.json) output.out(JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary, report: { uri: report.uri, path: report.path } }));
+        else output.out(`${summary.text}\n  report: ${report.path}`);
         return result.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed;
       })();
     });
@@ -119,6 +127,42 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
           write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)),
         });
         return runDemo(session, { output, progress, specPath: options.spec });
+      })(),
+    );
+
+  program
+    .command('resume')
+    .description('continue a failed or interrupted run from where it stopped: finished stages and trials are not redone, cached features are reused')
+    .argument('<runId>')
+    .requiredOption('-p, --project <name>', 'project name')
+    .option('-v, --verbose', 'show every job output line', false)
+    .action(async (runId: string, options: { project: string; verbose: boolean }) =>
+      withSession(async (session, output) => {
+        const progress = createProgress({
+          tty: hooks.tty ?? (process.stdout.isTTY === true && !output.json),
+          verbose: options.verbose,
+          write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)),
+        });
+        const result = await resumePipelineLocally(session, { project: options.project, runId, onEvent: progress.onEvent, onJobOutput: progress.onJobOutput });
+        progress.finish();
+        const summary = await summarizeRun(session.deps, options.project, runId);
+        const report = await writeRunReport(session.deps, { project: options.project, runId, path: reportPath(session, runId) });
+        if (output.json) output.out(JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary, report: { uri: report.uri, path: report.path } }));
+        else output.out(`${summary.text}\n  report: ${report.path}`);
+        return result.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed;
+      })(),
+    );
+
+  program
+    .command('report')
+    .description("write a run's HTML report with plots (reward per generation, λ trajectories, metrics per trial, promotion, traffic)")
+    .argument('<runId>')
+    .requiredOption('-p, --project <name>', 'project name')
+    .option('-o, --out <file>', 'where to write it (default <dir>/reports/<runId>.html)')
+    .action(async (runId: string, options: { project: string; out?: string }) =>
+      withSession(async (session, output) => {
+        const report = await writeRunReport(session.deps, { project: options.project, runId, path: options.out ?? reportPath(session, runId) });
+        output.out(output.json ? JSON.stringify({ uri: report.uri, path: report.path }) : `report written to ${report.path} (and ${report.uri})`);
       })(),
     );
 

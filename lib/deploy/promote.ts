@@ -56,15 +56,22 @@ export async function promoteCandidate(input: PromoteInput, deps: DeployDependen
 
   const production = await registry.getAlias(input.project, PRODUCTION);
   let decision: GateDecision;
+  let champion: (GateScore & { version: number }) | undefined;
   if (production?.version === version) {
     decision = { action: 'promote', reason: `version ${version} is already in production` };
   } else {
-    const champion = production ? await championScore(deps, manifest, production.version) : undefined;
+    champion = production ? await championScore(deps, manifest, production.version) : undefined;
     decision = decidePromotion(manifest.spec.deploy, candidate, champion);
   }
 
   const output = await applyDecision(deps, { project: input.project, version, decision, production: production ?? undefined });
-  await registry.recordRunEvent(input.project, input.runId, 'promotion', { ...output, candidateObjective: candidate.objective });
+  await registry.recordRunEvent(input.project, input.runId, 'promotion', {
+    ...output,
+    policy: manifest.spec.deploy.policy,
+    margin: manifest.spec.deploy.margin,
+    candidateObjective: candidate.objective,
+    ...(champion ? { championVersion: champion.version, championObjective: champion.objective } : {}),
+  });
   await registry.updateRunStatus(input.project, input.runId, 'succeeded', { stage: 'Promote' });
   return output;
 }
