@@ -3,7 +3,8 @@ import { Command, Option } from 'commander';
 import { PRODUCTION, moveProduction, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
 import type { TrialRow } from '#lib/agent/index.ts';
 import { writeRunReport } from '#lib/report/index.ts';
-import { newRunId, openLocalSession, resumePipelineLocally, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
+import { newRunId, nextFireTime, openLocalSession, resumePipelineLocally, runPipelineLocally, runScheduleLoop, ScheduleError, type LocalSession } from '#lib/runtime/index.ts';
+import { parseSpecJson } from '#lib/spec/index.ts';
 import { runOnAws } from './aws.ts';
 import { DEMO_SPEC, runDemo } from './demo.ts';
 import { registerServingCommands } from './serving.ts';
@@ -127,6 +128,50 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
           write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)),
         });
         return runDemo(session, { output, progress, specPath: options.spec });
+      })(),
+    );
+
+  program
+    .command('schedule')
+    .description("retrain on a schedule on this machine (the spec's `schedule`, or --every / --cron), and between runs let the monitor retrain when online reward drops or inputs drift")
+    .argument('<spec>', 'path to spec.json; its files are re-read at every run, so new data is picked up')
+    .option('--every <rate>', 'a rate such as "7 days" or "30 minutes" (overrides the spec)')
+    .option('--cron <expression>', 'an EventBridge cron in UTC, e.g. "0 3 ? * MON *" (overrides the spec)')
+    .option('--now', 'run once immediately, then follow the schedule', false)
+    .option('--max-runs <n>', 'stop after this many runs', (value) => Number.parseInt(value, 10))
+    .option('--monitor-every <minutes>', 'how often to check reward and drift between runs (0: never)', (value) => Number(value), 5)
+    .action(async (specPath: string, options: { every?: string; cron?: string; now: boolean; maxRuns?: number; monitorEvery: number }) =>
+      withSession(async (session, output) => {
+        const { readFile } = await import('node:fs/promises');
+        const spec = parseSpecJson(await readFile(specPath, 'utf8'), { source: specPath });
+        if (options.every && options.cron) throw new ScheduleError('give --every or --cron, not both');
+        const schedule = options.every ? { rate: options.every } : options.cron ? { cron: options.cron } : spec.schedule;
+        if (!schedule) throw new ScheduleError(`${specPath} has no "schedule"; add one (e.g. "schedule": { "rate": "7 days" }) or pass --every / --cron`);
+        // Validate before waiting: a bad expression should fail now, not at the first fire time.
+        nextFireTime(schedule, new Date());
+        const progress = createProgress({ tty: false, write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)) });
+        const controller = new AbortController();
+        const stop = () => controller.abort();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        try {
+          const runs = await runScheduleLoop(session, {
+            specPath,
+            schedule,
+            runNow: options.now,
+            ...(options.maxRuns === undefined ? {} : { maxRuns: options.maxRuns }),
+            monitorEveryMs: options.monitorEvery * 60_000,
+            signal: controller.signal,
+            onEvent: progress.onEvent,
+            onRunStart: ({ trigger, reason, at }) => !output.json && output.out(`${at.toISOString()}  starting a ${trigger} run of ${spec.project}: ${reason}`),
+            onRunEnd: ({ runId, result }) => (output.json ? output.out(JSON.stringify({ runId, status: result.status })) : output.out(`run ${runId}: ${result.status}`)),
+            onWait: (until) => !output.json && output.out(`next check at ${until.toISOString()} (Ctrl-C stops)`),
+          });
+          return runs.every((r) => r.result.status === 'SUCCEEDED') ? EXIT.ok : EXIT.failed;
+        } finally {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+        }
       })(),
     );
 

@@ -1,4 +1,5 @@
 /** The local runtime: the embedded AWS stand-ins, staging of local inputs, and whole pipeline runs on this machine. */
 export { RunInputError, stageRunInputs, type StagedRun } from './stageInputs.ts';
+export { cronOf, nextFireTime, rateMs, runScheduleLoop, ScheduleError, type ScheduleLoopOptions } from './schedule.ts';
 export { trainBaselines, type BaselineResult } from './baselines.ts';
 export { localJobCommands, newRunId, openLocalSession, resumePipelineLocally, runPipelineLocally, type LocalRunOptions, type LocalRunResult, type LocalSession } from './localRun.ts';
