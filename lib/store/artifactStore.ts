@@ -14,6 +14,10 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { StoreError } from './errors.ts';
+import { canonicalJson } from '#lib/spec/digest.ts';
+
+/** Re-exported: content-addressed JSON keys hash the same canonical form the spec digest uses. */
+export { canonicalJson };
 
 /** What every put returns: enough to find the object again and to check its bytes. */
 export interface StoredObject {
@@ -49,15 +53,6 @@ const SHA256_METADATA = 'sha256';
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** JSON with object keys sorted, so equal values have equal bytes (and equal content addresses). */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, inner: unknown) =>
-    inner !== null && typeof inner === 'object' && !Array.isArray(inner)
-      ? Object.fromEntries(Object.entries(inner as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : inner,
-  );
 }
 
 export function s3Uri(bucket: string, key: string): string {

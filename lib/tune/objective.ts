@@ -1,3 +1,4 @@
+import { HIGHER_IS_BETTER as METRIC_DIRECTIONS } from '#lib/metrics/index.ts';
 import { TuneError } from './errors.ts';
 
 /**
@@ -53,14 +54,8 @@ export const VIOLATION_PENALTY = 3;
 
 const SCORE_MIN = -1;
 
-export const HIGHER_IS_BETTER: Readonly<Record<ObjectiveMetric, boolean>> = {
-  auc: true,
-  accuracy: true,
-  macroF1: true,
-  logLoss: false,
-  rmse: false,
-  mae: false,
-};
+/** Whether a larger value is better, from the metrics module (the one table of directions). */
+export const HIGHER_IS_BETTER: Readonly<Record<ObjectiveMetric, boolean>> = METRIC_DIRECTIONS;
 
 /** The score in [−1, 1] of one metric value (see the module comment for each transform). */
 export function scoreOf(metric: ObjectiveMetric, value: number, reference?: number): number {
