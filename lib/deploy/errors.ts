@@ -7,7 +7,8 @@ export type DeployErrorCode =
   | 'VERSION_MISSING'
   | 'PARITY'
   | 'NO_PRODUCTION'
-  | 'ALIAS_CONFLICT';
+  | 'ALIAS_CONFLICT'
+  | 'QUANTIZE';
 
 export class DeployError extends AgentflowError {
   constructor(message: string, options: { code: DeployErrorCode; context?: Record<string, unknown>; cause?: unknown }) {

@@ -5,6 +5,11 @@ export interface GateScore {
   /** The spec's objective (the agent's reward) on this run's holdout. */
   objective: number;
   violations: FloorViolation[];
+  /**
+   * For an int8-quantized candidate, how much objective it lost against the float model it was
+   * quantized from, on the same holdout (float − quantized; negative when quantization helped).
+   */
+  quantizationLoss?: number;
 }
 
 export type GateDecision =
@@ -25,6 +30,12 @@ function violationText(violations: FloorViolation[]): string {
 export function decidePromotion(policy: DeploySpec, candidate: GateScore, champion?: GateScore & { version: number }): GateDecision {
   if (policy.policy === 'never') return { action: 'hold', reason: 'the deploy policy is "never": registered for manual promotion' };
   if (candidate.violations.length > 0) return { action: 'hold', reason: `held: ${violationText(candidate.violations)}` };
+  if (candidate.quantizationLoss !== undefined && !(candidate.quantizationLoss <= policy.maxQuantizationLoss)) {
+    return {
+      action: 'hold',
+      reason: `held: int8 quantization lost ${fmt(candidate.quantizationLoss)} of the holdout objective, more than deploy.maxQuantizationLoss ${policy.maxQuantizationLoss}; export with deploy.quantize false (the float model is kept beside it) or raise the limit`,
+    };
+  }
   if (!champion) return { action: 'promote', reason: `no version is in production; objective ${fmt(candidate.objective)} meets every floor` };
   switch (policy.policy) {
     case 'always':

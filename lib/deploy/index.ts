@@ -1,7 +1,18 @@
 /** Model management: export of the best trial, the promotion gate, production moves and rollback. */
-export { modelOutputName, type CardTask, type ModelCard } from './card.ts';
+export { modelOutputName, type CardTask, type ModelCard, type ModelQuantization } from './card.ts';
 export { DeployError, type DeployErrorCode } from './errors.ts';
 export { evaluateOnSplit, type TaskMetrics } from './evaluate.ts';
 export { exportBestTrial } from './export.ts';
 export { decidePromotion, type GateDecision, type GateScore } from './gate.ts';
+export {
+  DEFAULT_MIN_QUANTIZED_ELEMENTS,
+  MIN_QUANTIZE_OPSET,
+  QUANTIZATION_METADATA_KEY,
+  QUANTIZED_SESSION_CONFIG,
+  quantizePerChannel,
+  quantizeWeights,
+  quantizedWeights,
+  type QuantizeOptions,
+  type QuantizedWeight,
+} from './quantize.ts';
 export { PRODUCTION, loadVerifiedModel, moveProduction, promoteCandidate, rollbackProduction, type DeployDependencies } from './promote.ts';
