@@ -1,4 +1,4 @@
-import type { PlanDecision, TrialRow } from '#lib/agent/index.ts';
+import { candidateKey, type PlanDecision, type ScreeningOutcome, type TrialRow } from '#lib/agent/index.ts';
 import type { ModelCard } from '#lib/deploy/index.ts';
 import type { ModelVersion, RunRecord } from '#lib/registry/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
@@ -34,6 +34,14 @@ export async function summarizeRun(deps: Pick<StageDependencies, 'registry' | 'r
   lines.push(`run ${runId} of ${project}: ${run.status}${run.stage ? ` (last stage ${run.stage})` : ''}, started ${run.startedAt}${run.finishedAt ? `, finished ${run.finishedAt}` : ''}`);
   if (run.error) lines.push(`  error: ${run.error.message}`);
   for (const d of decisions) lines.push(`  plan: ${d.decision} — ${d.reason}`);
+  const screening = events.find((e) => e.eventKey === 'screening')?.detail as ScreeningOutcome | undefined;
+  if (screening) {
+    lines.push(`  screening: ${candidateKey(screening.winner)} won — ${screening.reason}`);
+    for (const round of screening.rounds) {
+      const results = round.results.map((r) => `${candidateKey(r.candidate)} ${r.reward === null ? 'failed' : fixed(r.reward)}`).join(', ');
+      lines.push(`    round ${round.round} (${round.maxEpochs} epochs): ${results}`);
+    }
+  }
   if (trials.length > 0) {
     const ranked = [...trials].sort((a, b) => (b.row.reward ?? -Infinity) - (a.row.reward ?? -Infinity));
     const failed = trials.filter((t) => t.row.status === 'failed').length;
