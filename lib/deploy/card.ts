@@ -41,6 +41,36 @@ export interface ModelCard {
   model: { uri: string; sha256: string; sizeBytes: number; quantized: boolean };
   /** Single-record and 64-record latency of the exported file in ONNX Runtime on the exporting machine. */
   latencyMs: { single: number; batch64: number };
+  /** Present when the spec asked for `deploy.quantize`: the served int8 file against the float file it came from. */
+  quantization?: ModelQuantization;
+  /** Why a spec asking for `deploy.quantize` got its float model served instead (nothing worth quantizing). */
+  quantizationSkipped?: string;
+}
+
+/**
+ * The int8 file against its float original, both scored on the same holdout rows and timed on the
+ * same machine. Changes are quantized − float. The float file stays beside the served one
+ * (`model-float.onnx`), so the comparison can be rerun.
+ */
+export interface ModelQuantization {
+  scheme: string;
+  /** The weight matrices stored as int8 (the rest stays float32). */
+  weights: { name: string; shape: number[] }[];
+  /** `model-float.onnx`, the file quantized, and its holdout objective. */
+  float: { uri: string; sha256: string; sizeBytes: number; holdoutObjective: number };
+  sizeBytes: { float: number; quantized: number; ratio: number };
+  /**
+   * `quantized`: ONNX Runtime's default session, which keeps the DequantizeLinear nodes (its
+   * constant folding leaves them for QDQ fusion) and dequantizes the weights on every run;
+   * `quantizedDequantizedAtLoad`: with `session.disable_quant_qdq` = 1 (see `QUANTIZED_SESSION_CONFIG`),
+   * which folds them once at load, so runs cost what the float model's do.
+   */
+  latencyMs: { float: { single: number; batch64: number }; quantized: { single: number; batch64: number }; quantizedDequantizedAtLoad: { single: number; batch64: number } };
+  /** Per task, per holdout metric: quantized − float. */
+  metricChange: Record<string, Record<string, number>>;
+  /** Holdout objective, quantized − float; the gate holds the model when −objectiveChange > `maxQuantizationLoss`. */
+  objectiveChange: number;
+  maxQuantizationLoss: number;
 }
 
 /** The ONNX output holding a task's prediction: `<task>.probability` [batch] for binary, `<task>.probabilities` [batch, C] for multiclass, `<task>.value` [batch] for regression. */

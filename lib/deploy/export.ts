@@ -11,9 +11,10 @@ import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import { checkParity, exportHeads, loadTrialWeights, parityDifference, shardUri, trainingForward, FEATURES_INPUT, PARITY_TOLERANCE } from '#lib/train/index.ts';
 import { rewardOf } from '#lib/tune/index.ts';
 import { TrialJobResult, type ExportInput, type ExportOutput } from '#lib/workflow/contracts.ts';
-import { modelOutputName, type ModelCard } from './card.ts';
+import { modelOutputName, type ModelCard, type ModelQuantization } from './card.ts';
 import { DeployError } from './errors.ts';
-import { evaluateOnSplit } from './evaluate.ts';
+import { evaluateOnSplit, type TaskMetrics } from './evaluate.ts';
+import { DEFAULT_MIN_QUANTIZED_ELEMENTS, QUANTIZED_SESSION_CONFIG, quantizeWeights, quantizedWeights } from './quantize.ts';
 
 /** Rows used for the parity checks and the latency figures. */
 const PARITY_ROWS = 64;
@@ -24,6 +25,11 @@ const PARITY_ROWS = 64;
  * forward pass, then the merged file against encoder-then-heads), scored on the holdout, timed,
  * uploaded with its model card and registered as a candidate version. Retried, it finds the
  * version it registered and writes nothing twice.
+ *
+ * With `deploy.quantize`, the merged file's weight matrices are also stored as int8
+ * (`quantizeWeights`); that file is scored and timed the same way and becomes the version's
+ * `model.onnx`, with the float file kept beside it as `model-float.onnx` and the comparison in
+ * the card. Promote holds it when it lost more objective than `deploy.maxQuantizationLoss`.
  */
 export async function exportBestTrial(input: ExportInput, deps: { store: ArtifactStore; registry: Registry }): Promise<ExportOutput> {
   const { store, registry } = deps;
@@ -59,11 +65,40 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
   const sample = await firstSplitRows(store, manifest, 'holdout', PARITY_ROWS);
   await checkMergedParity({ encoder: encoderBytes, heads, model, rows: sample, outputs: spec.tasks.map(modelOutputName) });
 
-  const holdout = await evaluateOnSplit(model, { store, manifest, split: 'holdout' });
-  const objective = rewardOf(holdout.metrics, objectiveTasks(spec, holdout.metrics)).reward;
-  const latencyMs = await measureLatency(model, sample);
+  const floatHoldout = await evaluateOnSplit(model, { store, manifest, split: 'holdout' });
+  const floatObjective = rewardOf(floatHoldout.metrics, objectiveTasks(spec, floatHoldout.metrics)).reward;
+  const floatLatencyMs = await measureLatency(model, sample);
 
-  const stored = await store.putBytes(modelKey, model, { contentType: 'application/octet-stream' });
+  let served = { model, holdout: floatHoldout, objective: floatObjective, latencyMs: floatLatencyMs };
+  let quantization: ModelQuantization | undefined;
+  let quantizationSkipped: string | undefined;
+  if (spec.deploy.quantize) {
+    const quantized = quantizeWeights(model);
+    const int8Weights = quantizedWeights(quantized);
+    if (int8Weights.length === 0) {
+      quantizationSkipped = `no float32 weight matrix of ${DEFAULT_MIN_QUANTIZED_ELEMENTS} values or more feeds a MatMul or Gemm (a TF-IDF or tabular encoder has none, and these heads are small); the float model is served`;
+    } else {
+      const holdout = await evaluateOnSplit(quantized, { store, manifest, split: 'holdout' });
+      const objective = rewardOf(holdout.metrics, objectiveTasks(spec, holdout.metrics)).reward;
+      const latencyMs = await measureLatency(quantized, sample);
+      served = { model: quantized, holdout, objective, latencyMs };
+      // The float original stays beside the served int8 file, so the card's comparison can be rerun.
+      const floatStored = await store.putBytes(floatModelKey(modelKey), model, { contentType: 'application/octet-stream' });
+      quantization = {
+        scheme: 'int8 weight-only, symmetric per output channel (DequantizeLinear → MatMul/Gemm)',
+        weights: int8Weights.map(({ name, shape }) => ({ name, shape })),
+        float: { uri: floatStored.uri, sha256: floatStored.sha256, sizeBytes: floatStored.sizeBytes, holdoutObjective: floatObjective },
+        sizeBytes: { float: model.byteLength, quantized: quantized.byteLength, ratio: quantized.byteLength / model.byteLength },
+        latencyMs: { float: floatLatencyMs, quantized: latencyMs, quantizedDequantizedAtLoad: await measureLatency(quantized, sample, { extra: QUANTIZED_SESSION_CONFIG }) },
+        metricChange: metricChange(floatHoldout.metrics, holdout.metrics),
+        objectiveChange: objective - floatObjective,
+        maxQuantizationLoss: spec.deploy.maxQuantizationLoss,
+      };
+    }
+  }
+  const { holdout, objective, latencyMs } = served;
+
+  const stored = await store.putBytes(modelKey, served.model, { contentType: 'application/octet-stream' });
   const train = manifest.datasets.find((d) => d.role === 'train')!;
   const card: ModelCard = {
     cardVersion: 1,
@@ -85,8 +120,10 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
       featuresDigest: manifest.featuresDigest,
       bestTrialId: result.trialId,
     },
-    model: { uri: stored.uri, sha256: stored.sha256, sizeBytes: stored.sizeBytes, quantized: false },
+    model: { uri: stored.uri, sha256: stored.sha256, sizeBytes: stored.sizeBytes, quantized: quantization !== undefined },
     latencyMs,
+    ...(quantization ? { quantization } : {}),
+    ...(quantizationSkipped === undefined ? {} : { quantizationSkipped }),
   };
   const cardStored = await store.putJson(cardKey, card);
   await registry.createVersion(input.project, {
@@ -99,9 +136,16 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
     artifactUri: stored.uri,
     sha256: stored.sha256,
     cardUri: cardStored.uri,
-    quantized: false,
+    quantized: quantization !== undefined,
   });
-  await registry.recordRunEvent(input.project, input.runId, 'export', { version, holdoutObjective: objective, sizeBytes: stored.sizeBytes, latencyMs });
+  await registry.recordRunEvent(input.project, input.runId, 'export', {
+    version,
+    holdoutObjective: objective,
+    sizeBytes: stored.sizeBytes,
+    latencyMs,
+    ...(quantization ? { quantized: true, floatSizeBytes: quantization.sizeBytes.float, objectiveChange: quantization.objectiveChange } : {}),
+    ...(quantizationSkipped === undefined ? {} : { quantizationSkipped }),
+  });
   await registry.updateRunStatus(input.project, input.runId, 'running', { stage: 'Promote' });
   return { modelUri: stored.uri, cardUri: cardStored.uri, sha256: stored.sha256, sizeBytes: stored.sizeBytes };
 }
@@ -157,10 +201,25 @@ async function checkMergedParity(options: { encoder: Uint8Array; heads: Uint8Arr
   }
 }
 
+/** `models/<project>/<version>/model-float.onnx`: the float original of a quantized `model.onnx`. */
+function floatModelKey(modelKey: string): string {
+  return modelKey.replace(/model\.onnx$/, 'model-float.onnx');
+}
+
+/** Per task, per metric both sides report: quantized − float. */
+function metricChange(float: TaskMetrics, quantized: TaskMetrics): Record<string, Record<string, number>> {
+  return Object.fromEntries(
+    Object.entries(float).map(([task, metrics]) => [
+      task,
+      Object.fromEntries(Object.entries(metrics).flatMap(([metric, value]) => (quantized[task]?.[metric] === undefined ? [] : [[metric, quantized[task][metric] - value]]))),
+    ]),
+  );
+}
+
 /** Median single-record and 64-record latency of the exported file, after a warm-up. */
-async function measureLatency(model: Uint8Array, rows: ValidatedRow[]): Promise<{ single: number; batch64: number }> {
+async function measureLatency(model: Uint8Array, rows: ValidatedRow[], options: Pick<ort.InferenceSession.SessionOptions, 'extra'> = {}): Promise<{ single: number; batch64: number }> {
   const descriptor = encoderDescriptor(model);
-  const session = await ort.InferenceSession.create(model, { graphOptimizationLevel: 'all' });
+  const session = await ort.InferenceSession.create(model, { graphOptimizationLevel: 'all', ...options });
   const median = async (feeds: Record<string, ort.Tensor>) => {
     await session.run(feeds);
     const times: number[] = [];
