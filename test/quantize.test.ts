@@ -306,10 +306,14 @@ describe('Export with deploy.quantize on the penguins pipeline', () => {
     expect(q.objectiveChange).toBeCloseTo(card.holdoutObjective - q.float.holdoutObjective, 12);
     expect(q.maxQuantizationLoss).toBe(0.01);
     expect(card.latencyMs).toEqual(q.latencyMs.quantized);
-    for (const latency of [q.latencyMs.float, q.latencyMs.quantized, q.latencyMs.quantizedDequantizedAtLoad]) {
+    for (const latency of [q.latencyMs.float, q.latencyMs.quantized]) {
       expect(latency.single).toBeGreaterThan(0);
       expect(latency.batch64).toBeGreaterThan(0);
     }
+
+    // Promote judged the served int8 file on its loss against the float original as well.
+    const promotion = (await registry.listRunEvents(PROJECT, runId)).find((e) => e.eventKey === 'promotion');
+    expect(promotion?.detail.quantizationLoss).toBeCloseTo(-q.objectiveChange, 12);
 
     const exported = (await registry.listRunEvents(PROJECT, runId)).find((e) => e.eventKey === 'export');
     expect(exported?.detail).toMatchObject({ quantized: true, sizeBytes: served.byteLength, floatSizeBytes: float.byteLength });

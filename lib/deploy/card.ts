@@ -59,13 +59,8 @@ export interface ModelQuantization {
   /** `model-float.onnx`, the file quantized, and its holdout objective. */
   float: { uri: string; sha256: string; sizeBytes: number; holdoutObjective: number };
   sizeBytes: { float: number; quantized: number; ratio: number };
-  /**
-   * `quantized`: ONNX Runtime's default session, which keeps the DequantizeLinear nodes (its
-   * constant folding leaves them for QDQ fusion) and dequantizes the weights on every run;
-   * `quantizedDequantizedAtLoad`: with `session.disable_quant_qdq` = 1 (see `QUANTIZED_SESSION_CONFIG`),
-   * which folds them once at load, so runs cost what the float model's do.
-   */
-  latencyMs: { float: { single: number; batch64: number }; quantized: { single: number; batch64: number }; quantizedDequantizedAtLoad: { single: number; batch64: number } };
+  /** Both measured with the serving session options (`MODEL_SESSION_OPTIONS`: int8 weights dequantized once at load). */
+  latencyMs: { float: { single: number; batch64: number }; quantized: { single: number; batch64: number } };
   /** Per task, per holdout metric: quantized − float. */
   metricChange: Record<string, Record<string, number>>;
   /** Holdout objective, quantized − float; the gate holds the model when −objectiveChange > `maxQuantizationLoss`. */

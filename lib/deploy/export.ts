@@ -13,8 +13,8 @@ import { rewardOf } from '#lib/tune/index.ts';
 import { TrialJobResult, type ExportInput, type ExportOutput } from '#lib/workflow/contracts.ts';
 import { modelOutputName, type ModelCard, type ModelQuantization } from './card.ts';
 import { DeployError } from './errors.ts';
-import { evaluateOnSplit, type TaskMetrics } from './evaluate.ts';
-import { DEFAULT_MIN_QUANTIZED_ELEMENTS, QUANTIZED_SESSION_CONFIG, quantizeWeights, quantizedWeights } from './quantize.ts';
+import { evaluateOnSplit, MODEL_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
+import { DEFAULT_MIN_QUANTIZED_ELEMENTS, quantizeWeights, quantizedWeights } from './quantize.ts';
 
 /** Rows used for the parity checks and the latency figures. */
 const PARITY_ROWS = 64;
@@ -49,7 +49,11 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
   }
 
   const weights = await loadTrialWeights(store, result.weightsUri);
-  const encoder = manifest.encoders.find((entry) => entry.dimension === weights.inputDim) ?? manifest.encoders[0];
+  // The trial names its encoder; results from before screening existed are matched by dimension.
+  const encoder =
+    (result.encoderId === undefined ? undefined : manifest.encoders.find((entry) => entry.id === result.encoderId)) ??
+    manifest.encoders.find((entry) => entry.dimension === weights.inputDim) ??
+    manifest.encoders[0];
   const heads = exportHeads({
     spec,
     encoder,
@@ -89,7 +93,7 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
         weights: int8Weights.map(({ name, shape }) => ({ name, shape })),
         float: { uri: floatStored.uri, sha256: floatStored.sha256, sizeBytes: floatStored.sizeBytes, holdoutObjective: floatObjective },
         sizeBytes: { float: model.byteLength, quantized: quantized.byteLength, ratio: quantized.byteLength / model.byteLength },
-        latencyMs: { float: floatLatencyMs, quantized: latencyMs, quantizedDequantizedAtLoad: await measureLatency(quantized, sample, { extra: QUANTIZED_SESSION_CONFIG }) },
+        latencyMs: { float: floatLatencyMs, quantized: latencyMs },
         metricChange: metricChange(floatHoldout.metrics, holdout.metrics),
         objectiveChange: objective - floatObjective,
         maxQuantizationLoss: spec.deploy.maxQuantizationLoss,
@@ -217,9 +221,9 @@ function metricChange(float: TaskMetrics, quantized: TaskMetrics): Record<string
 }
 
 /** Median single-record and 64-record latency of the exported file, after a warm-up. */
-async function measureLatency(model: Uint8Array, rows: ValidatedRow[], options: Pick<ort.InferenceSession.SessionOptions, 'extra'> = {}): Promise<{ single: number; batch64: number }> {
+async function measureLatency(model: Uint8Array, rows: ValidatedRow[]): Promise<{ single: number; batch64: number }> {
   const descriptor = encoderDescriptor(model);
-  const session = await ort.InferenceSession.create(model, { graphOptimizationLevel: 'all', ...options });
+  const session = await ort.InferenceSession.create(model, MODEL_SESSION_OPTIONS);
   const median = async (feeds: Record<string, ort.Tensor>) => {
     await session.run(feeds);
     const times: number[] = [];

@@ -52,7 +52,8 @@ export async function promoteCandidate(input: PromoteInput, deps: DeployDependen
   }
   const version = registered.version;
   const card = await store.getJson<ModelCard>(input.cardUri);
-  const candidate = scoreOf(manifest, card.metrics.holdout);
+  // A quantized file is judged on what it lost against its own float original, too.
+  const candidate: GateScore = { ...scoreOf(manifest, card.metrics.holdout), ...(card.quantization ? { quantizationLoss: -card.quantization.objectiveChange } : {}) };
 
   const production = await registry.getAlias(input.project, PRODUCTION);
   let decision: GateDecision;
@@ -70,6 +71,7 @@ export async function promoteCandidate(input: PromoteInput, deps: DeployDependen
     policy: manifest.spec.deploy.policy,
     margin: manifest.spec.deploy.margin,
     candidateObjective: candidate.objective,
+    ...(candidate.quantizationLoss === undefined ? {} : { quantizationLoss: candidate.quantizationLoss }),
     ...(champion ? { championVersion: champion.version, championObjective: champion.objective } : {}),
   });
   await registry.updateRunStatus(input.project, input.runId, 'succeeded', { stage: 'Promote' });

@@ -7,6 +7,7 @@ import type { ModelVersion, Registry } from '#lib/registry/index.ts';
 import { keys, sha256Hex, type ArtifactStore } from '#lib/store/index.ts';
 import { ServeError } from './errors.ts';
 import { recordChecker, type RecordChecker } from './records.ts';
+import { QUANTIZED_SESSION_CONFIG } from '#lib/deploy/quantize.ts';
 
 /** The prefix `mergeEncoderAndHeads` gives the encoder's values inside an export model. */
 const ENCODER_PREFIX = 'encoder/';
@@ -125,7 +126,8 @@ export class ModelCache {
         executionProviders: ['cpu'],
         // Idle intra-op threads spinning after each run steal the CPU the request's own DynamoDB
         // write and the next request need (Lambda gives one or two vCPUs); serving runs are short.
-        extra: { session: { intra_op: { allow_spinning: '0' } } },
+        // Int8 weights are dequantized once at load, as Export scored and timed them.
+        extra: { session: { ...QUANTIZED_SESSION_CONFIG.session, intra_op: { allow_spinning: '0' } } },
         ...this.#sessionOptions,
       });
     } catch (cause) {
