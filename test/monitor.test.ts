@@ -87,8 +87,7 @@ async function serveTraffic(name: string, options: { rows: number; shift: number
 
 async function feedback(name: string, version: number, rewardsGiven: number[], tag: string): Promise<void> {
   for (const [i, reward] of rewardsGiven.entries()) {
-    await rewards.recordPrediction(name, `${tag}-${i}`, { version });
-    await rewards.recordFeedback(name, `${tag}-${i}`, reward);
+    await rewards.recordFeedback(name, `${tag}-${i}`, reward, { version });
   }
 }
 

@@ -287,17 +287,15 @@ describe('RewardLog', () => {
   it('accepts feedback once per prediction and updates the arm counters', async () => {
     const project = newProject();
     const log = rewards();
-    await log.recordPrediction(project, 'q1', { version: 3 });
-    await log.recordPrediction(project, 'q2', { version: 3 });
-    await log.recordPrediction(project, 'q3', { version: 4, detail: { latencyMs: 4 } });
 
-    await log.recordFeedback(project, 'q1', 1);
-    await log.recordFeedback(project, 'q2', 0);
-    const credited = await log.recordFeedback(project, 'q3', 1);
-    const duplicate = await rejection(log.recordFeedback(project, 'q1', 1));
+    await log.recordFeedback(project, 'q1', 1, { version: 3 });
+    await log.recordFeedback(project, 'q2', 0, { version: 3 });
+    const credited = await log.recordFeedback(project, 'q3', 1, { version: 4 });
+    const duplicate = await rejection(log.recordFeedback(project, 'q1', 1, { version: 3 }));
 
     expect(credited).toEqual({ version: 4, reward: 1 });
     expect(duplicate.code).toBe('FEEDBACK_DUPLICATE');
+    expect(duplicate.message).toMatch(/already has reward 1/);
     expect(await log.getArmStats(project, [3, 4, 5])).toEqual([
       { version: 3, count: 2, sum: 1, sumSquares: 1, successes: 1, failures: 1 },
       { version: 4, count: 1, sum: 1, sumSquares: 1, successes: 1, failures: 0 },
@@ -305,45 +303,37 @@ describe('RewardLog', () => {
     ]);
   });
 
-  it('counts concurrent feedback on one version without losing updates', async () => {
+  it('counts concurrent feedback on one version without losing updates, and each prediction only once', async () => {
     const project = newProject();
     const log = rewards();
     const ids = Array.from({ length: 25 }, (_, i) => `q${i}`);
-    await Promise.all(ids.map((id) => log.recordPrediction(project, id, { version: 1 })));
 
-    await Promise.all(ids.map((id, i) => log.recordFeedback(project, id, i % 5 === 0 ? 2.5 : 0.5)));
+    const outcomes = await Promise.allSettled([...ids, ...ids].map((id, i) => log.recordFeedback(project, id, i % 5 === 0 ? 2.5 : 0.5, { version: 1 })));
 
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(25);
     const [stats] = await log.getArmStats(project, [1]);
     expect(stats.count).toBe(25);
     expect(stats.sum).toBeCloseTo(5 * 2.5 + 20 * 0.5, 9);
-    expect(stats.sumSquares).toBeCloseTo(5 * 6.25 + 20 * 0.25, 9);
-    expect(stats.successes).toBeCloseTo(10, 9);
-    expect(stats.failures).toBeCloseTo(10, 9);
   });
 
-  it('rejects feedback for an unknown prediction and non-numeric rewards', async () => {
+  it('rejects non-numeric rewards before writing anything', async () => {
     const project = newProject();
     const log = rewards();
-    await log.recordPrediction(project, 'q1', { version: 1 });
 
-    const unknown = await rejection(log.recordFeedback(project, 'never-served', 1));
-    const invalid = await rejection(log.recordFeedback(project, 'q1', Number.NaN));
+    const invalid = await rejection(log.recordFeedback(project, 'q1', Number.NaN, { version: 1 }));
 
-    expect(unknown.code).toBe('PREDICTION_NOT_FOUND');
-    expect(unknown.message).toContain('never-served');
     expect(invalid.code).toBe('INVALID_ARGUMENT');
+    expect(await log.getFeedback(project, 'q1')).toBeUndefined();
     expect((await log.getArmStats(project, [1]))[0].count).toBe(0);
   });
 
-  it('records a prediction once, with an expiry for the TTL', async () => {
+  it('keeps a feedback row until its retention ends, for the TTL', async () => {
     const project = newProject();
     const log = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable, predictionRetentionDays: 1, clock: () => new Date('2025-01-01T00:00:00Z') });
 
-    const first = await log.recordPrediction(project, 'q1', { version: 2 });
-    const retried = await log.recordPrediction(project, 'q1', { version: 3 });
+    await log.recordFeedback(project, 'q1', 1, { version: 2 });
 
-    expect([first, retried]).toEqual([true, false]);
-    expect(await log.getPrediction(project, 'q1')).toMatchObject({ version: 2, expiresAt: Date.parse('2025-01-02T00:00:00Z') / 1000 });
+    expect(await log.getFeedback(project, 'q1')).toMatchObject({ version: 2, reward: 1, expiresAt: Date.parse('2025-01-02T00:00:00Z') / 1000 });
   });
 });
 

@@ -81,8 +81,7 @@ describe('the run report', () => {
     requireChromium();
     // Prepare: the production version served five predictions and got their feedback.
     for (const [index, reward] of [1, 0, 1, 1, 0].entries()) {
-      await session.deps.rewards.recordPrediction(PROJECT, `p-${index}`, { version: 1 });
-      await session.deps.rewards.recordFeedback(PROJECT, `p-${index}`, reward);
+      await session.deps.rewards.recordFeedback(PROJECT, `p-${index}`, reward, { version: 1 });
     }
     const path = join(dir, 'out', 'report.html');
 

@@ -7,6 +7,7 @@ import {
   createServeContext,
   handleFeedbackEvent,
   handleInferEvent,
+  PredictionIds,
   startServer,
   type InferResponse,
   type ServeContext,
@@ -107,7 +108,9 @@ describe('infer', () => {
     });
     expect(new Set(response.predictions.map((p) => p.predictionId)).size).toBe(3);
     for (const prediction of response.predictions) {
-      expect((await rewards.getPrediction('shop', prediction.predictionId))?.version).toBe(response.version);
+      // The id itself says which version served it, and only for this project.
+      expect((await ctx.predictionIds.verify('shop', prediction.predictionId)).version).toBe(response.version);
+      await expect(ctx.predictionIds.verify('other', prediction.predictionId)).rejects.toMatchObject({ code: 'PREDICTION_NOT_FOUND' });
     }
     const routed = metrics.find((m) => m.RoutedRequests === 1);
     expect(routed).toMatchObject({ project: 'shop', version: String(response.version), RoutedRecords: 3 });
@@ -216,8 +219,7 @@ describe('routing', () => {
   it('sends traffic to the version whose arm statistics are better, even when it is only a challenger', async () => {
     const [weak, strong] = await servedProject('route', 2, { share: 0.01 });
     for (let i = 0; i < 60; i += 1) {
-      await rewards.recordPrediction('route', `seed-${i}`, { version: i < 30 ? weak : strong });
-      await rewards.recordFeedback('route', `seed-${i}`, i < 30 ? (i % 10 === 0 ? 1 : 0) : i % 10 === 0 ? 0 : 1);
+      await rewards.recordFeedback('route', `seed-${i}`, i < 30 ? (i % 10 === 0 ? 1 : 0) : i % 10 === 0 ? 0 : 1, { version: i < 30 ? weak : strong });
     }
     const { context: ctx } = context({ statsTtlMs: 60_000 });
     const counts = new Map<number, number>();
@@ -280,7 +282,12 @@ describe('feedback', () => {
 
     const unknown = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: 'never-issued', reward: 1 }), ctx);
     expect(unknown.statusCode).toBe(404);
-    expect(body(unknown).error?.message).toMatch(/no prediction "never-issued" \(unknown id, or expired\)/);
+    expect(body(unknown).error?.message).toMatch(/no prediction "never-issued": it is not an id Infer returned for this project/);
+    // A well-formed id with a forged signature, or a real id sent for another version, is as unknown.
+    const [version, issued, nonce] = id.split('.');
+    const forged = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: `${version}.${issued}.${nonce}.AAAAAAAAAAAAAAAA`, reward: 1 }), ctx);
+    const otherVersion = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: [Number(version) + 1, issued, nonce, id.split('.')[3]].join('.'), reward: 1 }), ctx);
+    expect([forged.statusCode, otherVersion.statusCode]).toEqual([404, 404]);
 
     const [after] = await rewards.getArmStats('shop', [response.version]);
     expect(after.count - before.count).toBe(1);
@@ -348,5 +355,22 @@ describe('local HTTP server', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('signed prediction ids', () => {
+  it('refuses feedback once the retention has passed, and shares one signing key between servers', async () => {
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const deps = { dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable, clock: () => now, retentionDays: 2 };
+    const first = new PredictionIds(deps);
+    const second = new PredictionIds(deps);
+
+    const issued = await first.issue('shop', 7);
+    const verified = await second.verify('shop', issued);
+    now += 3 * 86_400_000;
+    const late = await second.verify('shop', issued).catch((error: unknown) => error);
+
+    expect(verified).toEqual({ version: 7, issuedAt: new Date('2026-01-01T00:00:00Z') });
+    expect(late).toMatchObject({ code: 'PREDICTION_NOT_FOUND', message: expect.stringMatching(/made 3 days ago; feedback is accepted for 2 days/) });
   });
 });

@@ -18,7 +18,7 @@ export {
   type VersionLineage,
   type VersionStatus,
 } from './registry.ts';
-export { RewardLog, type ArmStats, type PolicyState, type PredictionRecord, type RewardLogOptions, type TrialRecord } from './rewards.ts';
+export { RewardLog, type ArmStats, type PolicyState, type FeedbackRecord, type RewardLogOptions, type TrialRecord } from './rewards.ts';
 export { RegistryError } from './dynamo.ts';
 export {
   DEFAULT_BUCKET,

@@ -43,15 +43,14 @@ export interface ArmStats {
   failures: number;
 }
 
-export interface PredictionRecord {
+export interface FeedbackRecord {
   project: string;
   predictionId: string;
+  /** The version that served the prediction. */
   version: number;
-  detail?: Record<string, unknown>;
-  createdAt: string;
+  reward: number;
+  feedbackAt: string;
   expiresAt: number;
-  reward?: number;
-  feedbackAt?: string;
 }
 
 export interface RewardLogOptions {
@@ -149,74 +148,54 @@ export class RewardLog {
 
   // ── predictions and feedback (online) ────────────────────────────────────────────────────────
 
-  /** Remembers which version served a prediction, so feedback can be credited to it. Idempotent. */
-  async recordPrediction(
-    project: string,
-    predictionId: string,
-    prediction: { version: number; detail?: Record<string, unknown> },
-  ): Promise<boolean> {
-    versionPart(prediction.version);
-    const now = this.#clock();
-    return this.#putOnce(
-      {
-        ...predictionKey(project, predictionId),
-        project,
-        predictionId,
-        version: prediction.version,
-        ...(prediction.detail === undefined ? {} : { detail: prediction.detail }),
-        createdAt: now.toISOString(),
-        expiresAt: Math.floor(now.getTime() / 1000) + this.#retentionSeconds,
-      },
-      'PutItem (prediction)',
-    );
-  }
-
-  async getPrediction(project: string, predictionId: string): Promise<PredictionRecord | undefined> {
+  /** The feedback recorded for a prediction, if any. */
+  async getFeedback(project: string, predictionId: string): Promise<FeedbackRecord | undefined> {
     const item = await this.#get(predictionKey(project, predictionId));
     if (!item) return undefined;
     const { pk: _pk, sk: _sk, ...record } = item;
-    return record as unknown as PredictionRecord;
+    return record as unknown as FeedbackRecord;
   }
 
   /**
-   * Credits a reward to the version that served the prediction, exactly once per prediction:
-   * unknown ids get `PREDICTION_NOT_FOUND`, a second reward `FEEDBACK_DUPLICATE`. The reward is
-   * first set on the prediction (conditional), then added to the arm counters; without
-   * transactions a crash between the two loses that one observation from the counters (never
-   * counts it twice), which a bandit tolerates.
+   * Credits a reward to the version that served the prediction, exactly once per prediction
+   * (a conditional put; a second reward gets `FEEDBACK_DUPLICATE`), then adds it to that
+   * version's arm counters. The caller vouches for the version (serving reads it from the signed
+   * prediction id). Without transactions a crash between the two writes loses that one
+   * observation from the counters — never counts it twice — which a bandit tolerates.
    */
-  async recordFeedback(project: string, predictionId: string, reward: number): Promise<{ version: number; reward: number }> {
+  async recordFeedback(
+    project: string,
+    predictionId: string,
+    reward: number,
+    served: { version: number; retentionSeconds?: number },
+  ): Promise<{ version: number; reward: number }> {
     if (typeof reward !== 'number' || !Number.isFinite(reward)) {
       throw new RegistryError(`reward ${JSON.stringify(reward)} for prediction ${predictionId} is not a finite number; send 0/1 or a real value`, {
         code: 'INVALID_ARGUMENT',
         context: { project, predictionId, reward },
       });
     }
-    let version: number;
-    try {
-      const result = await this.#db.send(
-        new UpdateCommand({
-          TableName: this.#table,
-          Key: predictionKey(project, predictionId),
-          UpdateExpression: 'SET reward = :reward, feedbackAt = :now',
-          ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(reward)',
-          ExpressionAttributeValues: { ':reward': reward, ':now': this.#now() },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      version = result.Attributes?.version as number;
-    } catch (error) {
-      if (!isConditionFailure(error)) throw dynamoError(this.#table, 'UpdateItem (feedback)', error);
-      const existing = await this.getPrediction(project, predictionId);
-      if (!existing) {
-        throw new RegistryError(`${project} has no prediction "${predictionId}" (unknown id, or expired): send feedback for an id returned by Infer`, {
-          code: 'PREDICTION_NOT_FOUND',
-          context: { project, predictionId },
-        });
-      }
-      throw new RegistryError(`prediction "${predictionId}" of ${project} already has reward ${existing.reward} (at ${existing.feedbackAt}); feedback counts once`, {
+    const version = served.version;
+    versionPart(version);
+    const now = this.#clock();
+    const written = await this.#putOnce(
+      {
+        ...predictionKey(project, predictionId),
+        project,
+        predictionId,
+        version,
+        reward,
+        feedbackAt: now.toISOString(),
+        // The id is useless after its retention, so its feedback row need not outlive it.
+        expiresAt: Math.floor(now.getTime() / 1000) + (served.retentionSeconds ?? this.#retentionSeconds),
+      },
+      'PutItem (feedback)',
+    );
+    if (!written) {
+      const existing = await this.getFeedback(project, predictionId);
+      throw new RegistryError(`prediction "${predictionId}" of ${project} already has reward ${existing?.reward} (at ${existing?.feedbackAt}); feedback counts once`, {
         code: 'FEEDBACK_DUPLICATE',
-        context: { project, predictionId, reward: existing.reward, given: reward },
+        context: { project, predictionId, reward: existing?.reward, given: reward },
       });
     }
     await this.#addToArm(project, version, reward);

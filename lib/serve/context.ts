@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type * as ort from 'onnxruntime-node';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -11,6 +10,7 @@ import { ServeMetrics, type MetricsSink } from './metrics.ts';
 import { ModelCache } from './models.ts';
 import { RoutingCache } from './router.ts';
 import { ServeSettingsStore } from './settings.ts';
+import { PredictionIds } from './predictionIds.ts';
 
 /** The services serving talks to; `stageDependencies(config)` has all of them. */
 export interface ServeDependencies {
@@ -51,8 +51,8 @@ export interface ServeOptions {
   clock?: () => number;
   /** The router's randomness; default seeded from the OS. */
   rng?: Rng;
-  /** Prediction ids; default random UUIDs. */
-  newId?: () => string;
+  /** Days feedback is accepted after a prediction; default 30. */
+  feedbackRetentionDays?: number;
   metricsSink?: MetricsSink;
   logger?: ServeLogger;
 }
@@ -69,7 +69,8 @@ export interface ServeContext {
   limits: ServeLimits;
   rng: Rng;
   clock: () => number;
-  newId: () => string;
+  /** Issues and verifies the signed prediction ids that feedback refers to. */
+  predictionIds: PredictionIds;
   /** Writes pending drift samples and releases the sessions. */
   close(): Promise<void>;
 }
@@ -106,7 +107,12 @@ export function createServeContext(deps: ServeDependencies, options: ServeOption
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     rng: options.rng ?? createRng(Math.floor(Math.random() * 2 ** 52)),
     clock,
-    newId: options.newId ?? randomUUID,
+    predictionIds: new PredictionIds({
+      dynamodb: deps.dynamodb,
+      tableName: deps.rewardTable,
+      clock,
+      ...(options.feedbackRetentionDays === undefined ? {} : { retentionDays: options.feedbackRetentionDays }),
+    }),
     async close() {
       await sampler?.flush();
       await models.release();

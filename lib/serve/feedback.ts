@@ -27,8 +27,9 @@ export interface FeedbackResponse {
 const EXAMPLE = '{"project": "my-project", "predictionId": "…", "reward": 1}';
 
 /**
- * Credits a reward to the version that served a prediction, exactly once (the reward log's
- * conditional write), which moves that version's arm counters. The project's reward kind decides
+ * Credits a reward to the version that served a prediction — read from the signed id, so an id
+ * Infer never issued is refused — exactly once (the reward log's conditional write), which moves
+ * that version's arm counters. The project's reward kind decides
  * what a reward may be: 0 or 1 for `bernoulli`, any finite number for `gaussian`.
  */
 export async function feedback(body: unknown, context: ServeContext): Promise<FeedbackResponse> {
@@ -40,14 +41,15 @@ export async function feedback(body: unknown, context: ServeContext): Promise<Fe
       { project: request.project, reward: request.reward, rewardKind },
     );
   }
+  const { version: servedBy } = await context.predictionIds.verify(request.project, request.predictionId);
   try {
-    const { version, reward } = await context.deps.rewards.recordFeedback(request.project, request.predictionId, request.reward);
+    const { version, reward } = await context.deps.rewards.recordFeedback(request.project, request.predictionId, request.reward, {
+      version: servedBy,
+      retentionSeconds: context.predictionIds.retentionSeconds,
+    });
     context.metrics.reward(request.project, version, reward);
     return { project: request.project, predictionId: request.predictionId, version, reward };
   } catch (error) {
-    if (error instanceof RegistryError && error.code === 'PREDICTION_NOT_FOUND') {
-      throw new ServeError(error.message, { code: 'PREDICTION_NOT_FOUND', context: error.context, cause: error });
-    }
     if (error instanceof RegistryError && error.code === 'FEEDBACK_DUPLICATE') {
       throw new ServeError(error.message, { code: 'FEEDBACK_DUPLICATE', context: error.context, cause: error });
     }

@@ -11,6 +11,7 @@ export { feedback, feedbackRequestSchema, type FeedbackRequest, type FeedbackRes
 export { handleFeedbackEvent, handleInferEvent, functionUrlEventSchema, type ErrorBody, type FunctionUrlEvent, type FunctionUrlResult } from './http.ts';
 export { startServer, type RunningServer, type StartServerOptions } from './server.ts';
 export { recordChecker, inputFields, type CheckedRecords, type RecordChecker, type RecordProblem } from './records.ts';
+export { PredictionIds } from './predictionIds.ts';
 export { ModelCache, type LoadedModel, type ModelCacheOptions } from './models.ts';
 export { RoutingCache, armsOf, routeRequest, servingVersions, type ProjectRouting, type RoutingCacheOptions } from './router.ts';
 export { DEFAULT_SERVE_SETTINGS, ServeSettingsStore, type ServeSettings } from './settings.ts';

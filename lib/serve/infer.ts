@@ -71,12 +71,9 @@ export async function infer(body: unknown, context: ServeContext): Promise<Infer
 
   const feeds = encoderFeeds(model.card.encoder, rows, model.tokenization);
   const results = await model.session.run(feeds, model.fetches);
-  const predictions: Prediction[] = rows.map((_, i) => ({ predictionId: context.newId(), version: model.version, outputs: outputsOf(model.card.tasks, results, i) }));
-
-  await Promise.all(
-    predictions.map((prediction, index) =>
-      context.deps.rewards.recordPrediction(request.project, prediction.predictionId, { version: model.version, detail: { records: rows.length, index } }),
-    ),
+  // Signed ids carry the version: nothing is written before the answer (feedback writes once).
+  const predictions: Prediction[] = await Promise.all(
+    rows.map(async (_, i) => ({ predictionId: await context.predictionIds.issue(request.project, model.version), version: model.version, outputs: outputsOf(model.card.tasks, results, i) })),
   );
 
   if (model.embeddingOutput !== undefined && context.sampler) {
