@@ -220,8 +220,11 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
     const bare64 = await time(iterations, () => session.run(feeds64));
 
     const context = newContext({ drift: { sampleRate: 0.05 } });
-    const handler1 = await time(iterations, () => handleInferEvent(urlEvent(one), context));
-    const handler64 = await time(Math.ceil(iterations / 4), () => handleInferEvent(urlEvent(batch), context));
+    // The events are built once: the client's JSON.stringify is not the handler's cost.
+    const event1 = urlEvent(one);
+    const event64 = urlEvent(batch);
+    const handler1 = await time(iterations, () => handleInferEvent(event1, context));
+    const handler64 = await time(Math.ceil(iterations / 4), () => handleInferEvent(event64, context));
 
     const server = await startServer({ context: newContext() });
     const post = (body: unknown) => fetch(`${server.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());

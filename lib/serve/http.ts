@@ -60,15 +60,17 @@ async function handle(event: unknown, context: ServeContext, operation: Operatio
 
 function readBody(body: string | undefined, isBase64Encoded: boolean, maxBodyBytes: number): unknown {
   if (body === undefined || body === '') throw badRequest('the body is empty; send a JSON object');
-  const bytes = isBase64Encoded ? Buffer.from(body, 'base64') : Buffer.from(body, 'utf8');
-  if (bytes.byteLength > maxBodyBytes) {
-    throw new ServeError(`the body is ${bytes.byteLength} bytes; send at most ${maxBodyBytes} bytes per request (split the batch)`, {
+  // A plain body is measured and parsed in place; only a base64 one is decoded first.
+  const text = isBase64Encoded ? Buffer.from(body, 'base64').toString('utf8') : body;
+  const sizeBytes = Buffer.byteLength(text, 'utf8');
+  if (sizeBytes > maxBodyBytes) {
+    throw new ServeError(`the body is ${sizeBytes} bytes; send at most ${maxBodyBytes} bytes per request (split the batch)`, {
       code: 'REQUEST_TOO_LARGE',
-      context: { sizeBytes: bytes.byteLength, maxBodyBytes },
+      context: { sizeBytes, maxBodyBytes },
     });
   }
   try {
-    return JSON.parse(bytes.toString('utf8'));
+    return JSON.parse(text);
   } catch (cause) {
     throw new ServeError(`the body is not JSON (${(cause as Error).message}); send a JSON object with Content-Type application/json`, {
       code: 'REQUEST_INVALID',
