@@ -10,6 +10,7 @@ import {
   readRecords,
   splitOf,
   validateDataset,
+  validateInputs,
   validateRecord,
   type DatasetProblem,
   type SourceRecord,
@@ -403,5 +404,24 @@ describe('splitOf', () => {
   it('sends everything to train when both fractions are 0', () => {
     const splits = new Set(Array.from({ length: 500 }, (_, row) => splitOf(`ticket-${row}`, { ...options, validationFraction: 0, holdoutFraction: 0 })));
     expect([...splits]).toEqual(['train']);
+  });
+});
+
+describe('validateInputs', () => {
+  it('checks and coerces only the base-model inputs of a record that carries no labels', () => {
+    const baseModels = [
+      { kind: 'tabular' as const, numeric: ['age'], categorical: ['plan'], maxCategories: 5 },
+      { kind: 'features' as const, field: 'vec', dimension: 2 },
+    ];
+
+    const good = validateInputs({ age: '41', plan: 'pro', vec: [1, 2] }, baseModels, { file: 'request', line: 0 });
+    const bad = validateInputs({ age: 'old', plan: 'pro', vec: [1] }, baseModels, { file: 'request', line: 3 });
+
+    expect(good).toEqual({ input: { age: 41, plan: 'pro', vec: [1, 2] }, problems: [] });
+    expect(bad.input).toBeUndefined();
+    expect(bad.problems.map((p) => [p.line, p.field])).toEqual([
+      [3, 'age'],
+      [3, 'vec'],
+    ]);
   });
 });

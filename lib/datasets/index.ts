@@ -2,6 +2,7 @@ export { readRecords, type ByteSource, type ReadRecordsOptions, type SourceRecor
 export {
   assertValidDataset,
   validateDataset,
+  validateInputs,
   validateRecord,
   type DatasetReport,
   type RecordLocation,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { DatasetError, formatProblems, type DatasetProblem } from '#lib/datasets/errors.ts';
 import { readRecords, type ByteSource } from '#lib/datasets/read.ts';
-import { renderValue, type DatasetFormat, type Spec, type TaskSpec } from '#lib/spec/index.ts';
+import { renderValue, type BaseModelSpec, type DatasetFormat, type Spec, type TaskSpec } from '#lib/spec/index.ts';
 
 /** A record checked against the spec, coerced to what the base models and losses consume. */
 export interface ValidatedRow {
@@ -179,6 +179,7 @@ function wholeFileProblems(counts: {
 }
 
 type RecordValidator = (record: Record<string, unknown>, location: RecordLocation) => { row?: ValidatedRow; problems: DatasetProblem[] };
+type InputValidator = (record: Record<string, unknown>, location: RecordLocation) => { input?: Record<string, unknown>; problems: DatasetProblem[] };
 type FieldCheck = (record: Record<string, unknown>, input: Record<string, unknown>, report: (field: string, value: unknown, message: string) => void) => void;
 type LabelParser = (value: unknown) => { label: number } | { message: string };
 
@@ -192,6 +193,31 @@ function validatorFor(spec: Spec): RecordValidator {
     validators.set(spec, validator);
   }
   return validator;
+}
+
+const inputValidators = new WeakMap<readonly BaseModelSpec[], InputValidator>();
+
+/**
+ * Checks only a record's base-model inputs, with the same coercions as `validateRecord`: what a
+ * served request is (it carries no labels). Returns the coerced inputs when there are no problems.
+ */
+export function validateInputs(
+  record: Record<string, unknown>,
+  baseModels: readonly BaseModelSpec[],
+  location: RecordLocation,
+): { input?: Record<string, unknown>; problems: DatasetProblem[] } {
+  let validator = inputValidators.get(baseModels);
+  if (!validator) {
+    const fieldChecks = inputChecks({ baseModels } as Pick<Spec, 'baseModels'>);
+    validator = (fields, { file, line }) => {
+      const problems: DatasetProblem[] = [];
+      const input: Record<string, unknown> = {};
+      for (const check of fieldChecks) check(fields, input, (field, value, message) => problems.push({ file, line, field, value, message }));
+      return problems.length > 0 ? { problems } : { input, problems };
+    };
+    inputValidators.set(baseModels, validator);
+  }
+  return validator(record, location);
 }
 
 function buildValidator(spec: Spec): RecordValidator {
@@ -251,7 +277,7 @@ function describe(value: unknown): string {
   return `${renderValue(value)}${typeof value === 'object' && value !== null ? (Array.isArray(value) ? ' (an array)' : ' (an object)') : ''}`;
 }
 
-function inputChecks(spec: Spec): FieldCheck[] {
+function inputChecks(spec: Pick<Spec, 'baseModels'>): FieldCheck[] {
   const checks = new Map<string, FieldCheck>();
   const textCheck =
     (field: string): FieldCheck =>

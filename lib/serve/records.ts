@@ -1,6 +1,6 @@
-import { validateRecord, type ValidatedRow } from '#lib/datasets/index.ts';
+import { validateInputs, type ValidatedRow } from '#lib/datasets/index.ts';
 import type { EncoderDescriptor } from '#lib/encoders/index.ts';
-import { renderValue, type BaseModelSpec, type Spec } from '#lib/spec/index.ts';
+import { renderValue, type BaseModelSpec } from '#lib/spec/index.ts';
 
 /** One thing wrong with a request record, by its index in `records`. */
 export interface RecordProblem {
@@ -23,7 +23,7 @@ const checkers = new WeakMap<EncoderDescriptor, RecordChecker>();
 
 /**
  * The checks a model's inputs need, built once per encoder descriptor. Values are coerced exactly
- * as training data was (`validateRecord` of lib/datasets: `"3.5"` and 3.5 are the same number, an
+ * as training data was (`validateInputs` of lib/datasets: `"3.5"` and 3.5 are the same number, an
  * empty string is a missing tabular value, a CSV-style `"[0.1, …]"` is a vector), so a record that
  * would have been a valid training row is a valid request. Unlike a dataset, a request may not
  * carry fields the model does not read: a misspelt optional column would otherwise be imputed in
@@ -47,14 +47,7 @@ function buildChecker(descriptor: EncoderDescriptor): RecordChecker {
   const fields = inputFields(descriptor);
   const known = new Set(fields);
   const listed = fields.join(', ');
-  // validateRecord reads only `baseModels` (the input checks) and `tasks` (the labels) of a spec,
-  // and wants every row to carry a label. A request has none, so each record is checked with one
-  // synthetic regression label that always passes: what remains are the input problems.
-  // A labels-free entry point in lib/datasets (say `validateInputs`) would make this adapter unnecessary.
-  const inputSpec = {
-    baseModels: baseModelsOf(descriptor),
-    tasks: [{ name: 'request', type: 'regression', label: SYNTHETIC_LABEL, metric: 'rmse', weight: 1 }],
-  } as Pick<Spec, 'baseModels' | 'tasks'> as Spec;
+  const baseModels = baseModelsOf(descriptor);
   return (records) => {
     const rows: ValidatedRow[] = [];
     const problems: RecordProblem[] = [];
@@ -80,19 +73,16 @@ function buildChecker(descriptor: EncoderDescriptor): RecordChecker {
           });
         }
       }
-      const result = validateRecord({ ...fieldsOfRecord, [SYNTHETIC_LABEL]: 0 }, inputSpec, { file: 'request', line: index });
+      const result = validateInputs(fieldsOfRecord, baseModels, { file: 'request', line: index });
       for (const problem of result.problems) {
         bad = true;
         problems.push({ record: index, field: problem.field, value: problem.value, message: problem.message });
       }
-      if (!bad && result.row) rows.push({ input: result.row.input, labels: {} });
+      if (!bad && result.input) rows.push({ input: result.input, labels: {} });
     });
     return { rows, problems };
   };
 }
-
-/** A label column no request can name (the unknown-field check would refuse it). */
-const SYNTHETIC_LABEL = '\u0000agentflow-request-label';
 
 /** Base models whose input checks are the descriptor's inputs (the fitting options are irrelevant here). */
 function baseModelsOf(descriptor: EncoderDescriptor): BaseModelSpec[] {
