@@ -10,6 +10,7 @@ import { runEmbed } from '#lib/embed/index.ts';
 import { describeError } from '#lib/errors/index.ts';
 import type { RunManifest } from '#lib/prepare/index.ts';
 import { ArtifactStore } from '#lib/store/index.ts';
+import { executionProvidersFor } from '#lib/train/index.ts';
 import { EmbedJobEnv, EmbedJobResult } from '#lib/workflow/contracts.ts';
 
 export async function embedJob(env: NodeJS.ProcessEnv = process.env): Promise<EmbedJobResult> {
@@ -28,8 +29,8 @@ export async function embedJob(env: NodeJS.ProcessEnv = process.env): Promise<Em
       manifest,
       featuresUri: vars.AGENTFLOW_FEATURES_URI,
       ...(env.AGENTFLOW_EMBED_BATCH_SIZE ? { batchSize: Number(env.AGENTFLOW_EMBED_BATCH_SIZE) } : {}),
-      // The CPU build of ONNX Runtime is what the job image ships; a GPU image sets this to `cuda`.
-      ...(env.AGENTFLOW_EXECUTION_PROVIDER ? { executionProviders: [env.AGENTFLOW_EXECUTION_PROVIDER] } : {}),
+      // One variable chooses the device for every job: the GPU image sets AGENTFLOW_DEVICE=cuda.
+      executionProviders: executionProvidersFor(env.AGENTFLOW_DEVICE),
       onProgress: ({ rows, dataset }) => {
         if (rows - reported >= 50_000) {
           reported = rows;

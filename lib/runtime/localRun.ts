@@ -92,7 +92,7 @@ async function executeLocally(
 ): Promise<LocalWorkflowResult> {
   // The SDK's Node 20 notice would print once per job process; the Lambda runtime is Node 22 anyway.
   const quiet = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
-  const passThrough = Object.fromEntries(['AGENTFLOW_DEVICE', 'AGENTFLOW_THREADS'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
+  const passThrough = Object.fromEntries(['AGENTFLOW_DEVICE', 'AGENTFLOW_INTRA_OP_THREADS', 'AGENTFLOW_EMBED_BATCH_SIZE'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
   return runLocalWorkflow({
     input,
     handlers: createStageHandlers(session.deps, { trigger: options.trigger ?? 'cli' }),
