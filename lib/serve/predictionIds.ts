@@ -35,7 +35,7 @@ export class PredictionIds {
   async issue(project: string, version: number): Promise<string> {
     const key = await this.#signingKey();
     const issued = Math.floor(this.#clock() / 1000).toString(36);
-    const nonce = randomBytes(9).toString('base64url');
+    const nonce = this.#nonce();
     return `${version}.${issued}.${nonce}.${mac(key, project, version, issued, nonce)}`;
   }
 
@@ -62,6 +62,19 @@ export class PredictionIds {
       });
     }
     return { version, issuedAt };
+  }
+
+  #pool = Buffer.alloc(0);
+  #poolOffset = 0;
+
+  /** 9 random bytes from a pool refilled 4 KiB at a time: a getrandom call per id showed up in the infer profile. */
+  #nonce(): string {
+    if (this.#poolOffset + 9 > this.#pool.length) {
+      this.#pool = randomBytes(4096);
+      this.#poolOffset = 0;
+    }
+    this.#poolOffset += 9;
+    return this.#pool.subarray(this.#poolOffset - 9, this.#poolOffset).toString('base64url');
   }
 
   #signingKey(): Promise<Buffer> {
