@@ -248,35 +248,34 @@ describe('training-step graph', () => {
     await session.release();
   });
 
-  it('measures ms/step for a 384→256→1 MLP at batch 512 on 2 threads (printed, not asserted)', async () => {
+  it('trains to the same parameters whether idle ORT threads spin or not (the option is speed only)', async () => {
     const random = mulberry32(11);
-    const batchSize = 512;
+    const batchSize = 128;
     const step = buildTrainingStep({
-      parameters: mlpParameters(random, 384, 256, 1),
+      parameters: mlpParameters(random, 32, 16, 1),
       batch: {
-        x: { dtype: 'float32', shape: ['batch', 384] },
+        x: { dtype: 'float32', shape: ['batch', 32] },
         y: { dtype: 'float32', shape: ['batch', 1] },
         mask: { dtype: 'float32', shape: ['batch'] },
       },
       forward: (g, p, b) => ({ losses: [binaryCrossEntropyWithLogits(g, mlp(g, p, b.x), b.y, b.mask)] }),
     });
     const batch = {
-      x: { data: Float32Array.from({ length: batchSize * 384 }, () => gaussian(random)), dims: [batchSize, 384] },
+      x: { data: Float32Array.from({ length: batchSize * 32 }, () => gaussian(random)), dims: [batchSize, 32] },
       y: { data: Float32Array.from({ length: batchSize }, () => (random() > 0.5 ? 1 : 0)), dims: [batchSize, 1] },
       mask: { data: new Float32Array(batchSize).fill(1), dims: [batchSize] },
     };
 
+    const trained: Record<string, Float32Array>[] = [];
     for (const allowSpinning of [true, false]) {
       const session = await TrainingSession.create(step, { intraOpNumThreads: 2, allowSpinning });
-      for (let i = 0; i < 20; i += 1) await session.step(batch, { lambda: [1], learningRate: 1e-3 });
-      const steps = 100;
-      const started = performance.now();
-      for (let i = 0; i < steps; i += 1) await session.step(batch, { lambda: [1], learningRate: 1e-3 });
-      const msPerStep = (performance.now() - started) / steps;
+      for (let i = 0; i < 10; i += 1) await session.step(batch, { lambda: [1], learningRate: 1e-2 });
+      expect(session.steps).toBe(10);
+      trained.push(Object.fromEntries(Object.entries(session.parameters()).map(([name, values]) => [name, Float32Array.from(values)])));
       await session.release();
-
-      console.log(`training step 384→256→1 MLP, batch ${batchSize}, 2 intra-op threads, spinning ${allowSpinning ? 'on' : 'off'}: ${msPerStep.toFixed(2)} ms/step`);
-      expect(session.steps).toBe(120);
     }
+
+    expect(trained[1]).toEqual(trained[0]);
+    expect(trained[0].W1).not.toEqual(step.parameters.find((p) => p.name === 'W1')?.init);
   });
 });
