@@ -1,4 +1,4 @@
-import { routedRows, splitRouter } from '#lib/embed/index.ts';
+import { splitRows } from '#lib/embed/index.ts';
 import type { ModelCard } from '#lib/deploy/index.ts';
 import type { RunManifest } from '#lib/prepare/index.ts';
 import { runPipelineLocally, trainBaselines, type LocalSession } from '#lib/runtime/index.ts';
@@ -68,16 +68,12 @@ export async function runDemo(session: LocalSession, options: { output: Output; 
 
 /** One holdout record through the real local HTTP server, and its feedback (1 when the first task is right). */
 async function servePrediction(session: LocalSession, manifest: RunManifest, card: ModelCard) {
-  const route = splitRouter(manifest);
   let sample: { input: Record<string, unknown>; labels: Record<string, number | null> } | undefined;
-  for (const dataset of manifest.datasets) {
-    for await (const routed of routedRows(session.deps.store, { spec: manifest.spec, dataset, route })) {
-      if (routed.split === 'holdout' && Object.values(routed.row.labels).every((label) => label !== null)) {
-        sample = routed.row;
-        break;
-      }
+  for await (const routed of splitRows(session.deps.store, manifest, 'holdout')) {
+    if (Object.values(routed.row.labels).every((label) => label !== null)) {
+      sample = routed.row;
+      break;
     }
-    if (sample) break;
   }
   const record = sample!.input;
   const server = await startServer({ context: serveContextOf(session), port: 0 });

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import type { ValidatedRow } from '#lib/datasets/index.ts';
-import { routedRows, splitRouter } from '#lib/embed/index.ts';
+import { splitRows } from '#lib/embed/index.ts';
 import { encoderDescriptor, encoderFeeds } from '#lib/encoders/index.ts';
 import { evaluateTask, labelSpread } from '#lib/metrics/index.ts';
 import type { RunManifest } from '#lib/prepare/index.ts';
@@ -69,13 +69,9 @@ export async function evaluateOnSplit(
     batch = [];
   };
   try {
-    const route = splitRouter(manifest);
-    for (const dataset of manifest.datasets) {
-      for await (const routed of routedRows(store, { spec: manifest.spec, dataset, route })) {
-        if (routed.split !== split) continue;
-        batch.push(routed.row);
-        if (batch.length >= batchSize) await flush();
-      }
+    for await (const routed of splitRows(store, manifest, split)) {
+      batch.push(routed.row);
+      if (batch.length >= batchSize) await flush();
     }
     await flush();
   } finally {

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { objectiveTasks } from '#lib/agent/index.ts';
 import { encoderDescriptor, encoderFeeds, mergeEncoderAndHeads } from '#lib/encoders/index.ts';
-import { routedRows, splitRouter } from '#lib/embed/index.ts';
+import { splitRows } from '#lib/embed/index.ts';
 import type { ValidatedRow } from '#lib/datasets/index.ts';
 import type { RunManifest } from '#lib/prepare/index.ts';
 import type { Registry } from '#lib/registry/index.ts';
@@ -167,14 +167,12 @@ async function firstShardRows(store: ArtifactStore, uri: string, rows: number, d
   return { features: features.subarray(0, filled * dim), rows: filled };
 }
 
-async function firstSplitRows(store: ArtifactStore, manifest: RunManifest, split: 'holdout', limit: number): Promise<ValidatedRow[]> {
-  const route = splitRouter(manifest);
+/** The first rows of a split, for the parity check and the latency figures. */
+export async function firstSplitRows(store: ArtifactStore, manifest: RunManifest, split: 'validation' | 'holdout', limit: number): Promise<ValidatedRow[]> {
   const rows: ValidatedRow[] = [];
-  for (const dataset of manifest.datasets) {
-    for await (const routed of routedRows(store, { spec: manifest.spec, dataset, route })) {
-      if (routed.split === split) rows.push(routed.row);
-      if (rows.length === limit) return rows;
-    }
+  for await (const routed of splitRows(store, manifest, split)) {
+    rows.push(routed.row);
+    if (rows.length === limit) return rows;
   }
   if (rows.length === 0) throw new DeployError(`the ${split} split has no rows to check the export on`, { code: 'SPLIT_EMPTY', context: { split } });
   return rows;

@@ -4,5 +4,5 @@
  */
 export { EmbedError, type EmbedErrorCode } from '#lib/embed/errors.ts';
 export { splitRouter, type SplitRouter } from '#lib/embed/split.ts';
-export { routedRows, trainRowSource, type DatasetSource, type RoutedRow } from '#lib/embed/rows.ts';
+export { routedRows, splitRows, trainRowSource, type DatasetSource, type RoutedRow } from '#lib/embed/rows.ts';
 export { SUCCESS_MARKER, runEmbed, shardKey, type EmbedMarker, type EmbedOptions } from '#lib/embed/embed.ts';

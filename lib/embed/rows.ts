@@ -65,16 +65,30 @@ export async function* routedRows(
 }
 
 /**
+ * One split's rows across the run's datasets, streamed in dataset order. A dataset that cannot
+ * hold rows of the split is not read: a validation or holdout file holds only its own split, and
+ * the train file gives none to a split that has its own file.
+ */
+export async function* splitRows(source: DatasetSource, manifest: Pick<RunManifest, 'spec' | 'datasets' | 'split'>, split: SplitName): AsyncGenerator<RoutedRow> {
+  const route = splitRouter(manifest);
+  const ownFile = manifest.datasets.some((d) => d.role === split && split !== 'train');
+  for (const dataset of manifest.datasets) {
+    if (dataset.role === 'train' ? ownFile : dataset.role !== split) continue;
+    for await (const routed of routedRows(source, { spec: manifest.spec, dataset, route })) {
+      if (routed.split === split) yield routed;
+    }
+  }
+}
+
+/**
  * The train split's rows as fitting wants them: the train dataset's rows that the split rule
  * keeps for training (never the validation or holdout rows), re-read on every iteration.
  */
 export function trainRowSource(source: DatasetSource, manifest: Pick<RunManifest, 'spec' | 'datasets' | 'split'>): RowSource {
-  const route = splitRouter(manifest);
-  const train = manifest.datasets.find((d) => d.role === 'train');
-  if (!train) throw new EmbedError('the manifest lists no train dataset; Prepare always records one, so the manifest is damaged', { code: 'EMBED_MANIFEST' });
+  if (!manifest.datasets.some((d) => d.role === 'train')) {
+    throw new EmbedError('the manifest lists no train dataset; Prepare always records one, so the manifest is damaged', { code: 'EMBED_MANIFEST' });
+  }
   return async function* () {
-    for await (const routed of routedRows(source, { spec: manifest.spec, dataset: train, route })) {
-      if (routed.split === 'train') yield routed.row;
-    }
+    for await (const routed of splitRows(source, manifest, 'train')) yield routed.row;
   };
 }
