@@ -39,6 +39,13 @@ export interface CliHooks {
 export function buildProgram(hooks: CliHooks = {}): Command {
   const setExitCode = hooks.setExitCode ?? ((code: number) => (process.exitCode = code));
   const outputOf = hooks.output ?? consoleOutput;
+  /** Live progress on a terminal, plain lines elsewhere; on stderr when stdout carries --json. */
+  const progressFor = (output: Output, options: { verbose?: boolean; tty?: boolean } = {}) =>
+    createProgress({
+      tty: options.tty ?? hooks.tty ?? (process.stdout.isTTY === true && !output.json),
+      verbose: options.verbose ?? false,
+      write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)),
+    });
   const program = new Command('agentflow')
     .description('Adapt frozen models to many tasks at once, tune the task weights with RL, and serve the result.')
     .addOption(new Option('--dir <folder>', 'where the local AWS stand-ins keep their data').default('.agentflow'))
@@ -83,23 +90,17 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .option('--stack-outputs <file>', 'with --aws: the file `cdk deploy --outputs-file` wrote')
     .option('--stack-name <name>', 'with --aws: the deployed stack', 'Agentflow')
     .action(async (specPath: string, options: { runId?: string; verbose: boolean; aws: boolean; stackOutputs?: string; stackName: string }) => {
-      const progressFor = (output: Output) =>
-        createProgress({
-          tty: hooks.tty ?? (process.stdout.isTTY === true && !output.json),
-          verbose: options.verbose,
-          write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)),
-        });
       if (options.aws) {
         const output = outputOf(program.opts<GlobalOptions>().json);
         try {
-          setExitCode(await runOnAws({ specPath, output, progress: progressFor(output), runId: options.runId ?? newRunId(), stackOutputs: options.stackOutputs, stackName: options.stackName }));
+          setExitCode(await runOnAws({ specPath, output, progress: progressFor(output, { verbose: options.verbose }), runId: options.runId ?? newRunId(), stackOutputs: options.stackOutputs, stackName: options.stackName }));
         } catch (error) {
           setExitCode(reportError(output, error));
         }
         return;
       }
       return withSession(async (session, output) => {
-        const progress = progressFor(output);
+        const progress = progressFor(output, { verbose: options.verbose });
         const { runId, staged, result } = await runPipelineLocally(session, {
           specPath,
           ...(options.runId ? { runId: options.runId } : {}),
@@ -122,11 +123,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .option('-v, --verbose', 'show every job output line', false)
     .action(async (options: { spec: string; verbose: boolean }) =>
       withSession(async (session, output) => {
-        const progress = createProgress({
-          tty: hooks.tty ?? (process.stdout.isTTY === true && !output.json),
-          verbose: options.verbose,
-          write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)),
-        });
+        const progress = progressFor(output, { verbose: options.verbose });
         return runDemo(session, { output, progress, specPath: options.spec });
       })(),
     );
@@ -149,7 +146,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         if (!schedule) throw new ScheduleError(`${specPath} has no "schedule"; add one (e.g. "schedule": { "rate": "7 days" }) or pass --every / --cron`);
         // Validate before waiting: a bad expression should fail now, not at the first fire time.
         nextFireTime(schedule, new Date());
-        const progress = createProgress({ tty: false, write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)) });
+        const progress = progressFor(output, { tty: false });
         const controller = new AbortController();
         const stop = () => controller.abort();
         process.once('SIGINT', stop);
@@ -183,11 +180,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .option('-v, --verbose', 'show every job output line', false)
     .action(async (runId: string, options: { project: string; verbose: boolean }) =>
       withSession(async (session, output) => {
-        const progress = createProgress({
-          tty: hooks.tty ?? (process.stdout.isTTY === true && !output.json),
-          verbose: options.verbose,
-          write: (text) => (output.json ? process.stderr.write(text) : process.stdout.write(text)),
-        });
+        const progress = progressFor(output, { verbose: options.verbose });
         const result = await resumePipelineLocally(session, { project: options.project, runId, onEvent: progress.onEvent, onJobOutput: progress.onJobOutput });
         progress.finish();
         const summary = await summarizeRun(session.deps, options.project, runId);
