@@ -1,4 +1,5 @@
-import { candidateKey, type PlanDecision, type ScreeningOutcome, type TrialRow } from '#lib/agent/index.ts';
+import { candidateKey, type PlanDecision, type TrialRow } from '#lib/agent/index.ts';
+import { readRunHistory } from '#lib/report/index.ts';
 import type { ModelCard } from '#lib/deploy/index.ts';
 import type { ModelVersion, RunRecord } from '#lib/registry/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
@@ -19,22 +20,13 @@ const lambdaText = (lambda: Record<string, number>) => Object.entries(lambda).ma
 
 /** What a run did, for `runs show` and the end of `run`: decisions, trials, the model and the gate's verdict. */
 export async function summarizeRun(deps: Pick<StageDependencies, 'registry' | 'rewards' | 'store'>, project: string, runId: string): Promise<RunSummary> {
-  const run = await deps.registry.getRun(project, runId);
-  const [events, trials, version] = await Promise.all([
-    deps.registry.listRunEvents(project, runId),
-    deps.rewards.listTrials<TrialRow>(project, runId),
-    deps.registry.findVersionByRun(project, runId),
-  ]);
-  const decisions = (events.find((e) => e.eventKey === 'plan')?.detail.decisions ?? []) as PlanDecision[];
-  const bestTrialId = events.find((e) => e.eventKey === 'tuning-done')?.detail.bestTrialId as string | undefined;
-  const promotion = events.find((e) => e.eventKey === 'promotion')?.detail as RunSummary['promotion'];
-  const card = version?.lineage.cardUri ? await deps.store.getJson<ModelCard>(version.lineage.cardUri) : undefined;
+  const { run, decisions, trials, bestTrialId, version, card, screening, promotionEvent } = await readRunHistory(deps, { project, runId });
+  const promotion = promotionEvent as RunSummary['promotion'];
 
   const lines: string[] = [];
   lines.push(`run ${runId} of ${project}: ${run.status}${run.stage ? ` (last stage ${run.stage})` : ''}, started ${run.startedAt}${run.finishedAt ? `, finished ${run.finishedAt}` : ''}`);
   if (run.error) lines.push(`  error: ${run.error.message}`);
   for (const d of decisions) lines.push(`  plan: ${d.decision} — ${d.reason}`);
-  const screening = events.find((e) => e.eventKey === 'screening')?.detail as ScreeningOutcome | undefined;
   if (screening) {
     lines.push(`  screening: ${candidateKey(screening.winner)} won — ${screening.reason}`);
     for (const round of screening.rounds) {

@@ -1,7 +1,7 @@
-import type { PlanDecision, TrialRow } from '#lib/agent/index.ts';
+import type { PlanDecision, ScreeningOutcome, TrialRow } from '#lib/agent/index.ts';
 import type { ModelCard } from '#lib/deploy/index.ts';
 import type { RunManifest } from '#lib/prepare/index.ts';
-import { RegistryError, type RunRecord, type ServingSetState } from '#lib/registry/index.ts';
+import { RegistryError, type ModelVersion, type RunEvent, type RunRecord, type ServingSetState, type TrialRecord } from '#lib/registry/index.ts';
 import type { DeploySpec } from '#lib/spec/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
 import { keys } from '#lib/store/index.ts';
@@ -218,8 +218,20 @@ async function manifestOf(deps: ReportDependencies, runId: string): Promise<RunM
   return (await deps.store.exists(key)) ? deps.store.getJson<RunManifest>(key) : undefined;
 }
 
-/** Reads what a run did (registry, reward log, manifest, model card, serving set) into the report's data. */
-export async function collectRunReport(deps: ReportDependencies, target: { project: string; runId: string }, now: Date = new Date()): Promise<RunReportData> {
+/** What a run left behind in the registry, the reward log and the store: read once, shared by `runs show` and the report. */
+export interface RunHistory {
+  run: RunRecord;
+  events: RunEvent[];
+  decisions: PlanDecision[];
+  bestTrialId?: string;
+  promotionEvent?: Record<string, unknown>;
+  screening?: ScreeningOutcome;
+  trials: TrialRecord<TrialRow>[];
+  version?: ModelVersion;
+  card?: ModelCard;
+}
+
+export async function readRunHistory(deps: ReportDependencies, target: { project: string; runId: string }): Promise<RunHistory> {
   const { project, runId } = target;
   let run: RunRecord;
   try {
@@ -234,17 +246,36 @@ export async function collectRunReport(deps: ReportDependencies, target: { proje
     }
     throw error;
   }
-  const [events, rows, version, manifest, servingSet] = await Promise.all([
+  const [events, trials, version] = await Promise.all([
     deps.registry.listRunEvents(project, runId),
     deps.rewards.listTrials<TrialRow>(project, runId),
     deps.registry.findVersionByRun(project, runId),
-    manifestOf(deps, runId),
-    deps.registry.getServingSet(project),
   ]);
   const card = version?.lineage.cardUri ? await deps.store.getJson<ModelCard>(version.lineage.cardUri) : undefined;
-  const decisions = (events.find((e) => e.eventKey === 'plan')?.detail.decisions ?? []) as PlanDecision[];
-  const bestTrialId = events.find((e) => e.eventKey === 'tuning-done')?.detail.bestTrialId as string | undefined;
-  const promotionEvent = events.find((e) => e.eventKey === 'promotion')?.detail;
+  const detail = (key: string) => events.find((e) => e.eventKey === key)?.detail;
+  const bestTrialId = detail('tuning-done')?.bestTrialId as string | undefined;
+  const promotionEvent = detail('promotion');
+  const screening = detail('screening') as ScreeningOutcome | undefined;
+  return {
+    run,
+    events,
+    decisions: (detail('plan')?.decisions ?? []) as PlanDecision[],
+    trials,
+    ...(bestTrialId === undefined ? {} : { bestTrialId }),
+    ...(promotionEvent ? { promotionEvent } : {}),
+    ...(screening ? { screening } : {}),
+    ...(version ? { version } : {}),
+    ...(card ? { card } : {}),
+  };
+}
+
+/** Reads what a run did (registry, reward log, manifest, model card, serving set) into the report's data. */
+export async function collectRunReport(deps: ReportDependencies, target: { project: string; runId: string }, now: Date = new Date()): Promise<RunReportData> {
+  const { project, runId } = target;
+  const history = await readRunHistory(deps, target);
+  const { run, decisions, bestTrialId, promotionEvent, version, card } = history;
+  const rows = history.trials;
+  const [manifest, servingSet] = await Promise.all([manifestOf(deps, runId), deps.registry.getServingSet(project)]);
   const tasks = tasksOf(manifest, card);
   const trials = orderTrials(rows, tasks, bestTrialId);
 

@@ -2,6 +2,8 @@
 export { buildRunReport, defaultReportPath, loadChartLibrary, writeRunReport, type RunReport, type WrittenRunReport } from './report.ts';
 export {
   collectRunReport,
+  readRunHistory,
+  type RunHistory,
   orderTrials,
   type ChartId,
   type ReportArm,
