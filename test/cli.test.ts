@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram, EXIT } from '#lib/cli/index.ts';
+import type { RunManifest } from '#lib/prepare/index.ts';
+import { openLocalSession, trainBaselines } from '#lib/runtime/index.ts';
+import { keys } from '#lib/store/index.ts';
 
 const EXAMPLE = resolve('examples/penguins');
 const PROJECT = 'penguins';
@@ -106,6 +109,25 @@ describe('agentflow end to end', () => {
 
     const missing = await agentflow(['--dir', dir(), 'models', 'show', '9', '-p', PROJECT]);
     expect(missing.code).toBe(EXIT.notFound);
+  });
+
+  it('trains the demo baselines on the run\'s shards and scores them on its holdout rows', async () => {
+    const session = await openLocalSession({ dir: dir() });
+    try {
+      const manifest = await session.deps.store.getJson<RunManifest>(keys.runManifest('run-cli-1'));
+
+      const baselines = await trainBaselines(session.deps.store, manifest);
+
+      expect(baselines.map((b) => b.name)).toEqual(['uniform λ', 'single-task species', 'single-task male', 'single-task body_mass_g']);
+      expect(baselines[1].lambda).toEqual({ species: 1, male: 0, body_mass_g: 0 });
+      for (const baseline of baselines) expect(Object.keys(baseline.holdout).sort()).toEqual(['body_mass_g', 'male', 'species']);
+      // Each single-task model learns its own task and not the others (a tower trained with weight 0 stays near chance).
+      expect(baselines[1].holdout.species.macroF1).toBeGreaterThan(0.8);
+      expect(baselines[2].holdout.male.auc).toBeGreaterThan(baselines[1].holdout.male.auc);
+      expect(baselines[3].holdout.body_mass_g.rmse).toBeLessThan(baselines[3].holdout.body_mass_g.labelStd);
+    } finally {
+      await session.close();
+    }
   });
 
   it('resumes a run killed midway to the same model as an uninterrupted run', async () => {

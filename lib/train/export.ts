@@ -4,7 +4,8 @@ import { bakeInitializers, modelMetadata } from '#lib/graph/index.ts';
 import type { Spec } from '#lib/spec/index.ts';
 import { TrainError } from '#lib/train/errors.ts';
 import { buildHeads, buildInferenceGraph, FEATURES_INPUT, type Heads } from '#lib/train/heads.ts';
-import type { ExecutionProviders, TrialWeights } from '#lib/train/trainer.ts';
+import { evaluateSplit, type ExecutionProviders, type TaskMetrics, type TrialWeights } from '#lib/train/trainer.ts';
+import type { ShardBatch } from '#lib/shards/index.ts';
 
 /** Metadata keys of an exported heads model (ONNX `metadata_props`). */
 export const HEADS_METADATA_KEYS = {
@@ -134,6 +135,22 @@ export async function trainingForward(options: {
     const feeds: Record<string, ort.Tensor> = { [FEATURES_INPUT]: featureTensor(options.batch, heads.inputDim) };
     for (const p of heads.parameters) feeds[p.name] = new ort.Tensor('float32', options.weights.tensors[p.name], p.shape);
     return copyOutputs(await session.run(feeds));
+  } finally {
+    await session.release();
+  }
+}
+
+/** Scores trained weights on a stream of shard batches with the trainer's own evaluation (metrics per task, `labelStd`/`labelMad` included). */
+export async function evaluateWeights(options: {
+  spec: Pick<Spec, 'model' | 'tasks' | 'training'>;
+  weights: TrialWeights;
+  batches: AsyncIterable<ShardBatch>;
+}): Promise<TaskMetrics> {
+  const heads = headsForWeights(options.spec, options.weights);
+  const session = await ort.InferenceSession.create(buildInferenceGraph(heads));
+  try {
+    const parameters = Object.fromEntries(heads.parameters.map((p) => [p.name, new ort.Tensor('float32', options.weights.tensors[p.name], p.shape)]));
+    return await evaluateSplit({ heads, session, parameters, batches: options.batches });
   } finally {
     await session.release();
   }

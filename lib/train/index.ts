@@ -43,6 +43,7 @@ export {
   HEADS_METADATA_KEYS,
   PARITY_TOLERANCE,
   checkParity,
+  evaluateWeights,
   parityDifference,
   exportHeads,
   exportedTasks,
