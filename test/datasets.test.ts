@@ -269,6 +269,20 @@ describe('validateRecord', () => {
     if (message === undefined) expect(result.row?.input).toEqual({ features: [1, 2, 3] });
     else expect(result.problems.map((problem) => problem.message)).toEqual([message]);
   });
+
+  it('reads a packed vector {"b64": little-endian float32} as the same values, and names what is wrong with a bad one', () => {
+    const pack = (values: number[]) => Buffer.from(Float32Array.from(values).buffer).toString('base64');
+    const result = validateRecord({ features: { b64: pack([1, 2.5, -3]) }, urgent: 0 }, featuresSpec, at);
+    expect(result.row?.input.features).toBeInstanceOf(Float32Array);
+    expect(Array.from(result.row?.input.features as Float32Array)).toEqual([1, 2.5, -3]);
+    // Unpadded and URL-safe base64 are base64 too.
+    const urlSafe = validateRecord({ features: { b64: Buffer.from(Float32Array.of(1, 2.5, -3).buffer).toString('base64url') }, urgent: 0 }, featuresSpec, at);
+    expect(Array.from(urlSafe.row?.input.features as Float32Array)).toEqual([1, 2.5, -3]);
+    const problem = (features: unknown) => validateRecord({ features, urgent: 0 }, featuresSpec, at).problems.map((p) => p.message);
+    expect(problem({ b64: pack([1, 2]) })).toEqual([expect.stringMatching(/^field "features".b64 holds 8 bytes \(2 float32 values\), expected 12 bytes for 3 values/)]);
+    expect(problem({ b64: pack([1, Number.POSITIVE_INFINITY, 3]) })).toEqual(['field "features".b64 item 1 is Infinity, not a finite number']);
+    expect(problem({ b64: 42 })).toEqual([expect.stringMatching(/^field "features".b64 is 42, not base64 text/)]);
+  });
 });
 
 describe('validateDataset', () => {

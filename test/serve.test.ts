@@ -8,6 +8,7 @@ import {
   handleFeedbackEvent,
   handleInferEvent,
   PredictionIds,
+  ServeMetrics,
   startServer,
   type InferResponse,
   type ServeContext,
@@ -127,6 +128,33 @@ describe('infer', () => {
     await ctx.close();
   });
 
+  it('takes a vector packed as {"b64": little-endian float32} and answers exactly as for the JSON numbers', async () => {
+    const { context: ctx } = context();
+    const values = [0.5, -1, 2, 0.25];
+    const packed = { features: { b64: Buffer.from(Float32Array.from(values).buffer).toString('base64') } };
+    const result = await handleInferEvent(urlEvent({ project: 'shop', records: [packed, record(values)] }), ctx);
+    const response = JSON.parse(result.body) as InferResponse;
+    expect(result.statusCode).toBe(200);
+    expect(response.predictions[0].outputs).toEqual(response.predictions[1].outputs);
+    await ctx.close();
+  });
+
+  it('writes the routed EMF line exactly as emitting the same record would', () => {
+    const lines: string[] = [];
+    const serveMetrics = new ServeMetrics({ sink: (line) => lines.push(line), clock: () => 1_700_000_000_123 });
+    serveMetrics.routed('shop', 12, 3, 0.4375);
+    serveMetrics.routed('shop', 12, 64, 12);
+    serveMetrics.emit({ project: 'shop', version: '12' }, [
+      { name: 'RoutedRequests', unit: 'Count', value: 1 },
+      { name: 'RoutedRecords', unit: 'Count', value: 64 },
+      { name: 'InferLatencyMs', unit: 'Milliseconds', value: 12 },
+    ]);
+    // Latency is kept to the microsecond.
+    expect(JSON.parse(lines[0])).toMatchObject({ RoutedRecords: 3, InferLatencyMs: 0.438, _aws: { Timestamp: 1_700_000_000_123 } });
+    expect(lines[1]).toBe(lines[2]);
+  });
+
+  const packed = (bytes: number[] | string) => ({ features: { b64: typeof bytes === 'string' ? bytes : Buffer.from(Float32Array.from(bytes).buffer).toString('base64') } });
   const tooBig = { project: 'shop', records: Array.from({ length: 40 }, () => record(Array.from({ length: DIMENSION }, () => 0.123456789))) };
   it.each([
     ['a body that is not JSON', 400, 'REQUEST_INVALID', urlEvent('{"project": "shop", records: [', { raw: true }), /body is not JSON .*send a JSON object/],
@@ -145,6 +173,10 @@ describe('infer', () => {
     ['a field of the wrong type', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [{ features: 'abc' }] }), /records\[0\]\.features: field "features" is "abc", expected an array of 4 numbers/],
     ['a vector of the wrong length', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record([1, 2])] }), /records\[0\]\.features: field "features" has 2 values, expected 4/],
     ['a vector holding text', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record([1, 2, 3, 'x' as unknown as number])] }), /field "features" item 3 is "x", not a finite number/],
+    ['a packed vector of the wrong length', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [packed([1, 2, 3])] }), /records\[0\]\.features: field "features"\.b64 holds 12 bytes \(3 float32 values\), expected 16 bytes for 4 values .*little-endian float32/],
+    ['a packed vector that is not base64', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [packed('not base64!')] }), /field "features"\.b64 is "not base64!", not base64 text; pack the 4 values/],
+    ['a packed vector holding NaN', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [packed([1, Number.NaN, 3, 4])] }), /field "features"\.b64 item 1 is NaN, not a finite number/],
+    ['a packed vector with other keys', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [{ features: { b64: 'AAAA', dtype: 'f4' } }] }), /field "features" has keys "dtype" next to "b64"/],
     ['a missing input field', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record(), {}] }), /records\[1\]\.features: field "features" is missing/],
     ['an unknown field in a record', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record(), { ...record(), colour: 'red' }] }), /records\[1\]\.colour: field "colour" is not an input of this model \(inputs: features\); remove it/],
     ['a project nobody serves', 404, 'PROJECT_NOT_SERVED', urlEvent({ project: 'nobody', records: [record()] }), /project "nobody" has no serving set/],
@@ -284,9 +316,9 @@ describe('feedback', () => {
     expect(unknown.statusCode).toBe(404);
     expect(body(unknown).error?.message).toMatch(/no prediction "never-issued": it is not an id Infer returned for this project/);
     // A well-formed id with a forged signature, or a real id sent for another version, is as unknown.
-    const [version, issued, nonce] = id.split('.');
-    const forged = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: `${version}.${issued}.${nonce}.AAAAAAAAAAAAAAAA`, reward: 1 }), ctx);
-    const otherVersion = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: [Number(version) + 1, issued, nonce, id.split('.')[3]].join('.'), reward: 1 }), ctx);
+    const [version, ...rest] = id.split('.');
+    const forged = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: [version, ...rest.slice(0, -1), 'AAAAAAAAAAAAAAAA'].join('.'), reward: 1 }), ctx);
+    const otherVersion = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: [Number(version) + 1, ...rest].join('.'), reward: 1 }), ctx);
     expect([forged.statusCode, otherVersion.statusCode]).toEqual([404, 404]);
 
     const [after] = await rewards.getArmStats('shop', [response.version]);
@@ -365,12 +397,25 @@ describe('signed prediction ids', () => {
     const first = new PredictionIds(deps);
     const second = new PredictionIds(deps);
 
-    const issued = await first.issue('shop', 7);
+    const [issued] = await first.issue('shop', 7);
     const verified = await second.verify('shop', issued);
     now += 3 * 86_400_000;
     const late = await second.verify('shop', issued).catch((error: unknown) => error);
 
     expect(verified).toEqual({ version: 7, issuedAt: new Date('2026-01-01T00:00:00Z') });
     expect(late).toMatchObject({ code: 'PREDICTION_NOT_FOUND', message: expect.stringMatching(/made 3 days ago; feedback is accepted for 2 days/) });
+  });
+
+  it('signs a request once: every record gets its own id, and an index past the request\'s count is refused', async () => {
+    const ids = new PredictionIds({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
+    const batch = await ids.issue('shop', 3, 40);
+    expect(new Set(batch).size).toBe(40);
+    for (const id of [batch[0], batch[39]]) await expect(ids.verify('shop', id)).resolves.toMatchObject({ version: 3 });
+    const [version, issued, nonce, , count, mac] = batch[39].split('.');
+    const unissued = (index: string, n: string) => ids.verify('shop', [version, issued, nonce, index, n, mac].join('.')).catch((error: unknown) => error);
+    // Index 40 (base 36 "14") of a 40-record request was never issued; nor may the count be raised to make room for it.
+    expect(await unissued('14', count)).toMatchObject({ code: 'PREDICTION_NOT_FOUND' });
+    expect(await unissued('14', '15')).toMatchObject({ code: 'PREDICTION_NOT_FOUND' });
+    await expect(ids.issue('shop', 3, 0)).rejects.toThrow(/count 0 is not a request's record count/);
   });
 });

@@ -59,7 +59,7 @@ export interface ModelQuantization {
   /** `model-float.onnx`, the file quantized, and its holdout objective. */
   float: { uri: string; sha256: string; sizeBytes: number; holdoutObjective: number };
   sizeBytes: { float: number; quantized: number; ratio: number };
-  /** Both measured with the serving session options (`MODEL_SESSION_OPTIONS`: int8 weights dequantized once at load). */
+  /** Both measured with the serving session options (`SERVING_SESSION_OPTIONS`: one thread, int8 weights dequantized once at load). */
   latencyMs: { float: { single: number; batch64: number }; quantized: { single: number; batch64: number } };
   /** Per task, per holdout metric: quantized − float. */
   metricChange: Record<string, Record<string, number>>;

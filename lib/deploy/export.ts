@@ -13,7 +13,7 @@ import { rewardOf } from '#lib/tune/index.ts';
 import { TrialJobResult, type ExportInput, type ExportOutput } from '#lib/workflow/contracts.ts';
 import { modelOutputName, type ModelCard, type ModelQuantization } from './card.ts';
 import { DeployError } from './errors.ts';
-import { evaluateOnSplit, MODEL_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
+import { evaluateOnSplit, SERVING_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
 import { DEFAULT_MIN_QUANTIZED_ELEMENTS, quantizeWeights, quantizedWeights } from './quantize.ts';
 
 /** Rows used for the parity checks and the latency figures. */
@@ -221,7 +221,7 @@ function metricChange(float: TaskMetrics, quantized: TaskMetrics): Record<string
 /** Median single-record and 64-record latency of the exported file, after a warm-up. */
 async function measureLatency(model: Uint8Array, rows: ValidatedRow[]): Promise<{ single: number; batch64: number }> {
   const descriptor = encoderDescriptor(model);
-  const session = await ort.InferenceSession.create(model, MODEL_SESSION_OPTIONS);
+  const session = await ort.InferenceSession.create(model, SERVING_SESSION_OPTIONS);
   const median = async (feeds: Record<string, ort.Tensor>) => {
     await session.run(feeds);
     const times: number[] = [];

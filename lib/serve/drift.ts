@@ -194,44 +194,70 @@ export class DriftSampler {
     this.#onError = options.onError ?? (() => {});
   }
 
-  /** Samples some of a request's embeddings (rows × dimension). Never throws, never waits. */
-  offer(project: string, version: number, embeddings: Float32Array, dimension: number): void {
-    if (this.#rate <= 0 || dimension <= 0) return;
+  /**
+   * Which of a request's `rows` records to sample, decided before the model runs, so the
+   * embedding output is fetched only for requests that have a pick (one in twenty at one record
+   * and the default rate; fetching it costs a tensor copy per request). Also writes any batch
+   * that has waited long enough. Never throws, never waits.
+   */
+  pick(project: string, version: number, rows: number): number[] | undefined {
     const now = this.#clock();
-    const hour = hourKey(now);
-    const quotaKey = `${project}/${version}/${hour}`;
-    const used = this.#sampledPerHour.get(quotaKey) ?? 0;
-    const picked: number[] = [];
-    const rows = embeddings.length / dimension;
-    for (let row = 0; row < rows && used + picked.length < this.#maxPerHour; row += 1) {
-      if (this.#random() < this.#rate) picked.push(row);
-    }
-    if (picked.length > 0) {
-      if (this.#sampledPerHour.size > 1000) this.#sampledPerHour.clear();
-      this.#sampledPerHour.set(quotaKey, used + picked.length);
-      let directions = this.#directions.get(dimension);
-      if (!directions) {
-        directions = projectionDirections(dimension);
-        this.#directions.set(dimension, directions);
-      }
-      const key = `${project}/${version}`;
-      let buffer = this.#buffers.get(key);
-      if (buffer && buffer.hour !== hour) {
-        this.#write(buffer);
-        buffer = undefined;
-      }
-      if (!buffer) {
-        buffer = { project, version, dimension, hour, startedMs: now, rows: [] };
-        this.#buffers.set(key, buffer);
-      }
-      buffer.rows.push(...projectRows(embeddings, dimension, directions, picked));
-    }
+    const hour = this.#hourOf(now);
     for (const [key, buffer] of this.#buffers) {
       if (buffer.rows.length >= this.#batchRecords || now - buffer.startedMs >= this.#flushAfterMs || buffer.hour !== hour) {
         this.#buffers.delete(key);
         this.#write(buffer);
       }
     }
+    if (this.#rate <= 0) return undefined;
+    let picked: number[] | undefined;
+    for (let row = 0; row < rows; row += 1) {
+      if (this.#random() < this.#rate) (picked ??= []).push(row);
+    }
+    if (!picked) return undefined;
+    const quotaKey = `${project}/${version}/${hour}`;
+    const used = this.#sampledPerHour.get(quotaKey) ?? 0;
+    if (used + picked.length > this.#maxPerHour) picked = picked.slice(0, Math.max(0, this.#maxPerHour - used));
+    if (picked.length === 0) return undefined;
+    if (this.#sampledPerHour.size > 1000) this.#sampledPerHour.clear();
+    this.#sampledPerHour.set(quotaKey, used + picked.length);
+    return picked;
+  }
+
+  /** Buffers the projections of the `picked` rows of a request's embeddings (rows × dimension). Never throws, never waits. */
+  offer(project: string, version: number, embeddings: Float32Array, dimension: number, picked: readonly number[]): void {
+    if (picked.length === 0 || dimension <= 0) return;
+    const now = this.#clock();
+    const hour = this.#hourOf(now);
+    let directions = this.#directions.get(dimension);
+    if (!directions) {
+      directions = projectionDirections(dimension);
+      this.#directions.set(dimension, directions);
+    }
+    const key = `${project}/${version}`;
+    let buffer = this.#buffers.get(key);
+    if (buffer && buffer.hour !== hour) {
+      this.#write(buffer);
+      buffer = undefined;
+    }
+    if (!buffer) {
+      buffer = { project, version, dimension, hour, startedMs: now, rows: [] };
+      this.#buffers.set(key, buffer);
+    }
+    buffer.rows.push(...projectRows(embeddings, dimension, directions, picked));
+    if (buffer.rows.length >= this.#batchRecords) {
+      this.#buffers.delete(key);
+      this.#write(buffer);
+    }
+  }
+
+  #hour: { index: number; key: string } = { index: Number.NaN, key: '' };
+
+  /** `hourKey(now)`, formatted once an hour rather than on every request. */
+  #hourOf(now: number): string {
+    const index = Math.floor(now / 3_600_000);
+    if (index !== this.#hour.index) this.#hour = { index, key: hourKey(now) };
+    return this.#hour.key;
   }
 
   /** Writes every buffered sample and waits for all writes (tests, shutdown). */

@@ -39,18 +39,27 @@ export function handleFeedbackEvent(event: unknown, context: ServeContext): Prom
   return handle(event, context, feedback, 'feedback');
 }
 
+/** The fields the handlers read, straight from a well-formed event; anything else goes through the schema, which names the problem. */
+function readEvent(event: unknown, name: string): { method: string; body: string | undefined; isBase64Encoded: boolean } {
+  if (typeof event === 'object' && event !== null) {
+    const { body, isBase64Encoded, requestContext } = event as { body?: unknown; isBase64Encoded?: unknown; requestContext?: { http?: { method?: unknown } } };
+    const method = requestContext?.http?.method;
+    if (typeof method === 'string' && (typeof body === 'string' || body === undefined) && (typeof isBase64Encoded === 'boolean' || isBase64Encoded === undefined)) {
+      return { method, body, isBase64Encoded: isBase64Encoded ?? false };
+    }
+  }
+  const parsed = functionUrlEventSchema.safeParse(event);
+  if (!parsed.success) {
+    throw badRequest(`the ${name} handler got an event that is not a Function URL request (${parsed.error.issues[0]?.message}); invoke it through its Function URL`);
+  }
+  return { method: parsed.data.requestContext.http.method, body: parsed.data.body, isBase64Encoded: parsed.data.isBase64Encoded };
+}
+
 async function handle(event: unknown, context: ServeContext, operation: Operation, name: string): Promise<FunctionUrlResult> {
   try {
-    const parsed = functionUrlEventSchema.safeParse(event);
-    if (!parsed.success) {
-      throw badRequest(`the ${name} handler got an event that is not a Function URL request (${parsed.error.issues[0]?.message}); invoke it through its Function URL`);
-    }
-    const { requestContext, body, isBase64Encoded } = parsed.data;
-    if (requestContext.http.method.toUpperCase() !== 'POST') {
-      throw new ServeError(`${requestContext.http.method} is not allowed; ${name} takes POST with a JSON body`, {
-        code: 'METHOD_NOT_ALLOWED',
-        context: { method: requestContext.http.method },
-      });
+    const { method, body, isBase64Encoded } = readEvent(event, name);
+    if (method !== 'POST' && method.toUpperCase() !== 'POST') {
+      throw new ServeError(`${method} is not allowed; ${name} takes POST with a JSON body`, { code: 'METHOD_NOT_ALLOWED', context: { method } });
     }
     return json(200, await operation(readBody(body, isBase64Encoded, context.limits.maxBodyBytes), context));
   } catch (error) {

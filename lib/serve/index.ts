@@ -12,7 +12,7 @@ export { handleFeedbackEvent, handleInferEvent, functionUrlEventSchema, type Err
 export { startServer, type RunningServer, type StartServerOptions } from './server.ts';
 export { recordChecker, inputFields, type CheckedRecords, type RecordChecker, type RecordProblem } from './records.ts';
 export { PredictionIds } from './predictionIds.ts';
-export { ModelCache, type LoadedModel, type ModelCacheOptions } from './models.ts';
+export { ModelCache, servingSessionOptions, type LoadedModel, type ModelCacheOptions } from './models.ts';
 export { RoutingCache, armsOf, routeRequest, servingVersions, type ProjectRouting, type RoutingCacheOptions } from './router.ts';
 export { DEFAULT_SERVE_SETTINGS, ServeSettingsStore, type ServeSettings } from './settings.ts';
 export { METRICS_NAMESPACE, ServeMetrics, emfRecord, stdoutSink, type MetricUnit, type MetricValue, type MetricsSink } from './metrics.ts';

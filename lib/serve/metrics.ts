@@ -53,6 +53,14 @@ export function emfRecord(options: {
   return record;
 }
 
+function routedMetrics(records: number, latencyMs: number): MetricValue[] {
+  return [
+    { name: 'RoutedRequests', unit: 'Count', value: 1 },
+    { name: 'RoutedRecords', unit: 'Count', value: records },
+    { name: 'InferLatencyMs', unit: 'Milliseconds', value: latencyMs },
+  ];
+}
+
 export class ServeMetrics {
   readonly #sink: MetricsSink;
   readonly #clock: () => number;
@@ -66,12 +74,27 @@ export class ServeMetrics {
     this.#sink(JSON.stringify(emfRecord({ dimensions, metrics, timestampMs: this.#clock(), ...(properties ? { properties } : {}) })));
   }
 
+  readonly #routedParts = new Map<string, [string, string]>();
+
+  /**
+   * One infer request's EMF line. It is on every request's path, so the line is spliced from two
+   * fixed parts per (project, version) around the timestamp and the values, instead of building
+   * and stringifying the record each time (the same JSON as `emit` writes; a test holds them equal).
+   */
   routed(project: string, version: number, records: number, latencyMs: number): void {
-    this.emit({ project, version: String(version) }, [
-      { name: 'RoutedRequests', unit: 'Count', value: 1 },
-      { name: 'RoutedRecords', unit: 'Count', value: records },
-      { name: 'InferLatencyMs', unit: 'Milliseconds', value: latencyMs },
-    ]);
+    const key = `${project}\u0000${version}`;
+    let parts = this.#routedParts.get(key);
+    if (!parts) {
+      const marker = -1.5;
+      const line = JSON.stringify(emfRecord({ dimensions: { project, version: String(version) }, metrics: routedMetrics(0, 0), timestampMs: marker }));
+      const [head, tail] = line.split(`"Timestamp":${marker}`);
+      const valuesAt = tail.lastIndexOf('"RoutedRequests":');
+      parts = [`${head}"Timestamp":`, tail.slice(0, valuesAt)];
+      if (this.#routedParts.size > 1000) this.#routedParts.clear();
+      this.#routedParts.set(key, parts);
+    }
+    // Microseconds are plenty, and a short number formats faster than a full double.
+    this.#sink(`${parts[0]}${this.#clock()}${parts[1]}"RoutedRequests":1,"RoutedRecords":${records},"InferLatencyMs":${Math.round(latencyMs * 1000) / 1000}}`);
   }
 
   reward(project: string, version: number, reward: number): void {

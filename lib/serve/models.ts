@@ -7,7 +7,7 @@ import type { ModelVersion, Registry } from '#lib/registry/index.ts';
 import { keys, sha256Hex, type ArtifactStore } from '#lib/store/index.ts';
 import { ServeError } from './errors.ts';
 import { recordChecker, type RecordChecker } from './records.ts';
-import { QUANTIZED_SESSION_CONFIG } from '#lib/deploy/quantize.ts';
+import { SERVING_SESSION_OPTIONS } from '#lib/deploy/evaluate.ts';
 
 /** The prefix `mergeEncoderAndHeads` gives the encoder's values inside an export model. */
 const ENCODER_PREFIX = 'encoder/';
@@ -20,8 +20,10 @@ export interface LoadedModel {
   session: ort.InferenceSession;
   checkRecords: RecordChecker;
   tokenization: Tokenization | undefined;
-  /** The task outputs to fetch, plus the embedding when the file exposes it. */
+  /** The task outputs to fetch, plus the embedding when the file exposes it (requests with a drift sample). */
   fetches: string[];
+  /** The task outputs alone (the other requests). */
+  taskFetches: string[];
   /** The encoder's embedding as an extra output (drift sampling), when the model has one. */
   embeddingOutput: string | undefined;
   sha256: string;
@@ -122,14 +124,7 @@ export class ModelCache {
     const { model, embeddingOutput } = withEmbeddingOutput(bytes, card);
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(model, {
-        executionProviders: ['cpu'],
-        // Idle intra-op threads spinning after each run steal the CPU the request's own DynamoDB
-        // write and the next request need (Lambda gives one or two vCPUs); serving runs are short.
-        // Int8 weights are dequantized once at load, as Export scored and timed them.
-        extra: { session: { ...QUANTIZED_SESSION_CONFIG.session, intra_op: { allow_spinning: '0' } } },
-        ...this.#sessionOptions,
-      });
+      session = await ort.InferenceSession.create(model, servingSessionOptions(this.#sessionOptions));
     } catch (cause) {
       throw invalid(project, version, `ONNX Runtime cannot load it (${(cause as Error).message})`, cause);
     }
@@ -153,6 +148,7 @@ export class ModelCache {
       checkRecords: recordChecker(card.encoder),
       tokenization,
       fetches: embeddingOutput === undefined ? outputs : [...outputs, embeddingOutput],
+      taskFetches: outputs,
       embeddingOutput,
       sha256: actual,
       sizeBytes: bytes.byteLength,
@@ -209,4 +205,9 @@ function invalid(project: string, version: number, reason: string, cause?: unkno
 
 function keyOf(project: string, version: number): string {
   return `${project}#${version}`;
+}
+
+/** The options every serving session is created with (`SERVING_SESSION_OPTIONS`, as Export timed it), `overrides` (execution providers, threads) on top. */
+export function servingSessionOptions(overrides: ModelCacheOptions['sessionOptions'] = {}): ort.InferenceSession.SessionOptions {
+  return { ...SERVING_SESSION_OPTIONS, ...overrides };
 }

@@ -4,11 +4,16 @@ import { ServeError } from './errors.ts';
 
 /** The signing key's item in the reward table: one per deployment, created by the first server that needs it. */
 const KEY_ITEM = { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } as const;
-const ID = /^([1-9][0-9]{0,8})\.([0-9a-z]{1,10})\.([A-Za-z0-9_-]{12})\.([A-Za-z0-9_-]{16})$/;
+const ID = /^([1-9][0-9]{0,8})\.([0-9a-z]{1,10})\.([A-Za-z0-9_-]{12})\.([0-9a-z]{1,4})\.([0-9a-z]{1,4})\.([A-Za-z0-9_-]{16})$/;
+/** Records one request may carry, at most (the id's count field is bounded to 4 base-36 digits). */
+const MAX_BATCH = 36 ** 4 - 1;
 
 /**
- * Prediction ids that carry their own proof: `<version>.<issued, base36 seconds>.<nonce>.<mac>`,
- * the MAC an HMAC-SHA256 over project, version, time and nonce. Feedback learns the version from
+ * Prediction ids that carry their own proof:
+ * `<version>.<issued, base36 seconds>.<nonce>.<index>.<count>.<mac>`, one per record of a request,
+ * the MAC an HMAC-SHA256 over project, version, time, nonce and the request's record count (one
+ * MAC per request, not per record: 64 records cost one HMAC); an index at or past the count is
+ * an id nobody issued. Feedback learns the version from
  * the id and knows Infer issued it, so Infer writes nothing before it answers (the exactly-once
  * write happens once, at feedback). The key lives in the reward table, which only the serving
  * functions and the pipeline can read; whoever can read it could also write feedback directly.
@@ -32,11 +37,17 @@ export class PredictionIds {
     return this.#retentionSeconds;
   }
 
-  async issue(project: string, version: number): Promise<string> {
+  /** The ids of one request's `count` predictions, in record order. */
+  async issue(project: string, version: number, count = 1): Promise<string[]> {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_BATCH) throw new RangeError(`count ${count} is not a request's record count (1 to ${MAX_BATCH})`);
     const key = await this.#signingKey();
     const issued = Math.floor(this.#clock() / 1000).toString(36);
     const nonce = this.#nonce();
-    return `${version}.${issued}.${nonce}.${mac(key, project, version, issued, nonce)}`;
+    const n = count.toString(36);
+    const signature = mac(key, project, version, issued, nonce, n);
+    const ids = new Array<string>(count);
+    for (let i = 0; i < count; i += 1) ids[i] = `${version}.${issued}.${nonce}.${i.toString(36)}.${n}.${signature}`;
+    return ids;
   }
 
   /** The version and time a prediction id stands for; an id Infer did not issue for this project is "not found". */
@@ -48,9 +59,10 @@ export class PredictionIds {
         context: { project, predictionId },
       });
     if (!match) throw unknown();
-    const [, versionText, issued, nonce, given] = match;
+    const [, versionText, issued, nonce, index, count, given] = match;
     const version = Number(versionText);
-    const expected = Buffer.from(mac(await this.#signingKey(), project, version, issued, nonce), 'base64url');
+    if (Number.parseInt(index, 36) >= Number.parseInt(count, 36)) throw unknown();
+    const expected = Buffer.from(mac(await this.#signingKey(), project, version, issued, nonce, count), 'base64url');
     const actual = Buffer.from(given, 'base64url');
     if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) throw unknown();
     const issuedAt = new Date(Number.parseInt(issued, 36) * 1000);
@@ -64,17 +76,20 @@ export class PredictionIds {
     return { version, issuedAt };
   }
 
-  #pool = Buffer.alloc(0);
+  #pool = '';
   #poolOffset = 0;
 
-  /** 9 random bytes from a pool refilled 4 KiB at a time: a getrandom call per id showed up in the infer profile. */
+  /**
+   * 9 random bytes (12 base64url characters) from a pool of 455 nonces drawn and encoded at once:
+   * a getrandom call and an encoding per request showed up in the infer profile.
+   */
   #nonce(): string {
-    if (this.#poolOffset + 9 > this.#pool.length) {
-      this.#pool = randomBytes(4096);
+    if (this.#poolOffset >= this.#pool.length) {
+      this.#pool = randomBytes(9 * 455).toString('base64url');
       this.#poolOffset = 0;
     }
-    this.#poolOffset += 9;
-    return this.#pool.subarray(this.#poolOffset - 9, this.#poolOffset).toString('base64url');
+    this.#poolOffset += 12;
+    return this.#pool.slice(this.#poolOffset - 12, this.#poolOffset);
   }
 
   #signingKey(): Promise<Buffer> {
@@ -101,6 +116,6 @@ export class PredictionIds {
   }
 }
 
-function mac(key: Buffer, project: string, version: number, issued: string, nonce: string): string {
-  return createHmac('sha256', key).update(`${project}\u0000${version}\u0000${issued}\u0000${nonce}`).digest().subarray(0, 12).toString('base64url');
+function mac(key: Buffer, project: string, version: number, issued: string, nonce: string, count: string): string {
+  return createHmac('sha256', key).update(`${project}\u0000${version}\u0000${issued}\u0000${nonce}\u0000${count}`).digest().subarray(0, 12).toString('base64url');
 }

@@ -4,6 +4,11 @@ import { badRequest } from './errors.ts';
 
 const PROJECT = /^[a-z0-9][a-z0-9-]{0,39}$/;
 
+/** Whether `value` is a project name as `projectField` accepts it. */
+export function isProjectName(value: unknown): value is string {
+  return typeof value === 'string' && PROJECT.test(value);
+}
+
 export const projectField = z.string({ error: (issue) => `is ${renderValue(issue.input)}; give the project name as a string` }).regex(PROJECT, {
   error: (issue) => `${renderValue(issue.input)} is not a project name; use the spec's project (1-40 lowercase letters, digits or dashes)`,
 });

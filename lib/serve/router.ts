@@ -107,6 +107,8 @@ export function armsOf(routing: ProjectRouting, servable: (version: number) => b
 
 /** The version for one request among the servable ones, or undefined when none is. */
 export function routeRequest(routing: ProjectRouting, servable: (version: number) => boolean, rng: Rng): number | undefined {
+  const { production, challengers } = routing.servingSet;
+  if (challengers.length === 0) return servable(production) ? production : undefined;
   const arms = armsOf(routing, servable);
   if (arms.length === 0) return undefined;
   if (arms.length === 1) return Number(arms[0].version);
