@@ -283,6 +283,35 @@ describe('validateRecord', () => {
     expect(problem({ b64: pack([1, Number.POSITIVE_INFINITY, 3]) })).toEqual(['field "features".b64 item 1 is Infinity, not a finite number']);
     expect(problem({ b64: 42 })).toEqual([expect.stringMatching(/^field "features".b64 is 42, not base64 text/)]);
   });
+
+  // Node's decoder skips characters outside the alphabet, stops at "=" and reads "ī" (U+012B) as "+":
+  // a text of about the right length with one of them can still fill the vector, so each must be caught.
+  it.each([
+    ['a character outside the alphabet', (text: string) => `${text.slice(0, 5)}!${text.slice(6)}`],
+    ['one more character, outside the alphabet', (text: string) => `${text.slice(0, 5)}!${text.slice(5)}`],
+    ['a space', (text: string) => `${text.slice(0, 5)} ${text.slice(6)}`],
+    ['a "=" inside', (text: string) => `${text.slice(0, 5)}=${text.slice(6)}`],
+    ['a character above U+00FF whose low byte is "+"', (text: string) => `${text.slice(0, 5)}\u012b${text.slice(6)}`],
+    ['a Latin-1 letter', (text: string) => `${text.slice(0, 5)}é${text.slice(6)}`],
+    ['padding where none belongs', (text: string) => `${text}=`],
+  ])('refuses a packed vector of about the right length with %s as not base64', (_, spoil) => {
+    const text = Buffer.from(Float32Array.of(1, 2.5, -3).buffer).toString('base64');
+    const spoilt = spoil(text);
+    const result = validateRecord({ features: { b64: spoilt }, urgent: 0 }, featuresSpec, at);
+    expect(result.problems.map((p) => p.message)).toEqual([expect.stringMatching(/^field "features".b64 (is .*, not base64 text|holds 11 bytes)/)]);
+  });
+
+  it('reads a packed vector with its padding, a shortened one or none, and one with a needless trailing character, as the same values', () => {
+    const spec = parseSpec({ project: 'demo', baseModel: { kind: 'features', dimension: 4 }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'urgent', type: 'binary' }] });
+    const padded = Buffer.from(Float32Array.of(1, 2.5, -3, 4).buffer).toString('base64');
+    expect(padded).toMatch(/[^=]==$/);
+    for (const b64 of [padded, padded.slice(0, -1), padded.slice(0, -2)]) {
+      expect(Array.from(validateRecord({ features: { b64 }, urgent: 0 }, spec, at).row?.input.features as Float32Array)).toEqual([1, 2.5, -3, 4]);
+    }
+    // 17 characters hold 12 bytes and 6 bits to spare, which base64 drops.
+    const longer = `${Buffer.from(Float32Array.of(1, 2.5, -3).buffer).toString('base64')}A`;
+    expect(Array.from(validateRecord({ features: { b64: longer }, urgent: 0 }, featuresSpec, at).row?.input.features as Float32Array)).toEqual([1, 2.5, -3]);
+  });
 });
 
 describe('validateDataset', () => {

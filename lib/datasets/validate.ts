@@ -379,20 +379,46 @@ function decodePackedVector(field: string, dimension: number, value: Record<stri
   const fix = `pack the ${dimension} values as little-endian float32 and base64 them (Python: base64.b64encode(np.asarray(v, "<f4").tobytes()))`;
   const extra = Object.keys(value).filter((key) => key !== 'b64');
   if (extra.length > 0) return `field "${field}" has keys ${extra.map((k) => `"${k}"`).join(', ')} next to "b64"; a packed vector is {"b64": "…"} alone`;
-  if (typeof packed !== 'string' || !BASE64.test(packed)) return `field "${field}".b64 is ${describe(packed)}, not base64 text; ${fix}`;
-  const padding = packed.endsWith('==') ? 2 : packed.endsWith('=') ? 1 : 0;
-  const byteLength = Math.floor((packed.length * 3) / 4) - padding;
-  if (byteLength !== dimension * 4) {
-    return `field "${field}".b64 holds ${byteLength} bytes (${byteLength / 4} float32 values), expected ${dimension * 4} bytes for ${dimension} values (baseModel.dimension); ${fix}`;
-  }
   const vector = new Float32Array(dimension);
   const bytes = Buffer.from(vector.buffer);
-  bytes.write(packed, 'base64');
+  if (!(typeof packed === 'string' && isPlainBase64Of(packed, bytes))) {
+    // What is wrong with it, or a text the shortcut turns down but base64 still reads in full.
+    if (typeof packed !== 'string' || !BASE64.test(packed)) return `field "${field}".b64 is ${describe(packed)}, not base64 text; ${fix}`;
+    const byteLength = base64ByteLength(packed);
+    if (byteLength !== dimension * 4) {
+      return `field "${field}".b64 holds ${byteLength} bytes (${byteLength / 4} float32 values), expected ${dimension * 4} bytes for ${dimension} values (baseModel.dimension); ${fix}`;
+    }
+    bytes.write(packed, 'base64');
+  }
   if (!LITTLE_ENDIAN) for (let i = 0; i < dimension; i += 1) vector[i] = bytes.readFloatLE(i * 4);
   for (let i = 0; i < dimension; i += 1) {
     if (!Number.isFinite(vector[i])) return `field "${field}".b64 item ${i} is ${vector[i]}, not a finite number`;
   }
   return vector;
+}
+
+/** The bytes a base64 text stands for, counting its padding. */
+function base64ByteLength(text: string): number {
+  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  return Math.floor((text.length * 3) / 4) - padding;
+}
+
+/**
+ * Decodes `text` into `bytes` when it is base64 of exactly that many bytes as the checks above
+ * would have it, without their regex (~3.5 µs on the 2 KB of a 384-vector; this costs ~0.3 µs).
+ * Node's decoder skips characters outside the alphabet, stops at a `=` and reads a character
+ * above U+00FF by its low byte, so a text all ASCII, of the shortest length for the bytes (then
+ * its padding), that fills them has no character but the alphabet's. It turns down some good
+ * base64 (a needlessly long text), which the checks then read as they always did.
+ */
+function isPlainBase64Of(text: string, bytes: Buffer): boolean {
+  const unpadded = text.endsWith('==') ? text.length - 2 : text.endsWith('=') ? text.length - 1 : text.length;
+  return (
+    unpadded === Math.ceil((bytes.length * 4) / 3) &&
+    base64ByteLength(text) === bytes.length &&
+    Buffer.byteLength(text, 'utf8') === text.length &&
+    bytes.write(text, 'base64') === bytes.length
+  );
 }
 
 const TRUE_WORDS = new Set(['1', 'true']);
