@@ -1,3 +1,5 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { CardTask } from '#lib/deploy/card.ts';
@@ -417,5 +419,18 @@ describe('signed prediction ids', () => {
     expect(await unissued('14', count)).toMatchObject({ code: 'PREDICTION_NOT_FOUND' });
     expect(await unissued('14', '15')).toMatchObject({ code: 'PREDICTION_NOT_FOUND' });
     await expect(ids.issue('shop', 3, 0)).rejects.toThrow(/count 0 is not a request's record count/);
+  });
+
+  it('signs with HMAC-SHA256 under the key kept in the reward table, so only a holder of that key can make an id', async () => {
+    const ids = new PredictionIds({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
+    const [id] = await ids.issue('shop', 5, 2);
+    const stored = await aws.clients.dynamodb.send(new GetCommand({ TableName: aws.config.rewardTable, Key: { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } }));
+    const key = Buffer.from(stored.Item?.key as string, 'base64');
+    const [version, issued, nonce, , count, mac] = id.split('.');
+    const expected = createHmac('sha256', key).update(['shop', version, issued, nonce, count].join('\u0000')).digest().subarray(0, 12).toString('base64url');
+    const otherKey = createHmac('sha256', randomBytes(32)).update(['shop', version, issued, nonce, count].join('\u0000')).digest().subarray(0, 12).toString('base64url');
+
+    expect(mac).toBe(expected);
+    await expect(ids.verify('shop', [version, issued, nonce, '0', count, otherKey].join('.'))).rejects.toMatchObject({ code: 'PREDICTION_NOT_FOUND' });
   });
 });
