@@ -9,6 +9,7 @@ import {
   createServeContext,
   handleFeedbackEvent,
   handleInferEvent,
+  infer,
   PredictionIds,
   ServeMetrics,
   startServer,
@@ -138,6 +139,29 @@ describe('infer', () => {
     const response = JSON.parse(result.body) as InferResponse;
     expect(result.statusCode).toBe(200);
     expect(response.predictions[0].outputs).toEqual(response.predictions[1].outputs);
+    await ctx.close();
+  });
+
+  it.each([
+    ['plain task and class names', TASKS, 0],
+    ['class names JSON must escape', [{ name: 'topic "quoted"', type: 'multiclass', classes: ['a"b', 'ü\n', '\\'], metric: 'macroF1' }], 0],
+    ['a task name an object puts first (index-like)', [{ name: 'ltv', type: 'regression', metric: 'rmse' }, { name: '2', type: 'binary', metric: 'auc' }], 0],
+    ['class names an object reorders (index-like), repeats or drops (__proto__)', [{ name: 'topic', type: 'multiclass', classes: ['b', '1', '0', 'b', '__proto__'], metric: 'macroF1' }], 0],
+    ['outputs that are not numbers (NaN)', [{ name: 'churn', type: 'binary', metric: 'auc' }], Number.NaN],
+  ] satisfies Array<[string, CardTask[], number]>)('answers with the JSON text JSON.stringify makes of the infer response, for %s', async (_, tasks, bias) => {
+    const project = `json-${Math.random().toString(36).slice(2, 8)}`;
+    const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks, seed: 3, bias });
+    const { version } = await publishModel({ registry, store, project, runId: `${project}-run`, model, encoder, tasks });
+    await registry.setServingSet(project, { production: version, challengers: [] }, { expectedRevision: 0 });
+    const { context: ctx } = context();
+    const request = { project, records: [record(), record([0, 0, 0, 0]), record([3, -2, 1, 1])] };
+
+    const text = (await handleInferEvent(urlEvent(request), ctx)).body;
+    const object = await infer(request, ctx);
+    const ids = (JSON.parse(text) as InferResponse).predictions.map((p) => p.predictionId);
+    object.predictions.forEach((prediction, i) => (prediction.predictionId = ids[i]));
+
+    expect(text).toBe(JSON.stringify(object));
     await ctx.close();
   });
 

@@ -3,7 +3,7 @@ import { describeError } from '#lib/errors/index.ts';
 import type { ServeContext } from './context.ts';
 import { STATUS_BY_CODE, ServeError, badRequest } from './errors.ts';
 import { feedback } from './feedback.ts';
-import { infer } from './infer.ts';
+import { inferJson } from './infer.ts';
 
 /** The parts of a Lambda Function URL event (API Gateway payload v2.0) the handlers read. */
 export const functionUrlEventSchema = z.object({
@@ -27,16 +27,19 @@ export interface ErrorBody {
   error: { code: string; message: string; details?: Record<string, unknown> };
 }
 
-type Operation = (body: unknown, context: ServeContext) => Promise<unknown>;
+/** An operation on a parsed body, answering with its response's JSON text. */
+type Operation = (body: unknown, context: ServeContext) => Promise<string>;
 
 /** POST /infer as a Function URL handler (the Lambda handler and the local server both call it). */
 export function handleInferEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
-  return handle(event, context, infer, 'infer');
+  return handle(event, context, inferJson, 'infer');
 }
+
+const feedbackJson: Operation = async (body, context) => JSON.stringify(await feedback(body, context));
 
 /** POST /feedback as a Function URL handler. */
 export function handleFeedbackEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
-  return handle(event, context, feedback, 'feedback');
+  return handle(event, context, feedbackJson, 'feedback');
 }
 
 /** The fields the handlers read, straight from a well-formed event; anything else goes through the schema, which names the problem. */
@@ -61,7 +64,7 @@ async function handle(event: unknown, context: ServeContext, operation: Operatio
     if (method !== 'POST' && method.toUpperCase() !== 'POST') {
       throw new ServeError(`${method} is not allowed; ${name} takes POST with a JSON body`, { code: 'METHOD_NOT_ALLOWED', context: { method } });
     }
-    return json(200, await operation(readBody(body, isBase64Encoded, context.limits.maxBodyBytes), context));
+    return jsonText(200, await operation(readBody(body, isBase64Encoded, context.limits.maxBodyBytes), context));
   } catch (error) {
     return errorResult(error, context, name);
   }
@@ -100,5 +103,9 @@ export function errorResult(error: unknown, context: Pick<ServeContext, 'logger'
 }
 
 export function json(statusCode: number, value: unknown): FunctionUrlResult {
-  return { statusCode, headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) };
+  return jsonText(statusCode, JSON.stringify(value));
+}
+
+function jsonText(statusCode: number, body: string): FunctionUrlResult {
+  return { statusCode, headers: { 'content-type': 'application/json' }, body };
 }

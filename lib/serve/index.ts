@@ -6,7 +6,7 @@
  */
 export { ServeError, STATUS_BY_CODE, type ServeErrorCode } from './errors.ts';
 export { createServeContext, DEFAULT_LIMITS, type ServeContext, type ServeDependencies, type ServeLimits, type ServeLogger, type ServeOptions } from './context.ts';
-export { infer, inferRequestSchema, type InferRequest, type InferResponse, type Prediction, type TaskOutput } from './infer.ts';
+export { infer, inferJson, inferRequestSchema, type InferRequest, type InferResponse, type Prediction, type TaskOutput } from './infer.ts';
 export { feedback, feedbackRequestSchema, type FeedbackRequest, type FeedbackResponse } from './feedback.ts';
 export { handleFeedbackEvent, handleInferEvent, functionUrlEventSchema, type ErrorBody, type FunctionUrlEvent, type FunctionUrlResult } from './http.ts';
 export { startServer, type RunningServer, type StartServerOptions } from './server.ts';
