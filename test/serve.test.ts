@@ -19,6 +19,7 @@ import {
   type ServeOptions,
 } from '#lib/serve/index.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
+import { HmacSha256 } from '#lib/serve/hmacSha256.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from '../bench/serve.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
@@ -443,6 +444,22 @@ describe('signed prediction ids', () => {
     expect(await unissued('14', count)).toMatchObject({ code: 'PREDICTION_NOT_FOUND' });
     expect(await unissued('14', '15')).toMatchObject({ code: 'PREDICTION_NOT_FOUND' });
     await expect(ids.issue('shop', 3, 0)).rejects.toThrow(/count 0 is not a request's record count/);
+  });
+
+  it('computes HMAC-SHA256 as node:crypto does, for keys up to past a block and messages across block edges and outside ASCII', () => {
+    // RFC 4231, test case 2.
+    expect(new HmacSha256(Buffer.from('Jefe')).base64url('what do ya want for nothing?', 30)).toBe(
+      Buffer.from('5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843', 'hex').subarray(0, 30).toString('base64url'),
+    );
+    const rng = createRng(3);
+    for (const keyBytes of [0, 1, 32, 64, 65, 131]) {
+      const key = randomBytes(keyBytes);
+      const signer = new HmacSha256(key);
+      for (const length of [0, 1, 55, 56, 63, 64, 119, 120, 300]) {
+        const message = Array.from({ length }, () => String.fromCharCode(rng.uniform() < 0.9 ? 32 + Math.floor(rng.uniform() * 95) : Math.floor(rng.uniform() * 0xd7ff))).join('');
+        expect(signer.base64url(message, 30)).toBe(createHmac('sha256', key).update(message).digest().subarray(0, 30).toString('base64url'));
+      }
+    }
   });
 
   it('signs with HMAC-SHA256 under the key kept in the reward table, so only a holder of that key can make an id', async () => {

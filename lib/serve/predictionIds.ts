@@ -1,6 +1,7 @@
-import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ServeError } from './errors.ts';
+import { HmacSha256 } from './hmacSha256.ts';
 
 /** The signing key's item in the reward table: one per deployment, created by the first server that needs it. */
 const KEY_ITEM = { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } as const;
@@ -23,7 +24,9 @@ export class PredictionIds {
   readonly #table: string;
   readonly #clock: () => number;
   readonly #retentionSeconds: number;
-  #key: Promise<KeyObject> | undefined;
+  #key: Promise<HmacSha256> | undefined;
+  /** The key, once loaded. */
+  #signer: HmacSha256 | undefined;
 
   constructor(options: { dynamodb: DynamoDBDocumentClient; tableName: string; clock?: () => number; retentionDays?: number }) {
     this.#db = options.dynamodb;
@@ -39,15 +42,13 @@ export class PredictionIds {
 
   /** The ids of one request's `count` predictions, in record order. */
   async issue(project: string, version: number, count = 1): Promise<string[]> {
+    return this.issueNow(project, version, count) ?? idsOf(await this.#signingKey(), project, version, this.#issued(), this.#nonce(), count);
+  }
+
+  /** `issue` without waiting, once the signing key is loaded; undefined until then. */
+  issueNow(project: string, version: number, count = 1): string[] | undefined {
     if (!Number.isInteger(count) || count < 1 || count > MAX_BATCH) throw new RangeError(`count ${count} is not a request's record count (1 to ${MAX_BATCH})`);
-    const key = await this.#signingKey();
-    const issued = Math.floor(this.#clock() / 1000).toString(36);
-    const nonce = this.#nonce();
-    const n = count.toString(36);
-    const signature = mac(key, project, version, issued, nonce, n);
-    const ids = new Array<string>(count);
-    for (let i = 0; i < count; i += 1) ids[i] = `${version}.${issued}.${nonce}.${i.toString(36)}.${n}.${signature}`;
-    return ids;
+    return this.#signer && idsOf(this.#signer, project, version, this.#issued(), this.#nonce(), count);
   }
 
   /** The version and time a prediction id stands for; an id Infer did not issue for this project is "not found". */
@@ -92,9 +93,13 @@ export class PredictionIds {
     return this.#pool.slice(this.#poolOffset - 12, this.#poolOffset);
   }
 
-  /** A KeyObject, not the key's bytes: an HMAC keyed with a Buffer imports the key on every call (~1 µs). */
-  #signingKey(): Promise<KeyObject> {
-    this.#key ??= this.#loadKey().then((key) => createSecretKey(key)).catch((error: unknown) => {
+  /** Base-36 seconds. */
+  #issued(): string {
+    return Math.floor(this.#clock() / 1000).toString(36);
+  }
+
+  #signingKey(): Promise<HmacSha256> {
+    this.#key ??= this.#loadKey().then((key) => (this.#signer = new HmacSha256(key))).catch((error: unknown) => {
       this.#key = undefined;
       throw error;
     });
@@ -117,7 +122,15 @@ export class PredictionIds {
   }
 }
 
-/** The first 12 bytes of the HMAC: the first 16 characters of its base64url (12 bytes are 16 characters exactly). */
-function mac(key: KeyObject, project: string, version: number, issued: string, nonce: string, count: string): string {
-  return createHmac('sha256', key).update(`${project}\u0000${version}\u0000${issued}\u0000${nonce}\u0000${count}`).digest('base64url').slice(0, 16);
+function idsOf(signer: HmacSha256, project: string, version: number, issued: string, nonce: string, count: number): string[] {
+  const n = count.toString(36);
+  const signature = mac(signer, project, version, issued, nonce, n);
+  const ids = new Array<string>(count);
+  for (let i = 0; i < count; i += 1) ids[i] = `${version}.${issued}.${nonce}.${i.toString(36)}.${n}.${signature}`;
+  return ids;
+}
+
+/** HMAC-SHA256 of the id's fields, its first 12 bytes in base64url. */
+function mac(signer: HmacSha256, project: string, version: number, issued: string, nonce: string, count: string): string {
+  return signer.base64url(`${project}\u0000${version}\u0000${issued}\u0000${nonce}\u0000${count}`, 12);
 }
