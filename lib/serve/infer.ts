@@ -8,7 +8,7 @@ import type { ServeContext } from './context.ts';
 import { ServeError, badRequest } from './errors.ts';
 import type { LoadedModel } from './models.ts';
 import { isProjectName, projectField, parseRequest } from './requests.ts';
-import { routeRequest, servingVersions } from './router.ts';
+import { routeRequest, servingVersions, type ProjectRouting } from './router.ts';
 
 export const inferRequestSchema = z.strictObject({
   project: projectField,
@@ -80,7 +80,8 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
   const request = wellFormed(body) ?? parseRequest(inferRequestSchema, body, EXAMPLE);
   if (request.records.length === 0) throw badRequest(`records is empty; send 1 to ${context.limits.maxRecords} records`, { records: 0 });
 
-  const model = await chooseModel(request, context);
+  const chosen = chooseModel(request, context);
+  const model = chosen instanceof Promise ? await chosen : chosen;
   const { rows, problems } = model.checkRecords(request.records);
   if (problems.length > 0) {
     const shown = problems.slice(0, 10).map((p) => `records[${p.record}]${p.field === undefined ? '' : `.${p.field}`}: ${p.message}`);
@@ -94,7 +95,7 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
   const sampled = model.embeddingOutput === undefined ? undefined : context.sampler?.pick(request.project, model.version, rows.length);
   const results = await model.session.run(feeds, sampled ? model.fetches : model.taskFetches);
   // Signed ids carry the version: nothing is written before the answer (feedback writes once).
-  const ids = await context.predictionIds.issue(request.project, model.version, rows.length);
+  const ids = context.predictionIds.issueNow(request.project, model.version, rows.length) ?? (await context.predictionIds.issue(request.project, model.version, rows.length));
   const answered = answer({ project: request.project, model, results, ids });
 
   if (sampled && model.embeddingOutput !== undefined) {
@@ -125,24 +126,38 @@ function wellFormed(body: unknown): InferRequest | undefined {
   return fields as InferRequest;
 }
 
-/** The pinned version, or the router's choice among the versions that load; refused ones are skipped. */
-async function chooseModel(request: InferRequest, context: ServeContext): Promise<LoadedModel> {
-  const routing = await context.routing.get(request.project);
-  const versions = servingVersions(routing.servingSet);
+/**
+ * The pinned version, or the router's choice among the versions that load; refused ones are
+ * skipped. No promise once the routing and the version are cached (every request but the first
+ * few): the waits showed in the profile of a one-record request.
+ */
+function chooseModel(request: InferRequest, context: ServeContext): LoadedModel | Promise<LoadedModel> {
+  const routing = context.routing.current(request.project);
+  return routing ? chooseIn(routing, request, context) : context.routing.get(request.project).then((fresh) => chooseIn(fresh, request, context));
+}
+
+function chooseIn(routing: ProjectRouting, request: InferRequest, context: ServeContext): LoadedModel | Promise<LoadedModel> {
   if (request.version !== undefined) {
+    const versions = servingVersions(routing.servingSet);
     if (!versions.includes(request.version)) {
       throw new ServeError(`version ${request.version} is not in the serving set of ${request.project} (serving: ${versions.join(', ')}); pin one of those or leave version out`, {
         code: 'VERSION_NOT_SERVED',
         context: { project: request.project, version: request.version, serving: versions },
       });
     }
-    return context.models.get(request.project, request.version);
+    return context.models.ready(request.project, request.version) ?? context.models.get(request.project, request.version);
   }
+  const version = routeRequest(routing, (v) => !context.models.isRefused(request.project, v), context.rng);
+  return (version === undefined ? undefined : context.models.ready(request.project, version)) ?? loadRouted(routing, request, context, version);
+}
+
+/** Loads the router's choice, and while one is refused, its next choice among the rest. */
+async function loadRouted(routing: ProjectRouting, request: InferRequest, context: ServeContext, first: number | undefined): Promise<LoadedModel> {
   const failed = new Set<number>();
   const refusals: string[] = [];
-  for (;;) {
-    const version = routeRequest(routing, (v) => !failed.has(v) && !context.models.isRefused(request.project, v), context.rng);
+  for (let version = first; ; version = routeRequest(routing, (v) => !failed.has(v) && !context.models.isRefused(request.project, v), context.rng)) {
     if (version === undefined) {
+      const versions = servingVersions(routing.servingSet);
       throw new ServeError(
         `no version of ${request.project} can be served right now (serving set: ${versions.join(', ')})${refusals.length > 0 ? `: ${refusals.join('; ')}` : ' — every version was refused; see the logs'}; register a good version and update the serving set`,
         { code: 'NO_SERVABLE_VERSION', context: { project: request.project, serving: versions } },

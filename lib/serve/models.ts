@@ -74,6 +74,12 @@ export class ModelCache {
     return entry?.state === 'refused' && entry.untilMs > this.#clock();
   }
 
+  /** The version when it is loaded, without waiting; undefined when `get` must load it (or say why it cannot). */
+  ready(project: string, version: number): LoadedModel | undefined {
+    const entry = this.#entries.get(keyOf(project, version));
+    return entry?.state === 'ready' ? entry.model : undefined;
+  }
+
   /** The loaded version, loading it on first use; a refused version throws its ServeError. */
   async get(project: string, version: number): Promise<LoadedModel> {
     const key = keyOf(project, version);

@@ -44,9 +44,15 @@ export class RoutingCache {
     this.#clock = options.clock ?? Date.now;
   }
 
-  async get(project: string): Promise<ProjectRouting> {
+  /** The project's routing when a fresh copy is cached, without waiting; undefined when `get` must read it. */
+  current(project: string): ProjectRouting | undefined {
     const cached = this.#entries.get(project);
-    if (cached && this.#clock() - cached.fetchedAtMs < this.#ttlMs) return cached;
+    return cached && this.#clock() - cached.fetchedAtMs < this.#ttlMs ? cached : undefined;
+  }
+
+  async get(project: string): Promise<ProjectRouting> {
+    const cached = this.current(project);
+    if (cached) return cached;
     let refreshing = this.#refreshing.get(project);
     if (!refreshing) {
       refreshing = this.#read(project).finally(() => this.#refreshing.delete(project));
