@@ -138,8 +138,12 @@ describe('infer', () => {
     const packed = { features: { b64: Buffer.from(Float32Array.from(values).buffer).toString('base64') } };
     const result = await handleInferEvent(urlEvent({ project: 'shop', records: [packed, record(values)] }), ctx);
     const response = JSON.parse(result.body) as InferResponse;
+    // Alone, the decoded vector is the model's input as it is (a slice of a shared buffer, fed by its offset).
+    const alone = await Promise.all([packed, record(values)].map(async (r) => (JSON.parse((await handleInferEvent(urlEvent({ project: 'shop', records: [r] }), ctx)).body) as InferResponse).predictions[0].outputs));
     expect(result.statusCode).toBe(200);
     expect(response.predictions[0].outputs).toEqual(response.predictions[1].outputs);
+    expect(alone[0]).toEqual(alone[1]);
+    expect(alone[0]).toEqual(response.predictions[0].outputs);
     await ctx.close();
   });
 

@@ -134,14 +134,7 @@ export function encoderFeeds(
 ): Record<string, ort.Tensor> {
   const batch = rows.length;
   const feeds: Record<string, ort.Tensor> = {};
-  let tokens: { ids: BigInt64Array; mask: BigInt64Array; length: number } | undefined;
-  const tokenized = (field: string) => {
-    if (!tokenization) {
-      throw new EncoderError('the encoder takes token ids but its metadata carries no tokenizer; fit it again with fitEncoder', { code: 'ENCODER_MODEL' });
-    }
-    tokens ??= tokenization.encodeBatch(rows.map((row) => textOf(row, field)));
-    return tokens;
-  };
+  let tokens: TokenBatch | undefined;
   for (const input of descriptor.inputs) {
     switch (input.role) {
       case 'text':
@@ -176,30 +169,46 @@ export function encoderFeeds(
       }
       case 'features': {
         const dimension = Number(input.shape[1]);
-        const field = input.fields[0];
-        const data = new Float32Array(batch * dimension);
-        rows.forEach((row, i) => {
-          const value = row.input[field];
-          if (!Array.isArray(value) && !(value instanceof Float32Array) && !(value instanceof Float64Array)) throw inputError(field, value, `an array of ${dimension} numbers`);
-          if (value.length !== dimension) throw inputError(field, `${value.length} values`, `${dimension} values (baseModel.dimension)`);
-          data.set(value as ArrayLike<number>, i * dimension);
-        });
-        feeds[input.name] = new ort.Tensor('float32', data, [batch, dimension]);
+        feeds[input.name] = new ort.Tensor('float32', featureBatch(rows, input.fields[0], dimension), [batch, dimension]);
         break;
       }
-      case 'token_ids': {
-        const t = tokenized(input.fields[0]);
-        feeds[input.name] = new ort.Tensor('int64', t.ids, [batch, t.length]);
+      case 'token_ids':
+        tokens ??= tokenBatch(rows, input.fields[0], tokenization);
+        feeds[input.name] = new ort.Tensor('int64', tokens.ids, [batch, tokens.length]);
         break;
-      }
-      case 'attention_mask': {
-        const t = tokenized(input.fields[0]);
-        feeds[input.name] = new ort.Tensor('int64', t.mask, [batch, t.length]);
+      case 'attention_mask':
+        tokens ??= tokenBatch(rows, input.fields[0], tokenization);
+        feeds[input.name] = new ort.Tensor('int64', tokens.mask, [batch, tokens.length]);
         break;
-      }
     }
   }
   return feeds;
+}
+
+type TokenBatch = { ids: BigInt64Array; mask: BigInt64Array; length: number };
+
+function tokenBatch(rows: readonly ValidatedRow[], field: string, tokenization: Tokenization | undefined): TokenBatch {
+  if (!tokenization) {
+    throw new EncoderError('the encoder takes token ids but its metadata carries no tokenizer; fit it again with fitEncoder', { code: 'ENCODER_MODEL' });
+  }
+  return tokenization.encodeBatch(rows.map((row) => textOf(row, field)));
+}
+
+/**
+ * The rows' vectors, row-major. One row's Float32Array (a packed `{"b64"}` vector, decoded once) is
+ * the batch as it is: serving's one-record requests skip an allocation and a copy.
+ */
+function featureBatch(rows: readonly ValidatedRow[], field: string, dimension: number): Float32Array {
+  const only = rows.length === 1 ? rows[0].input[field] : undefined;
+  if (only instanceof Float32Array && only.length === dimension) return only;
+  const data = new Float32Array(rows.length * dimension);
+  for (let i = 0; i < rows.length; i += 1) {
+    const value = rows[i].input[field];
+    if (!Array.isArray(value) && !(value instanceof Float32Array) && !(value instanceof Float64Array)) throw inputError(field, value, `an array of ${dimension} numbers`);
+    if (value.length !== dimension) throw inputError(field, `${value.length} values`, `${dimension} values (baseModel.dimension)`);
+    data.set(value as ArrayLike<number>, i * dimension);
+  }
+  return data;
 }
 
 function inputError(field: string, value: unknown, expected: string): EncoderError {
