@@ -9,11 +9,16 @@ import {
   createServeContext,
   handleFeedbackEvent,
   handleInferEvent,
+  hourKey,
   infer,
   PredictionIds,
+  projectionDirections,
+  projectRows,
+  samplePrefix,
   ServeMetrics,
   startServer,
   type InferResponse,
+  type SampleBatch,
   type ServeContext,
   type ServeDependencies,
   type ServeOptions,
@@ -168,6 +173,21 @@ describe('infer', () => {
 
     expect(text).toBe(JSON.stringify(object));
     await ctx.close();
+  });
+
+  it("samples drift from a features model's input, its embedding passed through, with no output added to the file", async () => {
+    const clock = () => Date.parse('2026-03-01T10:00:00Z');
+    const { context: ctx } = context({ drift: { sampleRate: 1, batchRecords: 100 }, clock });
+    const records = [record(), record([3, -2, 1, 1])];
+    const response = JSON.parse((await handleInferEvent(urlEvent({ project: 'shop', records }), ctx)).body) as InferResponse;
+    const loaded = await ctx.models.get('shop', response.version);
+    await ctx.close();
+
+    expect(loaded).toMatchObject({ embeddingInput: 'features', embeddingOutput: undefined });
+    expect(loaded.session.outputNames.filter((name) => name.startsWith('encoder/'))).toEqual([]);
+    const [sample] = await store.list(samplePrefix('shop', hourKey(clock()), response.version));
+    const batch = await store.getJson<SampleBatch>(sample.key);
+    expect(batch.projections).toEqual(projectRows(Float32Array.from(records.flatMap((r) => r.features)), DIMENSION, projectionDirections(DIMENSION)));
   });
 
   it('writes the routed EMF line exactly as emitting the same record would', () => {

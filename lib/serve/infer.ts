@@ -92,14 +92,16 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
   }
 
   const feeds = encoderFeeds(model.card.encoder, rows, model.tokenization);
-  const sampled = model.embeddingOutput === undefined ? undefined : context.sampler?.pick(request.project, model.version, rows.length);
+  const embedded = model.embeddingOutput !== undefined || model.embeddingInput !== undefined;
+  const sampled = embedded ? context.sampler?.pick(request.project, model.version, rows.length) : undefined;
   const results = await model.session.run(feeds, sampled ? model.fetches : model.taskFetches);
   // Signed ids carry the version: nothing is written before the answer (feedback writes once).
   const ids = context.predictionIds.issueNow(request.project, model.version, rows.length) ?? (await context.predictionIds.issue(request.project, model.version, rows.length));
   const answered = answer({ project: request.project, model, results, ids });
 
-  if (sampled && model.embeddingOutput !== undefined) {
-    context.sampler?.offer(request.project, model.version, results[model.embeddingOutput].data as Float32Array, model.card.encoder.dimension, sampled);
+  if (sampled) {
+    const embeddings = model.embeddingInput !== undefined ? feeds[model.embeddingInput] : results[model.embeddingOutput!];
+    context.sampler?.offer(request.project, model.version, embeddings.data as Float32Array, model.card.encoder.dimension, sampled);
   }
   for (const tensor of Object.values(results)) tensor.dispose();
   context.metrics.routed(request.project, model.version, rows.length, performance.now() - started);
