@@ -301,6 +301,15 @@ describe('validateRecord', () => {
     expect(result.problems.map((p) => p.message)).toEqual([expect.stringMatching(/^field "features".b64 (is .*, not base64 text|holds 11 bytes)/)]);
   });
 
+  it.each([0, 1, 2, 3, 4])('names a NaN or an infinity at item %i of a packed vector', (position) => {
+    const spec = parseSpec({ project: 'demo', baseModel: { kind: 'features', dimension: 5 }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'urgent', type: 'binary' }] });
+    for (const bad of [Number.NaN, Number.NEGATIVE_INFINITY]) {
+      const values = [1, -0, 3e38, -2.5, 1e-45].map((v, i) => (i === position ? bad : v));
+      const b64 = Buffer.from(Float32Array.from(values).buffer).toString('base64');
+      expect(validateRecord({ features: { b64 }, urgent: 0 }, spec, at).problems.map((p) => p.message)).toEqual([`field "features".b64 item ${position} is ${bad}, not a finite number`]);
+    }
+  });
+
   it('reads a packed vector with its padding, a shortened one or none, and one with a needless trailing character, as the same values', () => {
     const spec = parseSpec({ project: 'demo', baseModel: { kind: 'features', dimension: 4 }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'urgent', type: 'binary' }] });
     const padded = Buffer.from(Float32Array.of(1, 2.5, -3, 4).buffer).toString('base64');
