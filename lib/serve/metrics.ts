@@ -82,6 +82,16 @@ export class ServeMetrics {
    * and stringifying the record each time (the same JSON as `emit` writes; a test holds them equal).
    */
   routed(project: string, version: number, records: number, latencyMs: number): void {
+    const last = this.#lastRouted;
+    const parts = last.project === project && last.version === version ? last.parts : this.#partsOf(project, version);
+    // Microseconds are plenty, and a short number formats faster than a full double.
+    this.#sink(`${parts[0]}${this.#clock()}${parts[1]}"RoutedRequests":1,"RoutedRecords":${records},"InferLatencyMs":${Math.round(latencyMs * 1000) / 1000}}`);
+  }
+
+  /** The last (project, version) routed: most requests of a process go to the one it served before. */
+  #lastRouted: { project: string; version: number; parts: [string, string] } = { project: '', version: 0, parts: ['', ''] };
+
+  #partsOf(project: string, version: number): [string, string] {
     const key = `${project}\u0000${version}`;
     let parts = this.#routedParts.get(key);
     if (!parts) {
@@ -93,8 +103,8 @@ export class ServeMetrics {
       if (this.#routedParts.size > 1000) this.#routedParts.clear();
       this.#routedParts.set(key, parts);
     }
-    // Microseconds are plenty, and a short number formats faster than a full double.
-    this.#sink(`${parts[0]}${this.#clock()}${parts[1]}"RoutedRequests":1,"RoutedRecords":${records},"InferLatencyMs":${Math.round(latencyMs * 1000) / 1000}}`);
+    this.#lastRouted = { project, version, parts };
+    return parts;
   }
 
   reward(project: string, version: number, reward: number): void {

@@ -93,9 +93,13 @@ export class PredictionIds {
     return this.#pool.slice(this.#poolOffset - 12, this.#poolOffset);
   }
 
-  /** Base-36 seconds. */
+  #issuedAt = { seconds: Number.NaN, text: '' };
+
+  /** Now in base-36 seconds, formatted once a second. */
   #issued(): string {
-    return Math.floor(this.#clock() / 1000).toString(36);
+    const seconds = Math.floor(this.#clock() / 1000);
+    if (seconds !== this.#issuedAt.seconds) this.#issuedAt = { seconds, text: seconds.toString(36) };
+    return this.#issuedAt.text;
   }
 
   #signingKey(): Promise<HmacSha256> {
