@@ -218,6 +218,7 @@ describe('infer', () => {
     ['empty records', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [] }), /records is empty; send 1 to 8 records/],
     ['more records than allowed', 400, 'REQUEST_TOO_LARGE', urlEvent({ project: 'shop', records: Array.from({ length: 9 }, () => record()) }), /records has 9 records; send at most 8 per request/],
     ['a body over the byte limit', 400, 'REQUEST_TOO_LARGE', urlEvent(tooBig), /the body is \d+ bytes; send at most 1024 bytes/],
+    ['a body under the limit in characters but over it in UTF-8 bytes', 400, 'REQUEST_TOO_LARGE', urlEvent({ project: 'shop', records: [{ features: '€'.repeat(340) }] }), /the body is 10\d\d bytes; send at most 1024 bytes/],
     ['an unknown top-level field', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record()], model: 3 }), /unknown field "model"/],
     ['a version that is not a number', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record()], version: 'latest' }), /version: is "latest"; pin a version by its number/],
     ['a record that is not an object', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record(), 5] }), /records\[1\]: is 5; each record is an object of the model's input fields \(features\)/],

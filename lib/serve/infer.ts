@@ -97,13 +97,13 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
   const results = await model.session.run(feeds, sampled ? model.fetches : model.taskFetches);
   // Signed ids carry the version: nothing is written before the answer (feedback writes once).
   const ids = context.predictionIds.issueNow(request.project, model.version, rows.length) ?? (await context.predictionIds.issue(request.project, model.version, rows.length));
+  // The outputs are CPU tensors over ArrayBuffers the GC frees (dispose would only clear their fields).
   const answered = answer({ project: request.project, model, results, ids });
 
   if (sampled) {
     const embeddings = model.embeddingInput !== undefined ? feeds[model.embeddingInput] : results[model.embeddingOutput!];
     context.sampler?.offer(request.project, model.version, embeddings.data as Float32Array, model.card.encoder.dimension, sampled);
   }
-  for (const tensor of Object.values(results)) tensor.dispose();
   context.metrics.routed(request.project, model.version, rows.length, performance.now() - started);
   return answered;
 }
