@@ -167,12 +167,23 @@ async function time(iterations: number, run: () => Promise<unknown>): Promise<{ 
 /**
  * Times several operations in alternating rounds (warmed first, so the JIT has settled), so a
  * change in the machine's load touches each alike; the bare run and the handler are compared
- * from the same stretch of time.
+ * from the same stretch of time. The warm-up is unrecorded rounds for at least `warmupMs`: V8
+ * optimizes the infer path's functions only after 1,000 to 4,500 requests (`--trace-opt`), which
+ * two rounds' few hundred calls did not reach, so the figures were of half-optimized code.
  */
-async function timeInterleaved<K extends string>(rounds: number, perRound: number, runs: Record<K, () => Promise<unknown>>): Promise<Record<K, { p50: number; p99: number }>> {
+async function timeInterleaved<K extends string>(
+  rounds: number,
+  perRound: number,
+  runs: Record<K, () => Promise<unknown>>,
+  options: { warmupMs?: number } = {},
+): Promise<Record<K, { p50: number; p99: number }>> {
   const names = Object.keys(runs) as K[];
   const samples = Object.fromEntries(names.map((name) => [name, [] as number[]])) as Record<K, number[]>;
-  for (const name of names) for (let i = 0; i < perRound * 2; i += 1) await runs[name]();
+  const warmupMs = options.warmupMs ?? 2000;
+  const warmupStarted = performance.now();
+  for (let round = 0; round < 2 || performance.now() - warmupStarted < warmupMs; round += 1) {
+    for (const name of names) for (let i = 0; i < perRound; i += 1) await runs[name]();
+  }
   for (let round = 0; round < rounds; round += 1) {
     for (const name of names) {
       for (let i = 0; i < perRound; i += 1) {
