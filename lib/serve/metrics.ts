@@ -75,6 +75,8 @@ export class ServeMetrics {
   }
 
   readonly #routedParts = new Map<string, [string, string]>();
+  /** The last (project, version) routed: most requests of a process go to the one it served before. */
+  #lastRouted: { project: string; version: number; parts: [string, string] } = { project: '', version: 0, parts: ['', ''] };
 
   /**
    * One infer request's EMF line. It is on every request's path, so the line is spliced from two
@@ -87,9 +89,6 @@ export class ServeMetrics {
     // Microseconds are plenty, and a short number formats faster than a full double.
     this.#sink(`${parts[0]}${this.#clock()}${parts[1]}"RoutedRequests":1,"RoutedRecords":${records},"InferLatencyMs":${Math.round(latencyMs * 1000) / 1000}}`);
   }
-
-  /** The last (project, version) routed: most requests of a process go to the one it served before. */
-  #lastRouted: { project: string; version: number; parts: [string, string] } = { project: '', version: 0, parts: ['', ''] };
 
   #partsOf(project: string, version: number): [string, string] {
     const key = `${project}\u0000${version}`;
