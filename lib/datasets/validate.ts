@@ -428,10 +428,14 @@ function vectorBytes(dimension: number): Buffer {
   return bytes.byteOffset % 4 === 0 ? bytes : Buffer.allocUnsafeSlow(dimension * 4);
 }
 
+/** The `=` a base64 text ends with (two at most count). */
+function base64Padding(text: string): number {
+  return text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+}
+
 /** The bytes a base64 text stands for, counting its padding. */
 function base64ByteLength(text: string): number {
-  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
-  return Math.floor((text.length * 3) / 4) - padding;
+  return Math.floor((text.length * 3) / 4) - base64Padding(text);
 }
 
 /**
@@ -443,9 +447,8 @@ function base64ByteLength(text: string): number {
  * base64 (a needlessly long text), which the checks then read as they always did.
  */
 function isPlainBase64Of(text: string, bytes: Buffer): boolean {
-  const unpadded = text.endsWith('==') ? text.length - 2 : text.endsWith('=') ? text.length - 1 : text.length;
   return (
-    unpadded === Math.ceil((bytes.length * 4) / 3) &&
+    text.length - base64Padding(text) === Math.ceil((bytes.length * 4) / 3) &&
     base64ByteLength(text) === bytes.length &&
     Buffer.byteLength(text, 'utf8') === text.length &&
     bytes.write(text, 'base64') === bytes.length
