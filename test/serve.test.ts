@@ -183,7 +183,7 @@ describe('infer', () => {
     const loaded = await ctx.models.get('shop', response.version);
     await ctx.close();
 
-    expect(loaded).toMatchObject({ embeddingInput: 'features', embeddingOutput: undefined });
+    expect(loaded.embedding).toEqual({ from: 'input', name: 'features' });
     expect(loaded.session.outputNames.filter((name) => name.startsWith('encoder/'))).toEqual([]);
     const [sample] = await store.list(samplePrefix('shop', hourKey(clock()), response.version));
     const batch = await store.getJson<SampleBatch>(sample.key);

@@ -92,16 +92,15 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
   }
 
   const feeds = encoderFeeds(model.card.encoder, rows, model.tokenization);
-  const embedded = model.embeddingOutput !== undefined || model.embeddingInput !== undefined;
-  const sampled = embedded ? context.sampler?.pick(request.project, model.version, rows.length) : undefined;
+  const sampled = model.embedding ? context.sampler?.pick(request.project, model.version, rows.length) : undefined;
   const results = await model.session.run(feeds, sampled ? model.fetches : model.taskFetches);
   // Signed ids carry the version: nothing is written before the answer (feedback writes once).
   const ids = context.predictionIds.issueNow(request.project, model.version, rows.length) ?? (await context.predictionIds.issue(request.project, model.version, rows.length));
   // The outputs are CPU tensors over ArrayBuffers the GC frees (dispose would only clear their fields).
   const answered = answer({ project: request.project, model, results, ids });
 
-  if (sampled) {
-    const embeddings = model.embeddingInput !== undefined ? feeds[model.embeddingInput] : results[model.embeddingOutput!];
+  if (sampled && model.embedding) {
+    const embeddings = (model.embedding.from === 'input' ? feeds : results)[model.embedding.name];
     context.sampler?.offer(request.project, model.version, embeddings.data as Float32Array, model.card.encoder.dimension, sampled);
   }
   context.metrics.routed(request.project, model.version, rows.length, performance.now() - started);
@@ -182,19 +181,15 @@ function outputsOf(tasks: readonly CardTask[], results: ort.InferenceSession.Ret
     switch (task.type) {
       case 'binary': {
         const probability = data[row];
-        outputs[task.name] = { probability, label: probability >= 0.5 ? 1 : 0 };
+        outputs[task.name] = { probability, label: binaryLabel(probability) };
         break;
       }
       case 'multiclass': {
         const classes = task.classes ?? [];
         const width = classes.length;
         const probabilities: Record<string, number> = {};
-        let best = 0;
-        for (let c = 0; c < width; c += 1) {
-          probabilities[classes[c]] = data[row * width + c];
-          if (data[row * width + c] > data[row * width + best]) best = c;
-        }
-        outputs[task.name] = { probabilities, label: classes[best] };
+        for (let c = 0; c < width; c += 1) probabilities[classes[c]] = data[row * width + c];
+        outputs[task.name] = { probabilities, label: classes[bestClass(data, row * width, width)] };
         break;
       }
       case 'regression':
@@ -203,6 +198,18 @@ function outputsOf(tasks: readonly CardTask[], results: ort.InferenceSession.Ret
     }
   }
   return outputs;
+}
+
+/** The label a binary task answers for a probability. */
+function binaryLabel(probability: number): 0 | 1 {
+  return probability >= 0.5 ? 1 : 0;
+}
+
+/** The index of the largest of `width` probabilities from `offset` (the first on ties). */
+function bestClass(data: Float32Array, offset: number, width: number): number {
+  let best = 0;
+  for (let c = 1; c < width; c += 1) if (data[offset + c] > data[offset + best]) best = c;
+  return best;
 }
 
 /** Part of a response as JSON, for one row of the model's outputs. */
@@ -243,7 +250,7 @@ function outputsWriter(tasks: readonly CardTask[]): RowWriter | undefined {
       case 'binary':
         parts.push((results, row) => {
           const probability = (results[output].data as Float32Array)[row];
-          return `${key}{"probability":${jsonNumber(probability)},"label":${probability >= 0.5 ? 1 : 0}}`;
+          return `${key}{"probability":${jsonNumber(probability)},"label":${binaryLabel(probability)}}`;
         });
         break;
       case 'multiclass': {
@@ -255,13 +262,9 @@ function outputsWriter(tasks: readonly CardTask[]): RowWriter | undefined {
         parts.push((results, row) => {
           const data = results[output].data as Float32Array;
           let text = `${key}{"probabilities":{`;
-          let best = 0;
-          for (let c = 0; c < width; c += 1) {
-            text += keys[c] + jsonNumber(data[row * width + c]);
-            if (data[row * width + c] > data[row * width + best]) best = c;
-          }
+          for (let c = 0; c < width; c += 1) text += keys[c] + jsonNumber(data[row * width + c]);
           // No classes: the label is undefined, which JSON.stringify leaves out.
-          return `${text}}${width === 0 ? '' : labels[best]}}`;
+          return `${text}}${width === 0 ? '' : labels[bestClass(data, row * width, width)]}}`;
         });
         break;
       }

@@ -24,18 +24,19 @@ export interface LoadedModel {
   fetches: string[];
   /** The task outputs alone (the other requests). */
   taskFetches: string[];
-  /** The encoder's embedding as an extra output (drift sampling), when the model has one. */
-  embeddingOutput: string | undefined;
   /**
-   * The model input that is the embedding as it is (a features encoder passes its vectors
-   * through): drift samples read it from the feeds, and the file is served unchanged.
+   * Where a drift sample finds the encoder's embedding: an extra output of the session, or, when
+   * a features encoder passes its vectors through, the model input itself (the file is then served
+   * unchanged); undefined when the model has none (no drift sampling).
    */
-  embeddingInput: string | undefined;
+  embedding: Embedding | undefined;
   sha256: string;
   sizeBytes: number;
   /** Download, verification and session creation. */
   loadMs: number;
 }
+
+export type Embedding = { from: 'output' | 'input'; name: string };
 
 export interface ModelCacheOptions {
   registry: Registry;
@@ -132,7 +133,7 @@ export class ModelCache {
     if (card.version !== version || card.project !== project) {
       throw invalid(project, version, `its card describes ${card.project} version ${card.version}`);
     }
-    const { model, embeddingOutput, embeddingInput } = withEmbedding(bytes, card);
+    const { model, embedding } = withEmbedding(bytes, card);
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(model, servingSessionOptions(this.#sessionOptions));
@@ -158,10 +159,9 @@ export class ModelCache {
       session,
       checkRecords: recordChecker(card.encoder),
       tokenization,
-      fetches: embeddingOutput === undefined ? outputs : [...outputs, embeddingOutput],
+      fetches: embedding?.from === 'output' ? [...outputs, embedding.name] : outputs,
       taskFetches: outputs,
-      embeddingOutput,
-      embeddingInput,
+      embedding,
       sha256: actual,
       sizeBytes: bytes.byteLength,
       loadMs: performance.now() - started,
@@ -185,18 +185,18 @@ export class ModelCache {
  * a features input passed through (Identity nodes only) is read from the feeds instead: as a graph
  * output it would keep ORT from dropping those nodes, ~1 µs on every run.
  */
-function withEmbedding(bytes: Uint8Array, card: ModelCard): { model: Uint8Array; embeddingOutput: string | undefined; embeddingInput: string | undefined } {
+function withEmbedding(bytes: Uint8Array, card: ModelCard): { model: Uint8Array; embedding: Embedding | undefined } {
   const name = `${ENCODER_PREFIX}${card.encoder.output}`;
   const decoded = decodeModel(bytes);
   const graph = decoded.graph;
   if (!graph || (graph.output ?? []).some((output) => output.name === name)) {
-    return { model: bytes, embeddingOutput: graph ? name : undefined, embeddingInput: undefined };
+    return { model: bytes, embedding: graph ? { from: 'output', name } : undefined };
   }
   const produced = (graph.node ?? []).some((node) => (node.output ?? []).includes(name));
-  if (!produced) return { model: bytes, embeddingOutput: undefined, embeddingInput: undefined };
+  if (!produced) return { model: bytes, embedding: undefined };
   const passedThrough = passedThroughInput(graph, name);
   const features = card.encoder.inputs.find((input) => input.name === passedThrough && input.role === 'features' && Number(input.shape[1]) === card.encoder.dimension);
-  if (features) return { model: bytes, embeddingOutput: undefined, embeddingInput: features.name };
+  if (features) return { model: bytes, embedding: { from: 'input', name: features.name } };
   graph.output = [
     ...(graph.output ?? []),
     onnx.ValueInfoProto.create({
@@ -209,7 +209,7 @@ function withEmbedding(bytes: Uint8Array, card: ModelCard): { model: Uint8Array;
       },
     }),
   ];
-  return { model: onnx.ModelProto.encode(decoded).finish(), embeddingOutput: name, embeddingInput: undefined };
+  return { model: onnx.ModelProto.encode(decoded).finish(), embedding: { from: 'output', name } };
 }
 
 /** The graph input that `value` is, through Identity nodes only; undefined when any other node computes it. */
