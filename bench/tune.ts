@@ -361,7 +361,7 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-const censored = (runs: readonly TunerRun[], target: TargetName, budget: number): number[] => runs.map((run) => run.trialsToTarget[target] ?? budget + 1);
+const censored = (runs: readonly Omit<TunerRun, 'bestSoFar'>[], target: TargetName, budget: number): number[] => runs.map((run) => run.trialsToTarget[target] ?? budget + 1);
 
 function summarize(runs: TunerRun[], budget: number): TunerSummary {
   const medianOf = (target: TargetName): number | null => {
@@ -505,7 +505,6 @@ async function realSection(
     `tune bench, ${name}: real training (trainTrial in ONNX Runtime, ${o.trainRows} train / ${o.rows - o.trainRows} validation rows, dim ${o.dim}, conflict ${o.conflict}, ` +
       `${o.epochs} epochs, shared bottom ${o.hidden}, objective weights ${o.tasks.map((t) => `${t.name} ${t.weight}`).join(', ')})`,
   );
-  const before = { ...training.counter };
   const report = await benchTune({ name, objective: training.objective, taskNames: training.taskNames, ...options });
   const uniform = Object.fromEntries(training.taskNames.map((task) => [task, 1]));
   const spread = await seedSpread(training, { uniform, best: report.gridBest.lambda }, [11, 12, 13]);
@@ -513,8 +512,9 @@ async function realSection(
     `retrained with training seeds ${spread.trainingSeeds.join(', ')}: uniform λ ${spread.uniform.map((v) => v.toFixed(4)).join(', ')}; grid-best λ ${spread.best.map((v) => v.toFixed(4)).join(', ')}` +
       ` → the grid-best λ's gain over uniform is ${spread.gapMean.toFixed(4)} on average (least ${spread.gapMin.toFixed(4)}), while the level itself moves by ${spread.levelSd.toFixed(4)} (sd) between seeds`,
   );
-  const trials = training.counter.trials - before.trials;
-  const trialMs = (training.counter.ms - before.ms) / trials;
+  // Each section has its own objective, so its counter holds this section's trainings alone.
+  const { trials } = training.counter;
+  const trialMs = training.counter.ms / trials;
   log(`${trials} trainings, ${trialMs.toFixed(0)} ms each on average`);
   log('');
   return { ...report, seedSpread: spread, trialMs };
@@ -526,10 +526,8 @@ async function realSection(
  * `benchTune`: one dataset's grid can happen to favour either tuner.
  */
 export function pooledTrialsRatio(reports: readonly BenchTuneReport[]): { pgpeMedian: number; randomMedian: number; ratio: number } {
-  const trials = (runs: (report: BenchTuneReport) => Omit<TunerRun, 'bestSoFar'>[]) =>
-    reports.flatMap((report) => runs(report).map((run) => run.trialsToTarget.gap ?? report.budget + 1));
-  const pgpeMedian = median(trials((report) => report.pgpeRuns));
-  const randomMedian = median(trials((report) => report.randomRuns));
+  const pgpeMedian = median(reports.flatMap((report) => censored(report.pgpeRuns, 'gap', report.budget)));
+  const randomMedian = median(reports.flatMap((report) => censored(report.randomRuns, 'gap', report.budget)));
   return { pgpeMedian, randomMedian, ratio: pgpeMedian / randomMedian };
 }
 
