@@ -1,9 +1,10 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeClients, type AgentflowConfig } from '#lib/config/index.ts';
 import {
@@ -89,6 +90,53 @@ describe('startLocalAws', () => {
     await expect(readFile(join(dir, 'agentflow.lock'), 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
+
+describe('objects written by a process that is killed', () => {
+  it('are whole or absent, and the folder still lists', async () => {
+    // Four writers PUT 200 KB objects until the process is killed, mid-write with near certainty.
+    const writer = `
+      import { PutObjectCommand } from '@aws-sdk/client-s3';
+      import { makeClients } from '#lib/config/index.ts';
+      import { startLocalAws } from '#lib/local/index.ts';
+      const local = await startLocalAws({ dir: ${JSON.stringify(dir)} });
+      const { s3 } = makeClients(local.config);
+      console.log('started');
+      const writeForever = async (lane) => {
+        for (let i = 0; ; i++) {
+          const body = Buffer.alloc(${OBJECT_BYTES}, 65 + (i % 26));
+          await s3.send(new PutObjectCommand({ Bucket: local.config.bucket, Key: 'lane' + lane + '/' + i, Body: body, ContentLength: body.length }));
+        }
+      };
+      await Promise.all([0, 1, 2, 3].map(writeForever));
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', writer], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const closed = new Promise((settled) => child.once('close', settled));
+    await new Promise<void>((started, fail) => {
+      child.stdout.once('data', () => started());
+      child.once('exit', (code) => fail(new Error(`the writer exited (code ${code}) before it started`)));
+    });
+    await new Promise((elapsed) => setTimeout(elapsed, 1500));
+    child.kill('SIGKILL');
+    await closed;
+
+    const local = await start();
+
+    const { s3 } = makeClients(local.config);
+    const listed = await s3.send(new ListObjectsCommand({ Bucket: local.config.bucket }));
+    const sizes = await Promise.all(
+      (listed.Contents ?? []).map(async ({ Key }) => {
+        const object = await s3.send(new GetObjectCommand({ Bucket: local.config.bucket, Key }));
+        return (await object.Body!.transformToByteArray()).byteLength;
+      }),
+    );
+    s3.destroy();
+    expect(sizes.length).toBeGreaterThan(20);
+    expect(sizes.filter((size) => size !== OBJECT_BYTES)).toEqual([]);
+    expect(await readdir(join(dir, 's3-spool'))).toEqual([]);
+  }, 60_000);
+});
+
+const OBJECT_BYTES = 200_000;
 
 describe('tableDefinitions', () => {
   it('describes both tables as on-demand with pk/sk string keys', () => {

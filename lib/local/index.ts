@@ -6,6 +6,9 @@
  * What the stand-ins lack, and how the rest of agentflow copes:
  * - dynalite has no transactions and no TTL: every write is a single-item conditional write,
  *   and expiring items (predictions) just stay locally.
+ * - s3rver writes an object's file in place and answers before the write is done, so a process
+ *   killed mid-PUT left an empty object behind; its store is replaced by one that writes whole
+ *   files and renames them into place (`atomicStore.ts`), as S3 never shows a partial object.
  * - s3rver ignores conditional requests (If-None-Match): S3 keys are immutable and
  *   content-addressed, so a repeated write rewrites identical bytes.
  * - s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 (Node >= 17)
@@ -23,6 +26,7 @@ import S3rver from 's3rver';
 import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
 import type { AgentflowConfig } from '#lib/config/index.ts';
 import { AgentflowError } from '#lib/errors/index.ts';
+import { AtomicFilesystemStore } from './atomicStore.ts';
 import {
   DEFAULT_BUCKET,
   DEFAULT_REGISTRY_TABLE,
@@ -77,6 +81,8 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
   await mkdir(dynamoDir, { recursive: true });
   await mkdir(s3Dir, { recursive: true });
   const releaseLock = await lockDir(dir);
+  // Beside s3/, not in it: a folder in s3/ reads as a bucket.
+  const objectStore = new AtomicFilesystemStore(s3Dir, join(dir, 's3-spool'));
 
   const dynamoServer: Server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, path: dynamoDir });
   const s3Server = new S3rver({
@@ -86,6 +92,8 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
     silent: true,
     configureBuckets: [{ name: names.bucket }],
   });
+  const served = s3Server as unknown as { store: unknown; context: { store: unknown } };
+  served.store = served.context.store = objectStore;
 
   const stoppers: Array<() => Promise<void>> = [releaseLock];
   let stopped = false;
@@ -107,6 +115,7 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
   };
 
   try {
+    await objectStore.clearSpool();
     const dynamoPort = await listen(dynamoServer);
     stoppers.push(() => closeServer(dynamoServer));
     const s3Address = (await s3Server.run()) as AddressInfo;

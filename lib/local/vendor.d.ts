@@ -28,3 +28,19 @@ declare module 's3rver' {
     close(): Promise<void>;
   }
 }
+
+// s3rver's own store, subclassed by lib/local/atomicStore.ts; only the members used there.
+declare module 's3rver/lib/stores/filesystem.js' {
+  export default class FilesystemStore {
+    constructor(rootDirectory: string);
+    getResourcePath(bucket: string, key: string | undefined, resource: string): string;
+    putObject(object: unknown): Promise<{ size: number; md5: string }>;
+    putPart(bucket: string, uploadId: string, partNumber: number, content: unknown): Promise<{ size: number; md5: string }>;
+  }
+}
+
+declare module 's3rver/lib/models/object.js' {
+  export default class S3Object {
+    static ALLOWED_METADATA: string[];
+  }
+}
