@@ -16,7 +16,9 @@
  *
  * The last line is one JSON object with every section's figures.
  */
-import { pathToFileURL } from 'node:url';
+import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { objectiveTasks } from '#lib/agent/index.ts';
 import { sliceBatch, type ShardBatch } from '#lib/shards/index.ts';
 import { parseSpec, type Spec } from '#lib/spec/index.ts';
@@ -576,31 +578,80 @@ export function pooledTrialsRatio(reports: readonly BenchTuneReport[]): {
  */
 const REAL_SEEDS = Array.from({ length: 20 }, (_, i) => i + 1);
 
+type RealReport = Awaited<ReturnType<typeof realSection>>;
+
+/** The four-task section's generated datasets, pooled: the ratio differs between them (0.33 and 0.64 when this was written). */
+const FOUR_TASK_DATA_SEEDS = [3, 4] as const;
+const fourTaskSection = (dataSeed: number): string => `four-${dataSeed}`;
+
+/** The independent sections, by name; `main` runs each in its own process, the longest first. */
+const SECTIONS: Record<string, (log: (line: string) => void) => Promise<BenchTuneReport>> = {
+  ...Object.fromEntries(
+    FOUR_TASK_DATA_SEEDS.map((dataSeed) => [
+      fourTaskSection(dataSeed),
+      (log: (line: string) => void) =>
+        realSection(`section 2, four tasks, data seed ${dataSeed}`, createTrainingObjective({ tasks: FOUR_TASKS, dataSeed }), { seeds: REAL_SEEDS, budget: 60, population: 4, gridResolution: 18, log }),
+    ]),
+  ),
+  three: (log) => realSection('section 1, three tasks', createTrainingObjective(), { seeds: REAL_SEEDS, budget: 40, population: 4, gridResolution: 10, log }),
+  surrogate: (log) => {
+    log('tune bench, section 3: surrogate objective (closed-form stand-in for training, noisy metrics)');
+    return benchTune({ name: 'surrogate', log });
+  },
+};
+
+/**
+ * Runs one section in a child process (`--section <name>`), whose last line is its report as JSON.
+ * Every training uses one intra-op thread, so up to one section per core runs at once; each
+ * section's lines are printed whole once all have ended.
+ */
+function runSectionProcess(name: string): Promise<{ lines: string[]; report: BenchTuneReport }> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--section', name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.once('error', fail);
+    child.once('close', (code) => {
+      const lines = output.trimEnd().split('\n');
+      if (code !== 0) return fail(new Error(`tune bench section "${name}" exited with code ${code}:\n${output}`));
+      done({ lines: lines.slice(0, -1), report: JSON.parse(lines[lines.length - 1]) as BenchTuneReport });
+    });
+  });
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   const log = (line: string) => console.log(line);
-  const three = await realSection('section 1, three tasks', createTrainingObjective(), { seeds: REAL_SEEDS, budget: 40, population: 4, gridResolution: 10, log });
-  // Two generated datasets, pooled: the ratio differs between them (0.33 and 0.64 when this was written).
-  const four: Awaited<ReturnType<typeof realSection>>[] = [];
-  for (const dataSeed of [3, 4]) {
-    four.push(
-      await realSection(`section 2, four tasks, data seed ${dataSeed}`, createTrainingObjective({ tasks: FOUR_TASKS, dataSeed }), {
-        seeds: REAL_SEEDS,
-        budget: 60,
-        population: 4,
-        gridResolution: 18,
-        log,
-      }),
-    );
+  const names = Object.keys(SECTIONS);
+  const parallel = Math.max(1, Math.min(names.length, availableParallelism()));
+  log(`tune bench: ${names.length} sections (${names.join(', ')}), ${parallel} at a time, one process each`);
+  log('');
+  const outcomes = new Array<{ lines: string[]; report: BenchTuneReport }>(names.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < names.length) {
+      const index = next++;
+      const begun = performance.now();
+      outcomes[index] = await runSectionProcess(names[index]);
+      log(`section ${names[index]} done in ${((performance.now() - begun) / 1000).toFixed(0)} s`);
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  log('');
+  // In reading order: section 1, both of section 2, section 3.
+  for (const name of ['three', ...FOUR_TASK_DATA_SEEDS.map(fourTaskSection), 'surrogate']) {
+    for (const line of outcomes[names.indexOf(name)].lines) log(line);
+    log('');
   }
+  const reportOf = (name: string): BenchTuneReport => outcomes[names.indexOf(name)].report;
+  const three = reportOf('three') as RealReport;
+  const four = FOUR_TASK_DATA_SEEDS.map((dataSeed) => reportOf(fourTaskSection(dataSeed)) as RealReport);
+  const surrogate = reportOf('surrogate');
   const pooled = pooledTrialsRatio(four);
   log(
     `four tasks, both datasets (${2 * four[0].seeds.length} runs per tuner): median trials to the gap target PGPE ${pooled.pgpeMedian}, random ${pooled.randomMedian}; PGPE / random ${pooled.ratio.toFixed(2)}` +
       ` (random search's hit rate over all its draws, ${(100 * pooled.randomHitRate).toFixed(2)}%, puts its median at ${pooled.randomGeometricMedian ?? 'never'})`,
   );
-  log('');
-  log('tune bench, section 3: surrogate objective (closed-form stand-in for training, noisy metrics)');
-  const surrogate = await benchTune({ name: 'surrogate', log });
   const goal = {
     statement: 'PGPE needs at most half the trials of random search to reach the gap target on real training (four conflicting tasks, two datasets, 20 tuner seeds each)',
     met: pooled.ratio <= 0.5,
@@ -615,6 +666,15 @@ async function main(): Promise<void> {
   log(JSON.stringify({ bench: 'tune', goal, real: { threeTasks: three, fourTasks: four, fourTasksPooled: pooled }, surrogate }));
 }
 
+/** `--section <name>`: run that section alone and print its report as the last line. */
+async function section(name: string): Promise<void> {
+  const run = SECTIONS[name];
+  if (run === undefined) throw new RangeError(`unknown tune bench section "${name}"; choose from ${Object.keys(SECTIONS).join(', ')}`);
+  const report = await run((line) => console.log(line));
+  console.log(JSON.stringify(report));
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  await main();
+  const at = process.argv.indexOf('--section');
+  await (at === -1 ? main() : section(process.argv[at + 1] ?? ''));
 }
