@@ -1,7 +1,9 @@
 /**
  * How many trials PGPE needs to find a good λ, against random search at the same budget and fixed
  * uniform λ, on multi-task objectives whose best λ is interior because the tasks conflict.
- * Run: `npm run bench -- tune` (or `npx tsx bench/tune.ts`). Three sections:
+ * Run: `npm run bench -- tune` (or `npx tsx bench/tune.ts`). The sections run in their own
+ * processes, up to one per core; `npx tsx bench/tune.ts --section four-3` runs one alone (names in
+ * `SECTIONS`; its report is its last line). Three sections:
  *
  * 1. real training on three tasks and 2. on four (`createTrainingObjective`): every trial, the
  *    grid's and the tuners' alike, is one `trainTrial` in ONNX Runtime on `generateMultiTask` data
