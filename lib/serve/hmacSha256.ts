@@ -94,9 +94,9 @@ export class HmacSha256 {
 
 /**
  * Hashes `bytes[0, length)` into `state`, which has already absorbed `before` bytes, padding in
- * place (`bytes` has room for 72 bytes past `length`); returns `state`.
+ * place (`bytes` has room for 72 bytes past `length`).
  */
-function finish(state: Int32Array, bytes: Uint8Array, length: number, before: number, schedule: Int32Array): Int32Array {
+function finish(state: Int32Array, bytes: Uint8Array, length: number, before: number, schedule: Int32Array): void {
   const padded = Math.ceil((length + 9) / BLOCK_BYTES) * BLOCK_BYTES;
   bytes[length] = 0x80;
   bytes.fill(0, length + 1, padded - 4);
@@ -106,7 +106,6 @@ function finish(state: Int32Array, bytes: Uint8Array, length: number, before: nu
   bytes[padded - 2] = bits >>> 8;
   bytes[padded - 1] = bits;
   for (let offset = 0; offset < padded; offset += BLOCK_BYTES) compress(state, bytes, offset, schedule);
-  return state;
 }
 
 function byteOf(words: Int32Array, index: number): number {

@@ -75,12 +75,14 @@ function readBody(body: string | undefined, isBase64Encoded: boolean, maxBodyByt
   // A plain body is measured and parsed in place; only a base64 one is decoded first. UTF-8 takes
   // at most 3 bytes per UTF-16 unit, so a text that short is within the limit unmeasured.
   const text = isBase64Encoded ? Buffer.from(body, 'base64').toString('utf8') : body;
-  const sizeBytes = text.length * 3 <= maxBodyBytes ? undefined : Buffer.byteLength(text, 'utf8');
-  if (sizeBytes !== undefined && sizeBytes > maxBodyBytes) {
-    throw new ServeError(`the body is ${sizeBytes} bytes; send at most ${maxBodyBytes} bytes per request (split the batch)`, {
-      code: 'REQUEST_TOO_LARGE',
-      context: { sizeBytes, maxBodyBytes },
-    });
+  if (text.length * 3 > maxBodyBytes) {
+    const sizeBytes = Buffer.byteLength(text, 'utf8');
+    if (sizeBytes > maxBodyBytes) {
+      throw new ServeError(`the body is ${sizeBytes} bytes; send at most ${maxBodyBytes} bytes per request (split the batch)`, {
+        code: 'REQUEST_TOO_LARGE',
+        context: { sizeBytes, maxBodyBytes },
+      });
+    }
   }
   try {
     return JSON.parse(text);
