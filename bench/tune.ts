@@ -569,7 +569,8 @@ export function pooledTrialsRatio(reports: readonly BenchTuneReport[]): {
 } {
   const pgpeMedian = median(reports.flatMap((report) => censored(report.pgpeRuns, 'gap', report.budget)));
   const randomMedian = median(reports.flatMap((report) => censored(report.randomRuns, 'gap', report.budget)));
-  const randomHitRate = reports.reduce((sum, report) => sum + report.random.hitRate.gap, 0) / reports.length;
+  const randomHits = reports.reduce((sum, report) => sum + report.randomRuns.reduce((hits, run) => hits + run.hits.gap, 0), 0);
+  const randomHitRate = randomHits / reports.reduce((sum, report) => sum + report.randomRuns.length * report.budget, 0);
   return { pgpeMedian, randomMedian, ratio: pgpeMedian / randomMedian, randomHitRate, randomGeometricMedian: geometricMedian(randomHitRate) };
 }
 
