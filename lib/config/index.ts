@@ -112,7 +112,7 @@ export interface RecordedSdkCall {
 export const CALLER_PRINCIPAL = 'caller';
 
 /** The input fields the recorder keeps: the ones IAM resources and condition keys are made of. */
-const RESOURCE_FIELDS = ['Bucket', 'Key', 'Prefix', 'CopySource', 'TableName', 'IndexName', 'stateMachineArn', 'executionArn', 'name', 'Name', 'ScheduleName', 'GroupName'] as const;
+const RESOURCE_FIELDS = ['Bucket', 'Key', 'Prefix', 'CopySource', 'TableName', 'IndexName', 'stateMachineArn', 'executionArn', 'name', 'Name', 'ScheduleName', 'GroupName', 'StackName', 'FunctionName'] as const;
 
 interface MiddlewareContext {
   clientName?: string;

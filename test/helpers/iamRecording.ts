@@ -1,0 +1,82 @@
+/**
+ * A local session that records every SDK call per principal (`AgentflowConfig.sdkCallLog`): the
+ * stage handlers in-process each with their own tagged clients, the Batch jobs through the
+ * environment variable, serving and monitor contexts by name, the CLI's own calls as `caller`.
+ * Flows run on it; the IAM test reads the log once at the end and evaluates it.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SFNClient, type SFNClientConfig } from '@aws-sdk/client-sfn';
+import { recordIfConfigured, type RecordedSdkCall } from '#lib/config/index.ts';
+import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
+
+export interface RecordingSession {
+  session: LocalSession;
+  /** A scratch folder for specs and data. */
+  folder: string;
+  /** Every call recorded so far, in order. */
+  calls(): RecordedSdkCall[];
+  close(): Promise<void>;
+}
+
+export async function openRecordingSession(): Promise<RecordingSession> {
+  const folder = await mkdtemp(join(tmpdir(), 'agentflow-iam-'));
+  const log = join(folder, 'sdk-calls.jsonl');
+  const session = await openLocalSession({ dir: join(folder, 'aws'), sdkCallLog: log });
+  return {
+    session,
+    folder,
+    calls() {
+      let text = '';
+      try {
+        text = readFileSync(log, 'utf8');
+      } catch {
+        return [];
+      }
+      return text
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as RecordedSdkCall);
+    },
+    async close() {
+      await session.close();
+      await rm(folder, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A canned Step Functions answer: JSON body and status (400 + `__type` for an AWS error). */
+export interface SfnAnswer {
+  status?: number;
+  body: unknown;
+}
+
+export const sfnError = (type: string, message: string): SfnAnswer => ({ status: 400, body: { __type: `com.amazonaws.states#${type}`, message } });
+
+/**
+ * The real SFN client, recorded as `principal`, whose transport answers each request with
+ * `answer(operation, body)`: Step Functions has no local stand-in, and what IAM needs is the
+ * request the client builds, which the recorder sees before the transport.
+ */
+export function recordedSfn(recording: RecordingSession, principal: string, answer: (operation: string, body: Record<string, unknown>) => SfnAnswer): SFNClient {
+  const requestHandler = {
+    async handle(request: { headers: Record<string, string>; body?: unknown }) {
+      const operation = (request.headers['x-amz-target'] ?? '').replace('AWSStepFunctions.', '');
+      const { status, body } = answer(operation, JSON.parse(String(request.body ?? '{}')) as Record<string, unknown>);
+      return {
+        response: { statusCode: status ?? 200, headers: { 'content-type': 'application/x-amz-json-1.0' }, body: new TextEncoder().encode(JSON.stringify(body)) },
+      };
+    },
+    updateHttpClientConfig() {},
+    httpHandlerConfigs: () => ({}),
+  };
+  const sfn = new SFNClient({
+    region: recording.session.config.region,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts: 1,
+    requestHandler: requestHandler as unknown as SFNClientConfig['requestHandler'],
+  });
+  return recordIfConfigured(sfn, recording.session.config, principal);
+}
