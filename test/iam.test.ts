@@ -32,8 +32,8 @@ import {
   type Decision,
   type NeededRequest,
 } from './helpers/iamEvaluate.ts';
-import { openRecordingSession, recordedSfn, sfnError, type RecordingSession } from './helpers/iamRecording.ts';
-import { synthesizeStackPolicies, TEST_ACCOUNT, TEST_PARTITION, TEST_REGION, type PolicyDocument, type Principal, type StackPolicies } from './helpers/iamTemplate.ts';
+import { openRecordingSession, recordedSfn, recordStateMachineTasks, sfnError, type RecordingSession } from './helpers/iamRecording.ts';
+import { STACK_NAME, synthesizeStackPolicies, TEST_ACCOUNT, TEST_PARTITION, TEST_REGION, type PolicyDocument, type Principal, type StackPolicies } from './helpers/iamTemplate.ts';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROJECT = 'iam-penguins';
@@ -67,6 +67,7 @@ async function executeAsStepFunctions(context: FlowContext, input: RunContext, j
     handlers: localStageHandlers(session, { trigger: 'iam-test' }),
     jobs: { ...localJobCommands(), ...jobs },
     env: { ...configToEnv(session.config), ...jobEnv },
+    onEvent: recordStateMachineTasks(context.recording, context.stack.resources.substitutions),
     onJobOutput: (line) => context.jobOutput.push(`${line.jobName} ${line.stream}: ${line.line}`),
     timeoutMs: 400_000,
     cwd: REPO_ROOT,
@@ -126,7 +127,14 @@ const FLOWS: Flow[] = [
   {
     name: 'the failed run is resumed and ends with a promoted model',
     async run(context) {
-      const result = await resumePipelineLocally(context.recording.session, { project: PROJECT, runId: RUN_ID, jobEnv, onJobOutput: (line) => context.jobOutput.push(line.line), timeoutMs: 400_000 });
+      const result = await resumePipelineLocally(context.recording.session, {
+        project: PROJECT,
+        runId: RUN_ID,
+        jobEnv,
+        onEvent: recordStateMachineTasks(context.recording, context.stack.resources.substitutions),
+        onJobOutput: (line) => context.jobOutput.push(line.line),
+        timeoutMs: 400_000,
+      });
       expectStatus(context, result, 'SUCCEEDED');
       expect(await context.recording.session.deps.registry.getAlias(PROJECT, 'production')).toMatchObject({ version: 1 });
     },
@@ -205,21 +213,30 @@ let requests: Map<string, NeededRequest[]>;
 /** The caller's policy from docs/caller-policy.json, when the file exists. */
 let callerPolicy: Principal | undefined;
 
-/** docs/caller-policy.json with `${Partition}`, `${Region}`, `${Account}` and the stack's names filled in. */
+/**
+ * docs/caller-policy.json with its `${Placeholders}` (Fn::Sub syntax: `${AWS::Partition}`,
+ * `${BucketName}`, …) filled with the synthesized stack's names; a placeholder this does not know
+ * fails here by name rather than leaving a policy that matches nothing.
+ */
 function readCallerPolicy(resources: StackPolicies['resources']): Principal | undefined {
   if (!existsSync(CALLER_POLICY)) return undefined;
+  // The stack's outputs first (the caller policy is filled from them in AWS), then what outputs do not carry.
   const values: Record<string, string> = {
-    Partition: TEST_PARTITION,
-    Region: TEST_REGION,
-    Account: TEST_ACCOUNT,
-    AccountId: TEST_ACCOUNT,
+    ...resources.outputs,
+    'AWS::Partition': TEST_PARTITION,
+    'AWS::Region': TEST_REGION,
+    'AWS::AccountId': TEST_ACCOUNT,
+    StackName: STACK_NAME,
     BucketName: resources.bucket,
     RegistryTableName: resources.registryTable,
     RewardTableName: resources.rewardTable,
-    StateMachineArn: resources.stateMachineArn,
     StateMachineName: resources.stateMachineArn.split(':')[6],
+    InferFunctionArn: resources.functionArns.infer,
+    FeedbackFunctionArn: resources.functionArns.feedback,
   };
-  const text = readFileSync(CALLER_POLICY, 'utf8').replace(/\$\{(?:AWS::)?(\w+)\}/g, (whole, name: string) => values[name] ?? whole);
+  const unknown = new Set<string>();
+  const text = readFileSync(CALLER_POLICY, 'utf8').replace(/\$\{([A-Za-z:]+)\}/g, (whole, name: string) => values[name] ?? (unknown.add(name), whole));
+  if (unknown.size) throw new Error(`${CALLER_POLICY} has placeholders the IAM test cannot fill: ${[...unknown].join(', ')}; add them to readCallerPolicy in test/iam.test.ts`);
   const policy = JSON.parse(text) as PolicyDocument;
   return { name: CALLER_PRINCIPAL, roleArn: `arn:${TEST_PARTITION}:iam::${TEST_ACCOUNT}:user/agentflow-caller`, policies: [{ name: 'docs/caller-policy.json', policy }], grantsFrom: 'docs/caller-policy.json' };
 }
@@ -267,11 +284,11 @@ afterAll(async () => {
 describe('IAM conformance of the local flows against the synthesized stack', () => {
   it('recorded calls from every function, job and the caller', () => {
     const principals = new Set(calls.map((c) => c.principal));
-    const expected = ['prepare', 'plan', 'reward', 'export', 'promote', 'recordFailure', 'infer', 'feedback', 'monitor', 'embed', 'trial', CALLER_PRINCIPAL];
+    const expected = ['prepare', 'plan', 'reward', 'export', 'promote', 'recordFailure', 'infer', 'feedback', 'monitor', 'embed', 'trial', 'stateMachine', CALLER_PRINCIPAL];
     expect([...principals].sort()).toEqual(expected.sort());
   });
 
-  it('allows every call each function and job makes', async () => {
+  it('allows every call each function, job and the state machine makes', async () => {
     const denials: Parameters<typeof denialMessages>[0] = [];
     let checked = 0;
     for (const [name, needed] of requests) {

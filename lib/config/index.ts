@@ -137,19 +137,24 @@ function resourceFields(input: Record<string, unknown>): Record<string, string |
 }
 
 /**
- * Appends every call the client sends to `log` (see `AgentflowConfig.sdkCallLog`). Synchronous
- * appends of one line each, so calls from child processes and this one interleave whole.
+ * Appends one call to the log: a synchronous append of one line, so calls from child processes
+ * and this one interleave whole. Also for calls made without an SDK client (a Function URL request,
+ * a state machine's task), which the test records itself.
  */
+export function appendSdkCall(log: string, call: RecordedSdkCall): void {
+  appendFileSync(log, `${JSON.stringify(call)}\n`);
+}
+
+/** Appends every call the client sends to `log` (see `AgentflowConfig.sdkCallLog`). */
 export function recordSdkCalls(client: SdkClientLike, options: { log: string; principal: string }): void {
   const record = (context: MiddlewareContext, input: Record<string, unknown>, error: unknown) => {
-    const call: RecordedSdkCall = {
+    appendSdkCall(options.log, {
       principal: options.principal,
       client: context.clientName ?? 'unknown',
       operation: (context.commandName ?? 'unknown').replace(/Command$/, ''),
       input: resourceFields(input),
       ...(error === undefined ? {} : { error: error instanceof Error ? error.name : String(error) }),
-    };
-    appendFileSync(options.log, `${JSON.stringify(call)}\n`);
+    });
   };
   client.middlewareStack.add(
     (next: (args: { input: Record<string, unknown> }) => Promise<unknown>, context: MiddlewareContext) => async (args: { input: Record<string, unknown> }) => {

@@ -103,10 +103,29 @@ const OPERATIONS: Record<string, Record<string, (input: Input, call: RecordedSdk
       ],
     ]),
   ),
+  // Not SDK clients: what the state machine's tasks and the caller's signed Function URL requests
+  // need, recorded by the test (recordStateMachineTasks, and the lead's Function URL hook).
+  LambdaClient: {
+    Invoke: (input, call) => [{ service: 'lambda', action: 'InvokeFunction', resourceType: 'function', variables: { FunctionName: lastArnPart(field(input, 'FunctionName', call)) } }],
+  },
+  FunctionUrl: {
+    Invoke: (input, call) =>
+      // Function URLs created since October 2025 need both actions.
+      ['InvokeFunctionUrl', 'InvokeFunction'].map((action) => ({ service: 'lambda', action, resourceType: 'function', variables: { FunctionName: lastArnPart(field(input, 'FunctionName', call)) } })),
+  },
+  BatchClient: {
+    SubmitJob: (input, call): Need[] => [
+      { service: 'batch', action: 'SubmitJob', resourceType: 'job-definition', variables: { JobDefinitionName: field(input, 'jobDefinition', call).split('job-definition/')[1] } },
+      { service: 'batch', action: 'SubmitJob', resourceType: 'job-queue', variables: { JobQueueName: field(input, 'jobQueue', call).split('job-queue/')[1] } },
+    ],
+  },
   CloudFormationClient: {
     DescribeStacks: (input, call) => [{ service: 'cloudformation', action: 'DescribeStacks', resourceType: 'stack', variables: { StackName: field(input, 'StackName', call), Id: '*' } }],
   },
 };
+
+/** `arn:aws:lambda:r:a:function:name` → `name`; a bare name stays as it is. */
+const lastArnPart = (arn: string): string => arn.split(':').at(-1)!;
 
 /** S3 answers 403, not 404, for a missing key unless the caller may list the bucket; artifactStore reads only 404 as absent. */
 const NOT_FOUND = new Set(['NotFound', 'NoSuchKey']);

@@ -9,11 +9,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SFNClient, type SFNClientConfig } from '@aws-sdk/client-sfn';
-import { recordIfConfigured, type RecordedSdkCall } from '#lib/config/index.ts';
+import { appendSdkCall, recordIfConfigured, type RecordedSdkCall } from '#lib/config/index.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
+import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, type WorkflowEvent } from '#lib/workflow/index.ts';
 
 export interface RecordingSession {
   session: LocalSession;
+  /** Appends a call made without an SDK client (a state machine task, a Function URL request). */
+  record(call: RecordedSdkCall): void;
   /** A scratch folder for specs and data. */
   folder: string;
   /** Every call recorded so far, in order. */
@@ -28,6 +31,7 @@ export async function openRecordingSession(): Promise<RecordingSession> {
   return {
     session,
     folder,
+    record: (call) => appendSdkCall(log, call),
     calls() {
       let text = '';
       try {
@@ -79,4 +83,26 @@ export function recordedSfn(recording: RecordingSession, principal: string, answ
     requestHandler: requestHandler as unknown as SFNClientConfig['requestHandler'],
   });
   return recordIfConfigured(sfn, recording.session.config, principal);
+}
+
+/**
+ * What the state machine's role does for each Task state an execution enters: invoke the stage's
+ * function (`lambda:invoke`) or submit the stage's job to the queue (`batch:submitJob.sync`), with
+ * the ARNs the deployment substitutes. Pass as a local run's `onEvent`.
+ */
+export function recordStateMachineTasks(recording: RecordingSession, substitutions: Record<string, string>): (event: WorkflowEvent) => void {
+  const arnOf = (placeholder: string): string => {
+    const arn = substitutions[placeholder];
+    if (!arn) throw new Error(`the synthesized state machine has no substitution for \${${placeholder}}`);
+    return arn;
+  };
+  return (event) => {
+    if (event.type !== 'StateEntered') return;
+    const lambda = LAMBDA_STAGES.find((s) => s.state === event.state);
+    if (lambda) recording.record({ principal: 'stateMachine', client: 'LambdaClient', operation: 'Invoke', input: { FunctionName: arnOf(lambda.placeholder) } });
+    const batch = BATCH_STAGES.find((s) => s.state === event.state);
+    if (batch) {
+      recording.record({ principal: 'stateMachine', client: 'BatchClient', operation: 'SubmitJob', input: { jobDefinition: arnOf(batch.placeholder), jobQueue: arnOf(JOB_QUEUE_PLACEHOLDER) } });
+    }
+  };
 }

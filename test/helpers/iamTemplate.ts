@@ -20,6 +20,7 @@ import { BATCH_STAGES } from '#lib/workflow/index.ts';
 export const TEST_ACCOUNT = '123456789012';
 export const TEST_REGION = 'us-east-1';
 export const TEST_PARTITION = 'aws';
+export const STACK_NAME = 'AgentflowIam';
 
 export interface PolicyStatement {
   Sid?: string;
@@ -58,6 +59,12 @@ export interface StackResources {
   registryTable: string;
   rewardTable: string;
   stateMachineArn: string;
+  /** The state machine's definition substitutions (function, job definition and queue ARNs) by placeholder. */
+  substitutions: Record<string, string>;
+  /** Every stack output, resolved, by output name. */
+  outputs: Record<string, string>;
+  /** Each function's ARN by handler name (for Function URL calls). */
+  functionArns: Record<string, string>;
   /** The artifact bucket's resource policy (e.g. TLS only), evaluated with every S3 request. */
   bucketPolicy?: PolicyDocument;
 }
@@ -136,7 +143,7 @@ export function templateResolver(template: Template): (value: unknown) => unknow
       'AWS::Region': TEST_REGION,
       'AWS::AccountId': TEST_ACCOUNT,
       'AWS::URLSuffix': 'amazonaws.com',
-      'AWS::StackName': 'AgentflowIam',
+      'AWS::StackName': STACK_NAME,
     };
     if (pseudo[id]) return pseudo[id];
     const { Type } = resourceOf(id);
@@ -218,7 +225,7 @@ export function synthesizeStackPolicies(options: { projectRoot?: string } = {}):
   try {
     const cdkJson = JSON.parse(readFileSync(join(root, 'cdk.json'), 'utf8')) as { context: Record<string, unknown> };
     const app = new App({ outdir, context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] } });
-    const stack = new AgentflowStack(app, 'AgentflowIam', { settings: readContext((key) => app.node.tryGetContext(key)), projectRoot: root });
+    const stack = new AgentflowStack(app, STACK_NAME, { settings: readContext((key) => app.node.tryGetContext(key)), projectRoot: root });
     const template = app.synth().getStackByName(stack.stackName).template as Template;
     const resolveValue = templateResolver(template);
     const logicalIdOf = (construct: { node: { defaultChild?: unknown } }) => stack.resolve(stack.getLogicalId(construct.node.defaultChild as never)) as string;
@@ -230,8 +237,11 @@ export function synthesizeStackPolicies(options: { projectRoot?: string } = {}):
     });
 
     const principals = new Map<string, Principal>();
+    const functionArns: Record<string, string> = {};
     for (const spec of FUNCTIONS) {
-      const fn = template.Resources[logicalIdOf(stack.functions.get(spec.handler))];
+      const functionId = logicalIdOf(stack.functions.get(spec.handler));
+      const fn = template.Resources[functionId];
+      functionArns[spec.handler] = resolveValue({ 'Fn::GetAtt': [functionId, 'Arn'] }) as string;
       principals.set(spec.handler, principal(spec.handler, roleIdOf(fn.Properties?.Role, `function ${spec.handler}`), `cdk/functions.ts (${spec.handler}'s access) and cdk/access.ts`));
     }
     for (const stage of BATCH_STAGES) {
@@ -257,6 +267,9 @@ export function synthesizeStackPolicies(options: { projectRoot?: string } = {}):
         registryTable: output('registryTable'),
         rewardTable: output('rewardTable'),
         stateMachineArn: output('stateMachineArn'),
+        substitutions: resolveValue(template.Resources[logicalIdOf(stack.workflow.stateMachine)].Properties?.DefinitionSubstitutions ?? {}) as Record<string, string>,
+        functionArns,
+        outputs: Object.fromEntries(Object.entries(template.Outputs ?? {}).map(([name, o]) => [name, String(resolveValue(o.Value))])),
         ...(bucketPolicy ? { bucketPolicy: resolveValue(bucketPolicy) as PolicyDocument } : {}),
       },
     };
