@@ -13,7 +13,7 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { followExecution, startAwsRun } from '#lib/aws/index.ts';
+import { executionArnOf, followExecution, startAwsRun } from '#lib/aws/index.ts';
 import { summarizeRun } from '#lib/cli/summary.ts';
 import { CALLER_PRINCIPAL, configToEnv, type RecordedSdkCall } from '#lib/config/index.ts';
 import { moveProduction, rollbackProduction } from '#lib/deploy/index.ts';
@@ -97,7 +97,7 @@ const FLOWS: Flow[] = [
     name: 'the caller starts a run that fails in Embed, follows it and summarizes it',
     async run(context) {
       const { recording, stack } = context;
-      const executionArn = `arn:${TEST_PARTITION}:states:${TEST_REGION}:${TEST_ACCOUNT}:execution:${stack.resources.stateMachineArn.split(':')[6]}:${RUN_ID}`;
+      const executionArn = executionArnOf(stack.resources.stateMachineArn, RUN_ID);
       let result: LocalWorkflowResult | undefined;
       const sfn = recordedSfn(recording, CALLER_PRINCIPAL, (operation) => {
         if (operation === 'DescribeExecution') return sfnError('ExecutionDoesNotExist', `Execution Does Not Exist: '${executionArn}'`);
@@ -174,13 +174,14 @@ const FLOWS: Flow[] = [
       const sfn = recordedSfn(recording, 'monitor', (operation, body) => {
         if (operation !== 'StartExecution') throw new Error(`the monitor made an unexpected Step Functions call ${operation}`);
         context.retrain = JSON.parse(String(body.input)) as RunContext;
-        return { body: { executionArn: `${stack.resources.stateMachineArn.replace(':stateMachine:', ':execution:')}:${String(body.name)}`, startDate: Date.now() / 1000 } };
+        return { body: { executionArn: executionArnOf(stack.resources.stateMachineArn, String(body.name)), startDate: Date.now() / 1000 } };
       });
       const report: MonitorReport = await runMonitor(
         { ...deps, dynamodb: deps.clients.dynamodb, registryTable: deps.config.registryTable, rewardTable: deps.config.rewardTable },
         { startRun: startExecution(stack.resources.stateMachineArn, sfn), now: new Date((context.servedAt ?? Date.now()) + 60_000), projects: [PROJECT], logger: quiet, metricsSink: () => {} },
       );
       sfn.destroy();
+      expect(await deps.store.exists(`models/${PROJECT}/1/reference.json`)).toBe(true);
       expect(report.projects[0].retrain, JSON.stringify(report.projects[0])).toMatchObject({ started: true });
       expect(context.retrain).toBeDefined();
     },

@@ -130,6 +130,9 @@ function resourceFields(input: Record<string, unknown>): Record<string, string |
     const value = input[field];
     if (typeof value === 'string') fields[field] = value;
   }
+  // A schedule's target role: UpdateSchedule also needs iam:PassRole on it.
+  const target = input.Target as { RoleArn?: unknown } | undefined;
+  if (typeof target?.RoleArn === 'string') fields.RoleArn = target.RoleArn;
   // BatchGetItem / BatchWriteItem name their tables as the keys of RequestItems.
   const requestItems = input.RequestItems;
   if (requestItems && typeof requestItems === 'object') fields.TableName = Object.keys(requestItems);

