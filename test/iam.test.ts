@@ -276,6 +276,8 @@ beforeAll(async () => {
   }
   calls = recording.calls();
   requests = await neededRequests(calls, nameMap(recording.session.config, stack.resources));
+  const distinct = [...requests.values()].reduce((sum, r) => sum + r.length, 0);
+  process.stderr.write(`iam.test: ${calls.length} recorded calls by ${requests.size} principals need ${distinct} distinct IAM requests\n`);
 }, 900_000);
 
 afterAll(async () => {
