@@ -10,11 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { configToEnv } from '#lib/config/index.ts';
+import { runFailureOf } from '#lib/stages/recordFailure.ts';
 import {
   buildDefinition,
   EmbedJobResult,
   ExportInput,
   ExportOutput,
+  FAILURE_NOT_RECORDED,
   launchLocalJob,
   PlanInput,
   PlanOutput,
@@ -122,16 +124,11 @@ async function runScenario(scenario: Scenario = {}) {
       PromoteInput.parse(event);
       return PromoteOutput.parse({ version: 1, promoted: true, alias: 'production', reason: 'no champion yet' });
     },
+    // The production naming (runFailureOf), without the registry write that test/recordFailure.test.ts covers.
     RecordFailure: async (event) => {
       const input = RecordFailureInput.parse(event);
-      let cause = input.error.Cause ?? '';
-      try {
-        const document = JSON.parse(cause) as { errorMessage?: string; StatusReason?: string };
-        cause = document.errorMessage ?? document.StatusReason ?? cause;
-      } catch {
-        // A plain-text cause is already readable.
-      }
-      return RecordFailureOutput.parse({ runId: input.runId, status: 'FAILED', error: input.error.Error, cause: `${input.failedState}: ${cause}` });
+      const { error, cause } = runFailureOf(input);
+      return RecordFailureOutput.parse({ runId: input.runId, status: 'FAILED', error, cause });
     },
   };
 
@@ -253,7 +250,7 @@ describe('a local workflow run', () => {
 
     const reward = RewardInput.parse(calls.Reward[0]);
     expect(reward.trials.map((t) => t.status === 'failed' && t.error)).toEqual(['States.Timeout', 'States.Timeout']);
-    expect(result).toMatchObject({ status: 'FAILED', error: 'ExportError', cause: 'Reward: all trials failed' });
+    expect(result).toMatchObject({ status: 'FAILED', error: 'ExportError', cause: 'Reward failed: all trials failed' });
   });
 
   it('retries a Lambda stage that is throttled once, then goes on', async () => {
@@ -286,40 +283,54 @@ describe('a local workflow run', () => {
       scenario: { generations: 1, handlers: { Export: async () => Promise.reject(new ExportError('best trial has no weights')) } },
       stage: 'Export' as const,
       attempts: 1,
+      caught: 'ExportError',
       error: 'ExportError',
-      cause: 'Export: best trial has no weights',
+      cause: 'Export failed: best trial has no weights',
     },
     {
       case: 'a Prepare that stays throttled is retried, then recorded',
       scenario: { handlers: { Prepare: async () => Promise.reject(new ThrottledError('Rate exceeded')) } },
       stage: 'Prepare' as const,
       attempts: 7,
+      caught: 'Lambda.TooManyRequestsException',
       error: 'Lambda.TooManyRequestsException',
-      cause: 'Prepare: Rate exceeded',
+      cause: 'Prepare failed: Rate exceeded',
     },
     {
-      case: 'an Embed job that crashes is recorded with its exit',
+      case: 'an Embed job that crashes is recorded with its exit, as Agentflow.JobFailed',
       scenario: { jobs: { embed: nodeScript('console.error("out of GPU memory"); process.exit(2)') } },
       stage: 'Embed' as const,
       attempts: 0,
-      error: 'States.TaskFailed',
-      cause: 'Embed: Essential container in task exited with code 2',
+      caught: 'States.TaskFailed',
+      error: 'Agentflow.JobFailed',
+      cause: 'Embed failed: Essential container in task exited with code 2\nout of GPU memory',
     },
-  ])('ends FAILED when $case', async ({ scenario, stage, attempts, error, cause }) => {
+    {
+      case: 'an Embed job outlives its TimeoutSeconds, as Agentflow.Timeout',
+      scenario: { jobs: { embed: nodeScript('setInterval(() => {}, 1000)') }, run: { definition: buildDefinition({ timeoutSeconds: { Embed: 1 } }) } },
+      stage: 'Embed' as const,
+      attempts: 0,
+      caught: 'States.Timeout',
+      error: 'Agentflow.Timeout',
+      cause: expect.stringMatching(/^Embed failed: it ran past its TimeoutSeconds \(States\.Timeout/),
+    },
+  ])('ends FAILED when $case', async ({ scenario, stage, attempts, caught, error, cause }) => {
     const { result, calls, events } = await runScenario(scenario);
 
     expect(result).toMatchObject({ status: 'FAILED', error, cause });
+    // AWS reserves States.* for its own errors: the execution never ends with one.
+    expect(result.error).not.toMatch(/^States\./);
     if (stage !== 'Embed') expect(calls[stage]).toHaveLength(attempts);
     expect(calls.RecordFailure).toHaveLength(1);
     const recorded = RecordFailureInput.parse(calls.RecordFailure[0]);
-    expect(recorded).toMatchObject({ failedState: stage, error: { Error: error } });
+    expect(recorded).toMatchObject({ failedState: stage, error: { Error: caught } });
     expect(calls.Promote).toEqual([]);
     const enteredStates = events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
     expect(enteredStates.slice(-3)).toEqual([`${stage}Failed`, 'RecordFailure', 'RunFailed']);
     expect(events.at(-1)).toMatchObject({ type: 'ExecutionFailed', detail: { error, cause } });
   });
 
-  it('still ends FAILED with the original error when RecordFailure itself fails', async () => {
+  it('still ends FAILED, as Agentflow.FailureNotRecorded, when RecordFailure itself fails', async () => {
     const { result, calls } = await runScenario({
       handlers: {
         Prepare: async () => Promise.reject(new ExportError('spec is missing')),
@@ -327,7 +338,7 @@ describe('a local workflow run', () => {
       },
     });
 
-    expect(result).toMatchObject({ status: 'FAILED', error: 'ExportError', cause: expect.stringMatching(/RecordFailure could not record it/) });
+    expect(result).toMatchObject({ status: 'FAILED', error: FAILURE_NOT_RECORDED, cause: expect.stringMatching(/RecordFailure could not record it/) });
     expect(calls.RecordFailure).toHaveLength(1);
   });
 

@@ -5,6 +5,7 @@ import {
   BATCH_SUBMIT_JOB_SYNC,
   buildDefinition,
   EmbedJobEnv,
+  FAILURE_NOT_RECORDED,
   ExportInput,
   ExportOutput,
   JOB_QUEUE_PLACEHOLDER,
@@ -135,6 +136,31 @@ describe('the workflow definition', () => {
     }
     const recordFailure = definition.States.RecordFailure as TaskState;
     expect(definition.States[recordFailure.Next!]).toMatchObject({ Type: 'Fail', ErrorPath: '$.failure.error', CausePath: '$.failure.cause' });
+  });
+
+  it('has no Fail state that can raise a States.* error, which AWS reserves for its own', () => {
+    const fails = everyState(definition).filter(({ state }) => state.Type === 'Fail');
+    expect(fails.map((f) => f.name).sort()).toEqual(['FailureNotRecorded', 'RunFailed']);
+    for (const { name, state } of fails) {
+      if (state.Type !== 'Fail') continue;
+      if (state.Error !== undefined) {
+        expect(state.Error, name).not.toMatch(/^States\./);
+        continue;
+      }
+      // A Fail state that reads its error may read only RecordFailure's, whose contract names it.
+      expect(state.ErrorPath, name).toBe('$.failure.error');
+      const producers = everyState(definition).filter(({ state: s }) => s.Type === 'Task' && s.ResultPath === '$.failure');
+      expect(producers.map((p) => p.name)).toEqual(['RecordFailure']);
+      expect((producers[0].state as TaskState).ResultSelector).toMatchObject({ 'error.$': '$.Payload.error' });
+    }
+    expect(definition.States.FailureNotRecorded).toMatchObject({ Type: 'Fail', Error: FAILURE_NOT_RECORDED });
+    // The contract is what keeps RunFailed's error out of States.*: the handler's output is parsed with it.
+    for (const reserved of ['States.TaskFailed', 'States.Timeout', 'States.Runtime']) {
+      const parsed = RecordFailureOutput.safeParse({ runId: 'r1', status: 'FAILED', error: reserved, cause: 'Embed failed' });
+      expect(parsed.success, reserved).toBe(false);
+      expect(parsed.error?.issues[0].message).toMatch(/reserves/);
+    }
+    expect(RecordFailureOutput.parse({ runId: 'r1', status: 'FAILED', error: 'Agentflow.JobFailed', cause: 'Embed failed' }).error).toBe('Agentflow.JobFailed');
   });
 
   it('retries transient Lambda errors on Lambda stages and Batch throttling on Batch stages', () => {

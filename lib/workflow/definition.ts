@@ -58,6 +58,9 @@ export const LAMBDA_TRANSIENT_ERRORS = [
 /** Errors from the Batch API while submitting or polling a job (429 throttling, 5xx). */
 export const BATCH_TRANSIENT_ERRORS = ['Batch.AWSBatchException', 'Batch.TooManyRequestsException', 'Batch.ServerException'];
 
+/** The error of a run whose failure RecordFailure could not record (every other failure is named by RecordFailure). */
+export const FAILURE_NOT_RECORDED = 'Agentflow.FailureNotRecorded';
+
 /** Names of the states that are not stages of STAGES. */
 export const STATE_NAMES = {
   trials: 'Trials',
@@ -349,11 +352,13 @@ export function buildDefinition(options: DefinitionOptions = {}): StateMachineDe
       // Keep `$.error` (the run's failure) intact; the recording failure goes beside it.
       catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.recordFailureError', Next: STATE_NAMES.failureNotRecorded }],
     }),
+    // RecordFailureOutput.error is never `States.*` (its contract refuses it), so neither is this Fail state's.
     [STATE_NAMES.runFailed]: { Type: 'Fail', Comment: 'the failure is recorded on the run', ErrorPath: '$.failure.error', CausePath: '$.failure.cause' } satisfies FailState,
+    // A fixed name: the caught error may be a `States.*` one, which a Fail state must not raise.
     [STATE_NAMES.failureNotRecorded]: {
       Type: 'Fail',
       Comment: 'the stage failed and so did RecordFailure',
-      ErrorPath: '$.error.Error',
+      Error: FAILURE_NOT_RECORDED,
       Cause: 'the run failed and RecordFailure could not record it; the execution history has both errors',
     } satisfies FailState,
   };

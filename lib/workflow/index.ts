@@ -4,6 +4,7 @@ export {
   substitutePlaceholders,
   placeholdersIn,
   failedStateName,
+  FAILURE_NOT_RECORDED,
   PLACEHOLDERS,
   STATE_NAMES,
   LAMBDA_INVOKE,
