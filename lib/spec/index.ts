@@ -8,6 +8,7 @@ export {
   METRICS_BY_TASK_TYPE,
   TASK_TYPES,
   datasetFormatOf,
+  monitorSchema,
   primaryBaseModel,
   specInputSchema,
   type Architecture,
