@@ -132,6 +132,26 @@ describe('Plan', () => {
   });
 });
 
+describe('Plan and the execution history', () => {
+  it('refuses, before proposing anything, a budget that would outgrow the 25,000-event history', async () => {
+    const run = await preparedRun('plan-history');
+    // A manifest whose spec was checked by an older agentflow, or edited: Plan checks again.
+    const { store, registry } = deps();
+    const manifest = await store.getJson<RunManifest>(run.planInput.manifestUri);
+    await store.putJson(keys.runManifest(run.runId), { ...manifest, spec: { ...manifest.spec, tuning: { ...manifest.spec.tuning, generations: 60, population: 100 } } });
+
+    const planned = planRun(run.planInput, deps());
+
+    await expect(planned).rejects.toBeInstanceOf(AgentError);
+    await expect(planned).rejects.toMatchObject({
+      code: 'BUDGET_EXCEEDS_HISTORY',
+      message: expect.stringMatching(/^tuning\.generations × population = 60 × 100 needs ~60,690 Step Functions history events; at most 22 generations of 100/),
+    });
+    expect(await store.exists(`runs/${run.runId}/agent/generation-1.json`)).toBe(false);
+    expect(await registry.listRunEvents('plan-history', run.runId)).toEqual([]);
+  });
+});
+
 describe('Reward', () => {
   it('logs every trial once, leaves a failed trial out, proposes the next generation, then ends with the best trial', async () => {
     const project = 'reward-loop';

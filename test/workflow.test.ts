@@ -17,6 +17,7 @@ import {
   ExportInput,
   ExportOutput,
   FAILURE_NOT_RECORDED,
+  historyEventsFor,
   launchLocalJob,
   PlanInput,
   PlanOutput,
@@ -41,6 +42,7 @@ import {
   type LocalLambdaHandler,
   type Proposal,
   type RunLocalWorkflowOptions,
+  type State,
   type WorkflowEvent,
 } from '#lib/workflow/index.ts';
 
@@ -177,6 +179,44 @@ function peakTrialConcurrency(events: WorkflowEvent[]): number {
   return peak;
 }
 
+/**
+ * The Step Functions history events behind the local runner's events: a Task state is entered,
+ * scheduled, started (a `.sync` job also submitted), succeeds and is exited; a Map is entered,
+ * started, succeeds and is exited; every other state is entered and exited; Map iterations and
+ * the execution's start and end are one event each. For a run without retries or failures.
+ */
+function awsHistoryEvents(events: WorkflowEvent[], definition: ReturnType<typeof buildDefinition>): number {
+  const states = new Map<string, State>();
+  const collect = (scope: Record<string, State>) => {
+    for (const [name, state] of Object.entries(scope)) {
+      states.set(name, state);
+      if (state.Type === 'Map') collect(state.ItemProcessor.States);
+    }
+  };
+  collect(definition.States);
+  let count = 0;
+  for (const event of events) {
+    const state = event.state === undefined ? undefined : states.get(event.state);
+    switch (event.type) {
+      case 'StateEntered':
+        count += state?.Type === 'Task' ? (state.Resource.endsWith('.sync') ? 4 : 3) : state?.Type === 'Map' ? 2 : 1;
+        break;
+      case 'StateExited':
+        count += state?.Type === 'Task' || state?.Type === 'Map' ? 2 : 1;
+        break;
+      case 'ExecutionStarted':
+      case 'ExecutionSucceeded':
+      case 'MapIterationStarted':
+      case 'MapIterationSucceeded':
+        count += 1;
+        break;
+      default:
+        throw new Error(`${event.type} is not part of a run without retries or failures`);
+    }
+  }
+  return count;
+}
+
 describe('a local workflow run', () => {
   it('runs every stage through two generations of trials and promotes the best one', async () => {
     const { result, input, calls, events, jobOutput } = await runScenario({ generations: 2, proposalsPerGeneration: 2 });
@@ -211,6 +251,14 @@ describe('a local workflow run', () => {
     expect(events[0].type).toBe('ExecutionStarted');
     expect(events.at(-1)).toMatchObject({ type: 'ExecutionSucceeded', detail: { output: result.output } });
     expect(events.every((e) => !Number.isNaN(Date.parse(e.at)))).toBe(true);
+  });
+
+  it('writes as many history events as the execution history budget counts for its generations and trials', async () => {
+    const { result, events } = await runScenario({ generations: 3, proposalsPerGeneration: 2 });
+
+    expect(result.status).toBe('SUCCEEDED');
+    expect(events.filter((e) => e.type === 'MapIterationStarted')).toHaveLength(6);
+    expect(awsHistoryEvents(events, buildDefinition())).toBe(historyEventsFor({ generations: 3, population: 2 }));
   });
 
   it.each([1, 2])('runs at most %i trial job(s) at a time, as the plan asks', async (maxConcurrency) => {

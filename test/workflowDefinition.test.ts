@@ -5,6 +5,9 @@ import {
   BATCH_SUBMIT_JOB_SYNC,
   buildDefinition,
   EmbedJobEnv,
+  EXECUTION_HISTORY,
+  historyEventsFor,
+  historyEventsOf,
   FAILURE_NOT_RECORDED,
   ExportInput,
   ExportOutput,
@@ -161,6 +164,26 @@ describe('the workflow definition', () => {
       expect(parsed.error?.issues[0].message).toMatch(/reserves/);
     }
     expect(RecordFailureOutput.parse({ runId: 'r1', status: 'FAILED', error: 'Agentflow.JobFailed', cause: 'Embed failed' }).error).toBe('Agentflow.JobFailed');
+  });
+
+  it.each([
+    [1, 2],
+    [2, 3],
+    [3, 6],
+    [60, 100],
+  ])('costs as many history events for %i generations of %i trials as the budget Plan and the spec check use', (generations, population) => {
+    expect(historyEventsOf(definition, { generations, population })).toBe(historyEventsFor({ generations, population }));
+  });
+
+  it('costs 30 events outside the loop, 11 per generation and 10 per trial', () => {
+    const cost = (generations: number, population: number) => historyEventsOf(definition, { generations, population });
+    const perTrial = cost(1, 2) - cost(1, 1);
+    const perGeneration = cost(2, 1) - cost(1, 1) - perTrial;
+    expect({ fixed: cost(1, 1) - perGeneration - perTrial, perGeneration, perTrial }).toEqual({
+      fixed: EXECUTION_HISTORY.fixed,
+      perGeneration: EXECUTION_HISTORY.perGeneration,
+      perTrial: EXECUTION_HISTORY.perTrial,
+    });
   });
 
   it('retries transient Lambda errors on Lambda stages and Batch throttling on Batch stages', () => {
