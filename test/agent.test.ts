@@ -186,20 +186,34 @@ describe('Reward', () => {
     expect(policy?.state).toMatchObject({ runId: run.runId, generation: 2 });
   });
 
-  it('fails the stage with every reason when a whole generation fails', async () => {
-    const project = 'reward-allfail';
+  /** Plans a run, fails its whole first generation as `failed` says, and returns what Reward throws. */
+  async function failedGeneration(project: string, failed: (run: Awaited<ReturnType<typeof preparedRun>>, plan: PlanOutput) => Promise<TrialOutcome[]>): Promise<AgentError> {
     const run = await preparedRun(project);
     const plan = await planRun(run.planInput, deps());
-    const trials = await completeTrials(run.runUri, plan, { fail: plan.proposals.map((p) => p.trialId) });
-
+    const trials = await failed(run, plan);
     const error = await rewardGeneration(
       { runId: run.runId, project, runUri: run.runUri, manifestUri: run.planInput.manifestUri, generation: 1, proposals: plan.proposals, trials },
       deps(),
     ).catch((caught: unknown) => caught);
-
     expect(error).toBeInstanceOf(AgentError);
     expect((error as AgentError).code).toBe('GENERATION_FAILED');
-    expect((error as AgentError).message).toContain('loss diverged');
+    return error as AgentError;
+  }
+
+  it('fails the stage with every reason when a whole generation fails', async () => {
+    const error = await failedGeneration('reward-allfail', (run, plan) => completeTrials(run.runUri, plan, { fail: plan.proposals.map((p) => p.trialId) }));
+
+    expect(error.message).toContain('loss diverged');
+  });
+
+  it('says a generation went unplaced for want of GPU capacity, and how to get it, when the queue cancelled every trial', async () => {
+    // What the Trials iterator reports for a job cancelled in RUNNABLE: no result file, the project's error name.
+    const error = await failedGeneration('reward-nogpu', async (run, plan) =>
+      plan.proposals.map((p) => ({ trialId: p.trialId, status: 'failed' as const, error: 'Agentflow.GpuCapacity', resultUri: trialResultUri(run.runUri, p.trialId) })),
+    );
+
+    expect(error.message).toMatch(/Agentflow\.GpuCapacity: its GPU job waited in RUNNABLE past the job queue's limit without starting and was cancelled: .*"All G and VT Spot Instance Requests"/);
+    expect(error.message).not.toContain('crashed or killed');
   });
 
   it('lets the next run of the project warm-start from the stored policy', async () => {

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { configToEnv } from '#lib/config/index.ts';
+import { StateMachine } from 'aws-local-stepfunctions';
 import { runFailureOf } from '#lib/stages/recordFailure.ts';
 import {
   buildDefinition,
@@ -19,6 +20,9 @@ import {
   FAILURE_NOT_RECORDED,
   historyEventsFor,
   launchLocalJob,
+  localPlaceholderValues,
+  substitutePlaceholders,
+  TrialOutcome,
   PlanInput,
   PlanOutput,
   PrepareInput,
@@ -42,9 +46,12 @@ import {
   type LocalLambdaHandler,
   type Proposal,
   type RunLocalWorkflowOptions,
+  type MapState,
   type State,
   type WorkflowEvent,
 } from '#lib/workflow/index.ts';
+import { ensurePromiseWithResolvers } from '#lib/workflow/local.ts';
+import { cancelledJobCause, exitedJobCause } from './helpers/batchCauses.ts';
 
 const BUCKET = 'agentflow-test';
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/jobs/${name}`, import.meta.url));
@@ -429,6 +436,45 @@ describe('a local workflow run', () => {
       jobs: {} as Record<BatchJobName, LocalJobCommand>,
     });
     await expect(run).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringMatching(/runId: .*specUri: /) });
+  });
+});
+
+describe('a trial job the queue cancelled for want of GPU capacity', () => {
+  /** The real Trials iterator, its RunTrial failing with `caught` as Step Functions would catch it. */
+  async function runIterator(caught: { Error: string; Cause?: string }) {
+    ensurePromiseWithResolvers();
+    const definition = substitutePlaceholders(buildDefinition(), localPlaceholderValues());
+    const iterator = (definition.States.Trials as MapState).ItemProcessor;
+    const machine = new StateMachine({ StartAt: iterator.StartAt, States: iterator.States } as unknown as ConstructorParameters<typeof StateMachine>[0], {
+      validationOptions: { checkArn: true, checkPaths: true },
+    });
+    const input = { runId: 'r1', project: 'demo', generation: 1, manifestUri: 's3://agentflow-test/runs/r1/manifest.json', featuresUri: 's3://agentflow-test/features/f/', proposal: { trialId: 'g1-t0', lambda: { a: 1 } }, resultUri: 's3://agentflow-test/runs/r1/trials/g1-t0/result.json' };
+    const execution = machine.run(input, {
+      overrides: {
+        taskResourceLocalHandlers: {
+          RunTrial: async () => {
+            throw new TaskError(caught.Error, caught.Cause ?? '');
+          },
+        },
+      },
+    });
+    return TrialOutcome.parse(await execution.result);
+  }
+
+  it('is reported to Reward as Agentflow.GpuCapacity, named from the StatusReason inside the Cause', async () => {
+    const outcome = await runIterator({ Error: 'States.TaskFailed', Cause: cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 30) });
+
+    expect(outcome).toEqual({ trialId: 'g1-t0', status: 'failed', error: 'Agentflow.GpuCapacity', resultUri: 's3://agentflow-test/runs/r1/trials/g1-t0/result.json' });
+  });
+
+  it.each([
+    ['a job that ran and exited non-zero', { Error: 'States.TaskFailed', Cause: exitedJobCause() }, 'States.TaskFailed'],
+    ['a job whose log quotes the cancellation', { Error: 'States.TaskFailed', Cause: JSON.stringify({ StatusReason: 'Essential container in task exited', LogTail: ['"StatusReason":"Canceled by JobStateTimeLimit action due to reason: x"'] }) }, 'States.TaskFailed'],
+    ['a timeout without a Cause', { Error: 'States.Timeout' }, 'States.Timeout'],
+  ])('leaves %s as it was caught', async (_case, caught, error) => {
+    const outcome = await runIterator(caught);
+
+    expect(outcome).toMatchObject({ status: 'failed', error });
   });
 });
 

@@ -246,8 +246,11 @@ describe('the workflow definition', () => {
     expect(trials).toMatchObject({ ItemsPath: '$.plan.proposals', MaxConcurrencyPath: '$.plan.maxConcurrency', ResultPath: '$.trials', Next: 'Reward' });
     expect(trials.MaxConcurrency).toBeUndefined();
     const runTrial = trials.ItemProcessor.States.RunTrial as TaskState;
-    expect(runTrial.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'TrialFailed' }]);
+    expect(runTrial.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WhyTrialFailed' }]);
+    // A caught trial is told apart only by whether the queue cancelled it for want of GPU capacity.
+    expect(trials.ItemProcessor.States.WhyTrialFailed).toMatchObject({ Type: 'Choice', Default: 'TrialFailed', Choices: [{ Next: 'TrialWithoutGpu' }] });
     expect(trials.ItemProcessor.States.TrialFailed).toMatchObject({ Type: 'Pass', End: true, Parameters: { status: 'failed', 'error.$': '$.error.Error' } });
+    expect(trials.ItemProcessor.States.TrialWithoutGpu).toMatchObject({ Type: 'Pass', End: true, Parameters: { status: 'failed', error: 'Agentflow.GpuCapacity' } });
   });
 
   it('loops from Reward back to Trials until Reward says done, then exports', () => {

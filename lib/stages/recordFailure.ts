@@ -1,24 +1,11 @@
 import type { Registry } from '#lib/registry/index.ts';
 import type { CaughtError, RecordFailureInput, RecordFailureOutput } from '#lib/workflow/contracts.ts';
+import { FAILURE_NAMES } from '#lib/workflow/errors.ts';
+import { gpuCapacityFix } from '#lib/workflow/gpuCapacity.ts';
 import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
 import { BATCH_STAGES } from '#lib/workflow/stages.ts';
 
-/**
- * The names a failed run ends with. AWS reserves the `States.` prefix for errors Step Functions
- * raises itself, so a Fail state must not re-raise `States.TaskFailed` or `States.Timeout`: the
- * project names them instead. Domain errors (`SpecError`, `ExportError`, …) and the Lambda
- * service's own (`Lambda.TooManyRequestsException`) keep their names.
- */
-export const FAILURE_NAMES = {
-  /** A Batch job exited non-zero, was killed, or its container never started (`States.TaskFailed` from a job). */
-  jobFailed: 'Agentflow.JobFailed',
-  /** A task outlived its TimeoutSeconds (`States.Timeout`). */
-  timeout: 'Agentflow.Timeout',
-  /** A GPU job waited RUNNABLE past GPU_WAIT and the job queue cancelled it: no GPU capacity or quota. */
-  gpuCapacity: 'Agentflow.GpuCapacity',
-  /** Any other `States.<Name>` becomes `Agentflow.<Name>` (e.g. `States.Permissions`). */
-  prefix: 'Agentflow.',
-} as const;
+export { FAILURE_NAMES };
 
 const RESERVED_PREFIX = 'States.';
 
@@ -68,16 +55,6 @@ export function readableCause(cause: string | undefined): string {
   return parts.length > 0 ? parts.join('\n') : cause;
 }
 
-/** Why Batch could not place the job, and what to change, by the RUNNABLE reason it acted on. */
-const GPU_WAIT_EXPLANATIONS: Record<string, string> = {
-  'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY':
-    'no GPU instance could be launched: a new account\'s GPU quota is usually 0. Request more in Service Quotas → Amazon EC2 → "All G and VT Spot Instance Requests" (Spot, the default) or "Running On-Demand G and VT instances" (with -c agentflow:spot=false), in vCPUs, for this region; or choose instance types you have quota and capacity for with `npx cdk deploy -c agentflow:gpuInstanceTypes=\'["g4dn.xlarge"]\'`',
-  'MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE':
-    'the job needs more vCPUs than the compute environment may ever run: raise `-c agentflow:maxvCpus=…` or choose smaller instance types with `-c agentflow:gpuInstanceTypes=…`, then redeploy',
-  'MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT':
-    'no instance type of the compute environment has the GPU and memory the job asks for: choose instance types that do with `npx cdk deploy -c agentflow:gpuInstanceTypes=\'["g5.xlarge"]\'`',
-};
-
 /**
  * A GPU job the job queue cancelled after waiting RUNNABLE past GPU_WAIT (its statusReason is
  * `Canceled by JobStateTimeLimit action due to reason: <REASON>`), described with the fix.
@@ -94,7 +71,7 @@ export function gpuCapacityFailure(failedState: string, caught: CaughtError): st
     typeof created === 'number' && typeof stopped === 'number' && stopped >= created
       ? `${Math.round((stopped - created) / 60_000)} minutes`
       : `the job queue's limit (${GPU_WAIT.defaultMinutes} minutes unless -c agentflow:maxGpuWaitMinutes changed it)`;
-  const explanation = GPU_WAIT_EXPLANATIONS[reason] ?? `AWS Batch could not place it (${reason}); see the job queue's RUNNABLE reasons in the Batch console`;
+  const explanation = gpuCapacityFix(reason);
   return (
     `${failedState} failed: its GPU job waited ${waited} in RUNNABLE without starting and the job queue cancelled it (${reason}): ${explanation}. ` +
     `Then resume the run (agentflow resume <runId> -p <project> --aws). Batch said: ${statusReason}`

@@ -36,7 +36,8 @@ import {
   TRIAL_RESULT_PATH,
   TrialJobEnv,
 } from '#lib/workflow/contracts.ts';
-import { WorkflowError } from '#lib/workflow/errors.ts';
+import { FAILURE_NAMES, WorkflowError } from '#lib/workflow/errors.ts';
+import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
 import { JOB_QUEUE_PLACEHOLDER, STAGES, stageOf, type BatchStageName, type LambdaStageName } from '#lib/workflow/stages.ts';
 
 export type { StateMachineDefinition } from '#lib/workflow/asl.ts';
@@ -66,6 +67,8 @@ export const STATE_NAMES = {
   trials: 'Trials',
   trialSucceeded: 'TrialSucceeded',
   trialFailed: 'TrialFailed',
+  whyTrialFailed: 'WhyTrialFailed',
+  trialWithoutGpu: 'TrialWithoutGpu',
   isTuningDone: 'IsTuningDone',
   succeeded: 'Succeeded',
   runFailed: 'RunFailed',
@@ -206,8 +209,30 @@ export function buildDefinition(options: DefinitionOptions = {}): StateMachineDe
         resultPath: '$.job',
         next: STATE_NAMES.trialSucceeded,
         // A failed trial is a result for Reward to learn from, not a failed run.
-        catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE_NAMES.trialFailed }],
+        catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE_NAMES.whyTrialFailed }],
       }),
+      // Batch reports a job the queue cancelled for want of GPU capacity as a plain States.TaskFailed,
+      // with the reason only inside the Cause (the job description). Name it here, so Reward can say
+      // why and how to fix it; the Cause itself is too large to carry for every trial.
+      [STATE_NAMES.whyTrialFailed]: {
+        Type: 'Choice',
+        Choices: [
+          {
+            And: [
+              { Variable: '$.error.Cause', IsPresent: true },
+              // The job's own StatusReason, as the compact job description JSON writes it (not a log line that quotes it).
+              { Variable: '$.error.Cause', StringMatches: `*"StatusReason":"${GPU_WAIT.cancelledStatusPrefix.replace(/[*\\]/g, '\\$&')}*` },
+            ],
+            Next: STATE_NAMES.trialWithoutGpu,
+          },
+        ],
+        Default: STATE_NAMES.trialFailed,
+      },
+      [STATE_NAMES.trialWithoutGpu]: {
+        Type: 'Pass',
+        Parameters: { 'trialId.$': '$.proposal.trialId', status: 'failed', error: FAILURE_NAMES.gpuCapacity, 'resultUri.$': '$.resultUri' },
+        End: true,
+      },
       [STATE_NAMES.trialSucceeded]: {
         Type: 'Pass',
         Parameters: { 'trialId.$': '$.proposal.trialId', status: 'succeeded', 'jobId.$': '$.job.jobId', 'resultUri.$': '$.resultUri' },

@@ -32,5 +32,5 @@ export { EXECUTION_HISTORY, historyBudgetProblem, historyEventsFor, historyEvent
 export * from '#lib/workflow/contracts.ts';
 export { runLocalWorkflow, localPlaceholderValues, type RunLocalWorkflowOptions, type LocalWorkflowResult, type WorkflowEvent, type WorkflowEventType, type LocalLambdaHandler, type LocalJobCommand } from '#lib/workflow/local.ts';
 export { launchLocalJob, type LocalJobOptions, type LocalJobResult, type JobOutputLine } from '#lib/workflow/localJob.ts';
-export { WorkflowError, TaskError } from '#lib/workflow/errors.ts';
+export { FAILURE_NAMES, WorkflowError, TaskError } from '#lib/workflow/errors.ts';
 export type * from '#lib/workflow/asl.ts';

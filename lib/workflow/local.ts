@@ -93,7 +93,7 @@ export function localPlaceholderValues(): Record<string, string> {
 }
 
 /** aws-local-stepfunctions 3 uses `Promise.withResolvers` (Node 22+); Node 20 needs it supplied. */
-function ensurePromiseWithResolvers(): void {
+export function ensurePromiseWithResolvers(): void {
   const P = Promise as unknown as { withResolvers?: unknown };
   if (typeof P.withResolvers === 'function') return;
   P.withResolvers = function withResolvers<T>() {
