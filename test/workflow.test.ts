@@ -46,6 +46,7 @@ import {
   type LocalLambdaHandler,
   type Proposal,
   type RunLocalWorkflowOptions,
+  type JsonValue,
   type MapState,
   type State,
   type WorkflowEvent,
@@ -439,27 +440,47 @@ describe('a local workflow run', () => {
   });
 });
 
-describe('a trial job the queue cancelled for want of GPU capacity', () => {
+describe('a GPU job the queue cancelled for want of capacity', () => {
+  /** Runs (part of) the real definition on aws-local-stepfunctions, Task states answered by `handlers`. */
+  function runStates(states: { StartAt: string; States: Record<string, State> }, input: JsonValue, handlers: Record<string, (input: JsonValue) => Promise<JsonValue>>) {
+    ensurePromiseWithResolvers();
+    const machine = new StateMachine(states as unknown as ConstructorParameters<typeof StateMachine>[0], { validationOptions: { checkArn: true, checkPaths: true } });
+    return machine.run(input, { overrides: { taskResourceLocalHandlers: handlers }, context: { Execution: { Id: 'local:execution:agentflow:r1', Name: 'r1' } } }).result;
+  }
+  const definition = () => substitutePlaceholders(buildDefinition(), localPlaceholderValues());
+
   /** The real Trials iterator, its RunTrial failing with `caught` as Step Functions would catch it. */
   async function runIterator(caught: { Error: string; Cause?: string }) {
-    ensurePromiseWithResolvers();
-    const definition = substitutePlaceholders(buildDefinition(), localPlaceholderValues());
-    const iterator = (definition.States.Trials as MapState).ItemProcessor;
-    const machine = new StateMachine({ StartAt: iterator.StartAt, States: iterator.States } as unknown as ConstructorParameters<typeof StateMachine>[0], {
-      validationOptions: { checkArn: true, checkPaths: true },
-    });
+    const iterator = (definition().States.Trials as MapState).ItemProcessor;
     const input = { runId: 'r1', project: 'demo', generation: 1, manifestUri: 's3://agentflow-test/runs/r1/manifest.json', featuresUri: 's3://agentflow-test/features/f/', proposal: { trialId: 'g1-t0', lambda: { a: 1 } }, resultUri: 's3://agentflow-test/runs/r1/trials/g1-t0/result.json' };
-    const execution = machine.run(input, {
-      overrides: {
-        taskResourceLocalHandlers: {
-          RunTrial: async () => {
-            throw new TaskError(caught.Error, caught.Cause ?? '');
-          },
-        },
+    const output = await runStates({ StartAt: iterator.StartAt, States: iterator.States }, input, {
+      RunTrial: async () => {
+        throw new TaskError(caught.Error, caught.Cause ?? '');
       },
     });
-    return TrialOutcome.parse(await execution.result);
+    return TrialOutcome.parse(output);
   }
+
+  it('fails the run at Embed as Agentflow.GpuCapacity, with the wait, the fix and what Batch said', async () => {
+    const lambda = (payload: JsonValue) => async () => ({ Payload: payload, StatusCode: 200 });
+    const run = runStates(definition(), { runId: 'r1', project: 'demo', specUri: 's3://agentflow-test/runs/r1/spec.json' }, {
+      Prepare: lambda({ runUri: 's3://agentflow-test/runs/r1', manifestUri: 's3://agentflow-test/runs/r1/manifest.json', featuresUri: 's3://agentflow-test/features/f/' }),
+      Embed: async () => {
+        throw new TaskError('States.TaskFailed', cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 30));
+      },
+      RecordFailure: async (input) => {
+        const { error, cause } = runFailureOf(RecordFailureInput.parse((input as { Payload: unknown }).Payload));
+        return { Payload: { runId: 'r1', status: 'FAILED', error, cause }, StatusCode: 200 };
+      },
+    });
+
+    const failure = await run.then(
+      () => undefined,
+      (error: Error) => (error.cause instanceof Error ? error.cause : error),
+    );
+    expect(failure?.name).toBe('Agentflow.GpuCapacity');
+    expect(failure?.message).toMatch(/^Embed failed: its GPU job waited 30 minutes in RUNNABLE without starting .*"All G and VT Spot Instance Requests".*Batch said: Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY$/s);
+  });
 
   it('is reported to Reward as Agentflow.GpuCapacity, named from the StatusReason inside the Cause', async () => {
     const outcome = await runIterator({ Error: 'States.TaskFailed', Cause: cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 30) });
