@@ -15,7 +15,7 @@ export const STATE_MACHINE_ENV = 'AGENTFLOW_STATE_MACHINE_ARN';
 /** Starts the training state machine; the execution is named after the run, so a retried start cannot start a second one. */
 export function startExecution(stateMachineArn: string, sfn: SFNClient): StartRun {
   return async ({ project, runId, specUri, trigger, reason }) => {
-    if (!specUri) throw new ConfigError(`cannot retrain ${project}: the manifest of its production run names no specUri`, { project });
+    if (!specUri) throw new ConfigError(`cannot retrain ${project}: production names no spec to retrain from (its models/<project>/<version>/live.json, written by Export, has one)`, { project });
     try {
       const result = await sfn.send(
         new StartExecutionCommand({ stateMachineArn, name: `${project}-${runId}`.slice(0, 80), input: JSON.stringify({ runId, project, specUri, trigger, reason }) }),
