@@ -167,7 +167,7 @@ describe('GPU batch jobs', () => {
     expect(IMAGE_CONTEXT_EXCLUDE).toContain('**/node_modules');
     const dockerfile = readFileSync(join(context, 'cdk', 'Dockerfile'), 'utf8');
     expect(dockerfile).toMatch(/^FROM nvidia\/cuda:12\.[0-9.]+-cudnn-runtime-/m);
-    expect(dockerfile).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
+    expect(dockerfile).toMatch(/--onnxruntime-node-install=cuda12/);
     expect(dockerfile).toMatch(/AGENTFLOW_DEVICE=cuda/);
   });
 });
