@@ -39,6 +39,13 @@ export function acknowledgeNagFindings(stack: AgentflowStack): void {
     );
   }
 
+  // With agentflow:existingBucket the kept artifact bucket logs where it already did, and cdk-nag no
+  // longer sees this bucket as a log destination.
+  Validations.of(stack.storage.logBucket).acknowledge({
+    id: 'AwsSolutions-S1',
+    reason: 'The access-log bucket is itself the destination of the artifact bucket access logs and VPC flow logs; logging its own access would log the log deliveries.',
+  });
+
   Validations.of(stack.batch.node.findChild('JobRole')).acknowledge({ id: `AwsSolutions-IAM5[${objects}]`, reason: objectsReason });
   for (const definition of stack.batch.jobDefinitions.values()) {
     Validations.of(definition.container.executionRole).acknowledge({
