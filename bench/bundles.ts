@@ -10,7 +10,8 @@
  *   every entry point did when all stage handlers lived in one module.
  * Size is the unzipped bundle folder (Lambda's 250 MB limit counts it). Cold import is the time
  * to `import()` the bundle in a fresh `node` process (the part of a Lambda cold start the package
- * decides: parsing the code and loading the native library), the median of `--runs` processes.
+ * decides: parsing the code and loading the native library), the median of `--runs` processes,
+ * baseline and after alternating so that load from elsewhere on the machine falls on both alike.
  * The last line printed is one JSON object with every figure.
  */
 import { spawnSync } from 'node:child_process';
@@ -84,34 +85,51 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-/** Milliseconds to import the bundle in a fresh node process (median of `runs`), and whether that loaded ONNX Runtime's library. */
-function coldImport(outDir: string, runs: number): { ms: number; loadsOnnxRuntime: boolean | undefined } {
+const IMPORT_SCRIPT = [
+  'const t0 = performance.now();',
+  'await import(process.argv[1]);',
+  'const ms = performance.now() - t0;',
+  "const { existsSync, readFileSync } = await import('node:fs');",
+  "const maps = existsSync('/proc/self/maps') ? readFileSync('/proc/self/maps', 'utf8') : undefined;",
+  "process.stdout.write(JSON.stringify({ ms, loads: maps === undefined ? null : maps.includes('libonnxruntime') }));",
+].join(' ');
+
+/** One import of the bundle in a fresh node process: milliseconds, and whether ONNX Runtime's library got loaded. */
+function importOnce(outDir: string): { ms: number; loads: boolean | undefined } {
   const url = pathToFileURL(join(outDir, 'index.mjs')).href;
-  const script = [
-    'const t0 = performance.now();',
-    'await import(process.argv[1]);',
-    'const ms = performance.now() - t0;',
-    "const { existsSync, readFileSync } = await import('node:fs');",
-    "const maps = existsSync('/proc/self/maps') ? readFileSync('/proc/self/maps', 'utf8') : undefined;",
-    "process.stdout.write(JSON.stringify({ ms, loads: maps === undefined ? null : maps.includes('libonnxruntime') }));",
-  ].join(' ');
-  const times: number[] = [];
-  let loads: boolean | undefined;
-  for (let i = 0; i < runs; i++) {
-    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script, url], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
-    if (run.status !== 0) throw new Error(`importing ${url} failed: ${run.stderr}`);
-    const result = JSON.parse(run.stdout) as { ms: number; loads: boolean | null };
-    times.push(result.ms);
-    loads = result.loads ?? undefined;
-  }
-  return { ms: median(times), loadsOnnxRuntime: loads };
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', IMPORT_SCRIPT, url], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  if (run.status !== 0) throw new Error(`importing ${url} failed: ${run.stderr}`);
+  const result = JSON.parse(run.stdout) as { ms: number; loads: boolean | null };
+  return { ms: result.ms, loads: result.loads ?? undefined };
 }
 
-async function figures(entry: string, outDir: string, runs: number): Promise<BundleFigures> {
-  await bundle(entry, outDir);
-  const vendored = vendorOnnxRuntime({ bundleDir: outDir, projectRoot: root });
-  const imported = coldImport(outDir, runs);
-  return { sizeBytes: directorySizeBytes(outDir), coldImportMs: imported.ms, shipsOnnxRuntime: vendored.shipped, loadsOnnxRuntime: imported.loadsOnnxRuntime };
+/**
+ * Baseline and after bundles imported alternately, `runs` times each, so a busy machine slows
+ * both alike; the medians are compared.
+ */
+async function compare(entries: { baseline: string; after: string }, outDirs: { baseline: string; after: string }, runs: number): Promise<{ baseline: BundleFigures; after: BundleFigures }> {
+  const sides = ['baseline', 'after'] as const;
+  const shipped: Record<string, boolean> = {};
+  for (const side of sides) {
+    await bundle(entries[side], outDirs[side]);
+    shipped[side] = vendorOnnxRuntime({ bundleDir: outDirs[side], projectRoot: root }).shipped;
+  }
+  const times: Record<string, number[]> = { baseline: [], after: [] };
+  const loads: Record<string, boolean | undefined> = {};
+  for (let i = 0; i < runs; i++) {
+    for (const side of i % 2 ? [...sides].reverse() : sides) {
+      const once = importOnce(outDirs[side]);
+      times[side].push(once.ms);
+      loads[side] = once.loads;
+    }
+  }
+  const figures = (side: (typeof sides)[number]): BundleFigures => ({
+    sizeBytes: directorySizeBytes(outDirs[side]),
+    coldImportMs: median(times[side]),
+    shipsOnnxRuntime: shipped[side],
+    loadsOnnxRuntime: loads[side],
+  });
+  return { baseline: figures('baseline'), after: figures('after') };
 }
 
 export async function runBundleBench(options: { runs: number }): Promise<BundleBenchRow[]> {
@@ -124,8 +142,11 @@ export async function runBundleBench(options: { runs: number }): Promise<BundleB
       // Inside the repository, so `#lib/*` resolves through package.json's imports.
       const baselineEntry = join(work, `${spec.handler}.baseline.ts`);
       writeFileSync(baselineEntry, baselineSource(spec));
-      const baseline = await figures(baselineEntry, join(work, spec.handler, 'baseline'), options.runs);
-      const after = await figures(join(root, handlerEntry(spec.handler)), join(work, spec.handler, 'after'), options.runs);
+      const { baseline, after } = await compare(
+        { baseline: baselineEntry, after: join(root, handlerEntry(spec.handler)) },
+        { baseline: join(work, spec.handler, 'baseline'), after: join(work, spec.handler, 'after') },
+        options.runs,
+      );
       rows.push({
         handler: spec.handler,
         runsModel: spec.runsModel,

@@ -3,6 +3,6 @@
  * stage's own module, not lib/stages/index.ts, so the bundle holds only what RecordFailure runs.
  */
 import { lambdaStageHandler } from '#lib/stages/lambda.ts';
-import { recordFailureStage } from '#lib/stages/recordFailure.ts';
+import { recordFailureStage } from '#lib/stages/recordFailureStage.ts';
 
 export const handler = lambdaStageHandler(recordFailureStage);

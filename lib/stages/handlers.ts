@@ -4,7 +4,7 @@ import { exportStage } from './export.ts';
 import { planStage } from './plan.ts';
 import { prepareStage } from './prepare.ts';
 import { promoteStage } from './promote.ts';
-import { recordFailureStage } from './recordFailure.ts';
+import { recordFailureStage } from './recordFailureStage.ts';
 import { rewardStage } from './reward.ts';
 import type { StageFactory, StageHandler, StageOptions } from './stage.ts';
 

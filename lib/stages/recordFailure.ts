@@ -1,6 +1,5 @@
 import type { Registry } from '#lib/registry/index.ts';
-import { RecordFailureInput, RecordFailureOutput } from '#lib/workflow/contracts.ts';
-import type { StageFactory } from './stage.ts';
+import type { RecordFailureInput, RecordFailureOutput } from '#lib/workflow/contracts.ts';
 
 /**
  * Turns a caught Step Functions error into something a person can read. Lambda causes are
@@ -39,5 +38,3 @@ export async function recordFailure(input: RecordFailureInput, deps: { registry:
   await deps.registry.updateRunStatus(input.project, input.runId, 'failed', { stage: input.failedState, error });
   return { runId: input.runId, status: 'FAILED', error: input.error.Error, cause: error.message };
 }
-
-export const recordFailureStage: StageFactory = ({ registry }) => async (event) => RecordFailureOutput.parse(await recordFailure(RecordFailureInput.parse(event), { registry }));
