@@ -15,16 +15,16 @@ function arnToken(stack: Stack, resource: IConstruct): string {
   return `<${stack.resolve(stack.getLogicalId(resource.node.defaultChild as CfnResource)) as string}.Arn>`;
 }
 
-/** The artifact bucket's objects as cdk-nag names them: a GetAtt of the created bucket, or the adopted bucket's ARN. */
-function bucketObjectsToken(stack: Stack, bucket: IBucket): string {
-  if (bucket.node.defaultChild) return `${arnToken(stack, bucket)}/*`;
-  return `arn:<AWS::Partition>:s3:::${bucket.bucketName}/*`;
+/** Keys of the artifact bucket as cdk-nag names them: a GetAtt of the created bucket, or the adopted bucket's ARN. */
+function bucketKeysToken(stack: Stack, bucket: IBucket, keys = '*'): string {
+  if (bucket.node.defaultChild) return `${arnToken(stack, bucket)}/${keys}`;
+  return `arn:<AWS::Partition>:s3:::${bucket.bucketName}/${keys}`;
 }
 
 const XRAY = 'X-Ray tracing (tracing: ACTIVE) needs xray:PutTraceSegments/PutTelemetryRecords, which support no resource-level permissions.';
 
 export function acknowledgeNagFindings(stack: AgentflowStack): void {
-  const objects = `Resource::${bucketObjectsToken(stack, stack.storage.bucket)}`;
+  const objects = `Resource::${bucketKeysToken(stack, stack.storage.bucket)}`;
   const objectsReason =
     'Objects of the artifact bucket only: the stages address datasets/, features/<digest>/, runs/<runId>/ and models/<project>/<version>/ by ids known at run time, so no narrower static prefix exists.';
 
@@ -44,7 +44,7 @@ export function acknowledgeNagFindings(stack: AgentflowStack): void {
   for (const spec of FUNCTIONS) {
     for (const pattern of spec.access.bucketWrites ?? []) {
       Validations.of(stack.functions.get(spec.handler).role!).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::${arnToken(stack, stack.storage.bucket)}/${pattern}]`,
+        id: `AwsSolutions-IAM5[Resource::${bucketKeysToken(stack, stack.storage.bucket, pattern)}]`,
         reason: `PutObject only on keys matching ${pattern}, whose project, version and hour parts are known at run time; every other key stays read-only for ${spec.handler}.`,
       });
     }
