@@ -164,3 +164,32 @@ describe('agentflow end to end', () => {
     expect(result.summary.card.model.sha256).toBe(uninterrupted.card.model.sha256);
   });
 });
+
+describe('agentflow run on a dataset with problems', () => {
+  it('prints a screenful with the fix and copies the full list beside the local data', async () => {
+    const data = join(folder, 'bad-data');
+    const rows = Array.from({ length: 3000 }, (_, i) => `${i % 9}, ${i % 5 === 0 ? 'churned' : 'stayed'}`);
+    await writeFile(join(folder, 'churn.csv'), ['tenure, status', ...rows].join('\n'));
+    const spec = join(folder, 'churn-spec.json');
+    await writeFile(
+      spec,
+      JSON.stringify({
+        project: 'churn-cli',
+        baseModel: { kind: 'tabular', numeric: ['tenure'] },
+        datasets: { train: 'churn.csv' },
+        tasks: [{ name: 'churn', type: 'binary', label: 'status' }],
+      }),
+    );
+
+    const run = await agentflow(['--dir', data, 'run', spec, '--run-id', 'bad-labels-1']);
+
+    expect(run.code).toBe(EXIT.failed);
+    expect(run.stdout.split('\n').length).toBeLessThanOrEqual(50);
+    expect(run.stdout).toContain('fix: add "positive": "churned" to task "churn"');
+    const path = join(data, 'problems', 'bad-labels-1.txt');
+    expect(run.stdout).toContain(`every dataset problem: ${path}`);
+    const list = (await readFile(path, 'utf8')).trimEnd().split('\n');
+    expect(list).toHaveLength(3000);
+    expect(list[1]).toBe('churn.csv line 3, task "churn": label "stayed" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"');
+  });
+});

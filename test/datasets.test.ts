@@ -7,6 +7,7 @@ import {
   assertValidDataset,
   formatProblem,
   formatProblems,
+  ProblemSummary,
   readRecords,
   splitOf,
   validateDataset,
@@ -140,7 +141,7 @@ describe('readRecords (CSV)', () => {
     const { records, problems } = await readAll('text,urgent\nlate, again,1\nok,0\n', 'csv');
     expect(records).toEqual([{ line: 3, record: { text: 'ok', urgent: '0' } }]);
     expect(problems).toEqual([
-      { file: 'train.csv', line: 2, value: 'late, again,1', message: 'has 3 fields but the header has 2; quote values that contain commas' },
+      { file: 'train.csv', line: 2, value: 'late,again,1', message: 'has 3 fields but the header has 2; quote values that contain commas' },
     ]);
   });
 
@@ -198,8 +199,8 @@ describe('validateRecord', () => {
   });
 
   it.each([
-    [{ text: 'x', urgent: 'maybe' }, 'urgent', 'maybe', 'label "maybe" is not 0 or 1 (true/false also accepted)'],
-    [{ text: 'x', urgent: 2 }, 'urgent', 2, 'label 2 is not 0 or 1 (true/false also accepted)'],
+    [{ text: 'x', urgent: 'maybe' }, 'urgent', 'maybe', 'label "maybe" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"'],
+    [{ text: 'x', urgent: 2 }, 'urgent', 2, 'label 2 is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"'],
     [{ text: 'x', team: 'sales' }, 'team', 'sales', 'label "sales" is not one of billing | technical | account'],
     [{ text: 'x', team: 'Billing' }, 'team', 'Billing', 'label "Billing" is not one of billing | technical | account; did you mean "billing"?'],
     [{ text: 'x', team: ['billing'] }, 'team', ['billing'], 'label ["billing"] (an array) is not one of billing | technical | account'],
@@ -214,7 +215,7 @@ describe('validateRecord', () => {
 
   it('renders a label problem as file, line, task and message', () => {
     const [problem] = validateRecord({ text: 'x', urgent: 'maybe' }, textSpec, at).problems;
-    expect(formatProblem(problem)).toBe('train.jsonl line 812, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted)');
+    expect(formatProblem(problem)).toBe('train.jsonl line 812, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"');
   });
 
   it('reports a row with no label for any task', () => {
@@ -252,7 +253,7 @@ describe('validateRecord', () => {
 
   it('reports a non-numeric value in a numeric column', () => {
     expect(validateRecord({ age: 'forty', plan: 'pro', urgent: 1 }, tabularSpec, { file: 'train.csv', line: 9 }).problems).toEqual([
-      { file: 'train.csv', line: 9, field: 'age', value: 'forty', message: 'column "age" is "forty", not a number; leave it empty if unknown' },
+      { file: 'train.csv', line: 9, field: 'age', value: 'forty', message: 'column "age" is "forty", not a number; leave it empty (or ?, NA) if unknown' },
     ]);
   });
 
@@ -350,7 +351,7 @@ describe('validateDataset', () => {
     });
     expect(formatProblems(report.problems)).toBe(
       [
-        'train.jsonl line 4, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted)',
+        'train.jsonl line 4, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"',
         'train.jsonl line 6, task "team": label "sales" is not one of billing | technical | account',
         'train.jsonl line 7: has no label for any task (urgent, team, hours); every row needs at least one label',
         'train.jsonl line 8, task "hours": label "lots" is not a finite number',
@@ -363,7 +364,7 @@ describe('validateDataset', () => {
     const report = await validateDataset(chunked(csv, 5), textSpec, { file: 'train.csv', format: 'csv' });
     expect(report.rows).toBe(3);
     expect(report.problems).toEqual([
-      { file: 'train.csv', line: 4, task: 'urgent', field: 'urgent', value: 'yes', message: 'label "yes" is not 0 or 1 (true/false also accepted)' },
+      { file: 'train.csv', line: 4, task: 'urgent', field: 'urgent', value: 'yes', message: 'label "yes" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"' },
     ]);
     expect(report.labelledPerTask).toEqual({ urgent: 2, team: 2, hours: 1 });
   });
@@ -430,6 +431,109 @@ describe('validateDataset', () => {
     expect(report.problems).toEqual([]);
     expect(report.validRows).toBe(report.rows);
     expect(report.labelledPerTask).toEqual(labelled);
+  });
+});
+
+describe('binary labels with positive', () => {
+  const specWith = (positive: string | string[]) =>
+    parseSpec({ project: 'demo', baseModel: { kind: 'text' }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'churn', type: 'binary', positive }, { name: 'spend', type: 'regression' }] });
+  const labelOf = (spec: ReturnType<typeof specWith>, value: unknown) => validateRecord({ text: 'x', churn: value, spend: 1 }, spec, at).row?.labels.churn;
+
+  it.each([
+    ['churned', 'churned', 1],
+    ['churned', ' churned ', 1],
+    ['churned', 'stayed', 0],
+    ['churned', 'Churned', 0],
+    ['churned', '1', 0],
+    [['churned', 'left'], 'left', 1],
+    [['churned', 'left'], 'churned', 1],
+    [['churned', 'left'], 'stayed', 0],
+    [['yes', 'true'], true, 1],
+    ['1', 1, 1],
+    ['1', 0, 0],
+  ])('with positive %j reads the label %j as %d', (positive, value, label) => {
+    expect(labelOf(specWith(positive), value)).toBe(label);
+  });
+
+  it.each([[undefined], [null], ['']])('leaves the label %j unlabelled, never 0', (value) => {
+    expect(labelOf(specWith('churned'), value)).toBeNull();
+  });
+
+  it('reports a label that cannot be compared, naming the positive values', () => {
+    expect(validateRecord({ text: 'x', churn: ['churned'] }, specWith('churned'), at).problems[0].message).toBe(
+      'label ["churned"] (an array) is not a value to compare with "positive" ("churned"); give a string, number or boolean',
+    );
+  });
+});
+
+describe('CSV trimming and missing numbers', () => {
+  it('trims the spaces around unquoted values by default, keeps quoted ones, and reads them as given with trim off', async () => {
+    const read = async (text: string, trim?: boolean) => {
+      const records: Record<string, unknown>[] = [];
+      for await (const { record } of readRecords(chunked(text), { format: 'csv', file: 'train.csv', ...(trim === undefined ? {} : { trim }) })) records.push(record);
+      return records;
+    };
+    expect(await read('age, plan, churn\n42, pro, churned\n7, " basic ", stayed \n')).toEqual([
+      { age: '42', plan: 'pro', churn: 'churned' },
+      { age: '7', plan: ' basic ', churn: 'stayed' },
+    ]);
+    expect(await read('age, plan, churn\n42, pro, churned\n', false)).toEqual([{ age: '42', plan: ' pro', churn: ' churned' }]);
+  });
+
+  it('follows datasets.csv.trim in validateDataset', async () => {
+    const specOf = (trim: boolean) =>
+      parseSpec({ project: 'demo', baseModel: { kind: 'tabular', numeric: ['age'] }, datasets: { train: 'train.csv', csv: { trim } }, tasks: [{ name: 'churn', type: 'binary', positive: 'churned' }] });
+    const text = 'age, churn\n42, churned\n7, stayed\n';
+    expect((await validateDataset(chunked(text), specOf(true), { file: 'train.csv', format: 'csv' })).classCounts.churn).toEqual({ '0': 1, '1': 1 });
+    // Header names are always trimmed, and positive is compared after trimming the label.
+    const untrimmedHeader = await validateDataset(chunked('age,churn\n42, churned\n7, stayed\n'), specOf(false), { file: 'train.csv', format: 'csv' });
+    expect(untrimmedHeader.classCounts.churn).toEqual({ '0': 1, '1': 1 });
+  });
+
+  it.each([['?'], ['NA'], ['N/A'], ['NaN'], [' ? '], ['null'], ['']])('reads %j in a numeric column as missing', (value) => {
+    expect(validateRecord({ age: value, plan: 'pro', urgent: '1' }, tabularSpec, at).row?.input.age).toBeNull();
+  });
+});
+
+describe('ProblemSummary', () => {
+  const problem = (line: number, extra: Partial<DatasetProblem> = {}): DatasetProblem => ({ file: 'train.csv', line, value: 'x', message: `bad ${line}`, ...extra });
+
+  it('groups problems by file, task or column and kind, with a count, the first three and every line in the full list', () => {
+    const summary = new ProblemSummary();
+    for (let line = 2; line < 12; line += 1) summary.add(problem(line, { task: 'churn', field: 'status' }));
+    summary.add(problem(5, { field: 'age' }));
+    summary.add({ file: 'valid.csv', value: undefined, message: 'has no data rows' });
+
+    expect(summary.groups().map(({ file, task, field, kind, count, examples }) => ({ file, task, field, kind, count, lines: examples.map((e) => e.line) }))).toEqual([
+      { file: 'train.csv', task: 'churn', field: 'status', kind: 'label', count: 10, lines: [2, 3, 4] },
+      { file: 'train.csv', task: undefined, field: 'age', kind: 'input', count: 1, lines: [5] },
+      { file: 'valid.csv', task: undefined, field: undefined, kind: 'file', count: 1, lines: [undefined] },
+    ]);
+    expect(summary.format({ fullListAt: 'problems.txt' }).split('\n')).toEqual([
+      'train.csv, task "churn": 10 problems, the first 3:',
+      '  line 2: bad 2',
+      '  line 3: bad 3',
+      '  line 4: bad 4',
+      'train.csv, column "age": 1 problem:',
+      '  line 5: bad 5',
+      'valid.csv: 1 problem:',
+      '  has no data rows',
+      'every problem, one a line: problems.txt',
+    ]);
+    expect(summary.fullText().trimEnd().split('\n')).toHaveLength(12);
+  });
+
+  it('stays within a screenful however many columns go wrong, and counts what the full list leaves out past its cap', () => {
+    const summary = new ProblemSummary({ maxListedProblems: 500 });
+    for (let line = 2; line < 100_002; line += 1) summary.add(problem(line, { field: `c${line % 40}`, message: 'x'.repeat(500) }));
+
+    const lines = summary.format().split('\n');
+    expect(lines.length).toBeLessThanOrEqual(30);
+    expect(Math.max(...lines.map((line) => line.length))).toBeLessThanOrEqual(200);
+    expect(lines.at(-1)).toBe('… and 85,000 more problems of 34 other kinds');
+    const full = summary.fullText().trimEnd().split('\n');
+    expect(full).toHaveLength(501);
+    expect(full.at(-1)).toBe('… and 99,500 more problems, not listed');
   });
 });
 

@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fitEncodersInStore, prepareRun, PrepareError, type RunManifest } from '#lib/prepare/index.ts';
+import { fitEncodersInStore, prepareRun, PrepareError, PROBLEMS_FILE, type RunManifest } from '#lib/prepare/index.ts';
 import { Registry } from '#lib/registry/index.ts';
 import { stageRunInputs } from '#lib/runtime/stageInputs.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
@@ -68,11 +68,71 @@ describe('Prepare', () => {
     expect(error).toBeInstanceOf(PrepareError);
     const message = (error as PrepareError).message;
     expect(message).toMatch(/the datasets have 4 problems/);
-    expect(message).toMatch(/train\.jsonl line 2, task "urgent": label "maybe"/);
-    expect(message).toMatch(/train\.jsonl line 3/);
-    expect(message).toMatch(/valid\.jsonl line 1, task "stars"/);
+    expect(message).toMatch(/train\.jsonl, task "urgent": 1 problem:\n {2}line 2: label "maybe"/);
+    expect(message).not.toMatch(/fix: add "positive"/);
+    expect(message).toMatch(/train\.jsonl, column "features": 1 problem:\n {2}line 3: field "features" has 1 values, expected 2/);
+    expect(message).toMatch(/valid\.jsonl, task "stars": 1 problem:\n {2}line 1: label "lots"/);
+    const list = (error as PrepareError).context.problemsUri as string;
+    expect(message).toContain(`every problem, one a line: ${list}`);
+    expect(list).toBe(store().uri(keys.runFile(runId, PROBLEMS_FILE)));
     expect(await store().exists(keys.runManifest(runId))).toBe(false);
     expect(await registry().listVersions('bad-data')).toEqual([]);
+  });
+
+  it('summarizes 100,000 bad labels in a screenful with the positive to add, and writes every one to the run\'s problems file', async () => {
+    const runId = 'prep-many-bad-1';
+    const rows = Array.from({ length: 100_000 }, (_, i) => `${i % 7},${i % 10 === 0 ? 'churned' : 'stayed'}`);
+    const specPath = await specFolder(
+      {
+        project: 'churn-csv',
+        baseModel: { kind: 'tabular', numeric: ['tenure'] },
+        datasets: { train: 'train.csv' },
+        tasks: [{ name: 'churn', type: 'binary', label: 'status' }],
+      },
+      // The space after each comma, as many public CSVs have it.
+      { 'train.csv': ['tenure, status', ...rows.map((row) => row.replace(',', ', '))].join('\n') },
+    );
+    const staged = await stageRunInputs(specPath, runId, store());
+
+    const error = (await prepareRun({ runId, project: 'churn-csv', specUri: staged.specUri, executionId: 'local:test' }, deps()).catch((e: unknown) => e)) as PrepareError;
+
+    expect(error).toMatchObject({ name: 'PrepareError', code: 'DATASETS_INVALID' });
+    const lines = error.message.split('\n');
+    expect(lines.length).toBeLessThanOrEqual(40);
+    expect(lines).toEqual([
+      'the datasets have 100,000 problems; nothing was trained or registered. Fix them and run again:',
+      'train.csv, task "churn": 100,000 problems, the first 3:',
+      '  line 2: label "churned" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"',
+      '  line 3: label "stayed" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"',
+      '  line 4: label "stayed" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"',
+      '  fix: add "positive": "churned" to task "churn" (the value that means 1; values seen: "stayed" 90,000, "churned" 10,000); every other value then counts as 0',
+      `every problem, one a line: ${store().uri(keys.runFile(runId, PROBLEMS_FILE))}`,
+    ]);
+    const list = Buffer.from(await store().getBytes(keys.runFile(runId, PROBLEMS_FILE))).toString('utf8').trimEnd().split('\n');
+    expect(list).toHaveLength(100_000);
+    expect(list[0]).toBe('train.csv line 2, task "churn": label "churned" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"');
+    expect(list.at(-1)).toMatch(/^train\.csv line 100001, task "churn": label "stayed"/);
+  });
+
+  it('reads those labels once the spec names the positive value, the spaces after the commas trimmed', async () => {
+    const runId = 'prep-positive-1';
+    const rows = Array.from({ length: 200 }, (_, i) => `${i % 7}, ${i % 4 === 0 ? 'churned' : 'stayed'}`);
+    const specPath = await specFolder(
+      {
+        project: 'churn-csv',
+        baseModel: { kind: 'tabular', numeric: ['tenure'] },
+        datasets: { train: 'train.csv' },
+        tasks: [{ name: 'churn', type: 'binary', label: 'status', positive: 'churned' }],
+      },
+      { 'train.csv': ['tenure, status', ...rows].join('\n') },
+    );
+    const staged = await stageRunInputs(specPath, runId, store());
+
+    const output = await prepareRun({ runId, project: 'churn-csv', specUri: staged.specUri, executionId: 'local:test' }, deps());
+
+    const manifest = await store().getJson<RunManifest>(output.manifestUri);
+    expect(manifest.datasets[0].classCounts.churn).toEqual({ '0': 150, '1': 50 });
+    expect(await store().exists(keys.runFile(runId, PROBLEMS_FILE))).toBe(false);
   });
 
   it('refuses a spec started under another project name', async () => {

@@ -85,7 +85,15 @@ describe('parseSpec defaults', () => {
   });
 
   it('reads the dataset format from the file extension', () => {
-    expect(spec.datasets).toEqual({ train: 'data/train.jsonl', format: 'jsonl' });
+    expect(spec.datasets).toEqual({ train: 'data/train.jsonl', csv: { trim: true }, format: 'jsonl' });
+  });
+
+  it('keeps a binary task\'s positive values as a list, trimmed and without repeats, and leaves them out when not given', () => {
+    const parsed = (positive: unknown) =>
+      parseSpec({ ...minimal(), tasks: [{ name: 'churn', type: 'binary', ...(positive === undefined ? {} : { positive }) }] }).tasks[0];
+    expect(parsed('churned')).toMatchObject({ positive: ['churned'] });
+    expect(parsed([' churned', 'left', 'churned '])).toMatchObject({ positive: ['churned', 'left'] });
+    expect(parsed(undefined)).not.toHaveProperty('positive');
   });
 
   it('defaults a binary task label to its name, metric auc and weight 1', () => {
@@ -203,6 +211,10 @@ describe('parseSpec problems', () => {
     ['tasks.0.weight', -1, 'tasks[0].weight', -1, /^-1 is below the minimum 0$/],
     ['tasks.0.floor', 1.5, 'tasks[0].floor', 1.5, /outside \[0, 1\], the range of auc/],
     ['tasks.0.loss', 'huber', 'tasks[0].loss', 'huber', /unknown field/],
+    ['tasks.0.positive', '  ', 'tasks[0].positive', '  ', /^is empty; give the label value that means positive, e.g. "churned"$/],
+    ['tasks.0.positive', [], 'tasks[0].positive', [], /^is an empty list; give at least one label value, e.g. \["churned"\]$/],
+    ['tasks.0.positive', 1, 'tasks[0].positive', 1, /expected/],
+    ['datasets.csv', { trim: 'yes' }, 'datasets.csv.trim', 'yes', /"yes" is a string, expected true or false/],
     ['tasks.0.label', 'text', 'tasks[0].label', 'text', /is a base model input column/],
     ['training.epoch', 5, 'training.epoch', 5, /^unknown field; did you mean "epochs"\?/],
     ['training.batchSize', 2.5, 'training.batchSize', 2.5, /^2.5 is not a whole number$/],

@@ -1,10 +1,13 @@
-import { join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { PRODUCTION, moveProduction, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
 import type { TrialRow } from '#lib/agent/index.ts';
 import { writeRunReport } from '#lib/report/index.ts';
 import { newRunId, nextFireTime, openLocalSession, resumePipelineLocally, runPipelineLocally, runScheduleLoop, ScheduleError, type LocalSession } from '#lib/runtime/index.ts';
+import { PROBLEMS_FILE } from '#lib/prepare/index.ts';
 import { parseSpecJson } from '#lib/spec/index.ts';
+import { keys } from '#lib/store/index.ts';
 import { runOnAws } from './aws.ts';
 import { DEMO_SPEC, runDemo } from './demo.ts';
 import { registerServingCommands } from './serving.ts';
@@ -21,6 +24,19 @@ export interface GlobalOptions {
 /** Reports live beside the local data: `<dir>/reports/<runId>.html`. */
 export function reportPath(session: LocalSession, runId: string): string {
   return join(session.aws.dir, 'reports', `${runId}.html`);
+}
+
+/**
+ * Copies the run's full list of dataset problems, if Prepare wrote one, to
+ * `<dir>/problems/<runId>.txt`, where a local user looks for it; returns that path.
+ */
+async function saveProblemsList(session: LocalSession, runId: string): Promise<string | undefined> {
+  const key = keys.runFile(runId, PROBLEMS_FILE);
+  if (!(await session.deps.store.exists(key))) return undefined;
+  const path = join(session.aws.dir, 'problems', `${runId}.txt`);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, await session.deps.store.getBytes(key));
+  return path;
 }
 
 export type WithSession = (action: (session: LocalSession, output: Output, options: GlobalOptions) => Promise<number | void>) => () => Promise<void>;
@@ -110,8 +126,12 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         progress.finish();
         const summary = await summarizeRun(session.deps, staged.spec.project, runId);
         const report = await writeRunReport(session.deps, { project: staged.spec.project, runId, path: reportPath(session, runId) });
-        if (output.json) output.out(JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary, report: { uri: report.uri, path: report.path } }));
-        else output.out(`${summary.text}\n  report: ${report.path}`);
+        const problems = result.status === 'SUCCEEDED' ? undefined : await saveProblemsList(session, runId);
+        if (output.json) {
+          output.out(
+            JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary, report: { uri: report.uri, path: report.path }, ...(problems ? { problems } : {}) }),
+          );
+        } else output.out(`${summary.text}\n  report: ${report.path}${problems ? `\n  every dataset problem: ${problems}` : ''}`);
         return result.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed;
       })();
     });

@@ -1,6 +1,8 @@
 export { readRecords, type ByteSource, type ReadRecordsOptions, type SourceRecord } from '#lib/datasets/read.ts';
 export {
   assertValidDataset,
+  isMissingNumber,
+  trimsCsv,
   validateDataset,
   validateInputs,
   validateRecord,
@@ -17,3 +19,4 @@ export {
   type DatasetErrorCode,
   type DatasetProblem,
 } from '#lib/datasets/errors.ts';
+export { ProblemSummary, type ProblemGroup, type ProblemKind, type ProblemSummaryOptions } from '#lib/datasets/problems.ts';

@@ -21,6 +21,11 @@ export interface ReadRecordsOptions {
    * fields), and reading goes on. Without it the first such line throws a `DatasetError`.
    */
   onProblem?: (problem: DatasetProblem) => void;
+  /**
+   * CSV only: drop the spaces around unquoted values (`a, churned` reads as `churned`), as many
+   * public CSVs put one after each comma. Quoted values keep theirs. Default true.
+   */
+  trim?: boolean;
 }
 
 /**
@@ -33,7 +38,9 @@ export function readRecords(source: ByteSource, options: ReadRecordsOptions): As
     ((problem: DatasetProblem) => {
       throw new DatasetError(formatProblem(problem), { code: 'DATASET_INVALID', file: problem.file, problems: [problem] });
     });
-  return options.format === 'csv' ? readCsv(source, options.file, onProblem) : readJsonl(source, options.file, onProblem);
+  return options.format === 'csv'
+    ? readCsv(source, { file: options.file, trim: options.trim ?? true }, onProblem)
+    : readJsonl(source, options.file, onProblem);
 }
 
 async function* readJsonl(source: ByteSource, file: string, onProblem: (problem: DatasetProblem) => void): AsyncGenerator<SourceRecord> {
@@ -76,13 +83,18 @@ async function* readJsonl(source: ByteSource, file: string, onProblem: (problem:
   }
 }
 
-async function* readCsv(source: ByteSource, file: string, onProblem: (problem: DatasetProblem) => void): AsyncGenerator<SourceRecord> {
+async function* readCsv(
+  source: ByteSource,
+  options: { file: string; trim: boolean },
+  onProblem: (problem: DatasetProblem) => void,
+): AsyncGenerator<SourceRecord> {
+  const { file } = options;
   /*
    * The parser is driven chunk by chunk rather than iterated as a stream: a stream that errors
    * (an unclosed quote at the end) throws away the records it had buffered, and those still
    * deserve checking. Only one chunk's records are held at a time.
    */
-  const parser = parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true });
+  const parser = parse({ bom: true, info: true, relax_column_count: true, skip_empty_lines: true, trim: options.trim });
   const parsed: { record: string[]; info: Info }[] = [];
   let syntaxError: (Error & { code: string }) | undefined;
   let otherError: unknown;

@@ -34,6 +34,8 @@ export interface ValidateDatasetOptions {
   format: DatasetFormat;
   /** Row-level problems kept in the report; the rest are only counted. Default 50. */
   maxProblems?: number;
+  /** Also receives every problem (row and whole-file), e.g. a `ProblemSummary` shared across files. */
+  onProblem?: (problem: DatasetProblem) => void;
 }
 
 export interface DatasetReport {
@@ -80,6 +82,7 @@ export async function validateDataset(source: ByteSource, spec: Spec, options: V
   const addProblem = (problem: DatasetProblem) => {
     problemCount += 1;
     if (problems.length < maxProblems) problems.push(problem);
+    options.onProblem?.(problem);
   };
   const labelledPerTask: Record<string, number> = Object.fromEntries(spec.tasks.map((task) => [task.name, 0]));
   const classCounts: Record<string, Record<string, number>> = {};
@@ -94,6 +97,7 @@ export async function validateDataset(source: ByteSource, spec: Spec, options: V
   for await (const { line, record } of readRecords(hashed(), {
     file,
     format,
+    trim: trimsCsv(spec),
     onProblem: addProblem,
   })) {
     rows += 1;
@@ -111,6 +115,7 @@ export async function validateDataset(source: ByteSource, spec: Spec, options: V
   }
 
   const fileProblems = wholeFileProblems({ file, spec, rows, validRows, labelledPerTask, classCounts });
+  if (options.onProblem) fileProblems.forEach(options.onProblem);
   return {
     file,
     format,
@@ -170,7 +175,10 @@ function wholeFileProblems(counts: {
           task: task.name,
           field: task.label,
           value: Number(present[0][0]),
-          message: `every labelled row is ${present[0][0]}; a binary task needs examples of both 0 and 1`,
+          message:
+            task.positive === undefined
+              ? `every labelled row is ${present[0][0]}; a binary task needs examples of both 0 and 1`
+              : `every labelled row is ${present[0][0]} under "positive": ${JSON.stringify(task.positive)}; a binary task needs examples of both, so check the positive values against the labels`,
         });
       }
     }
@@ -261,6 +269,20 @@ function buildValidator(spec: Spec): RecordValidator {
 
 const isMissing = (value: unknown): boolean => value === undefined || value === null || value === '';
 
+/* How public tables write an unknown number; a numeric column reads them as missing. */
+const MISSING_NUMBER_WORDS = new Set(['?', 'NA', 'N/A', 'NaN', 'nan', 'null', 'NULL']);
+
+/** Whether a numeric column's value is missing: absent, null, empty or one of `?`, `NA`, `N/A`, `NaN`, `null`. */
+export function isMissingNumber(value: unknown): boolean {
+  return isMissing(value) || (typeof value === 'string' && (value.trim() === '' || MISSING_NUMBER_WORDS.has(value.trim())));
+}
+
+/** Whether CSV values are trimmed for this spec (`datasets.csv.trim`, default true). */
+export function trimsCsv(spec: Pick<Spec, 'datasets'>): boolean {
+  // A manifest written before the option existed has no `csv`: it was read untrimmed.
+  return (spec.datasets as Partial<Spec['datasets']>).csv?.trim ?? false;
+}
+
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 /** A finite number from a number or a decimal string (`"3.5"`, `" 1e-3 "`); no hex, no `Infinity`. */
@@ -303,12 +325,12 @@ function inputChecks(spec: Pick<Spec, 'baseModels'>): FieldCheck[] {
         for (const column of model.numeric) {
           checks.set(column, (record, input, report) => {
             const value = record[column];
-            if (isMissing(value)) {
+            if (isMissingNumber(value)) {
               input[column] = null;
               return;
             }
             const number = toFiniteNumber(value);
-            if (number === undefined) report(column, value, `column "${column}" is ${describe(value)}, not a number; leave it empty if unknown`);
+            if (number === undefined) report(column, value, `column "${column}" is ${describe(value)}, not a number; leave it empty (or ?, NA) if unknown`);
             else input[column] = number;
           });
         }
@@ -460,7 +482,8 @@ const FALSE_WORDS = new Set(['0', 'false']);
 
 function labelParser(task: TaskSpec): LabelParser {
   switch (task.type) {
-    case 'binary':
+    case 'binary': {
+      if (task.positive !== undefined) return positiveLabelParser(task.positive);
       return (value) => {
         if (value === true || value === 1) return { label: 1 };
         if (value === false || value === 0) return { label: 0 };
@@ -469,8 +492,9 @@ function labelParser(task: TaskSpec): LabelParser {
           if (TRUE_WORDS.has(word)) return { label: 1 };
           if (FALSE_WORDS.has(word)) return { label: 0 };
         }
-        return { message: `label ${describe(value)} is not 0 or 1 (true/false also accepted)` };
+        return { message: `label ${describe(value)} is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"` };
       };
+    }
     case 'multiclass': {
       const index = new Map(task.classes.map((name, position) => [name, position]));
       const listed = task.classes.join(' | ');
@@ -488,4 +512,18 @@ function labelParser(task: TaskSpec): LabelParser {
         return number === undefined ? { message: `label ${describe(value)} is not a finite number` } : { label: number };
       };
   }
+}
+
+/**
+ * `positive` names the value(s) that mean 1, compared as given after trimming spaces: any other
+ * present value is 0, so `" churned"` and `"churned"` agree but `"Churned"` is a 0. A missing or
+ * empty label stays unlabelled (masked), never 0.
+ */
+function positiveLabelParser(positive: readonly string[]): LabelParser {
+  const ones = new Set(positive);
+  return (value) => {
+    if (typeof value === 'string') return { label: ones.has(value.trim()) ? 1 : 0 };
+    if (typeof value === 'number' || typeof value === 'boolean') return { label: ones.has(String(value)) ? 1 : 0 };
+    return { message: `label ${describe(value)} is not a value to compare with "positive" (${positive.map((p) => JSON.stringify(p)).join(', ')}); give a string, number or boolean` };
+  };
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { formatProblems, readRecords, validateRecord, type SplitName, type ValidatedRow } from '#lib/datasets/index.ts';
+import { formatProblems, readRecords, trimsCsv, validateRecord, type SplitName, type ValidatedRow } from '#lib/datasets/index.ts';
 import type { RowSource } from '#lib/encoders/index.ts';
 import type { DatasetEntry, RunManifest } from '#lib/prepare/index.ts';
 import type { Spec } from '#lib/spec/index.ts';
@@ -44,7 +44,7 @@ export async function* routedRows(
     }
   }
   let index = 0;
-  for await (const { line, record } of readRecords(hashed(), { file, format: dataset.format })) {
+  for await (const { line, record } of readRecords(hashed(), { file, format: dataset.format, trim: trimsCsv(spec) })) {
     const { row, problems } = validateRecord(record, spec, { file, line });
     if (!row) {
       throw new EmbedError(`${dataset.uri} changed after Prepare checked it: ${formatProblems(problems)}; start a new run so Prepare checks the new data`, {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { formatProblems, validateDataset, type DatasetReport } from '#lib/datasets/index.ts';
+import { ProblemSummary, validateDataset } from '#lib/datasets/index.ts';
 import type { Registry } from '#lib/registry/index.ts';
 import { parseSpec, specDigest, canonicalJson, type Spec } from '#lib/spec/index.ts';
 import { keys, s3Uri, type ArtifactStore } from '#lib/store/index.ts';
@@ -49,7 +49,7 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   });
   await registry.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Prepare' });
 
-  const datasets = await checkDatasets(spec, store, options.maxProblems ?? 50);
+  const datasets = await checkDatasets(spec, store, { runId: input.runId, maxProblems: options.maxProblems ?? 50 });
   const split = effectiveSplit(spec);
   const encoders = await deps.fitEncoders({ spec, datasets, split });
   const featuresDigest = digestOf({
@@ -86,10 +86,15 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   };
 }
 
-/** Validates every dataset the spec names, all of them before failing, so one run lists every problem. */
-async function checkDatasets(spec: Spec, store: ArtifactStore, maxProblems: number): Promise<DatasetEntry[]> {
+/**
+ * Validates every dataset the spec names, all of them before failing, so one run finds every
+ * problem. The error carries a screenful (per file, task and kind: a count, the first lines, the
+ * fix); the full list, one problem a line, goes to `runs/<runId>/problems.txt`.
+ */
+async function checkDatasets(spec: Spec, store: ArtifactStore, options: { runId: string; maxProblems: number }): Promise<DatasetEntry[]> {
+  const { maxProblems } = options;
   const entries: DatasetEntry[] = [];
-  const failed: DatasetReport[] = [];
+  const summary = new ProblemSummary({ tasks: spec.tasks });
   for (const role of ROLES) {
     const uri = spec.datasets[role];
     if (uri === undefined) continue;
@@ -99,8 +104,12 @@ async function checkDatasets(spec: Spec, store: ArtifactStore, maxProblems: numb
         { code: 'DATASET_NOT_IN_STORE', context: { role, uri } },
       );
     }
-    const report = await validateDataset(await store.getStream(uri), spec, { file: fileName(uri), format: spec.datasets.format, maxProblems });
-    if (report.problemCount > 0) failed.push(report);
+    const report = await validateDataset(await store.getStream(uri), spec, {
+      file: fileName(uri),
+      format: spec.datasets.format,
+      maxProblems,
+      onProblem: summary.add,
+    });
     entries.push({
       role,
       uri,
@@ -112,15 +121,24 @@ async function checkDatasets(spec: Spec, store: ArtifactStore, maxProblems: numb
       classCounts: report.classCounts,
     });
   }
-  if (failed.length > 0) {
-    const total = failed.reduce((sum, report) => sum + report.problemCount, 0);
-    const sections = failed.map(
-      (report) => `${report.file}: ${report.problemCount} problem${report.problemCount === 1 ? '' : 's'}:\n${formatProblems(report.problems, { total: report.problemCount })}`,
-    );
-    throw new PrepareError(`the datasets have ${total} problem${total === 1 ? '' : 's'}; nothing was trained or registered. Fix them and run again:\n${sections.join('\n')}`, {
-      code: 'DATASETS_INVALID',
-      context: { problems: failed.flatMap((report) => report.problems), problemCount: total },
+  if (summary.count > 0) {
+    const total = summary.count;
+    const list = await store.putBytes(keys.runFile(options.runId, PROBLEMS_FILE), Buffer.from(summary.fullText(), 'utf8'), {
+      contentType: 'text/plain; charset=utf-8',
     });
+    const groups = summary.groups();
+    throw new PrepareError(
+      `the datasets have ${total.toLocaleString('en-US')} problem${total === 1 ? '' : 's'}; nothing was trained or registered. Fix them and run again:\n${summary.format({ fullListAt: list.uri })}`,
+      {
+        code: 'DATASETS_INVALID',
+        context: {
+          problemCount: total,
+          problemsUri: list.uri,
+          // Only the first examples: the error travels in a Step Functions payload (256 KB at most).
+          problems: groups.flatMap((group) => group.examples).slice(0, maxProblems),
+        },
+      },
+    );
   }
   return entries;
 }
@@ -133,6 +151,9 @@ export function effectiveSplit(spec: Spec): Spec['split'] {
     holdoutFraction: spec.datasets.holdout === undefined ? spec.split.holdoutFraction : 0,
   };
 }
+
+/** The run file listing every dataset problem, one a line, when Prepare finds any. */
+export const PROBLEMS_FILE = 'problems.txt';
 
 function fileName(uri: string): string {
   return uri.slice(uri.lastIndexOf('/') + 1);

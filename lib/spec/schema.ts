@@ -130,10 +130,22 @@ const taskCommon = {
   floor: z.number().optional(),
 };
 
+const labelValue = () =>
+  z
+    .string()
+    .refine((value) => value.trim() !== '', { error: () => 'is empty; give the label value that means positive, e.g. "churned"' });
+
 export const binaryTaskSchema = z.strictObject({
   ...taskCommon,
   type: z.literal('binary'),
   metric: z.enum(METRICS_BY_TASK_TYPE.binary).default(DEFAULT_METRIC.binary),
+  /**
+   * The label value(s) that mean 1, compared as given (case matters) after trimming spaces; every
+   * other present value is 0. Without it labels must be 0/1/true/false.
+   */
+  positive: z
+    .union([labelValue(), z.array(labelValue()).min(1, { error: () => 'is an empty list; give at least one label value, e.g. ["churned"]' })])
+    .optional(),
   classes: multiclassOnly(),
 });
 
@@ -166,6 +178,8 @@ export const taskSchema = z.discriminatedUnion('type', [binaryTaskSchema, multic
 
 export const datasetsSchema = z.strictObject({
   train: location('training data'),
+  /** Many public CSVs put a space after each comma (` churned`); trimming it is the default. */
+  csv: z.strictObject({ trim: z.boolean().default(true) }).prefault({}),
   validation: location('validation data').optional(),
   holdout: location('holdout data').optional(),
   format: z.enum(DATASET_FORMATS).optional(),
@@ -319,7 +333,8 @@ export type BaseModelSpec = z.output<typeof baseModelSchema>;
 export type BaseModelKind = BaseModelSpec['kind'];
 
 type Resolved<T> = Omit<T, 'label' | 'classes'> & { label: string };
-export type BinaryTaskSpec = Resolved<z.output<typeof binaryTaskSchema>>;
+/** `positive` becomes a list of trimmed values. */
+export type BinaryTaskSpec = Omit<Resolved<z.output<typeof binaryTaskSchema>>, 'positive'> & { positive?: string[] };
 export type MulticlassTaskSpec = Resolved<z.output<typeof multiclassTaskSchema>> & { classes: string[] };
 export type RegressionTaskSpec = Resolved<z.output<typeof regressionTaskSchema>>;
 export type TaskSpec = BinaryTaskSpec | MulticlassTaskSpec | RegressionTaskSpec;
@@ -378,9 +393,12 @@ export function normalizeSpec(parsed: ParsedSpecInput, options: { format: Datase
     tasks: tasks.map((task): TaskSpec => {
       const { classes, ...taskRest } = task;
       const label = task.label ?? task.name;
-      return task.type === 'multiclass'
-        ? { ...(taskRest as Omit<typeof task, 'classes'>), label, classes: classes as string[] }
-        : ({ ...taskRest, label } as TaskSpec);
+      if (task.type === 'multiclass') return { ...(taskRest as Omit<typeof task, 'classes'>), label, classes: classes as string[] };
+      if (task.type === 'binary' && task.positive !== undefined) {
+        const positive = [...new Set((Array.isArray(task.positive) ? task.positive : [task.positive]).map((value) => value.trim()))];
+        return { ...(taskRest as BinaryTaskSpec), label, positive };
+      }
+      return { ...taskRest, label } as TaskSpec;
     }),
     model: { ...modelRest, architectures: Array.isArray(architecture) ? [...new Set(architecture)] : [architecture] },
     tuning: { ...tuning, lambdaScale: tuning.lambdaScale ?? tasks.length },
