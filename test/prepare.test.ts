@@ -135,6 +135,36 @@ describe('Prepare', () => {
     expect(await store().exists(keys.runFile(runId, PROBLEMS_FILE))).toBe(false);
   });
 
+  it('fits numericEncoding auto as three candidate encoders, their boundaries and fill from the train split only', async () => {
+    const runId = 'prep-auto-1';
+    const line = (gain: number | string, rich: number) => JSON.stringify({ gain, rich });
+    const specPath = await specFolder(
+      {
+        project: 'numeric-auto',
+        baseModel: { kind: 'tabular', numeric: ['gain'], numericEncoding: 'auto', bins: 4 },
+        datasets: { train: 'train.jsonl', validation: 'valid.jsonl', holdout: 'holdout.jsonl' },
+        tasks: [{ name: 'rich', type: 'binary' }],
+      },
+      {
+        'train.jsonl': Array.from({ length: 40 }, (_, i) => line(i % 10 === 9 ? '?' : i, i % 2)).join('\n'),
+        // Far outside the train range: a boundary from these rows would show.
+        'valid.jsonl': [line(1e6, 1), line(2e6, 0)].join('\n'),
+        'holdout.jsonl': [line(-1e6, 1), line(3e6, 0)].join('\n'),
+      },
+    );
+    const staged = await stageRunInputs(specPath, runId, store());
+
+    const output = await prepareRun({ runId, project: 'numeric-auto', specUri: staged.specUri, executionId: 'local:test' }, deps());
+
+    const manifest = await store().getJson<RunManifest>(output.manifestUri);
+    const numeric = manifest.encoders.map((e) => (e.summary.numeric as { encoding: string; boundaries?: number[]; fill: number; indicator: boolean }[])[0]);
+    expect(manifest.encoders.map((e) => [e.id, e.dimension])).toEqual([['e0', 2], ['e1', 2], ['e2', 5]]);
+    expect(numeric.map((n) => [n.encoding, n.indicator])).toEqual([['standard', true], ['quantile', true], ['ple', true]]);
+    // The 36 present train values are 0…38 without 9, 19, 29 and 39.
+    expect(numeric[1].boundaries).toEqual([0, 9.5, 19, 28.5, 38]);
+    expect(numeric[1].fill).toBe(19);
+  });
+
   it('refuses a spec started under another project name', async () => {
     const runId = 'prep-mismatch-1';
     const staged = await stageRunInputs('examples/support-triage/spec.json', runId, store());

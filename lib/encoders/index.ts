@@ -16,7 +16,14 @@ export {
 export type { RowSource } from '#lib/encoders/common.ts';
 export { fitEncoder, type FitEncoderOptions } from '#lib/encoders/fit.ts';
 export { TEXT_PAD_TOKEN, fitTextEncoder, fitTextVocabulary, lowercaseLikeOnnx, ngramsOf, textTokenizerModel, textTokens, tokenizeInGraph, type TextVocabulary } from '#lib/encoders/text.ts';
-export { fitTabularEncoder, fitTabularStats, type CategoricalColumnStats, type NumericColumnStats, type TabularStats } from '#lib/encoders/tabular.ts';
+export {
+  DEFAULT_BINS,
+  fitTabularEncoder,
+  fitTabularStats,
+  numericEncodingCandidates,
+  numericEncodings,
+  quantileBoundaries,
+  type CategoricalColumnStats, type NumericColumnStats, type TabularStats } from '#lib/encoders/tabular.ts';
 export { fitFeaturesEncoder } from '#lib/encoders/features.ts';
 export { fitOnnxEncoder, type ResolveFile } from '#lib/encoders/onnx.ts';
 export { createTokenization, tokenizationFromJson, type TokenBatch, type Tokenization } from '#lib/encoders/tokenize.ts';

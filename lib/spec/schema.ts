@@ -16,6 +16,12 @@ export const METRICS_BY_TASK_TYPE = {
 export const DEFAULT_METRIC = { binary: 'auc', multiclass: 'macroF1', regression: 'rmse' } as const;
 export const ARCHITECTURES = ['shared-bottom', 'mmoe'] as const;
 export const DATASET_FORMATS = ['jsonl', 'csv'] as const;
+/**
+ * How the tabular encoder turns a numeric column into features: `standard` (x − mean) / std,
+ * `quantile` its rank in [0, 1] through fitted boundaries, `ple` piecewise-linear encoding (one
+ * feature per quantile bin). `auto` lets the agent screen the three.
+ */
+export const NUMERIC_ENCODINGS = ['standard', 'quantile', 'ple'] as const;
 
 const PROJECT_NAME = /^[a-z0-9][a-z0-9-]{0,39}$/;
 /* Task names become ONNX output names, metric keys and DynamoDB attribute names. */
@@ -64,8 +70,27 @@ export const tabularBaseModelSchema = z
     numeric: z.array(columnName()).default([]),
     categorical: z.array(columnName()).default([]),
     maxCategories: positiveInt().default(50),
+    /*
+     * Left unset rather than defaulted, so specs and manifests written before these existed read
+     * the same: the encoder takes unset as `standard`, no overrides and DEFAULT_BINS.
+     */
+    /** Every numeric column's encoding unless `columnEncodings` names another; default `standard`. */
+    numericEncoding: z.enum([...NUMERIC_ENCODINGS, 'auto']).optional(),
+    columnEncodings: z.record(z.string(), z.enum(NUMERIC_ENCODINGS)).optional(),
+    /** Quantile bins fitted per column for `quantile` and `ple` (fewer when values repeat); default 16. */
+    bins: z.int().min(2).max(256).optional(),
   })
   .superRefine((model, ctx) => {
+    for (const column of Object.keys(model.columnEncodings ?? {})) {
+      if (!model.numeric.includes(column)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['columnEncodings', column],
+          input: column,
+          message: `"${column}" is not one of the numeric columns (${model.numeric.join(', ') || 'none'}); list it in numeric or remove it from columnEncodings`,
+        });
+      }
+    }
     if (model.numeric.length + model.categorical.length === 0) {
       ctx.addIssue({
         code: 'custom',
@@ -342,6 +367,7 @@ export type TaskType = TaskSpec['type'];
 export type Metric = TaskSpec['metric'];
 
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
+export type NumericEncoding = (typeof NUMERIC_ENCODINGS)[number];
 export type DatasetsSpec = Omit<z.output<typeof datasetsSchema>, 'format'> & { format: DatasetFormat };
 export type SplitSpec = z.output<typeof splitSchema>;
 export type Architecture = (typeof ARCHITECTURES)[number];
