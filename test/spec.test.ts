@@ -4,6 +4,7 @@ import {
   SpecError,
   canonicalJson,
   datasetFormatOf,
+  loopBudgetOf,
   parseSpec,
   parseSpecJson,
   primaryBaseModel,
@@ -326,6 +327,12 @@ describe('the Step Functions execution history budget', () => {
     const screened = { baseModel: [{ kind: 'text' }, { kind: 'text', ngramRange: [1, 2] }], model: { architecture: ['shared-bottom', 'mmoe'] } };
     expect(problemsOf(tuned({ generations: 2, population: 1120 }, screened))[0].message).toMatch(/needs ~22,534 Step Functions history events after 2 screening rounds of 6 trials/);
     expect(parseSpec(tuned({ generations: 2, population: 1120, screening: { enabled: false } }, screened)).tuning.population).toBe(1120);
+  });
+
+  it('counts a tabular model with numericEncoding auto as three candidates to screen', () => {
+    const auto = (numericEncoding: string) => ({ baseModel: { kind: 'tabular', numeric: ['age'], numericEncoding }, model: { architecture: 'shared-bottom' } });
+    expect(loopBudgetOf(parseSpec(tuned({ generations: 2, population: 4 }, auto('auto'))))).toMatchObject({ screeningRounds: 2, screeningTrials: 5 });
+    expect(loopBudgetOf(parseSpec(tuned({ generations: 2, population: 4 }, auto('ple'))))).not.toHaveProperty('screeningRounds');
   });
 
   it('counts uniform λ as one trial a generation, whatever the population says', () => {

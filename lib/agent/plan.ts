@@ -74,6 +74,15 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
       reason: screening.reason,
     });
   }
+  const encodings = manifest.encoders.filter((entry) => Array.isArray(entry.summary.numericEncodings));
+  if (encodings.length > 1) {
+    const described = encodings.map((entry) => `${entry.id} ${[...new Set(entry.summary.numericEncodings as string[])].join('+')}`);
+    decisions.push({
+      decision: 'encoders',
+      value: Object.fromEntries(encodings.map((entry) => [entry.id, entry.summary.numericEncodings])),
+      reason: `numeric encodings of the tabular candidates: ${described.join(', ')}`,
+    });
+  }
 
   // Prepare's parseSpec checked this with the spec's candidates; the manifest's encoders are the real ones.
   const overBudget = historyBudgetProblem(loopBudgetOf(spec, { candidates: candidates.length }), { populationStep: spec.tuning.strategy === 'pgpe' ? 2 : 1 });

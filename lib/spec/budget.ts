@@ -8,7 +8,9 @@ import { historyBudgetProblem, screeningBudget, type LoopBudget } from '#lib/wor
  * candidates Plan screens). `candidates` overrides the count when the encoders are known (Plan).
  */
 export function loopBudgetOf(spec: Pick<Spec, 'tuning' | 'baseModels' | 'model'>, options: { candidates?: number } = {}): LoopBudget {
-  const candidates = options.candidates ?? spec.baseModels.length * spec.model.architectures.length;
+  // A tabular model with numericEncoding "auto" is fitted as three encoders (standard, quantile, ple).
+  const encoders = spec.baseModels.reduce((sum, model) => sum + (model.kind === 'tabular' && model.numericEncoding === 'auto' ? 3 : 1), 0);
+  const candidates = options.candidates ?? encoders * spec.model.architectures.length;
   const population = spec.tuning.strategy === 'uniform' ? 1 : spec.tuning.population;
   const screens = spec.tuning.screening.enabled !== false && candidates > 1;
   return { generations: spec.tuning.generations, population, ...(screens ? screeningBudget(candidates) : {}) };
