@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { encoderCandidates } from '#lib/encoders/index.ts';
 import { AgentError, planRun, rewardGeneration, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
 import type { RunManifest } from '#lib/prepare/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';
@@ -45,13 +46,14 @@ async function preparedRun(project: string, tuning: Partial<SpecInput['tuning']>
     spec,
     datasets: [],
     split: spec.split,
-    encoders: spec.baseModels.map((model, index) => ({
+    // As Prepare fits them: a tabular model with numericEncoding "auto" is one encoder per encoding.
+    encoders: encoderCandidates(spec.baseModels).map((model, index) => ({
       id: `e${index}`,
       kind: model.kind,
       uri: store.uri(`runs/${runId}/encoders/e${index}.onnx`),
       sha256: String(index).repeat(64),
       dimension: 4,
-      summary: {},
+      summary: model.kind === 'tabular' ? { numericEncodings: model.numeric.map(() => model.numericEncoding) } : {},
     })),
     featuresDigest: 'f'.repeat(64),
   };
@@ -119,6 +121,18 @@ describe('Plan', () => {
     const decisions = (events.find((e) => e.eventKey === 'plan')?.detail.decisions ?? []) as { decision: string; value: unknown; reason: string }[];
     expect(decisions.find((d) => d.decision === 'policy')).toMatchObject({ value: 'fresh' });
     expect(decisions.find((d) => d.decision === 'policy')?.reason).toMatch(/no stored policy/);
+  });
+
+  it('screens the three encoders of numericEncoding auto and records which encoding each is', async () => {
+    const run = await preparedRun('plan-auto', {}, { baseModel: { kind: 'tabular', numeric: ['a', 'b'], numericEncoding: 'auto' } });
+    const { registry } = deps();
+
+    const plan = await planRun(run.planInput, deps());
+
+    expect(plan.proposals.map((p) => p.encoderId)).toEqual(['e0', 'e1', 'e2']);
+    const events = await registry.listRunEvents('plan-auto', run.runId);
+    const decisions = (events.find((e) => e.eventKey === 'plan')?.detail.decisions ?? []) as { decision: string; value: unknown; reason: string }[];
+    expect(decisions.find((d) => d.decision === 'encoders')?.reason).toBe('numeric encodings of the tabular candidates: e0 standard, e1 quantile, e2 ple');
   });
 
   it('caps parallelism at the population and runs one trial per generation for uniform λ', async () => {

@@ -2,7 +2,7 @@ import type { BaseModelSpec } from '#lib/spec/index.ts';
 import type { RowSource } from '#lib/encoders/common.ts';
 import { fitFeaturesEncoder } from '#lib/encoders/features.ts';
 import { fitOnnxEncoder, type ResolveFile } from '#lib/encoders/onnx.ts';
-import { fitTabularEncoder } from '#lib/encoders/tabular.ts';
+import { fitTabularEncoder, numericEncodingCandidates } from '#lib/encoders/tabular.ts';
 import { fitTextEncoder } from '#lib/encoders/text.ts';
 import type { FittedEncoder } from '#lib/encoders/types.ts';
 
@@ -26,4 +26,12 @@ export function fitEncoder(baseModel: BaseModelSpec, rows: RowSource, options: F
     case 'onnx':
       return fitOnnxEncoder(baseModel, rows, options.resolveFile);
   }
+}
+
+/**
+ * The encoders to fit for the spec's base models, in order: each model once, except a tabular
+ * model with `numericEncoding: "auto"`, which is one candidate per encoding for screening.
+ */
+export function encoderCandidates(baseModels: readonly BaseModelSpec[]): BaseModelSpec[] {
+  return baseModels.flatMap((model): BaseModelSpec[] => (model.kind === 'tabular' ? numericEncodingCandidates(model) : [model]));
 }

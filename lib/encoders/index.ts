@@ -14,7 +14,7 @@ export {
   type FittedEncoder,
 } from '#lib/encoders/types.ts';
 export type { RowSource } from '#lib/encoders/common.ts';
-export { fitEncoder, type FitEncoderOptions } from '#lib/encoders/fit.ts';
+export { encoderCandidates, fitEncoder, type FitEncoderOptions } from '#lib/encoders/fit.ts';
 export { TEXT_PAD_TOKEN, fitTextEncoder, fitTextVocabulary, lowercaseLikeOnnx, ngramsOf, textTokenizerModel, textTokens, tokenizeInGraph, type TextVocabulary } from '#lib/encoders/text.ts';
 export {
   DEFAULT_BINS,

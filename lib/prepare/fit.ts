@@ -1,6 +1,5 @@
 import { trainRowSource } from '#lib/embed/rows.ts';
-import { fitEncoder, numericEncodingCandidates } from '#lib/encoders/index.ts';
-import type { BaseModelSpec } from '#lib/spec/index.ts';
+import { encoderCandidates, fitEncoder } from '#lib/encoders/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
 import type { PrepareDependencies } from './prepare.ts';
 import type { EncoderEntry } from './manifest.ts';
@@ -15,8 +14,7 @@ export function fitEncodersInStore(store: ArtifactStore): PrepareDependencies['f
   return async ({ spec, datasets, split }) => {
     const rows = trainRowSource(store, { spec, datasets, split });
     const entries: EncoderEntry[] = [];
-    const candidates = spec.baseModels.flatMap((model): BaseModelSpec[] => (model.kind === 'tabular' ? numericEncodingCandidates(model) : [model]));
-    for (const [index, baseModel] of candidates.entries()) {
+    for (const [index, baseModel] of encoderCandidates(spec.baseModels).entries()) {
       const fitted = await fitEncoder(baseModel, rows, { resolveFile: (uri) => store.getBytes(uri) });
       const stored = await store.putContentAddressed('encoders', fitted.model, { extension: '.onnx' });
       entries.push({ id: `e${index}`, kind: fitted.kind, uri: stored.uri, sha256: stored.sha256, dimension: fitted.dimension, summary: fitted.summary });
