@@ -455,8 +455,14 @@ describe('binary labels with positive', () => {
     expect(labelOf(specWith(positive), value)).toBe(label);
   });
 
-  it.each([[undefined], [null], ['']])('leaves the label %j unlabelled, never 0', (value) => {
+  it.each([[undefined], [null], [''], ['?'], [' NA ']])('leaves the label %j unlabelled, never 0', (value) => {
     expect(labelOf(specWith('churned'), value)).toBeNull();
+  });
+
+  it('keeps a missing word that the task names as its own value', () => {
+    expect(labelOf(specWith('NA'), 'NA')).toBe(1);
+    const regions = parseSpec({ project: 'demo', baseModel: { kind: 'text' }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'region', type: 'multiclass', classes: ['EU', 'NA'] }] });
+    expect(validateRecord({ text: 'x', region: 'NA' }, regions, at).row?.labels.region).toBe(1);
   });
 
   it('reports a label that cannot be compared, naming the positive values', () => {

@@ -230,7 +230,7 @@ export function validateInputs(
 
 function buildValidator(spec: Spec): RecordValidator {
   const fieldChecks = inputChecks(spec);
-  const labelParsers = spec.tasks.map((task) => ({ task, parse: labelParser(task) }));
+  const labelParsers = spec.tasks.map((task) => ({ task, parse: labelParser(task), missing: missingLabel(task) }));
   const taskList = spec.tasks.map((task) => (task.label === task.name ? task.name : `${task.name} (column "${task.label}")`)).join(', ');
   return (record, { file, line }) => {
     const problems: DatasetProblem[] = [];
@@ -240,9 +240,9 @@ function buildValidator(spec: Spec): RecordValidator {
     }
     const labels: Record<string, number | null> = {};
     let anyLabel = false;
-    for (const { task, parse } of labelParsers) {
+    for (const { task, parse, missing } of labelParsers) {
       const value = record[task.label];
-      if (isMissing(value)) {
+      if (missing(value)) {
         labels[task.name] = null;
         continue;
       }
@@ -275,6 +275,16 @@ const MISSING_NUMBER_WORDS = new Set(['?', 'NA', 'N/A', 'NaN', 'nan', 'null', 'N
 /** Whether a numeric column's value is missing: absent, null, empty or one of `?`, `NA`, `N/A`, `NaN`, `null`. */
 export function isMissingNumber(value: unknown): boolean {
   return isMissing(value) || (typeof value === 'string' && (value.trim() === '' || MISSING_NUMBER_WORDS.has(value.trim())));
+}
+
+/**
+ * Whether a task's label is missing (the row stays unlabelled for it): absent, null, empty, or a
+ * word such as `?` or `NA` that is not one of the task's own values — so `"positive": "churned"`
+ * does not turn a `?` into a 0, while a class named "NA" stays a class.
+ */
+function missingLabel(task: TaskSpec): (value: unknown) => boolean {
+  const own = new Set(task.type === 'multiclass' ? task.classes : task.type === 'binary' ? (task.positive ?? []) : []);
+  return (value) => isMissing(value) || (typeof value === 'string' && !own.has(value.trim()) && isMissingNumber(value));
 }
 
 /** Whether CSV values are trimmed for this spec (`datasets.csv.trim`, default true). */
