@@ -9,6 +9,8 @@ import {
   mergeEncoderAndHeads,
   numericEncodingCandidates,
   quantileBoundaries,
+  QUANTILES_SUMMARY_KEY,
+  type FittedEncoder,
   type NumericColumnStats,
 } from '#lib/encoders/index.ts';
 import type { ShardBatch } from '#lib/shards/index.ts';
@@ -50,6 +52,12 @@ const tabular = (over: Partial<TabularBaseModelSpec> = {}): TabularBaseModelSpec
   ...over,
 });
 
+/** The numeric columns' fitted facts from an encoder's summary, boundaries and levels put back in. */
+function numericStats(fitted: FittedEncoder): NumericColumnStats[] {
+  const quantiles = fitted.summary[QUANTILES_SUMMARY_KEY] as Record<string, { boundaries: number[]; levels: number[] }>;
+  return (fitted.summary.numeric as NumericColumnStats[]).map((s) => ({ ...s, ...quantiles[s.column] }));
+}
+
 /** The definitions, from the fitted boundaries, in float64: what the graph must compute. */
 function referenceNumeric(stats: NumericColumnStats, value: number | null): number[] {
   const x = value ?? stats.fill;
@@ -85,6 +93,12 @@ describe('quantileBoundaries', () => {
   it('gives a constant column one bin so it still has a feature', () => {
     expect(quantileBoundaries(Float64Array.of(5, 5, 5), 16)).toEqual({ boundaries: [5, 6], levels: [0.5, 1], median: 5 });
   });
+
+  it('merges boundaries too close for a float32 inverse width, so no bin divides by infinity', () => {
+    const tiny = 1e-40;
+    const fitted = quantileBoundaries(Float64Array.of(0, tiny, 1, 2), 3);
+    for (let t = 0; t + 1 < fitted.boundaries.length; t += 1) expect(Number.isFinite(Math.fround(1 / (fitted.boundaries[t + 1] - fitted.boundaries[t])))).toBe(true);
+  });
 });
 
 describe('numeric encodings in the tabular encoder graph', () => {
@@ -94,7 +108,7 @@ describe('numeric encodings in the tabular encoder graph', () => {
     { encoding: 'ple', width: 8 },
   ])('$encoding: the graph computes the definition from the fitted boundaries, with a neutral fill and an indicator for missing values', async ({ encoding }) => {
     const fitted = await fitEncoder(tabular({ numericEncoding: encoding, categorical: [] }), source(rowsOf(train.inputs)));
-    const stats = fitted.summary.numeric as NumericColumnStats[];
+    const stats = numericStats(fitted);
 
     const encoded = await encodeRows(fitted, rowsOf(probes));
 
@@ -116,7 +130,7 @@ describe('numeric encodings in the tabular encoder graph', () => {
 
   it('mixes encodings per column in standard, quantile, ple blocks, and merges repeated zeros of a skewed column', async () => {
     const fitted = await fitEncoder(tabular({ numericEncoding: 'quantile', columnEncodings: { hours: 'ple' } }), source(rowsOf(train.inputs)));
-    const [gain, hours] = fitted.summary.numeric as NumericColumnStats[];
+    const [gain, hours] = numericStats(fitted);
 
     expect([gain.encoding, hours.encoding]).toEqual(['quantile', 'ple']);
     // About 70% of the gains are 0: the first boundaries collapse into one, at a level near 0.35.

@@ -157,12 +157,19 @@ describe('Prepare', () => {
     const output = await prepareRun({ runId, project: 'numeric-auto', specUri: staged.specUri, executionId: 'local:test' }, deps());
 
     const manifest = await store().getJson<RunManifest>(output.manifestUri);
-    const numeric = manifest.encoders.map((e) => (e.summary.numeric as { encoding: string; boundaries?: number[]; fill: number; indicator: boolean }[])[0]);
+    const numeric = manifest.encoders.map((e) => (e.summary.numeric as { encoding: string; fill: number; indicator: boolean }[])[0]);
     expect(manifest.encoders.map((e) => [e.id, e.dimension])).toEqual([['e0', 2], ['e1', 2], ['e2', 5]]);
     expect(numeric.map((n) => [n.encoding, n.indicator])).toEqual([['standard', true], ['quantile', true], ['ple', true]]);
     // The 36 present train values are 0…38 without 9, 19, 29 and 39.
-    expect(numeric[1].boundaries).toEqual([0, 9.5, 19, 28.5, 38]);
+    expect(manifest.encoders[1].summary.quantiles).toEqual({ gain: { boundaries: [0, 9.5, 19, 28.5, 38], levels: [0, 0.25, 0.5, 0.75, 1] } });
     expect(numeric[1].fill).toBe(19);
+    const event = (await registry().listRunEvents('numeric-auto', runId)).find((e) => e.eventKey === 'prepare');
+    const eventEncoders = event?.detail.encoders as { summary: Record<string, unknown> }[];
+    expect(eventEncoders.map((e) => [Object.hasOwn(e.summary, 'quantiles'), (e.summary.numeric as { bins?: number }[])[0].bins])).toEqual([
+      [false, undefined],
+      [false, 4],
+      [false, 4],
+    ]);
   });
 
   it('refuses a spec started under another project name', async () => {

@@ -18,6 +18,7 @@ export { encoderCandidates, fitEncoder, type FitEncoderOptions } from '#lib/enco
 export { TEXT_PAD_TOKEN, fitTextEncoder, fitTextVocabulary, lowercaseLikeOnnx, ngramsOf, textTokenizerModel, textTokens, tokenizeInGraph, type TextVocabulary } from '#lib/encoders/text.ts';
 export {
   DEFAULT_BINS,
+  QUANTILES_SUMMARY_KEY,
   fitTabularEncoder,
   fitTabularStats,
   numericEncodingCandidates,

@@ -5,6 +5,9 @@ import { EncoderError } from '#lib/encoders/errors.ts';
 import { finishEncoder, fitFailed, type RowSource } from '#lib/encoders/common.ts';
 import type { EncoderInput, FittedEncoder } from '#lib/encoders/types.ts';
 
+/** The tabular summary's key for each binned column's fitted `{ boundaries, levels }`. */
+export const QUANTILES_SUMMARY_KEY = 'quantiles';
+
 /** Quantile bins per column when the spec sets none. */
 export const DEFAULT_BINS = 16;
 /*
@@ -209,7 +212,8 @@ export function quantileBoundaries(sorted: Float64Array, bins: number): { bounda
   for (let k = 0; k <= bins; k += 1) {
     // Rounded to float32, as the graph holds them, so equal-looking boundaries compare equal there too.
     const value = Math.fround(at(k / bins));
-    if (boundaries.length > 0 && value === boundaries.at(-1)) {
+    // Too close to the last for a float32 1 / width (subnormal gaps) counts as the same boundary.
+    if (boundaries.length > 0 && !Number.isFinite(Math.fround(1 / (value - boundaries.at(-1)!)))) {
       run.push(k / bins);
     } else {
       if (run.length > 0) levels.push(run.reduce((sum, level) => sum + level, 0) / run.length);
@@ -328,8 +332,10 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
     { kind: 'tabular', dimension, inputs },
     {
       rows: stats.rows,
-      numeric: stats.numeric,
+      numeric: stats.numeric.map(({ boundaries, levels: _levels, ...facts }) => (boundaries ? { ...facts, bins: boundaries.length - 1 } : facts)),
       numericEncodings: stats.numeric.map((s) => s.encoding),
+      // Kept apart: up to 257 numbers a column, for the manifest, not for every summary's reader.
+      [QUANTILES_SUMMARY_KEY]: Object.fromEntries(stats.numeric.flatMap((s) => (s.boundaries ? [[s.column, { boundaries: s.boundaries, levels: s.levels }]] : []))),
       categorical: stats.categorical.map(({ column, categories, distinct, missing }) => ({ column, categories, distinct, missing })),
       maxCategories: spec.maxCategories,
     },

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ProblemSummary, validateDataset } from '#lib/datasets/index.ts';
+import { QUANTILES_SUMMARY_KEY } from '#lib/encoders/index.ts';
 import type { Registry } from '#lib/registry/index.ts';
 import { parseSpec, specDigest, canonicalJson, type Spec } from '#lib/spec/index.ts';
 import { keys, s3Uri, type ArtifactStore } from '#lib/store/index.ts';
@@ -76,7 +77,8 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   await store.putJson(manifestKey, manifest);
   await registry.recordRunEvent(spec.project, input.runId, 'prepare', {
     datasets: datasets.map(({ role, rows, labelledPerTask }) => ({ role, rows, labelledPerTask })),
-    encoders: encoders.map(({ id, kind, dimension, summary }) => ({ id, kind, dimension, summary })),
+    // The fitted quantile boundaries stay in the manifest: a run event is a DynamoDB item (400 KB at most).
+    encoders: encoders.map(({ id, kind, dimension, summary: { [QUANTILES_SUMMARY_KEY]: _quantiles, ...summary } }) => ({ id, kind, dimension, summary })),
     featuresDigest,
   });
   return {
