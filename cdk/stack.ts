@@ -87,6 +87,7 @@ export class AgentflowStack extends Stack {
     output(STACK_OUTPUTS.jobQueueArn, this.batch.queue.jobQueueArn, 'GPU job queue');
     output(STACK_OUTPUTS.inferUrl, this.urls.infer.url, 'inference Function URL (AWS_IAM auth)');
     output(STACK_OUTPUTS.feedbackUrl, this.urls.feedback.url, 'feedback Function URL (AWS_IAM auth)');
+    output(STACK_OUTPUTS.scheduleGroup, this.schedules.group.scheduleGroupName, 'EventBridge Scheduler group of the retraining and monitor schedules; agentflow schedule show|enable|disable --aws');
     acknowledgeNagFindings(this);
   }
 }

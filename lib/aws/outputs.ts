@@ -16,6 +16,7 @@ export const STACK_OUTPUTS = {
   jobQueueArn: 'JobQueueArn',
   inferUrl: 'InferUrl',
   feedbackUrl: 'FeedbackUrl',
+  scheduleGroup: 'ScheduleGroupName',
 } as const;
 
 /** Environment variables that can stand in for (or override) each output. */
@@ -27,9 +28,13 @@ export const STACK_OUTPUT_ENV = {
   jobQueueArn: 'AGENTFLOW_JOB_QUEUE_ARN',
   inferUrl: 'AGENTFLOW_INFER_URL',
   feedbackUrl: 'AGENTFLOW_FEEDBACK_URL',
+  scheduleGroup: 'AGENTFLOW_SCHEDULE_GROUP',
 } as const satisfies Record<keyof typeof STACK_OUTPUTS, string>;
 
-/** Outputs a run needs; the others (queue, serving URLs) are reported when present. */
+/** The stack `cdk deploy` creates unless the `agentflow:stackName` context names another. */
+export const DEFAULT_STACK_NAME = 'Agentflow';
+
+/** Outputs every command needs; the others (queue, serving URLs, schedule group) are checked by the commands that use them. */
 const REQUIRED = ['bucket', 'registryTable', 'rewardTable', 'stateMachineArn'] as const;
 
 export interface DeployedStack {
@@ -42,6 +47,8 @@ export interface DeployedStack {
   jobQueueArn?: string;
   inferUrl?: string;
   feedbackUrl?: string;
+  /** The EventBridge Scheduler group holding the stack's retraining and monitor schedules. */
+  scheduleGroup?: string;
   /** Where each value came from, for `agentflow` to print when something looks wrong. */
   sources: Partial<Record<keyof typeof STACK_OUTPUTS, string>>;
 }
@@ -49,7 +56,10 @@ export interface DeployedStack {
 export interface FindStackOptions {
   /** A file written by `cdk deploy --outputs-file`: `{ "<StackName>": { "<OutputKey>": "<value>" } }`. */
   outputsFile?: string;
-  /** The stack to pick from the outputs file or to describe; needed when the file holds several. */
+  /**
+   * The stack to pick from the outputs file (needed when the file holds several agentflow stacks)
+   * or to describe; `describeStack` falls back to `DEFAULT_STACK_NAME`.
+   */
   stackName?: string;
   /** Variables in `STACK_OUTPUT_ENV`; they override the file and the lookup. Default `process.env`. */
   env?: Readonly<Record<string, string | undefined>>;
@@ -146,14 +156,15 @@ export async function findStack(options: FindStackOptions = {}): Promise<Deploye
   }
   if (options.outputsFile) take(await readOutputsFile(options.outputsFile, options.stackName), options.outputsFile);
   const missing = () => REQUIRED.filter((field) => !values[field]);
-  if (missing().length && options.describeStack && options.stackName) {
-    take(await options.describeStack(options.stackName), `stack ${options.stackName}`);
+  const describedName = options.stackName ?? DEFAULT_STACK_NAME;
+  if (missing().length && options.describeStack) {
+    take(await options.describeStack(describedName), `stack ${describedName}`);
   }
   if (missing().length) {
     const lookedIn = [
       'environment',
       ...(options.outputsFile ? [options.outputsFile] : []),
-      ...(options.describeStack && options.stackName ? [`CloudFormation stack ${options.stackName}`] : []),
+      ...(options.describeStack ? [`CloudFormation stack ${describedName}`] : []),
     ];
     const wanted = missing().map((field) => `${STACK_OUTPUTS[field]} (or $${STACK_OUTPUT_ENV[field]})`);
     throw new AwsModeError(
@@ -171,6 +182,7 @@ export async function findStack(options: FindStackOptions = {}): Promise<Deploye
     ...(values.jobQueueArn ? { jobQueueArn: values.jobQueueArn } : {}),
     ...(values.inferUrl ? { inferUrl: values.inferUrl } : {}),
     ...(values.feedbackUrl ? { feedbackUrl: values.feedbackUrl } : {}),
+    ...(values.scheduleGroup ? { scheduleGroup: values.scheduleGroup } : {}),
     sources,
   };
 }

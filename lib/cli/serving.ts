@@ -1,11 +1,13 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { AwsModeError, readServedAnswer, STACK_OUTPUTS, type AwsClientOptions } from '#lib/aws/index.ts';
 import { AgentflowError } from '#lib/errors/index.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
 import { createServeContext, feedback, infer, startServer, type ServeContext } from '#lib/serve/index.ts';
 import { EXIT, reportError, type Output } from './output.ts';
-import type { GlobalOptions, WithSession } from './program.ts';
+import type { WithSession } from './program.ts';
+import { awsOnly, localOnly, openCliSession, type GlobalOptions } from './session.ts';
 
 /** Where `agentflow serve` says it is listening, so other commands on the same folder can use it. */
 const SERVER_FILE = 'server.json';
@@ -50,9 +52,7 @@ async function viaLocalOrServer(
         cause,
       });
     });
-    const answer = (await response.json()) as { error?: { code: string; message: string } };
-    if (!response.ok) throw new AgentflowError(answer.error?.message ?? `HTTP ${response.status}`, { code: answer.error?.code ?? 'SERVE_FAILED' });
-    return answer;
+    return readServedAnswer(response, `${server.url}${path}`);
   }
   const context = serveContextOf(session);
   try {
@@ -60,6 +60,24 @@ async function viaLocalOrServer(
   } finally {
     await context.close();
     await session.close();
+  }
+}
+
+/**
+ * With --aws: the request goes to the stack's Function URL (InferUrl or FeedbackUrl), signed with
+ * SigV4; the same handlers answer there as in this process or the local server.
+ */
+async function viaFunctionUrl(globals: GlobalOptions, aws: AwsClientOptions | undefined, url: 'inferUrl' | 'feedbackUrl', body: unknown): Promise<unknown> {
+  const opened = await openCliSession(globals, aws);
+  try {
+    const session = awsOnly(opened, url === 'inferUrl' ? 'predict --aws' : 'feedback --aws', 'without --aws it runs here');
+    const target = session.stack[url];
+    if (!target) {
+      throw new AwsModeError(`the deployed stack has no ${STACK_OUTPUTS[url]} output; check --stack-outputs / --stack-name, or redeploy`, { code: 'STACK_OUTPUTS_MISSING', context: { output: STACK_OUTPUTS[url] } });
+    }
+    return await session.clients.functionUrls.post(target, body);
+  } finally {
+    await opened.close();
   }
 }
 
@@ -86,10 +104,13 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 
 export function registerServingCommands(
   program: Command,
-  tools: { withSession: WithSession; outputOf: (json: boolean) => Output; setExitCode: (code: number) => void },
+  tools: { withSession: WithSession; outputOf: (json: boolean) => Output; setExitCode: (code: number) => void; aws?: AwsClientOptions },
 ): void {
   const { withSession, outputOf, setExitCode } = tools;
   const global = () => program.opts<GlobalOptions>();
+  /** Runs a serving request where the global options say: the deployed Function URL, or this machine. */
+  const serveRequest = (url: 'inferUrl' | 'feedbackUrl', body: unknown, inProcess: (context: ServeContext) => Promise<unknown>) =>
+    global().aws ? viaFunctionUrl(global(), tools.aws, url, body) : viaLocalOrServer(global(), url === 'inferUrl' ? '/infer' : '/feedback', body, inProcess);
 
   program
     .command('serve')
@@ -98,7 +119,8 @@ export function registerServingCommands(
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
     .action(async (options: { port: number; host: string }) =>
       withSession(async (session, output, globals) => {
-        const server = await startServer({ context: serveContextOf(session), port: options.port, host: options.host });
+        const local = localOnly(session, 'serve', 'the deployed stack serves from its Function URLs: `agentflow predict --aws`, `agentflow feedback --aws`');
+        const server = await startServer({ context: serveContextOf(local), port: options.port, host: options.host });
         const serverFile = join(globals.dir, SERVER_FILE);
         await writeFile(serverFile, JSON.stringify({ url: server.url, pid: process.pid }));
         if (output.json) output.out(JSON.stringify({ url: server.url }));
@@ -118,7 +140,7 @@ export function registerServingCommands(
 
   program
     .command('predict')
-    .description("predict every task for records with the project's serving models (routed like live traffic)")
+    .description("predict every task for records with the project's serving models (routed like live traffic); with --aws through the stack's signed InferUrl")
     .requiredOption('-p, --project <name>', 'project name')
     .option('--record <json>', 'one raw record as JSON (repeatable)', collect)
     .option('--file <records.jsonl>', 'records, one JSON object per line')
@@ -127,7 +149,7 @@ export function registerServingCommands(
       const output = outputOf(global().json);
       try {
         const body = { project: options.project, records: await recordsFrom(options), ...(options.version === undefined ? {} : { version: options.version }) };
-        const answer = await viaLocalOrServer(global(), '/infer', body, (context) => infer(body, context));
+        const answer = await serveRequest('inferUrl', body, (context) => infer(body, context));
         output.out(JSON.stringify(answer, null, output.json ? 0 : 2));
         setExitCode(EXIT.ok);
       } catch (error) {
@@ -137,7 +159,7 @@ export function registerServingCommands(
 
   program
     .command('feedback')
-    .description('record the reward of a prediction (exactly once); the router learns from it')
+    .description('record the reward of a prediction (exactly once); the router learns from it; with --aws through the signed FeedbackUrl')
     .requiredOption('-p, --project <name>', 'project name')
     .argument('<predictionId>')
     .argument('<reward>', '0 or 1 (or a real number for gaussian projects)', (value) => Number(value))
@@ -145,7 +167,7 @@ export function registerServingCommands(
       const output = outputOf(global().json);
       try {
         const body = { project: options.project, predictionId, reward };
-        const answer = await viaLocalOrServer(global(), '/feedback', body, (context) => feedback(body, context));
+        const answer = await serveRequest('feedbackUrl', body, (context) => feedback(body, context));
         output.out(output.json ? JSON.stringify(answer) : `recorded reward ${reward} for ${predictionId}`);
         setExitCode(EXIT.ok);
       } catch (error) {
