@@ -6,5 +6,6 @@ export { resumeAwsRun, restartName, type ResumeAwsRunOptions, type ResumedAwsRun
 export { followExecution, HistoryTranslator, type ExecutionStatus, type FollowExecutionOptions, type FollowedExecution } from '#lib/aws/follow.ts';
 export { FunctionUrlClient, FunctionUrlError, FUNCTION_URL_PERMISSIONS, readServedAnswer, type FunctionUrlClientOptions, type FunctionUrlRequest } from '#lib/aws/functionUrl.ts';
 export { listStackSchedules, setScheduleState, type DeployedSchedule, type ScheduleState } from '#lib/aws/schedules.ts';
+export { callerPolicyFor, callerPolicyValues, fillCallerPolicy, CALLER_POLICY_PATH } from '#lib/aws/callerPolicy.ts';
 export { describeStackWith } from '#lib/aws/cloudformation.ts';
 export { AwsModeError, type AwsModeErrorCode } from '#lib/aws/errors.ts';

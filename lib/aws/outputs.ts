@@ -17,6 +17,8 @@ export const STACK_OUTPUTS = {
   inferUrl: 'InferUrl',
   feedbackUrl: 'FeedbackUrl',
   scheduleGroup: 'ScheduleGroupName',
+  inferFunctionArn: 'InferFunctionArn',
+  feedbackFunctionArn: 'FeedbackFunctionArn',
 } as const;
 
 /** Environment variables that can stand in for (or override) each output. */
@@ -29,6 +31,8 @@ export const STACK_OUTPUT_ENV = {
   inferUrl: 'AGENTFLOW_INFER_URL',
   feedbackUrl: 'AGENTFLOW_FEEDBACK_URL',
   scheduleGroup: 'AGENTFLOW_SCHEDULE_GROUP',
+  inferFunctionArn: 'AGENTFLOW_INFER_FUNCTION_ARN',
+  feedbackFunctionArn: 'AGENTFLOW_FEEDBACK_FUNCTION_ARN',
 } as const satisfies Record<keyof typeof STACK_OUTPUTS, string>;
 
 /** The stack `cdk deploy` creates unless the `agentflow:stackName` context names another. */
@@ -49,6 +53,11 @@ export interface DeployedStack {
   feedbackUrl?: string;
   /** The EventBridge Scheduler group holding the stack's retraining and monitor schedules. */
   scheduleGroup?: string;
+  /** The functions behind the two URLs, for the caller policy (`agentflow caller-policy`). */
+  inferFunctionArn?: string;
+  feedbackFunctionArn?: string;
+  /** The stack's name, when the outputs came from a named stack (the file's key, or the one described). */
+  stackName?: string;
   /** Where each value came from, for `agentflow` to print when something looks wrong. */
   sources: Partial<Record<keyof typeof STACK_OUTPUTS, string>>;
 }
@@ -85,7 +94,7 @@ export function parseStateMachineArn(arn: string): { region: string; account: st
   return { partition: arn.split(':')[1], region: match[1], account: match[2], name: match[3] };
 }
 
-async function readOutputsFile(path: string, stackName: string | undefined): Promise<Record<string, string>> {
+async function readOutputsFile(path: string, stackName: string | undefined): Promise<{ stackName: string; outputs: Record<string, string> }> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(path, 'utf8'));
@@ -125,7 +134,7 @@ async function readOutputsFile(path: string, stackName: string | undefined): Pro
       { code: 'STACK_OUTPUTS_MISSING', context: { path, stackName: chosen, stacks: names } },
     );
   }
-  return Object.fromEntries(Object.entries(outputs).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+  return { stackName: chosen as string, outputs: Object.fromEntries(Object.entries(outputs).filter((entry): entry is [string, string] => typeof entry[1] === 'string')) };
 }
 
 /**
@@ -154,11 +163,17 @@ export async function findStack(options: FindStackOptions = {}): Promise<Deploye
       sources[field] = `$${STACK_OUTPUT_ENV[field]}`;
     }
   }
-  if (options.outputsFile) take(await readOutputsFile(options.outputsFile, options.stackName), options.outputsFile);
+  let stackName: string | undefined;
+  if (options.outputsFile) {
+    const file = await readOutputsFile(options.outputsFile, options.stackName);
+    stackName = file.stackName;
+    take(file.outputs, options.outputsFile);
+  }
   const missing = () => REQUIRED.filter((field) => !values[field]);
   const describedName = options.stackName ?? DEFAULT_STACK_NAME;
   if (missing().length && options.describeStack) {
     take(await options.describeStack(describedName), `stack ${describedName}`);
+    stackName ??= describedName;
   }
   if (missing().length) {
     const lookedIn = [
@@ -183,6 +198,9 @@ export async function findStack(options: FindStackOptions = {}): Promise<Deploye
     ...(values.inferUrl ? { inferUrl: values.inferUrl } : {}),
     ...(values.feedbackUrl ? { feedbackUrl: values.feedbackUrl } : {}),
     ...(values.scheduleGroup ? { scheduleGroup: values.scheduleGroup } : {}),
+    ...(values.inferFunctionArn ? { inferFunctionArn: values.inferFunctionArn } : {}),
+    ...(values.feedbackFunctionArn ? { feedbackFunctionArn: values.feedbackFunctionArn } : {}),
+    ...(stackName ? { stackName } : {}),
     sources,
   };
 }

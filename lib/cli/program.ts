@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { PRODUCTION, moveProduction, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
 import type { TrialRow } from '#lib/agent/index.ts';
 import { writeRunReport } from '#lib/report/index.ts';
-import type { AwsClientOptions } from '#lib/aws/index.ts';
+import { callerPolicyFor, type AwsClientOptions } from '#lib/aws/index.ts';
 import { newRunId, nextFireTime, resumePipelineLocally, runPipelineLocally, runScheduleLoop, ScheduleError } from '#lib/runtime/index.ts';
 import { parseSpecJson } from '#lib/spec/index.ts';
 import { resumeOnAws, runOnAws, setSchedules, showSchedules } from './aws.ts';
@@ -220,6 +220,16 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         withSession(async (session, output) => setSchedules(awsOnly(session, `schedule ${verb}`, deployedOnly), { output, state, ...options }))(),
       );
   }
+
+  program
+    .command('caller-policy')
+    .description("the IAM policy a user of --aws attaches: docs/caller-policy.json filled with the deployed stack's names (with --aws)")
+    .action(async () =>
+      withSession(async (session, output) => {
+        const policy = await callerPolicyFor(awsOnly(session, 'caller-policy', 'the template with placeholders is docs/caller-policy.json').stack);
+        output.out(JSON.stringify(policy, null, output.json ? 0 : 2));
+      })(),
+    );
 
   const runs = program.command('runs').description('list and inspect runs');
   runs
