@@ -302,6 +302,14 @@ describe('schedules', () => {
     expect(statements).toEqual([expect.objectContaining({ Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: logicalIdOf(stack.workflow.stateMachine) } })]);
   });
 
+  it("puts every schedule in the stack's own group, whose name is the output agentflow schedule --aws lists", () => {
+    const groups = ofType('AWS::Scheduler::ScheduleGroup');
+    expect(groups).toHaveLength(1);
+    const ref = { Ref: groups[0][0] };
+    expect(ofType('AWS::Scheduler::Schedule').map(([, r]) => r.Properties.GroupName)).toEqual([ref, ref, ref]);
+    expect((template.toJSON().Outputs as Record<string, { Value: unknown }>)[STACK_OUTPUTS.scheduleGroup].Value).toEqual(ref);
+  });
+
   it('runs the monitor on the default rate', () => {
     template.hasResourceProperties('AWS::Scheduler::Schedule', {
       ScheduleExpression: 'rate(1 hour)',
