@@ -32,8 +32,9 @@ export class Schedules extends Construct {
 
   constructor(scope: Construct, id: string, props: SchedulesProps) {
     super(scope, id);
-    // A generated name: a fixed one would collide with the group a destroyed stack left behind.
-    // Deleting the group deletes its schedules, which belong to this stack anyway.
+    // CDK names the group after the stack and this construct's path. Destroyed with the stack (and
+    // its schedules, which are the stack's anyway): a retained group would make the next deploy
+    // of the same stack fail with "already exists".
     this.group = new ScheduleGroup(this, 'Group', { removalPolicy: RemovalPolicy.DESTROY });
     const account = Stack.of(this).account;
     const schedulerPrincipal = () => new ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': account } } });
@@ -62,6 +63,9 @@ export class Schedules extends Construct {
       });
     }
 
+    // The schedules name the group by a literal string, which gives CloudFormation no order: say it.
+    for (const schedule of this.retraining) schedule.node.addDependency(this.group);
+
     const invokeMonitor = new Role(this, 'InvokeMonitorRole', { assumedBy: schedulerPrincipal(), description: 'EventBridge Scheduler: run the agentflow monitor' });
     this.monitor = new Schedule(this, 'Monitor', {
       scheduleGroup: this.group,
@@ -73,5 +77,6 @@ export class Schedules extends Construct {
         retryAttempts: 0,
       }),
     });
+    this.monitor.node.addDependency(this.group);
   }
 }
