@@ -17,7 +17,7 @@ import { createRng } from '#lib/route/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type ServeContext } from '#lib/serve/index.ts';
 import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
 import { buildFeaturesModel, publishModel } from '../bench/serve.ts';
-import { startFunctionUrl, startSchedulerStandIn, startSfnStandIn, STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn, type StandInSchedule } from './helpers/awsStandIns.ts';
+import { startCloudFormationStandIn, startFunctionUrl, startSchedulerStandIn, startSfnStandIn, STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn, type StandInSchedule } from './helpers/awsStandIns.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { TEST_CREDENTIALS, type SignedEndpoint } from './helpers/sigv4.ts';
 
@@ -39,6 +39,9 @@ let inferUrl: SignedEndpoint;
 let feedbackUrl: SignedEndpoint;
 let sfn: SfnStandIn;
 let scheduler: SchedulerStandIn;
+let cloudFormation: SignedEndpoint;
+/** The stack's outputs as `cdk deploy --outputs-file` and DescribeStacks give them. */
+let outputs: Record<string, string>;
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 /** Every AWS operation the commands below made, as `service:Operation`, through the factory's hooks. */
 const recorded = new Set<string>();
@@ -81,8 +84,11 @@ interface CliResult {
   stderr: string;
 }
 
-/** One `agentflow … --aws` command in this process, its clients pointed at the stand-ins. */
-async function agentflow(args: string[], overrides: AwsClientOptions = {}): Promise<CliResult> {
+/**
+ * One `agentflow … --aws` command in this process, its clients pointed at the stand-ins; the stack
+ * from the outputs file, or with `stack: 'by-name'` from DescribeStacks.
+ */
+async function agentflow(args: string[], overrides: AwsClientOptions = {}, options: { stack?: 'outputs-file' | 'by-name' } = {}): Promise<CliResult> {
   const out: string[] = [];
   const err: string[] = [];
   let code: number = EXIT.ok;
@@ -91,9 +97,16 @@ async function agentflow(args: string[], overrides: AwsClientOptions = {}): Prom
     tty: false,
     setExitCode: (value) => (code = value),
     output: (json) => ({ json, out: (text) => out.push(text), err: (text) => err.push(text) }),
-    aws: { credentials: TEST_CREDENTIALS, endpoints: { s3: endpoints.s3, dynamodb: endpoints.dynamodb, sfn: sfn.url, scheduler: scheduler.url }, ...recording, ...overrides },
+    aws: {
+      credentials: TEST_CREDENTIALS,
+      region: STAND_IN_REGION,
+      endpoints: { s3: endpoints.s3, dynamodb: endpoints.dynamodb, sfn: sfn.url, scheduler: scheduler.url, cloudformation: cloudFormation.url },
+      ...recording,
+      ...overrides,
+    },
   });
-  await program.parseAsync(['node', 'agentflow', '--dir', join(folder, 'local'), ...args, '--aws', '--stack-outputs', outputsFile]);
+  const stack = options.stack === 'by-name' ? [] : ['--stack-outputs', outputsFile];
+  await program.parseAsync(['node', 'agentflow', '--dir', join(folder, 'local'), ...args, '--aws', ...stack]);
   return { code, stdout: out.join('\n'), stderr: err.join('\n') };
 }
 const json = <T>(result: CliResult): T => {
@@ -112,23 +125,19 @@ beforeAll(async () => {
   scheduler = await startSchedulerStandIn({ schedules: SCHEDULES, pageSize: 2 });
 
   outputsFile = join(folder, 'stack-outputs.json');
-  await writeFile(
-    outputsFile,
-    JSON.stringify({
-      Unrelated: { Foo: 'bar' },
-      Agentflow: {
-        [STACK_OUTPUTS.bucket]: aws.config.bucket,
-        [STACK_OUTPUTS.registryTable]: aws.config.registryTable,
-        [STACK_OUTPUTS.rewardTable]: aws.config.rewardTable,
-        [STACK_OUTPUTS.stateMachineArn]: STATE_MACHINE_ARN,
-        [STACK_OUTPUTS.inferUrl]: inferUrl.url,
-        [STACK_OUTPUTS.feedbackUrl]: feedbackUrl.url,
-        [STACK_OUTPUTS.scheduleGroup]: GROUP,
-        [STACK_OUTPUTS.inferFunctionArn]: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Infer`,
-        [STACK_OUTPUTS.feedbackFunctionArn]: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Feedback`,
-      },
-    }),
-  );
+  outputs = {
+    [STACK_OUTPUTS.bucket]: aws.config.bucket,
+    [STACK_OUTPUTS.registryTable]: aws.config.registryTable,
+    [STACK_OUTPUTS.rewardTable]: aws.config.rewardTable,
+    [STACK_OUTPUTS.stateMachineArn]: STATE_MACHINE_ARN,
+    [STACK_OUTPUTS.inferUrl]: inferUrl.url,
+    [STACK_OUTPUTS.feedbackUrl]: feedbackUrl.url,
+    [STACK_OUTPUTS.scheduleGroup]: GROUP,
+    [STACK_OUTPUTS.inferFunctionArn]: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Infer`,
+    [STACK_OUTPUTS.feedbackFunctionArn]: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Feedback`,
+  };
+  await writeFile(outputsFile, JSON.stringify({ Unrelated: { Foo: 'bar' }, Agentflow: outputs }));
+  cloudFormation = await startCloudFormationStandIn({ Agentflow: outputs });
 
   // Two registered versions (as Export leaves them), version 1 in production; one run with trials.
   for (const seed of [1, 2]) {
@@ -146,8 +155,23 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await serve?.close();
-  await Promise.all([inferUrl?.close(), feedbackUrl?.close(), sfn?.close(), scheduler?.close()]);
+  await Promise.all([inferUrl?.close(), feedbackUrl?.close(), sfn?.close(), scheduler?.close(), cloudFormation?.close()]);
   if (folder) await rm(folder, { recursive: true, force: true });
+});
+
+describe('finding the deployed stack', () => {
+  it('looks the stack up by name through CloudFormation when no outputs file is given', async () => {
+    const before = cloudFormation.accepted.length;
+    const models = json<{ production: number }>(await agentflow(['--json', 'models', 'ls', '-p', PROJECT], {}, { stack: 'by-name' }));
+    expect(models.production).toBe(1);
+    expect(cloudFormation.accepted.slice(before).map((r) => new URLSearchParams(r.body).get('StackName'))).toEqual(['Agentflow']);
+  });
+
+  it('names the fixes when CloudFormation has no such stack', async () => {
+    const missing = await agentflow(['--stack-name', 'AgentflowTypo', 'runs', 'ls', '-p', PROJECT], {}, { stack: 'by-name' });
+    expect(missing.code).toBe(EXIT.invalidInput);
+    expect(missing.stderr).toMatch(/CloudFormation has no stack "AgentflowTypo" in us-east-1; deploy it .*--stack-outputs/);
+  });
 });
 
 describe('reading the deployed stack', () => {

@@ -34,6 +34,8 @@ export interface AwsClientOptions {
    * its own. Absent: the real regional endpoints.
    */
   endpoints?: Partial<Record<AwsServiceName, string>>;
+  /** Where CloudFormation looks the stack up before its region is known; default the SDK's (AWS_REGION, the profile's). */
+  region?: string;
   /** Sees every SDK client made here before its first call, with the service it talks to. */
   instrument?: (client: InstrumentableClient, service: AwsServiceName) => void;
   /** Sees every Function URL request before it is sent (SigV4, service `lambda`). */
@@ -53,9 +55,9 @@ export interface StackClients extends AwsClients {
 const credentialsOf = (options: AwsClientOptions) => options.credentials ?? defaultProvider();
 
 /** CloudFormation, for finding the stack by name before its region is known (the SDK's default region then applies). */
-export function cloudFormationClient(options: AwsClientOptions = {}, region?: string): CloudFormationClient {
+export function cloudFormationClient(options: AwsClientOptions = {}): CloudFormationClient {
   const client = new CloudFormationClient({
-    ...(region ? { region } : {}),
+    ...(options.region ? { region: options.region } : {}),
     credentials: credentialsOf(options),
     ...(options.endpoints?.cloudformation ? { endpoint: options.endpoints.cloudformation } : {}),
   });

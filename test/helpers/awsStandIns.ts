@@ -1,7 +1,8 @@
 /**
  * Protocol stand-ins for the AWS APIs `--aws` mode calls that no local emulator on npm provides:
  * Step Functions (JSON 1.0 protocol: POST /, `X-Amz-Target: AWSStepFunctions.<Operation>`),
- * EventBridge Scheduler (REST-JSON: /schedules/{Name}), and Lambda Function URLs (which hand the
+ * EventBridge Scheduler (REST-JSON: /schedules/{Name}), CloudFormation's DescribeStacks (the Query
+ * protocol: a form-encoded POST answered in XML), and Lambda Function URLs (which hand the
  * request to the real infer/feedback handlers as a Function URL event). Each checks the SigV4
  * signature (test/helpers/sigv4.ts) and keeps only the state the tests need. They are small on
  * purpose: the real SDK clients talk to them over HTTP, so serialization, signing and error parsing
@@ -229,4 +230,42 @@ export async function startSchedulerStandIn(options: { schedules: StandInSchedul
     },
   });
   return { ...endpoint, schedules, calls };
+}
+
+// ── CloudFormation ────────────────────────────────────────────────────────────────────────────
+
+const xmlText = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** DescribeStacks over the given stacks' outputs; an unknown name is the ValidationError CloudFormation sends. */
+export function startCloudFormationStandIn(stacks: Record<string, Record<string, string>>): Promise<SignedEndpoint> {
+  const namespace = 'http://cloudformation.amazonaws.com/doc/2010-05-15/';
+  return startSignedEndpoint({
+    service: 'cloudformation',
+    region: STAND_IN_REGION,
+    async handle(request) {
+      const form = new URLSearchParams(request.body);
+      const name = form.get('StackName') ?? '';
+      if (form.get('Action') !== 'DescribeStacks') return { status: 400, headers: { 'content-type': 'text/xml' }, body: `<ErrorResponse xmlns="${namespace}"><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>the stand-in answers DescribeStacks only</Message></Error></ErrorResponse>` };
+      const outputs = stacks[name];
+      if (!outputs) {
+        return {
+          status: 400,
+          headers: { 'content-type': 'text/xml' },
+          body: `<ErrorResponse xmlns="${namespace}"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${xmlText(name)} does not exist</Message></Error><RequestId>stand-in</RequestId></ErrorResponse>`,
+        };
+      }
+      const members = Object.entries(outputs)
+        .map(([key, value]) => `<member><OutputKey>${xmlText(key)}</OutputKey><OutputValue>${xmlText(value)}</OutputValue></member>`)
+        .join('');
+      return {
+        status: 200,
+        headers: { 'content-type': 'text/xml' },
+        body:
+          `<DescribeStacksResponse xmlns="${namespace}"><DescribeStacksResult><Stacks><member>` +
+          `<StackName>${xmlText(name)}</StackName><StackId>arn:aws:cloudformation:${STAND_IN_REGION}:123456789012:stack/${xmlText(name)}/stand-in</StackId>` +
+          `<CreationTime>2026-01-01T00:00:00Z</CreationTime><StackStatus>CREATE_COMPLETE</StackStatus><Outputs>${members}</Outputs>` +
+          `</member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>stand-in</RequestId></ResponseMetadata></DescribeStacksResponse>`,
+      };
+    },
+  });
 }
