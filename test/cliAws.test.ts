@@ -45,6 +45,7 @@ let outputs: Record<string, string>;
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 /** Every AWS operation the commands below made, as `service:Operation`, through the factory's hooks. */
 const recorded = new Set<string>();
+const functionArns = new Set<string>();
 const recording: Pick<AwsClientOptions, 'instrument' | 'onFunctionUrlRequest'> = {
   instrument: (client, service) =>
     client.middlewareStack.add(
@@ -54,7 +55,10 @@ const recording: Pick<AwsClientOptions, 'instrument' | 'onFunctionUrlRequest'> =
       },
       { step: 'initialize', name: 'recordOperation' },
     ),
-  onFunctionUrlRequest: () => recorded.add('lambda:FunctionUrl'),
+  onFunctionUrlRequest: (request) => {
+    recorded.add('lambda:FunctionUrl');
+    functionArns.add(request.functionArn ?? '(unknown)');
+  },
 };
 
 const schedule = (name: string, target: { Arn: string; RoleArn: string; Input?: string }, state: 'ENABLED' | 'DISABLED', expression: string): StandInSchedule => ({
@@ -428,5 +432,6 @@ describe('docs/caller-policy.json', () => {
     const needed = [...new Set([...recorded].flatMap(actionsOf))].sort();
     expect(needed).toEqual(expect.arrayContaining(['dynamodb:Query', 'dynamodb:UpdateItem', 'lambda:InvokeFunctionUrl', 's3:GetObject', 'scheduler:UpdateSchedule', 'states:RedriveExecution', 'states:StartExecution']));
     expect(needed.filter((action) => !allowed.has(action))).toEqual([]);
+    expect([...functionArns].sort()).toEqual([outputs[STACK_OUTPUTS.feedbackFunctionArn], outputs[STACK_OUTPUTS.inferFunctionArn]]);
   });
 });

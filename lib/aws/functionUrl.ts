@@ -30,6 +30,8 @@ export interface FunctionUrlRequest {
   url: string;
   region: string;
   service: 'lambda';
+  /** The function behind the URL, when the caller knows it (the stack's InferFunctionArn / FeedbackFunctionArn). */
+  functionArn?: string;
 }
 
 export interface FunctionUrlClientOptions {
@@ -86,8 +88,8 @@ export class FunctionUrlClient {
     this.#signer = new SignatureV4({ service: 'lambda', region: options.region, credentials: options.credentials, sha256: Hash.bind(null, 'sha256') });
   }
 
-  /** POSTs `body` as JSON to `url`, signed; resolves with the JSON answer. */
-  async post(url: string, body: unknown): Promise<unknown> {
+  /** POSTs `body` as JSON to `url`, signed; resolves with the JSON answer. `functionArn` only labels the request for `onRequest`. */
+  async post(url: string, body: unknown, options: { functionArn?: string } = {}): Promise<unknown> {
     let target: URL;
     try {
       target = new URL(url);
@@ -107,7 +109,7 @@ export class FunctionUrlClient {
       body: text,
     });
     const { host: _host, ...headers } = signed.headers;
-    this.#options.onRequest?.({ url, region: this.#options.region, service: 'lambda' });
+    this.#options.onRequest?.({ url, region: this.#options.region, service: 'lambda', ...(options.functionArn ? { functionArn: options.functionArn } : {}) });
     const response = await (this.#options.fetch ?? fetch)(url, { method: 'POST', headers, body: text }).catch((cause: unknown) => {
       throw new FunctionUrlError(`cannot reach ${url} (${(cause as Error).message}); check the network and the stack's outputs`, { code: 'FUNCTION_URL_FAILED', status: 0, cause });
     });

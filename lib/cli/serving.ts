@@ -75,7 +75,8 @@ async function viaFunctionUrl(globals: GlobalOptions, aws: AwsClientOptions | un
     if (!target) {
       throw new AwsModeError(`the deployed stack has no ${STACK_OUTPUTS[url]} output; check --stack-outputs / --stack-name, or redeploy`, { code: 'STACK_OUTPUTS_MISSING', context: { output: STACK_OUTPUTS[url] } });
     }
-    return await session.clients.functionUrls.post(target, body);
+    const functionArn = session.stack[url === 'inferUrl' ? 'inferFunctionArn' : 'feedbackFunctionArn'];
+    return await session.clients.functionUrls.post(target, body, functionArn ? { functionArn } : {});
   } finally {
     await opened.close();
   }
