@@ -331,6 +331,15 @@ describe('resume on the deployed state machine', () => {
     expect(seeded.redriveCount).toBe(1);
   });
 
+  it('starts a new execution instead of a redrive when asked to (--restart, after deploying a changed definition)', async () => {
+    await failedRun('run-redeployed');
+    sfn.seed({ name: 'run-redeployed', stateMachineArn: STATE_MACHINE_ARN, input: '{}', status: 'TIMED_OUT', redriveStatus: 'REDRIVABLE', history: failedHistory() });
+    const before = sfn.operations.length;
+    const resumed = json<{ how: string; reason: string }>(await agentflow(['--json', 'resume', 'run-redeployed', '-p', PROJECT, '--restart']));
+    expect(resumed).toMatchObject({ how: 'restarted', reason: expect.stringMatching(/^a new execution was asked for \(--restart\)/) });
+    expect(sfn.operations.slice(before)).not.toContain('RedriveExecution');
+  });
+
   it('restarts when redrive is refused, and refuses a run that succeeded without starting anything', async () => {
     await failedRun('run-old');
     sfn.seed({ name: 'run-old', stateMachineArn: STATE_MACHINE_ARN, input: '{}', status: 'TIMED_OUT', redriveStatus: 'NOT_REDRIVABLE', redriveStatusReason: 'Execution is older than 14 days', history: failedHistory() });

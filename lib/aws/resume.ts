@@ -11,7 +11,7 @@
  *   step — that Fail state — and fail again at once. Instead a new execution of the same run
  *   context starts, named `<runId>-resume-<n>`; every stage finds what it already did (manifest,
  *   cached shards, generation files, trial results, the registered version) and skips it, which is
- *   also what a local `resume` does.
+ *   also what a local `resume` does. `restart` asks for this even where a redrive applies.
  *
  * The run record is reopened first (it refuses a succeeded or unknown run before anything starts).
  */
@@ -41,6 +41,11 @@ export interface ResumeAwsRunOptions {
   store: Pick<ArtifactStore, 'uri'>;
   /** Attempts probed after `<runId>` (`<runId>-resume-1`, …). Default 100. */
   maxAttempts?: number;
+  /**
+   * Start a new execution even where a redrive applies: a redriven execution keeps the definition
+   * it started with, so after deploying a changed definition only a new execution runs the new one.
+   */
+  restart?: boolean;
 }
 
 export interface ResumedAwsRun {
@@ -99,6 +104,8 @@ export async function resumeAwsRun(options: ResumeAwsRunOptions): Promise<Resume
   let reason: string;
   if (!latest) {
     reason = `no execution is named after run ${runId} (a scheduled or monitor-started run is named by the scheduler)`;
+  } else if (options.restart) {
+    reason = 'a new execution was asked for (--restart)';
   } else if (latest.execution.status === 'SUCCEEDED') {
     reason = `execution ${latest.arn} succeeded but the run was not finished`;
   } else {

@@ -29,13 +29,21 @@ export async function runOnAws(session: AwsCliSession, options: { specPath: stri
 }
 
 /** `agentflow resume --aws`: redrive, restart or attach (lib/aws/resume.ts says which when), then follow. */
-export async function resumeOnAws(session: AwsCliSession, options: { project: string; runId: string; output: Output; progress: Progress }): Promise<number> {
+export async function resumeOnAws(session: AwsCliSession, options: { project: string; runId: string; restart: boolean; output: Output; progress: Progress }): Promise<number> {
   const { sfn } = session.clients;
-  const resumed = await resumeAwsRun({ sfn, stateMachineArn: session.stack.stateMachineArn, project: options.project, runId: options.runId, registry: session.deps.registry, store: session.deps.store });
+  const resumed = await resumeAwsRun({
+    sfn,
+    stateMachineArn: session.stack.stateMachineArn,
+    project: options.project,
+    runId: options.runId,
+    registry: session.deps.registry,
+    store: session.deps.store,
+    restart: options.restart,
+  });
   if (!options.output.json) options.output.out(`${resumed.how} ${resumed.executionArn}: ${resumed.reason}`);
   const followed = await followExecution({ sfn, executionArn: resumed.executionArn, onEvent: options.progress.onEvent, ...(resumed.afterEventId ? { afterEventId: resumed.afterEventId } : {}) });
   options.progress.finish();
-  return finishFollowed(session, { ...options, executionArn: resumed.executionArn, followed, extra: { how: resumed.how, reason: resumed.reason } });
+  return finishFollowed(session, { output: options.output, project: options.project, runId: options.runId, executionArn: resumed.executionArn, followed, extra: { how: resumed.how, reason: resumed.reason } });
 }
 
 /** The stack's schedule group; stacks deployed before it existed lack the output. */

@@ -174,11 +174,12 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .argument('<runId>')
     .requiredOption('-p, --project <name>', 'project name')
     .option('-v, --verbose', 'show every job output line', false)
-    .action(async (runId: string, options: { project: string; verbose: boolean }) =>
+    .option('--restart', 'with --aws: start a new execution even where a redrive applies (a redrive keeps the definition the execution started with)', false)
+    .action(async (runId: string, options: { project: string; verbose: boolean; restart: boolean }) =>
       withSession(async (session, output) => {
         const progress = progressFor(output, { verbose: options.verbose });
         // --aws redrives the run's execution, or starts it again where a redrive cannot help (lib/aws/resume.ts).
-        if (session.where === 'aws') return resumeOnAws(session, { project: options.project, runId, output, progress });
+        if (session.where === 'aws') return resumeOnAws(session, { project: options.project, runId, restart: options.restart, output, progress });
         const result = await resumePipelineLocally(session.local, { project: options.project, runId, onEvent: progress.onEvent, onJobOutput: progress.onJobOutput });
         progress.finish();
         const summary = await summarizeRun(session.deps, options.project, runId);
