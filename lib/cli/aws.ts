@@ -102,8 +102,8 @@ export async function setSchedules(session: AwsCliSession, options: { output: Ou
   if (options.output.json) options.output.out(JSON.stringify(results.map((r) => ({ ...r.schedule, changed: r.changed }))));
   else {
     for (const { schedule, changed } of results) options.output.out(`${schedule.name}${schedule.project ? ` (${schedule.project})` : ''}: ${changed ? `now ${schedule.state}` : `already ${schedule.state}`}`);
-    // CloudFormation still holds the context's state: a redeploy sets it back.
-    options.output.out('a redeploy resets schedules to the agentflow:schedules context; set "enabled" there to keep this');
+    // CloudFormation still holds the context's state: a deploy that changes the schedule sets it back.
+    options.output.out('a deploy that changes a schedule sets it back to the agentflow:schedules context; set "enabled" there to keep this');
   }
   return EXIT.ok;
 }
