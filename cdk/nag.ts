@@ -6,6 +6,7 @@
 import { Validations, type CfnResource, type Stack } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
 import { DeployError } from './errors.ts';
+import { FUNCTIONS } from './functions.ts';
 import type { AgentflowStack } from './stack.ts';
 
 /** `<LogicalId.Arn>` as cdk-nag renders a `Fn::GetAtt` in a finding id. */
@@ -30,6 +31,16 @@ export function acknowledgeNagFindings(stack: AgentflowStack): void {
       { id: 'AwsSolutions-IAM5[Resource::*]', reason: XRAY },
       { id: `AwsSolutions-IAM5[${objects}]`, reason: objectsReason },
     );
+  }
+
+  // A reader's writes scoped to one kind of key (FunctionSpec.access.bucketWrites): the wildcard is the narrowing.
+  for (const spec of FUNCTIONS) {
+    for (const pattern of spec.access.bucketWrites ?? []) {
+      Validations.of(stack.functions.get(spec.handler).role!).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${arnToken(stack, stack.storage.bucket)}/${pattern}]`,
+        reason: `PutObject only on keys matching ${pattern}, whose project, version and hour parts are known at run time; every other key stays read-only for ${spec.handler}.`,
+      });
+    }
   }
 
   Validations.of(stack.batch.node.findChild('JobRole')).acknowledge({ id: `AwsSolutions-IAM5[${objects}]`, reason: objectsReason });

@@ -61,7 +61,7 @@ export class AgentflowFunctions extends Construct {
         },
         bundling: bundlingFor({ projectRoot: props.projectRoot }),
       });
-      useBucket(fn, props.storage.bucket, spec.access.bucket);
+      useBucket(fn, props.storage.bucket, spec.access.bucket, { writeKeys: spec.access.bucketWrites ?? [] });
       useTable(fn, 'registryTable', props.storage.registryTable, spec.access.registryTable);
       useTable(fn, 'rewardTable', props.storage.rewardTable, spec.access.rewardTable);
       byHandler.set(spec.handler, fn);

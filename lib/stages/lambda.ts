@@ -1,5 +1,5 @@
-import { configFromEnv } from '#lib/config/index.ts';
-import type { LambdaStageName } from '#lib/workflow/index.ts';
+import { configFromEnv, makeClients } from '#lib/config/index.ts';
+import { LAMBDA_STAGES, type LambdaStageName } from '#lib/workflow/index.ts';
 import { stageDependencies } from './dependencies.ts';
 import { createStageHandlers, type StageHandler } from './handlers.ts';
 
@@ -11,7 +11,11 @@ let handlers: Record<LambdaStageName, StageHandler> | undefined;
  */
 export function lambdaStageHandler(stage: LambdaStageName): (event: unknown) => Promise<unknown> {
   return async (event) => {
-    handlers ??= createStageHandlers(stageDependencies(configFromEnv()), { trigger: process.env.AGENTFLOW_TRIGGER ?? 'aws' });
+    if (!handlers) {
+      const config = configFromEnv();
+      const principal = LAMBDA_STAGES.find((s) => s.state === stage)?.handler;
+      handlers = createStageHandlers(stageDependencies(config, makeClients(config, { principal })), { trigger: process.env.AGENTFLOW_TRIGGER ?? 'aws' });
+    }
     return handlers[stage](event);
   };
 }

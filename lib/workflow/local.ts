@@ -27,13 +27,16 @@ export type WorkflowEventType =
   | 'StateFailed'
   | 'StateRetried'
   | 'StateCaught'
+  | 'MapIterationStarted'
+  | 'MapIterationSucceeded'
+  | 'MapIterationFailed'
   | 'ExecutionSucceeded'
   | 'ExecutionFailed';
 
 /** A step of a local execution, for progress display. */
 export interface WorkflowEvent {
   type: WorkflowEventType;
-  /** The state's name; absent on execution events. */
+  /** The state's name (the Map's, on Map iteration events); absent on execution events. */
   state?: string;
   /** The Map iteration (proposal index) for states inside the Trials iterator. */
   index?: number;
@@ -90,7 +93,7 @@ export function localPlaceholderValues(): Record<string, string> {
 }
 
 /** aws-local-stepfunctions 3 uses `Promise.withResolvers` (Node 22+); Node 20 needs it supplied. */
-function ensurePromiseWithResolvers(): void {
+export function ensurePromiseWithResolvers(): void {
   const P = Promise as unknown as { withResolvers?: unknown };
   if (typeof P.withResolvers === 'function') return;
   P.withResolvers = function withResolvers<T>() {
@@ -152,6 +155,7 @@ interface LocalEventLog {
   timestamp: number;
   index?: number;
   state?: { name: string; output?: unknown };
+  parentState?: { name: string };
   Error?: string;
   Cause?: unknown;
   output?: unknown;
@@ -184,8 +188,13 @@ function toWorkflowEvent(event: LocalEventLog): WorkflowEvent | undefined {
       return { type: 'StateRetried', ...base, detail: { attempt: event.retry?.attempt, errorEquals: event.retry?.retrier.ErrorEquals } };
     case 'StateCaught':
       return { type: 'StateCaught', ...base, detail: { errorEquals: event.catch?.catcher.ErrorEquals, next: event.catch?.catcher.Next } };
+    // Step Functions writes these to the history too, so they count against its event limit (history.ts).
+    case 'MapIterationStarted':
+    case 'MapIterationSucceeded':
+    case 'MapIterationFailed':
+      return { type: event.type, at, ...(event.parentState ? { state: event.parentState.name } : {}), ...(event.index !== undefined ? { index: event.index } : {}) };
     default:
-      // Map iteration and Parallel branch bookkeeping: the state events inside carry the same news.
+      // Parallel branch bookkeeping (no Parallel state in the definition).
       return undefined;
   }
 }
