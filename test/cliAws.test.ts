@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { CALLER_POLICY_PATH, FUNCTION_URL_PERMISSIONS, FunctionUrlClient, STACK_OUTPUTS, resumeAwsRun, restartName, type AwsClientOptions } from '#lib/aws/index.ts';
 import { buildProgram, EXIT } from '#lib/cli/index.ts';
+import { CALLER_PRINCIPAL, CONFIG_ENV, type RecordedSdkCall } from '#lib/config/index.ts';
 import type { CardTask } from '#lib/deploy/card.ts';
 import { createRng } from '#lib/route/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type ServeContext } from '#lib/serve/index.ts';
@@ -421,6 +422,30 @@ describe('commands that run only on one side', () => {
     const loop = await agentflow(['schedule', join(folder, 'spec.json')]);
     expect(loop.code).toBe(EXIT.invalidInput);
     expect(loop.stderr).toMatch(/schedule show\|enable\|disable --aws/);
+  });
+});
+
+describe('recording for the IAM conformance test', () => {
+  it('appends every call of a command to AGENTFLOW_SDK_CALL_LOG as the caller, Function URL requests included', async () => {
+    const log = join(folder, 'calls.jsonl');
+    process.env[CONFIG_ENV.sdkCallLog] = log;
+    try {
+      json(await agentflow(['--json', 'predict', '-p', PROJECT, '--record', JSON.stringify({ features: [0, 1, 2] })]));
+    } finally {
+      delete process.env[CONFIG_ENV.sdkCallLog];
+    }
+    const calls = (await readFile(log, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as RecordedSdkCall);
+    expect(calls).toEqual([{ principal: CALLER_PRINCIPAL, client: 'FunctionUrl', operation: 'Invoke', input: { FunctionName: outputs[STACK_OUTPUTS.inferFunctionArn] } }]);
+
+    process.env[CONFIG_ENV.sdkCallLog] = log;
+    try {
+      json(await agentflow(['--json', 'schedule', 'show', '-p', PROJECT]));
+    } finally {
+      delete process.env[CONFIG_ENV.sdkCallLog];
+    }
+    const more = (await readFile(log, 'utf8')).trim().split('\n').slice(1).map((line) => JSON.parse(line) as RecordedSdkCall);
+    expect(new Set(more.map((c) => `${c.principal} ${c.client}.${c.operation}`))).toEqual(new Set(['caller SchedulerClient.ListSchedules', 'caller SchedulerClient.GetSchedule']));
+    expect(more.find((c) => c.operation === 'GetSchedule')?.input).toMatchObject({ GroupName: GROUP });
   });
 });
 

@@ -10,7 +10,7 @@ import { SchedulerClient } from '@aws-sdk/client-scheduler';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, MiddlewareStack } from '@smithy/types';
-import { makeClients, type AwsClients } from '#lib/config/index.ts';
+import { appendSdkCall, CALLER_PRINCIPAL, CONFIG_ENV, makeClients, recordSdkCalls, type AwsClients } from '#lib/config/index.ts';
 import { FunctionUrlClient, type FunctionUrlRequest } from '#lib/aws/functionUrl.ts';
 import type { DeployedStack } from '#lib/aws/outputs.ts';
 
@@ -53,6 +53,37 @@ export interface StackClients extends AwsClients {
 }
 
 const credentialsOf = (options: AwsClientOptions) => options.credentials ?? defaultProvider();
+
+/**
+ * Hooks that append every `--aws` call to the IAM conformance test's call log as the caller
+ * (`AGENTFLOW_SDK_CALL_LOG`, as every other principal records): SDK calls through the recorder
+ * middleware, Function URL requests as `FunctionUrl.Invoke` on the function behind the URL.
+ */
+export function recordCallerCalls(log: string): Required<Pick<AwsClientOptions, 'instrument' | 'onFunctionUrlRequest'>> {
+  return {
+    instrument: (client) => recordSdkCalls(client, { log, principal: CALLER_PRINCIPAL }),
+    onFunctionUrlRequest: (request) =>
+      appendSdkCall(log, { principal: CALLER_PRINCIPAL, client: 'FunctionUrl', operation: 'Invoke', input: { FunctionName: request.functionArn ?? request.url } }),
+  };
+}
+
+/** The options with `recordCallerCalls` added when the environment names a call log (the IAM test running the CLI). */
+export function withCallRecording(options: AwsClientOptions, env: Readonly<Record<string, string | undefined>> = process.env): AwsClientOptions {
+  const log = env[CONFIG_ENV.sdkCallLog];
+  if (!log) return options;
+  const recording = recordCallerCalls(log);
+  return {
+    ...options,
+    instrument: (client, service) => {
+      recording.instrument(client, service);
+      options.instrument?.(client, service);
+    },
+    onFunctionUrlRequest: (request) => {
+      recording.onFunctionUrlRequest(request);
+      options.onFunctionUrlRequest?.(request);
+    },
+  };
+}
 
 /** CloudFormation, for finding the stack by name before its region is known (the SDK's default region then applies). */
 export function cloudFormationClient(options: AwsClientOptions = {}): CloudFormationClient {

@@ -6,7 +6,7 @@
  * `where`.
  */
 import { resolve } from 'node:path';
-import { cloudFormationClient, describeStackWith, findStack, stackClients, type AwsClientOptions, type DeployedStack, type StackClients } from '#lib/aws/index.ts';
+import { cloudFormationClient, describeStackWith, findStack, stackClients, withCallRecording, type AwsClientOptions, type DeployedStack, type StackClients } from '#lib/aws/index.ts';
 import { AgentflowError } from '#lib/errors/index.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
 import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
@@ -47,13 +47,17 @@ export class SessionError extends AgentflowError {
   }
 }
 
-/** Opens the session the global options ask for; `aws` points `--aws` clients elsewhere (tests) or instruments them. */
-export async function openCliSession(globals: GlobalOptions, aws: AwsClientOptions = {}): Promise<CliSession> {
+/**
+ * Opens the session the global options ask for; `options` points `--aws` clients elsewhere (tests)
+ * or instruments them, and with `AGENTFLOW_SDK_CALL_LOG` set they also record into that log.
+ */
+export async function openCliSession(globals: GlobalOptions, options: AwsClientOptions = {}): Promise<CliSession> {
   const reportsDir = resolve(globals.dir, 'reports');
   if (!globals.aws) {
     const local = await openLocalSession({ dir: globals.dir });
     return { where: 'local', local, deps: local.deps, reportsDir, close: () => local.close() };
   }
+  const aws = withCallRecording(options);
   const cloudFormation = cloudFormationClient(aws);
   let stack: DeployedStack;
   try {
