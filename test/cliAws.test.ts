@@ -5,20 +5,18 @@
  * and EventBridge Scheduler (test/helpers/awsStandIns.ts). Every client comes from the one
  * factory, pointed at these by the CLI's `aws` hook.
  */
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { CALLER_POLICY_PATH, FUNCTION_URL_PERMISSIONS, FunctionUrlClient, STACK_OUTPUTS, resumeAwsRun, restartName, type AwsClientOptions } from '#lib/aws/index.ts';
-import { buildProgram, EXIT } from '#lib/cli/index.ts';
+import { EXIT } from '#lib/cli/index.ts';
 import { CALLER_PRINCIPAL, CONFIG_ENV, type RecordedSdkCall } from '#lib/config/index.ts';
 import type { CardTask } from '#lib/deploy/card.ts';
-import { createRng } from '#lib/route/index.ts';
-import { createServeContext, handleFeedbackEvent, handleInferEvent, type ServeContext } from '#lib/serve/index.ts';
-import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
-import { buildFeaturesModel, publishModel } from '../bench/serve.ts';
-import { startCloudFormationStandIn, startFunctionUrl, startSchedulerStandIn, startSfnStandIn, STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn, type StandInSchedule } from './helpers/awsStandIns.ts';
+import type { StageDependencies } from '#lib/stages/index.ts';
+import { STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn } from './helpers/awsStandIns.ts';
+import { failedHistory, jsonOf as json, seedFailedRun, seedServedProject, standInSchedule, startDeployedStandIns, TASKS, type CliResult, type DeployedStandIns } from './helpers/deployedStack.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { TEST_CREDENTIALS, type SignedEndpoint } from './helpers/sigv4.ts';
 
@@ -27,23 +25,16 @@ const ACCOUNT = '123456789012';
 const STATE_MACHINE_ARN = `arn:aws:states:${STAND_IN_REGION}:${ACCOUNT}:stateMachine:AgentflowWorkflow`;
 const GROUP = 'Agentflow-SchedulesGroup-ABC123';
 const PROJECT = 'shop';
-const TASKS: CardTask[] = [
-  { name: 'churn', type: 'binary', metric: 'auc' },
-  { name: 'ltv', type: 'regression', metric: 'rmse' },
-];
 
 let folder: string;
-let outputsFile: string;
+let stack: DeployedStandIns;
 let deps: StageDependencies;
-let serve: ServeContext;
 let inferUrl: SignedEndpoint;
-let feedbackUrl: SignedEndpoint;
 let sfn: SfnStandIn;
 let scheduler: SchedulerStandIn;
 let cloudFormation: SignedEndpoint;
 /** The stack's outputs as `cdk deploy --outputs-file` and DescribeStacks give them. */
 let outputs: Record<string, string>;
-const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 /** Every AWS operation the commands below made, as `service:Operation`, through the factory's hooks. */
 const recorded = new Set<string>();
 const functionArns = new Set<string>();
@@ -62,105 +53,41 @@ const recording: Pick<AwsClientOptions, 'instrument' | 'onFunctionUrlRequest'> =
   },
 };
 
-const schedule = (name: string, target: { Arn: string; RoleArn: string; Input?: string }, state: 'ENABLED' | 'DISABLED', expression: string): StandInSchedule => ({
-  Arn: `arn:aws:scheduler:${STAND_IN_REGION}:${ACCOUNT}:schedule/${GROUP}/${name}`,
-  Name: name,
-  GroupName: GROUP,
-  State: state,
-  ScheduleExpression: expression,
-  ScheduleExpressionTimezone: 'UTC',
-  Description: `agentflow: ${name}`,
-  CreationDate: 1_700_000_000,
-  LastModificationDate: 1_700_000_000,
-  FlexibleTimeWindow: { Mode: 'OFF' },
-  ActionAfterCompletion: 'NONE',
-  Target: { ...target, RetryPolicy: { MaximumRetryAttempts: 3, MaximumEventAgeInSeconds: 86400 } },
-});
 const RETRAIN_ROLE = `arn:aws:iam::${ACCOUNT}:role/Agentflow-SchedulesStartRunsRole-X`;
+const retrain = (project: string) => JSON.stringify({ runId: 'sched-<aws.scheduler.execution-id>', project, specUri: `s3://b/specs/${project}.json` });
 const SCHEDULES = [
-  schedule('Retrain0', { Arn: STATE_MACHINE_ARN, RoleArn: RETRAIN_ROLE, Input: JSON.stringify({ runId: 'sched-<aws.scheduler.execution-id>', project: PROJECT, specUri: 's3://b/specs/shop.json' }) }, 'ENABLED', 'rate(7 days)'),
-  schedule('Retrain1', { Arn: STATE_MACHINE_ARN, RoleArn: RETRAIN_ROLE, Input: JSON.stringify({ runId: 'sched-<aws.scheduler.execution-id>', project: 'other', specUri: 's3://b/specs/other.json' }) }, 'DISABLED', 'cron(0 3 ? * MON *)'),
-  schedule('Monitor', { Arn: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Monitor`, RoleArn: `arn:aws:iam::${ACCOUNT}:role/Agentflow-InvokeMonitor-Y`, Input: '{"scheduledAt":"<aws.scheduler.scheduled-time>"}' }, 'ENABLED', 'rate(1 hour)'),
+  standInSchedule({ group: GROUP, name: 'Retrain0', state: 'ENABLED', expression: 'rate(7 days)', target: { Arn: STATE_MACHINE_ARN, RoleArn: RETRAIN_ROLE, Input: retrain(PROJECT) } }),
+  standInSchedule({ group: GROUP, name: 'Retrain1', state: 'DISABLED', expression: 'cron(0 3 ? * MON *)', target: { Arn: STATE_MACHINE_ARN, RoleArn: RETRAIN_ROLE, Input: retrain('other') } }),
+  standInSchedule({
+    group: GROUP,
+    name: 'Monitor',
+    state: 'ENABLED',
+    expression: 'rate(1 hour)',
+    target: { Arn: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Monitor`, RoleArn: `arn:aws:iam::${ACCOUNT}:role/Agentflow-InvokeMonitor-Y`, Input: '{"scheduledAt":"<aws.scheduler.scheduled-time>"}' },
+  }),
 ];
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * One `agentflow … --aws` command in this process, its clients pointed at the stand-ins; the stack
- * from the outputs file, or with `stack: 'by-name'` from DescribeStacks.
- */
-async function agentflow(args: string[], overrides: AwsClientOptions = {}, options: { stack?: 'outputs-file' | 'by-name' } = {}): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  let code: number = EXIT.ok;
-  const endpoints = aws.config.endpoints!;
-  const program = buildProgram({
-    tty: false,
-    setExitCode: (value) => (code = value),
-    output: (json) => ({ json, out: (text) => out.push(text), err: (text) => err.push(text) }),
-    aws: {
-      credentials: TEST_CREDENTIALS,
-      region: STAND_IN_REGION,
-      endpoints: { s3: endpoints.s3, dynamodb: endpoints.dynamodb, sfn: sfn.url, scheduler: scheduler.url, cloudformation: cloudFormation.url },
-      ...recording,
-      ...overrides,
-    },
-  });
-  const stack = options.stack === 'by-name' ? [] : ['--stack-outputs', outputsFile];
-  await program.parseAsync(['node', 'agentflow', '--dir', join(folder, 'local'), ...args, '--aws', ...stack]);
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-}
-const json = <T>(result: CliResult): T => {
-  expect(result.code, result.stderr || result.stdout).toBe(EXIT.ok);
-  return JSON.parse(result.stdout) as T;
-};
+const agentflow = (args: string[], overrides: AwsClientOptions = {}, options: { stack?: 'outputs-file' | 'by-name' } = {}): Promise<CliResult> => stack.agentflow(args, overrides, options);
 
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'agentflow-cli-aws-'));
-  deps = stageDependencies(aws.config, aws.clients);
-  // What the Infer and Feedback functions run, over the same tables and bucket.
-  serve = createServeContext({ ...deps, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable }, { drift: false, metricsSink: () => undefined, logger: silent, rng: createRng(3) });
-  inferUrl = await startFunctionUrl((event) => handleInferEvent(event, serve));
-  feedbackUrl = await startFunctionUrl((event) => handleFeedbackEvent(event, serve));
-  sfn = await startSfnStandIn();
-  scheduler = await startSchedulerStandIn({ schedules: SCHEDULES, pageSize: 2 });
-
-  outputsFile = join(folder, 'stack-outputs.json');
-  outputs = {
-    [STACK_OUTPUTS.bucket]: aws.config.bucket,
-    [STACK_OUTPUTS.registryTable]: aws.config.registryTable,
-    [STACK_OUTPUTS.rewardTable]: aws.config.rewardTable,
-    [STACK_OUTPUTS.stateMachineArn]: STATE_MACHINE_ARN,
-    [STACK_OUTPUTS.inferUrl]: inferUrl.url,
-    [STACK_OUTPUTS.feedbackUrl]: feedbackUrl.url,
-    [STACK_OUTPUTS.scheduleGroup]: GROUP,
-    [STACK_OUTPUTS.inferFunctionArn]: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Infer`,
-    [STACK_OUTPUTS.feedbackFunctionArn]: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Feedback`,
-  };
-  await writeFile(outputsFile, JSON.stringify({ Unrelated: { Foo: 'bar' }, Agentflow: outputs }));
-  cloudFormation = await startCloudFormationStandIn({ Agentflow: outputs });
-
-  // Two registered versions (as Export leaves them), version 1 in production; one run with trials.
-  for (const seed of [1, 2]) {
-    const { model, encoder } = buildFeaturesModel({ dimension: 3, tasks: TASKS, seed, bias: seed });
-    await publishModel({ registry: deps.registry, store: deps.store, project: PROJECT, runId: `run-${seed}`, model, encoder, tasks: TASKS });
-  }
-  await deps.registry.moveAlias(PROJECT, 'production', { toVersion: 1, expectedRevision: undefined });
-  await deps.registry.setServingSet(PROJECT, { production: 1, challengers: [] }, { expectedRevision: undefined });
-  await deps.registry.createRun({ project: PROJECT, runId: 'run-1', specDigest: 'spec', specUri: `s3://${aws.config.bucket}/runs/run-1/spec.json` });
-  for (const [trialId, reward] of [['t0', 0.61], ['t1', 0.74]] as const) {
-    await deps.rewards.recordTrial(PROJECT, 'run-1', trialId, { generation: 0, status: 'succeeded', lambda: { churn: 1.2, ltv: 0.8 }, reward });
-  }
-  await deps.registry.updateRunStatus(PROJECT, 'run-1', 'succeeded', { stage: 'Promote' });
+  stack = await startDeployedStandIns({
+    aws,
+    folder,
+    stackName: 'Agentflow',
+    stateMachineArn: STATE_MACHINE_ARN,
+    scheduleGroup: GROUP,
+    functionArns: { infer: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Infer`, feedback: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Feedback` },
+    schedules: SCHEDULES,
+    schedulePageSize: 2,
+    clientOptions: recording,
+  });
+  ({ deps, inferUrl, sfn, scheduler, cloudFormation, outputs } = stack);
+  await seedServedProject(deps, PROJECT);
 });
 
 afterAll(async () => {
-  await serve?.close();
-  await Promise.all([inferUrl?.close(), feedbackUrl?.close(), sfn?.close(), scheduler?.close(), cloudFormation?.close()]);
+  await stack?.close();
   if (folder) await rm(folder, { recursive: true, force: true });
 });
 
@@ -285,24 +212,7 @@ describe('predict and feedback through the signed Function URLs', () => {
 });
 
 describe('resume on the deployed state machine', () => {
-  const failedHistory = (failState?: string) => [
-    { type: 'ExecutionStarted', details: { executionStartedEventDetails: { input: '{}' } } },
-    { type: 'TaskStateEntered', details: { stateEnteredEventDetails: { name: 'Prepare', input: '{}' } } },
-    { type: 'TaskStateExited', details: { stateExitedEventDetails: { name: 'Prepare', output: '{}' } } },
-    { type: 'TaskStateEntered', details: { stateEnteredEventDetails: { name: 'Embed', input: '{}' } } },
-    ...(failState
-      ? [
-          { type: 'TaskFailed', details: { taskFailedEventDetails: { error: 'States.TaskFailed', cause: 'exit 1' } } },
-          { type: 'TaskStateExited', details: { stateExitedEventDetails: { name: 'Embed', output: '{}' } } },
-          { type: 'FailStateEntered', details: { stateEnteredEventDetails: { name: failState, input: '{}' } } },
-          { type: 'ExecutionFailed', details: { executionFailedEventDetails: { error: 'EmbedFailed', cause: 'exit 1' } } },
-        ]
-      : [{ type: 'ExecutionTimedOut', details: { executionTimedOutEventDetails: { cause: 'the execution ran past its timeout' } } }]),
-  ];
-  const failedRun = async (runId: string) => {
-    await deps.registry.createRun({ project: PROJECT, runId, specDigest: 'spec', specUri: `s3://${aws.config.bucket}/runs/${runId}/spec.json` });
-    await deps.registry.updateRunStatus(PROJECT, runId, 'failed', { stage: 'Embed', error: { name: 'EmbedFailed', message: 'exit 1' } });
-  };
+  const failedRun = (runId: string) => seedFailedRun(deps, PROJECT, runId);
 
   it("starts the run again when it failed through the workflow's RunFailed state, which a redrive would only repeat", async () => {
     await failedRun('run-caught');
