@@ -16,7 +16,8 @@ import { CALLER_PRINCIPAL, CONFIG_ENV, type RecordedSdkCall } from '#lib/config/
 import type { CardTask } from '#lib/deploy/card.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
 import { STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn } from './helpers/awsStandIns.ts';
-import { failedHistory, jsonOf as json, seedFailedRun, seedServedProject, standInSchedule, startDeployedStandIns, TASKS, type CliResult, type DeployedStandIns } from './helpers/deployedStack.ts';
+import type { CliResult } from './helpers/cli.ts';
+import { failedHistory, jsonOf as json, seedFailedRun, seedServedProject, standInSchedule, startDeployedStandIns, TASKS, type DeployedStandIns } from './helpers/deployedStack.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { TEST_CREDENTIALS, type SignedEndpoint } from './helpers/sigv4.ts';
 

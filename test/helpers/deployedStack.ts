@@ -9,13 +9,14 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { STACK_OUTPUTS, type AwsClientOptions } from '#lib/aws/index.ts';
-import { buildProgram, EXIT } from '#lib/cli/index.ts';
+import { EXIT } from '#lib/cli/index.ts';
 import type { CardTask } from '#lib/deploy/card.ts';
 import { createRng } from '#lib/route/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type ServeContext } from '#lib/serve/index.ts';
 import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
 import { buildFeaturesModel, publishModel } from '../../bench/serve.ts';
 import { startCloudFormationStandIn, startFunctionUrl, startSchedulerStandIn, startSfnStandIn, STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn, type StandInSchedule } from './awsStandIns.ts';
+import { runCli, type CliResult } from './cli.ts';
 import type { LocalAwsFixture } from './localAws.ts';
 import { TEST_CREDENTIALS, type SignedEndpoint } from './sigv4.ts';
 
@@ -23,12 +24,6 @@ export const TASKS: CardTask[] = [
   { name: 'churn', type: 'binary', metric: 'auc' },
   { name: 'ltv', type: 'regression', metric: 'rmse' },
 ];
-
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** The JSON a command printed, after checking it exited 0 (its stderr is the failure message otherwise). */
 export function jsonOf<T>(result: CliResult): T {
@@ -107,14 +102,9 @@ export async function startDeployedStandIns(options: DeployedStandInsOptions): P
     cloudFormation,
     inferUrl,
     feedbackUrl,
-    async agentflow(args, overrides = {}, how = {}) {
-      const out: string[] = [];
-      const err: string[] = [];
-      let code: number = EXIT.ok;
-      const program = buildProgram({
-        tty: false,
-        setExitCode: (value) => (code = value),
-        output: (json) => ({ json, out: (text) => out.push(text), err: (text) => err.push(text) }),
+    agentflow(args, overrides = {}, how = {}) {
+      const stack = how.stack === 'by-name' ? [] : ['--stack-outputs', outputsFile];
+      return runCli(['--dir', join(options.folder, 'local'), ...args, '--aws', ...stack], {
         aws: {
           credentials: TEST_CREDENTIALS,
           region: STAND_IN_REGION,
@@ -123,9 +113,6 @@ export async function startDeployedStandIns(options: DeployedStandInsOptions): P
           ...overrides,
         },
       });
-      const stack = how.stack === 'by-name' ? [] : ['--stack-outputs', outputsFile];
-      await program.parseAsync(['node', 'agentflow', '--dir', join(options.folder, 'local'), ...args, '--aws', ...stack]);
-      return { code, stdout: out.join('\n'), stderr: err.join('\n') };
     },
     async close() {
       await serve.close();
