@@ -72,18 +72,26 @@ export interface SfnStandIn extends SignedEndpoint {
  * Step Functions with scripted outcomes: `onStart` and `onRedrive` append the events a real run
  * would and set the status (by default a started execution succeeds at once).
  */
-export async function startSfnStandIn(script: { onStart?: (execution: StandInExecution) => void; onRedrive?: (execution: StandInExecution) => void } = {}): Promise<SfnStandIn> {
+/** Ends an execution successfully, as its last state would. */
+export function succeedExecution(execution: StandInExecution): void {
+  execution.history.push({ type: 'ExecutionSucceeded', details: { executionSucceededEventDetails: { output: '{}' } } });
+  execution.status = 'SUCCEEDED';
+}
+
+export interface SfnScript {
+  /** What a started execution does (it may await, e.g. to write what a stage would); default: it succeeds at once. */
+  onStart?: (execution: StandInExecution) => void | Promise<void>;
+  onRedrive?: (execution: StandInExecution) => void | Promise<void>;
+}
+
+export async function startSfnStandIn(script: SfnScript = {}): Promise<SfnStandIn> {
   const executions = new Map<string, StandInExecution>();
   const operations: string[] = [];
   const error = (type: string, message: string) => json(400, { __type: `com.amazonaws.states#${type}`, message }, { 'content-type': 'application/x-amz-json-1.0' });
   const ok = (body: unknown) => json(200, body, { 'content-type': 'application/x-amz-json-1.0' });
   const executionArnOf = (stateMachineArn: string, name: string) => stateMachineArn.replace(':stateMachine:', ':execution:') + `:${name}`;
-  const succeed = (execution: StandInExecution) => {
-    execution.history.push({ type: 'ExecutionSucceeded', details: { executionSucceededEventDetails: { output: '{}' } } });
-    execution.status = 'SUCCEEDED';
-  };
 
-  const operationsByName: Record<string, (body: Record<string, unknown>) => Answer> = {
+  const operationsByName: Record<string, (body: Record<string, unknown>) => Answer | Promise<Answer>> = {
     DescribeExecution({ executionArn }) {
       const execution = executions.get(String(executionArn));
       if (!execution) return error('ExecutionDoesNotExist', `Execution Does Not Exist: '${String(executionArn)}'`);
@@ -99,7 +107,7 @@ export async function startSfnStandIn(script: { onStart?: (execution: StandInExe
         ...(execution.redriveStatusReason ? { redriveStatusReason: execution.redriveStatusReason } : {}),
       });
     },
-    StartExecution({ stateMachineArn, name, input }) {
+    async StartExecution({ stateMachineArn, name, input }) {
       const executionArn = executionArnOf(String(stateMachineArn), String(name));
       if (executions.has(executionArn)) return error('ExecutionAlreadyExists', `Execution Already Exists: '${executionArn}'`);
       const execution: StandInExecution = {
@@ -113,10 +121,10 @@ export async function startSfnStandIn(script: { onStart?: (execution: StandInExe
         history: [{ type: 'ExecutionStarted', details: { executionStartedEventDetails: { input } } }],
       };
       executions.set(executionArn, execution);
-      (script.onStart ?? succeed)(execution);
+      await (script.onStart ?? succeedExecution)(execution);
       return ok({ executionArn, startDate: seconds(execution.startDate) });
     },
-    RedriveExecution({ executionArn }) {
+    async RedriveExecution({ executionArn }) {
       const execution = executions.get(String(executionArn));
       if (!execution) return error('ExecutionDoesNotExist', `Execution Does Not Exist: '${String(executionArn)}'`);
       if (execution.status === 'RUNNING' || execution.status === 'SUCCEEDED' || execution.redriveStatus !== 'REDRIVABLE') {
@@ -125,7 +133,7 @@ export async function startSfnStandIn(script: { onStart?: (execution: StandInExe
       execution.redriveCount += 1;
       execution.status = 'RUNNING';
       execution.history.push({ type: 'ExecutionRedriven', details: { executionRedrivenEventDetails: { redriveCount: execution.redriveCount } } });
-      (script.onRedrive ?? succeed)(execution);
+      await (script.onRedrive ?? succeedExecution)(execution);
       return ok({ redriveDate: seconds(new Date()) });
     },
     GetExecutionHistory({ executionArn, reverseOrder, maxResults, nextToken }) {

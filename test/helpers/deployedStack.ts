@@ -15,7 +15,7 @@ import { createRng } from '#lib/route/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type ServeContext } from '#lib/serve/index.ts';
 import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
 import { buildFeaturesModel, publishModel } from '../../bench/serve.ts';
-import { startCloudFormationStandIn, startFunctionUrl, startSchedulerStandIn, startSfnStandIn, STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn, type StandInSchedule } from './awsStandIns.ts';
+import { startCloudFormationStandIn, startFunctionUrl, startSchedulerStandIn, startSfnStandIn, STAND_IN_REGION, type SchedulerStandIn, type SfnScript, type SfnStandIn, type StandInSchedule } from './awsStandIns.ts';
 import { runCli, type CliResult } from './cli.ts';
 import type { LocalAwsFixture } from './localAws.ts';
 import { TEST_CREDENTIALS, type SignedEndpoint } from './sigv4.ts';
@@ -41,7 +41,7 @@ export interface DeployedStandInsOptions {
   functionArns: { infer: string; feedback: string };
   schedules: StandInSchedule[];
   schedulePageSize?: number;
-  sfnScript?: Parameters<typeof startSfnStandIn>[0];
+  sfnScript?: SfnScript;
   /** Client options every command gets on top of the stand-ins' (e.g. a recording hook). */
   clientOptions?: AwsClientOptions;
 }
