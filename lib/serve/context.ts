@@ -4,7 +4,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Registry, RewardLog } from '#lib/registry/index.ts';
 import { createRng, type Rng } from '#lib/route/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
-import { describeError } from '#lib/errors/index.ts';
+import { errorLogFields } from '#lib/errors/index.ts';
 import { DriftSampler, type DriftSamplerOptions } from './drift.ts';
 import { ServeMetrics, type MetricsSink } from './metrics.ts';
 import { ModelCache } from './models.ts';
@@ -85,7 +85,7 @@ export function createServeContext(deps: ServeDependencies, options: ServeOption
     clock,
     ...(options.refusalRetryMs === undefined ? {} : { refusalRetryMs: options.refusalRetryMs }),
     ...(options.sessionOptions ? { sessionOptions: options.sessionOptions } : {}),
-    onRefused: (error) => logger.error('model version refused', describeError(error)),
+    onRefused: (error) => logger.error('model version refused', errorLogFields(error)),
   });
   const sampler =
     options.drift === false
@@ -94,7 +94,7 @@ export function createServeContext(deps: ServeDependencies, options: ServeOption
           ...options.drift,
           store: deps.store,
           clock,
-          onError: (error, context) => logger.warn('drift sample not written', { ...context, error: describeError(error) }),
+          onError: (error, context) => logger.warn('drift sample not written', { ...context, ...errorLogFields(error) }),
         });
   return {
     deps,

@@ -1,0 +1,189 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import fc from 'fast-check';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { CardTask } from '#lib/deploy/card.ts';
+import { Registry, RewardLog } from '#lib/registry/index.ts';
+import { createRng } from '#lib/route/index.ts';
+import { createServeContext, handleFeedbackEvent, handleInferEvent, type InferResponse, type ServeContext, type ServeDependencies, type ServeOptions } from '#lib/serve/index.ts';
+import { ArtifactStore } from '#lib/store/index.ts';
+import { buildFeaturesModel, publishModel, urlEvent } from '../bench/serve.ts';
+import { useLocalAws } from './helpers/localAws.ts';
+
+const aws = useLocalAws();
+const TASKS: CardTask[] = [
+  { name: 'churn', type: 'binary', metric: 'auc' },
+  { name: 'ltv', type: 'regression', metric: 'rmse' },
+];
+const DIMENSION = 3;
+let deps: ServeDependencies;
+
+function context(options: ServeOptions = {}): ServeContext {
+  const quiet = () => undefined;
+  return createServeContext(deps, { drift: false, rng: createRng(3), logger: { info: quiet, warn: quiet, error: quiet }, metricsSink: quiet, ...options });
+}
+
+const answer = (result: { body: string }) => JSON.parse(result.body) as Record<string, unknown> & { error?: { code: string; message: string } };
+
+beforeAll(async () => {
+  const registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+  const rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
+  const store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
+  deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };
+  const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 5, bias: 0 });
+  const { version } = await publishModel({ registry, store, project: 'hard', runId: 'hard-run-0', model, encoder, tasks: TASKS });
+  await registry.setServingSet('hard', { production: version, challengers: [] }, { expectedRevision: 0 });
+});
+
+async function predictionId(ctx: ServeContext): Promise<string> {
+  const result = await handleInferEvent(urlEvent({ project: 'hard', records: [{ features: [1, 2, 3] }] }), ctx);
+  expect(result.statusCode).toBe(200);
+  return (JSON.parse(result.body) as InferResponse).predictions[0].predictionId;
+}
+
+describe('prediction ids', () => {
+  it('accept feedback for a prediction once, whichever way its index is written (0, 00, 000)', async () => {
+    const ctx = context();
+    const id = await predictionId(ctx);
+    const parts = id.split('.');
+    expect(parts[3]).toBe('0');
+    const spelled = (index: string) => [...parts.slice(0, 3), index, ...parts.slice(4)].join('.');
+    const first = await handleFeedbackEvent(urlEvent({ project: 'hard', predictionId: spelled('0'), reward: 1 }), ctx);
+    expect(first.statusCode).toBe(200);
+    for (const index of ['00', '000', '0000']) {
+      const again = await handleFeedbackEvent(urlEvent({ project: 'hard', predictionId: spelled(index), reward: 1 }), ctx);
+      expect(again.statusCode, `index ${index}`).toBeGreaterThanOrEqual(400);
+      expect(again.statusCode, `index ${index}`).toBeLessThan(500);
+      expect(answer(again).error?.code).toMatch(/PREDICTION_NOT_FOUND|FEEDBACK_DUPLICATE/);
+    }
+    const duplicate = await handleFeedbackEvent(urlEvent({ project: 'hard', predictionId: spelled('0'), reward: 1 }), ctx);
+    expect(answer(duplicate).error?.code).toBe('FEEDBACK_DUPLICATE');
+  });
+});
+
+describe('numbers beyond float32', () => {
+  it.each([1e39, -1e39, 1e300, 3.5e38])('refuses %s in a feature vector with a 400 naming the record, field and fix', async (value) => {
+    const result = await handleInferEvent(urlEvent({ project: 'hard', records: [{ features: [0, 1, 2] }, { features: [0, value, 2] }] }), context());
+    expect(result.statusCode).toBe(400);
+    const message = answer(result).error?.message ?? '';
+    expect(message).toContain('records[1].features');
+    expect(message).toContain('float32');
+    expect(message).toMatch(/3\.4028234\d*e\+?38/);
+  });
+
+  it('accepts the largest float32 and numbers that only lose precision', async () => {
+    const result = await handleInferEvent(urlEvent({ project: 'hard', records: [{ features: [3.4028234663852886e38, 1e-50, -1.2345678901234567] }] }), context());
+    expect(result.statusCode).toBe(200);
+  });
+});
+
+describe('deeply nested JSON', () => {
+  const nested = (depth: number, leaf = '1') => `${'['.repeat(depth)}${leaf}${']'.repeat(depth)}`;
+
+  it.each([
+    ['a record', (deep: string) => `{"project":"hard","records":[${deep}]}`],
+    ['a feature vector', (deep: string) => `{"project":"hard","records":[{"features":${deep}}]}`],
+    ['the records field', (deep: string) => `{"project":"hard","records":${deep}}`],
+    ['the project field', (deep: string) => `{"project":${deep},"records":[]}`],
+  ])('in %s of /infer is a 400', async (_where, body) => {
+    const result = await handleInferEvent(urlEvent(body(nested(200_000)), { raw: true }), context());
+    expect(result.statusCode).toBe(400);
+    expect(answer(result).error?.code).toBe('REQUEST_INVALID');
+  });
+
+  it.each([
+    ['the reward', (deep: string) => `{"project":"hard","predictionId":"1.a.b.0.1.c","reward":${deep}}`],
+    ['the prediction id', (deep: string) => `{"project":"hard","predictionId":${deep},"reward":1}`],
+    ['an unknown field', (deep: string) => `{"project":"hard","predictionId":"x","reward":1,"extra":${deep}}`],
+  ])('in %s of /feedback is a 400', async (_where, body) => {
+    const result = await handleFeedbackEvent(urlEvent(body(nested(200_000)), { raw: true }), context());
+    expect(result.statusCode).toBe(400);
+    expect(answer(result).error?.code).toBe('REQUEST_INVALID');
+  });
+});
+
+describe('500 logs', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("keep the error's name, message, stack and cause in the Powertools Logger's line", async () => {
+    const lines: string[] = [];
+    // The Logger writes errors through a Console over process.stderr (other levels: stdout).
+    for (const stream of [process.stdout, process.stderr]) {
+      vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        lines.push(String(chunk));
+        return true;
+      });
+    }
+    const ctx = createServeContext(deps, { drift: false, logger: new Logger({ serviceName: 'agentflow-serve-test' }), metricsSink: () => undefined });
+    // A fault the local services cannot produce: the routing read throws something unexpected.
+    const fault = new RangeError('offset out of range', { cause: new Error('the counter item is corrupt') });
+    vi.spyOn(ctx.routing, 'get').mockRejectedValue(fault);
+    vi.spyOn(ctx.routing, 'current').mockReturnValue(undefined);
+    const result = await handleInferEvent(urlEvent({ project: 'hard', records: [{ features: [1, 2, 3] }] }), ctx);
+    vi.restoreAllMocks();
+
+    expect(result.statusCode).toBe(500);
+    expect(answer(result).error?.message).toContain('offset out of range');
+    const logged = lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.message === 'infer failed');
+    expect(logged).toBeDefined();
+    const error = logged!.error as { name: string; message: string; stack: string; cause: { message: string } };
+    expect(error.name).toBe('RangeError');
+    expect(error.message).toBe('offset out of range');
+    expect(error.stack).toContain('RangeError: offset out of range');
+    expect(error.cause.message).toBe('the counter item is corrupt');
+  });
+});
+
+describe('arbitrary JSON at the handlers', () => {
+  /** JSON values with odd numbers, odd keys, long strings and some depth. */
+  const oddKey = fc.oneof(fc.string(), fc.constantFrom('__proto__', 'constructor', 'toString', 'project', 'records', 'features', 'b64', 'reward', 'predictionId', 'version', ''));
+  const oddNumber = fc.oneof(
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.constantFrom(0, -0, 1e39, -1e39, 1e300, 5e-324, Number.MAX_SAFE_INTEGER + 2, 3.4028235e38, 2.5, 1),
+    fc.integer(),
+  );
+  const value = fc.letrec((tie) => ({
+    any: fc.oneof({ depthSize: 'small', withCrossShrink: true }, fc.constant(null), fc.boolean(), oddNumber, fc.string({ maxLength: 40 }), tie('array'), tie('object')),
+    array: fc.array(tie('any'), { maxLength: 5 }),
+    object: fc.dictionary(oddKey, tie('any'), { maxKeys: 5 }),
+  })).any;
+  const record = fc.oneof(value, fc.record({ features: fc.oneof(value, fc.array(oddNumber, { minLength: 3, maxLength: 3 }), fc.record({ b64: fc.oneof(fc.base64String(), value) })) }, { requiredKeys: [] }));
+  const inferBody = fc.oneof(
+    value,
+    fc.record({ project: fc.oneof(fc.constant('hard'), value), records: fc.oneof(fc.array(record, { maxLength: 4 }), value), version: fc.oneof(oddNumber, value) }, { requiredKeys: [] }),
+  );
+  const feedbackBody = fc.oneof(
+    value,
+    fc.record(
+      { project: fc.oneof(fc.constant('hard'), value), predictionId: fc.oneof(fc.string(), fc.constantFrom('1.a.b.0.1.c', '1.0.000000000000.0.1.0000000000000000'), value), reward: fc.oneof(oddNumber, value) },
+      { requiredKeys: [] },
+    ),
+  );
+  /** Text that is not what JSON.stringify makes: deep nesting, huge numbers, long strings, duplicate keys. */
+  const rawText = fc.oneof(
+    fc.integer({ min: 1, max: 50_000 }).map((depth) => `{"project":"hard","records":[${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}]}`),
+    fc.integer({ min: 1, max: 50_000 }).map((depth) => `{"project":"hard","predictionId":"p","reward":${'['.repeat(depth)}${']'.repeat(depth)}}`),
+    fc.constantFrom('1e999', '-1e999', '{"project":"hard","records":[{"features":[1e999,0,0]}]}', '{"project":"hard","records":[{"features":[1,2,3]}],"records":[]}', '{"__proto__":{"records":[1]}}'),
+    fc.integer({ min: 1, max: 200_000 }).map((length) => `{"project":"hard","records":[{"features":"${'x'.repeat(length)}"}]}`),
+    fc.string(),
+  );
+
+  const neverFails = async (result: { statusCode: number; body: string }) => {
+    expect(result.statusCode, result.body.slice(0, 300)).toBeLessThan(500);
+    expect(() => JSON.parse(result.body)).not.toThrow();
+  };
+
+  it.each([
+    ['/infer', handleInferEvent, inferBody],
+    ['/feedback', handleFeedbackEvent, feedbackBody],
+  ] as const)('%s answers every body with a 2xx or 4xx, never a 500', async (_path, handler, bodies) => {
+    const ctx = context();
+    await fc.assert(
+      fc.asyncProperty(bodies as fc.Arbitrary<unknown>, async (body) => neverFails(await handler(urlEvent(body), ctx))),
+      { numRuns: 1000, seed: 15 },
+    );
+    await fc.assert(
+      fc.asyncProperty(rawText, async (text) => neverFails(await handler(urlEvent(text, { raw: true }), ctx))),
+      { numRuns: 60, seed: 15 },
+    );
+  });
+});
