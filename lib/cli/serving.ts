@@ -11,7 +11,10 @@ import type { GlobalOptions, WithSession } from './program.ts';
 const SERVER_FILE = 'server.json';
 
 export class CliError extends AgentflowError {
-  constructor(message: string, options: { code: 'RECORDS_INVALID' | 'SERVER_UNREACHABLE'; context?: Record<string, unknown>; cause?: unknown }) {
+  constructor(
+    message: string,
+    options: { code: 'RECORDS_INVALID' | 'SERVER_UNREACHABLE' | 'VERSION_INVALID' | 'VERSION_NOT_FOUND' | 'VERSION_REJECTED' | 'MODEL_INTEGRITY'; context?: Record<string, unknown>; cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'CliError';
   }
