@@ -3,12 +3,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildProgram, EXIT } from '#lib/cli/index.ts';
+import { EXIT } from '#lib/cli/index.ts';
 import { serveContextOf } from '#lib/cli/serving.ts';
 import type { CardTask } from '#lib/deploy/card.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
 import { startServer, type InferResponse, type RunningServer } from '#lib/serve/index.ts';
 import { buildFeaturesModel, publishModel } from '../bench/serve.ts';
+import { runCli } from './helpers/cli.ts';
 
 const PROJECT = 'clisrv';
 const TASKS: CardTask[] = [{ name: 'churn', type: 'binary', metric: 'auc' }];
@@ -17,14 +18,7 @@ let session: LocalSession;
 let server: RunningServer;
 const dir = () => join(folder, 'data');
 
-async function agentflow(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  let code: number = EXIT.ok;
-  const program = buildProgram({ tty: false, setExitCode: (value) => (code = value), output: (json) => ({ json, out: (text) => out.push(text), err: (text) => err.push(text) }) });
-  await program.parseAsync(['node', 'agentflow', '--dir', dir(), ...args]);
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-}
+const agentflow = (args: string[]) => runCli(['--dir', dir(), ...args]);
 
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'agentflow-clisrv-'));

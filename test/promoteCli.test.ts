@@ -2,12 +2,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildProgram, EXIT } from '#lib/cli/index.ts';
+import { EXIT } from '#lib/cli/index.ts';
 import type { CardTask } from '#lib/deploy/card.ts';
 import { PRODUCTION } from '#lib/deploy/index.ts';
 import { openLocalSession } from '#lib/runtime/index.ts';
 import { keys } from '#lib/store/index.ts';
 import { buildFeaturesModel, publishModel } from '../bench/serve.ts';
+import { runCli } from './helpers/cli.ts';
 
 const PROJECT = 'promo';
 const TASKS: CardTask[] = [{ name: 'churn', type: 'binary', metric: 'auc' }];
@@ -18,14 +19,7 @@ const GOOD = 2;
 const REJECTED = 3;
 const CORRUPT = 4;
 
-async function agentflow(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  let code: number = EXIT.ok;
-  const program = buildProgram({ tty: false, setExitCode: (value) => (code = value), output: (json) => ({ json, out: (text) => out.push(text), err: (text) => err.push(text) }) });
-  await program.parseAsync(['node', 'agentflow', '--dir', dir(), ...args]);
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-}
+const agentflow = (args: string[]) => runCli(['--dir', dir(), ...args]);
 
 async function production(): Promise<number | undefined> {
   const session = await openLocalSession({ dir: dir() });
