@@ -2,7 +2,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DatasetError, readRecords, type DatasetProblem, type SourceRecord } from '#lib/datasets/index.ts';
+import { assertValidDataset, DatasetError, readRecords, validateDataset, type DatasetProblem, type SourceRecord } from '#lib/datasets/index.ts';
+import { parseSpec } from '#lib/spec/index.ts';
 import { fitEncodersInStore, prepareRun } from '#lib/prepare/index.ts';
 import { Registry } from '#lib/registry/index.ts';
 import { stageRunInputs } from '#lib/runtime/stageInputs.ts';
@@ -69,6 +70,29 @@ describe('JSONL lines', () => {
     const error = await read().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DatasetError);
     expect((error as Error).message).toMatch(/^big\.jsonl line 2: is longer than 67108864 bytes \(64 MiB\)/);
+  });
+});
+
+describe('a binary file', () => {
+  it.each(['jsonl', 'csv'] as const)('as %s is listed with its control bytes escaped, never raw', async (format) => {
+    const spec = parseSpec({ project: 'bin', baseModel: { kind: 'text' }, datasets: { train: `train.${format}` }, tasks: [{ name: 'urgent', type: 'binary' }] });
+    // A terminal escape that would clear the screen, NULs, a bell, and every other byte.
+    const bytes = Buffer.concat([Buffer.from('\u001b[2J\u001b[31mred\u0007\u0000\u0001,x\n'), Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from('\n\u0000\u0000\u001b]0;title\u0007\n')]);
+    async function* source(): AsyncGenerator<Uint8Array> {
+      yield bytes;
+    }
+    const report = await validateDataset(source(), spec, { file: `train.${format}`, format });
+    expect(report.problemCount).toBeGreaterThan(0);
+    let message = '';
+    try {
+      assertValidDataset(report);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    const lines = message.split('\n');
+    expect(lines.length).toBeGreaterThan(1);
+    for (const line of lines) expect(line).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+    expect(message).toMatch(/\\u001b/);
   });
 });
 

@@ -1,4 +1,4 @@
-import { parse, type Info } from 'csv-parse';
+import { CsvError, parse, type Info } from 'csv-parse';
 import { DatasetError, formatProblem, type DatasetProblem } from '#lib/datasets/errors.ts';
 import { renderValue } from '#lib/spec/index.ts';
 import type { DatasetFormat } from '#lib/spec/index.ts';
@@ -198,7 +198,9 @@ async function* readCsv(source: ByteSource, file: string, onProblem: (problem: D
   }
 }
 
+/** What csv-parse reports about the text (not every code starts with CSV_: `INVALID_OPENING_QUOTE` does not). */
 function isCsvSyntaxError(error: unknown): error is Error & { code: string } {
+  if (error instanceof CsvError) return true;
   const code = error instanceof Error ? (error as Error & { code?: unknown }).code : undefined;
   return typeof code === 'string' && code.startsWith('CSV_');
 }
