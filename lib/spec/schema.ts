@@ -221,6 +221,7 @@ export const tuningSchema = z
     generations: positiveInt().default(3),
     population: z.int().min(2).default(6),
     maxConcurrency: positiveInt().default(2),
+    /** Also tune the learning rate per trial, within a decade either side of training.learningRate (the policy starts there). */
     tuneLearningRate: z.boolean().default(false),
     /** K in λ = K·softmax(θ); defaults to the number of tasks so uniform λ is all ones. */
     lambdaScale: positive().optional(),
