@@ -1,7 +1,9 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import fc from 'fast-check';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { CardTask } from '#lib/deploy/card.ts';
+import { cardServingOf, type CardTask } from '#lib/deploy/card.ts';
+import { fitEncoder } from '#lib/encoders/index.ts';
+import type { TabularBaseModelSpec } from '#lib/spec/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';
 import { createRng } from '#lib/route/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type InferResponse, type ServeContext, type ServeDependencies, type ServeOptions } from '#lib/serve/index.ts';
@@ -32,6 +34,26 @@ beforeAll(async () => {
   const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 5, bias: 0 });
   const { version } = await publishModel({ registry, store, project: 'hard', runId: 'hard-run-0', model, encoder, tasks: TASKS });
   await registry.setServingSet('hard', { production: version, challengers: [] }, { expectedRevision: 0 });
+
+  // Two tabular projects, one per unknown-inputs policy: age (numeric), plan (categorical: free, pro).
+  const tabular: TabularBaseModelSpec = { kind: 'tabular', numeric: ['age'], categorical: ['plan'], maxCategories: 5 };
+  const train = [
+    { age: 30, plan: 'free' },
+    { age: 41, plan: 'pro' },
+    { age: 25, plan: 'free' },
+  ];
+  const encoderOf = () =>
+    fitEncoder(tabular, async function* () {
+      for (const input of train) yield { input, labels: {} };
+    });
+  for (const unknownInputs of ['impute', 'reject'] as const) {
+    const fitted = await encoderOf();
+    const built = buildFeaturesModel({ dimension: fitted.dimension, tasks: TASKS, seed: 9, encoder: fitted });
+    const serving = cardServingOf({ serving: { unknownInputs } }, fitted.summary);
+    const project = `tab-${unknownInputs}`;
+    const published = await publishModel({ registry, store, project, runId: `${project}-run`, model: built.model, encoder: built.encoder, tasks: TASKS, serving });
+    await registry.setServingSet(project, { production: published.version, challengers: [] }, { expectedRevision: 0 });
+  }
 });
 
 async function predictionId(ctx: ServeContext): Promise<string> {
@@ -73,6 +95,43 @@ describe('numbers beyond float32', () => {
   it('accepts the largest float32 and numbers that only lose precision', async () => {
     const result = await handleInferEvent(urlEvent({ project: 'hard', records: [{ features: [3.4028234663852886e38, 1e-50, -1.2345678901234567] }] }), context());
     expect(result.statusCode).toBe(200);
+  });
+});
+
+describe('inputs the model has no value for', () => {
+  const records = [
+    { age: 33, plan: 'pro' },
+    { age: 52 },
+    { plan: 'enterprise' },
+    { age: '', plan: null },
+  ];
+
+  it('are imputed and counted in the served metrics under the default policy', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const ctx = context({ metricsSink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const result = await handleInferEvent(urlEvent({ project: 'tab-impute', records }), ctx);
+    expect(result.statusCode, result.body).toBe(200);
+    // record 1 lacks plan; record 2 lacks age and has a category the model does not know; record 3 lacks both.
+    const imputed = lines.filter((line) => 'ImputedInputs' in line);
+    expect(imputed).toHaveLength(1);
+    expect(imputed[0]).toMatchObject({ ImputedInputs: 5, project: 'tab-impute' });
+    const clean = await handleInferEvent(urlEvent({ project: 'tab-impute', records: [records[0]] }), ctx);
+    expect(clean.statusCode).toBe(200);
+    expect(lines.filter((line) => 'ImputedInputs' in line)).toHaveLength(1);
+  });
+
+  it('are a 400 naming the record and field when the project rejects them', async () => {
+    const result = await handleInferEvent(urlEvent({ project: 'tab-reject', records }), context());
+    expect(result.statusCode).toBe(400);
+    const message = answer(result).error?.message ?? '';
+    expect(message).toContain('records[1].plan: field "plan" is missing');
+    expect(message).toContain('serving.unknownInputs "reject"');
+    expect(message).toContain('records[2].plan: field "plan" is "enterprise", not a category the model knows (free, pro)');
+    expect(message).toContain('records[2].age');
+    expect(message).toContain('records[3].age');
+    expect(message).not.toContain('records[0]');
+    const clean = await handleInferEvent(urlEvent({ project: 'tab-reject', records: [records[0]] }), context());
+    expect(clean.statusCode).toBe(200);
   });
 });
 
