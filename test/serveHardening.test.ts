@@ -6,7 +6,7 @@ import { fitEncoder } from '#lib/encoders/index.ts';
 import type { TabularBaseModelSpec } from '#lib/spec/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';
 import { createRng } from '#lib/route/index.ts';
-import { createServeContext, handleFeedbackEvent, handleInferEvent, type InferResponse, type ServeContext, type ServeDependencies, type ServeOptions } from '#lib/serve/index.ts';
+import { createServeContext, ServeSettingsStore, handleFeedbackEvent, handleInferEvent, type InferResponse, type ServeContext, type ServeDependencies, type ServeOptions } from '#lib/serve/index.ts';
 import { ArtifactStore } from '#lib/store/index.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from '../bench/serve.ts';
 import { useLocalAws } from './helpers/localAws.ts';
@@ -34,6 +34,10 @@ beforeAll(async () => {
   const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 5, bias: 0 });
   const { version } = await publishModel({ registry, store, project: 'hard', runId: 'hard-run-0', model, encoder, tasks: TASKS });
   await registry.setServingSet('hard', { production: version, challengers: [] }, { expectedRevision: 0 });
+  // The same model under a project that routes on real-valued rewards.
+  const gauss = await publishModel({ registry, store, project: 'gauss', runId: 'gauss-run-0', model, encoder, tasks: TASKS });
+  await registry.setServingSet('gauss', { production: gauss.version, challengers: [] }, { expectedRevision: 0 });
+  await new ServeSettingsStore({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable }).put('gauss', { rewardKind: 'gaussian' });
 
   // Two tabular projects, one per unknown-inputs policy: age (numeric), plan (categorical: free, pro).
   const tabular: TabularBaseModelSpec = { kind: 'tabular', numeric: ['age'], categorical: ['plan'], maxCategories: 5 };
@@ -56,8 +60,8 @@ beforeAll(async () => {
   }
 });
 
-async function predictionId(ctx: ServeContext): Promise<string> {
-  const result = await handleInferEvent(urlEvent({ project: 'hard', records: [{ features: [1, 2, 3] }] }), ctx);
+async function predictionId(ctx: ServeContext, project = 'hard'): Promise<string> {
+  const result = await handleInferEvent(urlEvent({ project, records: [{ features: [1, 2, 3] }] }), ctx);
   expect(result.statusCode).toBe(200);
   return (JSON.parse(result.body) as InferResponse).predictions[0].predictionId;
 }
@@ -79,6 +83,18 @@ describe('prediction ids', () => {
     }
     const duplicate = await handleFeedbackEvent(urlEvent({ project: 'hard', predictionId: spelled('0'), reward: 1 }), ctx);
     expect(answer(duplicate).error?.code).toBe('FEEDBACK_DUPLICATE');
+  });
+});
+
+describe('gaussian rewards', () => {
+  it.each([1e100, -1e100, 1e-100, 5e-324, 1e13])('refuses %s, which the arm counters cannot keep, with a 400 and no reward row', async (reward) => {
+    const ctx = context();
+    const id = await predictionId(ctx, 'gauss');
+    const result = await handleFeedbackEvent(urlEvent({ project: 'gauss', predictionId: id, reward }), ctx);
+    expect(result.statusCode, result.body).toBe(400);
+    expect(answer(result).error?.message).toMatch(/reward .* (beyond|too close to zero)/);
+    const retry = await handleFeedbackEvent(urlEvent({ project: 'gauss', predictionId: id, reward: 2.5 }), ctx);
+    expect(retry.statusCode, retry.body).toBe(200);
   });
 });
 
@@ -230,6 +246,20 @@ describe('arbitrary JSON at the handlers', () => {
     expect(result.statusCode, result.body.slice(0, 300)).toBeLessThan(500);
     expect(() => JSON.parse(result.body)).not.toThrow();
   };
+
+  it('/feedback for real predictions of bernoulli and gaussian projects answers every reward with a 2xx or 4xx', async () => {
+    const ctx = context();
+    const ids: [string, string][] = [];
+    for (const project of ['hard', 'gauss']) {
+      const result = await handleInferEvent(urlEvent({ project, records: Array.from({ length: 150 }, () => ({ features: [1, 2, 3] })) }), ctx);
+      for (const prediction of (JSON.parse(result.body) as InferResponse).predictions) ids.push([project, prediction.predictionId]);
+    }
+    const rewards = fc.oneof(oddNumber, fc.double({ min: -1e7, max: 1e7, noNaN: true }), fc.constantFrom(0, 1, 0.5, -1e-10, 1e-9, 1e6, -1e6, 1e6 + 1));
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...ids), rewards, async ([project, predictionId], reward) => neverFails(await handleFeedbackEvent(urlEvent({ project, predictionId, reward }), ctx))),
+      { numRuns: 300, seed: 15 },
+    );
+  });
 
   it.each([
     ['/infer', handleInferEvent, inferBody],
