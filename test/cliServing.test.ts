@@ -54,6 +54,14 @@ describe('feedback through a running server', () => {
   });
 });
 
+describe('predict --version', () => {
+  it.each(['2.5', 'abc'])('refuses %j naming it, instead of pinning version 2 or null', async (version) => {
+    const result = await agentflow(['predict', '-p', PROJECT, '--version', version, '--record', '{"features":[0.5,1]}']);
+    expect(result.code).toBe(EXIT.invalidInput);
+    expect(result.stderr).toContain(`version "${version}" is not a version number`);
+  });
+});
+
 describe('serve --host', () => {
   /** Starts `agentflow serve` as a user would, waits for it to listen, stops it, and returns what it printed. */
   async function serveOutput(host: string): Promise<{ stdout: string; stderr: string }> {

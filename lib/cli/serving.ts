@@ -5,6 +5,7 @@ import { AgentflowError } from '#lib/errors/index.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
 import { createServeContext, feedback, infer, startServer, type ServeContext } from '#lib/serve/index.ts';
 import { EXIT, reportError, type Output } from './output.ts';
+import { versionArgument } from './promote.ts';
 import type { GlobalOptions, WithSession } from './program.ts';
 
 /** Where `agentflow serve` says it is listening, so other commands on the same folder can use it. */
@@ -151,11 +152,12 @@ export function registerServingCommands(
     .requiredOption('-p, --project <name>', 'project name')
     .option('--record <json>', 'one raw record as JSON (repeatable)', collect)
     .option('--file <records.jsonl>', 'records, one JSON object per line')
-    .option('--version <n>', 'pin a version of the serving set', (value) => Number.parseInt(value, 10))
-    .action(async (options: { project: string; record?: string[]; file?: string; version?: number }) => {
+    .option('--version <n>', 'pin a version of the serving set')
+    .action(async (options: { project: string; record?: string[]; file?: string; version?: string }) => {
       const output = outputOf(global().json);
       try {
-        const body = { project: options.project, records: await recordsFrom(options), ...(options.version === undefined ? {} : { version: options.version }) };
+        const version = options.version === undefined ? undefined : versionArgument(options.version, options.project);
+        const body = { project: options.project, records: await recordsFrom(options), ...(version === undefined ? {} : { version }) };
         const answer = await viaLocalOrServer(global(), '/infer', body, (context) => infer(body, context));
         output.out(JSON.stringify(answer, null, output.json ? 0 : 2));
         setExitCode(EXIT.ok);
