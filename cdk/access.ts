@@ -35,6 +35,8 @@ export function containerConsumer(grantable: IGrantable): ResourceConsumer & { e
 export const BUCKET_ACTIONS = {
   objects: { read: ['s3:GetObject'], readWrite: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'] },
   bucket: ['s3:ListBucket'],
+  /** Writes limited to key patterns (`FunctionSpec.access.bucketWrites`): small single-request objects only. */
+  keys: ['s3:PutObject'],
 } as const;
 
 /** DynamoDB actions by access level (the registry and reward code uses conditional single-item writes, queries and scans). */
@@ -54,10 +56,19 @@ export const TABLE_ACTIONS = {
   ],
 } as const;
 
-export function useBucket(consumer: ResourceConsumer, bucket: IBucket, access: Access): void {
+/**
+ * The bucket, at `access` on every key, plus writes to the keys matching `writeKeys` (IAM
+ * wildcards, e.g. `monitor/*`) in a statement of their own, for a reader that writes one kind of
+ * key. ListBucket always: without it S3 answers a HEAD or GET of a missing key with 403 instead of
+ * 404, and the artifact store reads only 404 as "absent".
+ */
+export function useBucket(consumer: ResourceConsumer, bucket: IBucket, access: Access, options: { writeKeys?: readonly string[] } = {}): void {
   consumer.addEnvironment(CONFIG_ENV.bucket, bucket.bucketName);
   Grant.addToPrincipal({ grantee: consumer, actions: [...BUCKET_ACTIONS.objects[access]], resourceArns: [bucket.arnForObjects('*')] });
   Grant.addToPrincipal({ grantee: consumer, actions: [...BUCKET_ACTIONS.bucket], resourceArns: [bucket.bucketArn] });
+  if (options.writeKeys?.length) {
+    Grant.addToPrincipal({ grantee: consumer, actions: [...BUCKET_ACTIONS.keys], resourceArns: options.writeKeys.map((pattern) => bucket.arnForObjects(pattern)) });
+  }
 }
 
 export type TableRole = 'registryTable' | 'rewardTable';

@@ -152,6 +152,26 @@ describe('Plan', () => {
   });
 });
 
+describe('Plan and the execution history', () => {
+  it('refuses, before proposing anything, a budget that would outgrow the 25,000-event history', async () => {
+    const run = await preparedRun('plan-history');
+    // A manifest whose spec was checked by an older agentflow, or edited: Plan checks again.
+    const { store, registry } = deps();
+    const manifest = await store.getJson<RunManifest>(run.planInput.manifestUri);
+    await store.putJson(keys.runManifest(run.runId), { ...manifest, spec: { ...manifest.spec, tuning: { ...manifest.spec.tuning, generations: 60, population: 100 } } });
+
+    const planned = planRun(run.planInput, deps());
+
+    await expect(planned).rejects.toBeInstanceOf(AgentError);
+    await expect(planned).rejects.toMatchObject({
+      code: 'BUDGET_EXCEEDS_HISTORY',
+      message: expect.stringMatching(/^tuning\.generations × population = 60 × 100 needs ~60,690 Step Functions history events; at most 22 generations of 100/),
+    });
+    expect(await store.exists(`runs/${run.runId}/agent/generation-1.json`)).toBe(false);
+    expect(await registry.listRunEvents('plan-history', run.runId)).toEqual([]);
+  });
+});
+
 describe('Reward', () => {
   it('logs every trial once, leaves a failed trial out, proposes the next generation, then ends with the best trial', async () => {
     const project = 'reward-loop';
@@ -186,20 +206,34 @@ describe('Reward', () => {
     expect(policy?.state).toMatchObject({ runId: run.runId, generation: 2 });
   });
 
-  it('fails the stage with every reason when a whole generation fails', async () => {
-    const project = 'reward-allfail';
+  /** Plans a run, fails its whole first generation as `failed` says, and returns what Reward throws. */
+  async function failedGeneration(project: string, failed: (run: Awaited<ReturnType<typeof preparedRun>>, plan: PlanOutput) => Promise<TrialOutcome[]>): Promise<AgentError> {
     const run = await preparedRun(project);
     const plan = await planRun(run.planInput, deps());
-    const trials = await completeTrials(run.runUri, plan, { fail: plan.proposals.map((p) => p.trialId) });
-
+    const trials = await failed(run, plan);
     const error = await rewardGeneration(
       { runId: run.runId, project, runUri: run.runUri, manifestUri: run.planInput.manifestUri, generation: 1, proposals: plan.proposals, trials },
       deps(),
     ).catch((caught: unknown) => caught);
-
     expect(error).toBeInstanceOf(AgentError);
     expect((error as AgentError).code).toBe('GENERATION_FAILED');
-    expect((error as AgentError).message).toContain('loss diverged');
+    return error as AgentError;
+  }
+
+  it('fails the stage with every reason when a whole generation fails', async () => {
+    const error = await failedGeneration('reward-allfail', (run, plan) => completeTrials(run.runUri, plan, { fail: plan.proposals.map((p) => p.trialId) }));
+
+    expect(error.message).toContain('loss diverged');
+  });
+
+  it('says a generation went unplaced for want of GPU capacity, and how to get it, when the queue cancelled every trial', async () => {
+    // What the Trials iterator reports for a job cancelled in RUNNABLE: no result file, the project's error name.
+    const error = await failedGeneration('reward-nogpu', async (run, plan) =>
+      plan.proposals.map((p) => ({ trialId: p.trialId, status: 'failed' as const, error: 'Agentflow.GpuCapacity', resultUri: trialResultUri(run.runUri, p.trialId) })),
+    );
+
+    expect(error.message).toMatch(/Agentflow\.GpuCapacity: its GPU job waited in RUNNABLE past the job queue's limit without starting and was cancelled: .*"All G and VT Spot Instance Requests"/);
+    expect(error.message).not.toContain('crashed or killed');
   });
 
   it('lets the next run of the project warm-start from the stored policy', async () => {

@@ -289,6 +289,44 @@ describe('parseSpec problems', () => {
   });
 });
 
+describe('the Step Functions execution history budget', () => {
+  const tuned = (tuning: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({ ...minimal(), tuning: { strategy: 'pgpe', ...tuning }, ...extra });
+
+  it('refuses generations × population beyond 25,000 history events, naming the largest budget that fits', () => {
+    const problems = problemsOf(tuned({ generations: 60, population: 100 }));
+
+    expect(problems).toEqual([
+      {
+        path: 'tuning',
+        value: { generations: 60, population: 100 },
+        message:
+          'generations × population = 60 × 100 needs ~60,690 Step Functions history events; at most 22 generations of 100, or 60 generations of at most 36, fit in the 25,000-event execution history (2,500 kept for retries): lower tuning.generations or tuning.population, or run fewer, longer trials (more training.epochs)',
+      },
+    ]);
+  });
+
+  it('accepts the largest number of generations it names, and refuses one more', () => {
+    expect(parseSpec(tuned({ generations: 22, population: 100 })).tuning.generations).toBe(22);
+    expect(problemsOf(tuned({ generations: 23, population: 100 }))[0].message).toMatch(/^generations × population = 23 × 100 needs ~23,283 .*at most 22 generations of 100/);
+    // PGPE's population must stay even, so the population it names is.
+    expect(parseSpec(tuned({ generations: 60, population: 36 })).tuning.population).toBe(36);
+    expect(problemsOf(tuned({ generations: 60, population: 38 }))[0].message).toMatch(/60 generations of at most 36,/);
+  });
+
+  it('counts the screening rounds of several candidates as generations of their own', () => {
+    // 2 × 1120 fits alone (22,452 events); screening 2 encoders × 2 architectures adds 2 rounds of 4 + 2 trials (82 events).
+    expect(parseSpec(tuned({ generations: 2, population: 1120 })).tuning.population).toBe(1120);
+    const screened = { baseModel: [{ kind: 'text' }, { kind: 'text', ngramRange: [1, 2] }], model: { architecture: ['shared-bottom', 'mmoe'] } };
+    expect(problemsOf(tuned({ generations: 2, population: 1120 }, screened))[0].message).toMatch(/needs ~22,534 Step Functions history events after 2 screening rounds of 6 trials/);
+    expect(parseSpec(tuned({ generations: 2, population: 1120, screening: { enabled: false } }, screened)).tuning.population).toBe(1120);
+  });
+
+  it('counts uniform λ as one trial a generation, whatever the population says', () => {
+    expect(parseSpec(tuned({ strategy: 'uniform', generations: 1000, population: 100 })).tuning.generations).toBe(1000);
+    expect(problemsOf(tuned({ strategy: 'random', generations: 1000, population: 100 }))[0].message).toMatch(/^generations × population = 1000 × 100 needs ~1,011,030 /);
+  });
+});
+
 describe('specDigest', () => {
   it('is the same whatever order the keys were written in, and includes defaults', () => {
     const a = parseSpec(minimal());

@@ -10,12 +10,19 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { configToEnv } from '#lib/config/index.ts';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { runFailureOf } from '#lib/stages/recordFailure.ts';
 import {
   buildDefinition,
   EmbedJobResult,
   ExportInput,
   ExportOutput,
+  FAILURE_NOT_RECORDED,
+  historyEventsFor,
   launchLocalJob,
+  localPlaceholderValues,
+  substitutePlaceholders,
+  TrialOutcome,
   PlanInput,
   PlanOutput,
   PrepareInput,
@@ -39,8 +46,13 @@ import {
   type LocalLambdaHandler,
   type Proposal,
   type RunLocalWorkflowOptions,
+  type JsonValue,
+  type MapState,
+  type State,
   type WorkflowEvent,
 } from '#lib/workflow/index.ts';
+import { ensurePromiseWithResolvers } from '#lib/workflow/local.ts';
+import { cancelledJobCause, exitedJobCause } from './helpers/batchCauses.ts';
 
 const BUCKET = 'agentflow-test';
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/jobs/${name}`, import.meta.url));
@@ -122,16 +134,11 @@ async function runScenario(scenario: Scenario = {}) {
       PromoteInput.parse(event);
       return PromoteOutput.parse({ version: 1, promoted: true, alias: 'production', reason: 'no champion yet' });
     },
+    // The production naming (runFailureOf), without the registry write that test/recordFailure.test.ts covers.
     RecordFailure: async (event) => {
       const input = RecordFailureInput.parse(event);
-      let cause = input.error.Cause ?? '';
-      try {
-        const document = JSON.parse(cause) as { errorMessage?: string; StatusReason?: string };
-        cause = document.errorMessage ?? document.StatusReason ?? cause;
-      } catch {
-        // A plain-text cause is already readable.
-      }
-      return RecordFailureOutput.parse({ runId: input.runId, status: 'FAILED', error: input.error.Error, cause: `${input.failedState}: ${cause}` });
+      const { error, cause } = runFailureOf(input);
+      return RecordFailureOutput.parse({ runId: input.runId, status: 'FAILED', error, cause });
     },
   };
 
@@ -180,6 +187,44 @@ function peakTrialConcurrency(events: WorkflowEvent[]): number {
   return peak;
 }
 
+/**
+ * The Step Functions history events behind the local runner's events: a Task state is entered,
+ * scheduled, started (a `.sync` job also submitted), succeeds and is exited; a Map is entered,
+ * started, succeeds and is exited; every other state is entered and exited; Map iterations and
+ * the execution's start and end are one event each. For a run without retries or failures.
+ */
+function awsHistoryEvents(events: WorkflowEvent[], definition: ReturnType<typeof buildDefinition>): number {
+  const states = new Map<string, State>();
+  const collect = (scope: Record<string, State>) => {
+    for (const [name, state] of Object.entries(scope)) {
+      states.set(name, state);
+      if (state.Type === 'Map') collect(state.ItemProcessor.States);
+    }
+  };
+  collect(definition.States);
+  let count = 0;
+  for (const event of events) {
+    const state = event.state === undefined ? undefined : states.get(event.state);
+    switch (event.type) {
+      case 'StateEntered':
+        count += state?.Type === 'Task' ? (state.Resource.endsWith('.sync') ? 4 : 3) : state?.Type === 'Map' ? 2 : 1;
+        break;
+      case 'StateExited':
+        count += state?.Type === 'Task' || state?.Type === 'Map' ? 2 : 1;
+        break;
+      case 'ExecutionStarted':
+      case 'ExecutionSucceeded':
+      case 'MapIterationStarted':
+      case 'MapIterationSucceeded':
+        count += 1;
+        break;
+      default:
+        throw new Error(`${event.type} is not part of a run without retries or failures`);
+    }
+  }
+  return count;
+}
+
 describe('a local workflow run', () => {
   it('runs every stage through two generations of trials and promotes the best one', async () => {
     const { result, input, calls, events, jobOutput } = await runScenario({ generations: 2, proposalsPerGeneration: 2 });
@@ -214,6 +259,14 @@ describe('a local workflow run', () => {
     expect(events[0].type).toBe('ExecutionStarted');
     expect(events.at(-1)).toMatchObject({ type: 'ExecutionSucceeded', detail: { output: result.output } });
     expect(events.every((e) => !Number.isNaN(Date.parse(e.at)))).toBe(true);
+  });
+
+  it('writes as many history events as the execution history budget counts for its generations and trials', async () => {
+    const { result, events } = await runScenario({ generations: 3, proposalsPerGeneration: 2 });
+
+    expect(result.status).toBe('SUCCEEDED');
+    expect(events.filter((e) => e.type === 'MapIterationStarted')).toHaveLength(6);
+    expect(awsHistoryEvents(events, buildDefinition())).toBe(historyEventsFor({ generations: 3, population: 2 }));
   });
 
   it.each([1, 2])('runs at most %i trial job(s) at a time, as the plan asks', async (maxConcurrency) => {
@@ -253,7 +306,7 @@ describe('a local workflow run', () => {
 
     const reward = RewardInput.parse(calls.Reward[0]);
     expect(reward.trials.map((t) => t.status === 'failed' && t.error)).toEqual(['States.Timeout', 'States.Timeout']);
-    expect(result).toMatchObject({ status: 'FAILED', error: 'ExportError', cause: 'Reward: all trials failed' });
+    expect(result).toMatchObject({ status: 'FAILED', error: 'ExportError', cause: 'Reward failed: all trials failed' });
   });
 
   it('retries a Lambda stage that is throttled once, then goes on', async () => {
@@ -286,40 +339,54 @@ describe('a local workflow run', () => {
       scenario: { generations: 1, handlers: { Export: async () => Promise.reject(new ExportError('best trial has no weights')) } },
       stage: 'Export' as const,
       attempts: 1,
+      caught: 'ExportError',
       error: 'ExportError',
-      cause: 'Export: best trial has no weights',
+      cause: 'Export failed: best trial has no weights',
     },
     {
       case: 'a Prepare that stays throttled is retried, then recorded',
       scenario: { handlers: { Prepare: async () => Promise.reject(new ThrottledError('Rate exceeded')) } },
       stage: 'Prepare' as const,
       attempts: 7,
+      caught: 'Lambda.TooManyRequestsException',
       error: 'Lambda.TooManyRequestsException',
-      cause: 'Prepare: Rate exceeded',
+      cause: 'Prepare failed: Rate exceeded',
     },
     {
-      case: 'an Embed job that crashes is recorded with its exit',
+      case: 'an Embed job that crashes is recorded with its exit, as Agentflow.JobFailed',
       scenario: { jobs: { embed: nodeScript('console.error("out of GPU memory"); process.exit(2)') } },
       stage: 'Embed' as const,
       attempts: 0,
-      error: 'States.TaskFailed',
-      cause: 'Embed: Essential container in task exited with code 2',
+      caught: 'States.TaskFailed',
+      error: 'Agentflow.JobFailed',
+      cause: 'Embed failed: Essential container in task exited with code 2\nout of GPU memory',
     },
-  ])('ends FAILED when $case', async ({ scenario, stage, attempts, error, cause }) => {
+    {
+      case: 'an Embed job outlives its TimeoutSeconds, as Agentflow.Timeout',
+      scenario: { jobs: { embed: nodeScript('setInterval(() => {}, 1000)') }, run: { definition: buildDefinition({ timeoutSeconds: { Embed: 1 } }) } },
+      stage: 'Embed' as const,
+      attempts: 0,
+      caught: 'States.Timeout',
+      error: 'Agentflow.Timeout',
+      cause: expect.stringMatching(/^Embed failed: it ran past its TimeoutSeconds \(States\.Timeout/),
+    },
+  ])('ends FAILED when $case', async ({ scenario, stage, attempts, caught, error, cause }) => {
     const { result, calls, events } = await runScenario(scenario);
 
     expect(result).toMatchObject({ status: 'FAILED', error, cause });
+    // AWS reserves States.* for its own errors: the execution never ends with one.
+    expect(result.error).not.toMatch(/^States\./);
     if (stage !== 'Embed') expect(calls[stage]).toHaveLength(attempts);
     expect(calls.RecordFailure).toHaveLength(1);
     const recorded = RecordFailureInput.parse(calls.RecordFailure[0]);
-    expect(recorded).toMatchObject({ failedState: stage, error: { Error: error } });
+    expect(recorded).toMatchObject({ failedState: stage, error: { Error: caught } });
     expect(calls.Promote).toEqual([]);
     const enteredStates = events.filter((e) => e.type === 'StateEntered').map((e) => e.state);
     expect(enteredStates.slice(-3)).toEqual([`${stage}Failed`, 'RecordFailure', 'RunFailed']);
     expect(events.at(-1)).toMatchObject({ type: 'ExecutionFailed', detail: { error, cause } });
   });
 
-  it('still ends FAILED with the original error when RecordFailure itself fails', async () => {
+  it('still ends FAILED, as Agentflow.FailureNotRecorded, when RecordFailure itself fails', async () => {
     const { result, calls } = await runScenario({
       handlers: {
         Prepare: async () => Promise.reject(new ExportError('spec is missing')),
@@ -327,7 +394,7 @@ describe('a local workflow run', () => {
       },
     });
 
-    expect(result).toMatchObject({ status: 'FAILED', error: 'ExportError', cause: expect.stringMatching(/RecordFailure could not record it/) });
+    expect(result).toMatchObject({ status: 'FAILED', error: FAILURE_NOT_RECORDED, cause: expect.stringMatching(/RecordFailure could not record it/) });
     expect(calls.RecordFailure).toHaveLength(1);
   });
 
@@ -370,6 +437,65 @@ describe('a local workflow run', () => {
       jobs: {} as Record<BatchJobName, LocalJobCommand>,
     });
     await expect(run).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringMatching(/runId: .*specUri: /) });
+  });
+});
+
+describe('a GPU job the queue cancelled for want of capacity', () => {
+  /** Runs (part of) the real definition on aws-local-stepfunctions, Task states answered by `handlers`. */
+  function runStates(states: { StartAt: string; States: Record<string, State> }, input: JsonValue, handlers: Record<string, (input: JsonValue) => Promise<JsonValue>>) {
+    ensurePromiseWithResolvers();
+    const machine = new StateMachine(states as unknown as ConstructorParameters<typeof StateMachine>[0], { validationOptions: { checkArn: true, checkPaths: true } });
+    return machine.run(input, { overrides: { taskResourceLocalHandlers: handlers }, context: { Execution: { Id: 'local:execution:agentflow:r1', Name: 'r1' } } }).result;
+  }
+  const definition = () => substitutePlaceholders(buildDefinition(), localPlaceholderValues());
+
+  /** The real Trials iterator, its RunTrial failing with `caught` as Step Functions would catch it. */
+  async function runIterator(caught: { Error: string; Cause?: string }) {
+    const iterator = (definition().States.Trials as MapState).ItemProcessor;
+    const input = { runId: 'r1', project: 'demo', generation: 1, manifestUri: 's3://agentflow-test/runs/r1/manifest.json', featuresUri: 's3://agentflow-test/features/f/', proposal: { trialId: 'g1-t0', lambda: { a: 1 } }, resultUri: 's3://agentflow-test/runs/r1/trials/g1-t0/result.json' };
+    const output = await runStates({ StartAt: iterator.StartAt, States: iterator.States }, input, {
+      RunTrial: async () => {
+        throw new TaskError(caught.Error, caught.Cause ?? '');
+      },
+    });
+    return TrialOutcome.parse(output);
+  }
+
+  it('fails the run at Embed as Agentflow.GpuCapacity, with the wait, the fix and what Batch said', async () => {
+    const lambda = (payload: JsonValue) => async () => ({ Payload: payload, StatusCode: 200 });
+    const run = runStates(definition(), { runId: 'r1', project: 'demo', specUri: 's3://agentflow-test/runs/r1/spec.json' }, {
+      Prepare: lambda({ runUri: 's3://agentflow-test/runs/r1', manifestUri: 's3://agentflow-test/runs/r1/manifest.json', featuresUri: 's3://agentflow-test/features/f/' }),
+      Embed: async () => {
+        throw new TaskError('States.TaskFailed', cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 30));
+      },
+      RecordFailure: async (input) => {
+        const { error, cause } = runFailureOf(RecordFailureInput.parse((input as { Payload: unknown }).Payload));
+        return { Payload: { runId: 'r1', status: 'FAILED', error, cause }, StatusCode: 200 };
+      },
+    });
+
+    const failure = await run.then(
+      () => undefined,
+      (error: Error) => (error.cause instanceof Error ? error.cause : error),
+    );
+    expect(failure?.name).toBe('Agentflow.GpuCapacity');
+    expect(failure?.message).toMatch(/^Embed failed: its GPU job waited 30 minutes in RUNNABLE without starting .*"All G and VT Spot Instance Requests".*Batch said: Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY$/s);
+  });
+
+  it('is reported to Reward as Agentflow.GpuCapacity, named from the StatusReason inside the Cause', async () => {
+    const outcome = await runIterator({ Error: 'States.TaskFailed', Cause: cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 30) });
+
+    expect(outcome).toEqual({ trialId: 'g1-t0', status: 'failed', error: 'Agentflow.GpuCapacity', resultUri: 's3://agentflow-test/runs/r1/trials/g1-t0/result.json' });
+  });
+
+  it.each([
+    ['a job that ran and exited non-zero', { Error: 'States.TaskFailed', Cause: exitedJobCause() }, 'States.TaskFailed'],
+    ['a job whose log quotes the cancellation', { Error: 'States.TaskFailed', Cause: JSON.stringify({ StatusReason: 'Essential container in task exited', LogTail: ['"StatusReason":"Canceled by JobStateTimeLimit action due to reason: x"'] }) }, 'States.TaskFailed'],
+    ['a timeout without a Cause', { Error: 'States.Timeout' }, 'States.Timeout'],
+  ])('leaves %s as it was caught', async (_case, caught, error) => {
+    const outcome = await runIterator(caught);
+
+    expect(outcome).toMatchObject({ status: 'failed', error });
   });
 });
 

@@ -5,9 +5,14 @@ import {
   BATCH_SUBMIT_JOB_SYNC,
   buildDefinition,
   EmbedJobEnv,
+  EXECUTION_HISTORY,
+  historyEventsFor,
+  historyEventsOf,
+  FAILURE_NOT_RECORDED,
   ExportInput,
   ExportOutput,
   JOB_QUEUE_PLACEHOLDER,
+  PARTITION_PLACEHOLDER,
   LAMBDA_INVOKE,
   LAMBDA_STAGES,
   parseTrialJobEnv,
@@ -43,11 +48,13 @@ const aslValidator = createRequire(import.meta.url)('asl-validator') as AslValid
 const dummyArns = Object.fromEntries(
   PLACEHOLDERS.map((name) => [
     name,
-    name === JOB_QUEUE_PLACEHOLDER
-      ? 'arn:aws:batch:us-east-1:123456789012:job-queue/agentflow-gpu'
-      : name.endsWith('FunctionArn')
-        ? `arn:aws:lambda:us-east-1:123456789012:function:agentflow-${name}`
-        : `arn:aws:batch:us-east-1:123456789012:job-definition/agentflow-${name}:1`,
+    name === PARTITION_PLACEHOLDER
+      ? 'aws'
+      : name === JOB_QUEUE_PLACEHOLDER
+        ? 'arn:aws:batch:us-east-1:123456789012:job-queue/agentflow-gpu'
+        : name.endsWith('FunctionArn')
+          ? `arn:aws:lambda:us-east-1:123456789012:function:agentflow-${name}`
+          : `arn:aws:batch:us-east-1:123456789012:job-definition/agentflow-${name}:1`,
   ]),
 );
 
@@ -137,6 +144,51 @@ describe('the workflow definition', () => {
     expect(definition.States[recordFailure.Next!]).toMatchObject({ Type: 'Fail', ErrorPath: '$.failure.error', CausePath: '$.failure.cause' });
   });
 
+  it('has no Fail state that can raise a States.* error, which AWS reserves for its own', () => {
+    const fails = everyState(definition).filter(({ state }) => state.Type === 'Fail');
+    expect(fails.map((f) => f.name).sort()).toEqual(['FailureNotRecorded', 'RunFailed']);
+    for (const { name, state } of fails) {
+      if (state.Type !== 'Fail') continue;
+      if (state.Error !== undefined) {
+        expect(state.Error, name).not.toMatch(/^States\./);
+        continue;
+      }
+      // A Fail state that reads its error may read only RecordFailure's, whose contract names it.
+      expect(state.ErrorPath, name).toBe('$.failure.error');
+      const producers = everyState(definition).filter(({ state: s }) => s.Type === 'Task' && s.ResultPath === '$.failure');
+      expect(producers.map((p) => p.name)).toEqual(['RecordFailure']);
+      expect((producers[0].state as TaskState).ResultSelector).toMatchObject({ 'error.$': '$.Payload.error' });
+    }
+    expect(definition.States.FailureNotRecorded).toMatchObject({ Type: 'Fail', Error: FAILURE_NOT_RECORDED });
+    // The contract is what keeps RunFailed's error out of States.*: the handler's output is parsed with it.
+    for (const reserved of ['States.TaskFailed', 'States.Timeout', 'States.Runtime']) {
+      const parsed = RecordFailureOutput.safeParse({ runId: 'r1', status: 'FAILED', error: reserved, cause: 'Embed failed' });
+      expect(parsed.success, reserved).toBe(false);
+      expect(parsed.error?.issues[0].message).toMatch(/reserves/);
+    }
+    expect(RecordFailureOutput.parse({ runId: 'r1', status: 'FAILED', error: 'Agentflow.JobFailed', cause: 'Embed failed' }).error).toBe('Agentflow.JobFailed');
+  });
+
+  it.each([
+    [1, 2],
+    [2, 3],
+    [3, 6],
+    [60, 100],
+  ])('costs as many history events for %i generations of %i trials as the budget Plan and the spec check use', (generations, population) => {
+    expect(historyEventsOf(definition, { generations, population })).toBe(historyEventsFor({ generations, population }));
+  });
+
+  it('costs 30 events outside the loop, 11 per generation and 10 per trial', () => {
+    const cost = (generations: number, population: number) => historyEventsOf(definition, { generations, population });
+    const perTrial = cost(1, 2) - cost(1, 1);
+    const perGeneration = cost(2, 1) - cost(1, 1) - perTrial;
+    expect({ fixed: cost(1, 1) - perGeneration - perTrial, perGeneration, perTrial }).toEqual({
+      fixed: EXECUTION_HISTORY.fixed,
+      perGeneration: EXECUTION_HISTORY.perGeneration,
+      perTrial: EXECUTION_HISTORY.perTrial,
+    });
+  });
+
   it('retries transient Lambda errors on Lambda stages and Batch throttling on Batch stages', () => {
     for (const { name, state } of tasks(definition)) {
       const retried = state.Retry!.flatMap((r) => r.ErrorEquals);
@@ -197,8 +249,11 @@ describe('the workflow definition', () => {
     expect(trials).toMatchObject({ ItemsPath: '$.plan.proposals', MaxConcurrencyPath: '$.plan.maxConcurrency', ResultPath: '$.trials', Next: 'Reward' });
     expect(trials.MaxConcurrency).toBeUndefined();
     const runTrial = trials.ItemProcessor.States.RunTrial as TaskState;
-    expect(runTrial.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'TrialFailed' }]);
+    expect(runTrial.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'WhyTrialFailed' }]);
+    // A caught trial is told apart only by whether the queue cancelled it for want of GPU capacity.
+    expect(trials.ItemProcessor.States.WhyTrialFailed).toMatchObject({ Type: 'Choice', Default: 'TrialFailed', Choices: [{ Next: 'TrialWithoutGpu' }] });
     expect(trials.ItemProcessor.States.TrialFailed).toMatchObject({ Type: 'Pass', End: true, Parameters: { status: 'failed', 'error.$': '$.error.Error' } });
+    expect(trials.ItemProcessor.States.TrialWithoutGpu).toMatchObject({ Type: 'Pass', End: true, Parameters: { status: 'failed', error: 'Agentflow.GpuCapacity' } });
   });
 
   it('loops from Reward back to Trials until Reward says done, then exports', () => {

@@ -59,9 +59,9 @@ export class AgentflowFunctions extends Construct {
           POWERTOOLS_SERVICE_NAME: `agentflow-${spec.handler}`,
           POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         },
-        bundling: bundlingFor({ projectRoot: props.projectRoot }),
+        bundling: bundlingFor({ projectRoot: props.projectRoot, spec }),
       });
-      useBucket(fn, props.storage.bucket, spec.access.bucket);
+      useBucket(fn, props.storage.bucket, spec.access.bucket, { writeKeys: spec.access.bucketWrites ?? [] });
       useTable(fn, 'registryTable', props.storage.registryTable, spec.access.registryTable);
       useTable(fn, 'rewardTable', props.storage.rewardTable, spec.access.rewardTable);
       byHandler.set(spec.handler, fn);

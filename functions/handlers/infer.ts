@@ -1,4 +1,4 @@
-import { configFromEnv } from '#lib/config/index.ts';
+import { configFromEnv, makeClients } from '#lib/config/index.ts';
 import { createServeContext, handleInferEvent, type FunctionUrlResult, type ServeContext } from '#lib/serve/index.ts';
 import { stageDependencies } from '#lib/stages/dependencies.ts';
 
@@ -7,7 +7,8 @@ let context: ServeContext | undefined;
 
 function serveContext(): ServeContext {
   if (!context) {
-    const deps = stageDependencies(configFromEnv());
+    const config = configFromEnv();
+    const deps = stageDependencies(config, makeClients(config, { principal: 'infer' }));
     context = createServeContext({ ...deps, dynamodb: deps.clients.dynamodb, rewardTable: deps.config.rewardTable });
   }
   return context;

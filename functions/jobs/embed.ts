@@ -16,7 +16,7 @@ import { EmbedJobEnv, EmbedJobResult } from '#lib/workflow/contracts.ts';
 export async function embedJob(env: NodeJS.ProcessEnv = process.env): Promise<EmbedJobResult> {
   const vars = EmbedJobEnv.parse(env);
   const config = configFromEnv(env);
-  const { s3, dynamodb } = makeClients(config);
+  const { s3, dynamodb } = makeClients(config, { principal: 'embed' });
   try {
     const store = new ArtifactStore({ s3, bucket: config.bucket });
     const manifest = await store.getJson<RunManifest>(vars.AGENTFLOW_MANIFEST_URI);

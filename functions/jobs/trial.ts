@@ -13,7 +13,7 @@ import { parseTrialJobEnv } from '#lib/workflow/contracts.ts';
 try {
   const job = parseTrialJobEnv(process.env);
   const config = configFromEnv();
-  const { s3, dynamodb } = makeClients(config);
+  const { s3, dynamodb } = makeClients(config, { principal: 'trial' });
   dynamodb.destroy();
   const threads = intraOpThreadsFrom(process.env.AGENTFLOW_INTRA_OP_THREADS);
   try {

@@ -1,7 +1,9 @@
 import type { RunManifest } from '#lib/prepare/index.ts';
 import type { Registry, RewardLog } from '#lib/registry/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
+import { loopBudgetOf } from '#lib/spec/index.ts';
 import { createTuner, learningRateRange, type AnyTunerState } from '#lib/tune/index.ts';
+import { historyBudgetProblem } from '#lib/workflow/history.ts';
 import type { PlanInput, PlanOutput, Proposal } from '#lib/workflow/contracts.ts';
 import {
   candidateKey,
@@ -13,6 +15,7 @@ import {
   type Candidate,
   type ScreeningState,
 } from './screening.ts';
+import { AgentError } from './errors.ts';
 import { agentKeys, readIfExists, type GenerationState, type StoredPolicy } from './state.ts';
 
 export interface AgentDependencies {
@@ -70,6 +73,12 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
         : { candidates: candidates.map(candidateKey), rounds: 0 },
       reason: screening.reason,
     });
+  }
+
+  // Prepare's parseSpec checked this with the spec's candidates; the manifest's encoders are the real ones.
+  const overBudget = historyBudgetProblem(loopBudgetOf(spec, { candidates: candidates.length }), { populationStep: spec.tuning.strategy === 'pgpe' ? 2 : 1 });
+  if (overBudget) {
+    throw new AgentError(`tuning.${overBudget}`, { code: 'BUDGET_EXCEEDS_HISTORY', context: { generations: spec.tuning.generations, population: spec.tuning.population, candidates: candidates.length } });
   }
 
   const population = spec.tuning.strategy === 'uniform' ? 1 : spec.tuning.population;

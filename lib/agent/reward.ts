@@ -2,6 +2,8 @@ import type { RunManifest } from '#lib/prepare/index.ts';
 import { StoreError } from '#lib/store/index.ts';
 import { createTuner, rewardOf, type AnyTunerState, type RewardBreakdown, type TrialResult } from '#lib/tune/index.ts';
 import { TrialJobResult, type RewardInput, type RewardOutput, type TrialOutcome } from '#lib/workflow/contracts.ts';
+import { FAILURE_NAMES } from '#lib/workflow/errors.ts';
+import { gpuCapacityFix } from '#lib/workflow/gpuCapacity.ts';
 import { AgentError } from './errors.ts';
 import type { AgentDependencies } from './plan.ts';
 import { toContractProposal } from './plan.ts';
@@ -117,7 +119,9 @@ async function scoreTrial(outcome: TrialOutcome, generation: GenerationState, de
     const reason =
       result?.status === 'failed'
         ? result.reason
-        : `${outcome.status === 'failed' ? outcome.error : 'the job succeeded'}: the trial job ended without writing its result (crashed or killed; its log says why)`;
+        : outcome.status === 'failed' && outcome.error === FAILURE_NAMES.gpuCapacity
+          ? `${FAILURE_NAMES.gpuCapacity}: its GPU job waited in RUNNABLE past the job queue's limit without starting and was cancelled: ${gpuCapacityFix()}`
+          : `${outcome.status === 'failed' ? outcome.error : 'the job succeeded'}: the trial job ended without writing its result (crashed or killed; its log says why)`;
     return { ...base, status: 'failed', reward: null, error: reason, ...(result?.durationMs === undefined ? {} : { durationMs: result.durationMs }) };
   }
   const breakdown = rewardOf(result.metrics, objectiveTasks(spec, result.metrics));

@@ -1,3 +1,4 @@
+import { appendFileSync } from 'node:fs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -14,6 +15,12 @@ export interface AgentflowConfig {
   rewardTable: string;
   /** Set only for the local stand-ins (dynalite, s3rver); absent means the real AWS endpoints. */
   endpoints?: { s3: string; dynamodb: string };
+  /**
+   * A JSONL file that every SDK call made through `makeClients` is appended to, tagged with the
+   * calling principal. Only the IAM conformance test sets it: the local stand-ins have no IAM, so
+   * the calls are recorded here and checked against the synthesized policies. Absent: no recording.
+   */
+  sdkCallLog?: string;
 }
 
 export class ConfigError extends AgentflowError {
@@ -31,6 +38,7 @@ export const CONFIG_ENV = {
   rewardTable: 'AGENTFLOW_REWARD_TABLE',
   s3Endpoint: 'AGENTFLOW_S3_ENDPOINT',
   dynamodbEndpoint: 'AGENTFLOW_DYNAMODB_ENDPOINT',
+  sdkCallLog: 'AGENTFLOW_SDK_CALL_LOG',
 } as const;
 
 /** Reads the config once, failing fast with the name of the first missing variable. */
@@ -44,6 +52,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentflowCo
   };
   const s3 = env[CONFIG_ENV.s3Endpoint];
   const dynamodb = env[CONFIG_ENV.dynamodbEndpoint];
+  const sdkCallLog = env[CONFIG_ENV.sdkCallLog];
   if (Boolean(s3) !== Boolean(dynamodb)) {
     throw new ConfigError(
       `${CONFIG_ENV.s3Endpoint} and ${CONFIG_ENV.dynamodbEndpoint} must be set together (local stand-ins) or both left unset (AWS)`,
@@ -56,6 +65,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentflowCo
     registryTable: required(CONFIG_ENV.registryTable),
     rewardTable: required(CONFIG_ENV.rewardTable),
     ...(s3 && dynamodb ? { endpoints: { s3, dynamodb } } : {}),
+    ...(sdkCallLog ? { sdkCallLog } : {}),
   };
 }
 
@@ -75,6 +85,7 @@ export function configToEnv(config: AgentflowConfig): Record<string, string> {
           AWS_SECRET_ACCESS_KEY: 'local',
         }
       : {}),
+    ...(config.sdkCallLog ? { [CONFIG_ENV.sdkCallLog]: config.sdkCallLog } : {}),
   };
 }
 
@@ -83,8 +94,105 @@ export interface AwsClients {
   dynamodb: DynamoDBDocumentClient;
 }
 
+/** One SDK call as the IAM conformance test needs it: who made it, what it was, which resource it named, how it ended. */
+export interface RecordedSdkCall {
+  /** The function, job or caller whose role makes the call in AWS: a handler name (`plan`), a job (`trial`), or `caller`. */
+  principal: string;
+  /** The client: `S3Client`, `DynamoDBClient`, `SFNClient`, … */
+  client: string;
+  /** The command without its suffix: `GetObject`, `PutItem`, `StartExecution`. */
+  operation: string;
+  /** The input fields that decide the resource and its condition keys (Bucket, Key, Prefix, TableName, IndexName, …). */
+  input: Record<string, string | string[]>;
+  /** The error's name when the call failed (`NotFound` for a HEAD of a missing key), absent when it succeeded. */
+  error?: string;
+}
+
+/** The principal the CLI's own calls are made as: in AWS, whoever runs `agentflow … --aws`. */
+export const CALLER_PRINCIPAL = 'caller';
+
+/** The input fields the recorder keeps: the ones IAM resources and condition keys are made of. */
+const RESOURCE_FIELDS = ['Bucket', 'Key', 'Prefix', 'CopySource', 'TableName', 'IndexName', 'stateMachineArn', 'executionArn', 'name', 'Name', 'ScheduleName', 'GroupName', 'StackName', 'FunctionName'] as const;
+
+interface MiddlewareContext {
+  clientName?: string;
+  commandName?: string;
+}
+
+/** Anything with the SDK's middleware stack: every v3 client. */
+export interface SdkClientLike {
+  middlewareStack: { add(middleware: unknown, options: { step: 'initialize'; name: string; priority?: 'high' | 'normal' | 'low' }): void };
+}
+
+function resourceFields(input: Record<string, unknown>): Record<string, string | string[]> {
+  const fields: Record<string, string | string[]> = {};
+  for (const field of RESOURCE_FIELDS) {
+    const value = input[field];
+    if (typeof value === 'string') fields[field] = value;
+  }
+  // A schedule's target role: UpdateSchedule also needs iam:PassRole on it.
+  const target = input.Target as { RoleArn?: unknown } | undefined;
+  if (typeof target?.RoleArn === 'string') fields.RoleArn = target.RoleArn;
+  // BatchGetItem / BatchWriteItem name their tables as the keys of RequestItems.
+  const requestItems = input.RequestItems;
+  if (requestItems && typeof requestItems === 'object') fields.TableName = Object.keys(requestItems);
+  return fields;
+}
+
+/**
+ * Appends one call to the log: a synchronous append of one line, so calls from child processes
+ * and this one interleave whole. Also for calls made without an SDK client (a Function URL request,
+ * a state machine's task), which the test records itself.
+ */
+export function appendSdkCall(log: string, call: RecordedSdkCall): void {
+  appendFileSync(log, `${JSON.stringify(call)}\n`);
+}
+
+/** Appends every call the client sends to `log` (see `AgentflowConfig.sdkCallLog`). */
+export function recordSdkCalls(client: SdkClientLike, options: { log: string; principal: string }): void {
+  const record = (context: MiddlewareContext, input: Record<string, unknown>, error: unknown) => {
+    appendSdkCall(options.log, {
+      principal: options.principal,
+      client: context.clientName ?? 'unknown',
+      operation: (context.commandName ?? 'unknown').replace(/Command$/, ''),
+      input: resourceFields(input),
+      ...(error === undefined ? {} : { error: error instanceof Error ? error.name : String(error) }),
+    });
+  };
+  client.middlewareStack.add(
+    (next: (args: { input: Record<string, unknown> }) => Promise<unknown>, context: MiddlewareContext) => async (args: { input: Record<string, unknown> }) => {
+      try {
+        const result = await next(args);
+        record(context, args.input, undefined);
+        return result;
+      } catch (error) {
+        record(context, args.input, error ?? 'Error');
+        throw error;
+      }
+    },
+    { step: 'initialize', name: 'agentflowRecordSdkCalls', priority: 'high' },
+  );
+}
+
+/** Adds the recorder when the config asks for one; the principal must then be named. */
+export function recordIfConfigured<T extends SdkClientLike>(client: T, config: AgentflowConfig, principal: string | undefined): T {
+  if (!config.sdkCallLog) return client;
+  if (!principal) {
+    throw new ConfigError(`${CONFIG_ENV.sdkCallLog} is set but these clients were made without a principal; pass makeClients(config, { principal: '<function or job>' })`, {
+      sdkCallLog: config.sdkCallLog,
+    });
+  }
+  recordSdkCalls(client, { log: config.sdkCallLog, principal });
+  return client;
+}
+
+export interface MakeClientsOptions {
+  /** Who makes the calls (a handler, a job, `caller`); required when `config.sdkCallLog` is set, ignored otherwise. */
+  principal?: string;
+}
+
 /** SDK clients for a config. Local endpoints get path-style S3 and checksums only when required (s3rver predates them). */
-export function makeClients(config: AgentflowConfig): AwsClients {
+export function makeClients(config: AgentflowConfig, options: MakeClientsOptions = {}): AwsClients {
   const local = config.endpoints;
   const credentials = local ? { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } : undefined;
   const s3 = new S3Client({
@@ -99,9 +207,10 @@ export function makeClients(config: AgentflowConfig): AwsClients {
         }
       : {}),
   });
+  // The document client shares its base client's middleware stack, so recording the base records both.
   const dynamodb = DynamoDBDocumentClient.from(
-    new DynamoDBClient({ region: config.region, ...(local ? { endpoint: local.dynamodb, credentials } : {}) }),
+    recordIfConfigured(new DynamoDBClient({ region: config.region, ...(local ? { endpoint: local.dynamodb, credentials } : {}) }), config, options.principal),
     { marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: true } },
   );
-  return { s3, dynamodb };
+  return { s3: recordIfConfigured(s3, config, options.principal), dynamodb };
 }

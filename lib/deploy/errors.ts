@@ -8,7 +8,8 @@ export type DeployErrorCode =
   | 'PARITY'
   | 'NO_PRODUCTION'
   | 'ALIAS_CONFLICT'
-  | 'QUANTIZE';
+  | 'QUANTIZE'
+  | 'LIVE_MODEL_INVALID';
 
 export class DeployError extends AgentflowError {
   constructor(message: string, options: { code: DeployErrorCode; context?: Record<string, unknown>; cause?: unknown }) {

@@ -13,6 +13,7 @@ import { rewardOf } from '#lib/tune/index.ts';
 import { TrialJobResult, type ExportInput, type ExportOutput } from '#lib/workflow/contracts.ts';
 import { cardServingOf, modelOutputName, type ModelCard, type ModelQuantization } from './card.ts';
 import { DeployError } from './errors.ts';
+import { writeLiveModel } from './liveModel.ts';
 import { evaluateOnSplit, SERVING_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
 import { DEFAULT_MIN_QUANTIZED_ELEMENTS, quantizeWeights, quantizedWeights } from './quantize.ts';
 
@@ -103,6 +104,8 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
   const { holdout, objective, latencyMs } = served;
 
   const stored = await store.putBytes(modelKey, served.model, { contentType: 'application/octet-stream' });
+  // Before the card: a retry that finds the card finds these too. Monitoring reads them, never runs/.
+  await writeLiveModel(store, { manifest, version, encoderId: encoder.id, dimension: encoder.dimension, holdoutShardUri: shardUri(featuresUri, encoder.id, 'holdout') });
   const train = manifest.datasets.find((d) => d.role === 'train')!;
   const card: ModelCard = {
     cardVersion: 1,

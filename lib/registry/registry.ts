@@ -78,6 +78,8 @@ export interface RunError {
   message: string;
   name?: string;
   code?: string;
+  /** The error name Step Functions gave, when the project renamed it (`States.TaskFailed` → `Agentflow.JobFailed`). */
+  original?: string;
 }
 
 export interface NewRun {
@@ -413,7 +415,7 @@ export class Registry {
     }
     if (options.error !== undefined) {
       sets.push('#error = :error');
-      values[':error'] = { message: options.error.message, name: options.error.name, code: options.error.code };
+      values[':error'] = { message: options.error.message, name: options.error.name, code: options.error.code, original: options.error.original };
     }
     try {
       const result = await this.#db.send(

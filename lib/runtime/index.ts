@@ -2,4 +2,4 @@
 export { RunInputError, stageRunInputs, type StagedRun } from './stageInputs.ts';
 export { cronOf, nextFireTime, rateMs, runScheduleLoop, ScheduleError, type ScheduleLoopOptions } from './schedule.ts';
 export { trainBaselines, type BaselineResult } from './baselines.ts';
-export { localJobCommands, newRunId, openLocalSession, resumePipelineLocally, runPipelineLocally, type LocalRunOptions, type LocalRunResult, type LocalSession } from './localRun.ts';
+export { localJobCommands, localStageHandlers, newRunId, openLocalSession, resumePipelineLocally, runPipelineLocally, type LocalRunOptions, type LocalRunResult, type LocalSession, type OpenLocalSessionOptions } from './localRun.ts';

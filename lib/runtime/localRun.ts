@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { configToEnv } from '#lib/config/index.ts';
+import { CALLER_PRINCIPAL, configToEnv, makeClients, type AgentflowConfig } from '#lib/config/index.ts';
 import { startLocalAws, type LocalAws } from '#lib/local/index.ts';
 import { createStageHandlers, stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
-import { runLocalWorkflow, type BatchJobName, type JobOutputLine, type LocalJobCommand, type LocalWorkflowResult, type WorkflowEvent } from '#lib/workflow/index.ts';
+import { LAMBDA_STAGES, runLocalWorkflow, type BatchJobName, type JobOutputLine, type LocalJobCommand, type LocalWorkflowResult, type WorkflowEvent } from '#lib/workflow/index.ts';
 import { stageRunInputs, type StagedRun } from './stageInputs.ts';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -12,22 +12,59 @@ const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The embedded local AWS with the stage dependencies on top: what every local command works against. */
 export interface LocalSession {
   aws: LocalAws;
+  /** The local services' config, with `sdkCallLog` when the session records SDK calls. */
+  config: AgentflowConfig;
+  /** The CLI's own dependencies (the caller's, in AWS terms). */
   deps: StageDependencies;
+  /**
+   * The dependencies of one function or job. When recording, each principal gets its own clients
+   * so its calls are tagged with it (the stages share one process here, each has its role in AWS);
+   * otherwise every principal shares `deps`.
+   */
+  depsFor(principal: string): StageDependencies;
   close(): Promise<void>;
 }
 
-export async function openLocalSession(options: { dir?: string } = {}): Promise<LocalSession> {
+export interface OpenLocalSessionOptions {
+  dir?: string;
+  /** Record every SDK call, per principal, to this JSONL file (see `AgentflowConfig.sdkCallLog`). */
+  sdkCallLog?: string;
+}
+
+export async function openLocalSession(options: OpenLocalSessionOptions = {}): Promise<LocalSession> {
   const aws = await startLocalAws(options.dir === undefined ? {} : { dir: options.dir });
-  const deps = stageDependencies(aws.config);
+  const config: AgentflowConfig = { ...aws.config, ...(options.sdkCallLog ? { sdkCallLog: options.sdkCallLog } : {}) };
+  const deps = stageDependencies(config, makeClients(config, { principal: CALLER_PRINCIPAL }));
+  const byPrincipal = new Map<string, StageDependencies>();
+  const depsFor = (principal: string): StageDependencies => {
+    if (!config.sdkCallLog) return deps;
+    let found = byPrincipal.get(principal);
+    if (!found) {
+      found = stageDependencies(config, makeClients(config, { principal }));
+      byPrincipal.set(principal, found);
+    }
+    return found;
+  };
   return {
     aws,
+    config,
     deps,
+    depsFor,
     async close() {
-      deps.clients.s3.destroy();
-      deps.clients.dynamodb.destroy();
+      for (const { clients } of [deps, ...byPrincipal.values()]) {
+        clients.s3.destroy();
+        clients.dynamodb.destroy();
+      }
       await aws.stop();
     },
   };
+}
+
+/** The stage handlers of a session, each stage with its own principal's dependencies. */
+export function localStageHandlers(session: LocalSession, options: { trigger?: string } = {}): ReturnType<typeof createStageHandlers> {
+  const handlers = createStageHandlers(session.deps, options);
+  for (const stage of LAMBDA_STAGES) handlers[stage.state] = createStageHandlers(session.depsFor(stage.handler), options)[stage.state];
+  return handlers;
 }
 
 /** The Batch jobs as child processes: the same commands the job image runs in AWS. */
@@ -95,9 +132,9 @@ async function executeLocally(
   const passThrough = Object.fromEntries(['AGENTFLOW_DEVICE', 'AGENTFLOW_INTRA_OP_THREADS', 'AGENTFLOW_EMBED_BATCH_SIZE'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
   return runLocalWorkflow({
     input,
-    handlers: createStageHandlers(session.deps, { trigger: options.trigger ?? 'cli' }),
+    handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli' }),
     jobs: localJobCommands(),
-    env: { ...configToEnv(session.aws.config), ...quiet, ...passThrough, ...options.jobEnv },
+    env: { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv },
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     ...(options.onJobOutput ? { onJobOutput: options.onJobOutput } : {}),
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),

@@ -74,7 +74,8 @@ export async function runScheduleLoop(session: LocalSession, options: ScheduleLo
   const runs: LocalRunResult[] = [];
   const monitorEveryMs = options.monitorEveryMs ?? 300_000;
   const pending: RetrainRequest[] = [];
-  const { deps } = session;
+  // The monitor's calls are the monitor function's in AWS.
+  const deps = session.depsFor('monitor');
   const run = async (trigger: string, reason: string) => {
     options.onRunStart?.({ trigger, reason, at: new Date() });
     const result = await runPipelineLocally(session, { ...options, trigger });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import * as z from 'zod';
 import { createRng, hashSeed } from '#lib/route/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
 
@@ -68,6 +69,16 @@ export interface DriftReference {
   proportions: number[][];
 }
 
+/** A stored reference read back (`models/<p>/<v>/reference.json`). */
+export const DriftReferenceSchema = z.strictObject({
+  referenceVersion: z.literal(1),
+  dimension: z.int().positive(),
+  seed: z.number(),
+  rows: z.int().positive(),
+  edges: z.array(z.array(z.number())),
+  proportions: z.array(z.array(z.number())),
+}) satisfies z.ZodType<DriftReference>;
+
 /** The reference histograms of projected holdout rows (rows × K). */
 export function buildReference(projected: readonly number[][], dimension: number): DriftReference {
   const count = projected[0]?.length ?? DRIFT_PROJECTIONS;
@@ -80,6 +91,32 @@ export function buildReference(projected: readonly number[][], dimension: number
     proportions.push(histogram(values, inner).map((c) => c / values.length));
   }
   return { referenceVersion: 1, dimension, seed: driftSeed(dimension), rows: projected.length, edges, proportions };
+}
+
+/** Holdout rows a reference is built from, at most: enough for stable deciles of each projection. */
+export const REFERENCE_ROWS = 20_000;
+
+/** Fewer holdout rows than this make no reference worth comparing live inputs against. */
+export const MIN_REFERENCE_ROWS = DRIFT_PROJECTIONS * 10;
+
+/**
+ * The drift reference of up to `maxRows` holdout embeddings (chunks of rows × dimension); no
+ * reference when there are fewer than MIN_REFERENCE_ROWS. `rows` says how many were projected.
+ */
+export async function referenceFromEmbeddings(
+  chunks: AsyncIterable<Float32Array>,
+  options: { dimension: number; maxRows: number },
+): Promise<{ reference?: DriftReference; rows: number }> {
+  const { dimension, maxRows } = options;
+  const directions = projectionDirections(dimension);
+  const projected: number[][] = [];
+  for await (const chunk of chunks) {
+    const rows = Math.min(chunk.length / dimension, maxRows - projected.length);
+    projected.push(...projectRows(chunk, dimension, directions, Array.from({ length: rows }, (_, i) => i)));
+    if (projected.length >= maxRows) break;
+  }
+  if (projected.length < MIN_REFERENCE_ROWS) return { rows: projected.length };
+  return { reference: buildReference(projected, dimension), rows: projected.length };
 }
 
 /** Counts per bin; bin b holds edges[b−1] ≤ v < edges[b]. */

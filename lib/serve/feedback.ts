@@ -1,8 +1,9 @@
 import * as z from 'zod';
 import { RegistryError } from '#lib/registry/index.ts';
 import { renderValue } from '#lib/spec/index.ts';
-import type { ServeContext } from './context.ts';
+import type { ServeBase } from './base.ts';
 import { ServeError, badRequest } from './errors.ts';
+import { handleFunctionUrl, type FunctionUrlResult } from './http.ts';
 import { projectField, parseRequest } from './requests.ts';
 
 export const feedbackRequestSchema = z.strictObject({
@@ -40,7 +41,7 @@ const MIN_REWARD = 1e-9;
  * that version's arm counters. The project's reward kind decides
  * what a reward may be: 0 or 1 for `bernoulli`, any finite number for `gaussian`.
  */
-export async function feedback(body: unknown, context: ServeContext): Promise<FeedbackResponse> {
+export async function feedback(body: unknown, context: ServeBase): Promise<FeedbackResponse> {
   const request = parseRequest(feedbackRequestSchema, body, EXAMPLE);
   const { rewardKind } = (await context.routing.get(request.project)).settings;
   if (rewardKind === 'bernoulli' && request.reward !== 0 && request.reward !== 1) {
@@ -70,4 +71,9 @@ export async function feedback(body: unknown, context: ServeContext): Promise<Fe
     }
     throw error;
   }
+}
+
+/** POST /feedback as a Function URL handler (the Lambda handler and the local server both call it); it needs no model, only the serving base. */
+export function handleFeedbackEvent(event: unknown, context: ServeBase): Promise<FunctionUrlResult> {
+  return handleFunctionUrl(event, context, async (body, base) => JSON.stringify(await feedback(body, base)), 'feedback');
 }

@@ -6,6 +6,7 @@ import { encoderFeeds } from '#lib/encoders/index.ts';
 import { renderValue } from '#lib/spec/index.ts';
 import type { ServeContext } from './context.ts';
 import { ServeError, badRequest } from './errors.ts';
+import { handleFunctionUrl, type FunctionUrlResult } from './http.ts';
 import type { LoadedModel } from './models.ts';
 import { isProjectName, projectField, parseRequest } from './requests.ts';
 import { routeRequest, servingVersions, type ProjectRouting } from './router.ts';
@@ -58,6 +59,11 @@ export function infer(body: unknown, context: ServeContext): Promise<InferRespon
  */
 export function inferJson(body: unknown, context: ServeContext): Promise<string> {
   return serve(body, context, responseJson);
+}
+
+/** POST /infer as a Function URL handler (the Lambda handler and the local server both call it). */
+export function handleInferEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
+  return handleFunctionUrl(event, context, inferJson, 'infer');
 }
 
 /** One request's answer before it is written out: what the response object and its JSON are made from. */

@@ -1,13 +1,14 @@
 import { DeleteCommand, GetCommand, PutCommand, QueryCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { ModelCard } from '#lib/deploy/card.ts';
+import { readLiveModel, type LiveModel } from '#lib/deploy/liveModel.ts';
 import { describeError } from '#lib/errors/index.ts';
 import type { ArmStats, Registry, RewardLog } from '#lib/registry/index.ts';
 import { readShard } from '#lib/shards/index.ts';
 import type { MonitorSpec } from '#lib/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import type { ServeLogger } from './context.ts';
-import { DRIFT_PROJECTIONS, buildReference, driftOf, driftSeed, hourKey, projectRows, projectionDirections, samplePrefix, type DriftReference, type SampleBatch } from './drift.ts';
+import { DRIFT_PROJECTIONS, DriftReferenceSchema, MIN_REFERENCE_ROWS, REFERENCE_ROWS, driftOf, driftSeed, hourKey, referenceFromEmbeddings, samplePrefix, type DriftReference, type SampleBatch } from './drift.ts';
 import { ServeError } from './errors.ts';
 import { ServeMetrics, type MetricsSink } from './metrics.ts';
 import { servingVersions } from './router.ts';
@@ -20,7 +21,11 @@ import { servingVersions } from './router.ts';
  * Items it writes (reward table, beside the counters they snapshot):
  *   PROJECT#<p>              | MONITOR#ARMS#<windowStart>   per-version counters at the first pass of a window
  *   RETRAIN#<p>#<windowStart> | RETRAIN                      the window's one retraining claim: reason, status, runId
- * and `models/<p>/<v>/reference.json` in S3 (the drift reference, built once per version).
+ * and, for a version exported before Export wrote it, `models/<p>/<v>/reference.json` (the drift reference).
+ *
+ * Everything it reads about a version lives with the version (`models/<p>/<v>/live.json`, see
+ * lib/deploy/liveModel.ts), never under `runs/`, which the bucket's lifecycle rule expires: the
+ * models that stay in production longest are the ones it exists for.
  */
 export interface MonitorDependencies {
   registry: Registry;
@@ -38,7 +43,7 @@ export interface RetrainRequest {
   trigger: 'reward' | 'drift';
   /** Deterministic per project and window, so a retried start is recognisable. */
   runId: string;
-  /** The spec of the run that produced production, when its manifest says. */
+  /** The spec to retrain from: production's copy under `models/<p>/<v>/spec.json`. */
   specUri?: string;
 }
 
@@ -58,7 +63,7 @@ export interface MonitorOptions {
   maxSampleObjects?: number;
   /** Holdout rows used to build a reference. Default 20 000. */
   maxReferenceRows?: number;
-  /** The monitor thresholds of the run behind a card; default its manifest's `spec.monitor`. */
+  /** The monitor thresholds and retraining spec of a version; default its live-model document (for older versions, its run's manifest). */
   monitorSpecOf?: (card: ModelCard) => Promise<{ monitor: MonitorSpec; specUri?: string }>;
   /** Holdout embeddings (rows × card.encoder.dimension) behind a card; default the holdout rows of its feature shards. */
   holdoutEmbeddings?: (card: ModelCard) => AsyncIterable<Float32Array>;
@@ -139,8 +144,9 @@ async function monitorProject(deps: MonitorDependencies, options: PassOptions, p
   if (!set) return undefined;
   const versions = servingVersions(set);
   const cards = await Promise.all(versions.map((version) => readCard(deps, project, version)));
+  const lives = await Promise.all(versions.map((version) => readLiveModel(deps.store, project, version)));
   const production = cards[0];
-  const { monitor, specUri } = await (options.monitorSpecOf ?? ((card) => manifestMonitorSpec(deps.store, card)))(production);
+  const { monitor, specUri } = await (options.monitorSpecOf ?? ((card) => liveMonitorSpec(deps.store, card, lives[0])))(production);
   const windowMs = monitor.windowHours * 3_600_000;
   const nowMs = options.now.getTime();
   const windowStartMs = Math.floor(nowMs / windowMs) * windowMs;
@@ -154,7 +160,7 @@ async function monitorProject(deps: MonitorDependencies, options: PassOptions, p
   for (const [index, version] of versions.entries()) {
     const card = cards[index];
     const reward = rewardHealth(stats[index], previous?.[String(version)], card.holdoutObjective);
-    const drift = await driftHealth(deps, options, card, nowMs - windowMs, nowMs);
+    const drift = await driftHealth(deps, options, { card, live: lives[index] }, nowMs - windowMs, nowMs);
     const breaches: string[] = [];
     if (reward.drop !== null && reward.count >= (options.minFeedback ?? 30) && reward.drop > monitor.minRewardDrop) {
       breaches.push(
@@ -238,12 +244,13 @@ async function putSnapshotOnce(deps: MonitorDependencies, project: string, windo
 
 // ── drift ─────────────────────────────────────────────────────────────────────────────────────
 
-async function driftHealth(deps: MonitorDependencies, options: PassOptions, card: ModelCard, fromMs: number, toMs: number): Promise<DriftHealth> {
+async function driftHealth(deps: MonitorDependencies, options: PassOptions, version: { card: ModelCard; live?: LiveModel }, fromMs: number, toMs: number): Promise<DriftHealth> {
+  const { card } = version;
   const dimension = card.encoder.dimension;
   const samples = await recentSamples(deps.store, card, fromMs, toMs, options.maxSampleObjects ?? 500);
   const minSamples = options.minDriftSamples ?? 200;
   if (samples.length < minSamples) return { unavailable: `only ${samples.length} sampled inputs in the window (${minSamples} needed)`, samples: samples.length };
-  const reference = await referenceFor(deps.store, options, card);
+  const reference = await referenceFor(deps.store, options, version);
   if ('unavailable' in reference) return { ...reference, samples: samples.length };
   if (reference.dimension !== dimension || reference.seed !== driftSeed(dimension)) {
     return { unavailable: `the reference was built for dimension ${reference.dimension}, the model has ${dimension}`, samples: samples.length };
@@ -271,27 +278,23 @@ async function recentSamples(store: ArtifactStore, card: ModelCard, fromMs: numb
   return rows;
 }
 
-/** The version's reference, built from its holdout embeddings and stored on first sight. */
-async function referenceFor(store: ArtifactStore, options: PassOptions, card: ModelCard): Promise<DriftReference | { unavailable: string }> {
-  const key = `${keys.modelPrefix(card.project, card.version)}reference.json`;
-  if (await store.exists(key)) return store.getJson<DriftReference>(key);
-  const dimension = card.encoder.dimension;
-  const directions = projectionDirections(dimension);
-  const limit = options.maxReferenceRows ?? 20_000;
-  const projected: number[][] = [];
+/** The version's drift reference: the one Export wrote beside it, or (older versions) one built from its holdout shards on first sight. */
+async function referenceFor(store: ArtifactStore, options: PassOptions, version: { card: ModelCard; live?: LiveModel }): Promise<DriftReference | { unavailable: string }> {
+  const { card, live } = version;
+  if (live) {
+    if (!live.reference) return { unavailable: `${card.project} version ${card.version} was exported without a drift reference: its holdout had fewer than ${MIN_REFERENCE_ROWS} rows` };
+    return DriftReferenceSchema.parse(await store.getJson<unknown>(live.reference.uri));
+  }
+  const key = keys.modelFile(card.project, card.version, 'reference.json');
+  if (await store.exists(key)) return DriftReferenceSchema.parse(await store.getJson<unknown>(key));
   const source = options.holdoutEmbeddings ?? ((c: ModelCard) => shardHoldoutEmbeddings(store, c));
-  for await (const chunk of source(card)) {
-    const rows = Math.min(chunk.length / dimension, limit - projected.length);
-    projected.push(...projectRows(chunk, dimension, directions, Array.from({ length: rows }, (_, i) => i)));
-    if (projected.length >= limit) break;
+  const built = await referenceFromEmbeddings(source(card), { dimension: card.encoder.dimension, maxRows: options.maxReferenceRows ?? REFERENCE_ROWS });
+  if (!built.reference) {
+    return { unavailable: `only ${built.rows} holdout rows found for ${card.project} version ${card.version} (features/${card.lineage.featuresDigest}/); drift needs a reference of at least ${MIN_REFERENCE_ROWS}` };
   }
-  if (projected.length < DRIFT_PROJECTIONS * 10) {
-    return { unavailable: `only ${projected.length} holdout rows found for ${card.project} version ${card.version} (features/${card.lineage.featuresDigest}/); drift needs a reference of at least ${DRIFT_PROJECTIONS * 10}` };
-  }
-  const reference = buildReference(projected, dimension);
-  await store.putJson(key, reference);
-  options.logger.info('drift reference built', { project: card.project, version: card.version, rows: projected.length, key });
-  return reference;
+  await store.putJson(key, built.reference);
+  options.logger.info('drift reference built', { project: card.project, version: card.version, rows: built.rows, key });
+  return built.reference;
 }
 
 /** Holdout rows of the feature shards under `features/<featuresDigest>/`: by the split column, or every row of a shard named for the holdout. */
@@ -398,17 +401,22 @@ async function readCard(deps: MonitorDependencies, project: string, version: num
   return deps.store.getJson<ModelCard>(registered.lineage.cardUri ?? keys.modelCard(project, version));
 }
 
+/** Production's thresholds and retraining spec from its live-model document; a version exported before there was one falls back to its run's manifest. */
+async function liveMonitorSpec(store: ArtifactStore, card: ModelCard, live: LiveModel | undefined): Promise<{ monitor: MonitorSpec; specUri?: string }> {
+  if (live) return { monitor: live.monitor, specUri: live.spec.uri };
+  return manifestMonitorSpec(store, card);
+}
+
 async function manifestMonitorSpec(store: ArtifactStore, card: ModelCard): Promise<{ monitor: MonitorSpec; specUri?: string }> {
   const key = keys.runManifest(card.runId);
   let manifest: { specUri?: string; spec?: { monitor?: Partial<MonitorSpec> } };
   try {
     manifest = await store.getJson(key);
   } catch (cause) {
-    throw new ServeError(`cannot read ${key}, the manifest of run ${card.runId} behind ${card.project} version ${card.version}, for its monitor thresholds; restore it or pass monitorSpecOf`, {
-      code: 'MONITOR_FAILED',
-      context: { project: card.project, version: card.version, key },
-      cause,
-    });
+    throw new ServeError(
+      `${card.project} version ${card.version} has no ${keys.modelFile(card.project, card.version, 'live.json')} (it was exported before Export wrote one) and ${key}, the manifest of its run ${card.runId}, cannot be read (runs/ expires); promote a version exported since, or pass monitorSpecOf`,
+      { code: 'MONITOR_FAILED', context: { project: card.project, version: card.version, key }, cause },
+    );
   }
   const monitor = manifest.spec?.monitor;
   const valid = monitor && [monitor.windowHours, monitor.minRewardDrop, monitor.psiThreshold].every((v) => typeof v === 'number' && Number.isFinite(v)) && (monitor.windowHours ?? 0) > 0;

@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { errorLogFields } from '#lib/errors/index.ts';
 import type { ServeContext } from './context.ts';
 import { ServeError } from './errors.ts';
-import { errorResult, handleFeedbackEvent, handleInferEvent, json, type FunctionUrlEvent, type FunctionUrlResult } from './http.ts';
+import { handleFeedbackEvent } from './feedback.ts';
+import { errorResult, json, type FunctionUrlEvent, type FunctionUrlResult } from './http.ts';
+import { handleInferEvent } from './infer.ts';
 
 export interface StartServerOptions {
   context: ServeContext;

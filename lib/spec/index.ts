@@ -1,5 +1,6 @@
 export { parseSpec, parseSpecJson, type ParseSpecOptions } from '#lib/spec/parse.ts';
 export { SpecError, formatSpecProblems, type SpecProblem } from '#lib/spec/errors.ts';
+export { executionHistoryProblems, loopBudgetOf } from '#lib/spec/budget.ts';
 export { canonicalJson, specDigest } from '#lib/spec/digest.ts';
 export {
   ARCHITECTURES,
@@ -8,6 +9,7 @@ export {
   METRICS_BY_TASK_TYPE,
   TASK_TYPES,
   datasetFormatOf,
+  monitorSchema,
   primaryBaseModel,
   specInputSchema,
   type Architecture,

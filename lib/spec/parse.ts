@@ -1,4 +1,5 @@
 import type * as z from 'zod';
+import { executionHistoryProblems } from '#lib/spec/budget.ts';
 import { SpecError, type SpecProblem } from '#lib/spec/errors.ts';
 import { closestName, kindOf, pathToString, renderValue, valueAt } from '#lib/spec/render.ts';
 import {
@@ -26,7 +27,11 @@ export function parseSpec(input: unknown, options: ParseSpecOptions = {}): Spec 
   problems.push(...crossFieldProblems(input));
   const unique = dedupe(problems);
   if (!result.success || unique.length > 0) throw new SpecError({ source, problems: unique });
-  return normalizeSpec(result.data, { format: resolveFormat(result.data.datasets) as DatasetFormat });
+  const spec = normalizeSpec(result.data, { format: resolveFormat(result.data.datasets) as DatasetFormat });
+  // Checked on the spec with its defaults: an unset population counts as the default one.
+  const budget = executionHistoryProblems(spec);
+  if (budget.length > 0) throw new SpecError({ source, problems: budget });
+  return spec;
 }
 
 /** `parseSpec` for the text of a JSON file; a JSON syntax error is reported as a spec problem. */

@@ -8,6 +8,7 @@
  *   runs/<runId>/trials/<trialId>/<name>           trial weights, metrics
  *   runs/<runId>/<name>                            reports and other run files
  *   models/<project>/<version>/model.onnx|card.json
+ *   models/<project>/<version>/live.json|spec.json|reference.json   what a live model needs once runs/ expired
  */
 import { StoreError } from './errors.ts';
 
@@ -41,4 +42,5 @@ export const keys = {
   modelPrefix: (project: string, version: number) => `models/${segment('project', project)}/${segment('version', version)}/`,
   model: (project: string, version: number) => `models/${segment('project', project)}/${segment('version', version)}/model.onnx`,
   modelCard: (project: string, version: number) => `models/${segment('project', project)}/${segment('version', version)}/card.json`,
+  modelFile: (project: string, version: number, name: string) => `models/${segment('project', project)}/${segment('version', version)}/${relative('name', name)}`,
 } as const;

@@ -64,11 +64,16 @@ export interface PassState extends StateBase, Transition {
   ResultPath?: string | null;
 }
 
-export interface ChoiceRule {
+export interface ChoiceCondition {
   Variable: string;
   BooleanEquals?: boolean;
-  Next: string;
+  /** `*` matches any run of characters. */
+  StringMatches?: string;
+  /** Guards a comparison: comparing a path that is absent is an uncatchable States.Runtime. */
+  IsPresent?: boolean;
 }
+
+export type ChoiceRule = (ChoiceCondition | { And: ChoiceCondition[] }) & { Next: string };
 
 export interface ChoiceState extends StateBase {
   Type: 'Choice';

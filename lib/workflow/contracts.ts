@@ -336,8 +336,13 @@ export type RecordFailureInput = z.infer<typeof RecordFailureInput>;
 export const RecordFailureOutput = z.object({
   runId: RunId,
   status: z.literal('FAILED'),
-  /** The error name, e.g. `SpecError`, `States.TaskFailed`. */
-  error: z.string(),
+  /**
+   * The error name the execution ends with, e.g. `SpecError`, `Agentflow.JobFailed`. Never
+   * `States.*`: AWS reserves that prefix for its own errors, so a Fail state may not raise one.
+   */
+  error: z.string().refine((name) => !name.startsWith('States.'), {
+    error: (issue) => `${JSON.stringify(issue.input)} uses the States. prefix AWS reserves for its own errors; RecordFailure must give it a project name such as Agentflow.JobFailed`,
+  }),
   /** A readable cause, unpacked from the Lambda or Batch JSON when there is one. */
   cause: z.string(),
 });

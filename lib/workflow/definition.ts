@@ -36,16 +36,18 @@ import {
   TRIAL_RESULT_PATH,
   TrialJobEnv,
 } from '#lib/workflow/contracts.ts';
-import { WorkflowError } from '#lib/workflow/errors.ts';
-import { JOB_QUEUE_PLACEHOLDER, STAGES, stageOf, type BatchStageName, type LambdaStageName } from '#lib/workflow/stages.ts';
+import { FAILURE_NAMES, WorkflowError } from '#lib/workflow/errors.ts';
+import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
+import { JOB_QUEUE_PLACEHOLDER, PARTITION_PLACEHOLDER, STAGES, stageOf, type BatchStageName, type LambdaStageName } from '#lib/workflow/stages.ts';
 
 export type { StateMachineDefinition } from '#lib/workflow/asl.ts';
 
-/** Every `${Placeholder}` in the definition: one per Lambda function and job definition, and the job queue. */
-export const PLACEHOLDERS: readonly string[] = [...STAGES.map((s) => s.placeholder), JOB_QUEUE_PLACEHOLDER];
+/** Every `${Placeholder}` in the definition: one per Lambda function and job definition, the job queue, and the partition. */
+export const PLACEHOLDERS: readonly string[] = [...STAGES.map((s) => s.placeholder), JOB_QUEUE_PLACEHOLDER, PARTITION_PLACEHOLDER];
 
-export const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';
-export const BATCH_SUBMIT_JOB_SYNC = 'arn:aws:states:::batch:submitJob.sync';
+// Service integration ARNs carry the partition: `arn:aws:` is refused in aws-cn and aws-us-gov.
+export const LAMBDA_INVOKE = `arn:\${${PARTITION_PLACEHOLDER}}:states:::lambda:invoke`;
+export const BATCH_SUBMIT_JOB_SYNC = `arn:\${${PARTITION_PLACEHOLDER}}:states:::batch:submitJob.sync`;
 
 /** Errors the Lambda service itself raises (throttling, service faults): worth retrying with backoff. */
 export const LAMBDA_TRANSIENT_ERRORS = [
@@ -58,11 +60,16 @@ export const LAMBDA_TRANSIENT_ERRORS = [
 /** Errors from the Batch API while submitting or polling a job (429 throttling, 5xx). */
 export const BATCH_TRANSIENT_ERRORS = ['Batch.AWSBatchException', 'Batch.TooManyRequestsException', 'Batch.ServerException'];
 
+/** The error of a run whose failure RecordFailure could not record (every other failure is named by RecordFailure). */
+export const FAILURE_NOT_RECORDED = 'Agentflow.FailureNotRecorded';
+
 /** Names of the states that are not stages of STAGES. */
 export const STATE_NAMES = {
   trials: 'Trials',
   trialSucceeded: 'TrialSucceeded',
   trialFailed: 'TrialFailed',
+  whyTrialFailed: 'WhyTrialFailed',
+  trialWithoutGpu: 'TrialWithoutGpu',
   isTuningDone: 'IsTuningDone',
   succeeded: 'Succeeded',
   runFailed: 'RunFailed',
@@ -203,8 +210,30 @@ export function buildDefinition(options: DefinitionOptions = {}): StateMachineDe
         resultPath: '$.job',
         next: STATE_NAMES.trialSucceeded,
         // A failed trial is a result for Reward to learn from, not a failed run.
-        catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE_NAMES.trialFailed }],
+        catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE_NAMES.whyTrialFailed }],
       }),
+      // Batch reports a job the queue cancelled for want of GPU capacity as a plain States.TaskFailed,
+      // with the reason only inside the Cause (the job description). Name it here, so Reward can say
+      // why and how to fix it; the Cause itself is too large to carry for every trial.
+      [STATE_NAMES.whyTrialFailed]: {
+        Type: 'Choice',
+        Choices: [
+          {
+            And: [
+              { Variable: '$.error.Cause', IsPresent: true },
+              // The job's own StatusReason, as the compact job description JSON writes it (not a log line that quotes it).
+              { Variable: '$.error.Cause', StringMatches: `*"StatusReason":"${GPU_WAIT.cancelledStatusPrefix.replace(/[*\\]/g, '\\$&')}*` },
+            ],
+            Next: STATE_NAMES.trialWithoutGpu,
+          },
+        ],
+        Default: STATE_NAMES.trialFailed,
+      },
+      [STATE_NAMES.trialWithoutGpu]: {
+        Type: 'Pass',
+        Parameters: { 'trialId.$': '$.proposal.trialId', status: 'failed', error: FAILURE_NAMES.gpuCapacity, 'resultUri.$': '$.resultUri' },
+        End: true,
+      },
       [STATE_NAMES.trialSucceeded]: {
         Type: 'Pass',
         Parameters: { 'trialId.$': '$.proposal.trialId', status: 'succeeded', 'jobId.$': '$.job.jobId', 'resultUri.$': '$.resultUri' },
@@ -349,11 +378,13 @@ export function buildDefinition(options: DefinitionOptions = {}): StateMachineDe
       // Keep `$.error` (the run's failure) intact; the recording failure goes beside it.
       catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.recordFailureError', Next: STATE_NAMES.failureNotRecorded }],
     }),
+    // RecordFailureOutput.error is never `States.*` (its contract refuses it), so neither is this Fail state's.
     [STATE_NAMES.runFailed]: { Type: 'Fail', Comment: 'the failure is recorded on the run', ErrorPath: '$.failure.error', CausePath: '$.failure.cause' } satisfies FailState,
+    // A fixed name: the caught error may be a `States.*` one, which a Fail state must not raise.
     [STATE_NAMES.failureNotRecorded]: {
       Type: 'Fail',
       Comment: 'the stage failed and so did RecordFailure',
-      ErrorPath: '$.error.Error',
+      Error: FAILURE_NOT_RECORDED,
       Cause: 'the run failed and RecordFailure could not record it; the execution history has both errors',
     } satisfies FailState,
   };

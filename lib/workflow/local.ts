@@ -10,7 +10,7 @@ import { RunContext } from '#lib/workflow/contracts.ts';
 import { buildDefinition, PLACEHOLDERS, substitutePlaceholders } from '#lib/workflow/definition.ts';
 import { TaskError, WorkflowError } from '#lib/workflow/errors.ts';
 import { launchLocalJob, type JobOutputLine } from '#lib/workflow/localJob.ts';
-import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, type BatchJobName, type LambdaStageName } from '#lib/workflow/stages.ts';
+import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, PARTITION_PLACEHOLDER, type BatchJobName, type LambdaStageName } from '#lib/workflow/stages.ts';
 
 /** A Lambda handler as the runner calls it: the event is what the state's `Payload` template built. */
 export type LocalLambdaHandler = (event: unknown) => unknown;
@@ -27,13 +27,16 @@ export type WorkflowEventType =
   | 'StateFailed'
   | 'StateRetried'
   | 'StateCaught'
+  | 'MapIterationStarted'
+  | 'MapIterationSucceeded'
+  | 'MapIterationFailed'
   | 'ExecutionSucceeded'
   | 'ExecutionFailed';
 
 /** A step of a local execution, for progress display. */
 export interface WorkflowEvent {
   type: WorkflowEventType;
-  /** The state's name; absent on execution events. */
+  /** The state's name (the Map's, on Map iteration events); absent on execution events. */
   state?: string;
   /** The Map iteration (proposal index) for states inside the Trials iterator. */
   index?: number;
@@ -80,7 +83,7 @@ const DEFAULT_TIMEOUT_MS = 6 * 3600 * 1000;
 
 /** The names the local runtime substitutes for the definition's placeholders. */
 export function localPlaceholderValues(): Record<string, string> {
-  const values: Record<string, string> = { [JOB_QUEUE_PLACEHOLDER]: 'local:batch:job-queue' };
+  const values: Record<string, string> = { [JOB_QUEUE_PLACEHOLDER]: 'local:batch:job-queue', [PARTITION_PLACEHOLDER]: 'aws' };
   for (const stage of LAMBDA_STAGES) values[stage.placeholder] = `local:lambda:${stage.state}`;
   for (const stage of BATCH_STAGES) values[stage.placeholder] = `local:batch:job-definition:${stage.job}`;
   for (const name of PLACEHOLDERS) {
@@ -90,7 +93,7 @@ export function localPlaceholderValues(): Record<string, string> {
 }
 
 /** aws-local-stepfunctions 3 uses `Promise.withResolvers` (Node 22+); Node 20 needs it supplied. */
-function ensurePromiseWithResolvers(): void {
+export function ensurePromiseWithResolvers(): void {
   const P = Promise as unknown as { withResolvers?: unknown };
   if (typeof P.withResolvers === 'function') return;
   P.withResolvers = function withResolvers<T>() {
@@ -152,6 +155,7 @@ interface LocalEventLog {
   timestamp: number;
   index?: number;
   state?: { name: string; output?: unknown };
+  parentState?: { name: string };
   Error?: string;
   Cause?: unknown;
   output?: unknown;
@@ -184,8 +188,13 @@ function toWorkflowEvent(event: LocalEventLog): WorkflowEvent | undefined {
       return { type: 'StateRetried', ...base, detail: { attempt: event.retry?.attempt, errorEquals: event.retry?.retrier.ErrorEquals } };
     case 'StateCaught':
       return { type: 'StateCaught', ...base, detail: { errorEquals: event.catch?.catcher.ErrorEquals, next: event.catch?.catcher.Next } };
+    // Step Functions writes these to the history too, so they count against its event limit (history.ts).
+    case 'MapIterationStarted':
+    case 'MapIterationSucceeded':
+    case 'MapIterationFailed':
+      return { type: event.type, at, ...(event.parentState ? { state: event.parentState.name } : {}), ...(event.index !== undefined ? { index: event.index } : {}) };
     default:
-      // Map iteration and Parallel branch bookkeeping: the state events inside carry the same news.
+      // Parallel branch bookkeeping (no Parallel state in the definition).
       return undefined;
   }
 }

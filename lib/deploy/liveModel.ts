@@ -1,0 +1,98 @@
+/**
+ * What a live model needs after its run's scratch is gone. `runs/` expires (the bucket's
+ * lifecycle rule, 30 days by default), and the models that stay in production longest are the
+ * ones monitoring and retraining exist for; so Export writes beside each version, under its
+ * immutable `models/<project>/<version>/` keys:
+ *
+ *   live.json        this document: monitor thresholds, where the spec and datasets are, the drift reference
+ *   spec.json        the run's spec as it started (datasets as S3 URIs), so a retraining run can start from it
+ *   reference.json   the drift reference, from the version's own encoder's holdout embeddings
+ *
+ * Nothing here imports ONNX Runtime: the monitor reads it.
+ */
+import * as z from 'zod';
+import type { RunManifest } from '#lib/prepare/manifest.ts';
+import { REFERENCE_ROWS, referenceFromEmbeddings } from '#lib/serve/drift.ts';
+import { readShard } from '#lib/shards/index.ts';
+import { monitorSchema } from '#lib/spec/index.ts';
+import { keys, type ArtifactStore } from '#lib/store/index.ts';
+import { DeployError } from './errors.ts';
+
+export const LIVE_MODEL_FILES = { document: 'live.json', spec: 'spec.json', reference: 'reference.json' } as const;
+
+export const LiveModel = z.strictObject({
+  liveModelVersion: z.literal(1),
+  project: z.string().min(1),
+  version: z.int().positive(),
+  /** The run that trained it; its `runs/<runId>/` scratch may be gone. */
+  runId: z.string().min(1),
+  /** The spec's `monitor` section: the thresholds the monitor holds production to. */
+  monitor: monitorSchema,
+  spec: z.strictObject({
+    /** The copy under the version's folder, which a retraining run starts from. */
+    uri: z.string().startsWith('s3://'),
+    /** Where the run read it (often `runs/<runId>/spec.json`, which expires): lineage only. */
+    sourceUri: z.string(),
+    digest: z.string(),
+  }),
+  /** The datasets the spec names (content-addressed under `datasets/`, which does not expire) and how the train file is split. */
+  datasets: z.array(z.strictObject({ role: z.enum(['train', 'validation', 'holdout']), uri: z.string(), digest: z.string() })).min(1),
+  split: z.record(z.string(), z.unknown()),
+  /** The feature shards the version was trained on, and the encoder whose embeddings it reads. */
+  features: z.strictObject({ digest: z.string(), encoderId: z.string() }),
+  /** The drift reference; null when the holdout had too few rows to build one. */
+  reference: z.strictObject({ uri: z.string().startsWith('s3://'), rows: z.int().positive() }).nullable(),
+});
+export type LiveModel = z.infer<typeof LiveModel>;
+
+/**
+ * Writes a version's live-model files (Export calls it before the card, so a retried Export
+ * finds none or rewrites the same bytes: nothing here depends on the time).
+ */
+export async function writeLiveModel(
+  store: ArtifactStore,
+  options: { manifest: RunManifest; version: number; encoderId: string; dimension: number; holdoutShardUri: string },
+): Promise<LiveModel> {
+  const { manifest, version } = options;
+  const file = (name: string) => keys.modelFile(manifest.project, version, name);
+  const spec = await store.putJson(file(LIVE_MODEL_FILES.spec), await store.getJson<unknown>(manifest.specUri));
+
+  // A holdout too small to split off leaves no shard: then there is no reference, and the monitor says so.
+  const built = (await store.exists(options.holdoutShardUri))
+    ? await referenceFromEmbeddings(holdoutEmbeddings(store, options.holdoutShardUri, options.dimension), { dimension: options.dimension, maxRows: REFERENCE_ROWS })
+    : { rows: 0 };
+  const reference = built.reference ? { uri: (await store.putJson(file(LIVE_MODEL_FILES.reference), built.reference)).uri, rows: built.rows } : null;
+
+  const document = LiveModel.parse({
+    liveModelVersion: 1,
+    project: manifest.project,
+    version,
+    runId: manifest.runId,
+    monitor: manifest.spec.monitor,
+    spec: { uri: spec.uri, sourceUri: manifest.specUri, digest: manifest.specDigest },
+    datasets: manifest.datasets.map(({ role, uri, digest }) => ({ role, uri, digest })),
+    split: manifest.split,
+    features: { digest: manifest.featuresDigest, encoderId: options.encoderId },
+    reference,
+  } satisfies LiveModel);
+  await store.putJson(file(LIVE_MODEL_FILES.document), document);
+  return document;
+}
+
+/** A version's live-model document, or undefined for a version exported before there was one. */
+export async function readLiveModel(store: ArtifactStore, project: string, version: number): Promise<LiveModel | undefined> {
+  const key = keys.modelFile(project, version, LIVE_MODEL_FILES.document);
+  if (!(await store.exists(key))) return undefined;
+  const parsed = LiveModel.safeParse(await store.getJson<unknown>(key));
+  if (!parsed.success) {
+    throw new DeployError(`${store.uri(key)} is not a live-model document (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}); it is written by Export, so re-export the version or restore the file`, {
+      code: 'LIVE_MODEL_INVALID',
+      context: { project, version, key },
+    });
+  }
+  return parsed.data;
+}
+
+async function* holdoutEmbeddings(store: ArtifactStore, uri: string, dimension: number): AsyncGenerator<Float32Array> {
+  for await (const batch of readShard(await store.getStream(uri), { dim: dimension })) yield batch.features;
+}
