@@ -3,6 +3,7 @@
  * checked, so a typo fails `cdk synth` with the key and the fix instead of deploying a surprise.
  */
 import { z } from 'zod';
+import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
 import { DeployError } from './errors.ts';
 
 export const CONTEXT_KEYS = {
@@ -14,6 +15,10 @@ export const CONTEXT_KEYS = {
   schedules: 'agentflow:schedules',
   monitorRate: 'agentflow:monitorRate',
   inferP99AlarmMs: 'agentflow:inferP99AlarmMs',
+  maxGpuWaitMinutes: 'agentflow:maxGpuWaitMinutes',
+  existingBucket: 'agentflow:existingBucket',
+  existingRegistryTable: 'agentflow:existingRegistryTable',
+  existingRewardTable: 'agentflow:existingRewardTable',
 } as const;
 
 /** `rate(…)`/`cron(…)` as EventBridge Scheduler writes them, or the bare forms the spec uses ("7 days", 6 cron fields). */
@@ -43,6 +48,11 @@ const VpcImport = z.strictObject({
   subnetIds: z.array(z.string().regex(/^subnet-[0-9a-f]+$/)).min(1),
 });
 
+/** S3's naming rules for general purpose buckets (dots allowed, not as the first or last character). */
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+/** DynamoDB's naming rules for tables. */
+const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
+
 const Context = z.strictObject({
   gpuInstanceTypes: z.array(z.string().regex(/^[a-z0-9]+\.[a-z0-9]+$/, 'an EC2 instance type such as "g5.xlarge"')).min(1).default(['g5.xlarge']),
   spot: z.boolean().default(true),
@@ -52,6 +62,14 @@ const Context = z.strictObject({
   schedules: z.array(Schedule).default([]),
   monitorRate: z.string().regex(RATE, 'a rate such as "rate(1 hour)"').default('rate(1 hour)'),
   inferP99AlarmMs: z.number().positive().default(1000),
+  maxGpuWaitMinutes: z
+    .int(`a whole number of minutes from ${GPU_WAIT.minMinutes} to ${GPU_WAIT.maxMinutes} (Batch's limits for a RUNNABLE time limit), e.g. ${GPU_WAIT.defaultMinutes}`)
+    .min(GPU_WAIT.minMinutes, `Batch cancels RUNNABLE jobs after ${GPU_WAIT.minMinutes} minutes at the earliest; give ${GPU_WAIT.minMinutes}..${GPU_WAIT.maxMinutes}`)
+    .max(GPU_WAIT.maxMinutes, `Batch cancels RUNNABLE jobs after ${GPU_WAIT.maxMinutes} minutes (24 h) at the latest; give ${GPU_WAIT.minMinutes}..${GPU_WAIT.maxMinutes}`)
+    .default(GPU_WAIT.defaultMinutes),
+  existingBucket: z.string().regex(BUCKET_NAME, 'the name (not the ARN or s3:// URI) of an existing S3 bucket, e.g. "agentflow-artifacts-123456789012"').optional(),
+  existingRegistryTable: z.string().regex(TABLE_NAME, 'the name (not the ARN) of an existing DynamoDB table: 3-255 letters, digits, _ . or -').optional(),
+  existingRewardTable: z.string().regex(TABLE_NAME, 'the name (not the ARN) of an existing DynamoDB table: 3-255 letters, digits, _ . or -').optional(),
 });
 
 export interface RetrainingSchedule {
@@ -72,6 +90,17 @@ export interface AgentflowContext {
   /** `rate(…)`. */
   monitorRate: string;
   inferP99AlarmMs: number;
+  /** Minutes a GPU job may wait RUNNABLE before the job queue cancels it (GPU_WAIT). */
+  maxGpuWaitMinutes: number;
+  /** Names of a bucket and tables kept from an earlier deployment, adopted instead of created. */
+  existing: ExistingStorage;
+}
+
+/** What `agentflow:existing*` adopts; each absent name is created by the stack. */
+export interface ExistingStorage {
+  bucket?: string;
+  registryTable?: string;
+  rewardTable?: string;
 }
 
 /** `-c key=value` on the command line gives strings; JSON in them (arrays, booleans, numbers) is parsed. */
@@ -104,10 +133,33 @@ export function readContext(get: (key: string) => unknown): AgentflowContext {
       cause: parsed.error,
     });
   }
-  const { schedules, monitorRate, ...rest } = parsed.data;
+  const { schedules, monitorRate, existingBucket, existingRegistryTable, existingRewardTable, ...rest } = parsed.data;
+  const existing = adoptedStorage({ bucket: existingBucket, registryTable: existingRegistryTable, rewardTable: existingRewardTable });
   return {
     ...rest,
+    existing,
     monitorRate: scheduleExpression({ rate: monitorRate }),
     schedules: schedules.map((s) => ({ project: s.project, specUri: s.specUri, enabled: s.enabled, expression: scheduleExpression(s) })),
   };
+}
+
+/**
+ * The tables are adopted together and only with the bucket: version items point at
+ * `models/<project>/<version>/` keys and arm counters at versions, so a registry without its
+ * bucket, or rewards without their registry, would refer to things the new stack does not have.
+ * A bucket alone is fine: its keys are content-addressed or per run, and a new registry starts empty.
+ */
+function adoptedStorage(names: ExistingStorage): ExistingStorage {
+  const given = Object.entries(names).filter(([, name]) => name !== undefined);
+  const tables = [names.registryTable, names.rewardTable].filter((name) => name !== undefined).length;
+  if (tables > 0 && (tables < 2 || names.bucket === undefined)) {
+    const missing = (['bucket', 'registryTable', 'rewardTable'] as const).filter((field) => names[field] === undefined);
+    const keyOf = { bucket: CONTEXT_KEYS.existingBucket, registryTable: CONTEXT_KEYS.existingRegistryTable, rewardTable: CONTEXT_KEYS.existingRewardTable };
+    throw new DeployError(
+      `invalid CDK context: ${given.map(([field]) => keyOf[field as keyof ExistingStorage]).join(', ')} given without ${missing.map((field) => keyOf[field]).join(', ')}. ` +
+        'Existing tables are adopted together with the bucket their versions point into: give all three names from the earlier stack, or only the bucket',
+      { code: 'CONTEXT_INVALID', context: { given: Object.fromEntries(given), missing: missing.map((field) => keyOf[field]) } },
+    );
+  }
+  return Object.fromEntries(given) as ExistingStorage;
 }

@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BATCH_STAGES, LAMBDA_STAGES, type LambdaStageName } from '#lib/workflow/index.ts';
+import { DeployError } from './errors.ts';
 
 /** What a function may do with a resource; the access helpers turn it into IAM grants. */
 export type Access = 'read' | 'readWrite';
@@ -28,9 +29,33 @@ export interface FunctionSpec {
   startsRuns: boolean;
   /** Served behind a Function URL with AWS_IAM auth. */
   url: boolean;
+  /**
+   * Runs an ONNX model, so its bundle ships onnxruntime-node (~48 MB unzipped, and a native
+   * library loaded at cold start). Every other function's bundle must not import it: bundling
+   * fails if one does (see vendorOnnxRuntime.ts).
+   */
+  runsModel: boolean;
 }
 
-type StageExtras = Omit<FunctionSpec, 'handler' | 'stage' | 'timeoutSeconds' | 'startsRuns' | 'url'>;
+/**
+ * Which functions run an ONNX model, by handler: Prepare runs a bring-your-own encoder once to
+ * read its signature, Export checks parity, Promote scores the holdout, Infer serves. Plan, Reward
+ * and RecordFailure work on records and logs; Feedback updates counters; Monitor compares
+ * projections of stored embeddings.
+ */
+const RUNS_MODEL: Record<string, boolean> = {
+  prepare: true,
+  plan: false,
+  reward: false,
+  export: true,
+  promote: true,
+  recordFailure: false,
+  infer: true,
+  feedback: false,
+  monitor: false,
+};
+
+type StageExtras = Omit<FunctionSpec, 'handler' | 'stage' | 'timeoutSeconds' | 'startsRuns' | 'url' | 'runsModel'>;
 
 const rw: Access = 'readWrite';
 
@@ -54,7 +79,7 @@ const STAGE_FUNCTIONS: Record<LambdaStageName, StageExtras> = {
   RecordFailure: { memoryMiB: 256, ephemeralStorageMiB: 512, access: { bucket: 'read', registryTable: rw, rewardTable: 'read' } },
 };
 
-const stageFunctions: FunctionSpec[] = LAMBDA_STAGES.map((stage) => ({
+const stageFunctions: Omit<FunctionSpec, 'runsModel'>[] = LAMBDA_STAGES.map((stage) => ({
   handler: stage.handler,
   stage: stage.state,
   // A Lambda stops at 900 s; the state's TimeoutSeconds (same table) never waits longer than the function.
@@ -64,7 +89,7 @@ const stageFunctions: FunctionSpec[] = LAMBDA_STAGES.map((stage) => ({
   ...STAGE_FUNCTIONS[stage.state],
 }));
 
-const servingFunctions: FunctionSpec[] = [
+const servingFunctions: Omit<FunctionSpec, 'runsModel'>[] = [
   // Routes between serving versions, runs the chosen ONNX model, logs the prediction for feedback.
   // Writes sampled inputs for drift under monitor/ only: a serving function cannot touch models or runs.
   {
@@ -91,7 +116,16 @@ const servingFunctions: FunctionSpec[] = [
   },
 ];
 
-export const FUNCTIONS: readonly FunctionSpec[] = [...stageFunctions, ...servingFunctions];
+export const FUNCTIONS: readonly FunctionSpec[] = [...stageFunctions, ...servingFunctions].map((spec) => {
+  const runsModel = RUNS_MODEL[spec.handler];
+  if (runsModel === undefined) {
+    throw new DeployError(`function "${spec.handler}" has no entry in RUNS_MODEL (cdk/functions.ts); say whether it runs an ONNX model`, {
+      code: 'WIRING_INCOMPLETE',
+      context: { handler: spec.handler },
+    });
+  }
+  return { ...spec, runsModel };
+});
 
 /** Entry points by convention, relative to the repository root. */
 export const handlerEntry = (handler: string): string => `functions/handlers/${handler}.ts`;

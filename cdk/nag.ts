@@ -4,6 +4,7 @@
  * Anything else cdk-nag finds fails `cdk synth` (and the CDK test).
  */
 import { Validations, type CfnResource, type Stack } from 'aws-cdk-lib';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { IConstruct } from 'constructs';
 import { DeployError } from './errors.ts';
 import { FUNCTIONS } from './functions.ts';
@@ -14,10 +15,16 @@ function arnToken(stack: Stack, resource: IConstruct): string {
   return `<${stack.resolve(stack.getLogicalId(resource.node.defaultChild as CfnResource)) as string}.Arn>`;
 }
 
+/** Keys of the artifact bucket as cdk-nag names them: a GetAtt of the created bucket, or the adopted bucket's ARN. */
+function bucketKeysToken(stack: Stack, bucket: IBucket, keys = '*'): string {
+  if (bucket.node.defaultChild) return `${arnToken(stack, bucket)}/${keys}`;
+  return `arn:<AWS::Partition>:s3:::${bucket.bucketName}/${keys}`;
+}
+
 const XRAY = 'X-Ray tracing (tracing: ACTIVE) needs xray:PutTraceSegments/PutTelemetryRecords, which support no resource-level permissions.';
 
 export function acknowledgeNagFindings(stack: AgentflowStack): void {
-  const objects = `Resource::${arnToken(stack, stack.storage.bucket)}/*`;
+  const objects = `Resource::${bucketKeysToken(stack, stack.storage.bucket)}`;
   const objectsReason =
     'Objects of the artifact bucket only: the stages address datasets/, features/<digest>/, runs/<runId>/ and models/<project>/<version>/ by ids known at run time, so no narrower static prefix exists.';
 
@@ -37,11 +44,18 @@ export function acknowledgeNagFindings(stack: AgentflowStack): void {
   for (const spec of FUNCTIONS) {
     for (const pattern of spec.access.bucketWrites ?? []) {
       Validations.of(stack.functions.get(spec.handler).role!).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::${arnToken(stack, stack.storage.bucket)}/${pattern}]`,
+        id: `AwsSolutions-IAM5[Resource::${bucketKeysToken(stack, stack.storage.bucket, pattern)}]`,
         reason: `PutObject only on keys matching ${pattern}, whose project, version and hour parts are known at run time; every other key stays read-only for ${spec.handler}.`,
       });
     }
   }
+
+  // With agentflow:existingBucket the kept artifact bucket logs where it already did, and cdk-nag no
+  // longer sees this bucket as a log destination.
+  Validations.of(stack.storage.logBucket).acknowledge({
+    id: 'AwsSolutions-S1',
+    reason: 'The access-log bucket is itself the destination of the artifact bucket access logs and VPC flow logs; logging its own access would log the log deliveries.',
+  });
 
   Validations.of(stack.batch.node.findChild('JobRole')).acknowledge({ id: `AwsSolutions-IAM5[${objects}]`, reason: objectsReason });
   for (const definition of stack.batch.jobDefinitions.values()) {

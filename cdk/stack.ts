@@ -41,7 +41,7 @@ export class AgentflowStack extends Stack {
     super(scope, id, { description: 'agentflow: multi-task model adaptation, RL tuning and serving (Step Functions, Batch GPU, Lambda)', ...props });
     const { settings } = props;
 
-    this.storage = new Storage(this, 'Storage', { scratchExpirationDays: settings.scratchExpirationDays });
+    this.storage = new Storage(this, 'Storage', { scratchExpirationDays: settings.scratchExpirationDays, existing: settings.existing });
     this.functions = new AgentflowFunctions(this, 'Functions', { storage: this.storage, projectRoot: props.projectRoot, entryOf: props.entryOf });
     this.batch = new GpuBatch(this, 'Batch', { storage: this.storage, context: settings, projectRoot: props.projectRoot, logBucketPrefix: '' });
     this.workflow = new Workflow(this, 'Workflow', {
@@ -77,6 +77,8 @@ export class AgentflowStack extends Stack {
       infer: this.functions.get('infer'),
       feedback: this.functions.get('feedback'),
       inferP99AlarmMs: settings.inferP99AlarmMs,
+      gpuQueue: this.batch.queue,
+      maxGpuWaitMinutes: settings.maxGpuWaitMinutes,
     });
 
     const output = (key: string, value: string, description: string) => new CfnOutput(this, key, { value, description });

@@ -8,8 +8,10 @@
  * CUDA provider, hundreds of MB Lambda cannot use). The package installed from the lock file is the
  * same version, its npm tarball carries every platform's binaries, and copying works offline.
  *
- * Why detect instead of declare: a function whose bundle imports the package but does not ship it
- * fails at cold start with ERR_MODULE_NOT_FOUND; reading the bundle makes that impossible.
+ * Why detect and declare: a function whose bundle imports the package but does not ship it fails at
+ * cold start with ERR_MODULE_NOT_FOUND, so what ships follows what the bundle imports; and
+ * `runsModel` in cdk/functions.ts says which functions may import it, so a barrel import that drags
+ * 48 MB and a native library load into Plan or Feedback fails the synth instead of shipping.
  */
 import { cpSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -77,9 +79,18 @@ export interface VendorResult {
  * Copies onnxruntime-node into `<bundleDir>/node_modules` when `<bundleDir>/index.mjs` imports it,
  * and fails if the result would not fit Lambda's unzipped limit or lacks the linux-x64 binding.
  */
-export function vendorOnnxRuntime(options: { bundleDir: string; projectRoot: string }): VendorResult {
+export interface VendorOptions {
+  bundleDir: string;
+  projectRoot: string;
+  /** The function's declaration (FunctionSpec.runsModel) and name; when given, the bundle must agree with it. */
+  declared?: { handler: string; runsModel: boolean };
+}
+
+export function vendorOnnxRuntime(options: VendorOptions): VendorResult {
   const bundle = join(options.bundleDir, 'index.mjs');
-  if (!bundleImportsOnnxRuntime(readFileSync(bundle, 'utf8'))) return { shipped: false, sizeBytes: directorySizeBytes(options.bundleDir) };
+  const imports = bundleImportsOnnxRuntime(readFileSync(bundle, 'utf8'));
+  checkDeclared(options.declared, imports);
+  if (!imports) return { shipped: false, sizeBytes: directorySizeBytes(options.bundleDir) };
 
   const ortDir = packageDir(ONNX_RUNTIME_PACKAGE, options.projectRoot);
   const commonDir = packageDir(COMMON_PACKAGE, ortDir);
@@ -105,18 +116,28 @@ export function vendorOnnxRuntime(options: { bundleDir: string; projectRoot: str
   return { shipped: true, sizeBytes };
 }
 
+function checkDeclared(declared: VendorOptions['declared'], imports: boolean): void {
+  if (!declared || declared.runsModel === imports) return;
+  const message = declared.runsModel
+    ? `function "${declared.handler}" is marked runsModel: true in cdk/functions.ts, but its bundle does not import ${ONNX_RUNTIME_PACKAGE}; mark it runsModel: false`
+    : `function "${declared.handler}" runs no model (runsModel: false in cdk/functions.ts), but its bundle imports ${ONNX_RUNTIME_PACKAGE} (48 MB and a native library load at cold start). ` +
+      'Import the lib/ modules it needs directly rather than a barrel that re-exports model code (lib/serve/index.ts, lib/stages/index.ts), or mark it runsModel: true if it does run one';
+  throw new DeployError(message, { code: 'WIRING_INCOMPLETE', context: { ...declared, importsOnnxRuntime: imports } });
+}
+
 /** The command the bundling hook runs for one bundle (bash or cmd; paths double-quoted). */
-export function vendorCommand(options: { bundleDir: string; projectRoot: string }): string {
+export function vendorCommand(options: VendorOptions): string {
   const script = fileURLToPath(import.meta.url);
-  return [process.execPath, '--import', 'tsx', script, options.bundleDir, options.projectRoot].map((arg) => JSON.stringify(arg)).join(' ');
+  const declared = options.declared ? [options.declared.handler, String(options.declared.runsModel)] : [];
+  return [process.execPath, '--import', 'tsx', script, options.bundleDir, options.projectRoot, ...declared].map((arg) => JSON.stringify(arg)).join(' ');
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const [bundleDir, projectRoot] = process.argv.slice(2);
-  if (!bundleDir || !projectRoot) {
-    process.stderr.write('usage: node --import tsx cdk/vendorOnnxRuntime.ts <bundleDir> <projectRoot>\n');
+  const [bundleDir, projectRoot, handler, runsModel] = process.argv.slice(2);
+  if (!bundleDir || !projectRoot || (handler !== undefined && runsModel !== 'true' && runsModel !== 'false')) {
+    process.stderr.write('usage: node --import tsx cdk/vendorOnnxRuntime.ts <bundleDir> <projectRoot> [<handler> true|false]\n');
     process.exit(2);
   }
-  const result = vendorOnnxRuntime({ bundleDir, projectRoot });
+  const result = vendorOnnxRuntime({ bundleDir, projectRoot, ...(handler ? { declared: { handler, runsModel: runsModel === 'true' } } : {}) });
   process.stderr.write(`${ONNX_RUNTIME_PACKAGE}: ${result.shipped ? 'shipped' : 'not imported'}; bundle ${(result.sizeBytes / 2 ** 20).toFixed(1)} MiB\n`);
 }

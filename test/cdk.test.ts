@@ -24,8 +24,6 @@ import { tableDefinitions } from '#lib/registry/tables.ts';
 import { BATCH_STAGES, LAMBDA_STAGES, PLACEHOLDERS, buildDefinition, placeholdersIn, JOB_QUEUE_PLACEHOLDER } from '#lib/workflow/index.ts';
 
 const root = resolve(import.meta.dirname, '..');
-/** The handlers that load ONNX models (DESIGN §1): their bundles must ship the runtime. */
-const ONNX_HANDLERS = ['export', 'promote', 'infer', 'monitor'];
 
 const SCHEDULES = [
   { project: 'support-triage', rate: '7 days', specUri: 's3://agentflow-specs/support-triage/spec.json' },
@@ -48,7 +46,7 @@ function entryOf(spec: FunctionSpec): string {
   const dir = join(root, 'cdk.out', '.test-entries');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${spec.handler}.ts`);
-  const ort = ONNX_HANDLERS.includes(spec.handler);
+  const ort = spec.runsModel;
   writeFileSync(
     file,
     `${ort ? "import { InferenceSession } from 'onnxruntime-node';\n" : ''}` +
@@ -169,7 +167,7 @@ describe('GPU batch jobs', () => {
     expect(IMAGE_CONTEXT_EXCLUDE).toContain('**/node_modules');
     const dockerfile = readFileSync(join(context, 'cdk', 'Dockerfile'), 'utf8');
     expect(dockerfile).toMatch(/^FROM nvidia\/cuda:12\.[0-9.]+-cudnn-runtime-/m);
-    expect(dockerfile).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
+    expect(dockerfile).toMatch(/--onnxruntime-node-install=cuda12/);
     expect(dockerfile).toMatch(/AGENTFLOW_DEVICE=cuda/);
   });
 });
@@ -258,7 +256,7 @@ describe('functions', () => {
     }
   });
 
-  it('ships onnxruntime-node (linux-x64 CPU only) with every bundle that imports it, within 250 MB unzipped', () => {
+  it('ships onnxruntime-node (linux-x64 CPU only) with exactly the functions that run a model, within 250 MB unzipped', () => {
     const sizes: string[] = [];
     const shipping: string[] = [];
     for (const spec of FUNCTIONS) {
@@ -283,7 +281,9 @@ describe('functions', () => {
       sizes.push(`${spec.handler} ${(bytes / 2 ** 20).toFixed(1)} MiB`);
       expect(bytes, `${spec.handler} bundle`).toBeLessThan(LAMBDA_UNZIPPED_LIMIT_BYTES);
     }
-    expect(shipping).toEqual(expect.arrayContaining(ONNX_HANDLERS));
+    // The others (Plan, Reward, RecordFailure, Feedback, Monitor) neither ship nor import it.
+    expect(shipping).toEqual(FUNCTIONS.filter((f) => f.runsModel).map((f) => f.handler));
+    expect(FUNCTIONS.filter((f) => !f.runsModel).map((f) => f.handler)).toEqual(expect.arrayContaining(['plan', 'reward', 'recordFailure', 'feedback']));
     process.stderr.write(`cdk.test: unzipped bundle sizes: ${sizes.join(', ')}\n`);
   });
 });

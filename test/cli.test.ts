@@ -7,13 +7,13 @@ import { EXIT } from '#lib/cli/index.ts';
 import type { RunManifest } from '#lib/prepare/index.ts';
 import { openLocalSession, trainBaselines } from '#lib/runtime/index.ts';
 import { keys } from '#lib/store/index.ts';
-import { runCli, type CliResult } from './helpers/cli.ts';
+import { runCli } from './helpers/cli.ts';
 
 const EXAMPLE = resolve('examples/penguins');
 const PROJECT = 'penguins';
 
 /** Runs one `agentflow` command in this process, capturing its output and exit code. */
-const agentflow = (args: string[]): Promise<CliResult> => runCli(args);
+const agentflow = runCli;
 
 let folder: string;
 let specPath: string;

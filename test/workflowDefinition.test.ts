@@ -12,6 +12,7 @@ import {
   ExportInput,
   ExportOutput,
   JOB_QUEUE_PLACEHOLDER,
+  PARTITION_PLACEHOLDER,
   LAMBDA_INVOKE,
   LAMBDA_STAGES,
   parseTrialJobEnv,
@@ -47,11 +48,13 @@ const aslValidator = createRequire(import.meta.url)('asl-validator') as AslValid
 const dummyArns = Object.fromEntries(
   PLACEHOLDERS.map((name) => [
     name,
-    name === JOB_QUEUE_PLACEHOLDER
-      ? 'arn:aws:batch:us-east-1:123456789012:job-queue/agentflow-gpu'
-      : name.endsWith('FunctionArn')
-        ? `arn:aws:lambda:us-east-1:123456789012:function:agentflow-${name}`
-        : `arn:aws:batch:us-east-1:123456789012:job-definition/agentflow-${name}:1`,
+    name === PARTITION_PLACEHOLDER
+      ? 'aws'
+      : name === JOB_QUEUE_PLACEHOLDER
+        ? 'arn:aws:batch:us-east-1:123456789012:job-queue/agentflow-gpu'
+        : name.endsWith('FunctionArn')
+          ? `arn:aws:lambda:us-east-1:123456789012:function:agentflow-${name}`
+          : `arn:aws:batch:us-east-1:123456789012:job-definition/agentflow-${name}:1`,
   ]),
 );
 

@@ -59,7 +59,7 @@ export class AgentflowFunctions extends Construct {
           POWERTOOLS_SERVICE_NAME: `agentflow-${spec.handler}`,
           POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         },
-        bundling: bundlingFor({ projectRoot: props.projectRoot }),
+        bundling: bundlingFor({ projectRoot: props.projectRoot, spec }),
       });
       useBucket(fn, props.storage.bucket, spec.access.bucket, { writeKeys: spec.access.bucketWrites ?? [] });
       useTable(fn, 'registryTable', props.storage.registryTable, spec.access.registryTable);

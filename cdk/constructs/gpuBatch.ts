@@ -11,6 +11,9 @@ import {
   EcsJobDefinition,
   EcsMachineImageType,
   JobQueue,
+  JobStateTimeLimitActionsAction,
+  JobStateTimeLimitActionsState,
+  type JobStateTimeLimitActionsReason,
   ManagedEc2EcsComputeEnvironment,
   Reason,
   RetryStrategy,
@@ -23,6 +26,7 @@ import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { BATCH_STAGES, type BatchJobName } from '#lib/workflow/index.ts';
+import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
 import { containerConsumer, useBucket, useTable } from '../access.ts';
 import type { AgentflowContext } from '../context.ts';
 import { jobEntry } from '../functions.ts';
@@ -92,7 +96,19 @@ export class GpuBatch extends Construct {
       replaceComputeEnvironment: false,
       updateToLatestImageVersion: true,
     });
-    this.queue = new JobQueue(this, 'GpuQueue', { computeEnvironments: [{ computeEnvironment: compute, order: 1 }] });
+    this.queue = new JobQueue(this, 'GpuQueue', {
+      computeEnvironments: [{ computeEnvironment: compute, order: 1 }],
+      // A new account's GPU quota is usually 0: jobs would sit RUNNABLE until the 4-6 h task
+      // timeouts. Batch cancels a job at the head of the queue that waited this long for any of
+      // these reasons; the run then fails with the fix (lib/) and the GpuWaitExceeded alarm fires.
+      jobStateTimeLimitActions: GPU_WAIT.reasons.map((reason) => ({
+        action: JobStateTimeLimitActionsAction.CANCEL,
+        state: JobStateTimeLimitActionsState.RUNNABLE,
+        maxTime: Duration.minutes(context.maxGpuWaitMinutes),
+        // GPU_WAIT.reasons are the enum's values, spelled as Batch spells them.
+        reason: reason as JobStateTimeLimitActionsReason,
+      })),
+    });
 
     this.image = new DockerImageAsset(this, 'JobImage', {
       directory: props.projectRoot,

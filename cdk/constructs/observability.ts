@@ -8,8 +8,13 @@
  *   RoutedRequests   1 per inference routed to a version (Sum = traffic)
  *   InputPsi         population stability of the inputs per monitor pass (drift)
  * and `RetrainStarted` (dimension `project`) when the monitor starts a retraining run.
+ *
+ * GPU wait: the job queue cancels a job that waited RUNNABLE past `agentflow:maxGpuWaitMinutes`
+ * (usually a GPU quota of 0). An EventBridge rule matches Batch's state change for such a job
+ * (FAILED, statusReason starting with GPU_WAIT.cancelledStatusPrefix), writes the event to a log
+ * group for the record, and its `AWS/Events MatchedEvents` metric drives the GpuWaitExceeded alarm.
  */
-import { Duration } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import {
   Alarm,
   ComparisonOperator,
@@ -19,10 +24,17 @@ import {
   Stats,
   TextWidget,
   TreatMissingData,
+  Metric,
 } from 'aws-cdk-lib/aws-cloudwatch';
+import type { IJobQueue } from 'aws-cdk-lib/aws-batch';
+import { Rule, type IRuleTarget } from 'aws-cdk-lib/aws-events';
+import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { LogGroup, ResourcePolicy, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
+import { perStackInstanceName } from '../names.ts';
 import { METRICS_NAMESPACE } from './functions.ts';
 
 export const CUSTOM_METRICS = {
@@ -40,6 +52,29 @@ export interface ObservabilityProps {
   infer: IFunction;
   feedback: IFunction;
   inferP99AlarmMs: number;
+  /** The GPU job queue and its RUNNABLE time limit, for the GPU wait rule and alarm. */
+  gpuQueue: IJobQueue;
+  maxGpuWaitMinutes: number;
+}
+
+/**
+ * The EventBridge pattern of a job the queue cancelled after waiting RUNNABLE too long: Batch
+ * moves it to FAILED with GPU_WAIT.cancelledStatusPrefix and the reason in its statusReason.
+ */
+export function gpuWaitEventPattern(jobQueueArn: string) {
+  return {
+    source: ['aws.batch'],
+    detailType: ['Batch Job State Change'],
+    detail: { jobQueue: [jobQueueArn], status: ['FAILED'], statusReason: [{ prefix: GPU_WAIT.cancelledStatusPrefix }] },
+  };
+}
+
+/** Where the matched events are kept, so the alarm's jobs can be looked up; EventBridge writes only to /aws/events/ groups. */
+function logGroupTarget(group: LogGroup): IRuleTarget {
+  const stack = Stack.of(group);
+  return {
+    bind: () => ({ arn: stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: group.logGroupName, arnFormat: ArnFormat.COLON_RESOURCE_NAME }) }),
+  };
 }
 
 const search = (metric: string, statistic: string) =>
@@ -48,6 +83,9 @@ const search = (metric: string, statistic: string) =>
 export class Observability extends Construct {
   readonly dashboard: Dashboard;
   readonly alarms: Alarm[] = [];
+  /** Matches GPU jobs cancelled after waiting RUNNABLE past the limit. */
+  readonly gpuWaitRule: Rule;
+  readonly gpuWaitEvents: LogGroup;
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
     super(scope, id);
@@ -96,6 +134,51 @@ export class Observability extends Construct {
       }),
     );
 
+    this.gpuWaitEvents = new LogGroup(this, 'GpuWaitEvents', {
+      logGroupName: perStackInstanceName(this, { prefix: '/aws/events/', purpose: 'gpu-wait' }),
+      retention: RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    // EventBridge writes to a log group only if the group's resource policy lets it (the CDK log
+    // group target would add a custom-resource Lambda for this; one policy resource does it).
+    new ResourcePolicy(this, 'GpuWaitEventsPolicy', {
+      resourcePolicyName: perStackInstanceName(this, { purpose: 'gpu-wait-events' }),
+      policyStatements: [
+        new PolicyStatement({
+          principals: [new ServicePrincipal('events.amazonaws.com'), new ServicePrincipal('delivery.logs.amazonaws.com')],
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [this.gpuWaitEvents.logGroupArn],
+        }),
+      ],
+    });
+    this.gpuWaitRule = new Rule(this, 'GpuWaitExceededRule', {
+      description: `agentflow: a GPU job waited RUNNABLE over ${props.maxGpuWaitMinutes} min and the job queue cancelled it`,
+      eventPattern: gpuWaitEventPattern(props.gpuQueue.jobQueueArn),
+      targets: [logGroupTarget(this.gpuWaitEvents)],
+    });
+    const gpuWaitExceeded = new Metric({
+      namespace: 'AWS/Events',
+      metricName: 'MatchedEvents',
+      dimensionsMap: { RuleName: this.gpuWaitRule.ruleName },
+      statistic: Stats.SUM,
+      period,
+      label: 'GPU jobs cancelled after waiting RUNNABLE',
+    });
+    this.alarms.push(
+      new Alarm(this, 'GpuWaitExceeded', {
+        alarmDescription:
+          `A GPU job waited RUNNABLE over ${props.maxGpuWaitMinutes} minutes and was cancelled: no GPU instance could start. ` +
+          'Usually the account\'s EC2 quota for G instances (Running On-Demand / All G and VT Spot Instance Requests) is 0: request an increase in Service Quotas, ' +
+          'or choose instance types you have quota for with the agentflow:gpuInstanceTypes context key. The events are in the log group ' +
+          'named by this stack\'s GpuWaitEvents resource.',
+        metric: gpuWaitExceeded,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      }),
+    );
+
     const stageDurations = [...props.stageFunctions].map(([state, fn]) => fn.metricDuration({ period, statistic: Stats.p(90), label: state }));
     this.dashboard = new Dashboard(this, 'Dashboard', {
       defaultInterval: Duration.days(7),
@@ -110,6 +193,22 @@ export class Observability extends Construct {
             width: 12,
           }),
           new GraphWidget({ title: 'Stage duration p90 (ms)', left: stageDurations, width: 12 }),
+        ],
+        [
+          new GraphWidget({
+            title: `GPU jobs cancelled after ${props.maxGpuWaitMinutes} min RUNNABLE`,
+            left: [gpuWaitExceeded],
+            leftAnnotations: [{ value: 1, label: 'alarm' }],
+            width: 12,
+          }),
+          new TextWidget({
+            markdown:
+              `**GPU wait.** Jobs that wait RUNNABLE over ${props.maxGpuWaitMinutes} min are cancelled and their run fails. ` +
+              'Request the G-instance quota (Service Quotas → EC2), or set `agentflow:gpuInstanceTypes` to types you have quota for; ' +
+              '`agentflow:maxGpuWaitMinutes` sets the limit.',
+            width: 12,
+            height: 6,
+          }),
         ],
         [
           new GraphWidget({

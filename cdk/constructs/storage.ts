@@ -2,18 +2,25 @@
  * Where agentflow keeps its state in AWS: the artifact bucket (DESIGN §5) with its access-log
  * bucket, and the two DynamoDB tables created from `tableDefinitions()`, the same data the local
  * runtime creates them from, so the key schemas cannot drift.
+ *
+ * The bucket and tables are retained when the stack is deleted; a new stack adopts them by name
+ * (`agentflow:existingBucket`, `…RegistryTable`, `…RewardTable`) instead of creating empty ones,
+ * so the registry, the reward logs and the models survive a redeploy into a new stack.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, Table, TableEncryption, type Attribute } from 'aws-cdk-lib/aws-dynamodb';
-import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aws-cdk-lib/aws-s3';
+import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership, type IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { tableDefinitions, type TableDefinition } from '#lib/registry/tables.ts';
 import type { TableResource } from '../access.ts';
+import type { ExistingStorage } from '../context.ts';
 import { DeployError } from '../errors.ts';
 
 export interface StorageProps {
   /** Days after which objects under `runs/` (trial weights, manifests, reports) expire. */
   scratchExpirationDays: number;
+  /** Names of a bucket and tables to adopt instead of creating them (validated by readContext). */
+  existing?: ExistingStorage;
 }
 
 function attribute(definition: TableDefinition, name: string): Attribute {
@@ -58,7 +65,8 @@ function tableFrom(scope: Construct, id: string, definition: TableDefinition): T
 }
 
 export class Storage extends Construct {
-  readonly bucket: Bucket;
+  /** Created here, or adopted by name; the lifecycle rules and access logging of an adopted bucket stay as they are. */
+  readonly bucket: IBucket;
   readonly logBucket: Bucket;
   readonly registryTable: TableResource;
   readonly rewardTable: TableResource;
@@ -74,7 +82,8 @@ export class Storage extends Construct {
       lifecycleRules: [{ id: 'expire-access-logs', expiration: Duration.days(365) }],
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    this.bucket = new Bucket(this, 'Artifacts', {
+    const existing = props.existing ?? {};
+    this.bucket = existing.bucket ? Bucket.fromBucketName(this, 'Artifacts', existing.bucket) : new Bucket(this, 'Artifacts', {
       encryption: BucketEncryption.S3_MANAGED,
       blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
@@ -91,11 +100,14 @@ export class Storage extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     const tables = tableDefinitions();
-    const resource = (id: string, definition: TableDefinition): TableResource => ({
-      table: tableFrom(this, id, definition),
-      indexNames: (definition.GlobalSecondaryIndexes ?? []).map((index) => index.IndexName),
-    });
-    this.registryTable = resource('RegistryTable', tables.registry);
-    this.rewardTable = resource('RewardTable', tables.rewards);
+    const resource = (id: string, definition: TableDefinition, adoptedName: string | undefined): TableResource => {
+      const indexNames = (definition.GlobalSecondaryIndexes ?? []).map((index) => index.IndexName);
+      // An adopted table must have the indexes tableDefinitions() declares: grants name them, and
+      // the registry queries them. Naming them here is what lets the grants reach them.
+      const table = adoptedName ? Table.fromTableAttributes(this, id, { tableName: adoptedName, globalIndexes: indexNames }) : tableFrom(this, id, definition);
+      return { table, indexNames };
+    };
+    this.registryTable = resource('RegistryTable', tables.registry, existing.registryTable);
+    this.rewardTable = resource('RewardTable', tables.rewards, existing.rewardTable);
   }
 }

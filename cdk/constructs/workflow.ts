@@ -3,15 +3,16 @@
  * the deployed resource, and an execution role that holds exactly what the definition's tasks use.
  * The definition is a string, so CDK cannot infer permissions from it; they are stated here.
  */
-import { ArnFormat, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Aws, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type { EcsJobDefinition, JobQueue } from 'aws-cdk-lib/aws-batch';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { DefinitionBody, LogLevel, StateMachine, StateMachineType } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, PLACEHOLDERS, buildDefinition, placeholdersIn, type BatchJobName } from '#lib/workflow/index.ts';
+import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, PARTITION_PLACEHOLDER, PLACEHOLDERS, buildDefinition, placeholdersIn, type BatchJobName } from '#lib/workflow/index.ts';
 import { DeployError } from '../errors.ts';
+import { perStackInstanceName } from '../names.ts';
 
 /** The rule Step Functions manages to learn when a `.sync` Batch job ends. */
 export const BATCH_SYNC_RULE = 'StepFunctionsGetEventsForBatchJobsRule';
@@ -25,7 +26,7 @@ export interface WorkflowProps {
 
 /** The `definitionSubstitutions`: one value per entry of PLACEHOLDERS, or a DeployError naming what is missing. */
 export function placeholderValues(props: WorkflowProps): Record<string, string> {
-  const values: Record<string, string> = { [JOB_QUEUE_PLACEHOLDER]: props.queue.jobQueueArn };
+  const values: Record<string, string> = { [JOB_QUEUE_PLACEHOLDER]: props.queue.jobQueueArn, [PARTITION_PLACEHOLDER]: Aws.PARTITION };
   for (const stage of LAMBDA_STAGES) values[stage.placeholder] = props.functionOf(stage.handler).functionArn;
   for (const stage of BATCH_STAGES) values[stage.placeholder] = props.jobDefinitionOf(stage.job).jobDefinitionArn;
   const missing = PLACEHOLDERS.filter((name) => values[name] === undefined);
@@ -51,10 +52,13 @@ export class Workflow extends Construct {
       throw new DeployError(`the definition uses placeholder(s) ${unknown.join(', ')} that PLACEHOLDERS does not list`, { code: 'WIRING_INCOMPLETE', context: { unknown } });
     }
 
-    // Step Functions log groups under /aws/vendedlogs/ keep the CloudWatch Logs resource policy small.
+    // Step Functions log groups under /aws/vendedlogs/ keep the CloudWatch Logs resource policy
+    // small. The group is retained (execution logs outlive the stack), so its name carries the
+    // stack instance's UUID: the next deploy after a destroy or a failed first deploy creates a new one.
     this.logGroup = new LogGroup(this, 'ExecutionLogs', {
-      logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-workflow`,
+      logGroupName: perStackInstanceName(this, { prefix: '/aws/vendedlogs/states/', purpose: 'workflow' }),
       retention: RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
     });
     this.stateMachine = new StateMachine(this, 'StateMachine', {
       stateMachineType: StateMachineType.STANDARD,

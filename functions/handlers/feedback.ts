@@ -1,14 +1,18 @@
 import { configFromEnv, makeClients } from '#lib/config/index.ts';
-import { createServeContext, handleFeedbackEvent, type FunctionUrlResult, type ServeContext } from '#lib/serve/index.ts';
+// Direct module imports, not lib/serve/index.ts: feedback runs no model, and its bundle should
+// neither ship nor load ONNX Runtime (cdk/functions.ts marks which functions run one).
+import { createServeBase, type ServeBase } from '#lib/serve/base.ts';
+import { handleFeedbackEvent } from '#lib/serve/feedback.ts';
+import type { FunctionUrlResult } from '#lib/serve/http.ts';
 import { stageDependencies } from '#lib/stages/dependencies.ts';
 
-let context: ServeContext | undefined;
+let context: ServeBase | undefined;
 
-function serveContext(): ServeContext {
+function serveContext(): ServeBase {
   if (!context) {
     const config = configFromEnv();
     const deps = stageDependencies(config, makeClients(config, { principal: 'feedback' }));
-    context = createServeContext({ ...deps, dynamodb: deps.clients.dynamodb, rewardTable: deps.config.rewardTable }, { drift: false });
+    context = createServeBase({ ...deps, dynamodb: deps.clients.dynamodb, rewardTable: deps.config.rewardTable });
   }
   return context;
 }

@@ -1,7 +1,9 @@
 import { SFNClient, StartExecutionCommand, ExecutionAlreadyExists } from '@aws-sdk/client-sfn';
 import * as z from 'zod';
 import { ConfigError, configFromEnv, makeClients, recordIfConfigured } from '#lib/config/index.ts';
-import { runMonitor, type MonitorReport, type StartRun } from '#lib/serve/index.ts';
+// lib/serve/monitor.ts directly, not lib/serve/index.ts: the monitor reads shards and counters and
+// runs no model, so its bundle should neither ship nor load ONNX Runtime.
+import { runMonitor, type MonitorReport, type StartRun } from '#lib/serve/monitor.ts';
 import { stageDependencies } from '#lib/stages/dependencies.ts';
 
 /** An EventBridge scheduled event; `detail.projects` narrows the pass (a manual invoke may send just that). */

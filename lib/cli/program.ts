@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { PRODUCTION, moveProduction, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
+import { PRODUCTION, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
 import type { TrialRow } from '#lib/agent/index.ts';
 import { writeRunReport } from '#lib/report/index.ts';
 import { callerPolicyFor, type AwsClientOptions } from '#lib/aws/index.ts';
@@ -8,6 +8,7 @@ import { newRunId, nextFireTime, resumePipelineLocally, runPipelineLocally, runS
 import { parseSpecJson } from '#lib/spec/index.ts';
 import { resumeOnAws, runOnAws, setSchedules, showSchedules } from './aws.ts';
 import { DEMO_SPEC, runDemo } from './demo.ts';
+import { promoteVersion } from './promote.ts';
 import { registerServingCommands } from './serving.ts';
 import { consoleOutput, EXIT, fixed, reportError, table, type Output } from './output.ts';
 import { createProgress } from './progress.ts';
@@ -318,13 +319,13 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     );
   models
     .command('promote')
-    .description('move production to a version (conditional: fails if someone moved it first)')
-    .argument('<version>', 'version number', (value) => Number.parseInt(value, 10))
+    .description("move production to a version (conditional: fails if someone moved it first); the version's file must pass its sha256 check")
+    .argument('<version>', 'version number (see `models ls`)')
     .requiredOption('-p, --project <name>', 'project name')
-    .action(async (version: number, options: { project: string }) =>
+    .option('--force', 'promote a version the gate rejected', false)
+    .action(async (versionText: string, options: { project: string; force: boolean }) =>
       withSession(async (session, output) => {
-        const current = await session.deps.registry.getAlias(options.project, PRODUCTION);
-        const moved = await moveProduction(session.deps, options.project, { toVersion: version, expectedRevision: current?.revision });
+        const moved = await promoteVersion(session.deps, { project: options.project, versionText, force: options.force, output });
         output.out(output.json ? JSON.stringify(moved) : `production of ${options.project} is now version ${moved.version}${moved.previous ? ` (was ${moved.previous})` : ''}`);
       })(),
     );

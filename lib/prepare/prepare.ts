@@ -76,7 +76,7 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   await store.putJson(manifestKey, manifest);
   await registry.recordRunEvent(spec.project, input.runId, 'prepare', {
     datasets: datasets.map(({ role, rows, labelledPerTask }) => ({ role, rows, labelledPerTask })),
-    encoders: encoders.map(({ id, kind, dimension, summary }) => ({ id, kind, dimension, summary })),
+    encoders: encoders.map(({ id, kind, dimension, summary }) => ({ id, kind, dimension, summary: clipped(summary) as Record<string, unknown> })),
     featuresDigest,
   });
   return {
@@ -84,6 +84,19 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
     manifestUri: store.uri(manifestKey),
     featuresUri: store.uri(keys.featuresPrefix(featuresDigest)),
   };
+}
+
+/**
+ * A summary as a run event may hold it: DynamoDB caps an item at 400 KB, and a summary names
+ * values from the data (categories, top terms) that may be any length. The manifest in S3 keeps
+ * them whole; the event keeps 80 characters of a text and 50 items of a list.
+ */
+function clipped(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return value.length > 80 ? `${value.slice(0, 79)}…` : value;
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > 8) return '…';
+  if (Array.isArray(value)) return value.slice(0, 50).map((item) => clipped(item, depth + 1));
+  return Object.fromEntries(Object.entries(value).slice(0, 50).map(([key, item]) => [String(clipped(key)), clipped(item, depth + 1)]));
 }
 
 /** Validates every dataset the spec names, all of them before failing, so one run lists every problem. */

@@ -1,16 +1,13 @@
-import { Logger } from '@aws-lambda-powertools/logger';
 import type * as ort from 'onnxruntime-node';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Registry, RewardLog } from '#lib/registry/index.ts';
-import { createRng, type Rng } from '#lib/route/index.ts';
+import type { Rng } from '#lib/route/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
-import { describeError } from '#lib/errors/index.ts';
+import { errorLogFields } from '#lib/errors/index.ts';
 import { DriftSampler, type DriftSamplerOptions } from './drift.ts';
-import { ServeMetrics, type MetricsSink } from './metrics.ts';
+import { createServeBase, type ServeBase } from './base.ts';
+import type { MetricsSink } from './metrics.ts';
 import { ModelCache } from './models.ts';
-import { RoutingCache } from './router.ts';
-import { ServeSettingsStore } from './settings.ts';
-import { PredictionIds } from './predictionIds.ts';
 
 /** The services serving talks to; `stageDependencies(config)` has all of them. */
 export interface ServeDependencies {
@@ -36,7 +33,7 @@ export interface ServeLimits {
   maxRecords: number;
 }
 
-export const DEFAULT_LIMITS: ServeLimits = { maxBodyBytes: 1024 * 1024, maxRecords: 256 };
+export { DEFAULT_LIMITS } from './base.ts';
 
 export interface ServeOptions {
   /** Arm counters and serving set reuse; default 5 s. */
@@ -57,35 +54,24 @@ export interface ServeOptions {
   logger?: ServeLogger;
 }
 
-/** Everything one serving process keeps between requests: caches, sessions, the sampler. */
-export interface ServeContext {
-  deps: ServeDependencies;
+/** Everything one serving process keeps between requests: the serving base, plus model sessions and the drift sampler. */
+export interface ServeContext extends ServeBase {
   models: ModelCache;
-  routing: RoutingCache;
-  settings: ServeSettingsStore;
   sampler: DriftSampler | undefined;
-  metrics: ServeMetrics;
-  logger: ServeLogger;
-  limits: ServeLimits;
-  rng: Rng;
-  clock: () => number;
-  /** Issues and verifies the signed prediction ids that feedback refers to. */
-  predictionIds: PredictionIds;
   /** Writes pending drift samples and releases the sessions. */
   close(): Promise<void>;
 }
 
 export function createServeContext(deps: ServeDependencies, options: ServeOptions = {}): ServeContext {
-  const clock = options.clock ?? Date.now;
-  const logger = options.logger ?? new Logger({ serviceName: 'agentflow-serve' });
-  const settings = new ServeSettingsStore({ dynamodb: deps.dynamodb, tableName: deps.rewardTable });
+  const base = createServeBase(deps, options);
+  const { clock, logger } = base;
   const models = new ModelCache({
     registry: deps.registry,
     store: deps.store,
     clock,
     ...(options.refusalRetryMs === undefined ? {} : { refusalRetryMs: options.refusalRetryMs }),
     ...(options.sessionOptions ? { sessionOptions: options.sessionOptions } : {}),
-    onRefused: (error) => logger.error('model version refused', describeError(error)),
+    onRefused: (error) => logger.error('model version refused', errorLogFields(error)),
   });
   const sampler =
     options.drift === false
@@ -94,25 +80,12 @@ export function createServeContext(deps: ServeDependencies, options: ServeOption
           ...options.drift,
           store: deps.store,
           clock,
-          onError: (error, context) => logger.warn('drift sample not written', { ...context, error: describeError(error) }),
+          onError: (error, context) => logger.warn('drift sample not written', { ...context, ...errorLogFields(error) }),
         });
   return {
-    deps,
+    ...base,
     models,
-    routing: new RoutingCache({ registry: deps.registry, rewards: deps.rewards, settings, clock, ...(options.statsTtlMs === undefined ? {} : { ttlMs: options.statsTtlMs }) }),
-    settings,
     sampler,
-    metrics: new ServeMetrics({ clock, ...(options.metricsSink ? { sink: options.metricsSink } : {}) }),
-    logger,
-    limits: { ...DEFAULT_LIMITS, ...options.limits },
-    rng: options.rng ?? createRng(Math.floor(Math.random() * 2 ** 52)),
-    clock,
-    predictionIds: new PredictionIds({
-      dynamodb: deps.dynamodb,
-      tableName: deps.rewardTable,
-      clock,
-      ...(options.feedbackRetentionDays === undefined ? {} : { retentionDays: options.feedbackRetentionDays }),
-    }),
     async close() {
       await sampler?.flush();
       await models.release();

@@ -1,8 +1,9 @@
 import * as z from 'zod';
 import { RegistryError } from '#lib/registry/index.ts';
 import { renderValue } from '#lib/spec/index.ts';
-import type { ServeContext } from './context.ts';
+import type { ServeBase } from './base.ts';
 import { ServeError, badRequest } from './errors.ts';
+import { handleFunctionUrl, type FunctionUrlResult } from './http.ts';
 import { projectField, parseRequest } from './requests.ts';
 
 export const feedbackRequestSchema = z.strictObject({
@@ -27,18 +28,33 @@ export interface FeedbackResponse {
 const EXAMPLE = '{"project": "my-project", "predictionId": "…", "reward": 1}';
 
 /**
+ * The arm counters add each reward and its square, and DynamoDB numbers as the SDK writes them
+ * stay within ±2^53 (and above 1e-130 in magnitude): a reward of 1e100 or 1e-100 failed the
+ * write after the reward row was already kept. ±1e6 leaves room for ~9,000 such squares.
+ */
+const MAX_REWARD = 1e6;
+const MIN_REWARD = 1e-9;
+
+/**
  * Credits a reward to the version that served a prediction — read from the signed id, so an id
  * Infer never issued is refused — exactly once (the reward log's conditional write), which moves
  * that version's arm counters. The project's reward kind decides
  * what a reward may be: 0 or 1 for `bernoulli`, any finite number for `gaussian`.
  */
-export async function feedback(body: unknown, context: ServeContext): Promise<FeedbackResponse> {
+export async function feedback(body: unknown, context: ServeBase): Promise<FeedbackResponse> {
   const request = parseRequest(feedbackRequestSchema, body, EXAMPLE);
   const { rewardKind } = (await context.routing.get(request.project)).settings;
   if (rewardKind === 'bernoulli' && request.reward !== 0 && request.reward !== 1) {
     throw badRequest(
       `reward ${request.reward} is not 0 or 1: ${request.project} routes on 0/1 rewards (bernoulli); send 1 for a good outcome and 0 for a bad one, or set the project's reward kind to gaussian for real-valued rewards`,
       { project: request.project, reward: request.reward, rewardKind },
+    );
+  }
+  const magnitude = Math.abs(request.reward);
+  if (magnitude > MAX_REWARD || (magnitude > 0 && magnitude < MIN_REWARD)) {
+    throw badRequest(
+      `reward ${request.reward} is ${magnitude > MAX_REWARD ? `beyond ±${MAX_REWARD}` : `too close to zero (under ${MIN_REWARD} in magnitude)`}, which the arm counters cannot keep exactly; scale the rewards to a range such as 0 to 1 or -100 to 100, or send 0`,
+      { project: request.project, reward: request.reward },
     );
   }
   const { version: servedBy } = await context.predictionIds.verify(request.project, request.predictionId);
@@ -55,4 +71,9 @@ export async function feedback(body: unknown, context: ServeContext): Promise<Fe
     }
     throw error;
   }
+}
+
+/** POST /feedback as a Function URL handler (the Lambda handler and the local server both call it); it needs no model, only the serving base. */
+export function handleFeedbackEvent(event: unknown, context: ServeBase): Promise<FunctionUrlResult> {
+  return handleFunctionUrl(event, context, async (body, base) => JSON.stringify(await feedback(body, base)), 'feedback');
 }

@@ -1,9 +1,7 @@
 import * as z from 'zod';
-import { describeError } from '#lib/errors/index.ts';
-import type { ServeContext } from './context.ts';
+import { describeError, errorLogFields } from '#lib/errors/index.ts';
+import type { ServeBase } from './base.ts';
 import { STATUS_BY_CODE, ServeError, badRequest } from './errors.ts';
-import { feedback } from './feedback.ts';
-import { inferJson } from './infer.ts';
 
 /** The parts of a Lambda Function URL event (API Gateway payload v2.0) the handlers read. */
 export const functionUrlEventSchema = z.object({
@@ -28,19 +26,7 @@ export interface ErrorBody {
 }
 
 /** An operation on a parsed body, answering with its response's JSON text. */
-type Operation = (body: unknown, context: ServeContext) => Promise<string>;
-
-/** POST /infer as a Function URL handler (the Lambda handler and the local server both call it). */
-export function handleInferEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
-  return handle(event, context, inferJson, 'infer');
-}
-
-const feedbackJson: Operation = async (body, context) => JSON.stringify(await feedback(body, context));
-
-/** POST /feedback as a Function URL handler. */
-export function handleFeedbackEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
-  return handle(event, context, feedbackJson, 'feedback');
-}
+export type Operation<C> = (body: unknown, context: C) => Promise<string>;
 
 /** The fields the handlers read, straight from a well-formed event; anything else goes through the schema, which names the problem. */
 function readEvent(event: unknown, name: string): { method: string; body: string | undefined; isBase64Encoded: boolean } {
@@ -58,7 +44,12 @@ function readEvent(event: unknown, name: string): { method: string; body: string
   return { method: parsed.data.requestContext.http.method, body: parsed.data.body, isBase64Encoded: parsed.data.isBase64Encoded };
 }
 
-async function handle(event: unknown, context: ServeContext, operation: Operation, name: string): Promise<FunctionUrlResult> {
+/**
+ * A POST Function URL request through `operation`, errors mapped to status codes. The operations
+ * (infer.ts, feedback.ts) bring their own handlers, so this module imports neither: the feedback
+ * function's bundle then holds no model code and no ONNX Runtime.
+ */
+export async function handleFunctionUrl<C extends Pick<ServeBase, 'limits' | 'logger'>>(event: unknown, context: C, operation: Operation<C>, name: string): Promise<FunctionUrlResult> {
   try {
     const { method, body, isBase64Encoded } = readEvent(event, name);
     if (method !== 'POST' && method.toUpperCase() !== 'POST') {
@@ -94,14 +85,14 @@ function readBody(body: string | undefined, isBase64Encoded: boolean, maxBodyByt
   }
 }
 
-export function errorResult(error: unknown, context: Pick<ServeContext, 'logger'>, operation: string): FunctionUrlResult {
+export function errorResult(error: unknown, context: Pick<ServeBase, 'logger'>, operation: string): FunctionUrlResult {
   if (error instanceof ServeError) {
     const status = STATUS_BY_CODE[error.code];
-    if (status >= 500) context.logger.error(`${operation} failed`, describeError(error));
+    if (status >= 500) context.logger.error(`${operation} failed`, errorLogFields(error));
     const details = error.context && Object.keys(error.context).length > 0 ? { details: error.context } : {};
     return json(status, { error: { code: error.code, message: error.message, ...details } } satisfies ErrorBody);
   }
-  context.logger.error(`${operation} failed`, describeError(error));
+  context.logger.error(`${operation} failed`, errorLogFields(error));
   return json(500, { error: { code: 'INTERNAL', message: `${operation} failed unexpectedly (${describeError(error).message}); the error is logged` } } satisfies ErrorBody);
 }
 

@@ -5,10 +5,11 @@
  * drift, one retraining run per window).
  */
 export { ServeError, STATUS_BY_CODE, type ServeErrorCode } from './errors.ts';
+export { createServeBase, type ServeBase } from './base.ts';
 export { createServeContext, DEFAULT_LIMITS, type ServeContext, type ServeDependencies, type ServeLimits, type ServeLogger, type ServeOptions } from './context.ts';
-export { infer, inferJson, inferRequestSchema, type InferRequest, type InferResponse, type Prediction, type TaskOutput } from './infer.ts';
-export { feedback, feedbackRequestSchema, type FeedbackRequest, type FeedbackResponse } from './feedback.ts';
-export { handleFeedbackEvent, handleInferEvent, functionUrlEventSchema, type ErrorBody, type FunctionUrlEvent, type FunctionUrlResult } from './http.ts';
+export { handleInferEvent, infer, inferJson, inferRequestSchema, type InferRequest, type InferResponse, type Prediction, type TaskOutput } from './infer.ts';
+export { feedback, feedbackRequestSchema, handleFeedbackEvent, type FeedbackRequest, type FeedbackResponse } from './feedback.ts';
+export { handleFunctionUrl, functionUrlEventSchema, type ErrorBody, type FunctionUrlEvent, type FunctionUrlResult } from './http.ts';
 export { startServer, type RunningServer, type StartServerOptions } from './server.ts';
 export { recordChecker, inputFields, type CheckedRecords, type RecordChecker, type RecordProblem } from './records.ts';
 export { PredictionIds } from './predictionIds.ts';

@@ -6,6 +6,7 @@ import { encoderFeeds } from '#lib/encoders/index.ts';
 import { renderValue } from '#lib/spec/index.ts';
 import type { ServeContext } from './context.ts';
 import { ServeError, badRequest } from './errors.ts';
+import { handleFunctionUrl, type FunctionUrlResult } from './http.ts';
 import type { LoadedModel } from './models.ts';
 import { isProjectName, projectField, parseRequest } from './requests.ts';
 import { routeRequest, servingVersions, type ProjectRouting } from './router.ts';
@@ -60,6 +61,11 @@ export function inferJson(body: unknown, context: ServeContext): Promise<string>
   return serve(body, context, responseJson);
 }
 
+/** POST /infer as a Function URL handler (the Lambda handler and the local server both call it). */
+export function handleInferEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
+  return handleFunctionUrl(event, context, inferJson, 'infer');
+}
+
 /** One request's answer before it is written out: what the response object and its JSON are made from. */
 interface Served {
   project: string;
@@ -82,7 +88,7 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
 
   const chosen = chooseModel(request, context);
   const model = chosen instanceof Promise ? await chosen : chosen;
-  const { rows, problems } = model.checkRecords(request.records);
+  const { rows, problems, imputed } = model.checkRecords(request.records);
   if (problems.length > 0) {
     const shown = problems.slice(0, 10).map((p) => `records[${p.record}]${p.field === undefined ? '' : `.${p.field}`}: ${p.message}`);
     if (problems.length > shown.length) shown.push(`… and ${problems.length - shown.length} more`);
@@ -104,6 +110,7 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
     context.sampler?.offer(request.project, model.version, embeddings.data as Float32Array, model.card.encoder.dimension, sampled);
   }
   context.metrics.routed(request.project, model.version, rows.length, performance.now() - started);
+  if (imputed > 0) context.metrics.imputed(request.project, model.version, imputed);
   return answered;
 }
 

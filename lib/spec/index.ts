@@ -23,6 +23,7 @@ export {
   type Metric,
   type ModelSpec,
   type MonitorSpec,
+  type ServingSpec,
   type MulticlassTaskSpec,
   type OnnxBaseModelSpec,
   type RegressionTaskSpec,

@@ -1,21 +1,20 @@
 import { configFromEnv, makeClients } from '#lib/config/index.ts';
-import { LAMBDA_STAGES, type LambdaStageName } from '#lib/workflow/index.ts';
 import { stageDependencies } from './dependencies.ts';
-import { createStageHandlers, type StageHandler } from './handlers.ts';
-
-let handlers: Record<LambdaStageName, StageHandler> | undefined;
+import type { StageFactory, StageHandler } from './stage.ts';
 
 /**
  * A Lambda entry point for one stage. The config and clients are built on the first invocation
- * (not at import), once per container, and reused by later invocations.
+ * (not at import), once per container, and reused by later invocations. Entry points pass their
+ * stage's own module (`lambdaStageHandler(planStage, { principal: 'plan' })`), so the bundle holds
+ * that stage alone; the principal (the handler's name) tags recorded SDK calls.
  */
-export function lambdaStageHandler(stage: LambdaStageName): (event: unknown) => Promise<unknown> {
+export function lambdaStageHandler(stage: StageFactory, options: { principal: string }): (event: unknown) => Promise<unknown> {
+  let handler: StageHandler | undefined;
   return async (event) => {
-    if (!handlers) {
+    if (!handler) {
       const config = configFromEnv();
-      const principal = LAMBDA_STAGES.find((s) => s.state === stage)?.handler;
-      handlers = createStageHandlers(stageDependencies(config, makeClients(config, { principal })), { trigger: process.env.AGENTFLOW_TRIGGER ?? 'aws' });
+      handler = stage(stageDependencies(config, makeClients(config, { principal: options.principal })), { trigger: process.env.AGENTFLOW_TRIGGER ?? 'aws' });
     }
-    return handlers[stage](event);
+    return handler(event);
   };
 }

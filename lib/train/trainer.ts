@@ -384,7 +384,7 @@ export async function onDevice<T>(providers: ExecutionProviders, create: () => P
     const names = providers.map((p) => (typeof p === 'string' ? p : p.name)).join(', ');
     const detail = cause instanceof Error ? cause.message : String(cause);
     const hint =
-      'the CUDA execution provider did not load: onnxruntime-node needs its CUDA provider libraries (libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so, installed with ONNXRUNTIME_NODE_INSTALL_CUDA) and the CUDA 12 runtime, cuBLAS and cuDNN 9 on LD_LIBRARY_PATH with a visible GPU; fix the image, or unset AGENTFLOW_DEVICE to train on the CPU';
+      'the CUDA execution provider did not load: onnxruntime-node needs its CUDA provider libraries (libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so, which the job image installs with `node node_modules/onnxruntime-node/script/install --onnxruntime-node-install=cuda12`) and the CUDA 12 runtime, cuBLAS and cuDNN 9 on LD_LIBRARY_PATH with a visible GPU; fix the image, or unset AGENTFLOW_DEVICE to train on the CPU';
     throw new TrainError(`ONNX Runtime could not create a session on execution providers [${names}] (${detail}); ${hint}`, { code: 'DEVICE', context: { providers: names }, cause });
   }
 }

@@ -38,15 +38,16 @@ import {
 } from '#lib/workflow/contracts.ts';
 import { FAILURE_NAMES, WorkflowError } from '#lib/workflow/errors.ts';
 import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
-import { JOB_QUEUE_PLACEHOLDER, STAGES, stageOf, type BatchStageName, type LambdaStageName } from '#lib/workflow/stages.ts';
+import { JOB_QUEUE_PLACEHOLDER, PARTITION_PLACEHOLDER, STAGES, stageOf, type BatchStageName, type LambdaStageName } from '#lib/workflow/stages.ts';
 
 export type { StateMachineDefinition } from '#lib/workflow/asl.ts';
 
-/** Every `${Placeholder}` in the definition: one per Lambda function and job definition, and the job queue. */
-export const PLACEHOLDERS: readonly string[] = [...STAGES.map((s) => s.placeholder), JOB_QUEUE_PLACEHOLDER];
+/** Every `${Placeholder}` in the definition: one per Lambda function and job definition, the job queue, and the partition. */
+export const PLACEHOLDERS: readonly string[] = [...STAGES.map((s) => s.placeholder), JOB_QUEUE_PLACEHOLDER, PARTITION_PLACEHOLDER];
 
-export const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';
-export const BATCH_SUBMIT_JOB_SYNC = 'arn:aws:states:::batch:submitJob.sync';
+// Service integration ARNs carry the partition: `arn:aws:` is refused in aws-cn and aws-us-gov.
+export const LAMBDA_INVOKE = `arn:\${${PARTITION_PLACEHOLDER}}:states:::lambda:invoke`;
+export const BATCH_SUBMIT_JOB_SYNC = `arn:\${${PARTITION_PLACEHOLDER}}:states:::batch:submitJob.sync`;
 
 /** Errors the Lambda service itself raises (throttling, service faults): worth retrying with backoff. */
 export const LAMBDA_TRANSIENT_ERRORS = [

@@ -19,6 +19,7 @@ export {
   LAMBDA_STAGES,
   BATCH_STAGES,
   JOB_QUEUE_PLACEHOLDER,
+  PARTITION_PLACEHOLDER,
   stageOf,
   type Stage,
   type LambdaStage,

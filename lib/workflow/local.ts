@@ -10,7 +10,7 @@ import { RunContext } from '#lib/workflow/contracts.ts';
 import { buildDefinition, PLACEHOLDERS, substitutePlaceholders } from '#lib/workflow/definition.ts';
 import { TaskError, WorkflowError } from '#lib/workflow/errors.ts';
 import { launchLocalJob, type JobOutputLine } from '#lib/workflow/localJob.ts';
-import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, type BatchJobName, type LambdaStageName } from '#lib/workflow/stages.ts';
+import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, PARTITION_PLACEHOLDER, type BatchJobName, type LambdaStageName } from '#lib/workflow/stages.ts';
 
 /** A Lambda handler as the runner calls it: the event is what the state's `Payload` template built. */
 export type LocalLambdaHandler = (event: unknown) => unknown;
@@ -83,7 +83,7 @@ const DEFAULT_TIMEOUT_MS = 6 * 3600 * 1000;
 
 /** The names the local runtime substitutes for the definition's placeholders. */
 export function localPlaceholderValues(): Record<string, string> {
-  const values: Record<string, string> = { [JOB_QUEUE_PLACEHOLDER]: 'local:batch:job-queue' };
+  const values: Record<string, string> = { [JOB_QUEUE_PLACEHOLDER]: 'local:batch:job-queue', [PARTITION_PLACEHOLDER]: 'aws' };
   for (const stage of LAMBDA_STAGES) values[stage.placeholder] = `local:lambda:${stage.state}`;
   for (const stage of BATCH_STAGES) values[stage.placeholder] = `local:batch:job-definition:${stage.job}`;
   for (const name of PLACEHOLDERS) {

@@ -42,6 +42,9 @@ export type Stage = LambdaStage | BatchStage;
 /** Every Batch stage shares one job queue (the GPU queue). */
 export const JOB_QUEUE_PLACEHOLDER = 'JobQueueArn';
 
+/** The AWS partition (`aws`, `aws-cn`, …) of the service integration ARNs; the deployment gives the stack's. */
+export const PARTITION_PLACEHOLDER = 'Partition';
+
 export const STAGES = [
   {
     state: 'Prepare', kind: 'lambda', handler: 'prepare', placeholder: 'PrepareFunctionArn', timeoutSeconds: 900,

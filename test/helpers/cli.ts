@@ -1,4 +1,4 @@
-/** Running `agentflow` commands in the test's own process, with their output and exit code captured. */
+/** The `agentflow` command line run in the test's process, with its output and exit code captured. */
 import { buildProgram, EXIT, type CliHooks } from '#lib/cli/index.ts';
 
 export interface CliResult {
@@ -7,7 +7,7 @@ export interface CliResult {
   stderr: string;
 }
 
-/** One `agentflow` command (`args` as typed after `agentflow`); `hooks` as `buildProgram` takes them. */
+/** Runs one command; `args` are what follows `agentflow` (put `--dir` in them); `hooks.aws` points `--aws` clients at stand-ins. */
 export async function runCli(args: string[], hooks: Pick<CliHooks, 'aws'> = {}): Promise<CliResult> {
   const out: string[] = [];
   const err: string[] = [];

@@ -1,0 +1,7 @@
+/** The Prepare stage: validates the spec and datasets, fits the base-model graph (a bring-your-own ONNX encoder is run once to read its signature). */
+import { fitEncodersInStore, prepareRun } from '#lib/prepare/index.ts';
+import { PrepareInput, PrepareOutput } from '#lib/workflow/contracts.ts';
+import type { StageFactory } from './stage.ts';
+
+export const prepareStage: StageFactory = ({ store, registry }, options) => async (event) =>
+  PrepareOutput.parse(await prepareRun(PrepareInput.parse(event), { store, registry, fitEncoders: fitEncodersInStore(store) }, { ...(options.trigger ? { trigger: options.trigger } : {}) }));
