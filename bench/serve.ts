@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { makeClients, type AwsClients } from '#lib/config/index.ts';
-import type { CardTask, ModelCard } from '#lib/deploy/card.ts';
-import { encoderDescriptor, encoderFeeds, fitFeaturesEncoder, mergeEncoderAndHeads } from '#lib/encoders/index.ts';
+import type { CardServing, CardTask, ModelCard } from '#lib/deploy/card.ts';
+import { encoderDescriptor, encoderFeeds, fitFeaturesEncoder, mergeEncoderAndHeads, type FittedEncoder } from '#lib/encoders/index.ts';
 import { Graph, type Value } from '#lib/graph/index.ts';
 import { startLocalAws } from '#lib/local/index.ts';
 import { Registry, RewardLog, type ServingSet } from '#lib/registry/index.ts';
@@ -34,13 +34,15 @@ export interface FeaturesModelOptions {
   seed?: number;
   /** Adds this to every binary logit, to tell versions apart by their outputs. */
   bias?: number;
+  /** Another fitted encoder (e.g. tabular) in front of the heads instead of the features one; `dimension` must be its dimension. */
+  encoder?: FittedEncoder;
 }
 
 /** A merged export model: the fitted features encoder in front of small heads, one output per task as `modelOutputName` says. */
 export function buildFeaturesModel(options: FeaturesModelOptions): { model: Uint8Array; encoder: ModelCard['encoder'] } {
   const rng = createRng(options.seed ?? 1);
   const weights = (n: number, scale: number) => Float32Array.from({ length: n }, () => rng.normal() * scale);
-  const encoder = fitFeaturesEncoder({ kind: 'features', field: 'features', dimension: options.dimension });
+  const encoder = options.encoder ?? fitFeaturesEncoder({ kind: 'features', field: 'features', dimension: options.dimension });
   const g = new Graph({ name: 'heads' });
   let x: Value = g.input('features', 'float32', ['batch', options.dimension]);
   let width = options.dimension;
@@ -73,6 +75,7 @@ export interface PublishOptions {
   tasks: CardTask[];
   holdoutObjective?: number;
   featuresDigest?: string;
+  serving?: CardServing;
 }
 
 /** Uploads `model.onnx` and `card.json` under `models/<project>/<version>/` and registers the version, as Export does. */
@@ -95,6 +98,7 @@ export async function publishModel(options: PublishOptions): Promise<{ version: 
     lineage: { specDigest: 'spec', datasetDigest: 'data', baseModelDigest: 'base', featuresDigest: options.featuresDigest ?? 'features', bestTrialId: 't0' },
     model: { uri: stored.uri, sha256: stored.sha256, sizeBytes: stored.sizeBytes, quantized: false },
     latencyMs: { single: 0, batch64: 0 },
+    ...(options.serving ? { serving: options.serving } : {}),
   };
   const cardStored = await store.putJson(keys.modelCard(project, version), card);
   await registry.createVersion(project, {

@@ -114,9 +114,21 @@ def main():
 
 
 def blas_info():
-    """Which BLAS torch's dense layers run on: Debian's torch is built with BLAS_INFO=generic and
-    uses whatever libblas.so.3 the alternatives system points to (netlib's reference BLAS unless
-    OpenBLAS or BLIS is installed), which decides how fast its Linear layers are."""
+    """Which BLAS kernel torch's dense layers ran on. threadpoolctl (Debian's python3-threadpoolctl)
+    names the library, its version and the CPU kernel it picked (OpenBLAS's `architecture`, which
+    OPENBLAS_CORETYPE overrides); without it, torch's build config and Debian's libblas.so.3
+    alternative (netlib's reference BLAS unless OpenBLAS or BLIS is installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            return "; ".join(
+                f"{p.get('internal_api')} {p.get('version')} kernel {p.get('architecture', '?')}, {p.get('num_threads')} threads ({p.get('filepath')})"
+                for p in pools
+            )
+    except ImportError:
+        pass
     config = torch.__config__.show()
     info = next((part.split("=", 1)[1] for part in config.replace(",", " ").split() if part.startswith("BLAS_INFO=")), "unknown")
     if info != "generic":

@@ -106,6 +106,26 @@ async function completeTrials(runUri: string, plan: PlanOutput, options: { fail?
 }
 
 describe('Plan', () => {
+  it.each([
+    ['uniform', 0.05],
+    ['uniform', 3e-4],
+    ['pgpe', 0.05],
+  ] as const)("with tuneLearningRate, %s proposals centre on the spec's learningRate %s and the decision says so", async (strategy, learningRate) => {
+    const run = await preparedRun(`plan-lr-${strategy}-${String(learningRate).replace('.', '-')}`, { strategy, tuneLearningRate: true }, { training: { learningRate } });
+    const { registry } = deps();
+
+    const plan = await planRun(run.planInput, deps());
+
+    const rates = plan.proposals.map((proposal) => proposal.learningRate!);
+    expect(rates.every((rate) => rate >= learningRate / 10 && rate <= learningRate * 10)).toBe(true);
+    // PGPE samples θ ± ε in pairs: a pair's geometric mean is the centre.
+    const centre = Math.exp(rates.reduce((sum, rate) => sum + Math.log(rate), 0) / rates.length);
+    expect(centre).toBeCloseTo(learningRate, 10);
+    const events = await registry.listRunEvents(run.planInput.project, run.runId);
+    const decisions = (events.find((event) => event.eventKey === 'plan')!.detail as { decisions: { decision: string; reason: string }[] }).decisions;
+    expect(decisions.find((d) => d.decision === 'learning rate')?.reason).toMatch(new RegExp(`around training\\.learningRate ${learningRate}`));
+  });
+
   it('starts a fresh policy on a new project, records why, and returns the same generation when retried', async () => {
     const run = await preparedRun('plan-fresh');
     const { registry } = deps();

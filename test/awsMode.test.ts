@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SFNClient, type SFNClientConfig } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AwsModeError, executionArnOf, findStack, followExecution, startAwsRun, STACK_OUTPUTS } from '#lib/aws/index.ts';
+import { AwsModeError, DEFAULT_STACK_NAME, executionArnOf, findStack, followExecution, startAwsRun, STACK_OUTPUTS } from '#lib/aws/index.ts';
 import { ArtifactStore } from '#lib/store/index.ts';
 import type { WorkflowEvent } from '#lib/workflow/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
@@ -91,6 +91,17 @@ describe('findStack', () => {
     expect(asked).toEqual(['Agentflow']);
     expect(stack.rewardTable).toBe('Agentflow-Rewards-1');
     await expect(findStack({ env: { AGENTFLOW_BUCKET: 'b' } })).rejects.toThrow(/RegistryTableName .*RewardTableName .*StateMachineArn/);
+  });
+
+  it('describes the default stack when no name is given, and says which stack the outputs came from', async () => {
+    const asked: string[] = [];
+    const described = await findStack({ env: {}, describeStack: async (name) => (asked.push(name), outputs) });
+    expect(asked).toEqual([DEFAULT_STACK_NAME]);
+    expect(described.stackName).toBe(DEFAULT_STACK_NAME);
+    const file = join(dir, 'named.json');
+    await writeFile(file, JSON.stringify({ AgentflowDev: outputs }));
+    // A file with one agentflow stack needs no name, whatever the stack is called.
+    await expect(findStack({ outputsFile: file, env: {} })).resolves.toMatchObject({ stackName: 'AgentflowDev', bucket: 'agentflow-artifacts-abc' });
   });
 
   it('refuses a file with two agentflow stacks unless one is named', async () => {

@@ -303,6 +303,22 @@ describe('schedules', () => {
     expect(statements).toEqual([expect.objectContaining({ Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: logicalIdOf(stack.workflow.stateMachine) } })]);
   });
 
+  it("puts every schedule in the stack's own group, whose name is the output agentflow schedule --aws lists", () => {
+    const groups = ofType('AWS::Scheduler::ScheduleGroup');
+    expect(groups).toHaveLength(1);
+    const [[groupId, group]] = groups;
+    const name = group.Properties.Name as string;
+    expect(name).toMatch(/^AgentflowTest-/);
+    const schedules = ofType('AWS::Scheduler::Schedule').map(([, r]) => r as Resource & { DependsOn?: string[] });
+    expect(schedules).toHaveLength(3);
+    for (const schedule of schedules) {
+      expect(schedule.Properties.GroupName).toBe(name);
+      // The name is a literal, so only DependsOn makes CloudFormation create the group first.
+      expect(schedule.DependsOn).toContain(groupId);
+    }
+    expect((template.toJSON().Outputs as Record<string, { Value: unknown }>)[STACK_OUTPUTS.scheduleGroup].Value).toBe(name);
+  });
+
   it('runs the monitor on the default rate', () => {
     template.hasResourceProperties('AWS::Scheduler::Schedule', {
       ScheduleExpression: 'rate(1 hour)',

@@ -3,33 +3,17 @@ import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildProgram, EXIT } from '#lib/cli/index.ts';
+import { EXIT } from '#lib/cli/index.ts';
 import type { RunManifest } from '#lib/prepare/index.ts';
 import { openLocalSession, trainBaselines } from '#lib/runtime/index.ts';
 import { keys } from '#lib/store/index.ts';
+import { runCli } from './helpers/cli.ts';
 
 const EXAMPLE = resolve('examples/penguins');
 const PROJECT = 'penguins';
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs one `agentflow` command in this process, capturing its output and exit code. */
-async function agentflow(args: string[]): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  let code: number = EXIT.ok;
-  const program = buildProgram({
-    tty: false,
-    setExitCode: (value) => (code = value),
-    output: (json) => ({ json, out: (text) => out.push(text), err: (text) => err.push(text) }),
-  });
-  await program.parseAsync(['node', 'agentflow', ...args]);
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-}
+const agentflow = runCli;
 
 let folder: string;
 let specPath: string;

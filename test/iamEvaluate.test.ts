@@ -46,7 +46,7 @@ describe('IAM requests of recorded SDK calls', () => {
       call('SchedulerClient', 'UpdateSchedule', { Name: 'penguins', GroupName: 'agentflow', RoleArn: 'arn:aws:iam::123456789012:role/SchedulerRole' }),
       [
         ['scheduler:UpdateSchedule', 'arn:aws:scheduler:us-east-1:123456789012:schedule/agentflow/penguins', {}],
-        ['iam:PassRole', 'arn:aws:iam::123456789012:role/SchedulerRole', {}],
+        ['iam:PassRole', 'arn:aws:iam::123456789012:role/SchedulerRole', { 'iam:PassedToService': 'scheduler.amazonaws.com' }],
       ],
     ],
     [

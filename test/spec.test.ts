@@ -141,6 +141,15 @@ describe('parseSpec defaults', () => {
     expect(parsed.baseModels.map((model) => model.kind)).toEqual(['text', 'features']);
   });
 
+  it('takes a serving policy for inputs the model has no value for, impute by default, and refuses another word naming both', () => {
+    expect(parseSpec(minimal()).serving).toBeUndefined();
+    expect(parseSpec({ ...minimal(), serving: {} }).serving).toEqual({ unknownInputs: 'impute' });
+    expect(parseSpec({ ...minimal(), serving: { unknownInputs: 'reject' } }).serving).toEqual({ unknownInputs: 'reject' });
+    const [problem] = problemsOf({ ...minimal(), serving: { unknownInputs: 'drop' } });
+    expect(problem.path).toBe('serving.unknownInputs');
+    expect(problem.message).toMatch(/"drop" is not a policy; use "impute" .* or "reject"/);
+  });
+
   it('keeps architecture candidates, without repeats', () => {
     const parsed = parseSpec({ ...minimal(), model: { architecture: ['mmoe', 'shared-bottom', 'mmoe'] } });
     expect(parsed.model.architectures).toEqual(['mmoe', 'shared-bottom']);

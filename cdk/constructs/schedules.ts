@@ -1,12 +1,14 @@
 /**
  * Retraining on a schedule (DESIGN §1): one EventBridge Scheduler schedule per entry of the
  * `agentflow:schedules` context, each starting an execution with a fresh run id, and the monitor
- * function on its own schedule.
+ * function on its own schedule. All of them sit in the stack's own schedule group, so
+ * `agentflow schedule show|enable|disable --aws` finds exactly these by listing it (the group's
+ * name is the `ScheduleGroupName` output).
  */
-import { Stack } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
-import { ContextAttribute, Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
+import { ContextAttribute, Schedule, ScheduleExpression, ScheduleGroup, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke, StepFunctionsStartExecution } from 'aws-cdk-lib/aws-scheduler-targets';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
@@ -24,11 +26,16 @@ export interface SchedulesProps {
 }
 
 export class Schedules extends Construct {
+  readonly group: ScheduleGroup;
   readonly retraining: Schedule[] = [];
   readonly monitor: Schedule;
 
   constructor(scope: Construct, id: string, props: SchedulesProps) {
     super(scope, id);
+    // CDK names the group after the stack and this construct's path. Destroyed with the stack (and
+    // its schedules, which are the stack's anyway): a retained group would make the next deploy
+    // of the same stack fail with "already exists".
+    this.group = new ScheduleGroup(this, 'Group', { removalPolicy: RemovalPolicy.DESTROY });
     const account = Stack.of(this).account;
     const schedulerPrincipal = () => new ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': account } } });
 
@@ -38,6 +45,7 @@ export class Schedules extends Construct {
       props.schedules.forEach((schedule, index) => {
         this.retraining.push(
           new Schedule(this, `Retrain${index}`, {
+            scheduleGroup: this.group,
             description: `agentflow: retrain ${schedule.project} (${schedule.expression})`,
             schedule: ScheduleExpression.expression(schedule.expression),
             enabled: schedule.enabled,
@@ -55,8 +63,12 @@ export class Schedules extends Construct {
       });
     }
 
+    // The schedules name the group by a literal string, which gives CloudFormation no order: say it.
+    for (const schedule of this.retraining) schedule.node.addDependency(this.group);
+
     const invokeMonitor = new Role(this, 'InvokeMonitorRole', { assumedBy: schedulerPrincipal(), description: 'EventBridge Scheduler: run the agentflow monitor' });
     this.monitor = new Schedule(this, 'Monitor', {
+      scheduleGroup: this.group,
       description: `agentflow: online reward and drift check (${props.monitorRate})`,
       schedule: ScheduleExpression.expression(props.monitorRate),
       target: new LambdaInvoke(props.monitor, {
@@ -65,5 +77,6 @@ export class Schedules extends Construct {
         retryAttempts: 0,
       }),
     });
+    this.monitor.node.addDependency(this.group);
   }
 }

@@ -2,7 +2,7 @@ import type { RunManifest } from '#lib/prepare/index.ts';
 import type { Registry, RewardLog } from '#lib/registry/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
 import { loopBudgetOf } from '#lib/spec/index.ts';
-import { createTuner, type AnyTunerState } from '#lib/tune/index.ts';
+import { createTuner, learningRateRange, type AnyTunerState } from '#lib/tune/index.ts';
 import { historyBudgetProblem } from '#lib/workflow/history.ts';
 import type { PlanInput, PlanOutput, Proposal } from '#lib/workflow/contracts.ts';
 import {
@@ -102,11 +102,20 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
     reason: screeningRounds > 0 ? `${screeningRounds} screening generation${screeningRounds === 1 ? '' : 's'} first, then ${tuningText}` : tuningText,
   });
 
+  if (spec.tuning.tuneLearningRate) {
+    const [min, max] = learningRateRange(spec.training.learningRate);
+    decisions.push({
+      decision: 'learning rate',
+      value: { min, max, centre: spec.training.learningRate },
+      reason: `tuned per trial, log-uniformly from ${min} to ${max} around training.learningRate ${spec.training.learningRate}, where the policy starts`,
+    });
+  }
   const tuner = createTuner({ kind: spec.tuning.strategy });
   const initial = tuner.init({
     taskNames,
     lambdaScale: spec.tuning.lambdaScale,
     tuneLearningRate: spec.tuning.tuneLearningRate,
+    lrRange: learningRateRange(spec.training.learningRate),
     population,
     seed: spec.training.seed,
     ...(warmStart.state ? { warmStart: warmStart.state } : {}),

@@ -7,9 +7,13 @@ export type AwsModeErrorCode =
   | 'STATE_MACHINE_ARN_INVALID'
   | 'RUN_ID_INVALID'
   | 'HISTORY_UNAVAILABLE'
-  | 'FOLLOW_ABORTED';
+  | 'FOLLOW_ABORTED'
+  | 'FUNCTION_URL_FORBIDDEN'
+  | 'FUNCTION_URL_FAILED'
+  | 'SCHEDULE_NOT_FOUND'
+  | 'SCHEDULE_SELECTION_INVALID';
 
-/** Errors of `--aws` mode: finding the deployed stack, starting and following an execution. */
+/** Errors of `--aws` mode: finding the deployed stack, starting, resuming and following executions, Function URLs, schedules. */
 export class AwsModeError extends AgentflowError {
   constructor(message: string, options: { code: AwsModeErrorCode; context?: Record<string, unknown>; cause?: unknown }) {
     super(message, options);

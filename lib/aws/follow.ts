@@ -22,6 +22,12 @@ export interface FollowExecutionOptions {
   pageSize?: number;
   /** Stops following (the execution keeps running); the promise rejects with FOLLOW_ABORTED. */
   signal?: AbortSignal;
+  /**
+   * Events up to this id happened before (a redriven execution keeps its first attempt's history,
+   * ending in its ExecutionFailed): they are read to know which state each later event belongs
+   * to, but neither reported nor taken as the outcome.
+   */
+  afterEventId?: number;
 }
 
 export interface FollowedExecution {
@@ -197,7 +203,12 @@ export async function followExecution(options: FollowExecutionOptions): Promise<
     const events = await newEvents({ sfn: options.sfn, executionArn: options.executionArn, afterId: lastId, pageSize });
     for (const event of events) {
       lastId = Math.max(lastId, event.id ?? 0);
-      for (const translated of translator.translate(event)) options.onEvent?.(translated);
+      const translated = translator.translate(event);
+      if ((event.id ?? 0) <= (options.afterEventId ?? 0)) {
+        translator.terminal = undefined;
+        continue;
+      }
+      for (const one of translated) options.onEvent?.(one);
     }
     if (translator.terminal) return { executionArn: options.executionArn, ...translator.terminal };
     try {

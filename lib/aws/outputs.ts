@@ -16,6 +16,9 @@ export const STACK_OUTPUTS = {
   jobQueueArn: 'JobQueueArn',
   inferUrl: 'InferUrl',
   feedbackUrl: 'FeedbackUrl',
+  scheduleGroup: 'ScheduleGroupName',
+  inferFunctionArn: 'InferFunctionArn',
+  feedbackFunctionArn: 'FeedbackFunctionArn',
 } as const;
 
 /** Environment variables that can stand in for (or override) each output. */
@@ -27,9 +30,15 @@ export const STACK_OUTPUT_ENV = {
   jobQueueArn: 'AGENTFLOW_JOB_QUEUE_ARN',
   inferUrl: 'AGENTFLOW_INFER_URL',
   feedbackUrl: 'AGENTFLOW_FEEDBACK_URL',
+  scheduleGroup: 'AGENTFLOW_SCHEDULE_GROUP',
+  inferFunctionArn: 'AGENTFLOW_INFER_FUNCTION_ARN',
+  feedbackFunctionArn: 'AGENTFLOW_FEEDBACK_FUNCTION_ARN',
 } as const satisfies Record<keyof typeof STACK_OUTPUTS, string>;
 
-/** Outputs a run needs; the others (queue, serving URLs) are reported when present. */
+/** The stack `cdk deploy` creates unless the `agentflow:stackName` context names another. */
+export const DEFAULT_STACK_NAME = 'Agentflow';
+
+/** Outputs every command needs; the others (queue, serving URLs, schedule group) are checked by the commands that use them. */
 const REQUIRED = ['bucket', 'registryTable', 'rewardTable', 'stateMachineArn'] as const;
 
 export interface DeployedStack {
@@ -42,6 +51,13 @@ export interface DeployedStack {
   jobQueueArn?: string;
   inferUrl?: string;
   feedbackUrl?: string;
+  /** The EventBridge Scheduler group holding the stack's retraining and monitor schedules. */
+  scheduleGroup?: string;
+  /** The functions behind the two URLs, for the caller policy (`agentflow caller-policy`). */
+  inferFunctionArn?: string;
+  feedbackFunctionArn?: string;
+  /** The stack's name, when the outputs came from a named stack (the file's key, or the one described). */
+  stackName?: string;
   /** Where each value came from, for `agentflow` to print when something looks wrong. */
   sources: Partial<Record<keyof typeof STACK_OUTPUTS, string>>;
 }
@@ -49,7 +65,10 @@ export interface DeployedStack {
 export interface FindStackOptions {
   /** A file written by `cdk deploy --outputs-file`: `{ "<StackName>": { "<OutputKey>": "<value>" } }`. */
   outputsFile?: string;
-  /** The stack to pick from the outputs file or to describe; needed when the file holds several. */
+  /**
+   * The stack to pick from the outputs file (needed when the file holds several agentflow stacks)
+   * or to describe; `describeStack` falls back to `DEFAULT_STACK_NAME`.
+   */
   stackName?: string;
   /** Variables in `STACK_OUTPUT_ENV`; they override the file and the lookup. Default `process.env`. */
   env?: Readonly<Record<string, string | undefined>>;
@@ -75,7 +94,7 @@ export function parseStateMachineArn(arn: string): { region: string; account: st
   return { partition: arn.split(':')[1], region: match[1], account: match[2], name: match[3] };
 }
 
-async function readOutputsFile(path: string, stackName: string | undefined): Promise<Record<string, string>> {
+async function readOutputsFile(path: string, stackName: string | undefined): Promise<{ stackName: string; outputs: Record<string, string> }> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(path, 'utf8'));
@@ -115,7 +134,7 @@ async function readOutputsFile(path: string, stackName: string | undefined): Pro
       { code: 'STACK_OUTPUTS_MISSING', context: { path, stackName: chosen, stacks: names } },
     );
   }
-  return Object.fromEntries(Object.entries(outputs).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+  return { stackName: chosen as string, outputs: Object.fromEntries(Object.entries(outputs).filter((entry): entry is [string, string] => typeof entry[1] === 'string')) };
 }
 
 /**
@@ -144,16 +163,23 @@ export async function findStack(options: FindStackOptions = {}): Promise<Deploye
       sources[field] = `$${STACK_OUTPUT_ENV[field]}`;
     }
   }
-  if (options.outputsFile) take(await readOutputsFile(options.outputsFile, options.stackName), options.outputsFile);
+  let stackName: string | undefined;
+  if (options.outputsFile) {
+    const file = await readOutputsFile(options.outputsFile, options.stackName);
+    stackName = file.stackName;
+    take(file.outputs, options.outputsFile);
+  }
   const missing = () => REQUIRED.filter((field) => !values[field]);
-  if (missing().length && options.describeStack && options.stackName) {
-    take(await options.describeStack(options.stackName), `stack ${options.stackName}`);
+  const describedName = options.stackName ?? DEFAULT_STACK_NAME;
+  if (missing().length && options.describeStack) {
+    take(await options.describeStack(describedName), `stack ${describedName}`);
+    stackName ??= describedName;
   }
   if (missing().length) {
     const lookedIn = [
       'environment',
       ...(options.outputsFile ? [options.outputsFile] : []),
-      ...(options.describeStack && options.stackName ? [`CloudFormation stack ${options.stackName}`] : []),
+      ...(options.describeStack ? [`CloudFormation stack ${describedName}`] : []),
     ];
     const wanted = missing().map((field) => `${STACK_OUTPUTS[field]} (or $${STACK_OUTPUT_ENV[field]})`);
     throw new AwsModeError(
@@ -171,6 +197,10 @@ export async function findStack(options: FindStackOptions = {}): Promise<Deploye
     ...(values.jobQueueArn ? { jobQueueArn: values.jobQueueArn } : {}),
     ...(values.inferUrl ? { inferUrl: values.inferUrl } : {}),
     ...(values.feedbackUrl ? { feedbackUrl: values.feedbackUrl } : {}),
+    ...(values.scheduleGroup ? { scheduleGroup: values.scheduleGroup } : {}),
+    ...(values.inferFunctionArn ? { inferFunctionArn: values.inferFunctionArn } : {}),
+    ...(values.feedbackFunctionArn ? { feedbackFunctionArn: values.feedbackFunctionArn } : {}),
+    ...(stackName ? { stackName } : {}),
     sources,
   };
 }

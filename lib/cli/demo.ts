@@ -6,7 +6,6 @@ import { startServer } from '#lib/serve/index.ts';
 import { keys } from '#lib/store/index.ts';
 import { EXIT, fixed, table, type Output } from './output.ts';
 import type { Progress } from './progress.ts';
-import { reportPath } from './program.ts';
 import { serveContextOf } from './serving.ts';
 import { writeRunReport } from '#lib/report/index.ts';
 import { summarizeRun } from './summary.ts';
@@ -18,7 +17,7 @@ export const DEMO_SPEC = 'examples/penguins/spec.json';
  * export, promote), the tuned model against uniform λ and single-task models on the holdout, then
  * the registered model served over HTTP on this machine: one prediction and its feedback.
  */
-export async function runDemo(session: LocalSession, options: { output: Output; progress: Progress; specPath?: string }): Promise<number> {
+export async function runDemo(session: LocalSession, options: { output: Output; progress: Progress; specPath?: string; reportPath: (runId: string) => string }): Promise<number> {
   const { output, progress } = options;
   const say = (text: string) => {
     if (!output.json) output.out(text);
@@ -55,7 +54,7 @@ export async function runDemo(session: LocalSession, options: { output: Output; 
   say(`  record   ${JSON.stringify(served.record)}`);
   say(`  answer   ${JSON.stringify(served.outputs)}`);
   say(`  feedback reward ${served.reward} recorded for prediction ${served.predictionId}`);
-  const report = await writeRunReport(session.deps, { project, runId, path: reportPath(session, runId) });
+  const report = await writeRunReport(session.deps, { project, runId, path: options.reportPath(runId) });
   say(`\nreport: ${report.path}`);
   const seconds = ((Date.now() - started) / 1000).toFixed(0);
   say(`\ndone in ${seconds}s. Next:`);

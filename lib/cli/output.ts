@@ -38,7 +38,7 @@ export function fixed(value: number | undefined, digits = 4): string {
 
 const NOT_FOUND = /NOT_FOUND$|^PREDICTION_NOT_FOUND$|^VERSION_NOT_FOUND$|^RUN_NOT_FOUND$|^ALIAS_NOT_FOUND$|^NO_PRODUCTION$/;
 const CONFLICT = /CONFLICT$|DUPLICATE$/;
-const INVALID = /INVALID|MISMATCH|MISSING|UNREADABLE|^SPEC_/;
+const INVALID = /INVALID|MISMATCH|MISSING|UNREADABLE|^SPEC_|_ONLY$/;
 
 /** The exit code for an error, from its family's code. */
 export function exitCodeOf(error: unknown): number {

@@ -1,51 +1,52 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
-import { PRODUCTION, moveProduction, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
+import { PRODUCTION, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
 import type { TrialRow } from '#lib/agent/index.ts';
 import { writeRunReport } from '#lib/report/index.ts';
-import { newRunId, nextFireTime, openLocalSession, resumePipelineLocally, runPipelineLocally, runScheduleLoop, ScheduleError, type LocalSession } from '#lib/runtime/index.ts';
+import { callerPolicyFor, type AwsClientOptions } from '#lib/aws/index.ts';
 import { PROBLEMS_FILE } from '#lib/prepare/index.ts';
+import { newRunId, nextFireTime, resumePipelineLocally, runPipelineLocally, runScheduleLoop, ScheduleError } from '#lib/runtime/index.ts';
 import { parseSpecJson } from '#lib/spec/index.ts';
 import { keys } from '#lib/store/index.ts';
-import { runOnAws } from './aws.ts';
+import { resumeOnAws, runOnAws, setSchedules, showSchedules } from './aws.ts';
 import { DEMO_SPEC, runDemo } from './demo.ts';
+import { promoteVersion } from './promote.ts';
 import { registerServingCommands } from './serving.ts';
 import { consoleOutput, EXIT, fixed, reportError, table, type Output } from './output.ts';
 import { createProgress } from './progress.ts';
+import { awsOnly, localOnly, openCliSession, type CliSession, type GlobalOptions } from './session.ts';
 import { summarizeRun } from './summary.ts';
 
-/** Options every command takes. */
-export interface GlobalOptions {
-  dir: string;
-  json: boolean;
-}
+export type { GlobalOptions } from './session.ts';
 
-/** Reports live beside the local data: `<dir>/reports/<runId>.html`. */
-export function reportPath(session: LocalSession, runId: string): string {
-  return join(session.aws.dir, 'reports', `${runId}.html`);
+/** Reports are written on this machine, beside the local data: `<dir>/reports/<runId>.html` (with --aws too, from the deployed data). */
+export function reportPath(session: CliSession, runId: string): string {
+  return join(session.reportsDir, `${runId}.html`);
 }
 
 /**
  * Copies the run's full list of dataset problems, if Prepare wrote one, to
- * `<dir>/problems/<runId>.txt`, where a local user looks for it; returns that path.
+ * `<dir>/problems/<runId>.txt`, beside the reports, where a user looks for it; returns that path.
  */
-async function saveProblemsList(session: LocalSession, runId: string): Promise<string | undefined> {
+async function saveProblemsList(session: CliSession, runId: string): Promise<string | undefined> {
   const key = keys.runFile(runId, PROBLEMS_FILE);
   if (!(await session.deps.store.exists(key))) return undefined;
-  const path = join(session.aws.dir, 'problems', `${runId}.txt`);
+  const path = join(dirname(session.reportsDir), 'problems', `${runId}.txt`);
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, await session.deps.store.getBytes(key));
   return path;
 }
 
-export type WithSession = (action: (session: LocalSession, output: Output, options: GlobalOptions) => Promise<number | void>) => () => Promise<void>;
+export type WithSession = (action: (session: CliSession, output: Output, options: GlobalOptions) => Promise<number | void>) => () => Promise<void>;
 
 export interface CliHooks {
   /** Where exit codes go (process.exitCode by default; tests capture them). */
   setExitCode?: (code: number) => void;
   output?: (json: boolean) => Output;
   tty?: boolean;
+  /** How `--aws` makes its clients: stand-in endpoints and credentials (tests), a recording middleware (the IAM test). */
+  aws?: AwsClientOptions;
 }
 
 /**
@@ -66,6 +67,9 @@ export function buildProgram(hooks: CliHooks = {}): Command {
     .description('Adapt frozen models to many tasks at once, tune the task weights with RL, and serve the result.')
     .addOption(new Option('--dir <folder>', 'where the local AWS stand-ins keep their data').default('.agentflow'))
     .option('--json', 'machine-readable output on stdout', false)
+    .option('--aws', 'work on the deployed stack (its bucket, tables, state machine, Function URLs and schedules) instead of the local stand-ins', false)
+    .option('--stack-outputs <file>', 'with --aws: the file `cdk deploy --outputs-file` wrote')
+    .option('--stack-name <name>', 'with --aws: the stack to pick from that file, or to look up with CloudFormation (default Agentflow)')
     .showHelpAfterError()
     // Usage errors throw instead of exiting, so the entry point maps them to EXIT.invalidInput.
     .exitOverride()
@@ -77,17 +81,18 @@ Examples:
   $ agentflow runs ls -p penguins
   $ agentflow models ls -p penguins --json
   $ agentflow predict -p penguins --record '{"island":"Biscoe","bill_length_mm":47,"bill_depth_mm":15,"flipper_length_mm":215}'
+  $ agentflow models ls -p penguins --aws --stack-outputs stack-outputs.json
 
 Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data folder busy.`,
     );
 
-  /** Runs an action against a local session, mapping errors to exit codes. */
+  /** Runs an action against the local stand-ins or (--aws) the deployed stack, mapping errors to exit codes. */
   const withSession: WithSession = (action) => async () => {
     const options = program.opts<GlobalOptions>();
     const output = outputOf(options.json);
-    let session: LocalSession | undefined;
+    let session: CliSession | undefined;
     try {
-      session = await openLocalSession({ dir: options.dir });
+      session = await openCliSession(options, hooks.aws);
       setExitCode((await action(session, output, options)) ?? EXIT.ok);
     } catch (error) {
       setExitCode(reportError(output, error));
@@ -102,22 +107,12 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .argument('<spec>', 'path to spec.json (dataset paths are relative to it)')
     .option('--run-id <id>', 'use this run id instead of a generated one')
     .option('-v, --verbose', 'show every job output line', false)
-    .option('--aws', 'run on the deployed stack instead of the local stand-ins (uploads local datasets, starts and follows the execution)', false)
-    .option('--stack-outputs <file>', 'with --aws: the file `cdk deploy --outputs-file` wrote')
-    .option('--stack-name <name>', 'with --aws: the deployed stack', 'Agentflow')
-    .action(async (specPath: string, options: { runId?: string; verbose: boolean; aws: boolean; stackOutputs?: string; stackName: string }) => {
-      if (options.aws) {
-        const output = outputOf(program.opts<GlobalOptions>().json);
-        try {
-          setExitCode(await runOnAws({ specPath, output, progress: progressFor(output, { verbose: options.verbose }), runId: options.runId ?? newRunId(), stackOutputs: options.stackOutputs, stackName: options.stackName }));
-        } catch (error) {
-          setExitCode(reportError(output, error));
-        }
-        return;
-      }
-      return withSession(async (session, output) => {
+    .action(async (specPath: string, options: { runId?: string; verbose: boolean }) =>
+      withSession(async (session, output) => {
         const progress = progressFor(output, { verbose: options.verbose });
-        const { runId, staged, result } = await runPipelineLocally(session, {
+        // --aws uploads the local datasets, starts the deployed execution and follows it.
+        if (session.where === 'aws') return runOnAws(session, { specPath, output, progress, runId: options.runId ?? newRunId() });
+        const { runId, staged, result } = await runPipelineLocally(session.local, {
           specPath,
           ...(options.runId ? { runId: options.runId } : {}),
           onEvent: progress.onEvent,
@@ -133,8 +128,8 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
           );
         } else output.out(`${summary.text}\n  report: ${report.path}${problems ? `\n  every dataset problem: ${problems}` : ''}`);
         return result.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed;
-      })();
-    });
+      })(),
+    );
 
   program
     .command('demo')
@@ -143,14 +138,15 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .option('-v, --verbose', 'show every job output line', false)
     .action(async (options: { spec: string; verbose: boolean }) =>
       withSession(async (session, output) => {
+        const local = localOnly(session, 'demo', 'on the deployed stack, run a spec with `agentflow run <spec.json> --aws`');
         const progress = progressFor(output, { verbose: options.verbose });
-        return runDemo(session, { output, progress, specPath: options.spec });
+        return runDemo(local, { output, progress, specPath: options.spec, reportPath: (runId) => reportPath(session, runId) });
       })(),
     );
 
-  program
+  const schedule = program
     .command('schedule')
-    .description("retrain on a schedule on this machine (the spec's `schedule`, or --every / --cron), and between runs let the monitor retrain when online reward drops or inputs drift")
+    .description("retrain on a schedule on this machine (the spec's `schedule`, or --every / --cron), and between runs let the monitor retrain when online reward drops or inputs drift; `schedule show|enable|disable --aws` manage the deployed stack's schedules")
     .argument('<spec>', 'path to spec.json; its files are re-read at every run, so new data is picked up')
     .option('--every <rate>', 'a rate such as "7 days" or "30 minutes" (overrides the spec)')
     .option('--cron <expression>', 'an EventBridge cron in UTC, e.g. "0 3 ? * MON *" (overrides the spec)')
@@ -159,6 +155,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .option('--monitor-every <minutes>', 'how often to check reward and drift between runs (0: never)', (value) => Number(value), 5)
     .action(async (specPath: string, options: { every?: string; cron?: string; now: boolean; maxRuns?: number; monitorEvery: number }) =>
       withSession(async (session, output) => {
+        const local = localOnly(session, 'schedule <spec>', 'the deployed stack retrains on its EventBridge schedules (the agentflow:schedules context): `agentflow schedule show|enable|disable --aws`');
         const { readFile } = await import('node:fs/promises');
         const spec = parseSpecJson(await readFile(specPath, 'utf8'), { source: specPath });
         if (options.every && options.cron) throw new ScheduleError('give --every or --cron, not both');
@@ -172,7 +169,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
         try {
-          const runs = await runScheduleLoop(session, {
+          const runs = await runScheduleLoop(local, {
             specPath,
             schedule,
             runNow: options.now,
@@ -198,10 +195,13 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .argument('<runId>')
     .requiredOption('-p, --project <name>', 'project name')
     .option('-v, --verbose', 'show every job output line', false)
-    .action(async (runId: string, options: { project: string; verbose: boolean }) =>
+    .option('--restart', 'with --aws: start a new execution even where a redrive applies (a redrive keeps the definition the execution started with)', false)
+    .action(async (runId: string, options: { project: string; verbose: boolean; restart: boolean }) =>
       withSession(async (session, output) => {
         const progress = progressFor(output, { verbose: options.verbose });
-        const result = await resumePipelineLocally(session, { project: options.project, runId, onEvent: progress.onEvent, onJobOutput: progress.onJobOutput });
+        // --aws redrives the run's execution, or starts it again where a redrive cannot help (lib/aws/resume.ts).
+        if (session.where === 'aws') return resumeOnAws(session, { project: options.project, runId, restart: options.restart, output, progress });
+        const result = await resumePipelineLocally(session.local, { project: options.project, runId, onEvent: progress.onEvent, onJobOutput: progress.onJobOutput });
         progress.finish();
         const summary = await summarizeRun(session.deps, options.project, runId);
         const report = await writeRunReport(session.deps, { project: options.project, runId, path: reportPath(session, runId) });
@@ -221,6 +221,35 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
       withSession(async (session, output) => {
         const report = await writeRunReport(session.deps, { project: options.project, runId, path: options.out ?? reportPath(session, runId) });
         output.out(output.json ? JSON.stringify({ uri: report.uri, path: report.path }) : `report written to ${report.path} (and ${report.uri})`);
+      })(),
+    );
+
+  const deployedOnly = 'locally, `agentflow schedule <spec>` retrains on a schedule while it runs';
+  schedule
+    .command('show')
+    .description("the deployed stack's schedules (with --aws): retraining per project and the monitor, with their state")
+    .option('-p, --project <name>', 'only the schedules that retrain this project')
+    .action(async (options: { project?: string }) =>
+      withSession(async (session, output) => showSchedules(awsOnly(session, 'schedule show', deployedOnly), { output, ...options }))(),
+    );
+  for (const [verb, state] of [['enable', 'ENABLED'], ['disable', 'DISABLED']] as const) {
+    schedule
+      .command(verb)
+      .description(`${verb} deployed schedules (with --aws): a project's retraining schedules, or one schedule by name`)
+      .option('-p, --project <name>', "the project whose retraining schedules change")
+      .option('--name <schedule>', 'one schedule, as `schedule show --aws` lists it (the monitor too)')
+      .action(async (options: { project?: string; name?: string }) =>
+        withSession(async (session, output) => setSchedules(awsOnly(session, `schedule ${verb}`, deployedOnly), { output, state, ...options }))(),
+      );
+  }
+
+  program
+    .command('caller-policy')
+    .description("the IAM policy a user of --aws attaches: docs/caller-policy.json filled with the deployed stack's names (with --aws)")
+    .action(async () =>
+      withSession(async (session, output) => {
+        const policy = await callerPolicyFor(awsOnly(session, 'caller-policy', 'the template with placeholders is docs/caller-policy.json').stack);
+        output.out(JSON.stringify(policy, null, output.json ? 0 : 2));
       })(),
     );
 
@@ -310,13 +339,13 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     );
   models
     .command('promote')
-    .description('move production to a version (conditional: fails if someone moved it first)')
-    .argument('<version>', 'version number', (value) => Number.parseInt(value, 10))
+    .description("move production to a version (conditional: fails if someone moved it first); the version's file must pass its sha256 check")
+    .argument('<version>', 'version number (see `models ls`)')
     .requiredOption('-p, --project <name>', 'project name')
-    .action(async (version: number, options: { project: string }) =>
+    .option('--force', 'promote a version the gate rejected', false)
+    .action(async (versionText: string, options: { project: string; force: boolean }) =>
       withSession(async (session, output) => {
-        const current = await session.deps.registry.getAlias(options.project, PRODUCTION);
-        const moved = await moveProduction(session.deps, options.project, { toVersion: version, expectedRevision: current?.revision });
+        const moved = await promoteVersion(session.deps, { project: options.project, versionText, force: options.force, output });
         output.out(output.json ? JSON.stringify(moved) : `production of ${options.project} is now version ${moved.version}${moved.previous ? ` (was ${moved.previous})` : ''}`);
       })(),
     );
@@ -344,6 +373,6 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
       })(),
     );
 
-  registerServingCommands(program, { withSession, outputOf, setExitCode });
+  registerServingCommands(program, { withSession, outputOf, setExitCode, ...(hooks.aws ? { aws: hooks.aws } : {}) });
   return program;
 }

@@ -1,17 +1,23 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { AwsModeError, readServedAnswer, STACK_OUTPUTS, type AwsClientOptions } from '#lib/aws/index.ts';
 import { AgentflowError } from '#lib/errors/index.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
 import { createServeContext, feedback, infer, startServer, type ServeContext } from '#lib/serve/index.ts';
 import { EXIT, reportError, type Output } from './output.ts';
-import type { GlobalOptions, WithSession } from './program.ts';
+import { versionArgument } from './promote.ts';
+import type { WithSession } from './program.ts';
+import { awsOnly, localOnly, openCliSession, type GlobalOptions } from './session.ts';
 
 /** Where `agentflow serve` says it is listening, so other commands on the same folder can use it. */
 const SERVER_FILE = 'server.json';
 
 export class CliError extends AgentflowError {
-  constructor(message: string, options: { code: 'RECORDS_INVALID' | 'SERVER_UNREACHABLE'; context?: Record<string, unknown>; cause?: unknown }) {
+  constructor(
+    message: string,
+    options: { code: 'RECORDS_INVALID' | 'REWARD_INVALID' | 'SERVER_UNREACHABLE' | 'VERSION_INVALID' | 'VERSION_NOT_FOUND' | 'VERSION_REJECTED' | 'MODEL_INTEGRITY'; context?: Record<string, unknown>; cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'CliError';
   }
@@ -50,9 +56,7 @@ async function viaLocalOrServer(
         cause,
       });
     });
-    const answer = (await response.json()) as { error?: { code: string; message: string } };
-    if (!response.ok) throw new AgentflowError(answer.error?.message ?? `HTTP ${response.status}`, { code: answer.error?.code ?? 'SERVE_FAILED' });
-    return answer;
+    return readServedAnswer(response, `${server.url}${path}`);
   }
   const context = serveContextOf(session);
   try {
@@ -60,6 +64,25 @@ async function viaLocalOrServer(
   } finally {
     await context.close();
     await session.close();
+  }
+}
+
+/**
+ * With --aws: the request goes to the stack's Function URL (InferUrl or FeedbackUrl), signed with
+ * SigV4; the same handlers answer there as in this process or the local server.
+ */
+async function viaFunctionUrl(globals: GlobalOptions, aws: AwsClientOptions | undefined, url: 'inferUrl' | 'feedbackUrl', body: unknown): Promise<unknown> {
+  const opened = await openCliSession(globals, aws);
+  try {
+    const session = awsOnly(opened, url === 'inferUrl' ? 'predict --aws' : 'feedback --aws', 'without --aws it runs here');
+    const target = session.stack[url];
+    if (!target) {
+      throw new AwsModeError(`the deployed stack has no ${STACK_OUTPUTS[url]} output; check --stack-outputs / --stack-name, or redeploy`, { code: 'STACK_OUTPUTS_MISSING', context: { output: STACK_OUTPUTS[url] } });
+    }
+    const functionArn = session.stack[url === 'inferUrl' ? 'inferFunctionArn' : 'feedbackFunctionArn'];
+    return await session.clients.functionUrls.post(target, body, functionArn ? { functionArn } : {});
+  } finally {
+    await opened.close();
   }
 }
 
@@ -84,12 +107,35 @@ async function recordsFrom(options: { record?: string[]; file?: string }): Promi
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+/**
+ * The reward a user typed. Checked here rather than by the server: `Number("abc")` is NaN, which
+ * JSON sends as null (the server could only say "reward is null"), and `Number("")` is 0.
+ */
+function rewardArgument(text: string): number {
+  const reward = text.trim() === '' ? Number.NaN : Number(text);
+  if (!Number.isFinite(reward)) {
+    throw new CliError(`reward "${text}" is not a number; send 1 for a good outcome and 0 for a bad one (any finite number for a gaussian project)`, {
+      code: 'REWARD_INVALID',
+      context: { reward: text },
+    });
+  }
+  return reward;
+}
+
+/** Whether a listening address is reachable from this machine only. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 export function registerServingCommands(
   program: Command,
-  tools: { withSession: WithSession; outputOf: (json: boolean) => Output; setExitCode: (code: number) => void },
+  tools: { withSession: WithSession; outputOf: (json: boolean) => Output; setExitCode: (code: number) => void; aws?: AwsClientOptions },
 ): void {
   const { withSession, outputOf, setExitCode } = tools;
   const global = () => program.opts<GlobalOptions>();
+  /** Runs a serving request where the global options say: the deployed Function URL, or this machine. */
+  const serveRequest = (url: 'inferUrl' | 'feedbackUrl', body: unknown, inProcess: (context: ServeContext) => Promise<unknown>) =>
+    global().aws ? viaFunctionUrl(global(), tools.aws, url, body) : viaLocalOrServer(global(), url === 'inferUrl' ? '/infer' : '/feedback', body, inProcess);
 
   program
     .command('serve')
@@ -98,9 +144,16 @@ export function registerServingCommands(
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
     .action(async (options: { port: number; host: string }) =>
       withSession(async (session, output, globals) => {
-        const server = await startServer({ context: serveContextOf(session), port: options.port, host: options.host });
+        const local = localOnly(session, 'serve', 'the deployed stack serves from its Function URLs: `agentflow predict --aws`, `agentflow feedback --aws`');
+        const server = await startServer({ context: serveContextOf(local), port: options.port, host: options.host });
         const serverFile = join(globals.dir, SERVER_FILE);
         await writeFile(serverFile, JSON.stringify({ url: server.url, pid: process.pid }));
+        if (!isLoopback(options.host)) {
+          // Function URLs sign every request with IAM; this server checks nothing.
+          output.err(
+            `warning: listening on ${options.host} lets not only this machine but anyone who can reach it call /infer and /feedback, with no authentication (anyone can send rewards that steer routing); use --host 127.0.0.1 unless this network is trusted`,
+          );
+        }
         if (output.json) output.out(JSON.stringify({ url: server.url }));
         else {
           output.out(`serving on ${server.url} (Ctrl-C stops)`);
@@ -118,16 +171,17 @@ export function registerServingCommands(
 
   program
     .command('predict')
-    .description("predict every task for records with the project's serving models (routed like live traffic)")
+    .description("predict every task for records with the project's serving models (routed like live traffic); with --aws through the stack's signed InferUrl")
     .requiredOption('-p, --project <name>', 'project name')
     .option('--record <json>', 'one raw record as JSON (repeatable)', collect)
     .option('--file <records.jsonl>', 'records, one JSON object per line')
-    .option('--version <n>', 'pin a version of the serving set', (value) => Number.parseInt(value, 10))
-    .action(async (options: { project: string; record?: string[]; file?: string; version?: number }) => {
+    .option('--version <n>', 'pin a version of the serving set')
+    .action(async (options: { project: string; record?: string[]; file?: string; version?: string }) => {
       const output = outputOf(global().json);
       try {
-        const body = { project: options.project, records: await recordsFrom(options), ...(options.version === undefined ? {} : { version: options.version }) };
-        const answer = await viaLocalOrServer(global(), '/infer', body, (context) => infer(body, context));
+        const version = options.version === undefined ? undefined : versionArgument(options.version, options.project);
+        const body = { project: options.project, records: await recordsFrom(options), ...(version === undefined ? {} : { version }) };
+        const answer = await serveRequest('inferUrl', body, (context) => infer(body, context));
         output.out(JSON.stringify(answer, null, output.json ? 0 : 2));
         setExitCode(EXIT.ok);
       } catch (error) {
@@ -137,15 +191,16 @@ export function registerServingCommands(
 
   program
     .command('feedback')
-    .description('record the reward of a prediction (exactly once); the router learns from it')
+    .description('record the reward of a prediction (exactly once); the router learns from it; with --aws through the signed FeedbackUrl')
     .requiredOption('-p, --project <name>', 'project name')
     .argument('<predictionId>')
-    .argument('<reward>', '0 or 1 (or a real number for gaussian projects)', (value) => Number(value))
-    .action(async (predictionId: string, reward: number, options: { project: string }) => {
+    .argument('<reward>', '0 or 1 (or a real number for gaussian projects)')
+    .action(async (predictionId: string, rewardText: string, options: { project: string }) => {
       const output = outputOf(global().json);
       try {
+        const reward = rewardArgument(rewardText);
         const body = { project: options.project, predictionId, reward };
-        const answer = await viaLocalOrServer(global(), '/feedback', body, (context) => feedback(body, context));
+        const answer = await serveRequest('feedbackUrl', body, (context) => feedback(body, context));
         output.out(output.json ? JSON.stringify(answer) : `recorded reward ${reward} for ${predictionId}`);
         setExitCode(EXIT.ok);
       } catch (error) {

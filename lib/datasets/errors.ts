@@ -36,10 +36,22 @@ export class DatasetError extends AgentflowError {
   }
 }
 
-/** `train.jsonl line 812, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted)` */
+/**
+ * `train.jsonl line 812, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted)`.
+ * Control characters are written as `\u001b`-style escapes: a binary file's bytes reach the
+ * messages (JSON.parse quotes the text it stopped at), and raw they would drive the terminal
+ * (colours, cursor moves, clearing the screen) and break the one-problem-a-line list.
+ */
 export function formatProblem(problem: DatasetProblem): string {
   const where = problem.line === undefined ? problem.file : `${problem.file} line ${problem.line}`;
-  return `${where}${problem.task === undefined ? '' : `, task "${problem.task}"`}: ${problem.message}`;
+  return printable(`${where}${problem.task === undefined ? '' : `, task "${problem.task}"`}: ${problem.message}`);
+}
+
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+/** Text with its control characters (tab aside) escaped as `\uXXXX`. */
+export function printable(text: string): string {
+  return text.replace(CONTROL, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** One problem a line; with `total` above the number shown, a last line says how many were left out. */

@@ -1,4 +1,4 @@
-import { parse, type Info } from 'csv-parse';
+import { CsvError, parse, type Info } from 'csv-parse';
 import { DatasetError, formatProblem, type DatasetProblem } from '#lib/datasets/errors.ts';
 import { renderValue } from '#lib/spec/index.ts';
 import type { DatasetFormat } from '#lib/spec/index.ts';
@@ -26,6 +26,8 @@ export interface ReadRecordsOptions {
    * public CSVs put one after each comma. Quoted values keep theirs. Default true.
    */
   trim?: boolean;
+  /** JSONL: the longest line read (a longer one is a problem, and reading goes on after it). Default `DEFAULT_MAX_LINE_BYTES`, 64 MiB. */
+  maxLineBytes?: number;
 }
 
 /**
@@ -40,17 +42,28 @@ export function readRecords(source: ByteSource, options: ReadRecordsOptions): As
     });
   return options.format === 'csv'
     ? readCsv(source, { file: options.file, trim: options.trim ?? true }, onProblem)
-    : readJsonl(source, options.file, onProblem);
+    : readJsonl(source, options.file, onProblem, options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
 }
 
-async function* readJsonl(source: ByteSource, file: string, onProblem: (problem: DatasetProblem) => void): AsyncGenerator<SourceRecord> {
-  // TextDecoder drops a leading BOM and keeps multi-byte characters split across chunks intact.
-  const decoder = new TextDecoder('utf-8');
-  let pending = '';
+/** The longest JSONL line read by default: far past any sensible record, well short of V8's string limit. */
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Lines are cut from the bytes (a newline byte is never part of a multi-byte UTF-8 character) and
+ * each chunk is searched once: a line that spans many chunks is kept as their list and joined once
+ * at its end, so reading is linear in its length (scanning the pending text from its start on
+ * every chunk made a 50 MB line take 83 s). A line past `maxLineBytes` is reported and skipped.
+ */
+async function* readJsonl(source: ByteSource, file: string, onProblem: (problem: DatasetProblem) => void, maxLineBytes: number): AsyncGenerator<SourceRecord> {
   let line = 0;
-  const parseLine = (text: string): SourceRecord | undefined => {
+  let pieces: Buffer[] = [];
+  let pendingBytes = 0;
+  /** The current line passed the limit: it was reported, and its bytes are dropped up to its end. */
+  let skipping = false;
+  const parseLine = (bytes: Buffer): SourceRecord | undefined => {
     line += 1;
-    const body = text.endsWith('\r') ? text.slice(0, -1) : text;
+    let body = bytes.toString('utf8', 0, bytes.length > 0 && bytes[bytes.length - 1] === 0x0d ? bytes.length - 1 : bytes.length);
+    if (line === 1 && body.startsWith('\uFEFF')) body = body.slice(1);
     if (body.trim() === '') return undefined;
     let value: unknown;
     try {
@@ -66,21 +79,57 @@ async function* readJsonl(source: ByteSource, file: string, onProblem: (problem:
     }
     return { line, record: value as Record<string, unknown> };
   };
+  const tooLong = (head: Buffer): void => {
+    skipping = true;
+    onProblem({
+      file,
+      line: line + 1,
+      value: `${head.toString('utf8', 0, Math.min(head.length, 40))}…`,
+      message: `is longer than ${maxLineBytes} bytes (${formatBytes(maxLineBytes)}), the most one line may hold; JSONL holds one record a line — split the data into more records, or keep large values in their own files`,
+    });
+  };
   for await (const chunk of readChunks(source, file)) {
-    pending += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     let start = 0;
-    for (let newline = pending.indexOf('\n'); newline >= 0; newline = pending.indexOf('\n', start)) {
-      const parsed = parseLine(pending.slice(start, newline));
+    for (let newline = bytes.indexOf(0x0a); newline >= 0; newline = bytes.indexOf(0x0a, start)) {
+      const tail = bytes.subarray(start, newline);
       start = newline + 1;
+      if (skipping || pendingBytes + tail.length > maxLineBytes) {
+        if (!skipping) tooLong(pieces[0] ?? tail);
+        line += 1;
+        skipping = false;
+        pieces = [];
+        pendingBytes = 0;
+        continue;
+      }
+      const whole = pieces.length === 0 ? tail : Buffer.concat([...pieces, tail], pendingBytes + tail.length);
+      pieces = [];
+      pendingBytes = 0;
+      const parsed = parseLine(whole);
       if (parsed) yield parsed;
     }
-    pending = pending.slice(start);
+    if (start < bytes.length && !skipping) {
+      const rest = bytes.subarray(start);
+      if (pendingBytes + rest.length > maxLineBytes) {
+        tooLong(pieces[0] ?? rest);
+        pieces = [];
+        pendingBytes = 0;
+      } else {
+        // Copied: the source may reuse its chunk's memory once the next one is asked for.
+        pieces.push(Buffer.from(rest));
+        pendingBytes += rest.length;
+      }
+    }
   }
-  pending += decoder.decode();
-  if (pending !== '') {
-    const parsed = parseLine(pending);
+  if (skipping) return;
+  if (pendingBytes > 0) {
+    const parsed = parseLine(Buffer.concat(pieces, pendingBytes));
     if (parsed) yield parsed;
   }
+}
+
+function formatBytes(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} B`;
 }
 
 async function* readCsv(
@@ -161,7 +210,9 @@ async function* readCsv(
   }
 }
 
+/** What csv-parse reports about the text (not every code starts with CSV_: `INVALID_OPENING_QUOTE` does not). */
 function isCsvSyntaxError(error: unknown): error is Error & { code: string } {
+  if (error instanceof CsvError) return true;
   const code = error instanceof Error ? (error as Error & { code?: unknown }).code : undefined;
   return typeof code === 'string' && code.startsWith('CSV_');
 }

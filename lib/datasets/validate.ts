@@ -305,6 +305,17 @@ function toFiniteNumber(value: unknown): number | undefined {
   return undefined;
 }
 
+/**
+ * Inputs and labels become float32 tensors: a number beyond float32's range is ±Infinity there,
+ * and the model answers null probabilities and a made-up label for it. Math.fround rounds as the
+ * tensor does, so a number that only loses precision still passes.
+ */
+function isFloat32(value: number): boolean {
+  return Number.isFinite(Math.fround(value));
+}
+
+const FLOAT32_RANGE = `float32's range (±${3.4028234663852886e38})`;
+
 function describe(value: unknown): string {
   return `${renderValue(value)}${typeof value === 'object' && value !== null ? (Array.isArray(value) ? ' (an array)' : ' (an object)') : ''}`;
 }
@@ -341,6 +352,7 @@ function inputChecks(spec: Pick<Spec, 'baseModels'>): FieldCheck[] {
             }
             const number = toFiniteNumber(value);
             if (number === undefined) report(column, value, `column "${column}" is ${describe(value)}, not a number; leave it empty (or ?, NA) if unknown`);
+            else if (!isFloat32(number)) report(column, value, `column "${column}" is ${describe(value)}, beyond ${FLOAT32_RANGE}, which the model computes in; scale the column down (e.g. another unit)`);
             else input[column] = number;
           });
         }
@@ -389,9 +401,11 @@ function featuresCheck(field: string, dimension: number): FieldCheck {
       report(field, value.length, `field "${field}" has ${value.length} values, expected ${dimension} (baseModel.dimension)`);
       return;
     }
-    const bad = value.findIndex((item) => typeof item !== 'number' || !Number.isFinite(item));
+    const bad = value.findIndex((item) => typeof item !== 'number' || !isFloat32(item));
     if (bad >= 0) {
-      report(field, value[bad], `field "${field}" item ${bad} is ${describe(value[bad])}, not a finite number`);
+      const item: unknown = value[bad];
+      const why = typeof item === 'number' && Number.isFinite(item) ? `beyond ${FLOAT32_RANGE}, which the model computes in; scale the vector down` : 'not a finite number';
+      report(field, item, `field "${field}" item ${bad} is ${describe(item)}, ${why}`);
       return;
     }
     input[field] = value;
@@ -519,7 +533,8 @@ function labelParser(task: TaskSpec): LabelParser {
     case 'regression':
       return (value) => {
         const number = toFiniteNumber(value);
-        return number === undefined ? { message: `label ${describe(value)} is not a finite number` } : { label: number };
+        if (number === undefined) return { message: `label ${describe(value)} is not a finite number` };
+        return isFloat32(number) ? { label: number } : { message: `label ${describe(value)} is beyond ${FLOAT32_RANGE}, which training computes in; scale the labels down (e.g. another unit)` };
       };
   }
 }

@@ -1,5 +1,5 @@
 import type { EncoderDescriptor } from '#lib/encoders/index.ts';
-import type { TaskType } from '#lib/spec/index.ts';
+import type { Spec, TaskType } from '#lib/spec/index.ts';
 
 /** A task as the served model reports it; output names follow `modelOutputName`. */
 export interface CardTask {
@@ -45,6 +45,28 @@ export interface ModelCard {
   quantization?: ModelQuantization;
   /** Why a spec asking for `deploy.quantize` got its float model served instead (nothing worth quantizing). */
   quantizationSkipped?: string;
+  /** How served records are checked; absent on cards from before it existed (impute, categories unknown). */
+  serving?: CardServing;
+}
+
+/**
+ * What serving needs to tell an input the model has no value for: the spec's policy
+ * (`serving.unknownInputs`) and, per categorical column, the categories the encoder one-hot
+ * encodes (any other value is encoded as none of them, like a missing one).
+ */
+export interface CardServing {
+  unknownInputs: 'impute' | 'reject';
+  categories: Record<string, string[]>;
+}
+
+/** The card's serving section, from the spec and the fitted encoder's summary (a tabular encoder lists its categories). */
+export function cardServingOf(spec: Pick<Spec, 'serving'>, encoderSummary: Record<string, unknown>): CardServing {
+  const categorical = Array.isArray(encoderSummary.categorical) ? (encoderSummary.categorical as { column?: unknown; categories?: unknown }[]) : [];
+  const categories: Record<string, string[]> = {};
+  for (const { column, categories: known } of categorical) {
+    if (typeof column === 'string' && Array.isArray(known)) categories[column] = known.map(String);
+  }
+  return { unknownInputs: spec.serving?.unknownInputs ?? 'impute', categories };
 }
 
 /**

@@ -11,7 +11,7 @@ import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import { checkParity, exportHeads, loadTrialWeights, parityDifference, shardUri, trainingForward, FEATURES_INPUT, PARITY_TOLERANCE } from '#lib/train/index.ts';
 import { rewardOf } from '#lib/tune/index.ts';
 import { TrialJobResult, type ExportInput, type ExportOutput } from '#lib/workflow/contracts.ts';
-import { modelOutputName, type ModelCard, type ModelQuantization } from './card.ts';
+import { cardServingOf, modelOutputName, type ModelCard, type ModelQuantization } from './card.ts';
 import { DeployError } from './errors.ts';
 import { writeLiveModel } from './liveModel.ts';
 import { evaluateOnSplit, SERVING_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
@@ -131,6 +131,7 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
     latencyMs,
     ...(quantization ? { quantization } : {}),
     ...(quantizationSkipped === undefined ? {} : { quantizationSkipped }),
+    serving: cardServingOf(spec, encoder.summary),
   };
   const cardStored = await store.putJson(cardKey, card);
   await registry.createVersion(input.project, {

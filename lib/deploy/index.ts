@@ -1,5 +1,5 @@
 /** Model management: export of the best trial, the promotion gate, production moves and rollback. */
-export { modelOutputName, type CardTask, type ModelCard, type ModelQuantization } from './card.ts';
+export { cardServingOf, modelOutputName, type CardServing, type CardTask, type ModelCard, type ModelQuantization } from './card.ts';
 export { DeployError, type DeployErrorCode } from './errors.ts';
 export { evaluateOnSplit, MODEL_SESSION_OPTIONS, SERVING_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
 export { exportBestTrial } from './export.ts';

@@ -27,3 +27,13 @@ export function describeError(error: unknown): { name: string; message: string; 
   if (error instanceof Error) return { name: error.name, message: error.message };
   return { name: 'Error', message: String(error) };
 }
+
+/**
+ * The fields to log an error with: the Error itself under `error`, which Powertools' Logger
+ * writes out with its name, message, stack and cause (spread as plain fields, the reserved key
+ * `message` is dropped and only the name survives), plus an agentflow error's code and context.
+ */
+export function errorLogFields(error: unknown): { error: Error; code?: string; context?: Record<string, unknown> } {
+  if (error instanceof AgentflowError) return { error, code: error.code, context: error.context };
+  return { error: error instanceof Error ? error : new Error(String(error)) };
+}

@@ -17,7 +17,8 @@
  *   pages with ListObjects (v1) and `Marker` instead, which real S3 supports equally and which
  *   never touches that code path, so no node flags are needed.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve, join } from 'node:path';
@@ -149,26 +150,58 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
 /**
  * LevelDB locks its folder, but a second dynalite on a locked folder hangs instead of failing, so
  * the folder gets an explicit lock file holding the owner's pid. A lock left by a dead process
- * is taken over.
+ * is taken over, atomically, so that of two processes that find the same dead pid exactly one
+ * gets the folder and the other is told it is busy (with a plain overwrite both took it, and the
+ * loser emptied the winner's spool and crashed on its closed database):
+ * - a lock file appears whole or not at all: the pid is written to a file of our own, which is
+ *   then hard-linked as the lock (link fails if the lock exists; an exclusive create would let a
+ *   reader see the file still empty, and take a live lock for a stale one);
+ * - a stale lock is renamed aside before it is replaced: only one contender's rename finds it.
+ *   What was renamed is read back; if it is not the stale lock that was judged (another process
+ *   took over in between), it is linked back and this process is the one that is busy.
  */
-async function lockDir(dir: string): Promise<() => Promise<void>> {
+export async function lockDir(dir: string): Promise<() => Promise<void>> {
   const lockPath = join(dir, 'agentflow.lock');
   const release = () => rm(lockPath, { force: true });
-  try {
-    await writeFile(lockPath, String(process.pid), { flag: 'wx' });
-    return release;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  }
-  const owner = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
-  if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) {
-    throw new LocalAwsError(
+  const busy = (owner: number) =>
+    new LocalAwsError(
       `the local AWS folder ${dir} is in use by process ${owner}${owner === process.pid ? ' (this one)' : ''}: stop that agentflow process first, or pass a different dir`,
       { code: 'LOCAL_DIR_BUSY', context: { dir, pid: owner } },
     );
+  const mine = `${lockPath}.${process.pid}.${randomUUID()}`;
+  await writeFile(mine, String(process.pid));
+  try {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await link(mine, lockPath);
+        return release;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const found = await readFile(lockPath, 'utf8').catch(() => undefined);
+      // Gone since the link failed: its owner released it, or another process is taking it over.
+      if (found === undefined) continue;
+      const owner = Number(found.trim());
+      if ((Number.isInteger(owner) && owner > 0 && isAlive(owner)) || attempt >= 5) throw busy(owner);
+      const aside = `${lockPath}.stale.${process.pid}.${randomUUID()}`;
+      try {
+        await rename(lockPath, aside);
+      } catch (error) {
+        // Another process moved the stale lock first; go round and find the lock it made.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      const moved = await readFile(aside, 'utf8');
+      if (moved !== found) {
+        await link(aside, lockPath).catch(() => undefined);
+        await rm(aside, { force: true });
+        throw busy(Number(moved.trim()));
+      }
+      await rm(aside, { force: true });
+    }
+  } finally {
+    await rm(mine, { force: true });
   }
-  await writeFile(lockPath, String(process.pid));
-  return release;
 }
 
 function isAlive(pid: number): boolean {

@@ -77,8 +77,13 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   await store.putJson(manifestKey, manifest);
   await registry.recordRunEvent(spec.project, input.runId, 'prepare', {
     datasets: datasets.map(({ role, rows, labelledPerTask }) => ({ role, rows, labelledPerTask })),
-    // The fitted quantile boundaries stay in the manifest: a run event is a DynamoDB item (400 KB at most).
-    encoders: encoders.map(({ id, kind, dimension, summary: { [QUANTILES_SUMMARY_KEY]: _quantiles, ...summary } }) => ({ id, kind, dimension, summary })),
+    // The fitted quantile boundaries stay in the manifest only: the event names the bins per column.
+    encoders: encoders.map(({ id, kind, dimension, summary: { [QUANTILES_SUMMARY_KEY]: _quantiles, ...summary } }) => ({
+      id,
+      kind,
+      dimension,
+      summary: clipped(summary) as Record<string, unknown>,
+    })),
     featuresDigest,
   });
   return {
@@ -86,6 +91,19 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
     manifestUri: store.uri(manifestKey),
     featuresUri: store.uri(keys.featuresPrefix(featuresDigest)),
   };
+}
+
+/**
+ * A summary as a run event may hold it: DynamoDB caps an item at 400 KB, and a summary names
+ * values from the data (categories, top terms) that may be any length. The manifest in S3 keeps
+ * them whole; the event keeps 80 characters of a text and 50 items of a list.
+ */
+function clipped(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return value.length > 80 ? `${value.slice(0, 79)}…` : value;
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > 8) return '…';
+  if (Array.isArray(value)) return value.slice(0, 50).map((item) => clipped(item, depth + 1));
+  return Object.fromEntries(Object.entries(value).slice(0, 50).map(([key, item]) => [String(clipped(key)), clipped(item, depth + 1)]));
 }
 
 /**

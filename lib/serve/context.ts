@@ -3,7 +3,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Registry, RewardLog } from '#lib/registry/index.ts';
 import type { Rng } from '#lib/route/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
-import { describeError } from '#lib/errors/index.ts';
+import { errorLogFields } from '#lib/errors/index.ts';
 import { DriftSampler, type DriftSamplerOptions } from './drift.ts';
 import { createServeBase, type ServeBase } from './base.ts';
 import type { MetricsSink } from './metrics.ts';
@@ -71,7 +71,7 @@ export function createServeContext(deps: ServeDependencies, options: ServeOption
     clock,
     ...(options.refusalRetryMs === undefined ? {} : { refusalRetryMs: options.refusalRetryMs }),
     ...(options.sessionOptions ? { sessionOptions: options.sessionOptions } : {}),
-    onRefused: (error) => logger.error('model version refused', describeError(error)),
+    onRefused: (error) => logger.error('model version refused', errorLogFields(error)),
   });
   const sampler =
     options.drift === false
@@ -80,7 +80,7 @@ export function createServeContext(deps: ServeDependencies, options: ServeOption
           ...options.drift,
           store: deps.store,
           clock,
-          onError: (error, context) => logger.warn('drift sample not written', { ...context, error: describeError(error) }),
+          onError: (error, context) => logger.warn('drift sample not written', { ...context, ...errorLogFields(error) }),
         });
   return {
     ...base,

@@ -28,6 +28,14 @@ export interface FeedbackResponse {
 const EXAMPLE = '{"project": "my-project", "predictionId": "…", "reward": 1}';
 
 /**
+ * The arm counters add each reward and its square, and DynamoDB numbers as the SDK writes them
+ * stay within ±2^53 (and above 1e-130 in magnitude): a reward of 1e100 or 1e-100 failed the
+ * write after the reward row was already kept. ±1e6 leaves room for ~9,000 such squares.
+ */
+const MAX_REWARD = 1e6;
+const MIN_REWARD = 1e-9;
+
+/**
  * Credits a reward to the version that served a prediction — read from the signed id, so an id
  * Infer never issued is refused — exactly once (the reward log's conditional write), which moves
  * that version's arm counters. The project's reward kind decides
@@ -40,6 +48,13 @@ export async function feedback(body: unknown, context: ServeBase): Promise<Feedb
     throw badRequest(
       `reward ${request.reward} is not 0 or 1: ${request.project} routes on 0/1 rewards (bernoulli); send 1 for a good outcome and 0 for a bad one, or set the project's reward kind to gaussian for real-valued rewards`,
       { project: request.project, reward: request.reward, rewardKind },
+    );
+  }
+  const magnitude = Math.abs(request.reward);
+  if (magnitude > MAX_REWARD || (magnitude > 0 && magnitude < MIN_REWARD)) {
+    throw badRequest(
+      `reward ${request.reward} is ${magnitude > MAX_REWARD ? `beyond ±${MAX_REWARD}` : `too close to zero (under ${MIN_REWARD} in magnitude)`}, which the arm counters cannot keep exactly; scale the rewards to a range such as 0 to 1 or -100 to 100, or send 0`,
+      { project: request.project, reward: request.reward },
     );
   }
   const { version: servedBy } = await context.predictionIds.verify(request.project, request.predictionId);

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { describeError } from '#lib/errors/index.ts';
+import { describeError, errorLogFields } from '#lib/errors/index.ts';
 import type { ServeBase } from './base.ts';
 import { STATUS_BY_CODE, ServeError, badRequest } from './errors.ts';
 
@@ -88,11 +88,11 @@ function readBody(body: string | undefined, isBase64Encoded: boolean, maxBodyByt
 export function errorResult(error: unknown, context: Pick<ServeBase, 'logger'>, operation: string): FunctionUrlResult {
   if (error instanceof ServeError) {
     const status = STATUS_BY_CODE[error.code];
-    if (status >= 500) context.logger.error(`${operation} failed`, describeError(error));
+    if (status >= 500) context.logger.error(`${operation} failed`, errorLogFields(error));
     const details = error.context && Object.keys(error.context).length > 0 ? { details: error.context } : {};
     return json(status, { error: { code: error.code, message: error.message, ...details } } satisfies ErrorBody);
   }
-  context.logger.error(`${operation} failed`, describeError(error));
+  context.logger.error(`${operation} failed`, errorLogFields(error));
   return json(500, { error: { code: 'INTERNAL', message: `${operation} failed unexpectedly (${describeError(error).message}); the error is logged` } } satisfies ErrorBody);
 }
 

@@ -88,7 +88,7 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
 
   const chosen = chooseModel(request, context);
   const model = chosen instanceof Promise ? await chosen : chosen;
-  const { rows, problems } = model.checkRecords(request.records);
+  const { rows, problems, imputed } = model.checkRecords(request.records);
   if (problems.length > 0) {
     const shown = problems.slice(0, 10).map((p) => `records[${p.record}]${p.field === undefined ? '' : `.${p.field}`}: ${p.message}`);
     if (problems.length > shown.length) shown.push(`… and ${problems.length - shown.length} more`);
@@ -110,6 +110,7 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
     context.sampler?.offer(request.project, model.version, embeddings.data as Float32Array, model.card.encoder.dimension, sampled);
   }
   context.metrics.routed(request.project, model.version, rows.length, performance.now() - started);
+  if (imputed > 0) context.metrics.imputed(request.project, model.version, imputed);
   return answered;
 }
 

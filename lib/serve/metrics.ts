@@ -106,6 +106,11 @@ export class ServeMetrics {
     return parts;
   }
 
+  /** Input values a request's records lacked (or held a category the model does not know), encoded as training encoded missing ones. */
+  imputed(project: string, version: number, values: number): void {
+    this.emit({ project, version: String(version) }, [{ name: 'ImputedInputs', unit: 'Count', value: values }]);
+  }
+
   reward(project: string, version: number, reward: number): void {
     this.emit({ project, version: String(version) }, [{ name: 'OnlineReward', unit: 'None', value: reward }]);
   }

@@ -157,7 +157,7 @@ export class ModelCache {
       version,
       card,
       session,
-      checkRecords: recordChecker(card.encoder),
+      checkRecords: recordChecker(card.encoder, card.serving),
       tokenization,
       fetches: embedding?.from === 'output' ? [...outputs, embedding.name] : outputs,
       taskFetches: outputs,

@@ -5,7 +5,12 @@ import { HmacSha256 } from './hmacSha256.ts';
 
 /** The signing key's item in the reward table: one per deployment, created by the first server that needs it. */
 const KEY_ITEM = { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } as const;
-const ID = /^([1-9][0-9]{0,8})\.([0-9a-z]{1,10})\.([A-Za-z0-9_-]{12})\.([0-9a-z]{1,4})\.([0-9a-z]{1,4})\.([A-Za-z0-9_-]{16})$/;
+/**
+ * The index is canonical base 36 (`0`, never `00`): the reward row is keyed on the id's text and
+ * the MAC covers the request, not the index, so a second spelling of one index would be a second
+ * prediction. Every other field is either canonical by its pattern (version) or inside the MAC.
+ */
+const ID = /^([1-9][0-9]{0,8})\.([0-9a-z]{1,10})\.([A-Za-z0-9_-]{12})\.(0|[1-9a-z][0-9a-z]{0,3})\.([0-9a-z]{1,4})\.([A-Za-z0-9_-]{16})$/;
 /** Records one request may carry, at most (the id's count field is bounded to 4 base-36 digits). */
 const MAX_BATCH = 36 ** 4 - 1;
 

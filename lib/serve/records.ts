@@ -1,4 +1,5 @@
 import { validateInputs, type ValidatedRow } from '#lib/datasets/index.ts';
+import type { CardServing } from '#lib/deploy/card.ts';
 import type { EncoderDescriptor } from '#lib/encoders/index.ts';
 import { renderValue, type BaseModelSpec } from '#lib/spec/index.ts';
 
@@ -14,11 +15,14 @@ export interface RecordProblem {
 export interface CheckedRecords {
   rows: ValidatedRow[];
   problems: RecordProblem[];
+  /** Values the model encodes as it would a missing one (missing numeric or categorical fields, unknown categories), under the `impute` policy. */
+  imputed: number;
 }
 
 /** Checks request records against one model's encoder inputs. */
 export type RecordChecker = (records: readonly unknown[]) => CheckedRecords;
 
+/** A model card's descriptor and serving section are read once and never change, so a checker is built once per descriptor. */
 const checkers = new WeakMap<EncoderDescriptor, RecordChecker>();
 
 /**
@@ -29,10 +33,10 @@ const checkers = new WeakMap<EncoderDescriptor, RecordChecker>();
  * carry fields the model does not read: a misspelt optional column would otherwise be imputed in
  * silence.
  */
-export function recordChecker(descriptor: EncoderDescriptor): RecordChecker {
+export function recordChecker(descriptor: EncoderDescriptor, serving?: CardServing): RecordChecker {
   let checker = checkers.get(descriptor);
   if (!checker) {
-    checker = buildChecker(descriptor);
+    checker = buildChecker(descriptor, serving ?? { unknownInputs: 'impute', categories: {} });
     checkers.set(descriptor, checker);
   }
   return checker;
@@ -43,14 +47,17 @@ export function inputFields(descriptor: EncoderDescriptor): string[] {
   return [...new Set(descriptor.inputs.flatMap((input) => input.fields))];
 }
 
-function buildChecker(descriptor: EncoderDescriptor): RecordChecker {
+function buildChecker(descriptor: EncoderDescriptor, serving: CardServing): RecordChecker {
   const fields = inputFields(descriptor);
   const known = new Set(fields);
   const listed = fields.join(', ');
   const baseModels = baseModelsOf(descriptor);
+  const imputable = imputableFields(descriptor, serving);
+  const reject = serving.unknownInputs === 'reject';
   return (records) => {
     const rows: ValidatedRow[] = [];
     const problems: RecordProblem[] = [];
+    let imputed = 0;
     records.forEach((record, index) => {
       if (typeof record !== 'object' || record === null || Array.isArray(record)) {
         problems.push({
@@ -78,10 +85,42 @@ function buildChecker(descriptor: EncoderDescriptor): RecordChecker {
         bad = true;
         problems.push({ record: index, field: problem.field, value: problem.value, message: problem.message });
       }
-      if (!bad && result.input) rows.push({ input: result.input, labels: {} });
+      if (bad || !result.input) return;
+      let unknown = 0;
+      for (const { field, categories } of imputable) {
+        const value = result.input[field];
+        if (value !== null && (categories === undefined || categories.has(value as string))) continue;
+        unknown += 1;
+        if (!reject) continue;
+        bad = true;
+        problems.push({
+          record: index,
+          field,
+          value: fieldsOfRecord[field],
+          message:
+            value === null
+              ? `field "${field}" is missing, and this project refuses inputs the model has no value for (serving.unknownInputs "reject"); send a value`
+              : `field "${field}" is ${renderValue(value)}, not a category the model knows (${[...categories!].join(', ')}); send one of those, or set serving.unknownInputs to "impute"`,
+        });
+      }
+      if (bad) return;
+      imputed += unknown;
+      rows.push({ input: result.input, labels: {} });
     });
-    return { rows, problems };
+    return { rows, problems, imputed };
   };
+}
+
+/** The fields a value may be missing from and still be encoded (tabular ones), with the categories of the categorical ones when the card lists them. */
+function imputableFields(descriptor: EncoderDescriptor, serving: CardServing): { field: string; categories?: Set<string> }[] {
+  return descriptor.inputs.flatMap((input) => {
+    if (input.role === 'numeric') return input.fields.map((field) => ({ field }));
+    if (input.role !== 'categorical') return [];
+    return input.fields.map((field) => {
+      const categories = serving.categories[field];
+      return categories === undefined ? { field } : { field, categories: new Set(categories) };
+    });
+  });
 }
 
 /** Base models whose input checks are the descriptor's inputs (the fitting options are irrelevant here). */

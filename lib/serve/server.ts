@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { errorLogFields } from '#lib/errors/index.ts';
 import type { ServeContext } from './context.ts';
 import { ServeError } from './errors.ts';
 import { handleFeedbackEvent } from './feedback.ts';
@@ -94,7 +95,7 @@ async function serve(request: IncomingMessage, response: ServerResponse, context
       result = await route(event, context);
     }
   } catch (error) {
-    context.logger.error('local server failed', { error: (error as Error).message });
+    context.logger.error('local server failed', errorLogFields(error));
     result = json(500, { error: { code: 'INTERNAL', message: 'the local server failed; see its log' } });
   }
   response.writeHead(result.statusCode, result.headers);

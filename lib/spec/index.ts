@@ -24,6 +24,7 @@ export {
   type Metric,
   type ModelSpec,
   type MonitorSpec,
+  type ServingSpec,
   type MulticlassTaskSpec,
   type NumericEncoding,
   type OnnxBaseModelSpec,

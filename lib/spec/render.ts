@@ -3,13 +3,55 @@ export function renderValue(value: unknown, maxLength = 60): string {
   if (value === undefined) return 'missing';
   if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
   if (typeof value === 'bigint') return `${value}n`;
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    text = String(value);
-  }
+  if (typeof value === 'function' || typeof value === 'symbol') return String(value);
+  const text = boundedJson(value, maxLength + 1);
   return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
+}
+
+/**
+ * `JSON.stringify(value)` up to about `limit` characters: a message shows ~60 of them, and a value
+ * from a request may be 100,000 levels deep (JSON.stringify overflows the stack on it, and so does
+ * String) or megabytes long. Every level writes a bracket first, so the recursion stops by
+ * itself once it is `limit` levels deep.
+ */
+function boundedJson(value: unknown, limit: number): string {
+  let text = '';
+  const write = (item: unknown): void => {
+    if (text.length >= limit) return;
+    if (item !== null && typeof item === 'object' && typeof (item as { toJSON?: unknown }).toJSON === 'function') item = (item as { toJSON: () => unknown }).toJSON();
+    if (typeof item === 'string') {
+      text += JSON.stringify(item.length > limit ? item.slice(0, limit) : item);
+    } else if (typeof item === 'number') {
+      text += Number.isFinite(item) ? String(item) : 'null';
+    } else if (typeof item === 'boolean' || item === null) {
+      text += String(item);
+    } else if (Array.isArray(item)) {
+      text += '[';
+      for (let i = 0; i < item.length && text.length < limit; i += 1) {
+        if (i > 0) text += ',';
+        const element: unknown = item[i];
+        if (element === undefined || typeof element === 'function' || typeof element === 'symbol') text += 'null';
+        else write(element);
+      }
+      text += ']';
+    } else if (typeof item === 'object') {
+      text += '{';
+      let first = true;
+      for (const key of Object.keys(item)) {
+        if (text.length >= limit) break;
+        const field: unknown = (item as Record<string, unknown>)[key];
+        if (field === undefined || typeof field === 'function' || typeof field === 'symbol') continue;
+        text += `${first ? '' : ','}${JSON.stringify(key.length > limit ? key.slice(0, limit) : key)}:`;
+        first = false;
+        write(field);
+      }
+      text += '}';
+    } else if (typeof item === 'bigint') {
+      text += `${item}n`;
+    }
+  };
+  write(value);
+  return text;
 }
 
 /** What kind of JSON value this is, in words: `a string`, `an array`, `null`. */

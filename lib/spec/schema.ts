@@ -260,6 +260,7 @@ export const tuningSchema = z
     generations: positiveInt().default(3),
     population: z.int().min(2).default(6),
     maxConcurrency: positiveInt().default(2),
+    /** Also tune the learning rate per trial, within a decade either side of training.learningRate (the policy starts there). */
     tuneLearningRate: z.boolean().default(false),
     /** K in λ = K·softmax(θ); defaults to the number of tasks so uniform λ is all ones. */
     lambdaScale: positive().optional(),
@@ -323,6 +324,16 @@ export const scheduleSchema = z
     }
   });
 
+/**
+ * How served requests treat inputs the model has no value for: a missing numeric or categorical
+ * field, or a category it never saw (or did not keep). `impute` (the default) encodes them as
+ * training did (the mean, no category) and counts them in the served metrics (`ImputedInputs`);
+ * `reject` answers 400 naming the record and field.
+ */
+export const servingSchema = z.strictObject({
+  unknownInputs: z.enum(['impute', 'reject'], { error: (issue) => `${renderValue(issue.input)} is not a policy; use "impute" (the default: encode as training did and count them) or "reject" (answer 400)` }).default('impute'),
+});
+
 export const monitorSchema = z.strictObject({
   windowHours: positive().default(24),
   minRewardDrop: nonNegative().default(0.05),
@@ -345,6 +356,8 @@ export const specInputSchema = z.strictObject({
   deploy: deploySchema.prefault({}),
   schedule: scheduleSchema.optional(),
   monitor: monitorSchema.prefault({}),
+  // Optional rather than defaulted: a default would change the digest of every existing spec.
+  serving: servingSchema.optional(),
 });
 
 export type SpecInput = z.input<typeof specInputSchema>;
@@ -378,6 +391,7 @@ export type TuningSpec = Omit<z.output<typeof tuningSchema>, 'lambdaScale'> & { 
 export type DeploySpec = z.output<typeof deploySchema>;
 export type ScheduleSpec = z.output<typeof scheduleSchema>;
 export type MonitorSpec = z.output<typeof monitorSchema>;
+export type ServingSpec = z.output<typeof servingSchema>;
 
 /** A parsed, fully defaulted run spec. */
 export interface Spec {
@@ -394,6 +408,8 @@ export interface Spec {
   deploy: DeploySpec;
   schedule?: ScheduleSpec;
   monitor: MonitorSpec;
+  /** Absent: `{ unknownInputs: 'impute' }`. */
+  serving?: ServingSpec;
 }
 
 /** `jsonl` for .jsonl/.ndjson/.json, `csv` for .csv, `undefined` when the extension says neither. */

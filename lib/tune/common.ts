@@ -6,6 +6,15 @@ import type { BestTrial, PendingTrial, Proposal, TrialRecord, TrialResult, Tuner
 export const HISTORY_LIMIT = 500;
 export const DEFAULT_LR_RANGE: readonly [number, number] = [1e-4, 1e-2];
 
+/**
+ * The learning rates a tuner searches around a spec's `training.learningRate`: a decade either
+ * side, log-centred on it, so the policy starts at the rate the user gave (z = 0) rather than at
+ * a fixed 1e-3 that ignored it. The default learning rate gives the default range.
+ */
+export function learningRateRange(learningRate: number): readonly [number, number] {
+  return [learningRate / 10, learningRate * 10];
+}
+
 /** Validates the options and builds the fields every fresh state shares. */
 export function baseState<K extends TunerKind>(kind: K, options: TunerInit<unknown>): TunerStateBase<K> {
   const { taskNames, population, seed } = options;

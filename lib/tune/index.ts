@@ -11,7 +11,7 @@ export {
   type FloorViolation,
   type RewardBreakdown,
 } from './objective.ts';
-export { lambdaOf, learningRateOf, HISTORY_LIMIT, DEFAULT_LR_RANGE } from './common.ts';
+export { lambdaOf, learningRateOf, learningRateRange, HISTORY_LIMIT, DEFAULT_LR_RANGE } from './common.ts';
 export { createPgpeTuner, centeredRanks, PGPE_DEFAULTS, type PgpeHyperparameters, type PgpeState } from './pgpe.ts';
 export {
   createRandomSearchTuner,

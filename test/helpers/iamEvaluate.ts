@@ -103,7 +103,8 @@ const OPERATIONS: Record<string, Record<string, (input: Input, call: RecordedSdk
     // The schedule keeps its target; updating it passes the target's role again.
     UpdateSchedule: (input, call) => [
       schedule('UpdateSchedule', input, call),
-      { service: 'iam', action: 'PassRole', resourceType: 'role', variables: { RoleNameWithPath: field(input, 'RoleArn', call).split(':role/')[1] } },
+      // IAM evaluates a pass with the service the role goes to, so policies can scope PassRole by it.
+      { service: 'iam', action: 'PassRole', resourceType: 'role', variables: { RoleNameWithPath: field(input, 'RoleArn', call).split(':role/')[1] }, context: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
     ],
   },
   // Not SDK clients: what the state machine's tasks and the caller's signed Function URL requests
