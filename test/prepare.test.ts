@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -133,6 +133,16 @@ describe('Prepare', () => {
     const manifest = await store().getJson<RunManifest>(output.manifestUri);
     expect(manifest.datasets[0].classCounts.churn).toEqual({ '0': 150, '1': 50 });
     expect(await store().exists(keys.runFile(runId, PROBLEMS_FILE))).toBe(false);
+
+    // The other value as positive flips every label: the cached features must not be reused.
+    const flipped = JSON.parse(await readFile(specPath, 'utf8'));
+    flipped.tasks[0].positive = 'stayed';
+    await writeFile(specPath, JSON.stringify(flipped));
+    const restaged = await stageRunInputs(specPath, 'prep-positive-2', store());
+    const other = await prepareRun({ runId: 'prep-positive-2', project: 'churn-csv', specUri: restaged.specUri, executionId: 'local:test' }, deps());
+    const otherManifest = await store().getJson<RunManifest>(other.manifestUri);
+    expect(otherManifest.datasets[0].classCounts.churn).toEqual({ '0': 50, '1': 150 });
+    expect(otherManifest.featuresDigest).not.toBe(manifest.featuresDigest);
   });
 
   it('fits numericEncoding auto as three candidate encoders, their boundaries and fill from the train split only', async () => {

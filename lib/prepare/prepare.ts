@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ProblemSummary, validateDataset } from '#lib/datasets/index.ts';
+import { ProblemSummary, trimsCsv, validateDataset } from '#lib/datasets/index.ts';
 import { QUANTILES_SUMMARY_KEY } from '#lib/encoders/index.ts';
 import type { Registry } from '#lib/registry/index.ts';
 import { parseSpec, specDigest, canonicalJson, type Spec } from '#lib/spec/index.ts';
@@ -56,8 +56,16 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   const featuresDigest = digestOf({
     format: 'agentflow-features/1',
     datasets: datasets.map(({ role, digest: d, format }) => ({ role, digest: d, format })),
+    // Trimming changes the values read from CSV, and `positive` the binary labels in the shards.
+    ...(spec.datasets.format === 'csv' ? { csvTrim: trimsCsv(spec) } : {}),
     split,
-    tasks: spec.tasks.map((task) => ({ name: task.name, type: task.type, label: task.label, classes: 'classes' in task ? task.classes : undefined })),
+    tasks: spec.tasks.map((task) => ({
+      name: task.name,
+      type: task.type,
+      label: task.label,
+      classes: 'classes' in task ? task.classes : undefined,
+      ...(task.type === 'binary' && task.positive !== undefined ? { positive: task.positive } : {}),
+    })),
     encoders: encoders.map(({ id, sha256 }) => ({ id, sha256 })),
   });
 
