@@ -529,6 +529,13 @@ describe('ProblemSummary', () => {
     expect(summary.fullText().trimEnd().split('\n')).toHaveLength(12);
   });
 
+  it('suggests the classes to add when multiclass labels fall outside them, most frequent first', () => {
+    const summary = new ProblemSummary({ tasks: tabularSpec.tasks });
+    ['sales', 'sales', 'legal'].forEach((value, i) => summary.add({ file: 'train.csv', line: i + 2, task: 'team', field: 'team', value, message: `label "${value}" is not one of billing | technical | account` }));
+
+    expect(summary.groups()[0].fix).toBe('add "sales", "legal" to "classes" of task "team", or correct those labels (values seen: "sales" 2, "legal" 1)');
+  });
+
   it('stays within a screenful however many columns go wrong, and counts what the full list leaves out past its cap', () => {
     const summary = new ProblemSummary({ maxListedProblems: 500 });
     for (let line = 2; line < 100_002; line += 1) summary.add(problem(line, { field: `c${line % 40}`, message: 'x'.repeat(500) }));

@@ -77,7 +77,8 @@ export class ProblemSummary {
     let group = this.#groups.get(key);
     if (!group) {
       group = { file: problem.file, task: problem.task, field: problem.field, kind, count: 0, examples: [] };
-      if (kind === 'label' && this.#tasks.get(problem.task ?? '')?.type === 'binary') group.values = new Map();
+      const type = this.#tasks.get(problem.task ?? '')?.type;
+      if (kind === 'label' && (type === 'binary' || type === 'multiclass')) group.values = new Map();
       this.#groups.set(key, group);
     }
     group.count += 1;
@@ -92,7 +93,7 @@ export class ProblemSummary {
   groups(): ProblemGroup[] {
     return [...this.#groups.values()].map(({ values, ...group }) => {
       const task = this.#tasks.get(group.task ?? '');
-      const fix = values && task ? positiveFix(task, values) : undefined;
+      const fix = values && task ? (task.type === 'multiclass' ? classesFix(task, values) : positiveFix(task, values)) : undefined;
       return fix ? { ...group, fix } : group;
     });
   }
@@ -133,15 +134,23 @@ export class ProblemSummary {
 function positiveFix(task: TaskSpec, values: Map<string, number>): string | undefined {
   // One odd value among 0/1 labels (a stray "maybe") is a typo to fix, not a labelling to name.
   if (task.type !== 'binary' || values.size < 2 || task.positive !== undefined) return undefined;
-  const ranked = [...values].sort(([, a], [, b]) => a - b);
+  const ranked = [...values].sort(([, a], [, b]) => b - a);
   // The rarer value is the usual positive (churned, fraud, spam); the user knows which it is.
-  const seen = [...ranked]
-    .reverse()
-    .slice(0, 5)
-    .map(([value, n]) => `${renderValue(value)} ${n.toLocaleString('en-US')}`)
-    .join(', ');
-  const more = values.size > 5 ? `, … ${values.size - 5} more` : '';
-  return `add "positive": ${renderValue(ranked[0][0])} to task "${task.name}" (the value that means 1; values seen: ${seen}${more}); every other value then counts as 0`;
+  const rarest = ranked[ranked.length - 1][0];
+  return `add "positive": ${renderValue(rarest)} to task "${task.name}" (the value that means 1; values seen: ${seenText(ranked)}); every other value then counts as 0`;
+}
+
+/** `add "sales" to "classes" of task "team", or correct those labels (values seen: "sales" 40)`. */
+function classesFix(task: TaskSpec, values: Map<string, number>): string | undefined {
+  if (task.type !== 'multiclass' || values.size === 0) return undefined;
+  const ranked = [...values].sort(([, a], [, b]) => b - a);
+  const named = ranked.slice(0, 5).map(([value]) => renderValue(value));
+  return `add ${named.join(', ')}${values.size > 5 ? `, … (${values.size} values)` : ''} to "classes" of task "${task.name}", or correct those labels (values seen: ${seenText(ranked)})`;
+}
+
+function seenText(ranked: readonly [string, number][]): string {
+  const shown = ranked.slice(0, 5).map(([value, n]) => `${renderValue(value)} ${n.toLocaleString('en-US')}`);
+  return `${shown.join(', ')}${ranked.length > 5 ? `, … ${ranked.length - 5} more` : ''}`;
 }
 
 function count(n: number, noun: string): string {
