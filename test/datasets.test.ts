@@ -529,6 +529,13 @@ describe('ProblemSummary', () => {
     expect(summary.fullText().trimEnd().split('\n')).toHaveLength(12);
   });
 
+  it('escapes control characters from the data in the summary, so a binary file cannot drive the terminal', () => {
+    const summary = new ProblemSummary({ tasks: tabularSpec.tasks });
+    summary.add({ file: 'train.csv', line: 2, task: 'urgent', field: 'urgent', value: '\u001b[2J', message: 'label "\u001b[2J\n" is not 0 or 1' });
+
+    expect(summary.format()).toBe('train.csv, task "urgent": 1 problem:\n  line 2: label "\\u001b[2J\\u000a" is not 0 or 1');
+  });
+
   it('suggests the classes to add when multiclass labels fall outside them, most frequent first', () => {
     const summary = new ProblemSummary({ tasks: tabularSpec.tasks });
     ['sales', 'sales', 'legal'].forEach((value, i) => summary.add({ file: 'train.csv', line: i + 2, task: 'team', field: 'team', value, message: `label "${value}" is not one of billing | technical | account` }));

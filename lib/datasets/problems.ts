@@ -1,4 +1,4 @@
-import { formatProblem, type DatasetProblem } from '#lib/datasets/errors.ts';
+import { formatProblem, printable, type DatasetProblem } from '#lib/datasets/errors.ts';
 import { renderValue, type TaskSpec } from '#lib/spec/index.ts';
 
 /**
@@ -108,7 +108,7 @@ export class ProblemSummary {
     const lines: string[] = [];
     for (const group of shown) {
       const where = `${group.file}${group.task === undefined ? '' : `, task "${group.task}"`}${group.field === undefined || group.task !== undefined ? '' : `, column "${group.field}"`}`;
-      lines.push(`${where}: ${count(group.count, 'problem')}${group.count > group.examples.length ? `, the first ${group.examples.length}:` : ':'}`);
+      lines.push(clip(`${where}: ${count(group.count, 'problem')}${group.count > group.examples.length ? `, the first ${group.examples.length}:` : ':'}`));
       for (const problem of group.examples) {
         lines.push(clip(`  ${problem.line === undefined ? '' : `line ${problem.line}: `}${problem.message}`));
       }
@@ -157,6 +157,8 @@ function count(n: number, noun: string): string {
   return `${n.toLocaleString('en-US')} ${noun}${n === 1 ? '' : 's'}`;
 }
 
+/** One terminal line: control characters escaped (data reaches the messages), at most MAX_LINE_CHARS. */
 function clip(line: string): string {
-  return line.length > MAX_LINE_CHARS ? `${line.slice(0, MAX_LINE_CHARS - 1)}…` : line;
+  const text = printable(line);
+  return text.length > MAX_LINE_CHARS ? `${text.slice(0, MAX_LINE_CHARS - 1)}…` : text;
 }
