@@ -10,7 +10,6 @@ import {
   handleFeedbackEvent,
   handleInferEvent,
   hourKey,
-  infer,
   PredictionIds,
   projectionDirections,
   projectRows,
