@@ -16,7 +16,7 @@ export { PredictionIds } from './predictionIds.ts';
 export { ModelCache, servingSessionOptions, type LoadedModel, type ModelCacheOptions } from './models.ts';
 export { RoutingCache, armsOf, routeRequest, servingVersions, type ProjectRouting, type RoutingCacheOptions } from './router.ts';
 export { DEFAULT_SERVE_SETTINGS, ServeSettingsStore, type ServeSettings } from './settings.ts';
-export { METRICS_NAMESPACE, SERVE_METRICS, ServeMetrics, emfRecord, stdoutSink, type MetricDefinition, type MetricUnit, type MetricValue, type MetricsSink, type MonitorPassValues, type ServeMetricName } from './metrics.ts';
+export { METRICS_NAMESPACE, SERVE_METRICS, ServeMetrics, emfRecord, stdoutSink, type MetricDefinition, type MetricUnit, type MetricValue, type MetricsSink, type MonitorPassValues } from './metrics.ts';
 export {
   DRIFT_BINS,
   DRIFT_PROJECTIONS,

@@ -43,8 +43,6 @@ export const SERVE_METRICS = {
   retrainStarted: { name: 'RetrainStarted', unit: 'Count', dimensions: ['project'] },
 } as const satisfies Record<string, MetricDefinition>;
 
-export type ServeMetricName = (typeof SERVE_METRICS)[keyof typeof SERVE_METRICS]['name'];
-
 export interface MetricValue {
   name: string;
   unit: MetricUnit;

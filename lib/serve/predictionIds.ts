@@ -116,9 +116,9 @@ export class PredictionIds {
   }
 }
 
-function idsOf(signer: KeyObject, project: string, version: number, issued: string, nonce: string, count: number): string[] {
+function idsOf(key: KeyObject, project: string, version: number, issued: string, nonce: string, count: number): string[] {
   const n = count.toString(36);
-  const signature = mac(signer, project, version, issued, nonce, n);
+  const signature = mac(key, project, version, issued, nonce, n);
   const ids = new Array<string>(count);
   for (let i = 0; i < count; i += 1) ids[i] = `${version}.${issued}.${nonce}.${i.toString(36)}.${n}.${signature}`;
   return ids;
