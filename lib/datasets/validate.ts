@@ -405,11 +405,17 @@ function decodePackedVector(field: string, dimension: number, value: Record<stri
     bytes.write(packed, 'base64');
   }
   if (!LITTLE_ENDIAN) for (let i = 0; i < dimension; i += 1) vector[i] = bytes.readFloatLE(i * 4);
-  const bad = vector.findIndex((item) => !Number.isFinite(item));
+  const bad = firstNonFinite(vector);
   if (bad >= 0) {
     return `field "${field}".b64 item ${bad} is ${vector[bad]}, not a finite number`;
   }
   return vector;
+}
+
+/** The index of the first value that is NaN or infinite; -1 when every value is finite. */
+function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i += 1) if (!Number.isFinite(values[i])) return i;
+  return -1;
 }
 
 /**
