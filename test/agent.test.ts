@@ -7,6 +7,7 @@ import { parseSpec, specDigest, type SpecInput } from '#lib/spec/index.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
 import { trialResultUri, type PlanOutput, type Proposal, type TrialOutcome } from '#lib/workflow/contracts.ts';
 import { useLocalAws } from './helpers/localAws.ts';
+import { featuresSpecInput } from './helpers/specs.ts';
 
 const aws = useLocalAws();
 let count = 0;
@@ -20,17 +21,18 @@ function deps() {
   };
 }
 
-const specInput = (project: string, tuning: Partial<SpecInput['tuning']> = {}, extra: Partial<SpecInput> = {}): SpecInput => ({
-  project,
-  baseModel: { kind: 'features', dimension: 4 },
-  datasets: { train: 's3://agentflow-artifacts/datasets/x/train.jsonl' },
-  tasks: [
-    { name: 'spam', type: 'binary', floor: 0.6 },
-    { name: 'stars', type: 'regression', metric: 'rmse' },
-  ],
-  tuning: { strategy: 'pgpe', generations: 2, population: 4, maxConcurrency: 3, ...tuning },
-  ...extra,
-});
+const specInput = (project: string, tuning: Partial<SpecInput['tuning']> = {}, extra: Partial<SpecInput> = {}): SpecInput =>
+  featuresSpecInput({
+    project,
+    dimension: 4,
+    datasets: { train: 's3://agentflow-artifacts/datasets/x/train.jsonl' },
+    tasks: [
+      { name: 'spam', type: 'binary', floor: 0.6 },
+      { name: 'stars', type: 'regression', metric: 'rmse' },
+    ],
+    tuning: { strategy: 'pgpe', generations: 2, population: 4, maxConcurrency: 3, ...tuning },
+    ...extra,
+  });
 
 /** A run whose Prepare stage is done: the manifest and the run record exist. */
 async function preparedRun(project: string, tuning: Partial<SpecInput['tuning']> = {}, extra: Partial<SpecInput> = {}) {

@@ -14,11 +14,11 @@ import { AgentflowStack } from '../cdk/stack.ts';
 import { readContext } from '../cdk/context.ts';
 import { FUNCTIONS, handlerEntry, type FunctionSpec } from '../cdk/functions.ts';
 import { BATCH_SYNC_RULE } from '../cdk/constructs/workflow.ts';
-import { CUSTOM_METRICS } from '../cdk/constructs/observability.ts';
 import { BUCKET_ACTIONS, TABLE_ACTIONS } from '../cdk/access.ts';
 import { IMAGE_CONTEXT_EXCLUDE } from '../cdk/constructs/gpuBatch.ts';
 import { bundleImportsOnnxRuntime, directorySizeBytes, LAMBDA_UNZIPPED_LIMIT_BYTES } from '../cdk/vendorOnnxRuntime.ts';
 import { CONFIG_ENV } from '#lib/config/index.ts';
+import { METRICS_NAMESPACE, SERVE_METRICS, ServeMetrics } from '#lib/serve/metrics.ts';
 import { STACK_OUTPUTS, STACK_OUTPUT_ENV } from '#lib/aws/outputs.ts';
 import { tableDefinitions } from '#lib/registry/tables.ts';
 import { BATCH_STAGES, LAMBDA_STAGES, PLACEHOLDERS, buildDefinition, placeholdersIn, JOB_QUEUE_PLACEHOLDER } from '#lib/workflow/index.ts';
@@ -343,8 +343,34 @@ describe('outputs and observability', () => {
   it('graphs online reward and traffic share per version from the serving metrics', () => {
     const [[, dashboard]] = ofType('AWS::CloudWatch::Dashboard');
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
-    for (const metric of [CUSTOM_METRICS.onlineReward, CUSTOM_METRICS.routedRequests]) expect(body).toContain(`MetricName=\\\\\\"${metric}\\\\\\"`);
+    for (const metric of [SERVE_METRICS.onlineReward.name, SERVE_METRICS.routedRequests.name]) expect(body).toContain(`MetricName=\\\\\\"${metric}\\\\\\"`);
     expect(body).toContain('{agentflow,project,version}');
+  });
+
+  it('reads only custom metrics the serving code emits, by name and with the dimensions it emits them with', () => {
+    // Every metric line the serving functions and the monitor write, one call of each.
+    const lines: Array<{ _aws: { CloudWatchMetrics: Array<{ Namespace: string; Dimensions: string[][]; Metrics: Array<{ Name: string }> }> } }> = [];
+    const metrics = new ServeMetrics({ sink: (line) => lines.push(JSON.parse(line)), clock: () => 0 });
+    metrics.routed('shop', 1, 2, 0.5);
+    metrics.imputed('shop', 1, 3);
+    metrics.reward('shop', 1, 1);
+    metrics.monitorPass('shop', 1, { rewardCount: 40, meanReward: 0.7, maxPsi: 0.1 });
+    metrics.retrainStarted('shop');
+    const emitted = new Set(
+      lines.flatMap((line) => line._aws.CloudWatchMetrics.flatMap((d) => d.Metrics.map((m) => `{${[d.Namespace, ...d.Dimensions[0]].join(',')}} ${m.Name}`))),
+    );
+
+    // Every metric of our namespace the dashboard searches for or an alarm watches.
+    const [[, dashboard]] = ofType('AWS::CloudWatch::Dashboard');
+    const body = JSON.stringify(stack.resolve(dashboard.Properties.DashboardBody)).replaceAll('\\', '');
+    const searched = [...body.matchAll(/SEARCH\('(\{[^}]*\}) MetricName="([^"]+)"/g)].map(([, dimensions, name]) => `${dimensions} ${name}`);
+    const alarmed = ofType('AWS::CloudWatch::Alarm')
+      .flatMap(([, r]) => [r.Properties, ...((r.Properties.Metrics as Array<{ MetricStat?: { Metric: Record<string, unknown> } }> | undefined) ?? []).map((m) => m.MetricStat?.Metric ?? {})])
+      .filter((m) => m.Namespace === METRICS_NAMESPACE)
+      .map((m) => `{${[METRICS_NAMESPACE, ...((m.Dimensions as Array<{ Name: string }> | undefined) ?? []).map((d) => d.Name)].join(',')}} ${m.MetricName as string}`);
+
+    expect(searched.length).toBeGreaterThanOrEqual(4);
+    expect([...searched, ...alarmed].filter((metric) => !emitted.has(metric))).toEqual([]);
   });
 });
 

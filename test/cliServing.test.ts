@@ -8,7 +8,7 @@ import { serveContextOf } from '#lib/cli/serving.ts';
 import type { CardTask } from '#lib/deploy/card.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
 import { startServer, type InferResponse, type RunningServer } from '#lib/serve/index.ts';
-import { buildFeaturesModel, publishModel } from '../bench/serve.ts';
+import { buildFeaturesModel, publishModel } from './helpers/servingModels.ts';
 import { runCli } from './helpers/cli.ts';
 
 const PROJECT = 'clisrv';

@@ -15,23 +15,12 @@ import {
 } from '#lib/encoders/index.ts';
 import { Graph, decodeModel, modelMetadata, onnx } from '#lib/graph/index.ts';
 import type { OnnxBaseModelSpec } from '#lib/spec/index.ts';
+import { expectClose } from './helpers/expectClose.ts';
+import { seededNoise } from './helpers/random.ts';
 
 const rowsOf = (texts: string[]): ValidatedRow[] => texts.map((text) => ({ input: { text }, labels: {} }));
 const source = (rows: ValidatedRow[]) => async function* () {
   yield* rows;
-};
-
-function expectClose(actual: Float32Array, expected: ArrayLike<number>, tolerance = 1e-5): void {
-  expect(actual.length).toBe(expected.length);
-  let worst = 0;
-  for (let i = 0; i < actual.length; i += 1) worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-  expect(worst).toBeLessThan(tolerance);
-}
-
-/** A deterministic pseudo-random float in [-1, 1). */
-const noise = (seed: number) => () => {
-  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-  return seed / 2 ** 31 - 1;
 };
 
 // ---- a tiny WordPiece tokenizer.json, written here because nothing can be downloaded ----------
@@ -87,7 +76,7 @@ interface TinyEncoder {
 }
 
 function tinyEncoder(options: { tokenTypes?: boolean } = {}): TinyEncoder {
-  const rand = noise(7);
+  const rand = seededNoise(7);
   const embedding = Float32Array.from({ length: VOCAB.length * EMBED }, rand);
   const weight = Float32Array.from({ length: EMBED * HIDDEN }, rand);
   const typeEmbedding = Float32Array.from({ length: 2 * EMBED }, rand);
@@ -225,7 +214,7 @@ describe('bring-your-own ONNX encoder', () => {
 // ---- merging for export ------------------------------------------------------------------------
 
 function tinyHeads(dimension: number): Uint8Array {
-  const rand = noise(11);
+  const rand = seededNoise(11);
   const g = new Graph({ name: 'heads' });
   const features = g.input('features', 'float32', ['batch', dimension]);
   const w = g.initializer('w', { data: Float32Array.from({ length: dimension * 2 }, rand), shape: [dimension, 2] });
@@ -278,7 +267,7 @@ describe('mergeEncoderAndHeads', () => {
     const g = new Graph({ name: 'old-encoder', opset: 13 });
     const ids = g.input('input_ids', 'int64', ['batch', 'sequence']);
     g.input('attention_mask', 'int64', ['batch', 'sequence']);
-    const x = g.gather(g.initializer('emb', { data: Float32Array.from({ length: VOCAB.length * 4 }, noise(3)), shape: [VOCAB.length, 4] }), ids);
+    const x = g.gather(g.initializer('emb', { data: Float32Array.from({ length: VOCAB.length * 4 }, seededNoise(3)), shape: [VOCAB.length, 4] }), ids);
     // A layer norm without scale, as exporters below opset 17 write it.
     const centred = g.sub(x, g.reduceMean(x, { axes: [-1], keepdims: true }));
     const normed = g.div(centred, g.sqrt(g.add(g.reduceMean(g.square(centred), { axes: [-1], keepdims: true }), 1e-5)));
@@ -320,7 +309,7 @@ describe('mergeEncoderAndHeads', () => {
     const oldBytes = onnx.ModelProto.encode(old).finish();
     const heads = tinyHeads(2);
     const merged = onnx.ModelProto.encode(composeModels(old, decodeModel(heads), { connect: { features: 'embedding' }, prefixes: { first: 'e/', second: 'h/' } })).finish();
-    const x = new ort.Tensor('float32', Float32Array.from({ length: 12 }, noise(5)), [3, 4]);
+    const x = new ort.Tensor('float32', Float32Array.from({ length: 12 }, seededNoise(5)), [3, 4]);
     const expected = await runSequential(oldBytes, heads, { x });
     const session = await ort.InferenceSession.create(merged);
     expectClose((await session.run({ x }))['spam.prob'].data as Float32Array, expected['spam.prob'].data as Float32Array, 1e-6);

@@ -12,18 +12,12 @@ import {
   TEXT_PAD_TOKEN,
 } from '#lib/encoders/index.ts';
 import type { FeaturesBaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/spec/index.ts';
+import { expectClose } from './helpers/expectClose.ts';
 
 const rowsOf = (inputs: Record<string, unknown>[]): ValidatedRow[] => inputs.map((input) => ({ input, labels: {} }));
 const source = (rows: ValidatedRow[]) => async function* () {
   yield* rows;
 };
-
-function expectClose(actual: Float32Array, expected: ArrayLike<number>, tolerance = 1e-5): void {
-  expect(actual.length).toBe(expected.length);
-  let worst = 0;
-  for (let i = 0; i < actual.length; i += 1) worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-  expect(worst).toBeLessThan(tolerance);
-}
 
 const textSpec = (over: Partial<TextBaseModelSpec> = {}): TextBaseModelSpec => ({
   kind: 'text',

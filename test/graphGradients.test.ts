@@ -12,6 +12,7 @@ import {
   type DType,
   type Value,
 } from '#lib/graph/index.ts';
+import { seededRandom } from './helpers/random.ts';
 
 /**
  * Every gradient rule against central finite differences. The analytic gradient runs in
@@ -34,17 +35,6 @@ interface GradientCase {
   /** Default-domain opset of the graph (default 18). */
   readonly opset?: number;
   readonly build: (g: Graph, xs: Value[], dtype: DType) => Value;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function sample(random: () => number, init: Init): number {
@@ -192,7 +182,7 @@ function weightedLoss(g: Graph, out: Value): Value {
 }
 
 function prepare(c: GradientCase, seed: number): Prepared {
-  const random = mulberry32(seed);
+  const random = seededRandom(seed);
   const dims = c.inputs.map(concreteDims);
   const data = c.inputs.map((spec, i) => Float64Array.from({ length: dims[i].reduce((p, d) => p * d, 1) }, () => sample(random, spec.init ?? 'normal')));
   // Output dims: symbolic dims take the value fed for the same name.

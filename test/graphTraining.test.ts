@@ -12,17 +12,7 @@ import {
   type ParameterSpec,
   type Value,
 } from '#lib/graph/index.ts';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from './helpers/random.ts';
 
 function gaussian(random: () => number): number {
   return Math.sqrt(-2 * Math.log(random() + 1e-12)) * Math.cos(2 * Math.PI * random());
@@ -50,7 +40,7 @@ function mlp(g: Graph, p: Readonly<Record<string, Value>>, x: Value): Value {
 
 describe('training-step graph', () => {
   it('trains a 2-layer MLP on a regression task and a binary task with partial labels', async () => {
-    const random = mulberry32(7);
+    const random = seededRandom(7);
     const features = 8;
     const rows = 256;
     const x = new Float32Array(rows * features);
@@ -249,7 +239,7 @@ describe('training-step graph', () => {
   });
 
   it('trains to the same parameters whether idle ORT threads spin or not (the option is speed only)', async () => {
-    const random = mulberry32(11);
+    const random = seededRandom(11);
     const batchSize = 128;
     const step = buildTrainingStep({
       parameters: mlpParameters(random, 32, 16, 1),

@@ -17,7 +17,7 @@ import {
 } from '#lib/serve/index.ts';
 import { ShardWriter } from '#lib/shards/index.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
-import { buildFeaturesModel, publishModel } from '../bench/serve.ts';
+import { buildFeaturesModel, publishModel } from './helpers/servingModels.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();

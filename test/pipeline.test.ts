@@ -20,6 +20,7 @@ import { generateMultiTask, type MultiTaskDataset } from '#lib/synth/index.ts';
 import { createTuner, type AnyTunerState, type TrialResult } from '#lib/tune/index.ts';
 import { keys } from '#lib/store/index.ts';
 import { runLocalWorkflow, TrialJobResult, trialResultUri, WorkflowOutput, type LocalJobCommand, type LocalWorkflowResult } from '#lib/workflow/index.ts';
+import { featuresSpecInput } from './helpers/specs.ts';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DIM = 8;
@@ -42,10 +43,9 @@ function featuresJsonl(data: MultiTaskDataset): string {
 }
 
 function specFor(project: string, overrides: Partial<SpecInput> = {}): SpecInput {
-  return {
+  return featuresSpecInput({
     project,
-    baseModel: { kind: 'features', dimension: DIM },
-    datasets: { train: 'train.jsonl' },
+    dimension: DIM,
     tasks: [
       { name: 'clicked', type: 'binary' },
       { name: 'bought', type: 'binary' },
@@ -55,7 +55,7 @@ function specFor(project: string, overrides: Partial<SpecInput> = {}): SpecInput
     training: { epochs: 3, batchSize: 64, learningRate: 5e-3, warmupSteps: 5 },
     tuning: { strategy: 'pgpe', generations: 2, population: 4, maxConcurrency: 2 },
     ...overrides,
-  };
+  });
 }
 
 /**

@@ -7,7 +7,7 @@ import type { CardTask } from '#lib/deploy/card.ts';
 import { PRODUCTION } from '#lib/deploy/index.ts';
 import { openLocalSession } from '#lib/runtime/index.ts';
 import { keys } from '#lib/store/index.ts';
-import { buildFeaturesModel, publishModel } from '../bench/serve.ts';
+import { buildFeaturesModel, publishModel } from './helpers/servingModels.ts';
 import { runCli } from './helpers/cli.ts';
 
 const PROJECT = 'promo';

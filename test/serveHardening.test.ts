@@ -8,7 +8,7 @@ import { Registry, RewardLog } from '#lib/registry/index.ts';
 import { createRng } from '#lib/route/index.ts';
 import { createServeContext, ServeSettingsStore, handleFeedbackEvent, handleInferEvent, type InferResponse, type ServeContext, type ServeDependencies, type ServeOptions } from '#lib/serve/index.ts';
 import { ArtifactStore } from '#lib/store/index.ts';
-import { buildFeaturesModel, publishModel, urlEvent } from '../bench/serve.ts';
+import { buildFeaturesModel, publishModel, urlEvent } from './helpers/servingModels.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();

@@ -3,11 +3,11 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { splitRows, trainRowSource } from '#lib/embed/index.ts';
 import type { DatasetEntry, RunManifest } from '#lib/prepare/index.ts';
-import { parseSpec } from '#lib/spec/index.ts';
+import { featuresSpec } from './helpers/specs.ts';
 
-const spec = parseSpec({
+const spec = featuresSpec({
   project: 'split',
-  baseModel: { kind: 'features', dimension: 1 },
+  dimension: 1,
   datasets: { train: 's3://bucket-x/train.jsonl', holdout: 's3://bucket-x/holdout.jsonl' },
   split: { validationFraction: 0.3, holdoutFraction: 0 },
   tasks: [{ name: 'y', type: 'regression' }],

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { UNCERTAINTY_PARAMETER } from '#lib/graph/index.ts';
 import { evaluateTask, labelSpread } from '#lib/metrics/index.ts';
 import type { ShardBatch } from '#lib/shards/index.ts';
-import { parseSpec, type Spec, type SpecInput } from '#lib/spec/index.ts';
+import type { Spec, SpecInput } from '#lib/spec/index.ts';
 import { generateMultiTask, type MultiTaskDataset } from '#lib/synth/index.ts';
 import {
   TrainError,
@@ -18,6 +18,7 @@ import {
   trainingForward,
   type TrainTrialOptions,
 } from '#lib/train/index.ts';
+import { featuresSpec } from './helpers/specs.ts';
 
 const DIM = 12;
 const TASKS = [
@@ -33,10 +34,8 @@ const SPEC_TASKS: SpecInput['tasks'] = [
 const LAMBDA = { click: 1, topic: 1, price: 1 };
 
 function specWith(overrides: { model?: SpecInput['model']; training?: SpecInput['training']; tasks?: SpecInput['tasks'] } = {}): Spec {
-  return parseSpec({
-    project: 'demo',
-    baseModel: { kind: 'features', dimension: DIM },
-    datasets: { train: 'train.jsonl' },
+  return featuresSpec({
+    dimension: DIM,
     tasks: overrides.tasks ?? SPEC_TASKS,
     model: { hidden: [48], towerHidden: [24], experts: 4, expertHidden: 24, ...overrides.model },
     training: { epochs: 6, batchSize: 128, learningRate: 3e-3, warmupSteps: 10, seed: 11, ...overrides.training },

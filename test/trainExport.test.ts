@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeModel, modelMetadata } from '#lib/graph/index.ts';
 import { evaluateTask } from '#lib/metrics/index.ts';
 import type { ShardBatch } from '#lib/shards/index.ts';
-import { parseSpec, type Spec } from '#lib/spec/index.ts';
+import type { Spec } from '#lib/spec/index.ts';
 import { generateMultiTask } from '#lib/synth/index.ts';
 import {
   HEADS_METADATA_KEYS,
@@ -20,6 +20,7 @@ import {
   trainingForward,
   type TrialWeights,
 } from '#lib/train/index.ts';
+import { featuresSpec } from './helpers/specs.ts';
 
 const DIM = 10;
 const ds = generateMultiTask({
@@ -45,10 +46,8 @@ function rowsOf(from: number, to: number): () => AsyncIterable<ShardBatch> {
 }
 
 function specFor(architecture: 'shared-bottom' | 'mmoe', hidden = [32, 16]): Spec {
-  return parseSpec({
-    project: 'demo',
-    baseModel: { kind: 'features', dimension: DIM },
-    datasets: { train: 'train.jsonl' },
+  return featuresSpec({
+    dimension: DIM,
     tasks: [
       { name: 'spam', type: 'binary' },
       { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c', 'd'] },

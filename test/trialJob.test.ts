@@ -10,6 +10,7 @@ import { checkParity, executionProvidersFor, intraOpThreadsFrom, exportHeads, lo
 import { launchLocalJob, type JobOutputLine } from '#lib/workflow/localJob.ts';
 import { TrialJobResult, trialResultUri, type TrialJob } from '#lib/workflow/contracts.ts';
 import { useLocalAws } from './helpers/localAws.ts';
+import { featuresSpecInput } from './helpers/specs.ts';
 
 const aws = useLocalAws();
 const DIM = 8;
@@ -18,9 +19,8 @@ const TASKS: ShardTask[] = [
   { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c'] },
   { name: 'score', type: 'regression' },
 ];
-const SPEC_INPUT: SpecInput = {
-  project: 'demo',
-  baseModel: { kind: 'features', dimension: DIM },
+const SPEC_INPUT: SpecInput = featuresSpecInput({
+  dimension: DIM,
   datasets: { train: 's3://agentflow-local/datasets/demo/train.jsonl' },
   tasks: [
     { name: 'spam', type: 'binary' },
@@ -29,7 +29,7 @@ const SPEC_INPUT: SpecInput = {
   ],
   model: { hidden: [24], towerHidden: [8] },
   training: { epochs: 3, batchSize: 64, learningRate: 5e-3, warmupSteps: 5 },
-};
+});
 
 function store(): ArtifactStore {
   return new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });

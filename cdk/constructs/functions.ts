@@ -15,9 +15,6 @@ import { useBucket, useTable } from '../access.ts';
 import { FUNCTIONS, handlerEntry, type FunctionSpec } from '../functions.ts';
 import type { Storage } from './storage.ts';
 
-/** The namespace the serving code emits its custom metrics to (Powertools Metrics / EMF). */
-export const METRICS_NAMESPACE = 'agentflow';
-
 export interface FunctionsProps {
   storage: Storage;
   /** The repository root: esbuild's working folder and where the lock file and handlers are. */
@@ -57,7 +54,6 @@ export class AgentflowFunctions extends Construct {
         environment: {
           NODE_OPTIONS: '--enable-source-maps',
           POWERTOOLS_SERVICE_NAME: `agentflow-${spec.handler}`,
-          POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         },
         bundling: bundlingFor({ projectRoot: props.projectRoot, spec }),
       });

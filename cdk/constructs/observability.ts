@@ -2,12 +2,8 @@
  * What an operator watches: a dashboard (executions, stage durations, serving latency and errors,
  * online reward and traffic share per model version) and alarms on the failures that need a person.
  *
- * Custom metrics the serving code emits (Powertools Metrics / EMF) in namespace `agentflow`,
- * dimensions `project` and `version`:
- *   OnlineReward     the reward of one feedback event (Average = mean online reward)
- *   RoutedRequests   1 per inference routed to a version (Sum = traffic)
- *   InputPsi         population stability of the inputs per monitor pass (drift)
- * and `RetrainStarted` (dimension `project`) when the monitor starts a retraining run.
+ * The custom metrics it reads are the serving code's own, by the names and dimensions of
+ * `SERVE_METRICS` (lib/serve/metrics.ts), so a renamed metric cannot leave a graph or alarm empty.
  *
  * GPU wait: the job queue cancels a job that waited RUNNABLE past `agentflow:maxGpuWaitMinutes`
  * (usually a GPU quota of 0). An EventBridge rule matches Batch's state change for such a job
@@ -35,15 +31,7 @@ import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
 import { perStackInstanceName } from '../names.ts';
-import { METRICS_NAMESPACE } from './functions.ts';
-
-export const CUSTOM_METRICS = {
-  onlineReward: 'OnlineReward',
-  routedRequests: 'RoutedRequests',
-  inputPsi: 'InputPsi',
-  retrainStarted: 'RetrainStarted',
-  dimensions: ['project', 'version'],
-} as const;
+import { METRICS_NAMESPACE, SERVE_METRICS, type MetricDefinition } from '#lib/serve/metrics.ts';
 
 export interface ObservabilityProps {
   stateMachine: StateMachine;
@@ -77,8 +65,9 @@ function logGroupTarget(group: LogGroup): IRuleTarget {
   };
 }
 
-const search = (metric: string, statistic: string) =>
-  `SEARCH('{${METRICS_NAMESPACE},${CUSTOM_METRICS.dimensions.join(',')}} MetricName="${metric}"', '${statistic}', 300)`;
+/** One series per dimension set the metric is emitted with (per version, or per project). */
+const search = (metric: MetricDefinition, statistic: string, periodSeconds: number) =>
+  `SEARCH('{${METRICS_NAMESPACE},${metric.dimensions.join(',')}} MetricName="${metric.name}"', '${statistic}', ${periodSeconds})`;
 
 export class Observability extends Construct {
   readonly dashboard: Dashboard;
@@ -232,7 +221,7 @@ export class Observability extends Construct {
         [
           new GraphWidget({
             title: 'Online reward by version',
-            left: [new MathExpression({ expression: search(CUSTOM_METRICS.onlineReward, 'Average'), label: '', period })],
+            left: [new MathExpression({ expression: search(SERVE_METRICS.onlineReward, 'Average', 300), label: '', period })],
             width: 12,
           }),
           new GraphWidget({
@@ -240,7 +229,7 @@ export class Observability extends Construct {
             left: [
               new MathExpression({
                 expression: '100 * routed / SUM(routed)',
-                usingMetrics: { routed: new MathExpression({ expression: search(CUSTOM_METRICS.routedRequests, 'Sum'), label: '', period }) },
+                usingMetrics: { routed: new MathExpression({ expression: search(SERVE_METRICS.routedRequests, 'Sum', 300), label: '', period }) },
                 label: '',
                 period,
               }),
@@ -252,14 +241,14 @@ export class Observability extends Construct {
         [
           new GraphWidget({
             title: 'Input drift (PSI) by version',
-            left: [new MathExpression({ expression: search(CUSTOM_METRICS.inputPsi, 'Maximum'), label: '', period: Duration.hours(1) })],
+            left: [new MathExpression({ expression: search(SERVE_METRICS.inputPsi, 'Maximum', 300), label: '', period: Duration.hours(1) })],
             width: 12,
           }),
           new GraphWidget({
             title: 'Retraining runs started by the monitor',
             left: [
               new MathExpression({
-                expression: `SEARCH('{${METRICS_NAMESPACE},project} MetricName="${CUSTOM_METRICS.retrainStarted}"', 'Sum', 3600)`,
+                expression: search(SERVE_METRICS.retrainStarted, 'Sum', 3600),
                 label: '',
                 period: Duration.hours(1),
               }),

@@ -437,32 +437,17 @@ function decodePackedVector(field: string, dimension: number, value: Record<stri
     bytes.write(packed, 'base64');
   }
   if (!LITTLE_ENDIAN) for (let i = 0; i < dimension; i += 1) vector[i] = bytes.readFloatLE(i * 4);
-  if (!allFinite(vector)) {
-    const bad = vector.findIndex((item) => !Number.isFinite(item));
+  const bad = firstNonFinite(vector);
+  if (bad >= 0) {
     return `field "${field}".b64 item ${bad} is ${vector[bad]}, not a finite number`;
   }
   return vector;
 }
 
-/**
- * Whether every value is finite: x * 0 is 0 for a finite x and NaN for NaN and ±Infinity, so one
- * branch at the end, not one per value; four running sums, so the additions need not wait on each
- * other (~0.25 µs for 384 values, a branch per value ~0.7 µs).
- */
-function allFinite(values: Float32Array): boolean {
-  let a = 0;
-  let b = 0;
-  let c = 0;
-  let d = 0;
-  const whole = values.length - (values.length % 4);
-  for (let i = 0; i < whole; i += 4) {
-    a += values[i] * 0;
-    b += values[i + 1] * 0;
-    c += values[i + 2] * 0;
-    d += values[i + 3] * 0;
-  }
-  for (let i = whole; i < values.length; i += 1) a += values[i] * 0;
-  return a + b + c + d === 0;
+/** The index of the first value that is NaN or infinite; -1 when every value is finite. */
+function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i += 1) if (!Number.isFinite(values[i])) return i;
+  return -1;
 }
 
 /**

@@ -48,33 +48,7 @@ const EXAMPLE = '{"project": "my-project", "records": [{…the model\'s input fi
  * model once for the batch, and answers with a signed prediction id per record; nothing is written
  * on the way (feedback makes the one write).
  */
-export function infer(body: unknown, context: ServeContext): Promise<InferResponse> {
-  return serve(body, context, responseOf);
-}
-
-/**
- * `infer`'s answer as the JSON text `JSON.stringify` makes of it (what the handlers send), written
- * straight from the model's outputs: building the response objects and stringifying them took
- * 4-7 µs of a one-record request whose model run takes ~25 µs (a test holds the two texts equal).
- */
-export function inferJson(body: unknown, context: ServeContext): Promise<string> {
-  return serve(body, context, responseJson);
-}
-
-/** POST /infer as a Function URL handler (the Lambda handler and the local server both call it). */
-export function handleInferEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
-  return handleFunctionUrl(event, context, inferJson, 'infer');
-}
-
-/** One request's answer before it is written out: what the response object and its JSON are made from. */
-interface Served {
-  project: string;
-  model: LoadedModel;
-  results: ort.InferenceSession.ReturnType;
-  ids: string[];
-}
-
-async function serve<T>(body: unknown, context: ServeContext, answer: (served: Served) => T): Promise<T> {
+export async function infer(body: unknown, context: ServeContext): Promise<InferResponse> {
   const started = performance.now();
   if (Array.isArray((body as { records?: unknown } | null)?.records) && (body as { records: unknown[] }).records.length > context.limits.maxRecords) {
     const count = (body as { records: unknown[] }).records.length;
@@ -103,7 +77,7 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
   // Signed ids carry the version: nothing is written before the answer (feedback writes once).
   const ids = context.predictionIds.issueNow(request.project, model.version, rows.length) ?? (await context.predictionIds.issue(request.project, model.version, rows.length));
   // The outputs are CPU tensors over ArrayBuffers the GC frees (dispose would only clear their fields).
-  const answered = answer({ project: request.project, model, results, ids });
+  const predictions: Prediction[] = ids.map((predictionId, i) => ({ predictionId, version: model.version, outputs: outputsOf(model.card.tasks, results, i) }));
 
   if (sampled && model.embedding) {
     const embeddings = (model.embedding.from === 'input' ? feeds : results)[model.embedding.name];
@@ -111,18 +85,17 @@ async function serve<T>(body: unknown, context: ServeContext, answer: (served: S
   }
   context.metrics.routed(request.project, model.version, rows.length, performance.now() - started);
   if (imputed > 0) context.metrics.imputed(request.project, model.version, imputed);
-  return answered;
+  return { project: request.project, version: model.version, predictions };
 }
 
-function responseOf({ project, model, results, ids }: Served): InferResponse {
-  const predictions: Prediction[] = ids.map((predictionId, i) => ({ predictionId, version: model.version, outputs: outputsOf(model.card.tasks, results, i) }));
-  return { project, version: model.version, predictions };
+/** POST /infer as a Function URL handler (the Lambda handler and the local server both call it). */
+export function handleInferEvent(event: unknown, context: ServeContext): Promise<FunctionUrlResult> {
+  return handleFunctionUrl(event, context, async (body, ctx) => JSON.stringify(await infer(body, ctx)), 'infer');
 }
 
 /**
  * The request as it is, when it is plainly what `inferRequestSchema` accepts; anything else goes
- * through the schema, which names each problem. The schema's cost (~3 µs) is a share of a small
- * model's whole run, so a request that needs no explaining skips it.
+ * through the schema, which names each problem.
  */
 function wellFormed(body: unknown): InferRequest | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
@@ -217,84 +190,4 @@ function bestClass(data: Float32Array, offset: number, width: number): number {
   let best = 0;
   for (let c = 1; c < width; c += 1) if (data[offset + c] > data[offset + best]) best = c;
   return best;
-}
-
-/** Part of a response as JSON, for one row of the model's outputs. */
-type RowWriter = (results: ort.InferenceSession.ReturnType, row: number) => string;
-
-/** Per model card's tasks, the writer of a row's `outputs`; null where JSON.stringify must do it. */
-const writers = new WeakMap<readonly CardTask[], RowWriter | null>();
-
-/**
- * `JSON.stringify(responseOf(served))`, spliced from per-task pieces quoted once per model. Names
- * that an object would not keep in order as given (array-index-like, repeated, `__proto__`) take
- * the plain way.
- */
-function responseJson(served: Served): string {
-  const { project, model, results, ids } = served;
-  const tasks = model.card.tasks;
-  let outputs = writers.get(tasks);
-  if (outputs === undefined) {
-    outputs = outputsWriter(tasks) ?? null;
-    writers.set(tasks, outputs);
-  }
-  if (outputs === null) return JSON.stringify(responseOf(served));
-  // Prediction ids are base-36 and base64url characters, which JSON needs no escape for.
-  const head = `{"predictionId":"`;
-  const middle = `","version":${model.version},"outputs":`;
-  let text = `{"project":${JSON.stringify(project)},"version":${model.version},"predictions":[`;
-  for (let row = 0; row < ids.length; row += 1) text += `${row === 0 ? '' : ','}${head}${ids[row]}${middle}${outputs(results, row)}}`;
-  return `${text}]}`;
-}
-
-function outputsWriter(tasks: readonly CardTask[]): RowWriter | undefined {
-  if (!plainKeys(tasks.map((task) => task.name))) return undefined;
-  const parts: RowWriter[] = [];
-  for (const task of tasks) {
-    const output = modelOutputName(task);
-    const key = `${JSON.stringify(task.name)}:`;
-    switch (task.type) {
-      case 'binary':
-        parts.push((results, row) => {
-          const probability = (results[output].data as Float32Array)[row];
-          return `${key}{"probability":${jsonNumber(probability)},"label":${binaryLabel(probability)}}`;
-        });
-        break;
-      case 'multiclass': {
-        const classes = task.classes ?? [];
-        if (!plainKeys(classes)) return undefined;
-        const width = classes.length;
-        const keys = classes.map((name, c) => `${c === 0 ? '' : ','}${JSON.stringify(name)}:`);
-        const labels = classes.map((name) => `,"label":${JSON.stringify(name)}`);
-        parts.push((results, row) => {
-          const data = results[output].data as Float32Array;
-          let text = `${key}{"probabilities":{`;
-          for (let c = 0; c < width; c += 1) text += keys[c] + jsonNumber(data[row * width + c]);
-          // No classes: the label is undefined, which JSON.stringify leaves out.
-          return `${text}}${width === 0 ? '' : labels[bestClass(data, row * width, width)]}}`;
-        });
-        break;
-      }
-      case 'regression':
-        parts.push((results, row) => `${key}{"value":${jsonNumber((results[output].data as Float32Array)[row])}}`);
-        break;
-      default:
-        return undefined;
-    }
-  }
-  return (results, row) => {
-    let text = '{';
-    for (let t = 0; t < parts.length; t += 1) text += (t === 0 ? '' : ',') + parts[t](results, row);
-    return `${text}}`;
-  };
-}
-
-/** Whether an object given these keys in this order keeps them all, in this order (JSON.stringify puts array-index keys first). */
-function plainKeys(names: readonly string[]): boolean {
-  return new Set(names).size === names.length && names.every((name) => name !== '__proto__' && !/^(0|[1-9][0-9]*)$/.test(name));
-}
-
-/** A number as JSON.stringify writes it: NaN and the infinities are null. */
-function jsonNumber(value: number): string {
-  return Number.isFinite(value) ? `${value}` : 'null';
 }

@@ -1,18 +1,47 @@
 /**
  * CloudWatch Embedded Metric Format: one JSON line on stdout per event, which Lambda ships to
  * CloudWatch Logs and CloudWatch turns into metrics, with no API call on the request path.
- * Locally the lines are just logs.
+ * Locally the lines are just logs. The lines are written here, not by Powertools Metrics: one
+ * small helper (`emfRecord`) is all the serving functions need.
  *
- * Names (namespace `agentflow`, dimensions `project`, `version`):
- * - `RoutedRequests` (Count) and `RoutedRecords` (Count): one infer request routed to a version;
- * - `InferLatencyMs` (Milliseconds): request received → response ready, DynamoDB writes included;
- * - `OnlineReward` (None): one feedback reward;
- * - `MonitorOnlineReward` (None), `MonitorRewardCount` (Count), `InputPsi` (None): per monitor pass;
- * - `RetrainStarted` (Count, dimension `project`).
+ * Every metric is named once, in `SERVE_METRICS`; the CDK alarms and dashboard
+ * (cdk/constructs/observability.ts) read the same table, and a test holds every metric they read
+ * to one the serving code emits.
  */
 export const METRICS_NAMESPACE = 'agentflow';
 
 export type MetricUnit = 'Count' | 'Milliseconds' | 'None';
+
+/** A metric's name and unit, and the dimensions it is emitted with (CloudWatch tells metrics apart by the set). */
+export interface MetricDefinition {
+  name: string;
+  unit: MetricUnit;
+  dimensions: readonly string[];
+}
+
+const PER_VERSION = ['project', 'version'] as const;
+
+/** The custom metrics of the serving functions and the monitor, in namespace `METRICS_NAMESPACE`. */
+export const SERVE_METRICS = {
+  /** 1 per infer request routed to a version (Sum = traffic). */
+  routedRequests: { name: 'RoutedRequests', unit: 'Count', dimensions: PER_VERSION },
+  /** The records of one routed request. */
+  routedRecords: { name: 'RoutedRecords', unit: 'Count', dimensions: PER_VERSION },
+  /** Request received → response ready. */
+  inferLatencyMs: { name: 'InferLatencyMs', unit: 'Milliseconds', dimensions: PER_VERSION },
+  /** Input values a request's records lacked (or held a category the model does not know), encoded as training encoded missing ones. */
+  imputedInputs: { name: 'ImputedInputs', unit: 'Count', dimensions: PER_VERSION },
+  /** The reward of one feedback event (Average = mean online reward). */
+  onlineReward: { name: 'OnlineReward', unit: 'None', dimensions: PER_VERSION },
+  /** Per monitor pass: the mean online reward over its window, when there was feedback. */
+  monitorOnlineReward: { name: 'MonitorOnlineReward', unit: 'None', dimensions: PER_VERSION },
+  /** Per monitor pass: the feedback events in its window. */
+  monitorRewardCount: { name: 'MonitorRewardCount', unit: 'Count', dimensions: PER_VERSION },
+  /** Per monitor pass: the population stability of the inputs (drift), when inputs were sampled. */
+  inputPsi: { name: 'InputPsi', unit: 'None', dimensions: PER_VERSION },
+  /** 1 when the monitor starts a retraining run. */
+  retrainStarted: { name: 'RetrainStarted', unit: 'Count', dimensions: ['project'] },
+} as const satisfies Record<string, MetricDefinition>;
 
 export interface MetricValue {
   name: string;
@@ -53,12 +82,18 @@ export function emfRecord(options: {
   return record;
 }
 
-function routedMetrics(records: number, latencyMs: number): MetricValue[] {
-  return [
-    { name: 'RoutedRequests', unit: 'Count', value: 1 },
-    { name: 'RoutedRecords', unit: 'Count', value: records },
-    { name: 'InferLatencyMs', unit: 'Milliseconds', value: latencyMs },
-  ];
+/** A value of one of `SERVE_METRICS`. */
+function valueOf(metric: MetricDefinition, value: number): MetricValue {
+  return { name: metric.name, unit: metric.unit, value };
+}
+
+/** The monitor's findings for one version in one pass. */
+export interface MonitorPassValues {
+  rewardCount: number;
+  /** null when the window had no feedback. */
+  meanReward: number | null;
+  /** Absent when no inputs were sampled. */
+  maxPsi?: number;
 }
 
 export class ServeMetrics {
@@ -74,44 +109,33 @@ export class ServeMetrics {
     this.#sink(JSON.stringify(emfRecord({ dimensions, metrics, timestampMs: this.#clock(), ...(properties ? { properties } : {}) })));
   }
 
-  readonly #routedParts = new Map<string, [string, string]>();
-  /** The last (project, version) routed: most requests of a process go to the one it served before. */
-  #lastRouted: { project: string; version: number; parts: [string, string] } = { project: '', version: 0, parts: ['', ''] };
-
-  /**
-   * One infer request's EMF line. It is on every request's path, so the line is spliced from two
-   * fixed parts per (project, version) around the timestamp and the values, instead of building
-   * and stringifying the record each time (the same JSON as `emit` writes; a test holds them equal).
-   */
+  /** One infer request routed to a version. */
   routed(project: string, version: number, records: number, latencyMs: number): void {
-    const last = this.#lastRouted;
-    const parts = last.project === project && last.version === version ? last.parts : this.#partsOf(project, version);
-    // Microseconds are plenty, and a short number formats faster than a full double.
-    this.#sink(`${parts[0]}${this.#clock()}${parts[1]}"RoutedRequests":1,"RoutedRecords":${records},"InferLatencyMs":${Math.round(latencyMs * 1000) / 1000}}`);
+    this.emit({ project, version: String(version) }, [
+      valueOf(SERVE_METRICS.routedRequests, 1),
+      valueOf(SERVE_METRICS.routedRecords, records),
+      // Microseconds are plenty for a latency; the rest of a double is noise in the logs.
+      valueOf(SERVE_METRICS.inferLatencyMs, Math.round(latencyMs * 1000) / 1000),
+    ]);
   }
 
-  #partsOf(project: string, version: number): [string, string] {
-    const key = `${project}\u0000${version}`;
-    let parts = this.#routedParts.get(key);
-    if (!parts) {
-      const marker = -1.5;
-      const line = JSON.stringify(emfRecord({ dimensions: { project, version: String(version) }, metrics: routedMetrics(0, 0), timestampMs: marker }));
-      const [head, tail] = line.split(`"Timestamp":${marker}`);
-      const valuesAt = tail.lastIndexOf('"RoutedRequests":');
-      parts = [`${head}"Timestamp":`, tail.slice(0, valuesAt)];
-      if (this.#routedParts.size > 1000) this.#routedParts.clear();
-      this.#routedParts.set(key, parts);
-    }
-    this.#lastRouted = { project, version, parts };
-    return parts;
-  }
-
-  /** Input values a request's records lacked (or held a category the model does not know), encoded as training encoded missing ones. */
   imputed(project: string, version: number, values: number): void {
-    this.emit({ project, version: String(version) }, [{ name: 'ImputedInputs', unit: 'Count', value: values }]);
+    this.emit({ project, version: String(version) }, [valueOf(SERVE_METRICS.imputedInputs, values)]);
   }
 
   reward(project: string, version: number, reward: number): void {
-    this.emit({ project, version: String(version) }, [{ name: 'OnlineReward', unit: 'None', value: reward }]);
+    this.emit({ project, version: String(version) }, [valueOf(SERVE_METRICS.onlineReward, reward)]);
+  }
+
+  monitorPass(project: string, version: number, values: MonitorPassValues): void {
+    this.emit({ project, version: String(version) }, [
+      valueOf(SERVE_METRICS.monitorRewardCount, values.rewardCount),
+      ...(values.meanReward === null ? [] : [valueOf(SERVE_METRICS.monitorOnlineReward, values.meanReward)]),
+      ...(values.maxPsi === undefined ? [] : [valueOf(SERVE_METRICS.inputPsi, values.maxPsi)]),
+    ]);
+  }
+
+  retrainStarted(project: string): void {
+    this.emit({ project }, [valueOf(SERVE_METRICS.retrainStarted, 1)]);
   }
 }

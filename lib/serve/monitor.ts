@@ -171,12 +171,7 @@ async function monitorProject(deps: MonitorDependencies, options: PassOptions, p
       breaches.push(`input drift PSI ${round(drift.maxPsi)} over ${drift.samples} sampled inputs exceeds psiThreshold ${monitor.psiThreshold}`);
     }
     health.push({ version, production: index === 0, reward, drift, breaches });
-    const dimensions = { project, version: String(version) };
-    options.metrics.emit(dimensions, [
-      { name: 'MonitorRewardCount', unit: 'Count', value: reward.count },
-      ...(reward.mean === null ? [] : [{ name: 'MonitorOnlineReward', unit: 'None' as const, value: reward.mean }]),
-      ...('maxPsi' in drift ? [{ name: 'InputPsi', unit: 'None' as const, value: drift.maxPsi }] : []),
-    ]);
+    options.metrics.monitorPass(project, version, { rewardCount: reward.count, meanReward: reward.mean, ...('maxPsi' in drift ? { maxPsi: drift.maxPsi } : {}) });
   }
 
   const result: ProjectHealth = { project, window, monitor, versions: health };
@@ -193,7 +188,7 @@ async function monitorProject(deps: MonitorDependencies, options: PassOptions, p
       ...(specUri ? { specUri } : {}),
       windowStart: window.start,
     });
-    if (result.retrain.started) options.metrics.emit({ project }, [{ name: 'RetrainStarted', unit: 'Count', value: 1 }]);
+    if (result.retrain.started) options.metrics.retrainStarted(project);
   }
   return result;
 }

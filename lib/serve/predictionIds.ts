@@ -1,7 +1,6 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ServeError } from './errors.ts';
-import { HmacSha256 } from './hmacSha256.ts';
 
 /** The signing key's item in the reward table: one per deployment, created by the first server that needs it. */
 const KEY_ITEM = { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } as const;
@@ -29,9 +28,9 @@ export class PredictionIds {
   readonly #table: string;
   readonly #clock: () => number;
   readonly #retentionSeconds: number;
-  #key: Promise<HmacSha256> | undefined;
+  #key: Promise<KeyObject> | undefined;
   /** The key, once loaded. */
-  #signer: HmacSha256 | undefined;
+  #signer: KeyObject | undefined;
 
   constructor(options: { dynamodb: DynamoDBDocumentClient; tableName: string; clock?: () => number; retentionDays?: number }) {
     this.#db = options.dynamodb;
@@ -82,33 +81,19 @@ export class PredictionIds {
     return { version, issuedAt };
   }
 
-  #pool = '';
-  #poolOffset = 0;
-
-  /**
-   * 9 random bytes (12 base64url characters) from a pool of 455 nonces drawn and encoded at once:
-   * a getrandom call and an encoding per request showed up in the infer profile.
-   */
+  /** 9 random bytes, 12 base64url characters. */
   #nonce(): string {
-    if (this.#poolOffset >= this.#pool.length) {
-      this.#pool = randomBytes(9 * 455).toString('base64url');
-      this.#poolOffset = 0;
-    }
-    this.#poolOffset += 12;
-    return this.#pool.slice(this.#poolOffset - 12, this.#poolOffset);
+    return randomBytes(9).toString('base64url');
   }
 
-  #issuedAt = { seconds: Number.NaN, text: '' };
-
-  /** Now in base-36 seconds, formatted once a second. */
+  /** Now in base-36 seconds. */
   #issued(): string {
-    const seconds = Math.floor(this.#clock() / 1000);
-    if (seconds !== this.#issuedAt.seconds) this.#issuedAt = { seconds, text: seconds.toString(36) };
-    return this.#issuedAt.text;
+    return Math.floor(this.#clock() / 1000).toString(36);
   }
 
-  #signingKey(): Promise<HmacSha256> {
-    this.#key ??= this.#loadKey().then((key) => (this.#signer = new HmacSha256(key))).catch((error: unknown) => {
+  #signingKey(): Promise<KeyObject> {
+    // A KeyObject made once: each MAC then starts from it rather than from the raw bytes.
+    this.#key ??= this.#loadKey().then((key) => (this.#signer = createSecretKey(key))).catch((error: unknown) => {
       this.#key = undefined;
       throw error;
     });
@@ -131,15 +116,15 @@ export class PredictionIds {
   }
 }
 
-function idsOf(signer: HmacSha256, project: string, version: number, issued: string, nonce: string, count: number): string[] {
+function idsOf(key: KeyObject, project: string, version: number, issued: string, nonce: string, count: number): string[] {
   const n = count.toString(36);
-  const signature = mac(signer, project, version, issued, nonce, n);
+  const signature = mac(key, project, version, issued, nonce, n);
   const ids = new Array<string>(count);
   for (let i = 0; i < count; i += 1) ids[i] = `${version}.${issued}.${nonce}.${i.toString(36)}.${n}.${signature}`;
   return ids;
 }
 
 /** HMAC-SHA256 of the id's fields, its first 12 bytes in base64url. */
-function mac(signer: HmacSha256, project: string, version: number, issued: string, nonce: string, count: string): string {
-  return signer.base64url(`${project}\u0000${version}\u0000${issued}\u0000${nonce}\u0000${count}`, 12);
+function mac(key: KeyObject, project: string, version: number, issued: string, nonce: string, count: string): string {
+  return createHmac('sha256', key).update(`${project}\u0000${version}\u0000${issued}\u0000${nonce}\u0000${count}`).digest().subarray(0, 12).toString('base64url');
 }

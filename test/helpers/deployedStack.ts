@@ -14,7 +14,7 @@ import type { CardTask } from '#lib/deploy/card.ts';
 import { createRng } from '#lib/route/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type ServeContext } from '#lib/serve/index.ts';
 import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
-import { buildFeaturesModel, publishModel } from '../../bench/serve.ts';
+import { buildFeaturesModel, publishModel } from './servingModels.ts';
 import { startCloudFormationStandIn, startFunctionUrl, startSchedulerStandIn, startSfnStandIn, STAND_IN_REGION, type SchedulerStandIn, type SfnScript, type SfnStandIn, type StandInSchedule } from './awsStandIns.ts';
 import { runCli, type CliResult } from './cli.ts';
 import type { LocalAwsFixture } from './localAws.ts';
