@@ -125,7 +125,7 @@ describe('a live model whose run scratch has expired', () => {
     for (let i = 0; i < 40; i += 1) await rewards.recordFeedback(PROJECT, `expired-scratch-${i}`, 0, { version: production });
 
     const started: { request: RetrainRequest; result: LocalWorkflowResult }[] = [];
-    const deps = { ...session.deps, dynamodb: session.deps.clients.dynamodb, registryTable: session.deps.config.registryTable, rewardTable: session.deps.config.rewardTable };
+    const deps = session.deps;
     const report = await runMonitor(deps, { now: new Date(now), projects: [PROJECT], startRun: startRunLocally(started), logger: quiet, metricsSink: () => {} });
 
     const health = report.projects[0];

@@ -98,10 +98,7 @@ export async function runScheduleLoop(session: LocalSession, options: ScheduleLo
     }
     if (Date.now() >= nextMonitor) {
       nextMonitor = Date.now() + monitorEveryMs;
-      const report = await runMonitor(
-        { ...deps, dynamodb: deps.clients.dynamodb, registryTable: deps.config.registryTable, rewardTable: deps.config.rewardTable },
-        { startRun: async (request) => (pending.push(request), { runId: request.runId }) },
-      );
+      const report = await runMonitor(deps, { startRun: async (request) => (pending.push(request), { runId: request.runId }) });
       options.onMonitor?.(report);
       while (pending.length > 0 && !done()) {
         const request = pending.shift()!;
