@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { makeClients, type AwsClients } from '#lib/config/index.ts';
-import type { CardServing, CardTask, ModelCard } from '#lib/deploy/card.ts';
+import type { CardServing, CardTask, ModelCard } from '#lib/run/index.ts';
 import { encoderDescriptor, encoderFeeds, fitFeaturesEncoder, mergeEncoderAndHeads, type FittedEncoder } from '#lib/encoders/index.ts';
 import { Graph, type Value } from '#lib/graph/index.ts';
 import { startLocalAws } from '#lib/local/index.ts';

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { CardTask } from '#lib/deploy/card.ts';
+import type { CardTask } from '#lib/run/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';
 import { createRng, type Rng } from '#lib/route/index.ts';
 import {

@@ -2,7 +2,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fitEncodersInStore, prepareRun, PrepareError, type RunManifest } from '#lib/prepare/index.ts';
+import { fitEncodersInStore, prepareRun, PrepareError } from '#lib/prepare/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { Registry } from '#lib/registry/index.ts';
 import { stageRunInputs } from '#lib/runtime/stageInputs.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
@@ -29,7 +30,7 @@ describe('Prepare', () => {
     const retried = await prepareRun({ runId, project: 'support-triage', specUri: staged.specUri, executionId: 'local:test' }, deps());
 
     expect(retried).toEqual(output);
-    const manifest = await store().getJson<RunManifest>(output.manifestUri);
+    const manifest = await store().getJson(output.manifestUri, RunManifest);
     expect(manifest.datasets).toHaveLength(1);
     expect(manifest.datasets[0]).toMatchObject({ role: 'train', rows: 200, format: 'jsonl' });
     expect(manifest.datasets[0].labelledPerTask.urgent).toBe(185);

@@ -1,14 +1,16 @@
 import { createHash } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
-import type { ModelCard } from '#lib/deploy/card.ts';
-import { readLiveModel, type LiveModel } from '#lib/deploy/liveModel.ts';
+import { ModelCard } from '#lib/run/index.ts';
+import { readLiveModel } from '#lib/deploy/liveModel.ts';
+import type { LiveModel } from '#lib/run/index.ts';
+import * as z from 'zod';
 import { describeError } from '#lib/errors/index.ts';
 import type { ArmSnapshot, ArmStats, Registry, RewardLog } from '#lib/registry/index.ts';
 import { readShard } from '#lib/shards/index.ts';
 import type { MonitorSpec } from '#lib/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import type { ServeLogger } from './context.ts';
-import { DRIFT_PROJECTIONS, DriftReferenceSchema, MIN_REFERENCE_ROWS, REFERENCE_ROWS, driftOf, driftSeed, hourKey, referenceFromEmbeddings, samplePrefix, type DriftReference, type SampleBatch } from './drift.ts';
+import { DRIFT_PROJECTIONS, DriftReferenceSchema, MIN_REFERENCE_ROWS, REFERENCE_ROWS, SampleBatch, driftOf, driftSeed, hourKey, referenceFromEmbeddings, samplePrefix, type DriftReference } from './drift.ts';
 import { ServeError } from './errors.ts';
 import { ServeMetrics, type MetricsSink } from './metrics.ts';
 import { servingVersions } from './router.ts';
@@ -284,7 +286,7 @@ async function recentSamples(store: ArtifactStore, card: ModelCard, fromMs: numb
     const listed = await store.list(samplePrefix(card.project, hour, card.version));
     for (const object of listed.slice(0, maxObjects - objects)) {
       objects += 1;
-      const batch = await store.getJson<SampleBatch>(object.key);
+      const batch = await store.getJson(object.key, SampleBatch);
       if (batch.dimension !== card.encoder.dimension || batch.seed !== driftSeed(card.encoder.dimension)) continue;
       rows.push(...batch.projections.filter((row) => row.length === DRIFT_PROJECTIONS));
     }
@@ -297,10 +299,10 @@ async function referenceFor(store: ArtifactStore, options: PassOptions, version:
   const { card, live } = version;
   if (live) {
     if (!live.reference) return { unavailable: `${card.project} version ${card.version} was exported without a drift reference: its holdout had fewer than ${MIN_REFERENCE_ROWS} rows` };
-    return DriftReferenceSchema.parse(await store.getJson<unknown>(live.reference.uri));
+    return store.getJson(live.reference.uri, DriftReferenceSchema);
   }
   const key = keys.modelFile(card.project, card.version, 'reference.json');
-  if (await store.exists(key)) return DriftReferenceSchema.parse(await store.getJson<unknown>(key));
+  if (await store.exists(key)) return store.getJson(key, DriftReferenceSchema);
   const source = options.holdoutEmbeddings ?? ((c: ModelCard) => shardHoldoutEmbeddings(store, c));
   const built = await referenceFromEmbeddings(source(card), { dimension: card.encoder.dimension, maxRows: options.maxReferenceRows ?? REFERENCE_ROWS });
   if (!built.reference) {
@@ -380,7 +382,7 @@ async function startRetrainOnce(
 
 async function readCard(deps: MonitorDependencies, project: string, version: number): Promise<ModelCard> {
   const registered = await deps.registry.getVersion(project, version);
-  return deps.store.getJson<ModelCard>(registered.lineage.cardUri ?? keys.modelCard(project, version));
+  return deps.store.getJson(registered.lineage.cardUri ?? keys.modelCard(project, version), ModelCard);
 }
 
 /** Production's thresholds and retraining spec from its live-model document; a version exported before there was one falls back to its run's manifest. */
@@ -389,11 +391,15 @@ async function liveMonitorSpec(store: ArtifactStore, card: ModelCard, live: Live
   return manifestMonitorSpec(store, card);
 }
 
+/** The part of an older version's run manifest the monitor reads: where the spec is and its thresholds (judged by CompleteMonitor, for a message that names them). */
+const ManifestMonitorPart = z.looseObject({ specUri: z.string().optional(), spec: z.looseObject({ monitor: z.unknown().optional() }).optional() });
+const CompleteMonitor = z.object({ windowHours: z.number().positive(), minRewardDrop: z.number(), psiThreshold: z.number() });
+
 async function manifestMonitorSpec(store: ArtifactStore, card: ModelCard): Promise<{ monitor: MonitorSpec; specUri?: string }> {
   const key = keys.runManifest(card.runId);
-  let manifest: { specUri?: string; spec?: { monitor?: Partial<MonitorSpec> } };
+  let manifest: z.infer<typeof ManifestMonitorPart>;
   try {
-    manifest = await store.getJson(key);
+    manifest = await store.getJson(key, ManifestMonitorPart);
   } catch (cause) {
     throw new ServeError(
       `${card.project} version ${card.version} has no ${keys.modelFile(card.project, card.version, 'live.json')} (it was exported before Export wrote one) and ${key}, the manifest of its run ${card.runId}, cannot be read (runs/ expires); promote a version exported since, or pass monitorSpecOf`,
@@ -401,14 +407,14 @@ async function manifestMonitorSpec(store: ArtifactStore, card: ModelCard): Promi
     );
   }
   const monitor = manifest.spec?.monitor;
-  const valid = monitor && [monitor.windowHours, monitor.minRewardDrop, monitor.psiThreshold].every((v) => typeof v === 'number' && Number.isFinite(v)) && (monitor.windowHours ?? 0) > 0;
-  if (!valid) {
+  const complete = CompleteMonitor.safeParse(monitor);
+  if (!complete.success) {
     throw new ServeError(`${key} has no complete spec.monitor (windowHours, minRewardDrop, psiThreshold); it was not written by Prepare`, {
       code: 'MONITOR_FAILED',
       context: { project: card.project, key, monitor },
     });
   }
-  return { monitor: monitor as MonitorSpec, ...(manifest.specUri ? { specUri: manifest.specUri } : {}) };
+  return { monitor: complete.data, ...(manifest.specUri ? { specUri: manifest.specUri } : {}) };
 }
 
 function round(value: number): number {

@@ -12,6 +12,7 @@ export {
   monitorSchema,
   primaryBaseModel,
   specInputSchema,
+  splitSchema,
   type Architecture,
   type BaseModelKind,
   type BaseModelSpec,
