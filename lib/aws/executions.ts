@@ -5,7 +5,7 @@
  */
 import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { recordIfConfigured, type AgentflowConfig } from '#lib/config/index.ts';
-import { RunContext, executionName } from '#lib/workflow/index.ts';
+import { RunContext, executionName } from '#lib/workflow/contracts.ts';
 import { AwsModeError } from '#lib/aws/errors.ts';
 import { parseStateMachineArn } from '#lib/aws/outputs.ts';
 import type { StartRun } from '#lib/serve/monitor.ts';

@@ -76,9 +76,10 @@ export async function runScheduleLoop(session: LocalSession, options: ScheduleLo
   const pending: RetrainRequest[] = [];
   // The monitor's calls are the monitor function's in AWS.
   const deps = session.depsFor('monitor');
-  const run = async (trigger: string, reason: string) => {
+  const run = async (trigger: string, reason: string, runId?: string) => {
     options.onRunStart?.({ trigger, reason, at: new Date() });
-    const result = await runPipelineLocally(session, { ...options, trigger });
+    // A monitor-started run keeps the run id the monitor claimed for its window, as the AWS adapter names its execution by it.
+    const result = await runPipelineLocally(session, { ...options, trigger, ...(runId ? { runId } : {}) });
     runs.push(result);
     options.onRunEnd?.(result);
   };
@@ -102,7 +103,7 @@ export async function runScheduleLoop(session: LocalSession, options: ScheduleLo
       options.onMonitor?.(report);
       while (pending.length > 0 && !done()) {
         const request = pending.shift()!;
-        await run(request.trigger, request.reason);
+        await run(request.trigger, request.reason, request.runId);
       }
     }
     if (!done() && Date.now() >= next.getTime()) {
