@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { makeClients, type AwsClients } from '#lib/config/index.ts';
-import type { CardTask } from '#lib/deploy/card.ts';
+import type { CardTask } from '#lib/run/index.ts';
 import { encoderFeeds } from '#lib/encoders/index.ts';
 import { startLocalAws } from '#lib/local/index.ts';
 import { Registry, RewardLog, type ServingSet } from '#lib/registry/index.ts';

@@ -21,7 +21,7 @@
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { objectiveTasks } from '#lib/agent/index.ts';
+import { objectiveTasks } from '#lib/run/index.ts';
 import { sliceBatch, type ShardBatch } from '#lib/shards/index.ts';
 import { parseSpec, type Spec } from '#lib/spec/index.ts';
 import { generateMultiTask } from '#lib/synth/index.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encoderCandidates } from '#lib/encoders/index.ts';
 import { AgentError, planRun, rewardGeneration, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';
 import { parseSpec, specDigest, type SpecInput } from '#lib/spec/index.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
@@ -173,7 +173,7 @@ describe('Plan and the execution history', () => {
     const run = await preparedRun('plan-history');
     // A manifest whose spec was checked by an older agentflow, or edited: Plan checks again.
     const { store, registry } = deps();
-    const manifest = await store.getJson<RunManifest>(run.planInput.manifestUri);
+    const manifest = await store.getJson(run.planInput.manifestUri, RunManifest);
     await store.putJson(keys.runManifest(run.runId), { ...manifest, spec: { ...manifest.spec, tuning: { ...manifest.spec.tuning, generations: 60, population: 100 } } });
 
     const planned = planRun(run.planInput, deps());

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '#lib/cli/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { openLocalSession, trainBaselines } from '#lib/runtime/index.ts';
 import { keys } from '#lib/store/index.ts';
 import { runCli } from './helpers/cli.ts';
@@ -98,7 +98,7 @@ describe('agentflow end to end', () => {
   it('trains the demo baselines on the run\'s shards and scores them on its holdout rows', async () => {
     const session = await openLocalSession({ dir: dir() });
     try {
-      const manifest = await session.deps.store.getJson<RunManifest>(keys.runManifest('run-cli-1'));
+      const manifest = await session.deps.store.getJson(keys.runManifest('run-cli-1'), RunManifest);
 
       const baselines = await trainBaselines(session.deps.store, manifest);
 

@@ -13,7 +13,7 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { FUNCTION_URL_PERMISSIONS, FunctionUrlClient, STACK_OUTPUTS, resumeAwsRun, restartName, type AwsClientOptions } from '#lib/aws/index.ts';
 import { EXIT } from '#lib/cli/index.ts';
 import { CALLER_PRINCIPAL, CONFIG_ENV, type RecordedSdkCall } from '#lib/config/index.ts';
-import type { CardTask } from '#lib/deploy/card.ts';
+import type { CardTask } from '#lib/run/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
 import { STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn } from './helpers/awsStandIns.ts';
 import type { CliResult } from './helpers/cli.ts';

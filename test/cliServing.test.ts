@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '#lib/cli/index.ts';
 import { serveContextOf } from '#lib/cli/serving.ts';
-import type { CardTask } from '#lib/deploy/card.ts';
+import type { CardTask } from '#lib/run/index.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
 import { startServer, type InferResponse, type RunningServer } from '#lib/serve/index.ts';
 import { buildFeaturesModel, publishModel } from './helpers/servingModels.ts';

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { configToEnv } from '#lib/config/index.ts';
-import { shardKey, type EmbedMarker } from '#lib/embed/index.ts';
+import { shardKey, EmbedMarker } from '#lib/embed/index.ts';
 import { openShard } from '#lib/shards/index.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
 import { buildManifest, uploadDatasets } from './fixtures/encoders/embedFixture.ts';
@@ -69,7 +69,7 @@ describe('runEmbed on a dataset larger than its memory budget', () => {
     expect(growth).toBeLessThan(dataBytes / 2);
 
     const prefix = keys.featuresPrefix(manifest.featuresDigest);
-    const marker = await store.getJson<EmbedMarker>(`${prefix}_SUCCESS.json`);
+    const marker = await store.getJson(`${prefix}_SUCCESS.json`, EmbedMarker);
     expect(Object.values(marker.splits).reduce((a, b) => a + b, 0)).toBe(ROWS);
     const shard = await openShard(await store.getStream(shardKey(prefix, 'e0', 'validation')), { dim: DIM });
     let rows = 0;

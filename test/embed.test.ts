@@ -1,9 +1,10 @@
+import * as z from 'zod';
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { splitOf, type SplitName, type ValidatedRow } from '#lib/datasets/index.ts';
-import { EmbedError, SUCCESS_MARKER, runEmbed, shardKey, splitRouter, type EmbedMarker } from '#lib/embed/index.ts';
+import { EmbedError, SUCCESS_MARKER, runEmbed, shardKey, splitRouter, EmbedMarker } from '#lib/embed/index.ts';
 import { encodeRows, loadEncoder } from '#lib/encoders/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { SPLITS, openShard, type ShardBatch } from '#lib/shards/index.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
 import { configToEnv } from '#lib/config/index.ts';
@@ -96,7 +97,7 @@ describe('runEmbed', () => {
 
     expect(result).toEqual({ featuresUri, rows: TRAIN_ROWS + VALIDATION_ROWS, dims: manifest.encoders[0].dimension, shards: 6, cached: false });
     const prefix = keys.featuresPrefix(manifest.featuresDigest);
-    const marker = await store.getJson<EmbedMarker>(`${prefix}${SUCCESS_MARKER}`);
+    const marker = await store.getJson(`${prefix}${SUCCESS_MARKER}`, EmbedMarker);
     const expectedSplit = (i: number): SplitName => splitOf(i, { validationFraction: 0, holdoutFraction: 0.25, seed: 3 });
     const trainSplits = Array.from({ length: TRAIN_ROWS }, (_, i) => expectedSplit(i));
     expect(marker.splits).toEqual({
@@ -210,7 +211,7 @@ describe('embed job command', () => {
     expect(run.stderr).not.toMatch(/failed/);
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!)).toMatchObject({ cached: false });
-    expect(await store.getJson(outputUri)).toEqual({ featuresUri, rows: TRAIN_ROWS + VALIDATION_ROWS, dims: manifest.encoders[0].dimension, shards: 6, cached: false });
+    expect(await store.getJson(outputUri, z.unknown())).toEqual({ featuresUri, rows: TRAIN_ROWS + VALIDATION_ROWS, dims: manifest.encoders[0].dimension, shards: 6, cached: false });
 
     const missing = await runJob({ ...env, AGENTFLOW_MANIFEST_URI: '' });
     expect(missing.status).toBe(1);

@@ -13,14 +13,13 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { executionArnOf, followExecution, startAwsRun } from '#lib/aws/index.ts';
+import { executionArnOf, followExecution, retrainStarter, startAwsRun } from '#lib/aws/index.ts';
 import { summarizeRun } from '#lib/cli/summary.ts';
 import { CALLER_PRINCIPAL, configToEnv, type RecordedSdkCall } from '#lib/config/index.ts';
 import { moveProduction, rollbackProduction } from '#lib/deploy/index.ts';
 import { localJobCommands, localStageHandlers, resumePipelineLocally } from '#lib/runtime/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, runMonitor, type MonitorReport } from '#lib/serve/index.ts';
 import { runLocalWorkflow, type LocalJobCommand, type LocalWorkflowResult, type RunContext } from '#lib/workflow/index.ts';
-import { startExecution } from '#functions/handlers/monitor.ts';
 import {
   decide,
   denialMessages,
@@ -177,8 +176,8 @@ const FLOWS: Flow[] = [
         return { body: { executionArn: executionArnOf(stack.resources.stateMachineArn, String(body.name)), startDate: Date.now() / 1000 } };
       });
       const report: MonitorReport = await runMonitor(
-        { ...deps, dynamodb: deps.clients.dynamodb, registryTable: deps.config.registryTable, rewardTable: deps.config.rewardTable },
-        { startRun: startExecution(stack.resources.stateMachineArn, sfn), now: new Date((context.servedAt ?? Date.now()) + 60_000), projects: [PROJECT], logger: quiet, metricsSink: () => {} },
+        deps,
+        { startRun: retrainStarter({ stateMachineArn: stack.resources.stateMachineArn, sfn }), now: new Date((context.servedAt ?? Date.now()) + 60_000), projects: [PROJECT], logger: quiet, metricsSink: () => {} },
       );
       sfn.destroy();
       expect(await deps.store.exists(`models/${PROJECT}/1/reference.json`)).toBe(true);

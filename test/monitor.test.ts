@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { CardTask } from '#lib/deploy/card.ts';
+import type { CardTask } from '#lib/run/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';
 import { createRng, type Rng } from '#lib/route/index.ts';
 import {
@@ -100,7 +100,7 @@ beforeAll(() => {
   registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
   rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
   store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
-  deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, registryTable: aws.config.registryTable, rewardTable: aws.config.rewardTable };
+  deps = { registry, rewards, store };
 });
 
 describe('population stability index', () => {
@@ -150,12 +150,12 @@ describe('monitor', () => {
     const second = await runMonitor(deps, { now: new Date(T0 + 120_000), projects: ['drifted'], startRun, logger: quiet, metricsSink: () => {} });
 
     expect((first.projects[0].versions[0].drift as { maxPsi: number }).maxPsi).toBeGreaterThan(0.2);
-    expect(first.projects[0].retrain).toMatchObject({ started: true, alreadyClaimed: false, runId: 'retrain-20310506T1000', executionArn: 'arn:local:retrain-20310506T1000' });
+    expect(first.projects[0].retrain).toMatchObject({ started: true, alreadyClaimed: false, runId: 'drifted-retrain-20310506T1000', executionArn: 'arn:local:drifted-retrain-20310506T1000' });
     expect(first.projects[0].retrain?.reason).toMatch(/^production version 1: input drift PSI [\d.]+ over 300 sampled inputs exceeds psiThreshold 0.2$/);
     expect(calls).toEqual([
-      { project: 'drifted', reason: first.projects[0].retrain?.reason, trigger: 'drift', runId: 'retrain-20310506T1000', specUri: `s3://${aws.config.bucket}/specs/drifted.json` },
+      { project: 'drifted', reason: first.projects[0].retrain?.reason, trigger: 'drift', runId: 'drifted-retrain-20310506T1000', specUri: `s3://${aws.config.bucket}/specs/drifted.json` },
     ]);
-    expect(second.projects[0].retrain).toMatchObject({ started: false, alreadyClaimed: true, reason: first.projects[0].retrain?.reason, executionArn: 'arn:local:retrain-20310506T1000' });
+    expect(second.projects[0].retrain).toMatchObject({ started: false, alreadyClaimed: true, reason: first.projects[0].retrain?.reason, executionArn: 'arn:local:drifted-retrain-20310506T1000' });
     expect(calls).toHaveLength(1);
   });
 
@@ -182,7 +182,7 @@ describe('monitor', () => {
     await feedback('holding', version, Array.from({ length: 30 }, () => 0), 'late');
     const next = await runMonitor(deps, { now: new Date(T0 + HOUR), projects: ['holding'], startRun, logger: quiet, metricsSink: () => {} });
     expect(next.projects[0].versions[0].reward).toMatchObject({ count: 30, mean: 0, since: 'window' });
-    expect(next.projects[0].retrain).toMatchObject({ started: true, runId: 'retrain-20310506T1100' });
+    expect(next.projects[0].retrain).toMatchObject({ started: true, runId: 'holding-retrain-20310506T1100' });
     expect(calls).toHaveLength(1);
   });
 

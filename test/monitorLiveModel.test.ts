@@ -1,3 +1,4 @@
+import * as z from 'zod';
 /**
  * A live model outlives its run's scratch. In AWS the bucket's lifecycle rule deletes `runs/`
  * after 30 days, while the model it produced may serve for months: the monitor must still judge
@@ -12,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configToEnv } from '#lib/config/index.ts';
-import { LiveModel, readLiveModel } from '#lib/deploy/index.ts';
+import { readLiveModel } from '#lib/deploy/index.ts';
+import { LiveModel } from '#lib/run/index.ts';
 import { createRng } from '#lib/route/index.ts';
 import { localJobCommands, openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
 import { createServeContext, infer, runMonitor, type RetrainRequest } from '#lib/serve/index.ts';
@@ -125,7 +127,7 @@ describe('a live model whose run scratch has expired', () => {
     for (let i = 0; i < 40; i += 1) await rewards.recordFeedback(PROJECT, `expired-scratch-${i}`, 0, { version: production });
 
     const started: { request: RetrainRequest; result: LocalWorkflowResult }[] = [];
-    const deps = { ...session.deps, dynamodb: session.deps.clients.dynamodb, registryTable: session.deps.config.registryTable, rewardTable: session.deps.config.rewardTable };
+    const deps = session.deps;
     const report = await runMonitor(deps, { now: new Date(now), projects: [PROJECT], startRun: startRunLocally(started), logger: quiet, metricsSink: () => {} });
 
     const health = report.projects[0];
@@ -141,7 +143,7 @@ describe('a live model whose run scratch has expired', () => {
     // The retraining run started from the spec kept with the version, and ran through.
     expect(started).toHaveLength(1);
     expect(started[0].request).toMatchObject({ project: PROJECT, trigger: 'reward', specUri: live.spec.uri });
-    expect(parseSpec(await store.getJson<unknown>(live.spec.uri)).project).toBe(PROJECT);
+    expect(parseSpec(await store.getJson(live.spec.uri, z.unknown())).project).toBe(PROJECT);
     expect(started[0].result.status).toBe('SUCCEEDED');
     expect(await registry.getRun(PROJECT, started[0].request.runId)).toMatchObject({ status: 'succeeded' });
   });

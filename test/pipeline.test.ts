@@ -1,3 +1,4 @@
+import * as z from 'zod';
 /**
  * The whole pipeline on this machine, end to end: the real state machine definition, the real
  * stage handlers in-process (Prepare, Plan, Reward, Export, Promote), and the real Embed and trial
@@ -11,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentKeys, type GenerationState, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
+import { GenerationStateDocument, agentKeys, type GenerationState, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
 import { configToEnv } from '#lib/config/index.ts';
 import { localJobCommands, openLocalSession, stageRunInputs, type LocalSession } from '#lib/runtime/index.ts';
 import type { SpecInput } from '#lib/spec/index.ts';
@@ -163,8 +164,8 @@ describe('the pipeline, run locally with real trial jobs', () => {
     // The crashed trial is left out of the update: PGPE drops its whole pair, so the stored second
     // generation is exactly the update on the other three results, and not the one it would be
     // had the crashed trial scored.
-    const first = await store.getJson<GenerationState>(agentKeys.generation(runId, 1));
-    const second = await store.getJson<GenerationState>(agentKeys.generation(runId, 2));
+    const first = await store.getJson(agentKeys.generation(runId, 1), GenerationStateDocument);
+    const second = await store.getJson(agentKeys.generation(runId, 2), GenerationStateDocument);
     const rewardOf = (trialId: string) => rows.find((r) => r.trialId === trialId)!.row.reward;
     const tuner = createTuner({ kind: 'pgpe' });
     const update = (results: TrialResult[]) => tuner.propose(tuner.update(first.tuner as never, results)).state as AnyTunerState;
@@ -205,7 +206,7 @@ describe('the pipeline, run locally with real trial jobs', () => {
 
     // Screening trials really trained the named architecture for one epoch; tuning trials the winner, for the spec's epochs.
     for (const { trialId } of screened) {
-      const training = await store.getJson<{ architecture: string; epochsRun: number }>(keys.trialFile(runId, trialId, 'training.json'));
+      const training = await store.getJson(keys.trialFile(runId, trialId, 'training.json'), z.looseObject({ architecture: z.string(), epochsRun: z.number() }));
       expect(training).toMatchObject({ architecture: trialId.replace('screen-r1-e0-', ''), epochsRun: 1 });
     }
     const rows = await rewards.listTrials<TrialRow>(project, runId);
@@ -213,7 +214,7 @@ describe('the pipeline, run locally with real trial jobs', () => {
     expect(tuning).toHaveLength(2);
     for (const { trialId, row } of tuning) {
       expect(row).toMatchObject({ status: 'succeeded', generation: 2, encoderId: 'e0', architecture: screening.winner.architecture });
-      const trial = TrialJobResult.parse(await store.getJson(trialResultUri(output.prepared.runUri, trialId)));
+      const trial = await store.getJson(trialResultUri(output.prepared.runUri, trialId), TrialJobResult);
       expect(trial).toMatchObject({ status: 'succeeded', encoderId: 'e0', architecture: screening.winner.architecture });
     }
     const winnerRows = rows.filter((r) => r.row.architecture === screening.winner.architecture);

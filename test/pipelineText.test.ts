@@ -1,12 +1,13 @@
+import * as z from 'zod';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ModelCard } from '#lib/deploy/index.ts';
+import { ModelCard } from '#lib/run/index.ts';
 import { encoderDescriptor, encoderFeeds } from '#lib/encoders/index.ts';
 import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { loadTrialWeights, parityDifference, trainingForward } from '#lib/train/index.ts';
 import { TrialJobResult } from '#lib/workflow/contracts.ts';
 
@@ -29,7 +30,7 @@ beforeAll(async () => {
   if (run.result.status !== 'SUCCEEDED') throw new Error(`the run failed: ${run.result.error}: ${run.result.cause}`);
   runId = run.runId;
   const version = await session.deps.registry.findVersionByRun('support-triage', runId);
-  card = await session.deps.store.getJson<ModelCard>(version!.lineage.cardUri!);
+  card = await session.deps.store.getJson(version!.lineage.cardUri!, ModelCard);
 }, 180_000);
 
 afterAll(async () => {
@@ -49,11 +50,11 @@ describe('a model trained from raw text', () => {
     await fresh.release();
 
     // The trainer's own forward pass on the embeddings the run's encoder produces for the same strings.
-    const manifest = await store.getJson<RunManifest>(`runs/${runId}/manifest.json`);
+    const manifest = await store.getJson(`runs/${runId}/manifest.json`, RunManifest);
     const encoder = await ort.InferenceSession.create(await store.getBytes(manifest.encoders[0].uri));
     const embedding = (await encoder.run(encoderFeeds(descriptor, rows)))[descriptor.output];
     await encoder.release();
-    const result = TrialJobResult.parse(await store.getJson(`runs/${runId}/trials/${card.lineage.bestTrialId}/result.json`));
+    const result = TrialJobResult.parse(await store.getJson(`runs/${runId}/trials/${card.lineage.bestTrialId}/result.json`, z.unknown()));
     if (result.status !== 'succeeded') throw new Error('the best trial did not succeed');
     const weights = await loadTrialWeights(store, result.weightsUri);
     const trainer = await trainingForward({ spec: manifest.spec, weights, batch: { features: embedding.data as Float32Array, rows: texts.length } });

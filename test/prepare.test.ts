@@ -2,7 +2,8 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fitEncodersInStore, prepareRun, PrepareError, PROBLEMS_FILE, type RunManifest } from '#lib/prepare/index.ts';
+import { fitEncodersInStore, prepareRun, PrepareError, PROBLEMS_FILE } from '#lib/prepare/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { Registry } from '#lib/registry/index.ts';
 import { stageRunInputs } from '#lib/runtime/stageInputs.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
@@ -29,7 +30,7 @@ describe('Prepare', () => {
     const retried = await prepareRun({ runId, project: 'support-triage', specUri: staged.specUri, executionId: 'local:test' }, deps());
 
     expect(retried).toEqual(output);
-    const manifest = await store().getJson<RunManifest>(output.manifestUri);
+    const manifest = await store().getJson(output.manifestUri, RunManifest);
     expect(manifest.datasets).toHaveLength(1);
     expect(manifest.datasets[0]).toMatchObject({ role: 'train', rows: 200, format: 'jsonl' });
     expect(manifest.datasets[0].labelledPerTask.urgent).toBe(185);
@@ -130,7 +131,7 @@ describe('Prepare', () => {
 
     const output = await prepareRun({ runId, project: 'churn-csv', specUri: staged.specUri, executionId: 'local:test' }, deps());
 
-    const manifest = await store().getJson<RunManifest>(output.manifestUri);
+    const manifest = await store().getJson(output.manifestUri, RunManifest);
     expect(manifest.datasets[0].classCounts.churn).toEqual({ '0': 150, '1': 50 });
     expect(await store().exists(keys.runFile(runId, PROBLEMS_FILE))).toBe(false);
 
@@ -140,7 +141,7 @@ describe('Prepare', () => {
     await writeFile(specPath, JSON.stringify(flipped));
     const restaged = await stageRunInputs(specPath, 'prep-positive-2', store());
     const other = await prepareRun({ runId: 'prep-positive-2', project: 'churn-csv', specUri: restaged.specUri, executionId: 'local:test' }, deps());
-    const otherManifest = await store().getJson<RunManifest>(other.manifestUri);
+    const otherManifest = await store().getJson(other.manifestUri, RunManifest);
     expect(otherManifest.datasets[0].classCounts.churn).toEqual({ '0': 50, '1': 150 });
     expect(otherManifest.featuresDigest).not.toBe(manifest.featuresDigest);
   });
@@ -166,7 +167,7 @@ describe('Prepare', () => {
 
     const output = await prepareRun({ runId, project: 'numeric-auto', specUri: staged.specUri, executionId: 'local:test' }, deps());
 
-    const manifest = await store().getJson<RunManifest>(output.manifestUri);
+    const manifest = await store().getJson(output.manifestUri, RunManifest);
     const numeric = manifest.encoders.map((e) => (e.summary.numeric as { encoding: string; fill: number; indicator: boolean }[])[0]);
     expect(manifest.encoders.map((e) => [e.id, e.dimension])).toEqual([['e0', 2], ['e1', 2], ['e2', 5]]);
     expect(numeric.map((n) => [n.encoding, n.indicator])).toEqual([['standard', true], ['quantile', true], ['ple', true]]);

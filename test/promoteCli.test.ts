@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '#lib/cli/index.ts';
-import type { CardTask } from '#lib/deploy/card.ts';
+import type { CardTask } from '#lib/run/index.ts';
 import { PRODUCTION } from '#lib/deploy/index.ts';
 import { openLocalSession } from '#lib/runtime/index.ts';
 import { keys } from '#lib/store/index.ts';

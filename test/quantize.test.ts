@@ -10,10 +10,9 @@ import {
   quantizeWeights,
   quantizedWeights,
   type GateScore,
-  type ModelCard,
 } from '#lib/deploy/index.ts';
 import { Graph, decodeModel, onnx } from '#lib/graph/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { ModelCard, RunManifest } from '#lib/run/index.ts';
 import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
 import { parseSpec } from '#lib/spec/index.ts';
 import { sha256Hex, keys } from '#lib/store/index.ts';
@@ -273,7 +272,7 @@ describe('Export with deploy.quantize on the penguins pipeline', () => {
     const { store, registry } = session.deps;
     const version = await registry.findVersionByRun(PROJECT, runId);
     expect(version?.lineage.quantized).toBe(true);
-    const card = await store.getJson<ModelCard>(version!.lineage.cardUri!);
+    const card = await store.getJson(version!.lineage.cardUri!, ModelCard);
 
     // The served file is the quantized one, registered under model.onnx with its sha256.
     expect(card.model.quantized).toBe(true);
@@ -295,7 +294,7 @@ describe('Export with deploy.quantize on the penguins pipeline', () => {
     expect(served.byteLength).toBeLessThan(float.byteLength);
 
     // The card's holdout metrics are the served file's; the changes are quantized − float on the same rows.
-    const manifest = await store.getJson<RunManifest>(store.uri(keys.runManifest(runId)));
+    const manifest = await store.getJson(store.uri(keys.runManifest(runId)), RunManifest);
     const [servedHoldout, floatHoldout] = await Promise.all([served, float].map((bytes) => evaluateOnSplit(bytes, { store, manifest, split: 'holdout' })));
     expect(servedHoldout.metrics).toEqual(card.metrics.holdout);
     expect(Object.keys(q.metricChange).sort()).toEqual(['body_mass_g', 'male', 'species']);

@@ -2,7 +2,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { CardTask } from '#lib/deploy/card.ts';
+import type { CardTask } from '#lib/run/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';
 import { createRng } from '#lib/route/index.ts';
 import {
@@ -17,7 +17,7 @@ import {
   ServeMetrics,
   startServer,
   type InferResponse,
-  type SampleBatch,
+  SampleBatch,
   type ServeContext,
   type ServeDependencies,
   type ServeOptions,
@@ -161,7 +161,7 @@ describe('infer', () => {
     expect(loaded.embedding).toEqual({ from: 'input', name: 'features' });
     expect(loaded.session.outputNames.filter((name) => name.startsWith('encoder/'))).toEqual([]);
     const [sample] = await store.list(samplePrefix('shop', hourKey(clock()), response.version));
-    const batch = await store.getJson<SampleBatch>(sample.key);
+    const batch = await store.getJson(sample.key, SampleBatch);
     expect(batch.projections).toEqual(projectRows(Float32Array.from(records.flatMap((r) => r.features)), DIMENSION, projectionDirections(DIMENSION)));
   });
 

@@ -1,7 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import fc from 'fast-check';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { cardServingOf, type CardTask } from '#lib/deploy/card.ts';
+import { cardServingOf, type CardTask } from '#lib/run/index.ts';
 import { fitEncoder } from '#lib/encoders/index.ts';
 import type { TabularBaseModelSpec } from '#lib/spec/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';

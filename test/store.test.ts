@@ -1,3 +1,4 @@
+import * as z from 'zod';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -18,11 +19,24 @@ describe('ArtifactStore against s3rver', () => {
 
     expect(stored.key).toBe('runs/r1/manifest.json');
     expect(stored.uri).toBe(`s3://${aws.config.bucket}/runs/r1/manifest.json`);
-    expect(await store.getJson(stored.uri)).toEqual(manifest);
+    expect(await store.getJson(stored.uri, z.unknown())).toEqual(manifest);
     const head = await store.head(stored.key);
     expect(head?.sha256).toBe(stored.sha256);
     expect(head?.sizeBytes).toBe(stored.sizeBytes);
     expect(stored.sha256).toBe(sha256Hex(await store.getBytes(stored.key)));
+  });
+
+  it('parses a JSON document with its schema, and names the key, each bad field and its problem when it does not fit', async () => {
+    const store = storeFor();
+    const Card = z.object({ project: z.string(), version: z.int().positive(), tasks: z.array(z.object({ name: z.string() })) });
+    await store.putJson(keys.modelCard('demo', 1), { project: 'demo', version: 1, tasks: [{ name: 'spam' }], extra: true });
+    await store.putJson(keys.modelCard('demo', 2), { project: 'demo', version: 0, tasks: [{ label: 'spam' }] });
+
+    expect(await store.getJson(keys.modelCard('demo', 1), Card)).toEqual({ project: 'demo', version: 1, tasks: [{ name: 'spam' }] });
+    const failure = await store.getJson(keys.modelCard('demo', 2), Card).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(StoreError);
+    expect(failure).toMatchObject({ code: 'DOCUMENT_INVALID', context: { key: 'models/demo/2/card.json' } });
+    expect((failure as Error).message).toMatch(new RegExp(`^s3://${aws.config.bucket}/models/demo/2/card\\.json is not the document expected there: version: .*; tasks\\.0\\.name: .*write it again with the stage that owns it$`));
   });
 
   it('round-trips bytes with a content type', async () => {

@@ -1,7 +1,8 @@
+import * as z from 'zod';
 import { describe, expect, it } from 'vitest';
 
 import { configToEnv } from '#lib/config/index.ts';
-import type { RunManifest } from '#lib/prepare/manifest.ts';
+import type { RunManifest } from '#lib/run/index.ts';
 import { ShardWriter, SPLITS, type ShardTask } from '#lib/shards/index.ts';
 import { parseSpec, type SpecInput } from '#lib/spec/index.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
@@ -102,7 +103,7 @@ describe('runTrialJob', () => {
 
     expect(result.status).toBe('succeeded');
     if (result.status !== 'succeeded') return;
-    expect(TrialJobResult.parse(await store().getJson(job.outputUri))).toEqual(result);
+    expect(TrialJobResult.parse(await store().getJson(job.outputUri, z.unknown()))).toEqual(result);
     expect(result.weightsUri).toBe(store().uri(keys.trialFile(runId, 't-1', 'weights.bin')));
     expect(result.durationMs).toBeGreaterThan(0);
     expect(Object.keys(result.metrics).sort()).toEqual(['score', 'spam', 'topic']);
@@ -111,7 +112,7 @@ describe('runTrialJob', () => {
     expect(result.metrics.score.labelStd).toBeGreaterThan(0);
     expect(lines[0]).toMatch(/^trial t-1: generation 1, encoder e0 \(dim 8\), shared-bottom, weighting fixed, λ spam=1 topic=1 score=1, lr 0.008(, \d+ epochs)?, device cpu$/);
     expect(lines.filter((l) => /epoch \d\/3 step \d+ train loss spam=.* \| validation spam\{auc=.*\} .* \| objective /.test(l))).toHaveLength(3);
-    const training = await store().getJson<{ history: unknown[]; epochsRun: number }>(keys.trialFile(runId, 't-1', 'training.json'));
+    const training = await store().getJson(keys.trialFile(runId, 't-1', 'training.json'), z.looseObject({ history: z.array(z.unknown()), epochsRun: z.number() }));
     expect(training.history).toHaveLength(training.epochsRun);
 
     // The Export stage reads the weights back and exports heads that match the trainer.
@@ -149,7 +150,7 @@ describe('runTrialJob', () => {
     expect(result.status).toBe('failed');
     if (result.status !== 'failed') return;
     expect(result.reason).toMatch(/^DIVERGED: (task "\w+": loss .* is not finite|the weighted total loss .* is not finite) at epoch 1, step \d+/);
-    expect(TrialJobResult.parse(await store().getJson(job.outputUri))).toEqual(result);
+    expect(TrialJobResult.parse(await store().getJson(job.outputUri, z.unknown()))).toEqual(result);
     expect(await store().exists(keys.trialFile(runId, 't-nan', 'weights.bin'))).toBe(false);
   });
 
@@ -193,7 +194,7 @@ describe('functions/jobs/trial.ts as a child process', () => {
 
     await launchLocalJob({ command, env: envFor(job), jobName: 'trial-child', onOutput: (line) => output.push(line), timeoutMs: 120_000 });
 
-    const result = TrialJobResult.parse(await store().getJson(job.outputUri));
+    const result = TrialJobResult.parse(await store().getJson(job.outputUri, z.unknown()));
     expect(result.status).toBe('succeeded');
     expect(output.filter((l) => l.stream === 'stdout' && /epoch \d\/3 .* \| objective /.test(l.line))).toHaveLength(3);
   }, 120_000);
@@ -207,7 +208,7 @@ describe('functions/jobs/trial.ts as a child process', () => {
 
     expect(error).toBeInstanceOf(Error);
     expect(JSON.parse((error as Error).message)).toMatchObject({ Status: 'FAILED', Container: { ExitCode: 1 } });
-    expect(TrialJobResult.parse(await store().getJson(job.outputUri))).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^DIVERGED/) });
+    expect(TrialJobResult.parse(await store().getJson(job.outputUri, z.unknown()))).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^DIVERGED/) });
   }, 120_000);
 
   it('exits with 2 and says which variable is missing when the environment is incomplete', async () => {

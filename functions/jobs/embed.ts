@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { configFromEnv, makeClients } from '#lib/config/index.ts';
 import { runEmbed } from '#lib/embed/index.ts';
 import { describeError } from '#lib/errors/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { ArtifactStore } from '#lib/store/index.ts';
 import { executionProvidersFor } from '#lib/train/index.ts';
 import { EmbedJobEnv, EmbedJobResult } from '#lib/workflow/contracts.ts';
@@ -19,7 +19,7 @@ export async function embedJob(env: NodeJS.ProcessEnv = process.env): Promise<Em
   const { s3, dynamodb } = makeClients(config, { principal: 'embed' });
   try {
     const store = new ArtifactStore({ s3, bucket: config.bucket });
-    const manifest = await store.getJson<RunManifest>(vars.AGENTFLOW_MANIFEST_URI);
+    const manifest = await store.getJson(vars.AGENTFLOW_MANIFEST_URI, RunManifest);
     if (manifest.runId !== vars.AGENTFLOW_RUN_ID) {
       throw new Error(`${vars.AGENTFLOW_MANIFEST_URI} is the manifest of run ${manifest.runId}, not of AGENTFLOW_RUN_ID ${vars.AGENTFLOW_RUN_ID}; pass the run's own manifest`);
     }

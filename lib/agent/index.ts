@@ -19,4 +19,4 @@ export {
   type ScreeningState,
 } from './screening.ts';
 export { AgentError, type AgentErrorCode } from './errors.ts';
-export { agentKeys, objectiveTasks, type GenerationState, type StoredPolicy, type TuningOutcome } from './state.ts';
+export { GenerationStateDocument, TuningOutcomeDocument, agentKeys, type GenerationState, type StoredPolicy, type TuningOutcome } from './state.ts';

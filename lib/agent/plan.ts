@@ -1,4 +1,4 @@
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import type { Registry, RewardLog } from '#lib/registry/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
 import { loopBudgetOf } from '#lib/spec/index.ts';
@@ -16,7 +16,7 @@ import {
   type ScreeningState,
 } from './screening.ts';
 import { AgentError } from './errors.ts';
-import { agentKeys, readIfExists, type GenerationState, type StoredPolicy } from './state.ts';
+import { GenerationStateDocument, agentKeys, readIfExists, type GenerationState, type StoredPolicy } from './state.ts';
 
 export interface AgentDependencies {
   store: ArtifactStore;
@@ -40,10 +40,10 @@ export interface PlanDecision {
  */
 export async function planRun(input: PlanInput, deps: AgentDependencies): Promise<PlanOutput> {
   const { store, registry, rewards } = deps;
-  const existing = await readIfExists<GenerationState>(store, agentKeys.generation(input.runId, 1));
+  const existing = await readIfExists(store, agentKeys.generation(input.runId, 1), GenerationStateDocument);
   if (existing) return toPlanOutput(existing);
 
-  const manifest = await store.getJson<RunManifest>(input.manifestUri);
+  const manifest = await store.getJson(input.manifestUri, RunManifest);
   const { spec } = manifest;
   const taskNames = spec.tasks.map((task) => task.name);
   const decisions: PlanDecision[] = [];

@@ -1,4 +1,5 @@
-import type { RunManifest } from '#lib/prepare/index.ts';
+import * as z from 'zod';
+import { RunManifest } from '#lib/run/index.ts';
 import { StoreError } from '#lib/store/index.ts';
 import { createTuner, rewardOf, type AnyTunerState, type RewardBreakdown, type TrialResult } from '#lib/tune/index.ts';
 import { TrialJobResult, type RewardInput, type RewardOutput, type TrialOutcome } from '#lib/workflow/contracts.ts';
@@ -8,7 +9,8 @@ import { AgentError } from './errors.ts';
 import type { AgentDependencies } from './plan.ts';
 import { toContractProposal } from './plan.ts';
 import { advanceScreening, screeningProposals, screeningTrialId, uniformLambda, type Candidate, type ScreeningState } from './screening.ts';
-import { agentKeys, objectiveTasks, readIfExists, type GenerationState, type StoredPolicy, type TuningOutcome } from './state.ts';
+import { objectiveTasks } from '#lib/run/index.ts';
+import { GenerationStateDocument, TuningOutcomeDocument, agentKeys, readIfExists, type GenerationState, type StoredPolicy, type TuningOutcome } from './state.ts';
 
 /** One row of the reward log: what a trial was asked to do and how it did. */
 export interface TrialRow {
@@ -39,14 +41,14 @@ export interface TrialRow {
 export async function rewardGeneration(input: RewardInput, deps: AgentDependencies): Promise<RewardOutput> {
   const { store, registry, rewards } = deps;
   const generationKey = agentKeys.generation(input.runId, input.generation);
-  const current = await readIfExists<GenerationState>(store, generationKey);
+  const current = await readIfExists(store, generationKey, GenerationStateDocument);
   if (!current) {
     throw new AgentError(`no agent state for generation ${input.generation} of run ${input.runId} at ${store.uri(generationKey)}: Plan must run first`, {
       code: 'AGENT_STATE_MISSING',
       context: { runId: input.runId, generation: input.generation },
     });
   }
-  const manifest = await store.getJson<RunManifest>(input.manifestUri);
+  const manifest = await store.getJson(input.manifestUri, RunManifest);
   const { spec } = manifest;
 
   const rows = await Promise.all(input.trials.map((outcome) => scoreTrial(outcome, current, deps, spec)));
@@ -68,8 +70,8 @@ export async function rewardGeneration(input: RewardInput, deps: AgentDependenci
   const tuner = createTuner({ kind: current.tuner.kind });
   const updated = tuner.update(current.tuner as never, results) as AnyTunerState;
   const done = input.generation - (current.screeningRounds ?? 0) >= spec.tuning.generations;
-  const finished = done ? await readIfExists<TuningOutcome>(store, agentKeys.outcome(input.runId)) : undefined;
-  const next = done ? undefined : await readIfExists<GenerationState>(store, agentKeys.generation(input.runId, input.generation + 1));
+  const finished = done ? await readIfExists(store, agentKeys.outcome(input.runId), TuningOutcomeDocument) : undefined;
+  const next = done ? undefined : await readIfExists(store, agentKeys.generation(input.runId, input.generation + 1), GenerationStateDocument);
   if (finished || next) {
     await savePolicy(deps, input, updated);
     return finished ? doneOutput(finished, current.maxConcurrency) : nextOutput(next!);
@@ -137,7 +139,7 @@ async function scoreTrial(outcome: TrialOutcome, generation: GenerationState, de
 
 async function readTrialResult(uri: string, deps: AgentDependencies): Promise<TrialJobResult | undefined> {
   try {
-    const parsed = TrialJobResult.safeParse(await deps.store.getJson<unknown>(uri));
+    const parsed = TrialJobResult.safeParse(await deps.store.getJson(uri, z.unknown()));
     if (!parsed.success) {
       throw new AgentError(`${uri} is not a trial result: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, {
         code: 'TRIAL_RESULT_INVALID',
@@ -183,7 +185,7 @@ async function advanceScreeningGeneration(
 ): Promise<RewardOutput> {
   const { store, registry } = deps;
   const nextKey = agentKeys.generation(input.runId, input.generation + 1);
-  const written = await readIfExists<GenerationState>(store, nextKey);
+  const written = await readIfExists(store, nextKey, GenerationStateDocument);
   if (written) return nextOutput(written);
 
   const rewardById = new Map(results.map((result) => [result.trialId, result.reward]));

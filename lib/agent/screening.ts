@@ -1,4 +1,4 @@
-import type { EncoderEntry } from '#lib/prepare/index.ts';
+import type { EncoderEntry } from '#lib/run/index.ts';
 import type { Architecture, Spec } from '#lib/spec/index.ts';
 import type { Proposal } from '#lib/workflow/contracts.ts';
 import { AgentError } from './errors.ts';

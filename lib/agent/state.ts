@@ -1,3 +1,4 @@
+import * as z from 'zod';
 import type { Spec } from '#lib/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import type { AnyTunerState, ObjectiveTask } from '#lib/tune/index.ts';
@@ -45,24 +46,19 @@ export const agentKeys = {
   outcome: (runId: string) => keys.runFile(runId, 'agent/outcome.json'),
 };
 
-export async function readIfExists<T>(store: ArtifactStore, key: string): Promise<T | undefined> {
-  return (await store.exists(key)) ? store.getJson<T>(key) : undefined;
+/**
+ * The agent's documents, checked on the fields that say which document it is; the tuner states
+ * inside are the tuners' own (lib/tune) and go back to them as they were written.
+ */
+function agentDocument<T>(what: string, fields: readonly string[]) {
+  return z.custom<T>((value) => typeof value === 'object' && value !== null && fields.every((field) => field in value), {
+    error: `not ${what}: expected an object with ${fields.join(', ')}`,
+  });
 }
 
-/**
- * The objective over a trial's validation metrics. rmse and mae need a reference error (what a
- * constant prediction scores) to be comparable across tasks; the trial reports it per task as
- * `labelStd` (for rmse) and `labelMad` (for mae).
- */
-export function objectiveTasks(spec: Spec, metrics: Record<string, Record<string, number>>): ObjectiveTask[] {
-  return spec.tasks.map((task) => {
-    const reference = task.metric === 'rmse' ? metrics[task.name]?.labelStd : task.metric === 'mae' ? metrics[task.name]?.labelMad : undefined;
-    return {
-      name: task.name,
-      metric: task.metric,
-      weight: task.weight,
-      ...(task.floor === undefined ? {} : { floor: task.floor }),
-      ...(reference === undefined ? {} : { reference }),
-    };
-  });
+export const GenerationStateDocument = agentDocument<GenerationState>('a generation state', ['generation', 'tuner', 'proposals', 'maxConcurrency']);
+export const TuningOutcomeDocument = agentDocument<TuningOutcome>('a tuning outcome', ['generation', 'bestTrialId', 'bestReward', 'tuner']);
+
+export async function readIfExists<Schema extends z.ZodType>(store: ArtifactStore, key: string, schema: Schema): Promise<z.output<Schema> | undefined> {
+  return (await store.exists(key)) ? store.getJson(key, schema) : undefined;
 }

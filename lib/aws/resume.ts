@@ -17,19 +17,17 @@
  */
 import {
   DescribeExecutionCommand,
-  ExecutionAlreadyExists,
   ExecutionDoesNotExist,
   ExecutionNotRedrivable,
   GetExecutionHistoryCommand,
   RedriveExecutionCommand,
-  StartExecutionCommand,
   type DescribeExecutionCommandOutput,
   type SFNClient,
 } from '@aws-sdk/client-sfn';
 import type { Registry } from '#lib/registry/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
-import { RunContext } from '#lib/workflow/index.ts';
-import { executionArnOf } from '#lib/aws/run.ts';
+import { RunContext, executionName } from '#lib/workflow/index.ts';
+import { runExecutionArn, startRunExecution } from '#lib/aws/executions.ts';
 
 export interface ResumeAwsRunOptions {
   sfn: SFNClient;
@@ -58,9 +56,9 @@ export interface ResumedAwsRun {
   afterEventId?: number;
 }
 
-/** The execution name of a run's n-th restart; the first attempt is named by the run id itself. */
+/** The execution name of a run's n-th restart (the naming rule is `executionName`, lib/workflow/contracts.ts). */
 export function restartName(runId: string, attempt: number): string {
-  return `${runId}-resume-${attempt}`;
+  return executionName({ runId, attempt });
 }
 
 async function describeIfExists(sfn: SFNClient, executionArn: string): Promise<DescribeExecutionCommandOutput | undefined> {
@@ -77,7 +75,7 @@ async function latestAttempt(options: ResumeAwsRunOptions): Promise<{ execution:
   let latest: { execution: DescribeExecutionCommandOutput; arn: string; attempt: number } | undefined;
   const limit = options.maxAttempts ?? 100;
   for (let attempt = 0; attempt <= limit; attempt += 1) {
-    const arn = executionArnOf(options.stateMachineArn, attempt === 0 ? options.runId : restartName(options.runId, attempt));
+    const arn = runExecutionArn(options.stateMachineArn, { runId: options.runId, attempt });
     const execution = await describeIfExists(options.sfn, arn);
     if (!execution) return latest;
     latest = { execution, arn, attempt };
@@ -103,7 +101,7 @@ export async function resumeAwsRun(options: ResumeAwsRunOptions): Promise<Resume
 
   let reason: string;
   if (!latest) {
-    reason = `no execution is named after run ${runId} (a scheduled or monitor-started run is named by the scheduler)`;
+    reason = `no execution is named after run ${runId} (a scheduled run is named by EventBridge Scheduler)`;
   } else if (options.restart) {
     reason = 'a new execution was asked for (--restart)';
   } else if (latest.execution.status === 'SUCCEEDED') {
@@ -132,14 +130,8 @@ export async function resumeAwsRun(options: ResumeAwsRunOptions): Promise<Resume
   }
 
   const input = RunContext.parse({ runId, project, specUri: run.specUri ?? options.store.uri(`runs/${runId}/spec.json`) });
-  const name = restartName(runId, (latest?.attempt ?? 0) + 1);
-  const executionArn = executionArnOf(options.stateMachineArn, name);
-  try {
-    await sfn.send(new StartExecutionCommand({ stateMachineArn: options.stateMachineArn, name, input: JSON.stringify(input) }));
-  } catch (error) {
-    // Another resume of this run started the same attempt first: follow that one.
-    if (error instanceof ExecutionAlreadyExists) return { runId, executionArn, how: 'attached', reason: `another resume started ${executionArn} first` };
-    throw error;
-  }
+  const { executionArn, started } = await startRunExecution({ sfn, stateMachineArn: options.stateMachineArn, input, attempt: (latest?.attempt ?? 0) + 1 });
+  // Another resume of this run started the same attempt first: follow that one.
+  if (!started) return { runId, executionArn, how: 'attached', reason: `another resume started ${executionArn} first` };
   return { runId, executionArn, how: 'restarted', reason: `${reason}; a new execution continues the run, and each stage skips what it already did` };
 }

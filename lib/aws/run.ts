@@ -1,14 +1,15 @@
 /**
  * Starting a run on the deployed stack: the local spec's files are uploaded (content-addressed,
  * so a repeat sends nothing) and the workflow is started with the run context, named by the run
- * id so that starting the same run twice attaches to the first execution instead of a second one.
+ * id (the naming rule: lib/aws/executions.ts) so that starting the same run twice attaches to the
+ * first execution instead of a second one.
  */
-import { DescribeExecutionCommand, ExecutionAlreadyExists, ExecutionDoesNotExist, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, ExecutionDoesNotExist, type SFNClient } from '@aws-sdk/client-sfn';
 import { stageRunInputs, type StagedRun } from '#lib/runtime/stageInputs.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
 import { RunContext, RunId } from '#lib/workflow/index.ts';
 import { AwsModeError } from '#lib/aws/errors.ts';
-import { parseStateMachineArn } from '#lib/aws/outputs.ts';
+import { runExecutionArn, startRunExecution } from '#lib/aws/executions.ts';
 
 export interface StartAwsRunOptions {
   /** A local spec.json; the files it names are resolved relative to it. */
@@ -31,12 +32,6 @@ export interface StartedAwsRun {
   startDate?: Date;
   /** What was uploaded for a new execution; empty when attached. */
   uploads: StagedRun['uploads'];
-}
-
-/** `arn:…:stateMachine:<name>` → `arn:…:execution:<name>:<executionName>`. */
-export function executionArnOf(stateMachineArn: string, executionName: string): string {
-  const { partition, region, account, name } = parseStateMachineArn(stateMachineArn);
-  return `arn:${partition}:states:${region}:${account}:execution:${name}:${executionName}`;
 }
 
 async function describeIfExists(sfn: SFNClient, executionArn: string): Promise<{ input: RunContext; startDate?: Date } | undefined> {
@@ -66,7 +61,7 @@ export async function startAwsRun(options: StartAwsRunOptions): Promise<StartedA
   if (!runId.success) {
     throw new AwsModeError(`run id ${JSON.stringify(options.runId)} is invalid: ${runId.error.issues[0]?.message}`, { code: 'RUN_ID_INVALID', context: { runId: options.runId } });
   }
-  const executionArn = executionArnOf(options.stateMachineArn, runId.data);
+  const executionArn = runExecutionArn(options.stateMachineArn, { runId: runId.data });
   const attach = (existing: { input: RunContext; startDate?: Date }): StartedAwsRun => ({
     runId: runId.data,
     executionArn,
@@ -81,21 +76,17 @@ export async function startAwsRun(options: StartAwsRunOptions): Promise<StartedA
 
   const staged = await stageRunInputs(options.specPath, runId.data, options.store);
   const input: RunContext = { runId: runId.data, project: staged.spec.project, specUri: staged.specUri };
-  try {
-    const started = await options.sfn.send(new StartExecutionCommand({ stateMachineArn: options.stateMachineArn, name: runId.data, input: JSON.stringify(input) }));
-    return {
-      runId: runId.data,
-      executionArn: started.executionArn ?? executionArn,
-      input,
-      attached: false,
-      ...(started.startDate ? { startDate: started.startDate } : {}),
-      uploads: staged.uploads,
-    };
-  } catch (error) {
-    // Another start with this name won the race (or it closed in between): follow that one.
-    if (!(error instanceof ExecutionAlreadyExists)) throw error;
-    const winner = await describeIfExists(options.sfn, executionArn);
-    if (!winner) throw error;
-    return attach(winner);
+  const started = await startRunExecution({ sfn: options.sfn, stateMachineArn: options.stateMachineArn, input });
+  if (started.started) {
+    return { runId: runId.data, executionArn: started.executionArn, input, attached: false, ...(started.startDate ? { startDate: started.startDate } : {}), uploads: staged.uploads };
   }
+  // Another start with this name won the race (or it closed in between): follow that one.
+  const winner = await describeIfExists(options.sfn, executionArn);
+  if (!winner) {
+    throw new AwsModeError(`execution ${executionArn} already existed when run ${runId.data} was started, but it cannot be described; run again to attach to it`, {
+      code: 'RUN_ID_INVALID',
+      context: { executionArn },
+    });
+  }
+  return attach(winner);
 }

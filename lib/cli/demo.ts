@@ -1,6 +1,6 @@
 import { splitRows } from '#lib/embed/index.ts';
-import type { ModelCard } from '#lib/deploy/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { ModelCard } from '#lib/run/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { runPipelineLocally, trainBaselines, type LocalSession } from '#lib/runtime/index.ts';
 import { startServer } from '#lib/serve/index.ts';
 import { keys } from '#lib/store/index.ts';
@@ -36,7 +36,7 @@ export async function runDemo(session: LocalSession, options: { output: Output; 
   const card = summary.card;
 
   say('comparing with uniform λ and single-task models on the same holdout rows…');
-  const manifest = await session.deps.store.getJson<RunManifest>(keys.runManifest(runId));
+  const manifest = await session.deps.store.getJson(keys.runManifest(runId), RunManifest);
   const baselines = await trainBaselines(session.deps.store, manifest);
   const uniform = baselines.find((b) => b.name === 'uniform λ')!;
   const comparison = card.tasks.map((task) => ({

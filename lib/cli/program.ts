@@ -1,7 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
-import { PRODUCTION, rollbackProduction, type ModelCard } from '#lib/deploy/index.ts';
+import { PRODUCTION, rollbackProduction } from '#lib/deploy/index.ts';
+import { ModelCard } from '#lib/run/index.ts';
 import type { TrialRow } from '#lib/agent/index.ts';
 import { writeRunReport } from '#lib/report/index.ts';
 import { callerPolicyFor, type AwsClientOptions } from '#lib/aws/index.ts';
@@ -324,7 +325,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .action(async (version: number, options: { project: string }) =>
       withSession(async (session, output) => {
         const registered = await session.deps.registry.getVersion(options.project, version);
-        const card = registered.lineage.cardUri ? await session.deps.store.getJson<ModelCard>(registered.lineage.cardUri) : undefined;
+        const card = registered.lineage.cardUri ? await session.deps.store.getJson(registered.lineage.cardUri, ModelCard) : undefined;
         if (output.json) output.out(JSON.stringify({ ...registered, card }));
         else {
           output.out(`${options.project} version ${version} — ${registered.status}${registered.statusReason ? ` (${registered.statusReason})` : ''}`);

@@ -1,6 +1,6 @@
 import { candidateKey, type PlanDecision, type TrialRow } from '#lib/agent/index.ts';
 import { readRunHistory } from '#lib/report/index.ts';
-import type { ModelCard } from '#lib/deploy/index.ts';
+import type { ModelCard } from '#lib/run/index.ts';
 import type { ModelVersion, RunRecord } from '#lib/registry/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
 import { fixed, table } from './output.ts';

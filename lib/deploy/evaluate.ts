@@ -3,10 +3,10 @@ import type { ValidatedRow } from '#lib/datasets/index.ts';
 import { splitRows } from '#lib/embed/index.ts';
 import { encoderDescriptor, encoderFeeds } from '#lib/encoders/index.ts';
 import { evaluateTask, labelSpread } from '#lib/metrics/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import type { RunManifest } from '#lib/run/index.ts';
 import type { TaskSpec } from '#lib/spec/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
-import { modelOutputName } from './card.ts';
+import { modelOutputName } from '#lib/run/index.ts';
 import { DeployError } from './errors.ts';
 import { QUANTIZED_SESSION_CONFIG } from './quantize.ts';
 

@@ -1,17 +1,17 @@
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { objectiveTasks } from '#lib/agent/index.ts';
+import { objectiveTasks } from '#lib/run/index.ts';
 import { encoderDescriptor, encoderFeeds, mergeEncoderAndHeads } from '#lib/encoders/index.ts';
 import { splitRows } from '#lib/embed/index.ts';
 import type { ValidatedRow } from '#lib/datasets/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import type { Registry } from '#lib/registry/index.ts';
 import { readShard } from '#lib/shards/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import { checkParity, exportHeads, loadTrialWeights, parityDifference, shardUri, trainingForward, FEATURES_INPUT, PARITY_TOLERANCE } from '#lib/train/index.ts';
 import { rewardOf } from '#lib/tune/index.ts';
 import { TrialJobResult, type ExportInput, type ExportOutput } from '#lib/workflow/contracts.ts';
-import { cardServingOf, modelOutputName, type ModelCard, type ModelQuantization } from './card.ts';
+import { ModelCard, cardServingOf, modelOutputName, type ModelQuantization } from '#lib/run/index.ts';
 import { DeployError } from './errors.ts';
 import { writeLiveModel } from './liveModel.ts';
 import { evaluateOnSplit, SERVING_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
@@ -34,9 +34,9 @@ const PARITY_ROWS = 64;
  */
 export async function exportBestTrial(input: ExportInput, deps: { store: ArtifactStore; registry: Registry }): Promise<ExportOutput> {
   const { store, registry } = deps;
-  const manifest = await store.getJson<RunManifest>(input.manifestUri);
+  const manifest = await store.getJson(input.manifestUri, RunManifest);
   const { spec } = manifest;
-  const result = TrialJobResult.parse(await store.getJson<unknown>(input.bestTrialResultUri));
+  const result = await store.getJson(input.bestTrialResultUri, TrialJobResult);
   if (result.status !== 'succeeded') {
     throw new DeployError(`trial ${result.trialId} failed (${result.reason}); only a succeeded trial can be exported`, { code: 'TRIAL_NOT_SUCCEEDED', context: { trialId: result.trialId } });
   }
@@ -45,7 +45,7 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
   const cardKey = keys.modelCard(input.project, version);
   const registered = await registry.findVersion(input.project, version);
   if (registered && (await store.exists(cardKey))) {
-    const card = await store.getJson<ModelCard>(cardKey);
+    const card = await store.getJson(cardKey, ModelCard);
     return { modelUri: card.model.uri, cardUri: store.uri(cardKey), sha256: card.model.sha256, sizeBytes: card.model.sizeBytes };
   }
 

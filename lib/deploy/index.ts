@@ -1,9 +1,9 @@
 /** Model management: export of the best trial, the promotion gate, production moves and rollback. */
-export { cardServingOf, modelOutputName, type CardServing, type CardTask, type ModelCard, type ModelQuantization } from './card.ts';
+export { cardServingOf, modelOutputName, type CardServing, type CardTask, type ModelCard, type ModelQuantization } from '#lib/run/index.ts';
 export { DeployError, type DeployErrorCode } from './errors.ts';
 export { evaluateOnSplit, MODEL_SESSION_OPTIONS, SERVING_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
 export { exportBestTrial } from './export.ts';
-export { LIVE_MODEL_FILES, LiveModel, readLiveModel, writeLiveModel } from './liveModel.ts';
+export { readLiveModel, writeLiveModel } from './liveModel.ts';
 export { decidePromotion, type GateDecision, type GateScore } from './gate.ts';
 export {
   DEFAULT_MIN_QUANTIZED_ELEMENTS,

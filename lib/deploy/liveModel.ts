@@ -11,39 +11,12 @@
  * Nothing here imports ONNX Runtime: the monitor reads it.
  */
 import * as z from 'zod';
-import type { RunManifest } from '#lib/prepare/manifest.ts';
+import { LIVE_MODEL_FILES, LiveModel, type RunManifest } from '#lib/run/index.ts';
 import { REFERENCE_ROWS, referenceFromEmbeddings } from '#lib/serve/drift.ts';
 import { readShard } from '#lib/shards/index.ts';
-import { monitorSchema } from '#lib/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import { DeployError } from './errors.ts';
 
-export const LIVE_MODEL_FILES = { document: 'live.json', spec: 'spec.json', reference: 'reference.json' } as const;
-
-export const LiveModel = z.strictObject({
-  liveModelVersion: z.literal(1),
-  project: z.string().min(1),
-  version: z.int().positive(),
-  /** The run that trained it; its `runs/<runId>/` scratch may be gone. */
-  runId: z.string().min(1),
-  /** The spec's `monitor` section: the thresholds the monitor holds production to. */
-  monitor: monitorSchema,
-  spec: z.strictObject({
-    /** The copy under the version's folder, which a retraining run starts from. */
-    uri: z.string().startsWith('s3://'),
-    /** Where the run read it (often `runs/<runId>/spec.json`, which expires): lineage only. */
-    sourceUri: z.string(),
-    digest: z.string(),
-  }),
-  /** The datasets the spec names (content-addressed under `datasets/`, which does not expire) and how the train file is split. */
-  datasets: z.array(z.strictObject({ role: z.enum(['train', 'validation', 'holdout']), uri: z.string(), digest: z.string() })).min(1),
-  split: z.record(z.string(), z.unknown()),
-  /** The feature shards the version was trained on, and the encoder whose embeddings it reads. */
-  features: z.strictObject({ digest: z.string(), encoderId: z.string() }),
-  /** The drift reference; null when the holdout had too few rows to build one. */
-  reference: z.strictObject({ uri: z.string().startsWith('s3://'), rows: z.int().positive() }).nullable(),
-});
-export type LiveModel = z.infer<typeof LiveModel>;
 
 /**
  * Writes a version's live-model files (Export calls it before the card, so a retried Export
@@ -55,7 +28,7 @@ export async function writeLiveModel(
 ): Promise<LiveModel> {
   const { manifest, version } = options;
   const file = (name: string) => keys.modelFile(manifest.project, version, name);
-  const spec = await store.putJson(file(LIVE_MODEL_FILES.spec), await store.getJson<unknown>(manifest.specUri));
+  const spec = await store.putJson(file(LIVE_MODEL_FILES.spec), await store.getJson(manifest.specUri, z.unknown()));
 
   // A holdout too small to split off leaves no shard: then there is no reference, and the monitor says so.
   const built = (await store.exists(options.holdoutShardUri))
@@ -83,7 +56,7 @@ export async function writeLiveModel(
 export async function readLiveModel(store: ArtifactStore, project: string, version: number): Promise<LiveModel | undefined> {
   const key = keys.modelFile(project, version, LIVE_MODEL_FILES.document);
   if (!(await store.exists(key))) return undefined;
-  const parsed = LiveModel.safeParse(await store.getJson<unknown>(key));
+  const parsed = LiveModel.safeParse(await store.getJson(key, z.unknown()));
   if (!parsed.success) {
     throw new DeployError(`${store.uri(key)} is not a live-model document (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}); it is written by Export, so re-export the version or restore the file`, {
       code: 'LIVE_MODEL_INVALID',

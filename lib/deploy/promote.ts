@@ -1,10 +1,10 @@
-import { objectiveTasks } from '#lib/agent/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { objectiveTasks } from '#lib/run/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { RegistryError, type Registry } from '#lib/registry/index.ts';
 import { sha256Hex, type ArtifactStore } from '#lib/store/index.ts';
 import { rewardOf } from '#lib/tune/index.ts';
 import type { PromoteInput, PromoteOutput } from '#lib/workflow/contracts.ts';
-import type { ModelCard } from './card.ts';
+import { ModelCard } from '#lib/run/index.ts';
 import { DeployError } from './errors.ts';
 import { evaluateOnSplit, type TaskMetrics } from './evaluate.ts';
 import { decidePromotion, type GateDecision, type GateScore } from './gate.ts';
@@ -45,13 +45,13 @@ export async function promoteCandidate(input: PromoteInput, deps: DeployDependen
   const recorded = (await registry.listRunEvents(input.project, input.runId)).find((event) => event.eventKey === 'promotion');
   if (recorded) return recorded.detail as unknown as PromoteOutput;
 
-  const manifest = await store.getJson<RunManifest>(input.manifestUri);
+  const manifest = await store.getJson(input.manifestUri, RunManifest);
   const registered = await registry.findVersionByRun(input.project, input.runId);
   if (!registered) {
     throw new DeployError(`run ${input.runId} registered no version; Export must run before Promote`, { code: 'VERSION_MISSING', context: { runId: input.runId } });
   }
   const version = registered.version;
-  const card = await store.getJson<ModelCard>(input.cardUri);
+  const card = await store.getJson(input.cardUri, ModelCard);
   // A quantized file is judged on what it lost against its own float original, too.
   const candidate: GateScore = { ...scoreOf(manifest, card.metrics.holdout), ...(card.quantization ? { quantizationLoss: -card.quantization.objectiveChange } : {}) };
 

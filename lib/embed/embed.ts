@@ -1,13 +1,14 @@
 import { PassThrough } from 'node:stream';
+import * as z from 'zod';
 import type { SplitName, ValidatedRow } from '#lib/datasets/index.ts';
 import { Encoder, type LoadEncoderOptions } from '#lib/encoders/index.ts';
-import type { EncoderEntry, RunManifest } from '#lib/prepare/index.ts';
+import type { EncoderEntry, RunManifest } from '#lib/run/index.ts';
 import { SPLITS, ShardWriter, type ShardSummary, type ShardTask } from '#lib/shards/index.ts';
 import { sha256Hex, type ArtifactStore, type StoredObject } from '#lib/store/index.ts';
 import type { EmbedJobResult } from '#lib/workflow/contracts.ts';
 import { EmbedError } from '#lib/embed/errors.ts';
 import { routedRows } from '#lib/embed/rows.ts';
-import { splitRouter } from '#lib/embed/split.ts';
+import { splitRouter } from '#lib/run/index.ts';
 
 export interface EmbedOptions {
   store: ArtifactStore;
@@ -28,14 +29,24 @@ export interface EmbedOptions {
 }
 
 /** What `_SUCCESS.json` records; written last, so its presence means every shard is complete. */
-export interface EmbedMarker {
-  featuresDigest: string;
-  rows: number;
-  dims: number;
-  shards: number;
-  splits: Record<SplitName, number>;
-  encoders: { id: string; kind: string; sha256: string; dimension: number; shards: Record<SplitName, { uri: string; sha256: string; rows: number; sizeBytes: number }> }[];
-}
+const perSplit = <T extends z.ZodType>(value: T) => z.object({ train: value, validation: value, holdout: value });
+export const EmbedMarker = z.object({
+  featuresDigest: z.string(),
+  rows: z.int().nonnegative(),
+  dims: z.int().positive(),
+  shards: z.int().nonnegative(),
+  splits: perSplit(z.int().nonnegative()),
+  encoders: z.array(
+    z.object({
+      id: z.string(),
+      kind: z.string(),
+      sha256: z.string(),
+      dimension: z.int().positive(),
+      shards: perSplit(z.object({ uri: z.string(), sha256: z.string(), rows: z.int().nonnegative(), sizeBytes: z.number().nonnegative() })),
+    }),
+  ),
+});
+export type EmbedMarker = z.infer<typeof EmbedMarker>;
 
 export const SUCCESS_MARKER = '_SUCCESS.json';
 const DEFAULT_BATCH_SIZE = 512;
@@ -59,7 +70,7 @@ export async function runEmbed(options: EmbedOptions): Promise<EmbedJobResult> {
   const prefix = featuresPrefix(store, options.featuresUri);
   const markerKey = `${prefix}${SUCCESS_MARKER}`;
   if (await store.exists(markerKey)) {
-    const marker = await store.getJson<EmbedMarker>(markerKey);
+    const marker = await store.getJson(markerKey, EmbedMarker);
     return { featuresUri: options.featuresUri, rows: marker.rows, dims: marker.dims, shards: marker.shards, cached: true };
   }
   if (manifest.encoders.length === 0) {

@@ -3,6 +3,6 @@
  * fitted encoders and written as Arrow feature shards under a content-addressed prefix.
  */
 export { EmbedError, type EmbedErrorCode } from '#lib/embed/errors.ts';
-export { splitRouter, type SplitRouter } from '#lib/embed/split.ts';
+export { splitRouter, type SplitRouter } from '#lib/run/index.ts';
 export { routedRows, splitRows, trainRowSource, type DatasetSource, type RoutedRow } from '#lib/embed/rows.ts';
-export { SUCCESS_MARKER, runEmbed, shardKey, type EmbedMarker, type EmbedOptions } from '#lib/embed/embed.ts';
+export { SUCCESS_MARKER, runEmbed, shardKey, EmbedMarker, type EmbedOptions } from '#lib/embed/embed.ts';

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { formatProblems, readRecords, trimsCsv, validateRecord, type SplitName, type ValidatedRow } from '#lib/datasets/index.ts';
 import type { RowSource } from '#lib/encoders/index.ts';
-import type { DatasetEntry, RunManifest } from '#lib/prepare/index.ts';
+import type { DatasetEntry, RunManifest } from '#lib/run/index.ts';
 import type { Spec } from '#lib/spec/index.ts';
 import { EmbedError } from '#lib/embed/errors.ts';
-import { splitRouter } from '#lib/embed/split.ts';
+import { splitRouter } from '#lib/run/index.ts';
 
 /** Where datasets are read from: the artifact store's `getStream` fits. */
 export interface DatasetSource {

@@ -24,7 +24,7 @@ import type { AddressInfo } from 'node:net';
 import { resolve, join } from 'node:path';
 import dynalite from 'dynalite';
 import S3rver from 's3rver';
-import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { AgentflowConfig } from '#lib/config/index.ts';
 import { AgentflowError } from '#lib/errors/index.ts';
 import { AtomicFilesystemStore } from './atomicStore.ts';
@@ -32,6 +32,7 @@ import {
   DEFAULT_BUCKET,
   DEFAULT_REGISTRY_TABLE,
   DEFAULT_REWARD_TABLE,
+  createTablesIfMissing,
   tableDefinitions,
   type TableDefinition,
 } from '#lib/registry/tables.ts';
@@ -220,14 +221,7 @@ async function createTables(config: AgentflowConfig): Promise<void> {
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
   });
   try {
-    const { registry, rewards } = tableDefinitions(config);
-    for (const { timeToLiveAttribute: _ttl, ...definition } of [registry, rewards]) {
-      try {
-        await client.send(new CreateTableCommand(definition));
-      } catch (error) {
-        if (!(error instanceof ResourceInUseException)) throw error;
-      }
-    }
+    await createTablesIfMissing(client, config);
   } finally {
     client.destroy();
   }

@@ -2,7 +2,7 @@ import { trainRowSource } from '#lib/embed/rows.ts';
 import { encoderCandidates, fitEncoder } from '#lib/encoders/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
 import type { PrepareDependencies } from './prepare.ts';
-import type { EncoderEntry } from './manifest.ts';
+import type { EncoderEntry } from '#lib/run/index.ts';
 
 /**
  * Fits every base-model candidate on the train split (never validation or holdout rows) and stores

@@ -2,4 +2,4 @@
 export { fitEncodersInStore } from './fit.ts';
 export { prepareRun, effectiveSplit, PROBLEMS_FILE, type PrepareDependencies, type PrepareOptions } from './prepare.ts';
 export { PrepareError, type PrepareErrorCode } from './errors.ts';
-export type { DatasetEntry, DatasetRole, EncoderEntry, RunManifest } from './manifest.ts';
+export type { DatasetEntry, DatasetRole, EncoderEntry, RunManifest } from '#lib/run/index.ts';

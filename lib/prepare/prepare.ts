@@ -1,3 +1,4 @@
+import * as z from 'zod';
 import { createHash } from 'node:crypto';
 import { ProblemSummary, trimsCsv, validateDataset } from '#lib/datasets/index.ts';
 import { QUANTILES_SUMMARY_KEY } from '#lib/encoders/index.ts';
@@ -6,7 +7,7 @@ import { parseSpec, specDigest, canonicalJson, type Spec } from '#lib/spec/index
 import { keys, s3Uri, type ArtifactStore } from '#lib/store/index.ts';
 import type { PrepareInput, PrepareOutput } from '#lib/workflow/contracts.ts';
 import { PrepareError } from './errors.ts';
-import type { DatasetEntry, DatasetRole, EncoderEntry, RunManifest } from './manifest.ts';
+import type { DatasetEntry, DatasetRole, EncoderEntry, RunManifest } from '#lib/run/index.ts';
 
 export interface PrepareDependencies {
   store: ArtifactStore;
@@ -32,7 +33,7 @@ const ROLES: readonly DatasetRole[] = ['train', 'validation', 'holdout'];
  */
 export async function prepareRun(input: PrepareInput, deps: PrepareDependencies, options: PrepareOptions = {}): Promise<PrepareOutput> {
   const { store, registry } = deps;
-  const spec = parseSpec(await store.getJson<unknown>(input.specUri), { source: input.specUri });
+  const spec = parseSpec(await store.getJson(input.specUri, z.unknown()), { source: input.specUri });
   if (spec.project !== input.project) {
     throw new PrepareError(
       `${input.specUri} is a spec of project "${spec.project}", but the run was started for project "${input.project}": start it with project "${spec.project}"`,

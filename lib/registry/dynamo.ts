@@ -1,4 +1,4 @@
-import { QueryCommand, type DynamoDBDocumentClient, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand, type DynamoDBDocumentClient, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { AgentflowError } from '#lib/errors/index.ts';
 
 /**
@@ -97,4 +97,33 @@ export function revisionOf(expectedRevision: number | undefined): number {
 export function withoutKeys<T>(item: Record<string, unknown>): T {
   const { pk: _pk, sk: _sk, gsi1pk: _gsi1pk, gsi1sk: _gsi1sk, ...rest } = item;
   return rest as T;
+}
+
+export interface TableOptions {
+  dynamodb: DynamoDBDocumentClient;
+  tableName: string;
+  /** For tests; defaults to the wall clock. */
+  clock?: () => Date;
+}
+
+/** What the owners of the registry table share: the client, the table, the clock and a consistent read of one item. */
+export abstract class RegistryTable {
+  protected readonly db: DynamoDBDocumentClient;
+  protected readonly table: string;
+  readonly #clock: () => Date;
+
+  constructor(options: TableOptions) {
+    this.db = options.dynamodb;
+    this.table = options.tableName;
+    this.#clock = options.clock ?? (() => new Date());
+  }
+
+  protected now(): string {
+    return this.#clock().toISOString();
+  }
+
+  protected async get(key: { pk: string; sk: string }): Promise<Record<string, unknown> | undefined> {
+    const result = await call(this.table, 'GetItem', () => this.db.send(new GetCommand({ TableName: this.table, Key: key, ConsistentRead: true })));
+    return result.Item;
+  }
 }

@@ -2,17 +2,13 @@
  * The reward table: what the agent learns from. Trial rewards and the tuner's policy (offline),
  * predictions, feedback and per-version arm counters (online).
  *
- * Layout (pk | sk → attributes):
- *   PROJECT#<p>          | TRIAL#<runId>#<trialId>   row, recordedAt              written once
- *   PROJECT#<p>          | POLICY                    state, revision, updatedAt   optimistic locking
- *   PROJECT#<p>          | ARM#0000012               count, sum, sumSquares, successes, failures (ADD)
- *   PREDICTION#<p>#<id>  | PREDICTION                version, detail, createdAt, expiresAt, reward?, feedbackAt?
- *
- * Predictions get a partition each because they are written at serving rate; everything else a
- * project owns shares its partition. `expiresAt` is the TTL attribute on AWS (dynalite keeps them).
+ * Online state it keeps for serving and monitoring lives here too: serving settings, the
+ * prediction signing key, the monitor's counter snapshots and retraining claims. Item layout:
+ * layout.ts.
  */
-import { GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { RegistryError, call, dynamoError, isConditionFailure, keyPart, queryAll, revisionOf, versionPart } from './dynamo.ts';
+import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { RegistryError, call, dynamoError, isConditionFailure, queryAll, revisionOf, versionPart } from './dynamo.ts';
+import { layout, type ItemKey } from './layout.ts';
 
 export interface TrialRecord<Row> {
   project: string;
@@ -61,11 +57,20 @@ export interface RewardLogOptions {
   clock?: () => Date;
 }
 
-const projectKey = (project: string) => `PROJECT#${keyPart('project', project)}`;
-const predictionKey = (project: string, predictionId: string) => ({
-  pk: `PREDICTION#${keyPart('project', project)}#${keyPart('predictionId', predictionId)}`,
-  sk: 'PREDICTION',
-});
+/** Per-version counters at a monitor window's first pass: `{ "<version>": { count, sum } }`. */
+export type ArmSnapshot = Record<string, Pick<ArmStats, 'count' | 'sum'>>;
+
+/** A monitor window's one retraining claim. */
+export interface RetrainClaim {
+  project: string;
+  windowStart: string;
+  reason: string;
+  trigger: string;
+  runId: string;
+  status: 'starting' | 'started';
+  claimedAt: string;
+  executionArn?: string;
+}
 
 export class RewardLog {
   readonly #db: DynamoDBDocumentClient;
@@ -85,20 +90,20 @@ export class RewardLog {
   /** Logs one trial's outcome once; a retried Reward step writes nothing and gets `false`. */
   async recordTrial<Row>(project: string, runId: string, trialId: string, row: Row): Promise<boolean> {
     return this.#putOnce(
-      { pk: projectKey(project), sk: `TRIAL#${keyPart('runId', runId)}#${keyPart('trialId', trialId)}`, project, runId, trialId, row, recordedAt: this.#now() },
+      { ...layout.trial(project, runId, trialId), project, runId, trialId, row, recordedAt: this.#now() },
       'PutItem (trial)',
     );
   }
 
   /** Trial rows of a project (all runs, or one), in run then trial id order. */
   async listTrials<Row>(project: string, runId?: string): Promise<TrialRecord<Row>[]> {
-    const prefix = runId === undefined ? 'TRIAL#' : `TRIAL#${keyPart('runId', runId)}#`;
+    const prefix = layout.trialPrefix(runId);
     const items = await queryAll(
       this.#db,
       {
         TableName: this.#table,
         KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-        ExpressionAttributeValues: { ':pk': projectKey(project), ':prefix': prefix },
+        ExpressionAttributeValues: { ':pk': layout.projectPartition(project), ':prefix': prefix },
         ConsistentRead: true,
       },
       'Query (trials)',
@@ -113,7 +118,7 @@ export class RewardLog {
   }
 
   async getPolicy<State>(project: string): Promise<PolicyState<State> | undefined> {
-    const item = await this.#get({ pk: projectKey(project), sk: 'POLICY' });
+    const item = await this.#get(layout.policy(project));
     return item ? { state: item.state as State, revision: item.revision as number, updatedAt: item.updatedAt as string } : undefined;
   }
 
@@ -129,7 +134,7 @@ export class RewardLog {
       await this.#db.send(
         new PutCommand({
           TableName: this.#table,
-          Item: { pk: projectKey(project), sk: 'POLICY', ...saved },
+          Item: { ...layout.policy(project), ...saved },
           ...(expected === 0
             ? { ConditionExpression: 'attribute_not_exists(pk)' }
             : { ConditionExpression: 'revision = :expected', ExpressionAttributeValues: { ':expected': expected } }),
@@ -150,7 +155,7 @@ export class RewardLog {
 
   /** The feedback recorded for a prediction, if any. */
   async getFeedback(project: string, predictionId: string): Promise<FeedbackRecord | undefined> {
-    const item = await this.#get(predictionKey(project, predictionId));
+    const item = await this.#get(layout.prediction(project, predictionId));
     if (!item) return undefined;
     const { pk: _pk, sk: _sk, ...record } = item;
     return record as unknown as FeedbackRecord;
@@ -180,7 +185,7 @@ export class RewardLog {
     const now = this.#clock();
     const written = await this.#putOnce(
       {
-        ...predictionKey(project, predictionId),
+        ...layout.prediction(project, predictionId),
         project,
         predictionId,
         version,
@@ -206,7 +211,7 @@ export class RewardLog {
   async getArmStats(project: string, versions: number[]): Promise<ArmStats[]> {
     return Promise.all(
       versions.map(async (version) => {
-        const item = await this.#get({ pk: projectKey(project), sk: `ARM#${versionPart(version)}` });
+        const item = await this.#get(layout.arm(project, version));
         return {
           version,
           count: (item?.count as number | undefined) ?? 0,
@@ -225,7 +230,7 @@ export class RewardLog {
       this.#db.send(
         new UpdateCommand({
           TableName: this.#table,
-          Key: { pk: projectKey(project), sk: `ARM#${versionPart(version)}` },
+          Key: layout.arm(project, version),
           UpdateExpression: bounded
             ? 'SET version = :version ADD #count :one, #sum :reward, sumSquares :square, successes :success, failures :failure'
             : 'SET version = :version ADD #count :one, #sum :reward, sumSquares :square',
@@ -242,14 +247,102 @@ export class RewardLog {
     );
   }
 
+  // ── serving settings and the prediction signing key ──────────────────────────────────────────
+
+  /** The stored reward kind of a project's router, undefined when none was set. Validation is the caller's (lib/serve/settings.ts). */
+  async getServeSettings(project: string): Promise<{ rewardKind?: string }> {
+    const item = await this.#get(layout.serveSettings(project), { consistent: false });
+    return item?.rewardKind === undefined ? {} : { rewardKind: item.rewardKind as string };
+  }
+
+  async putServeSettings(project: string, settings: { rewardKind: string }): Promise<void> {
+    await call(this.#table, 'PutItem (serve settings)', () =>
+      this.#db.send(new PutCommand({ TableName: this.#table, Item: { ...layout.serveSettings(project), project, rewardKind: settings.rewardKind, updatedAt: this.#now() } })),
+    );
+  }
+
+  /** The deployment's prediction signing key (base64), creating it from `create` if there is none; a server that loses the race gets the winner's. */
+  async predictionSigningKey(create: () => { key: string; createdAt: string }): Promise<string> {
+    const read = async () => (await this.#get(layout.predictionSigningKey))?.key as string | undefined;
+    const existing = await read();
+    if (existing) return existing;
+    const fresh = create();
+    if (await this.#putOnce({ ...layout.predictionSigningKey, ...fresh }, 'PutItem (prediction signing key)')) return fresh.key;
+    return (await read())!;
+  }
+
+  // ── monitor snapshots and retraining claims ──────────────────────────────────────────────────
+
+  /** The newest counter snapshot taken before the window starting at `windowStart` (not the window's own). */
+  async latestArmSnapshotBefore(project: string, windowStart: string): Promise<ArmSnapshot | undefined> {
+    const own = layout.armSnapshot(project, windowStart);
+    const result = await call(this.#table, 'Query (arm snapshots)', () =>
+      this.#db.send(
+        new QueryCommand({
+          TableName: this.#table,
+          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+          ExpressionAttributeValues: { ':pk': own.pk, ':from': layout.armSnapshotPrefix, ':to': own.sk },
+          ScanIndexForward: false,
+          Limit: 2,
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    const item = (result.Items ?? []).find((i) => i.sk !== own.sk);
+    return item?.arms as ArmSnapshot | undefined;
+  }
+
+  /** Records the window's snapshot once; a later pass of the same window keeps the first. */
+  async putArmSnapshotOnce(project: string, windowStart: string, arms: ArmSnapshot, takenAt: Date): Promise<void> {
+    await this.#putOnce({ ...layout.armSnapshot(project, windowStart), project, windowStart, arms, takenAt: takenAt.toISOString() }, 'PutItem (arm snapshot)');
+  }
+
+  /** Claims the window's retraining run; when an earlier pass claimed it, returns that claim instead. */
+  async claimRetrain(claim: Omit<RetrainClaim, 'status' | 'executionArn'>): Promise<{ claimed: true } | { claimed: false; existing: Partial<RetrainClaim> }> {
+    const key = layout.retrainClaim(claim.project, claim.windowStart);
+    if (await this.#putOnce({ ...key, ...claim, status: 'starting' }, 'PutItem (retrain claim)')) return { claimed: true };
+    const { pk: _pk, sk: _sk, ...existing } = (await this.#get(key)) ?? {};
+    return { claimed: false, existing: existing as Partial<RetrainClaim> };
+  }
+
+  /** Gives an unstarted claim back, so the next pass in the window tries again. */
+  async releaseRetrain(project: string, windowStart: string): Promise<void> {
+    await call(this.#table, 'DeleteItem (retrain claim)', () =>
+      this.#db.send(
+        new DeleteCommand({
+          TableName: this.#table,
+          Key: layout.retrainClaim(project, windowStart),
+          ConditionExpression: '#status = :starting',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':starting': 'starting' },
+        }),
+      ),
+    );
+  }
+
+  async markRetrainStarted(project: string, windowStart: string, started: { runId: string; executionArn?: string }): Promise<void> {
+    await call(this.#table, 'UpdateItem (retrain claim)', () =>
+      this.#db.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: layout.retrainClaim(project, windowStart),
+          UpdateExpression: started.executionArn ? 'SET #status = :started, runId = :runId, executionArn = :arn' : 'SET #status = :started, runId = :runId',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':started': 'started', ':runId': started.runId, ...(started.executionArn ? { ':arn': started.executionArn } : {}) },
+        }),
+      ),
+    );
+  }
+
   // ── plumbing ─────────────────────────────────────────────────────────────────────────────────
 
   #now(): string {
     return this.#clock().toISOString();
   }
 
-  async #get(key: { pk: string; sk: string }): Promise<Record<string, unknown> | undefined> {
-    const result = await call(this.#table, 'GetItem', () => this.#db.send(new GetCommand({ TableName: this.#table, Key: key, ConsistentRead: true })));
+  async #get(key: ItemKey, options: { consistent?: boolean } = {}): Promise<Record<string, unknown> | undefined> {
+    const consistent = options.consistent ?? true;
+    const result = await call(this.#table, 'GetItem', () => this.#db.send(new GetCommand({ TableName: this.#table, Key: key, ...(consistent ? { ConsistentRead: true } : {}) })));
     return result.Item;
   }
 

@@ -2,9 +2,11 @@
  * The two DynamoDB tables, as plain data: the local runtime creates them in dynalite from this,
  * and the CDK stack creates the same tables in AWS, so key schemas cannot drift apart.
  *
- * Both tables use generic string keys `pk` / `sk` (single-table style); the item layouts are
- * documented beside the code that writes them (`registry.ts`, `rewards.ts`).
+ * Both tables use generic string keys `pk` / `sk` (single-table style); every item kind and its
+ * key is listed in `layout.ts`.
  */
+
+import { CreateTableCommand, ResourceInUseException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 
 export const DEFAULT_BUCKET = 'agentflow-artifacts';
 export const DEFAULT_REGISTRY_TABLE = 'agentflow-registry';
@@ -78,4 +80,16 @@ export function tableDefinitions(
       timeToLiveAttribute: 'expiresAt',
     },
   };
+}
+
+/** Creates both tables where they are missing (the local stand-in; on AWS the CDK stack creates them). */
+export async function createTablesIfMissing(client: DynamoDBClient, names: TableNames): Promise<void> {
+  const { registry, rewards } = tableDefinitions(names);
+  for (const { timeToLiveAttribute: _ttl, ...definition } of [registry, rewards]) {
+    try {
+      await client.send(new CreateTableCommand(definition));
+    } catch (error) {
+      if (!(error instanceof ResourceInUseException)) throw error;
+    }
+  }
 }

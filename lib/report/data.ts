@@ -1,6 +1,6 @@
 import type { PlanDecision, ScreeningOutcome, TrialRow } from '#lib/agent/index.ts';
-import type { ModelCard } from '#lib/deploy/index.ts';
-import type { RunManifest } from '#lib/prepare/index.ts';
+import { ModelCard } from '#lib/run/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { RegistryError, type ModelVersion, type RunEvent, type RunRecord, type ServingSetState, type TrialRecord } from '#lib/registry/index.ts';
 import type { DeploySpec } from '#lib/spec/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
@@ -215,7 +215,7 @@ function chartsOf(data: Omit<RunReportData, 'charts'>): ChartId[] {
 
 async function manifestOf(deps: ReportDependencies, runId: string): Promise<RunManifest | undefined> {
   const key = keys.runManifest(runId);
-  return (await deps.store.exists(key)) ? deps.store.getJson<RunManifest>(key) : undefined;
+  return (await deps.store.exists(key)) ? deps.store.getJson(key, RunManifest) : undefined;
 }
 
 /** What a run left behind in the registry, the reward log and the store: read once, shared by `runs show` and the report. */
@@ -251,7 +251,7 @@ export async function readRunHistory(deps: ReportDependencies, target: { project
     deps.rewards.listTrials<TrialRow>(project, runId),
     deps.registry.findVersionByRun(project, runId),
   ]);
-  const card = version?.lineage.cardUri ? await deps.store.getJson<ModelCard>(version.lineage.cardUri) : undefined;
+  const card = version?.lineage.cardUri ? await deps.store.getJson(version.lineage.cardUri, ModelCard) : undefined;
   const detail = (key: string) => events.find((e) => e.eventKey === key)?.detail;
   const bestTrialId = detail('tuning-done')?.bestTrialId as string | undefined;
   const promotionEvent = detail('promotion');

@@ -1,4 +1,4 @@
-import type { RunManifest } from '#lib/prepare/index.ts';
+import type { RunManifest } from '#lib/run/index.ts';
 import { readShard, type ShardBatch } from '#lib/shards/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import { evaluateWeights, shardUri, trainTrial } from '#lib/train/index.ts';

@@ -76,9 +76,10 @@ export async function runScheduleLoop(session: LocalSession, options: ScheduleLo
   const pending: RetrainRequest[] = [];
   // The monitor's calls are the monitor function's in AWS.
   const deps = session.depsFor('monitor');
-  const run = async (trigger: string, reason: string) => {
+  const run = async (trigger: string, reason: string, runId?: string) => {
     options.onRunStart?.({ trigger, reason, at: new Date() });
-    const result = await runPipelineLocally(session, { ...options, trigger });
+    // A monitor-started run keeps the run id the monitor claimed for its window, as the AWS adapter names its execution by it.
+    const result = await runPipelineLocally(session, { ...options, trigger, ...(runId ? { runId } : {}) });
     runs.push(result);
     options.onRunEnd?.(result);
   };
@@ -98,14 +99,11 @@ export async function runScheduleLoop(session: LocalSession, options: ScheduleLo
     }
     if (Date.now() >= nextMonitor) {
       nextMonitor = Date.now() + monitorEveryMs;
-      const report = await runMonitor(
-        { ...deps, dynamodb: deps.clients.dynamodb, registryTable: deps.config.registryTable, rewardTable: deps.config.rewardTable },
-        { startRun: async (request) => (pending.push(request), { runId: request.runId }) },
-      );
+      const report = await runMonitor(deps, { startRun: async (request) => (pending.push(request), { runId: request.runId }) });
       options.onMonitor?.(report);
       while (pending.length > 0 && !done()) {
         const request = pending.shift()!;
-        await run(request.trigger, request.reason);
+        await run(request.trigger, request.reason, request.runId);
       }
     }
     if (!done() && Date.now() >= next.getTime()) {

@@ -169,14 +169,15 @@ export function samplePrefix(project: string, hour: string, version: number): st
   return `monitor/${project}/${hour}/v${version}/`;
 }
 
-export interface SampleBatch {
-  project: string;
-  version: number;
-  dimension: number;
-  seed: number;
+export const SampleBatch = z.object({
+  project: z.string(),
+  version: z.int().positive(),
+  dimension: z.int().positive(),
+  seed: z.number(),
   /** rows × K projections. */
-  projections: number[][];
-}
+  projections: z.array(z.array(z.number())),
+});
+export type SampleBatch = z.infer<typeof SampleBatch>;
 
 export interface DriftSamplerOptions {
   store: ArtifactStore;

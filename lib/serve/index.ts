@@ -34,7 +34,7 @@ export {
   samplePrefix,
   type DriftReference,
   type DriftSamplerOptions,
-  type SampleBatch,
+  SampleBatch,
 } from './drift.ts';
 export {
   runMonitor,

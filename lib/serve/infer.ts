@@ -1,7 +1,7 @@
 import type * as ort from 'onnxruntime-node';
 import * as z from 'zod';
-import type { CardTask } from '#lib/deploy/card.ts';
-import { modelOutputName } from '#lib/deploy/card.ts';
+import type { CardTask } from '#lib/run/index.ts';
+import { modelOutputName } from '#lib/run/index.ts';
 import { encoderFeeds } from '#lib/encoders/index.ts';
 import { renderValue } from '#lib/spec/index.ts';
 import type { ServeContext } from './context.ts';

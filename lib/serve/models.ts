@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import type { ModelCard } from '#lib/deploy/card.ts';
-import { modelOutputName } from '#lib/deploy/card.ts';
+import { ModelCard } from '#lib/run/index.ts';
+import { modelOutputName } from '#lib/run/index.ts';
 import { tokenizationFromJson, type Tokenization } from '#lib/encoders/index.ts';
 import { decodeModel, onnx, type ModelProto } from '#lib/graph/index.ts';
 import type { ModelVersion, Registry } from '#lib/registry/index.ts';
@@ -170,7 +170,7 @@ export class ModelCache {
 
   async #readCard(registered: ModelVersion): Promise<ModelCard> {
     const uri = registered.lineage.cardUri ?? keys.modelCard(registered.project, registered.version);
-    const card = await this.#store.getJson<ModelCard>(uri);
+    const card = await this.#store.getJson(uri, ModelCard);
     if (card?.cardVersion !== 1 || !Array.isArray(card.tasks) || !card.encoder || !Array.isArray(card.encoder.inputs)) {
       throw invalid(registered.project, registered.version, `${uri} is not a model card (cardVersion 1 with tasks and encoder)`);
     }

@@ -1,14 +1,16 @@
-import { DeleteCommand, GetCommand, PutCommand, QueryCommand, ScanCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { createHash } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
-import type { ModelCard } from '#lib/deploy/card.ts';
-import { readLiveModel, type LiveModel } from '#lib/deploy/liveModel.ts';
+import { ModelCard } from '#lib/run/index.ts';
+import { readLiveModel } from '#lib/deploy/liveModel.ts';
+import type { LiveModel } from '#lib/run/index.ts';
+import * as z from 'zod';
 import { describeError } from '#lib/errors/index.ts';
-import type { ArmStats, Registry, RewardLog } from '#lib/registry/index.ts';
+import type { ArmSnapshot, ArmStats, Registry, RewardLog } from '#lib/registry/index.ts';
 import { readShard } from '#lib/shards/index.ts';
 import type { MonitorSpec } from '#lib/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import type { ServeLogger } from './context.ts';
-import { DRIFT_PROJECTIONS, DriftReferenceSchema, MIN_REFERENCE_ROWS, REFERENCE_ROWS, driftOf, driftSeed, hourKey, referenceFromEmbeddings, samplePrefix, type DriftReference, type SampleBatch } from './drift.ts';
+import { DRIFT_PROJECTIONS, DriftReferenceSchema, MIN_REFERENCE_ROWS, REFERENCE_ROWS, SampleBatch, driftOf, driftSeed, hourKey, referenceFromEmbeddings, samplePrefix, type DriftReference } from './drift.ts';
 import { ServeError } from './errors.ts';
 import { ServeMetrics, type MetricsSink } from './metrics.ts';
 import { servingVersions } from './router.ts';
@@ -18,10 +20,11 @@ import { servingVersions } from './router.ts';
  * (from arm-counter snapshots), input drift (PSI of projected embeddings, see drift.ts), and one
  * retraining run per window when production breaks a threshold of the spec's `monitor` section.
  *
- * Items it writes (reward table, beside the counters they snapshot):
- *   PROJECT#<p>              | MONITOR#ARMS#<windowStart>   per-version counters at the first pass of a window
- *   RETRAIN#<p>#<windowStart> | RETRAIN                      the window's one retraining claim: reason, status, runId
- * and, for a version exported before Export wrote it, `models/<p>/<v>/reference.json` (the drift reference).
+ * The decisions are one pure function, `judgeProject` (observed windows and thresholds in, health
+ * and the retraining to start out); the rest reads and writes. In the reward table (through
+ * RewardLog) it keeps a snapshot of the arm counters at each window's first pass and the window's
+ * one retraining claim; in S3, for a version exported before Export wrote it,
+ * `models/<p>/<v>/reference.json` (the drift reference).
  *
  * Everything it reads about a version lives with the version (`models/<p>/<v>/live.json`, see
  * lib/deploy/liveModel.ts), never under `runs/`, which the bucket's lifecycle rule expires: the
@@ -31,9 +34,6 @@ export interface MonitorDependencies {
   registry: Registry;
   rewards: RewardLog;
   store: ArtifactStore;
-  dynamodb: DynamoDBDocumentClient;
-  registryTable: string;
-  rewardTable: string;
 }
 
 export interface RetrainRequest {
@@ -53,7 +53,7 @@ export interface MonitorOptions {
   startRun: StartRun;
   /** The pass's time; default now. */
   now?: Date;
-  /** Projects to check; default every project with a serving set (a scan of the registry table). */
+  /** Projects to check; default every project with a serving set. */
   projects?: readonly string[];
   /** Feedback events a window needs before its reward is judged. Default 30. */
   minFeedback?: number;
@@ -122,7 +122,7 @@ export async function runMonitor(deps: MonitorDependencies, options: MonitorOpti
   const now = options.now ?? new Date();
   const logger = options.logger ?? new Logger({ serviceName: 'agentflow-monitor' });
   const metrics = new ServeMetrics({ clock: () => now.getTime(), ...(options.metricsSink ? { sink: options.metricsSink } : {}) });
-  const projects = options.projects ?? (await servedProjects(deps));
+  const projects = options.projects ?? (await deps.registry.listServedProjects());
   const report: MonitorReport = { time: now.toISOString(), projects: [] };
   for (const project of projects) {
     try {
@@ -147,22 +147,82 @@ async function monitorProject(deps: MonitorDependencies, options: PassOptions, p
   const lives = await Promise.all(versions.map((version) => readLiveModel(deps.store, project, version)));
   const production = cards[0];
   const { monitor, specUri } = await (options.monitorSpecOf ?? ((card) => liveMonitorSpec(deps.store, card, lives[0])))(production);
-  const windowMs = monitor.windowHours * 3_600_000;
+  const window = windowOf(options.now, monitor.windowHours);
   const nowMs = options.now.getTime();
-  const windowStartMs = Math.floor(nowMs / windowMs) * windowMs;
-  const window = { start: new Date(windowStartMs).toISOString(), end: new Date(windowStartMs + windowMs).toISOString() };
+  const windowMs = monitor.windowHours * 3_600_000;
 
   const stats = await deps.rewards.getArmStats(project, versions);
-  const previous = await latestSnapshotBefore(deps, project, window.start);
-  await putSnapshotOnce(deps, project, window.start, stats, options.now);
+  const previous = await deps.rewards.latestArmSnapshotBefore(project, window.start);
+  await deps.rewards.putArmSnapshotOnce(project, window.start, Object.fromEntries(stats.map((s) => [String(s.version), { count: s.count, sum: s.sum }])), options.now);
+  const drifts: DriftHealth[] = [];
+  for (const [index] of versions.entries()) drifts.push(await driftHealth(deps, options, { card: cards[index], live: lives[index] }, nowMs - windowMs, nowMs));
 
-  const health: VersionHealth[] = [];
-  for (const [index, version] of versions.entries()) {
-    const card = cards[index];
-    const reward = rewardHealth(stats[index], previous?.[String(version)], card.holdoutObjective);
-    const drift = await driftHealth(deps, options, { card, live: lives[index] }, nowMs - windowMs, nowMs);
+  const judged = judgeProject({
+    project,
+    window,
+    monitor,
+    minFeedback: options.minFeedback ?? 30,
+    versions: versions.map((version, index) => ({ version, stats: stats[index], before: previous?.[String(version)], holdoutObjective: cards[index].holdoutObjective, drift: drifts[index] })),
+  });
+  for (const health of judged.versions) {
+    options.metrics.monitorPass(project, health.version, { rewardCount: health.reward.count, meanReward: health.reward.mean, ...('maxPsi' in health.drift ? { maxPsi: health.drift.maxPsi } : {}) });
+  }
+
+  const result: ProjectHealth = { project, window, monitor, versions: judged.versions };
+  if (judged.retrain) {
+    result.retrain = await startRetrainOnce(deps, options, { project, ...judged.retrain, ...(specUri ? { specUri } : {}), windowStart: window.start });
+    if (result.retrain.started) options.metrics.retrainStarted(project);
+  }
+  return result;
+}
+
+// ── decisions (pure) ──────────────────────────────────────────────────────────────────────────
+
+/** The monitor window holding `now`: windows of `windowHours` aligned to the epoch, so every pass inside one agrees on it. */
+export function windowOf(now: Date, windowHours: number): { start: string; end: string } {
+  const windowMs = windowHours * 3_600_000;
+  const startMs = Math.floor(now.getTime() / windowMs) * windowMs;
+  return { start: new Date(startMs).toISOString(), end: new Date(startMs + windowMs).toISOString() };
+}
+
+/**
+ * The retraining run of a project's window: `<project>-retrain-<yyyymmddThhmm>`. It names the
+ * execution too (one rule, `executionName`), and execution names are unique per state machine
+ * while run ids are unique per project, so the project is part of it; a project name too long to
+ * fit the run id's 48 characters is cut and a digest of it appended.
+ */
+export function retrainRunId(project: string, windowStart: string): string {
+  const suffix = `-retrain-${windowStart.replace(/[-:]/g, '').slice(0, 13)}`;
+  if (project.length + suffix.length <= 48) return `${project}${suffix}`;
+  const digest = createHash('sha256').update(project).digest('hex').slice(0, 6);
+  return `${project.slice(0, 48 - suffix.length - 7)}-${digest}${suffix}`;
+}
+
+/** What a pass observed of one serving version; the first is production. */
+export interface ObservedVersion {
+  version: number;
+  /** Its arm counters now. */
+  stats: ArmStats;
+  /** Its counters at the snapshot before this window; undefined when there is none. */
+  before?: ArmSnapshot[string];
+  holdoutObjective: number;
+  drift: DriftHealth;
+}
+
+export interface Judgement {
+  versions: VersionHealth[];
+  /** The retraining run to start, when production broke a threshold. */
+  retrain?: Pick<RetrainRequest, 'reason' | 'trigger' | 'runId'>;
+}
+
+/** Health of each version and whether to retrain, from what a pass observed and the spec's thresholds. Pure. */
+export function judgeProject(observed: { project: string; window: { start: string }; monitor: MonitorSpec; minFeedback: number; versions: readonly ObservedVersion[] }): Judgement {
+  const { monitor } = observed;
+  const versions = observed.versions.map((seen, index): VersionHealth => {
+    const reward = rewardHealth(seen.stats, seen.before, seen.holdoutObjective);
+    const { drift } = seen;
     const breaches: string[] = [];
-    if (reward.drop !== null && reward.count >= (options.minFeedback ?? 30) && reward.drop > monitor.minRewardDrop) {
+    if (reward.drop !== null && reward.count >= observed.minFeedback && reward.drop > monitor.minRewardDrop) {
       breaches.push(
         `online reward ${round(reward.mean ?? 0)} over ${reward.count} feedback events is ${round(reward.drop)} below the holdout objective ${round(reward.holdoutObjective)} (minRewardDrop ${monitor.minRewardDrop})`,
       );
@@ -170,71 +230,28 @@ async function monitorProject(deps: MonitorDependencies, options: PassOptions, p
     if ('maxPsi' in drift && drift.maxPsi > monitor.psiThreshold) {
       breaches.push(`input drift PSI ${round(drift.maxPsi)} over ${drift.samples} sampled inputs exceeds psiThreshold ${monitor.psiThreshold}`);
     }
-    health.push({ version, production: index === 0, reward, drift, breaches });
-    options.metrics.monitorPass(project, version, { rewardCount: reward.count, meanReward: reward.mean, ...('maxPsi' in drift ? { maxPsi: drift.maxPsi } : {}) });
-  }
-
-  const result: ProjectHealth = { project, window, monitor, versions: health };
+    return { version: seen.version, production: index === 0, reward, drift, breaches };
+  });
   // Production decides: a weak challenger only loses traffic to the router, it is no reason to retrain.
-  const broken = health[0];
-  if (broken.breaches.length > 0) {
-    const trigger = broken.breaches.some((b) => b.startsWith('online reward')) ? 'reward' : 'drift';
-    const reason = `production version ${broken.version}: ${broken.breaches.join('; ')}`;
-    result.retrain = await startRetrainOnce(deps, options, {
-      project,
-      reason,
-      trigger,
-      runId: `retrain-${window.start.replace(/[-:]/g, '').slice(0, 13)}`,
-      ...(specUri ? { specUri } : {}),
-      windowStart: window.start,
-    });
-    if (result.retrain.started) options.metrics.retrainStarted(project);
-  }
-  return result;
+  const production = versions[0];
+  if (!production || production.breaches.length === 0) return { versions };
+  return {
+    versions,
+    retrain: {
+      reason: `production version ${production.version}: ${production.breaches.join('; ')}`,
+      trigger: production.breaches.some((b) => b.startsWith('online reward')) ? 'reward' : 'drift',
+      runId: retrainRunId(observed.project, observed.window.start),
+    },
+  };
 }
 
 // ── reward ────────────────────────────────────────────────────────────────────────────────────
-
-type Snapshot = Record<string, Pick<ArmStats, 'count' | 'sum'>>;
 
 function rewardHealth(now: ArmStats, before: Pick<ArmStats, 'count' | 'sum'> | undefined, holdoutObjective: number): RewardHealth {
   const count = now.count - (before?.count ?? 0);
   const sum = now.sum - (before?.sum ?? 0);
   const mean = count > 0 ? sum / count : null;
   return { count, mean, holdoutObjective, drop: mean === null ? null : holdoutObjective - mean, since: before ? 'window' : 'start' };
-}
-
-const projectKey = (project: string) => `PROJECT#${project}`;
-const SNAPSHOT_PREFIX = 'MONITOR#ARMS#';
-
-async function latestSnapshotBefore(deps: MonitorDependencies, project: string, windowStart: string): Promise<Snapshot | undefined> {
-  const result = await deps.dynamodb.send(
-    new QueryCommand({
-      TableName: deps.rewardTable,
-      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
-      ExpressionAttributeValues: { ':pk': projectKey(project), ':from': SNAPSHOT_PREFIX, ':to': `${SNAPSHOT_PREFIX}${windowStart}` },
-      ScanIndexForward: false,
-      Limit: 2,
-      ConsistentRead: true,
-    }),
-  );
-  const item = (result.Items ?? []).find((i) => i.sk !== `${SNAPSHOT_PREFIX}${windowStart}`);
-  return item?.arms as Snapshot | undefined;
-}
-
-async function putSnapshotOnce(deps: MonitorDependencies, project: string, windowStart: string, stats: readonly ArmStats[], now: Date): Promise<void> {
-  const arms: Snapshot = Object.fromEntries(stats.map((s) => [String(s.version), { count: s.count, sum: s.sum }]));
-  try {
-    await deps.dynamodb.send(
-      new PutCommand({
-        TableName: deps.rewardTable,
-        Item: { pk: projectKey(project), sk: `${SNAPSHOT_PREFIX}${windowStart}`, project, windowStart, arms, takenAt: now.toISOString() },
-        ConditionExpression: 'attribute_not_exists(pk)',
-      }),
-    );
-  } catch (error) {
-    if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error;
-  }
 }
 
 // ── drift ─────────────────────────────────────────────────────────────────────────────────────
@@ -265,7 +282,7 @@ async function recentSamples(store: ArtifactStore, card: ModelCard, fromMs: numb
     const listed = await store.list(samplePrefix(card.project, hour, card.version));
     for (const object of listed.slice(0, maxObjects - objects)) {
       objects += 1;
-      const batch = await store.getJson<SampleBatch>(object.key);
+      const batch = await store.getJson(object.key, SampleBatch);
       if (batch.dimension !== card.encoder.dimension || batch.seed !== driftSeed(card.encoder.dimension)) continue;
       rows.push(...batch.projections.filter((row) => row.length === DRIFT_PROJECTIONS));
     }
@@ -278,10 +295,10 @@ async function referenceFor(store: ArtifactStore, options: PassOptions, version:
   const { card, live } = version;
   if (live) {
     if (!live.reference) return { unavailable: `${card.project} version ${card.version} was exported without a drift reference: its holdout had fewer than ${MIN_REFERENCE_ROWS} rows` };
-    return DriftReferenceSchema.parse(await store.getJson<unknown>(live.reference.uri));
+    return store.getJson(live.reference.uri, DriftReferenceSchema);
   }
   const key = keys.modelFile(card.project, card.version, 'reference.json');
-  if (await store.exists(key)) return DriftReferenceSchema.parse(await store.getJson<unknown>(key));
+  if (await store.exists(key)) return store.getJson(key, DriftReferenceSchema);
   const source = options.holdoutEmbeddings ?? ((c: ModelCard) => shardHoldoutEmbeddings(store, c));
   const built = await referenceFromEmbeddings(source(card), { dimension: card.encoder.dimension, maxRows: options.maxReferenceRows ?? REFERENCE_ROWS });
   if (!built.reference) {
@@ -321,24 +338,22 @@ async function startRetrainOnce(
   request: RetrainRequest & { windowStart: string },
 ): Promise<RetrainOutcome> {
   const { windowStart, ...run } = request;
-  const key = { pk: `RETRAIN#${run.project}#${windowStart}`, sk: 'RETRAIN' };
-  try {
-    await deps.dynamodb.send(
-      new PutCommand({
-        TableName: deps.rewardTable,
-        Item: { ...key, project: run.project, windowStart, reason: run.reason, trigger: run.trigger, runId: run.runId, status: 'starting', claimedAt: options.now.toISOString() },
-        ConditionExpression: 'attribute_not_exists(pk)',
-      }),
-    );
-  } catch (error) {
-    if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error;
-    const existing = await deps.dynamodb.send(new GetCommand({ TableName: deps.rewardTable, Key: key, ConsistentRead: true }));
+  const claim = await deps.rewards.claimRetrain({
+    project: run.project,
+    windowStart,
+    reason: run.reason,
+    trigger: run.trigger,
+    runId: run.runId,
+    claimedAt: options.now.toISOString(),
+  });
+  if (!claim.claimed) {
+    const { existing } = claim;
     return {
       started: false,
       alreadyClaimed: true,
-      reason: (existing.Item?.reason as string | undefined) ?? run.reason,
-      runId: (existing.Item?.runId as string | undefined) ?? run.runId,
-      ...(existing.Item?.executionArn ? { executionArn: existing.Item.executionArn as string } : {}),
+      reason: existing.reason ?? run.reason,
+      runId: existing.runId ?? run.runId,
+      ...(existing.executionArn ? { executionArn: existing.executionArn } : {}),
     };
   }
   let started: Awaited<ReturnType<StartRun>>;
@@ -346,9 +361,7 @@ async function startRetrainOnce(
     started = await options.startRun(run);
   } catch (error) {
     // Give the claim back so the next pass in this window tries again.
-    await deps.dynamodb.send(
-      new DeleteCommand({ TableName: deps.rewardTable, Key: key, ConditionExpression: '#status = :starting', ExpressionAttributeNames: { '#status': 'status' }, ExpressionAttributeValues: { ':starting': 'starting' } }),
-    );
+    await deps.rewards.releaseRetrain(run.project, windowStart);
     throw new ServeError(`could not start the retraining run of ${run.project} (${describeError(error).message}); the next monitor pass tries again`, {
       code: 'MONITOR_FAILED',
       context: { project: run.project, reason: run.reason },
@@ -356,44 +369,16 @@ async function startRetrainOnce(
     });
   }
   const runId = started.runId ?? run.runId;
-  await deps.dynamodb.send(
-    new UpdateCommand({
-      TableName: deps.rewardTable,
-      Key: key,
-      UpdateExpression: started.executionArn ? 'SET #status = :started, runId = :runId, executionArn = :arn' : 'SET #status = :started, runId = :runId',
-      ExpressionAttributeNames: { '#status': 'status' },
-      ExpressionAttributeValues: { ':started': 'started', ':runId': runId, ...(started.executionArn ? { ':arn': started.executionArn } : {}) },
-    }),
-  );
+  await deps.rewards.markRetrainStarted(run.project, windowStart, { runId, ...(started.executionArn ? { executionArn: started.executionArn } : {}) });
   options.logger.info('retraining started', { project: run.project, runId, reason: run.reason, trigger: run.trigger });
   return { started: true, alreadyClaimed: false, reason: run.reason, runId, ...(started.executionArn ? { executionArn: started.executionArn } : {}) };
 }
 
 // ── reading ───────────────────────────────────────────────────────────────────────────────────
 
-async function servedProjects(deps: MonitorDependencies): Promise<string[]> {
-  const projects: string[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const page = await deps.dynamodb.send(
-      new ScanCommand({
-        TableName: deps.registryTable,
-        FilterExpression: 'sk = :serving',
-        ExpressionAttributeValues: { ':serving': 'SERVING' },
-        ProjectionExpression: '#project',
-        ExpressionAttributeNames: { '#project': 'project' },
-        ExclusiveStartKey: start,
-      }),
-    );
-    for (const item of page.Items ?? []) if (typeof item.project === 'string') projects.push(item.project);
-    start = page.LastEvaluatedKey;
-  } while (start);
-  return projects.sort();
-}
-
 async function readCard(deps: MonitorDependencies, project: string, version: number): Promise<ModelCard> {
   const registered = await deps.registry.getVersion(project, version);
-  return deps.store.getJson<ModelCard>(registered.lineage.cardUri ?? keys.modelCard(project, version));
+  return deps.store.getJson(registered.lineage.cardUri ?? keys.modelCard(project, version), ModelCard);
 }
 
 /** Production's thresholds and retraining spec from its live-model document; a version exported before there was one falls back to its run's manifest. */
@@ -402,11 +387,15 @@ async function liveMonitorSpec(store: ArtifactStore, card: ModelCard, live: Live
   return manifestMonitorSpec(store, card);
 }
 
+/** The part of an older version's run manifest the monitor reads: where the spec is and its thresholds (judged by CompleteMonitor, for a message that names them). */
+const ManifestMonitorPart = z.looseObject({ specUri: z.string().optional(), spec: z.looseObject({ monitor: z.unknown().optional() }).optional() });
+const CompleteMonitor = z.object({ windowHours: z.number().positive(), minRewardDrop: z.number(), psiThreshold: z.number() });
+
 async function manifestMonitorSpec(store: ArtifactStore, card: ModelCard): Promise<{ monitor: MonitorSpec; specUri?: string }> {
   const key = keys.runManifest(card.runId);
-  let manifest: { specUri?: string; spec?: { monitor?: Partial<MonitorSpec> } };
+  let manifest: z.infer<typeof ManifestMonitorPart>;
   try {
-    manifest = await store.getJson(key);
+    manifest = await store.getJson(key, ManifestMonitorPart);
   } catch (cause) {
     throw new ServeError(
       `${card.project} version ${card.version} has no ${keys.modelFile(card.project, card.version, 'live.json')} (it was exported before Export wrote one) and ${key}, the manifest of its run ${card.runId}, cannot be read (runs/ expires); promote a version exported since, or pass monitorSpecOf`,
@@ -414,14 +403,14 @@ async function manifestMonitorSpec(store: ArtifactStore, card: ModelCard): Promi
     );
   }
   const monitor = manifest.spec?.monitor;
-  const valid = monitor && [monitor.windowHours, monitor.minRewardDrop, monitor.psiThreshold].every((v) => typeof v === 'number' && Number.isFinite(v)) && (monitor.windowHours ?? 0) > 0;
-  if (!valid) {
+  const complete = CompleteMonitor.safeParse(monitor);
+  if (!complete.success) {
     throw new ServeError(`${key} has no complete spec.monitor (windowHours, minRewardDrop, psiThreshold); it was not written by Prepare`, {
       code: 'MONITOR_FAILED',
       context: { project: card.project, key, monitor },
     });
   }
-  return { monitor: monitor as MonitorSpec, ...(manifest.specUri ? { specUri: manifest.specUri } : {}) };
+  return { monitor: complete.data, ...(manifest.specUri ? { specUri: manifest.specUri } : {}) };
 }
 
 function round(value: number): number {

@@ -1,9 +1,8 @@
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
-import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { RewardLog } from '#lib/registry/index.ts';
 import { ServeError } from './errors.ts';
 
-/** The signing key's item in the reward table: one per deployment, created by the first server that needs it. */
-const KEY_ITEM = { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } as const;
 /**
  * The index is canonical base 36 (`0`, never `00`): the reward row is keyed on the id's text and
  * the MAC covers the request, not the index, so a second spelling of one index would be a second
@@ -24,8 +23,8 @@ const MAX_BATCH = 36 ** 4 - 1;
  * functions and the pipeline can read; whoever can read it could also write feedback directly.
  */
 export class PredictionIds {
-  readonly #db: DynamoDBDocumentClient;
-  readonly #table: string;
+  /** Keeps the signing key: one per deployment in the reward table, created by the first server that needs it. */
+  readonly #rewards: RewardLog;
   readonly #clock: () => number;
   readonly #retentionSeconds: number;
   #key: Promise<KeyObject> | undefined;
@@ -33,8 +32,7 @@ export class PredictionIds {
   #signer: KeyObject | undefined;
 
   constructor(options: { dynamodb: DynamoDBDocumentClient; tableName: string; clock?: () => number; retentionDays?: number }) {
-    this.#db = options.dynamodb;
-    this.#table = options.tableName;
+    this.#rewards = new RewardLog({ dynamodb: options.dynamodb, tableName: options.tableName });
     this.#clock = options.clock ?? Date.now;
     this.#retentionSeconds = Math.round((options.retentionDays ?? 30) * 86_400);
   }
@@ -101,18 +99,8 @@ export class PredictionIds {
   }
 
   async #loadKey(): Promise<Buffer> {
-    const read = async () => (await this.#db.send(new GetCommand({ TableName: this.#table, Key: KEY_ITEM, ConsistentRead: true }))).Item?.key as string | undefined;
-    const existing = await read();
-    if (existing) return Buffer.from(existing, 'base64');
-    try {
-      const key = randomBytes(32).toString('base64');
-      await this.#db.send(new PutCommand({ TableName: this.#table, Item: { ...KEY_ITEM, key, createdAt: new Date(this.#clock()).toISOString() }, ConditionExpression: 'attribute_not_exists(pk)' }));
-      return Buffer.from(key, 'base64');
-    } catch (error) {
-      // Another server created it first: use theirs.
-      if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error;
-      return Buffer.from((await read())!, 'base64');
-    }
+    const key = await this.#rewards.predictionSigningKey(() => ({ key: randomBytes(32).toString('base64'), createdAt: new Date(this.#clock()).toISOString() }));
+    return Buffer.from(key, 'base64');
   }
 }
 

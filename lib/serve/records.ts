@@ -1,5 +1,5 @@
 import { validateInputs, type ValidatedRow } from '#lib/datasets/index.ts';
-import type { CardServing } from '#lib/deploy/card.ts';
+import type { CardServing } from '#lib/run/index.ts';
 import type { EncoderDescriptor } from '#lib/encoders/index.ts';
 import { renderValue, type BaseModelSpec } from '#lib/spec/index.ts';
 

@@ -1,13 +1,11 @@
-import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { RewardLog } from '#lib/registry/index.ts';
 import type { RewardKind } from '#lib/route/index.ts';
 import { ServeError } from './errors.ts';
 
 /**
- * Per-project serving settings, one item in the reward table beside the arm counters they govern:
- *
- *   PROJECT#<p> | SERVE#SETTINGS    rewardKind, updatedAt
- *
- * The reward kind decides both what feedback accepts (0/1 only for `bernoulli`) and the router's
+ * Per-project serving settings, one item in the reward table beside the arm counters they govern
+ * (kept by RewardLog). The reward kind decides both what feedback accepts (0/1 only for `bernoulli`) and the router's
  * posterior, so it lives with the counters rather than in a spec that later runs may change.
  * A project without the item routes on 0/1 rewards (clicks, accepts), the common case.
  */
@@ -20,17 +18,14 @@ export const DEFAULT_SERVE_SETTINGS: ServeSettings = { rewardKind: 'bernoulli' }
 const REWARD_KINDS: readonly RewardKind[] = ['bernoulli', 'gaussian'];
 
 export class ServeSettingsStore {
-  readonly #db: DynamoDBDocumentClient;
-  readonly #table: string;
+  readonly #rewards: RewardLog;
 
   constructor(options: { dynamodb: DynamoDBDocumentClient; tableName: string }) {
-    this.#db = options.dynamodb;
-    this.#table = options.tableName;
+    this.#rewards = new RewardLog(options);
   }
 
   async get(project: string): Promise<ServeSettings> {
-    const result = await this.#db.send(new GetCommand({ TableName: this.#table, Key: { pk: `PROJECT#${project}`, sk: 'SERVE#SETTINGS' } }));
-    const kind = result.Item?.rewardKind;
+    const kind = (await this.#rewards.getServeSettings(project)).rewardKind;
     return kind === undefined ? DEFAULT_SERVE_SETTINGS : { rewardKind: kind as RewardKind };
   }
 
@@ -42,11 +37,6 @@ export class ServeSettingsStore {
         context: { project, rewardKind: settings.rewardKind },
       });
     }
-    await this.#db.send(
-      new PutCommand({
-        TableName: this.#table,
-        Item: { pk: `PROJECT#${project}`, sk: 'SERVE#SETTINGS', project, rewardKind: settings.rewardKind, updatedAt: new Date().toISOString() },
-      }),
-    );
+    await this.#rewards.putServeSettings(project, { rewardKind: settings.rewardKind });
   }
 }

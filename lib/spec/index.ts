@@ -13,6 +13,7 @@ export {
   monitorSchema,
   primaryBaseModel,
   specInputSchema,
+  splitSchema,
   type Architecture,
   type BaseModelKind,
   type BaseModelSpec,

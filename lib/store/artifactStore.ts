@@ -13,6 +13,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import type * as z from 'zod';
 import { StoreError } from './errors.ts';
 import { canonicalJson } from '#lib/spec/digest.ts';
 
@@ -142,11 +143,17 @@ export class ArtifactStore {
     return response.Body.transformToByteArray();
   }
 
-  async getJson<T>(keyOrUri: string): Promise<T> {
+  /**
+   * A JSON document, parsed with its schema: what comes back from S3 was written by another
+   * process (or another version of this one), so it is checked, never cast. A document that does
+   * not fit is a DOCUMENT_INVALID error naming the key, each bad field and its problem.
+   */
+  async getJson<Schema extends z.ZodType>(keyOrUri: string, schema: Schema): Promise<z.output<Schema>> {
     const key = this.keyOf(keyOrUri);
     const text = Buffer.from(await this.getBytes(key)).toString('utf8');
+    let value: unknown;
     try {
-      return JSON.parse(text) as T;
+      value = JSON.parse(text);
     } catch (error) {
       throw new StoreError(`${this.uri(key)} is not valid JSON (${(error as Error).message}); it was not written by putJson`, {
         code: 'INVALID_JSON',
@@ -154,6 +161,14 @@ export class ArtifactStore {
         cause: error,
       });
     }
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return parsed.data;
+    const problems = parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(the document)'}: ${issue.message}`);
+    const more = parsed.error.issues.length > problems.length ? ` (and ${parsed.error.issues.length - problems.length} more)` : '';
+    throw new StoreError(
+      `${this.uri(key)} is not the document expected there: ${problems.join('; ')}${more}; it was written by another version or changed by hand, so write it again with the stage that owns it`,
+      { code: 'DOCUMENT_INVALID', context: { key, issues: parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })) }, cause: parsed.error },
+    );
   }
 
   /**

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 
-import { objectiveTasks } from '#lib/agent/index.ts';
+import { objectiveTasks } from '#lib/run/index.ts';
 import { TrainingSession, UNCERTAINTY_PARAMETER, type TrainingSessionOptions } from '#lib/graph/index.ts';
 import { evaluateTask, labelSpread, MetricsError } from '#lib/metrics/index.ts';
 import { batchesOf, shuffleBuffer, type ShardBatch } from '#lib/shards/index.ts';

@@ -1,3 +1,4 @@
+import * as z from 'zod';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -5,7 +6,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
 import { shardKey } from '#lib/embed/index.ts';
-import type { RunManifest } from '#lib/prepare/manifest.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { readShard, type ShardBatch, type SplitName } from '#lib/shards/index.ts';
 import { canonicalJson, keys, type ArtifactStore } from '#lib/store/index.ts';
 import { TrainError } from '#lib/train/errors.ts';
@@ -90,7 +91,7 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
     return done;
   }
 
-  const manifest = await store.getJson<RunManifest>(job.manifestUri);
+  const manifest = await store.getJson(job.manifestUri, RunManifest);
   const encoder = proposal.encoderId === undefined ? manifest.encoders[0] : manifest.encoders.find((entry) => entry.id === proposal.encoderId);
   if (encoder === undefined) {
     const listed = manifest.encoders.map((entry) => entry.id).join(', ') || 'none';
@@ -199,7 +200,7 @@ function progressLine(trialId: string, epochs: number, p: TrainProgress): string
 /** The result an earlier attempt of this trial wrote, when it ran the same proposal to success. */
 async function previousResult(store: ArtifactStore, job: TrialJob): Promise<TrialJobResult | undefined> {
   if (!(await store.exists(job.outputUri))) return undefined;
-  const parsed = TrialJobResult.safeParse(await store.getJson<unknown>(job.outputUri));
+  const parsed = TrialJobResult.safeParse(await store.getJson(job.outputUri, z.unknown()));
   if (!parsed.success || parsed.data.status !== 'succeeded') return undefined;
   return canonicalJson(parsed.data.proposal) === canonicalJson(job.proposal) ? parsed.data : undefined;
 }

@@ -1,4 +1,5 @@
-import type { Architecture } from '#lib/spec/index.ts';
+import * as z from 'zod';
+import { ARCHITECTURES } from '#lib/spec/index.ts';
 import { sha256Hex, type ArtifactStore, type StoredObject } from '#lib/store/index.ts';
 import { TrainError } from '#lib/train/errors.ts';
 import type { TrialWeights } from '#lib/train/trainer.ts';
@@ -11,19 +12,20 @@ import type { TrialWeights } from '#lib/train/trainer.ts';
 export const WEIGHTS_FORMAT = 'agentflow-trial-weights';
 export const WEIGHTS_FORMAT_VERSION = 1;
 
-export interface WeightsIndex {
-  format: typeof WEIGHTS_FORMAT;
-  version: typeof WEIGHTS_FORMAT_VERSION;
-  architecture: Architecture;
-  inputDim: number;
-  dtype: 'float32';
+export const WeightsIndex = z.object({
+  format: z.literal(WEIGHTS_FORMAT),
+  version: z.literal(WEIGHTS_FORMAT_VERSION),
+  architecture: z.enum(ARCHITECTURES),
+  inputDim: z.int().positive(),
+  dtype: z.literal('float32'),
   /** sha256 of weights.bin. */
-  sha256: string;
-  byteLength: number;
-  parameters: { name: string; shape: number[]; offset: number; length: number }[];
+  sha256: z.string(),
+  byteLength: z.int().nonnegative(),
+  parameters: z.array(z.object({ name: z.string(), shape: z.array(z.int()), offset: z.int().nonnegative(), length: z.int().nonnegative() })),
   /** Regression tasks' target standardization, part of the model like the parameters. */
-  targetScales?: Record<string, { mean: number; std: number }>;
-}
+  targetScales: z.record(z.string(), z.object({ mean: z.number(), std: z.number() })).optional(),
+});
+export type WeightsIndex = z.infer<typeof WeightsIndex>;
 
 export function encodeWeights(weights: TrialWeights): { bin: Uint8Array; index: WeightsIndex } {
   const names = Object.keys(weights.tensors).sort();
@@ -103,7 +105,7 @@ export async function saveTrialWeights(store: ArtifactStore, weightsKeyOrUri: st
 
 /** Reads a trial's weights back (for the Export stage), checking the data against its index. */
 export async function loadTrialWeights(store: ArtifactStore, weightsUri: string): Promise<TrialWeights> {
-  const index = await store.getJson<WeightsIndex>(weightsIndexUri(weightsUri));
+  const index = await store.getJson(weightsIndexUri(weightsUri), WeightsIndex);
   const bin = await store.getBytes(weightsUri);
   return decodeWeights(bin, index, weightsUri);
 }

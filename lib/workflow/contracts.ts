@@ -29,6 +29,17 @@ export const S3Uri = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](
 /** `s3://<bucket>/runs/<runId>`, no trailing slash: the definition appends `/embed/…` and `/trials/…` to it. */
 export const RunUri = S3Uri.refine((uri) => !uri.endsWith('/'), 'a run URI has no trailing slash');
 
+/**
+ * The one naming rule for executions of the workflow, on AWS and locally: an execution is named by
+ * its run id, and the n-th restart of a run (`agentflow resume`, when a redrive would only repeat
+ * the failure) by `<runId>-resume-<n>`. Step Functions refuses a second execution of one name, so
+ * a retried start attaches to the first instead of starting a second run; it follows that run
+ * ids must be unique in a deployment, not only in their project.
+ */
+export function executionName(run: { runId: string; attempt?: number }): string {
+  return run.attempt ? `${run.runId}-resume-${run.attempt}` : run.runId;
+}
+
 /** Where the Embed job writes its EmbedJobResult. The definition formats the same path with `States.Format`. */
 export const EMBED_RESULT_PATH = '/embed/result.json';
 /** Where a trial job writes its TrialJobResult, `{}` being the trial id. */

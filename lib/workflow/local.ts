@@ -6,7 +6,7 @@
  */
 import { StateMachine, type RunOptions, type StateMachineDefinition as LocalDefinition } from 'aws-local-stepfunctions';
 import type { JsonValue, State, StateMachineDefinition } from '#lib/workflow/asl.ts';
-import { RunContext } from '#lib/workflow/contracts.ts';
+import { RunContext, executionName } from '#lib/workflow/contracts.ts';
 import { buildDefinition, PLACEHOLDERS, substitutePlaceholders } from '#lib/workflow/definition.ts';
 import { TaskError, WorkflowError } from '#lib/workflow/errors.ts';
 import { launchLocalJob, type JobOutputLine } from '#lib/workflow/localJob.ts';
@@ -280,7 +280,7 @@ export async function runLocalWorkflow(options: RunLocalWorkflowOptions): Promis
   }
   const runOptions: RunOptions = {
     overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
-    context: { Execution: { Id: executionId, Name: input.data.runId } },
+    context: { Execution: { Id: executionId, Name: executionName({ runId: input.data.runId }) } },
   };
   const execution = machine.run(input.data as unknown as JsonValue, runOptions);
 

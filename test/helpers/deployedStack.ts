@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { STACK_OUTPUTS, type AwsClientOptions } from '#lib/aws/index.ts';
 import { EXIT } from '#lib/cli/index.ts';
-import type { CardTask } from '#lib/deploy/card.ts';
+import type { CardTask } from '#lib/run/index.ts';
 import { createRng } from '#lib/route/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type ServeContext } from '#lib/serve/index.ts';
 import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';

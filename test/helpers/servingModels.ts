@@ -3,7 +3,7 @@
  * with small heads (a real ONNX file), published to the store and the registry as Export does, and
  * the Function URL event the serving handlers take.
  */
-import type { CardServing, CardTask, ModelCard } from '#lib/deploy/card.ts';
+import type { CardServing, CardTask, ModelCard } from '#lib/run/index.ts';
 import { encoderDescriptor, fitFeaturesEncoder, mergeEncoderAndHeads, type FittedEncoder } from '#lib/encoders/index.ts';
 import { Graph, type Value } from '#lib/graph/index.ts';
 import type { Registry } from '#lib/registry/index.ts';

@@ -1,11 +1,11 @@
 import { splitOf, type SplitName } from '#lib/datasets/index.ts';
-import type { DatasetRole, RunManifest } from '#lib/prepare/index.ts';
+import type { DatasetRole, RunManifest } from './manifest.ts';
 
 /** Which split a row of a dataset goes to, by the dataset's role and the row's 0-based record index. */
 export type SplitRouter = (role: DatasetRole, rowIndex: number) => SplitName;
 
 /**
- * The one split rule Prepare (which fits encoders on train rows only) and Embed share: a
+ * The one split rule Prepare (which fits encoders on train rows only), Embed and Export share: a
  * validation or holdout dataset given on its own is wholly that split, and the train dataset's
  * rows are hashed by record index (`splitOf`) into only the roles not given on their own, so with
  * a validation dataset and no holdout one, train rows go to train or holdout.
