@@ -10,6 +10,7 @@ import { resumeOnAws, runOnAws, setSchedules, showSchedules } from './aws.ts';
 import { DEMO_SPEC, runDemo } from './demo.ts';
 import { promoteVersion } from './promote.ts';
 import { registerServingCommands } from './serving.ts';
+import { registerUpCommand } from './up.ts';
 import { consoleOutput, EXIT, fixed, reportError, table, type Output } from './output.ts';
 import { createProgress } from './progress.ts';
 import { awsOnly, localOnly, openCliSession, type CliSession, type GlobalOptions } from './session.ts';
@@ -22,7 +23,11 @@ export function reportPath(session: CliSession, runId: string): string {
   return join(session.reportsDir, `${runId}.html`);
 }
 
-export type WithSession = (action: (session: CliSession, output: Output, options: GlobalOptions) => Promise<number | void>) => () => Promise<void>;
+export type WithSession = (
+  action: (session: CliSession, output: Output, options: GlobalOptions) => Promise<number | void>,
+  /** `attach: false` for commands that must own the data folder (`serve`, `up`): they do not work through a running `up`. */
+  sessionOptions?: { attach?: boolean },
+) => () => Promise<void>;
 
 export interface CliHooks {
   /** Where exit codes go (process.exitCode by default; tests capture them). */
@@ -71,12 +76,12 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     );
 
   /** Runs an action against the local stand-ins or (--aws) the deployed stack, mapping errors to exit codes. */
-  const withSession: WithSession = (action) => async () => {
+  const withSession: WithSession = (action, sessionOptions = {}) => async () => {
     const options = program.opts<GlobalOptions>();
     const output = outputOf(options.json);
     let session: CliSession | undefined;
     try {
-      session = await openCliSession(options, hooks.aws);
+      session = await openCliSession(options, hooks.aws, sessionOptions);
       setExitCode((await action(session, output, options)) ?? EXIT.ok);
     } catch (error) {
       setExitCode(reportError(output, error));
@@ -353,6 +358,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
       })(),
     );
 
+  registerUpCommand(program, { withSession, progressFor });
   registerServingCommands(program, { withSession, outputOf, setExitCode, ...(hooks.aws ? { aws: hooks.aws } : {}) });
   return program;
 }
