@@ -34,6 +34,7 @@ const scenario = (name: string, options: Pick<DriftScenarioOptions, 'shiftSd' | 
     tuning: { strategy: 'pgpe', generations: 1, population: 2, maxConcurrency: 2 },
     training: { epochs: 25, batchSize: 32, learningRate: 0.02, warmupSteps: 5, earlyStoppingPatience: 6 },
   },
+  onJobOutput: () => undefined,
   ...options,
 });
 

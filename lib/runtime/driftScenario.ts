@@ -3,6 +3,8 @@ import { dirname, join, resolve } from 'node:path';
 import { AgentflowError } from '#lib/errors/index.ts';
 import type { MonitorReport } from '#lib/serve/index.ts';
 import { parseSpec } from '#lib/spec/index.ts';
+import { mulberry32 } from '#lib/synth/index.ts';
+import type { JobOutputLine, WorkflowEvent } from '#lib/workflow/index.ts';
 import { runPipelineLocally, type LocalSession } from './localRun.ts';
 import { startUp, type UpRun } from './up.ts';
 
@@ -43,6 +45,9 @@ export interface DriftScenarioOptions {
   /** Spec overrides for speed (tuning budget, epochs). */
   specPatch?: Record<string, unknown>;
   say?: (line: string) => void;
+  /** The runs' progress (default: the local runner's own printing of job output). */
+  onEvent?: (event: WorkflowEvent) => void;
+  onJobOutput?: (line: JobOutputLine) => void;
 }
 
 /** One monitor window as the timeline shows it. */
@@ -104,7 +109,8 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
   );
 
   say(`training the champion of ${project}…`);
-  const initial = await runPipelineLocally(session, { specPath, trigger: 'scenario' });
+  const progress = { ...(options.onEvent ? { onEvent: options.onEvent } : {}), ...(options.onJobOutput ? { onJobOutput: options.onJobOutput } : {}) };
+  const initial = await runPipelineLocally(session, { specPath, trigger: 'scenario', ...progress });
   if (initial.result.status !== 'SUCCEEDED') throw new DriftScenarioError(`the initial run ${initial.runId} of ${project} ${initial.result.status}: ${initial.result.error ?? ''} ${initial.result.cause ?? ''}`, { code: 'SCENARIO_FAILED' });
   const serving = await session.deps.registry.getServingSet(project);
   if (!serving) throw new DriftScenarioError(`the initial run of ${project} put no version in production`, { code: 'SCENARIO_FAILED' });
@@ -116,7 +122,13 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     const mean = values.reduce((a, b) => a + b, 0) / values.length;
     return { field, mean, sd: Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length) };
   });
-  const labelled = rows.filter((r) => typeof r.labels[task] === 'string');
+  // Shuffled: the file is sorted by species and island, and a stream in file order would drift by itself.
+  const random = mulberry32(7);
+  const labelled = rows
+    .filter((r) => typeof r.labels[task] === 'string')
+    .map((row) => ({ row, key: random() }))
+    .sort((a, b) => a.key - b.key)
+    .map(({ row }) => row);
   const shifted = (row: Row): Row => ({
     input: { ...row.input, ...Object.fromEntries(stats.map((s) => [s.field, typeof row.input[s.field] === 'number' ? (row.input[s.field] as number) + options.shiftSd * s.sd : row.input[s.field]])) },
     labels: { ...row.labels, [task]: options.truthChanges ? rotate(classes, row.labels[task] as string) : row.labels[task] },
@@ -127,8 +139,9 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
   const up = await startUp(session, {
     specPaths: [specPath],
     port: 0,
+    ...progress,
     monitorEveryMs: options.windowSeconds * 1000,
-    monitor: { minFeedback: 20, minDriftSamples: 60 },
+    monitor: { minFeedback: 20, minDriftSamples: 60, projects: [project] },
     serve: { statsTtlMs: 500, drift: { sampleRate: 1, flushAfterMs: 1000 } },
     onMonitor: (report) => {
       reports.push(report);
@@ -277,5 +290,6 @@ async function loadScenario(options: DriftScenarioOptions) {
         labels: Object.fromEntries(Object.entries(record).filter(([k]) => taskNames.has(k))),
       };
     });
-  return { spec, raw, rows, numeric: base.numeric as string[], task: first.name, classes: first.classes, project: `${spec.project}-drift` };
+  const project = typeof options.specPatch?.project === 'string' ? options.specPatch.project : `${spec.project}-drift`;
+  return { spec, raw, rows, numeric: base.numeric as string[], task: first.name, classes: first.classes, project };
 }

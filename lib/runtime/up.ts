@@ -34,7 +34,7 @@ export interface UpOptions {
   /** How often the monitor checks every served project; 0 turns it off. */
   monitorEveryMs: number;
   /** Monitor settings beyond the spec's thresholds (e.g. fewer feedback events per window in a demo). */
-  monitor?: Omit<MonitorOptions, 'startRun' | 'now' | 'projects'>;
+  monitor?: Omit<MonitorOptions, 'startRun' | 'now'>;
   serve?: Omit<ServeOptions, 'metricsSink'>;
   /** Extra environment for the Batch jobs, and a run's time limit. */
   jobEnv?: Record<string, string>;
@@ -112,6 +112,7 @@ export async function startUp(session: LocalSession, options: UpOptions): Promis
       {
         // What a pass found is reported through onMonitor; the monitor Lambda's JSON log lines would bury a terminal.
         logger: silentLogger,
+        metricsSink: () => undefined,
         ...options.monitor,
         startRun: async (request) => {
           // The monitor's run id names its window; runs here are named like any other, and the claim records which.
