@@ -7,7 +7,7 @@ import { callerPolicyFor, type AwsClientOptions } from '#lib/aws/index.ts';
 import { newRunId, nextFireTime, resumePipelineLocally, runPipelineLocally, runScheduleLoop, ScheduleError } from '#lib/runtime/index.ts';
 import { parseSpecJson } from '#lib/spec/index.ts';
 import { resumeOnAws, runOnAws, setSchedules, showSchedules } from './aws.ts';
-import { DEMO_SPEC, runDemo } from './demo.ts';
+import { DEMO_SPEC, runDemo, runDriftDemo } from './demo.ts';
 import { promoteVersion } from './promote.ts';
 import { registerServingCommands } from './serving.ts';
 import { registerUpCommand } from './up.ts';
@@ -121,11 +121,14 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .description('the whole loop on the shipped demo data (what `npm start` runs): a run, baselines, a served prediction and its feedback')
     .option('--spec <spec>', 'another spec to demo', DEMO_SPEC)
     .option('-v, --verbose', 'show every job output line', false)
-    .action(async (options: { spec: string; verbose: boolean }) =>
+    .option('--drift', 'then watch the loop close: shifted traffic, detection, a retraining run, a canary, traffic moving to it', false)
+    .action(async (options: { spec: string; verbose: boolean; drift: boolean }) =>
       withSession(async (session, output) => {
         const local = localOnly(session, 'demo', 'on the deployed stack, run a spec with `agentflow run <spec.json> --aws`');
         const progress = progressFor(output, { verbose: options.verbose });
-        return runDemo(local, { output, progress, specPath: options.spec, reportPath: (runId) => reportPath(session, runId) });
+        const demo = { output, progress, specPath: options.spec, reportPath: (runId: string) => reportPath(session, runId) };
+        const code = await runDemo(local, demo);
+        return code === EXIT.ok && options.drift ? runDriftDemo(local, { ...demo, progress: progressFor(output, { verbose: options.verbose }) }) : code;
       })(),
     );
 
