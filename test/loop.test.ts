@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildRunReport, writeLoopTimeline } from '#lib/report/index.ts';
 import { openLocalSession, runDriftScenario, type DriftScenarioOptions, type LocalSession } from '#lib/runtime/index.ts';
 
 let folder: string;
@@ -49,6 +50,17 @@ describe('the closed loop', () => {
     // The canary floor is 0.2; feedback must have taken it well past that.
     expect(result.challengerShare).toBeGreaterThan(0.5);
     expect(result.rewardAfter).toBeGreaterThan(0.6);
+    expect(result.rewardBefore).toBeGreaterThan(0.8);
+    // The timeline: windows before the shift, detection after it, the new version's traffic in the last window.
+    expect(result.windows.some((w) => !w.shifted)).toBe(true);
+    expect(Date.parse(result.detectedAt!)).toBeGreaterThan(Date.parse(result.driftOnsetAt));
+    expect(result.windows.at(-1)!.traffic[`v${result.challenger}`]).toBeGreaterThan(0.5);
+
+    await writeLoopTimeline(session.deps.store, result.retrainRun!.runId, result);
+    const report = await buildRunReport(session.deps, { project: 'good', runId: result.retrainRun!.runId });
+    expect(report.data.loop?.challenger).toBe(result.challenger);
+    expect(report.html).toContain('<h2>The loop</h2>');
+    expect(report.html).toMatch(/Drift to detection: <strong>\d+ s<\/strong>/);
   }, 300_000);
 
   it('keeps traffic on the champion when the retrained model is worse', async () => {

@@ -108,7 +108,7 @@ async function servePrediction(session: LocalSession, manifest: RunManifest, car
  * version goes out as a canary and Thompson routing moves traffic to it as feedback arrives.
  * Time is compressed: monitor windows of seconds, one small generation of trials.
  */
-export async function runDriftDemo(session: LocalSession, options: { output: Output; progress: Progress; specPath?: string; reportPath: (runId: string) => string }): Promise<number> {
+export async function runDriftDemo(session: LocalSession, options: { output: Output; progress: Progress; verbose?: boolean; specPath?: string; reportPath: (runId: string) => string }): Promise<number> {
   const { output, progress } = options;
   const say = (text: string) => {
     if (!output.json) output.out(text);
@@ -126,15 +126,15 @@ export async function runDriftDemo(session: LocalSession, options: { output: Out
     truthChanges: true,
     appendedLabels: 'truth',
     windowSeconds: 8,
-    observeSeconds: 24,
+    observeSeconds: 16,
     specPatch: {
       project,
       tuning: { strategy: 'pgpe', generations: 1, population: 2, maxConcurrency: 2 },
       training: { epochs: 25, batchSize: 32, learningRate: 0.02, warmupSteps: 5, earlyStoppingPatience: 6 },
     },
     say,
-    onEvent: progress.onEvent,
-    onJobOutput: progress.onJobOutput,
+    // The loop's own lines tell this part; every job line would bury them.
+    ...(options.verbose ? { onEvent: progress.onEvent, onJobOutput: progress.onJobOutput } : { onEvent: () => undefined, onJobOutput: () => undefined }),
   });
   progress.finish();
   const figures = loopFigures(loop);

@@ -128,7 +128,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         const progress = progressFor(output, { verbose: options.verbose });
         const demo = { output, progress, specPath: options.spec, reportPath: (runId: string) => reportPath(session, runId) };
         const code = await runDemo(local, demo);
-        return code === EXIT.ok && options.drift ? runDriftDemo(local, { ...demo, progress: progressFor(output, { verbose: options.verbose }) }) : code;
+        return code === EXIT.ok && options.drift ? runDriftDemo(local, { ...demo, verbose: options.verbose, progress: progressFor(output, { verbose: options.verbose }) }) : code;
       })(),
     );
 

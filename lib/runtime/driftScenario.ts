@@ -103,7 +103,8 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
       // Floors off: the canary must go out even when it is worse, so that routing is what keeps traffic on the champion.
       tasks: spec.tasks.map((t) => ({ ...(raw.tasks as Record<string, unknown>[]).find((r) => r.name === t.name), floor: undefined })),
       deploy: { policy: 'canary', canaryShare: 0.2 },
-      monitor: { windowHours: options.windowSeconds / 3600, minRewardDrop: 0.15, psiThreshold: 0.2 },
+      // PSI over a hundred-odd samples reads above 0.2 by chance now and then; a shift of a standard deviation reads well above 0.5.
+      monitor: { windowHours: options.windowSeconds / 3600, minRewardDrop: 0.15, psiThreshold: 0.5 },
       schedule: undefined,
     }),
   );
@@ -141,7 +142,7 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     port: 0,
     ...progress,
     monitorEveryMs: options.windowSeconds * 1000,
-    monitor: { minFeedback: 20, minDriftSamples: 60, projects: [project] },
+    monitor: { minFeedback: 20, minDriftSamples: 80, projects: [project] },
     serve: { statsTtlMs: 500, drift: { sampleRate: 1, flushAfterMs: 1000 } },
     onMonitor: (report) => {
       reports.push(report);
@@ -185,8 +186,8 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
 
   let result: DriftScenarioResult;
   try {
-    // One window of the population the champion was trained on, for the reward before.
-    const stableUntil = Date.now() + options.windowSeconds * 1000;
+    // A window and a half of the population the champion was trained on, for the reward before: the first monitor pass falls inside it.
+    const stableUntil = Date.now() + options.windowSeconds * 1500;
     await traffic(() => Date.now() >= stableUntil, false);
     const driftOnset = Date.now();
     say(`drift begins: inputs move by ${options.shiftSd} sd${options.truthChanges ? ' and their class rotates' : ''}; labelled rows of them arrive in the training file`);
@@ -211,7 +212,8 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
       return failed || (firstServed !== undefined && Date.now() - firstServed >= (options.observeSeconds ?? 20) * 1000);
     }, true);
 
-    const detection = reports.find((r) => r.projects.some((p) => p.project === project && p.retrain?.started));
+    // A pass before the onset that started a retraining would be a false alarm; it is in the timeline, not the detection.
+    const detection = reports.find((r) => Date.parse(r.time) >= driftOnset && r.projects.some((p) => p.project === project && p.retrain?.started));
     const retrain = runs[0];
     const after = await session.deps.registry.getServingSet(project);
     const challenger = after?.challengers.find((c) => c.version !== champion)?.version ?? (after && after.production !== champion ? after.production : undefined);
