@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,4 +109,35 @@ describe('agentflow up', () => {
     const result = await agentflow(['models', 'ls', '-p', PROJECT]);
     expect(result.code).toBe(EXIT.busy);
   });
+});
+
+describe('agentflow up as a user runs it', () => {
+  it('serves until Ctrl-C, lets commands work through it meanwhile, then stops cleanly and releases the folder', async () => {
+    const own = join(folder, 'cli');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'functions/cli.ts', '--dir', own, 'up', '--port', '0', '--monitor-every', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 45_000;
+      while (!stdout.includes('up on http://') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(stdout, stderr).toMatch(/up on http:\/\/127\.0\.0\.1:\d+/);
+
+      const runs = await runCli(['--dir', own, '--json', 'runs', 'ls', '-p', PROJECT]);
+      expect(runs.code, runs.stderr).toBe(EXIT.ok);
+      expect(JSON.parse(runs.stdout)).toEqual([]);
+
+      child.kill('SIGINT');
+      expect(await exited).toBe(EXIT.ok);
+      expect(stderr).toMatch(/stopping: no new monitor pass or run starts/);
+      await expect(readFile(join(own, HOLDER_FILE))).rejects.toMatchObject({ code: 'ENOENT' });
+      // The folder is free again: a command opens it itself.
+      const after = await runCli(['--dir', own, '--json', 'runs', 'ls', '-p', PROJECT]);
+      expect(after.code, after.stderr).toBe(EXIT.ok);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 90_000);
 });

@@ -243,24 +243,26 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
   return result;
 }
 
+/** Fixed windows over the traffic, from its first request to its last, each with the monitor pass that ended in it (if one did). */
 function timeline(reports: MonitorReport[], project: string, served: { at: number; version: number; shifted: boolean }[], windowMs: number, driftOnset: number): LoopWindow[] {
-  return reports.flatMap((report) => {
-    const health = report.projects.find((p) => p.project === project);
-    if (!health || health.error) return [];
-    const end = Date.parse(report.time);
-    const inWindow = served.filter((s) => s.at > end - windowMs && s.at <= end);
+  if (served.length === 0) return [];
+  const windows: LoopWindow[] = [];
+  for (let start = served[0].at; start <= served.at(-1)!.at; start += windowMs) {
+    const end = start + windowMs;
+    const inWindow = served.filter((s) => s.at >= start && s.at < end);
     const traffic: Record<string, number> = {};
     for (const s of inWindow) traffic[`v${s.version}`] = (traffic[`v${s.version}`] ?? 0) + 1 / inWindow.length;
-    return [
-      {
-        start: new Date(end - windowMs).toISOString(),
-        versions: health.versions.map((v) => ({ version: v.version, production: v.production, reward: v.reward.mean, feedback: v.reward.count, psi: 'maxPsi' in v.drift ? v.drift.maxPsi : null })),
-        traffic,
-        requests: inWindow.length,
-        shifted: end > driftOnset,
-      },
-    ];
-  });
+    const pass = reports.filter((r) => Date.parse(r.time) >= start && Date.parse(r.time) < end).at(-1);
+    const health = pass?.projects.find((p) => p.project === project && !p.error);
+    windows.push({
+      start: new Date(start).toISOString(),
+      versions: (health?.versions ?? []).map((v) => ({ version: v.version, production: v.production, reward: v.reward.mean, feedback: v.reward.count, psi: 'maxPsi' in v.drift ? v.drift.maxPsi : null })),
+      traffic,
+      requests: inWindow.length,
+      shifted: end > driftOnset,
+    });
+  }
+  return windows;
 }
 
 const mean = (values: number[]) => (values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length);
