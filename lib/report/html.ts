@@ -147,7 +147,7 @@ function loopSection(data: RunReportData): string {
   const loop = data.loop;
   if (!loop) return '';
   const { detectionSeconds, servingSeconds } = loopFigures(loop);
-  const versions = [...new Set(loop.windows.flatMap((w) => w.versions.map((v) => v.version)))].sort((a, b) => a - b);
+  const versions = [...new Set(loop.windows.flatMap((w) => [...w.versions.map((v) => v.version), ...Object.keys(w.traffic).map((key) => Number(key.slice(1)))]))].sort((a, b) => a - b);
   const onset = Date.parse(loop.driftOnsetAt);
   const events = (start: number, end: number) =>
     [
