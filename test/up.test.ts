@@ -82,6 +82,12 @@ describe('agentflow up', () => {
     expect(reports.at(-1)!.projects.map((p) => p.project)).toContain(PROJECT);
   });
 
+  it('refuses a monitor interval that is not a number, naming it', async () => {
+    const result = await runCli(['--dir', join(folder, 'interval'), 'up', '--port', '0', '--monitor-every', 'often']);
+    expect(result.code).toBe(EXIT.invalidInput);
+    expect(result.stderr).toMatch(/the monitor interval NaN ms is not a duration; .*--monitor-every <minutes>/);
+  });
+
   it('is not attached to by serve, which must own the folder', async () => {
     const served = await agentflow(['serve', '--port', '0']);
     expect(served.code).toBe(EXIT.busy);

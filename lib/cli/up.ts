@@ -56,7 +56,7 @@ export function registerUpCommand(program: Command, tools: { withSession: WithSe
     .argument('[specs...]', "specs whose schedules fire and whose files retraining re-reads (other served projects retrain from production's stored spec)")
     .option('--port <port>', 'port (0 picks a free one)', (value) => Number.parseInt(value, 10), 8080)
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
-    .option('--monitor-every <seconds>', 'how often the monitor checks online reward and drift (0: never)', (value) => Number(value), 300)
+    .option('--monitor-every <minutes>', 'how often the monitor checks online reward and drift, as in `schedule` (fractions allowed: 0.1 is every 6 s; 0: never)', (value) => Number(value), 5)
     .option('-v, --verbose', 'show every job output line', false)
     .action(async (specPaths: string[], options: { port: number; host: string; monitorEvery: number; verbose: boolean }) =>
       tools.withSession(
@@ -68,7 +68,7 @@ export function registerUpCommand(program: Command, tools: { withSession: WithSe
             specPaths,
             port: options.port,
             host: options.host,
-            monitorEveryMs: options.monitorEvery * 1000,
+            monitorEveryMs: options.monitorEvery * 60_000,
             onMonitor: (report) => (output.json ? output.out(JSON.stringify({ monitor: report })) : monitorLines(report).forEach(say)),
             onRunStart: (run) => say(`${run.startedAt.toISOString()}  starting ${run.trigger} run ${run.runId} of ${run.project}: ${run.reason}`),
             onRunEnd: (run) => (output.json ? output.out(JSON.stringify({ run: { runId: run.runId, project: run.project, trigger: run.trigger, status: run.result.status } })) : say(runLine(run))),
@@ -78,7 +78,7 @@ export function registerUpCommand(program: Command, tools: { withSession: WithSe
           });
           if (output.json) output.out(JSON.stringify({ url: up.url }));
           else {
-            say(`up on ${up.url}: /infer and /feedback; the monitor every ${options.monitorEvery}s${specPaths.length ? `; schedules of ${specPaths.join(', ')}` : ''} (Ctrl-C stops)`);
+            say(`up on ${up.url}: /infer and /feedback; the monitor every ${options.monitorEvery} min${specPaths.length ? `; schedules of ${specPaths.join(', ')}` : ''} (Ctrl-C stops)`);
             say(`  in another terminal, on the same --dir: agentflow models ls -p <project> | predict -p <project> --record '{…}' | runs ls -p <project>`);
           }
           await untilInterrupted(up, output);

@@ -80,7 +80,7 @@ interface QueuedRun {
  */
 export async function startUp(session: LocalSession, options: UpOptions): Promise<RunningUp> {
   if (!Number.isFinite(options.monitorEveryMs) || options.monitorEveryMs < 0) {
-    throw new UpError(`the monitor interval ${options.monitorEveryMs} ms is not a duration; give 0 (no monitor) or a positive number`, { code: 'UP_INTERVAL_INVALID', context: { monitorEveryMs: options.monitorEveryMs } });
+    throw new UpError(`the monitor interval ${options.monitorEveryMs} ms is not a duration; give 0 (no monitor) or a positive number (on the command line: --monitor-every <minutes>, e.g. 0.5)`, { code: 'UP_INTERVAL_INVALID', context: { monitorEveryMs: options.monitorEveryMs } });
   }
   const specs = await Promise.all((options.specPaths ?? []).map(async (path) => ({ path, spec: parseSpecJson(await readFile(path, 'utf8'), { source: path }) })));
   const specOf = new Map<string, string>();
