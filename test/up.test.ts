@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '#lib/cli/index.ts';
 import type { CardTask } from '#lib/deploy/card.ts';
-import { HOLDER_FILE, openLocalSession, startUp, type LocalSession, type RunningUp } from '#lib/runtime/index.ts';
+import { HOLDER_FILE, localStageHandlers, openLocalSession, startUp, type LocalSession, type RunningUp } from '#lib/runtime/index.ts';
 import type { InferResponse, MonitorReport } from '#lib/serve/index.ts';
 import { buildFeaturesModel, publishModel } from '../bench/serve.ts';
 import { runCli } from './helpers/cli.ts';
@@ -80,6 +80,16 @@ describe('agentflow up', () => {
     while (reports.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(reports.length).toBeGreaterThanOrEqual(2);
     expect(reports.at(-1)!.projects.map((p) => p.project)).toContain(PROJECT);
+  });
+
+  it('stops a run between stages once asked: the next stage refuses to start, naming the resume command', async () => {
+    const stopping = new AbortController();
+    stopping.abort();
+    const handlers = localStageHandlers(session, { signal: stopping.signal });
+    await expect((handlers.Plan as (event: unknown) => Promise<unknown>)({ runId: 'run-x', project: PROJECT })).rejects.toMatchObject({
+      name: 'RunInterrupted',
+      message: expect.stringMatching(/stopped before Plan, as asked; `agentflow resume run-x -p <project>` continues from here/),
+    });
   });
 
   it('refuses a monitor interval that is not a number, naming it', async () => {

@@ -26,8 +26,8 @@ export function monitorLines(report: MonitorReport): string[] {
 const runLine = (run: UpRun) => `${run.endedAt.toISOString()}  run ${run.runId} (${run.project}, ${run.trigger}): ${run.result.status}${run.result.error ? ` ${run.result.error}` : ''}`;
 
 /**
- * Waits for Ctrl-C (or SIGTERM), then stops `up` between units of work. A second Ctrl-C leaves at
- * once; the run in flight is then resumable, as every stage is idempotent.
+ * Waits for Ctrl-C (or SIGTERM), then stops `up` between stages. A second Ctrl-C leaves at once
+ * (jobs included); the run in flight is resumable either way, as every stage is idempotent.
  */
 async function untilInterrupted(up: RunningUp, output: Output): Promise<void> {
   await new Promise<void>((resolve) => {
@@ -39,7 +39,7 @@ async function untilInterrupted(up: RunningUp, output: Output): Promise<void> {
     process.exit(130);
   };
   process.once('SIGINT', leave);
-  output.err('stopping: no new monitor pass or run starts; the run in flight finishes first (Ctrl-C again leaves at once)');
+  output.err('stopping: no new monitor pass or run starts; a run in flight stops before its next stage, resumable with `agentflow resume` (Ctrl-C again leaves at once)');
   try {
     await up.stop();
   } finally {

@@ -154,7 +154,7 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     onRunStart: (run) => say(`  retraining run ${run.runId} started (${run.trigger})`),
     onRunEnd: (run) => {
       runs.push(run);
-      say(`  retraining run ${run.runId}: ${run.result.status}`);
+      say(`  retraining run ${run.runId}: ${run.result.error === 'RunInterrupted' ? 'stopped with up between stages (resumable)' : run.result.status}`);
     },
     onError: (error) => say(`  up: ${(error as Error).message}`),
   });

@@ -84,10 +84,30 @@ async function startOrAttach(dir: string): Promise<LocalAws> {
   }
 }
 
-/** The stage handlers of a session, each stage with its own principal's dependencies. */
-export function localStageHandlers(session: LocalSession, options: { trigger?: string } = {}): ReturnType<typeof createStageHandlers> {
-  const handlers = createStageHandlers(session.deps, options);
-  for (const stage of LAMBDA_STAGES) handlers[stage.state] = createStageHandlers(session.depsFor(stage.handler), options)[stage.state];
+/** What a Lambda stage of a local run throws once the run was asked to stop: the run fails there, recorded, and resumes from there. */
+export class RunInterruptedError extends AgentflowError {
+  constructor(state: string, runId: string | undefined) {
+    super(`stopped before ${state}, as asked${runId ? `; \`agentflow resume ${runId} -p <project>\` continues from here` : ''}`, { code: 'RUN_INTERRUPTED', context: { state, runId } });
+    this.name = 'RunInterrupted';
+  }
+}
+
+/**
+ * The stage handlers of a session, each stage with its own principal's dependencies. Once
+ * `signal` aborts, every stage but RecordFailure refuses to start, so the run stops between
+ * stages with its failure recorded, and `resume` picks it up where it stopped.
+ */
+export function localStageHandlers(session: LocalSession, options: { trigger?: string; signal?: AbortSignal } = {}): ReturnType<typeof createStageHandlers> {
+  const { signal, ...stageOptions } = options;
+  const handlers = createStageHandlers(session.deps, stageOptions);
+  for (const stage of LAMBDA_STAGES) {
+    const handler = createStageHandlers(session.depsFor(stage.handler), stageOptions)[stage.state] as (event: unknown) => Promise<unknown>;
+    const guarded = async (event: unknown) => {
+      if (signal?.aborted && stage.state !== 'RecordFailure') throw new RunInterruptedError(stage.state, (event as { runId?: string } | null)?.runId);
+      return handler(event);
+    };
+    (handlers as Record<string, unknown>)[stage.state] = signal ? guarded : handler;
+  }
   return handlers;
 }
 
@@ -109,6 +129,8 @@ export interface LocalRunOptions {
   trigger?: string;
   onEvent?: (event: WorkflowEvent) => void;
   onJobOutput?: (line: JobOutputLine) => void;
+  /** Stops the run between stages (see localStageHandlers); the run is then resumable. */
+  signal?: AbortSignal;
   /** Extra environment for the jobs (e.g. `AGENTFLOW_DEVICE`). */
   jobEnv?: Record<string, string>;
   timeoutMs?: number;
@@ -169,7 +191,7 @@ async function executeLocally(
   const passThrough = Object.fromEntries(['AGENTFLOW_DEVICE', 'AGENTFLOW_INTRA_OP_THREADS', 'AGENTFLOW_EMBED_BATCH_SIZE'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
   return runLocalWorkflow({
     input,
-    handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli' }),
+    handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli', ...(options.signal ? { signal: options.signal } : {}) }),
     jobs: localJobCommands(),
     env: { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv },
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),

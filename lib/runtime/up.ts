@@ -54,7 +54,7 @@ export interface RunningUp {
   readonly runs: readonly UpRun[];
   /** The runs waiting to start. */
   readonly queued: number;
-  /** Stops between stages of work: no new monitor pass or run starts, the run in flight (if any) finishes, then the server closes and the folder is released to other processes. */
+  /** Stops between stages of work: no new monitor pass or run starts, a run in flight stops before its next stage (failed, resumable with `agentflow resume`), then the server closes and the folder is released to other processes. */
   stop(): Promise<void>;
 }
 
@@ -136,6 +136,8 @@ export async function startUp(session: LocalSession, options: UpOptions): Promis
       ...(options.onJobOutput ? { onJobOutput: options.onJobOutput } : {}),
       ...(options.jobEnv ? { jobEnv: options.jobEnv } : {}),
       ...(options.runTimeoutMs ? { timeoutMs: options.runTimeoutMs } : {}),
+      // Stopping `up` stops a run in flight at its next stage, resumable from there.
+      signal: stopping.signal,
     };
     const { result } = queued.specPath
       ? await runPipelineLocally(session, { ...common, specPath: queued.specPath })
