@@ -1,13 +1,13 @@
 import { splitRows } from '#lib/embed/index.ts';
-import { ModelCard } from '#lib/run/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
-import { runPipelineLocally, trainBaselines, type LocalSession } from '#lib/runtime/index.ts';
+import { join } from 'node:path';
+import { ModelCard, RunManifest } from '#lib/run/index.ts';
+import { runDriftScenario, runPipelineLocally, trainBaselines, type LocalSession } from '#lib/runtime/index.ts';
 import { startServer } from '#lib/serve/index.ts';
 import { keys } from '#lib/store/index.ts';
 import { EXIT, fixed, table, type Output } from './output.ts';
 import type { Progress } from './progress.ts';
 import { serveContextOf } from './serving.ts';
-import { writeRunReport } from '#lib/report/index.ts';
+import { loopFigures, writeLoopTimeline, writeRunReport } from '#lib/report/index.ts';
 import { summarizeRun } from './summary.ts';
 
 export const DEMO_SPEC = 'examples/penguins/spec.json';
@@ -97,4 +97,64 @@ async function servePrediction(session: LocalSession, manifest: RunManifest, car
   } finally {
     await server.close();
   }
+}
+
+/**
+ * `demo --drift`: after the demo, the loop closing live. `up` serves a champion trained on the
+ * penguins; then the birds' measurements move by two standard deviations and their species, as
+ * the ground truth has it, rotates; labelled rows of the moved birds arrive in the training file.
+ * The monitor sees the reward drop and the drift, a retraining run learns the new rows, the new
+ * version goes out as a canary and Thompson routing moves traffic to it as feedback arrives.
+ * Time is compressed: monitor windows of seconds, one small generation of trials.
+ */
+export async function runDriftDemo(session: LocalSession, options: { output: Output; progress: Progress; verbose?: boolean; specPath?: string; reportPath: (runId: string) => string }): Promise<number> {
+  const { output, progress } = options;
+  const say = (text: string) => {
+    if (!output.json) output.out(text);
+  };
+  const specPath = options.specPath ?? DEMO_SPEC;
+  const base = JSON.parse(await (await import('node:fs/promises')).readFile(specPath, 'utf8')) as { project: string };
+  // A project of its own per demo, so a second demo starts from a champion again rather than a canary beside the first one's.
+  let project = `${base.project}-drift`;
+  for (let n = 2; await session.deps.registry.getServingSet(project); n += 1) project = `${base.project}-drift${n}`;
+  say(`\nagentflow demo --drift: the loop closing live on ${project} (monitor windows of 8 s; this takes two or three minutes)\n`);
+  const loop = await runDriftScenario(session, {
+    specPath,
+    workDir: join(session.aws.dir, 'drift', project),
+    shiftSd: 2,
+    truthChanges: true,
+    appendedLabels: 'truth',
+    windowSeconds: 8,
+    observeSeconds: 16,
+    specPatch: {
+      project,
+      tuning: { strategy: 'pgpe', generations: 1, population: 2, maxConcurrency: 2 },
+      training: { epochs: 25, batchSize: 32, learningRate: 0.02, warmupSteps: 5, earlyStoppingPatience: 6 },
+    },
+    say,
+    // The loop's own lines tell this part; every job line would bury them.
+    ...(options.verbose ? { onEvent: progress.onEvent, onJobOutput: progress.onJobOutput } : { onEvent: () => undefined, onJobOutput: () => undefined }),
+  });
+  progress.finish();
+  const figures = loopFigures(loop);
+  const seconds = (value: number | null) => (value === null ? 'never' : `${value.toFixed(0)} s`);
+  say(`\nthe loop on ${project}:`);
+  say(table(
+    ['figure', 'value'],
+    [
+      ['drift onset → detection', seconds(figures.detectionSeconds)],
+      ['drift onset → new version serving', seconds(figures.servingSeconds)],
+      ['reward before the drift', fixed(loop.rewardBefore ?? undefined, 3)],
+      ['reward in the last window', fixed(loop.rewardAfter ?? undefined, 3)],
+      [`v${loop.challenger ?? '?'} share once serving`, loop.challengerShare === null ? '—' : `${(loop.challengerShare * 100).toFixed(0)}%`],
+    ],
+  ));
+  let reportFile: string | undefined;
+  if (loop.retrainRun) {
+    await writeLoopTimeline(session.deps.store, loop.retrainRun.runId, loop);
+    reportFile = (await writeRunReport(session.deps, { project, runId: loop.retrainRun.runId, path: options.reportPath(loop.retrainRun.runId) })).path;
+    say(`report with the timeline: ${reportFile}`);
+  }
+  if (output.json) output.out(JSON.stringify({ loop, figures, ...(reportFile ? { report: reportFile } : {}) }));
+  return loop.servingAt && (loop.challengerShare ?? 0) > 0.5 ? EXIT.ok : EXIT.failed;
 }

@@ -11,9 +11,10 @@ import { newRunId, nextFireTime, resumePipelineLocally, runPipelineLocally, runS
 import { parseSpecJson } from '#lib/spec/index.ts';
 import { keys } from '#lib/store/index.ts';
 import { resumeOnAws, runOnAws, setSchedules, showSchedules } from './aws.ts';
-import { DEMO_SPEC, runDemo } from './demo.ts';
+import { DEMO_SPEC, runDemo, runDriftDemo } from './demo.ts';
 import { promoteVersion } from './promote.ts';
 import { registerServingCommands } from './serving.ts';
+import { registerUpCommand } from './up.ts';
 import { consoleOutput, EXIT, fixed, reportError, table, type Output } from './output.ts';
 import { createProgress } from './progress.ts';
 import { awsOnly, localOnly, openCliSession, type CliSession, type GlobalOptions } from './session.ts';
@@ -39,7 +40,11 @@ async function saveProblemsList(session: CliSession, runId: string): Promise<str
   return path;
 }
 
-export type WithSession = (action: (session: CliSession, output: Output, options: GlobalOptions) => Promise<number | void>) => () => Promise<void>;
+export type WithSession = (
+  action: (session: CliSession, output: Output, options: GlobalOptions) => Promise<number | void>,
+  /** `attach: false` for commands that must own the data folder (`serve`, `up`): they do not work through a running `up`. */
+  sessionOptions?: { attach?: boolean },
+) => () => Promise<void>;
 
 export interface CliHooks {
   /** Where exit codes go (process.exitCode by default; tests capture them). */
@@ -88,12 +93,12 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     );
 
   /** Runs an action against the local stand-ins or (--aws) the deployed stack, mapping errors to exit codes. */
-  const withSession: WithSession = (action) => async () => {
+  const withSession: WithSession = (action, sessionOptions = {}) => async () => {
     const options = program.opts<GlobalOptions>();
     const output = outputOf(options.json);
     let session: CliSession | undefined;
     try {
-      session = await openCliSession(options, hooks.aws);
+      session = await openCliSession(options, hooks.aws, sessionOptions);
       setExitCode((await action(session, output, options)) ?? EXIT.ok);
     } catch (error) {
       setExitCode(reportError(output, error));
@@ -137,11 +142,14 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .description('the whole loop on the shipped demo data (what `npm start` runs): a run, baselines, a served prediction and its feedback')
     .option('--spec <spec>', 'another spec to demo', DEMO_SPEC)
     .option('-v, --verbose', 'show every job output line', false)
-    .action(async (options: { spec: string; verbose: boolean }) =>
+    .option('--drift', 'then watch the loop close: shifted traffic, detection, a retraining run, a canary, traffic moving to it', false)
+    .action(async (options: { spec: string; verbose: boolean; drift: boolean }) =>
       withSession(async (session, output) => {
         const local = localOnly(session, 'demo', 'on the deployed stack, run a spec with `agentflow run <spec.json> --aws`');
         const progress = progressFor(output, { verbose: options.verbose });
-        return runDemo(local, { output, progress, specPath: options.spec, reportPath: (runId) => reportPath(session, runId) });
+        const demo = { output, progress, specPath: options.spec, reportPath: (runId: string) => reportPath(session, runId) };
+        const code = await runDemo(local, demo);
+        return code === EXIT.ok && options.drift ? runDriftDemo(local, { ...demo, verbose: options.verbose, progress: progressFor(output, { verbose: options.verbose }) }) : code;
       })(),
     );
 
@@ -374,6 +382,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
       })(),
     );
 
+  registerUpCommand(program, { withSession, progressFor });
   registerServingCommands(program, { withSession, outputOf, setExitCode, ...(hooks.aws ? { aws: hooks.aws } : {}) });
   return program;
 }

@@ -1,17 +1,13 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { AwsModeError, readServedAnswer, STACK_OUTPUTS, type AwsClientOptions } from '#lib/aws/index.ts';
 import { AgentflowError } from '#lib/errors/index.ts';
-import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
+import { holderPath, openLocalSession, readHolder, removeHolder, writeHolder, type LocalSession } from '#lib/runtime/index.ts';
 import { createServeContext, feedback, infer, startServer, type ServeContext } from '#lib/serve/index.ts';
 import { EXIT, reportError, type Output } from './output.ts';
 import { versionArgument } from './promote.ts';
 import type { WithSession } from './program.ts';
 import { awsOnly, localOnly, openCliSession, type GlobalOptions } from './session.ts';
-
-/** Where `agentflow serve` says it is listening, so other commands on the same folder can use it. */
-const SERVER_FILE = 'server.json';
 
 export class CliError extends AgentflowError {
   constructor(
@@ -48,10 +44,11 @@ async function viaLocalOrServer(
     session = await openLocalSession({ dir: options.dir });
   } catch (error) {
     if (!(error instanceof AgentflowError && error.code === 'LOCAL_DIR_BUSY')) throw error;
-    const server = await readFile(join(options.dir, SERVER_FILE), 'utf8').then((text) => JSON.parse(text) as { url: string }, () => undefined);
+    // The holder (`serve` or `up`) answers with its own router, so traffic is routed as one stream.
+    const server = await readHolder(options.dir);
     if (!server) throw error;
     const response = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).catch((cause: unknown) => {
-      throw new CliError(`the data folder is held by a server at ${server.url}, which does not answer (${(cause as Error).message}); stop it or remove ${join(options.dir, SERVER_FILE)}`, {
+      throw new CliError(`the data folder is held by a server at ${server.url}, which does not answer (${(cause as Error).message}); stop it or remove ${holderPath(options.dir)}`, {
         code: 'SERVER_UNREACHABLE',
         cause,
       });
@@ -146,8 +143,7 @@ export function registerServingCommands(
       withSession(async (session, output, globals) => {
         const local = localOnly(session, 'serve', 'the deployed stack serves from its Function URLs: `agentflow predict --aws`, `agentflow feedback --aws`');
         const server = await startServer({ context: serveContextOf(local), port: options.port, host: options.host });
-        const serverFile = join(globals.dir, SERVER_FILE);
-        await writeFile(serverFile, JSON.stringify({ url: server.url, pid: process.pid }));
+        await writeHolder(globals.dir, { url: server.url, pid: process.pid });
         if (!isLoopback(options.host)) {
           // Function URLs sign every request with IAM; this server checks nothing.
           output.err(
@@ -165,8 +161,8 @@ export function registerServingCommands(
           process.once('SIGTERM', resolve);
         });
         await server.close();
-        await rm(serverFile, { force: true });
-      })(),
+        await removeHolder(globals.dir);
+      }, { attach: false })(),
     );
 
   program

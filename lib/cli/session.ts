@@ -51,10 +51,11 @@ export class SessionError extends AgentflowError {
  * Opens the session the global options ask for; `options` points `--aws` clients elsewhere (tests)
  * or instruments them, and with `AGENTFLOW_SDK_CALL_LOG` set they also record into that log.
  */
-export async function openCliSession(globals: GlobalOptions, options: AwsClientOptions = {}): Promise<CliSession> {
+export async function openCliSession(globals: GlobalOptions, options: AwsClientOptions = {}, localOptions: { attach?: boolean } = {}): Promise<CliSession> {
   const reportsDir = resolve(globals.dir, 'reports');
   if (!globals.aws) {
-    const local = await openLocalSession({ dir: globals.dir });
+    // While `agentflow up` holds the folder, commands work through its stand-ins (lib/runtime/holder.ts).
+    const local = await openLocalSession({ dir: globals.dir, attach: localOptions.attach ?? true });
     return { where: 'local', local, deps: local.deps, reportsDir, close: () => local.close() };
   }
   const aws = withCallRecording(options);

@@ -6,6 +6,7 @@ import type { DeploySpec } from '#lib/spec/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
 import { keys } from '#lib/store/index.ts';
 import { HIGHER_IS_BETTER, type ObjectiveMetric } from '#lib/tune/index.ts';
+import { readLoopTimeline, type LoopTimeline } from './loop.ts';
 import { ReportError } from './errors.ts';
 
 export type ReportDependencies = Pick<StageDependencies, 'registry' | 'rewards' | 'store'>;
@@ -107,6 +108,8 @@ export interface RunReportData {
   promotion?: ReportPromotion;
   /** Undefined while the project serves nothing. */
   serving?: ReportServing;
+  /** The closed loop around this run, when `demo --drift` recorded one. */
+  loop?: LoopTimeline;
   charts: ChartId[];
 }
 
@@ -275,7 +278,7 @@ export async function collectRunReport(deps: ReportDependencies, target: { proje
   const history = await readRunHistory(deps, target);
   const { run, decisions, bestTrialId, promotionEvent, version, card } = history;
   const rows = history.trials;
-  const [manifest, servingSet] = await Promise.all([manifestOf(deps, runId), deps.registry.getServingSet(project)]);
+  const [manifest, servingSet, loop] = await Promise.all([manifestOf(deps, runId), deps.registry.getServingSet(project), readLoopTimeline(deps.store, runId)]);
   const tasks = tasksOf(manifest, card);
   const trials = orderTrials(rows, tasks, bestTrialId);
 
@@ -326,6 +329,7 @@ export async function collectRunReport(deps: ReportDependencies, target: { proje
       : {}),
     ...(promotionEvent ? { promotion: promotionOf(promotionEvent, decisions, servingSet, manifest?.spec.deploy) } : {}),
     ...(serving ? { serving } : {}),
+    ...(loop ? { loop } : {}),
   };
   return { ...base, charts: chartsOf(base) };
 }

@@ -1,6 +1,6 @@
 import { AgentflowError } from '#lib/errors/index.ts';
 
-export type ReportErrorCode = 'RUN_NOT_FOUND' | 'CHART_LIBRARY_MISSING' | 'WRITE_FAILED';
+export type ReportErrorCode = 'RUN_NOT_FOUND' | 'CHART_LIBRARY_MISSING' | 'WRITE_FAILED' | 'LOOP_TIMELINE_INVALID';
 
 export class ReportError extends AgentflowError {
   constructor(message: string, options: { code: ReportErrorCode; context?: Record<string, unknown>; cause?: unknown }) {

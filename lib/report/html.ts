@@ -1,5 +1,6 @@
 import type { RunReportData } from './data.ts';
 import { ReportError } from './errors.ts';
+import { loopFigures } from './loop.ts';
 import { PAGE_SCRIPT } from './page.ts';
 
 const escapeHtml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
@@ -141,6 +142,46 @@ ${table(['version', 'role', 'canary floor', 'feedback', 'share', 'mean reward'],
 </section>`;
 }
 
+/** The closed loop around a retraining run: drift, reward and traffic per monitor window, and the figures it is judged by. */
+function loopSection(data: RunReportData): string {
+  const loop = data.loop;
+  if (!loop) return '';
+  const { detectionSeconds, servingSeconds } = loopFigures(loop);
+  const versions = [...new Set(loop.windows.flatMap((w) => [...w.versions.map((v) => v.version), ...Object.keys(w.traffic).map((key) => Number(key.slice(1)))]))].sort((a, b) => a - b);
+  const onset = Date.parse(loop.driftOnsetAt);
+  const events = (start: number, end: number) =>
+    [
+      [loop.driftOnsetAt, 'drift begins'],
+      [loop.detectedAt, 'monitor detects it'],
+      [loop.retrainRun?.startedAt, `retraining ${loop.retrainRun?.runId ?? ''} starts`],
+      [loop.retrainRun?.endedAt, `retraining ${loop.retrainRun?.status.toLowerCase() ?? ''}`],
+      [loop.servingAt, `v${loop.challenger ?? '?'} serves as a canary`],
+    ]
+      .filter(([at]) => at !== undefined && Date.parse(at) > start && Date.parse(at) <= end)
+      .map(([, what]) => escapeHtml(what!))
+      .join('; ');
+  const rows = loop.windows.map((w) => {
+    const start = Date.parse(w.start);
+    const end = start + (loop.windows.length > 1 ? Date.parse(loop.windows[1].start) - Date.parse(loop.windows[0].start) : 0);
+    const of = (version: number) => w.versions.find((v) => v.version === version);
+    return [
+      `${((start - onset) / 1000).toFixed(0)} s`,
+      ...versions.map((version) => num(of(version)?.psi ?? undefined, 2)),
+      ...versions.map((version) => num(of(version)?.reward ?? undefined, 2)),
+      ...versions.map((version) => (w.traffic[`v${version}`] === undefined ? '—' : `${(w.traffic[`v${version}`]! * 100).toFixed(0)}%`)),
+      String(w.requests),
+      events(start, end),
+    ];
+  });
+  const headers = ['window (from drift onset)', ...versions.map((v) => `PSI v${v}`), ...versions.map((v) => `reward v${v}`), ...versions.map((v) => `traffic v${v}`), 'requests', 'events'];
+  const seconds = (value: number | null) => (value === null ? 'never' : `${value.toFixed(0)} s`);
+  return `<section><h2>The loop</h2>
+<p>Drift to detection: <strong>${seconds(detectionSeconds)}</strong> · to the new version serving: <strong>${seconds(servingSeconds)}</strong> · reward before the drift <strong>${num(loop.rewardBefore ?? undefined, 3)}</strong>, in the last window <strong>${num(loop.rewardAfter ?? undefined, 3)}</strong> · production is v${loop.production}${loop.challenger === undefined ? '' : `, v${loop.challenger} took ${num(loop.challengerShare === null ? undefined : loop.challengerShare * 100, 0)}% of the requests once serving`}.</p>
+${loop.retrainRun ? `<p class="muted">Retraining ${escapeHtml(loop.retrainRun.runId)}: ${escapeHtml(loop.retrainRun.reason)}</p>` : ''}
+${table(headers, rows, { className: 'numeric' })}
+</section>`;
+}
+
 function trialsSection(data: RunReportData): string {
   if (data.trials.length === 0) return '';
   const headers = ['#', 'trial', 'gen', 'status', 'reward', ...data.tasks.map((t) => `λ ${escapeHtml(t.name)}`), ...data.tasks.map((t) => `${escapeHtml(t.name)} ${escapeHtml(t.metric)}`), 'time', 'error'];
@@ -234,6 +275,7 @@ ${tuningSection(data)}
 ${modelSection(data)}
 ${promotionSection(data)}
 ${servingSection(data)}
+${loopSection(data)}
 ${trialsSection(data)}
 <footer>agentflow run report · generated ${escapeHtml(data.generatedAt)}</footer>
 </main>

@@ -16,3 +16,4 @@ export {
 } from './data.ts';
 export { renderRunReport } from './html.ts';
 export { ReportError, type ReportErrorCode } from './errors.ts';
+export { LoopTimelineSchema, loopFigures, readLoopTimeline, writeLoopTimeline, type LoopTimeline } from './loop.ts';

@@ -1,10 +1,14 @@
+import * as z from 'zod';
 import { randomBytes } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CALLER_PRINCIPAL, configToEnv, makeClients, type AgentflowConfig } from '#lib/config/index.ts';
-import { startLocalAws, type LocalAws } from '#lib/local/index.ts';
+import { AgentflowError } from '#lib/errors/index.ts';
+import { DEFAULT_LOCAL_DIR, startLocalAws, type LocalAws } from '#lib/local/index.ts';
+import { readHolder } from './holder.ts';
 import { createStageHandlers, stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
 import { LAMBDA_STAGES, runLocalWorkflow, type BatchJobName, type JobOutputLine, type LocalJobCommand, type LocalWorkflowResult, type WorkflowEvent } from '#lib/workflow/index.ts';
+import { keys } from '#lib/store/index.ts';
 import { stageRunInputs, type StagedRun } from './stageInputs.ts';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -29,10 +33,15 @@ export interface OpenLocalSessionOptions {
   dir?: string;
   /** Record every SDK call, per principal, to this JSONL file (see `AgentflowConfig.sdkCallLog`). */
   sdkCallLog?: string;
+  /**
+   * When `agentflow up` holds the folder, work through its stand-ins instead of failing with
+   * LOCAL_DIR_BUSY (see holder.ts). Commands that must own the folder (`serve`, `up`) leave it off.
+   */
+  attach?: boolean;
 }
 
 export async function openLocalSession(options: OpenLocalSessionOptions = {}): Promise<LocalSession> {
-  const aws = await startLocalAws(options.dir === undefined ? {} : { dir: options.dir });
+  const aws = options.attach ? await startOrAttach(options.dir ?? DEFAULT_LOCAL_DIR) : await startLocalAws(options.dir === undefined ? {} : { dir: options.dir });
   const config: AgentflowConfig = { ...aws.config, ...(options.sdkCallLog ? { sdkCallLog: options.sdkCallLog } : {}) };
   const deps = stageDependencies(config, makeClients(config, { principal: CALLER_PRINCIPAL }));
   const byPrincipal = new Map<string, StageDependencies>();
@@ -60,10 +69,46 @@ export async function openLocalSession(options: OpenLocalSessionOptions = {}): P
   };
 }
 
-/** The stage handlers of a session, each stage with its own principal's dependencies. */
-export function localStageHandlers(session: LocalSession, options: { trigger?: string } = {}): ReturnType<typeof createStageHandlers> {
-  const handlers = createStageHandlers(session.deps, options);
-  for (const stage of LAMBDA_STAGES) handlers[stage.state] = createStageHandlers(session.depsFor(stage.handler), options)[stage.state];
+/**
+ * The folder's own stand-ins, or, when a running `agentflow up` holds it, that process's: the
+ * same data through its endpoints. Stopping an attached session leaves the holder's services alone.
+ */
+async function startOrAttach(dir: string): Promise<LocalAws> {
+  try {
+    return await startLocalAws({ dir });
+  } catch (error) {
+    if (!(error instanceof AgentflowError && error.code === 'LOCAL_DIR_BUSY')) throw error;
+    const holder = await readHolder(dir);
+    // The pid check keeps a file left by a dead `up` from pointing at a stranger's ports.
+    if (!holder?.aws || holder.pid !== error.context.pid) throw error;
+    return { config: holder.aws, dir: resolve(dir), stop: async () => undefined };
+  }
+}
+
+/** What a Lambda stage of a local run throws once the run was asked to stop: the run fails there, recorded, and resumes from there. */
+export class RunInterruptedError extends AgentflowError {
+  constructor(state: string, runId: string | undefined) {
+    super(`stopped before ${state}, as asked${runId ? `; \`agentflow resume ${runId} -p <project>\` continues from here` : ''}`, { code: 'RUN_INTERRUPTED', context: { state, runId } });
+    this.name = 'RunInterrupted';
+  }
+}
+
+/**
+ * The stage handlers of a session, each stage with its own principal's dependencies. Once
+ * `signal` aborts, every stage but RecordFailure refuses to start, so the run stops between
+ * stages with its failure recorded, and `resume` picks it up where it stopped.
+ */
+export function localStageHandlers(session: LocalSession, options: { trigger?: string; signal?: AbortSignal } = {}): ReturnType<typeof createStageHandlers> {
+  const { signal, ...stageOptions } = options;
+  const handlers = createStageHandlers(session.deps, stageOptions);
+  for (const stage of LAMBDA_STAGES) {
+    const handler = createStageHandlers(session.depsFor(stage.handler), stageOptions)[stage.state] as (event: unknown) => Promise<unknown>;
+    const guarded = async (event: unknown) => {
+      if (signal?.aborted && stage.state !== 'RecordFailure') throw new RunInterruptedError(stage.state, (event as { runId?: string } | null)?.runId);
+      return handler(event);
+    };
+    (handlers as Record<string, unknown>)[stage.state] = signal ? guarded : handler;
+  }
   return handlers;
 }
 
@@ -85,6 +130,8 @@ export interface LocalRunOptions {
   trigger?: string;
   onEvent?: (event: WorkflowEvent) => void;
   onJobOutput?: (line: JobOutputLine) => void;
+  /** Stops the run between stages (see localStageHandlers); the run is then resumable. */
+  signal?: AbortSignal;
   /** Extra environment for the jobs (e.g. `AGENTFLOW_DEVICE`). */
   jobEnv?: Record<string, string>;
   timeoutMs?: number;
@@ -105,6 +152,19 @@ export async function runPipelineLocally(session: LocalSession, options: LocalRu
   const staged = await stageRunInputs(options.specPath, runId, session.deps.store);
   const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options);
   return { runId, staged, result };
+}
+
+/**
+ * A run from a spec already in the bucket, such as production's copy under `models/<p>/<v>/spec.json`
+ * (datasets as S3 URIs): what the monitor retrains from when no local spec file is known.
+ */
+export async function runStoredSpecLocally(
+  session: LocalSession,
+  options: Omit<LocalRunOptions, 'specPath' | 'runId'> & { project: string; specUri: string; runId?: string },
+): Promise<{ runId: string; result: LocalWorkflowResult }> {
+  const runId = options.runId ?? newRunId();
+  const specUri = (await session.deps.store.putJson(keys.runFile(runId, 'spec.json'), await session.deps.store.getJson(options.specUri, z.unknown()))).uri;
+  return { runId, result: await executeLocally(session, { runId, project: options.project, specUri }, options) };
 }
 
 /**
@@ -132,7 +192,7 @@ async function executeLocally(
   const passThrough = Object.fromEntries(['AGENTFLOW_DEVICE', 'AGENTFLOW_INTRA_OP_THREADS', 'AGENTFLOW_EMBED_BATCH_SIZE'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
   return runLocalWorkflow({
     input,
-    handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli' }),
+    handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli', ...(options.signal ? { signal: options.signal } : {}) }),
     jobs: localJobCommands(),
     env: { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv },
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),

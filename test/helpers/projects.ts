@@ -27,12 +27,14 @@ export const INTEGRATION_TESTS = [
   'test/serveHardening.test.ts',
   'test/store.test.ts',
   'test/trialJob.test.ts',
+  'test/up.test.ts',
 ];
 
 /** Runs a whole pipeline: the real state machine definition from start to end, locally. */
 export const E2E_TESTS = [
   'test/cli.test.ts',
   'test/iam.test.ts',
+  'test/loop.test.ts',
   'test/monitorLiveModel.test.ts',
   'test/pipeline.test.ts',
   'test/pipelineText.test.ts',
