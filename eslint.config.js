@@ -39,7 +39,14 @@ export default defineConfig(
       // Types stay checked by tsc; the type-only import form is enforced by verbatimModuleSyntax.
       'import-x/no-unresolved': 'off',
       'import-x/named': 'off',
+      // onnx-proto, fast-check and other CommonJS packages are used through their default export's namespace on purpose.
+      'import-x/no-named-as-default-member': 'off',
     },
+  },
+  {
+    // Tests walk CloudFormation templates and AWS JSON documents as untyped data in their assertions.
+    files: ['test/**/*.ts'],
+    rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
   {
     // Plain JavaScript (bin/, examples/, this file) is outside tsconfig.json: no type information for it.

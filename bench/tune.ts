@@ -78,7 +78,6 @@ export function createMultiTaskSurrogate(overrides: Partial<SurrogateOptions> = 
 } {
   const options: SurrogateOptions = { ...SURROGATE_DEFAULTS, ...overrides };
   const rng = createRng(options.seed);
-  const n = options.taskNames.length;
   const d = options.sharedDims;
   const common = Array.from({ length: d }, () => rng.normal());
   const scales = options.taskNames.map((_, i) => [1, 0.5, 0.8, 1.3, 0.7, 1.1][i % 6]);

@@ -4,7 +4,7 @@ import * as z from 'zod';
  * request and answers with canned AWS JSON-protocol responses (no AWS is reachable), and the real
  * artifact store on the local S3 stand-in.
  */
-import { mkdtemp, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SFNClient, type SFNClientConfig } from '@aws-sdk/client-sfn';

@@ -97,7 +97,8 @@ const FLOWS: Flow[] = [
     async run(context) {
       const { recording, stack } = context;
       const executionArn = executionArnOf(stack.resources.stateMachineArn, RUN_ID);
-      let result: LocalWorkflowResult | undefined;
+      // The history answer reads how the local run ended, once it has.
+      const ended: { result?: LocalWorkflowResult } = {};
       const sfn = recordedSfn(recording, CALLER_PRINCIPAL, (operation) => {
         if (operation === 'DescribeExecution') return sfnError('ExecutionDoesNotExist', `Execution Does Not Exist: '${executionArn}'`);
         if (operation === 'StartExecution') return { body: { executionArn, startDate: Date.now() / 1000 } };
@@ -106,7 +107,7 @@ const FLOWS: Flow[] = [
         return {
           body: {
             events: [
-              { id: 2, previousEventId: 1, type: 'ExecutionFailed', timestamp: at, executionFailedEventDetails: { error: result?.error, cause: result?.cause } },
+              { id: 2, previousEventId: 1, type: 'ExecutionFailed', timestamp: at, executionFailedEventDetails: { error: ended.result?.error, cause: ended.result?.cause } },
               { id: 1, type: 'ExecutionStarted', timestamp: at, executionStartedEventDetails: { input: '{}' } },
             ],
           },
@@ -114,7 +115,8 @@ const FLOWS: Flow[] = [
       });
       const started = await startAwsRun({ specPath: context.specPath, sfn, store: recording.session.deps.store, stateMachineArn: stack.resources.stateMachineArn, runId: RUN_ID });
       const killed: LocalJobCommand = { command: [process.execPath, '-e', "console.error('OutOfMemoryError: Container killed due to memory usage'); process.exit(137)"] };
-      result = await executeAsStepFunctions(context, started.input, { embed: killed });
+      const result = await executeAsStepFunctions(context, started.input, { embed: killed });
+      ended.result = result;
       expectStatus(context, result, 'FAILED');
       const followed = await followExecution({ sfn, executionArn: started.executionArn, pollIntervalMs: 0 });
       expect(followed.status).toBe('FAILED');

@@ -91,6 +91,7 @@ describe('a binary file', () => {
     }
     const lines = message.split('\n');
     expect(lines.length).toBeGreaterThan(1);
+    // eslint-disable-next-line no-control-regex -- asserts that no control character reaches the terminal.
     for (const line of lines) expect(line).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
     expect(message).toMatch(/\\u001b/);
   });

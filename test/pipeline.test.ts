@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GenerationStateDocument, agentKeys, type GenerationState, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
+import { GenerationStateDocument, agentKeys, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
 import { configToEnv } from '#lib/config/index.ts';
 import { localJobCommands, openLocalSession, stageRunInputs, type LocalSession } from '#lib/runtime/index.ts';
 import type { SpecInput } from '#lib/spec/index.ts';

@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelCard } from '#lib/run/index.ts';
+import { ModelCard, RunManifest } from '#lib/run/index.ts';
 import { encoderDescriptor, encoderFeeds } from '#lib/encoders/index.ts';
 import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
 import { loadTrialWeights, parityDifference, trainingForward } from '#lib/train/index.ts';
 import { TrialJobResult } from '#lib/workflow/contracts.ts';
 

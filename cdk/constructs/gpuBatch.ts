@@ -19,8 +19,7 @@ import {
   RetryStrategy,
 } from 'aws-cdk-lib/aws-batch';
 import { FlowLogDestination, FlowLogTrafficType, GatewayVpcEndpointAwsService, InstanceType, SubnetType, Vpc, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
-import { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
+import { Platform, DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
 import { ContainerImage, LogDriver } from 'aws-cdk-lib/aws-ecs';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';

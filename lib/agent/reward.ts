@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { RunManifest } from '#lib/run/index.ts';
+import { RunManifest, objectiveTasks } from '#lib/run/index.ts';
 import { StoreError } from '#lib/store/index.ts';
 import { createTuner, rewardOf, type AnyTunerState, type RewardBreakdown, type TrialResult } from '#lib/tune/index.ts';
 import { TrialJobResult, type RewardInput, type RewardOutput, type TrialOutcome } from '#lib/workflow/contracts.ts';
@@ -9,7 +9,6 @@ import { AgentError } from './errors.ts';
 import type { AgentDependencies } from './plan.ts';
 import { toContractProposal } from './plan.ts';
 import { advanceScreening, screeningProposals, screeningTrialId, uniformLambda, type Candidate, type ScreeningState } from './screening.ts';
-import { objectiveTasks } from '#lib/run/index.ts';
 import { GenerationStateDocument, TuningOutcomeDocument, agentKeys, readIfExists, type GenerationState, type StoredPolicy, type TuningOutcome } from './state.ts';
 
 /** One row of the reward log: what a trial was asked to do and how it did. */

@@ -1,7 +1,6 @@
 import * as z from 'zod';
-import type { Spec } from '#lib/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
-import type { AnyTunerState, ObjectiveTask } from '#lib/tune/index.ts';
+import type { AnyTunerState } from '#lib/tune/index.ts';
 import type { Proposal } from '#lib/workflow/contracts.ts';
 import type { Candidate, ScreeningState } from './screening.ts';
 

@@ -19,6 +19,7 @@ export type AwsServiceName = 's3' | 'dynamodb' | 'sfn' | 'scheduler' | 'cloudfor
 /** What a recording or tracing middleware needs of a client. */
 export interface InstrumentableClient {
   // The stacks of the five clients differ only in their input/output types.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one hook for every client's stack, whatever its input and output types.
   readonly middlewareStack: MiddlewareStack<any, any>;
 }
 

@@ -1,6 +1,6 @@
 import { DeployError, loadVerifiedModel, moveProduction, PRODUCTION, type DeployDependencies } from '#lib/deploy/index.ts';
 import type { Output } from './output.ts';
-import { CliError } from './serving.ts';
+import { CliError } from './errors.ts';
 
 /**
  * The version a user typed, as a version number: digits only, no sign, no leading zero. `2.5`

@@ -1,23 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { AwsModeError, readServedAnswer, STACK_OUTPUTS, type AwsClientOptions } from '#lib/aws/index.ts';
-import { AgentflowError } from '#lib/errors/index.ts';
 import { holderPath, openLocalSession, readHolder, removeHolder, writeHolder, type LocalSession } from '#lib/runtime/index.ts';
 import { createServeContext, feedback, infer, startServer, type ServeContext } from '#lib/serve/index.ts';
+import { AgentflowError } from '#lib/errors/index.ts';
+import { CliError } from './errors.ts';
 import { EXIT, reportError, type Output } from './output.ts';
 import { versionArgument } from './promote.ts';
 import type { WithSession } from './program.ts';
 import { awsOnly, localOnly, openCliSession, type GlobalOptions } from './session.ts';
-
-export class CliError extends AgentflowError {
-  constructor(
-    message: string,
-    options: { code: 'RECORDS_INVALID' | 'REWARD_INVALID' | 'SERVER_UNREACHABLE' | 'VERSION_INVALID' | 'VERSION_NOT_FOUND' | 'VERSION_REJECTED' | 'MODEL_INTEGRITY'; context?: Record<string, unknown>; cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'CliError';
-  }
-}
 
 /**
  * A serving context over the local session. CloudWatch's embedded-metric lines are for Lambda's

@@ -47,6 +47,7 @@ export function formatProblem(problem: DatasetProblem): string {
   return printable(`${where}${problem.task === undefined ? '' : `, task "${problem.task}"`}: ${problem.message}`);
 }
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point: they are escaped before a terminal sees them.
 const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/g;
 
 /** Text with its control characters (tab aside) escaped as `\uXXXX`. */

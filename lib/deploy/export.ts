@@ -1,10 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { objectiveTasks } from '#lib/run/index.ts';
+import { objectiveTasks, RunManifest } from '#lib/run/index.ts';
 import { encoderDescriptor, encoderFeeds, mergeEncoderAndHeads } from '#lib/encoders/index.ts';
 import { splitRows } from '#lib/embed/index.ts';
 import type { ValidatedRow } from '#lib/datasets/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
 import type { Registry } from '#lib/registry/index.ts';
 import { readShard } from '#lib/shards/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';

@@ -1,10 +1,8 @@
-import { objectiveTasks } from '#lib/run/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
+import { objectiveTasks, RunManifest, ModelCard } from '#lib/run/index.ts';
 import { RegistryError, type Registry } from '#lib/registry/index.ts';
 import { sha256Hex, type ArtifactStore } from '#lib/store/index.ts';
 import { rewardOf } from '#lib/tune/index.ts';
 import type { PromoteInput, PromoteOutput } from '#lib/workflow/contracts.ts';
-import { ModelCard } from '#lib/run/index.ts';
 import { DeployError } from './errors.ts';
 import { evaluateOnSplit, type TaskMetrics } from './evaluate.ts';
 import { decidePromotion, type GateDecision, type GateScore } from './gate.ts';

@@ -2,7 +2,7 @@ import type OnnxTypes from 'onnx-proto';
 import { Graph, decodeModel, dtypeFromCode, onnx, type ModelProto } from '#lib/graph/index.ts';
 import type { OnnxBaseModelSpec } from '#lib/spec/index.ts';
 import { EncoderError } from '#lib/encoders/errors.ts';
-import { l2Normalize, textOf, type RowSource } from '#lib/encoders/common.ts';
+import { l2Normalize, type RowSource } from '#lib/encoders/common.ts';
 import { composeModels } from '#lib/encoders/merge.ts';
 import * as ort from 'onnxruntime-node';
 import type { ValidatedRow } from '#lib/datasets/index.ts';

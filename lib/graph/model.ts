@@ -1,7 +1,7 @@
 import onnxProto from 'onnx-proto';
 
-import type { Attribute, DType, Graph, TensorLiteral, Value } from './builder.ts';
-import { dtypeCode, dtypeFromCode, dtypeOfValues, tensorLiteral, type TensorValues } from './builder.ts';
+import type { Attribute, Graph, Value } from './builder.ts';
+import { dtypeCode, dtypeFromCode, dtypeOfValues, tensorLiteral, type DType, type TensorLiteral, type TensorValues } from './tensor.ts';
 import { GraphError } from './errors.ts';
 import { formatShape, type Shape } from './shape.ts';
 

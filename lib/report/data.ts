@@ -1,6 +1,5 @@
 import type { PlanDecision, ScreeningOutcome, TrialRow } from '#lib/agent/index.ts';
-import { ModelCard } from '#lib/run/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
+import { ModelCard, RunManifest } from '#lib/run/index.ts';
 import { RegistryError, type ModelVersion, type RunEvent, type RunRecord, type ServingSetState, type TrialRecord } from '#lib/registry/index.ts';
 import type { DeploySpec } from '#lib/spec/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';

@@ -1,6 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import { ModelCard } from '#lib/run/index.ts';
-import { modelOutputName } from '#lib/run/index.ts';
+import { ModelCard, modelOutputName } from '#lib/run/index.ts';
 import { tokenizationFromJson, type Tokenization } from '#lib/encoders/index.ts';
 import { decodeModel, onnx, type ModelProto } from '#lib/graph/index.ts';
 import type { ModelVersion, Registry } from '#lib/registry/index.ts';

@@ -12,7 +12,6 @@ export {
   LAMBDA_TRANSIENT_ERRORS,
   BATCH_TRANSIENT_ERRORS,
   type DefinitionOptions,
-  type StateMachineDefinition,
 } from '#lib/workflow/definition.ts';
 export {
   STAGES,

@@ -121,7 +121,8 @@ export async function startSfnStandIn(script: SfnScript = {}): Promise<SfnStandI
         history: [{ type: 'ExecutionStarted', details: { executionStartedEventDetails: { input } } }],
       };
       executions.set(executionArn, execution);
-      await (script.onStart ?? succeedExecution)(execution);
+      if (script.onStart) await script.onStart(execution);
+      else succeedExecution(execution);
       return ok({ executionArn, startDate: seconds(execution.startDate) });
     },
     async RedriveExecution({ executionArn }) {
@@ -133,7 +134,8 @@ export async function startSfnStandIn(script: SfnScript = {}): Promise<SfnStandI
       execution.redriveCount += 1;
       execution.status = 'RUNNING';
       execution.history.push({ type: 'ExecutionRedriven', details: { executionRedrivenEventDetails: { redriveCount: execution.redriveCount } } });
-      await (script.onRedrive ?? succeedExecution)(execution);
+      if (script.onRedrive) await script.onRedrive(execution);
+      else succeedExecution(execution);
       return ok({ redriveDate: seconds(new Date()) });
     },
     GetExecutionHistory({ executionArn, reverseOrder, maxResults, nextToken }) {
