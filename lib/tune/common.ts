@@ -1,5 +1,6 @@
 import { TuneError } from './errors.ts';
 import { seedRng } from './random.ts';
+import { hyperparametersOf, validateSpace } from './space.ts';
 import type { BestTrial, PendingTrial, Proposal, TrialRecord, TrialResult, TunerInit, TunerKind, TunerStateBase } from './types.ts';
 
 /** Trial records kept per state: about 200 bytes each, well under DynamoDB's 400 KB item limit. */
@@ -51,6 +52,7 @@ export function baseState<K extends TunerKind>(kind: K, options: TunerInit<unkno
     taskNames: [...taskNames],
     lambdaScale,
     learningRate: { tune: options.tuneLearningRate ?? false, min, max },
+    space: validateSpace(options.space ?? []),
     population,
     rng: seedRng(seed),
     session: 0,
@@ -106,12 +108,20 @@ export function trialIdOf(session: number, generation: number, index: number): s
   return `s${session}-g${generation}-t${index}`;
 }
 
+/** The names of a state's point coordinates: the task names, `learningRate` when tuned, then the space's dimensions. */
+export function coordinateNames(state: Pick<TunerStateBase, 'taskNames' | 'learningRate' | 'space'>): string[] {
+  return [...state.taskNames, ...(state.learningRate.tune ? ['learningRate'] : []), ...(state.space ?? []).map((d) => d.name)];
+}
+
 export function proposalOf(state: TunerStateBase, pending: PendingTrial): Proposal {
   const n = state.taskNames.length;
+  const space = state.space ?? [];
+  const first = n + (state.learningRate.tune ? 1 : 0);
   return {
     trialId: pending.trialId,
     lambda: lambdaOf(state.taskNames, pending.point, state.lambdaScale),
     ...(state.learningRate.tune ? { learningRate: learningRateOf(state.learningRate, pending.point[n]) } : {}),
+    ...(space.length > 0 ? { hyperparameters: hyperparametersOf(space, pending.point.slice(first)) } : {}),
     ...(pending.noise ? { noise: [...pending.noise] } : {}),
   };
 }
@@ -167,6 +177,7 @@ export function recordResults<S extends TunerStateBase>(
       generation: state.generation,
       lambda: proposal.lambda,
       ...(proposal.learningRate !== undefined ? { learningRate: proposal.learningRate } : {}),
+      ...(proposal.hyperparameters !== undefined ? { hyperparameters: proposal.hyperparameters } : {}),
       reward: rewards[i],
     };
   });

@@ -12,6 +12,7 @@ export {
   type RewardBreakdown,
 } from './objective.ts';
 export { lambdaOf, learningRateOf, learningRateRange, HISTORY_LIMIT, DEFAULT_LR_RANGE } from './common.ts';
+export { validateSpace, dimensionValue, hyperparametersOf, SEARCH_DIMENSION_NAMES, type SearchDimension, type SearchDimensionName } from './space.ts';
 export { createPgpeTuner, centeredRanks, PGPE_DEFAULTS, type PgpeHyperparameters, type PgpeState } from './pgpe.ts';
 export {
   createRandomSearchTuner,

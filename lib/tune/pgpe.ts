@@ -1,4 +1,4 @@
-import { baseState, pendingProposals, recordResults, resumeBase, trialIdOf } from './common.ts';
+import { baseState, coordinateNames, pendingProposals, recordResults, resumeBase, trialIdOf } from './common.ts';
 import { TuneError } from './errors.ts';
 import { createRng } from './random.ts';
 import type { PendingTrial, Proposal, TrialResult, Tuner, TunerInit, TunerStateBase } from './types.ts';
@@ -44,7 +44,7 @@ export const PGPE_DEFAULTS: Readonly<PgpeHyperparameters> = {
 
 export interface PgpeState extends TunerStateBase<'pgpe'> {
   hyper: PgpeHyperparameters;
-  /** Coordinate names: the task names, then `learningRate` when it is tuned. */
+  /** Coordinate names: the task names, then `learningRate` when it is tuned, then the space's dimensions. */
   dims: string[];
   mu: number[];
   sigma: number[];
@@ -52,8 +52,6 @@ export interface PgpeState extends TunerStateBase<'pgpe'> {
   /** The mean reward of the last generation's successful trials (for progress reports). */
   lastMeanReward: number | null;
 }
-
-const LR_DIM = 'learningRate';
 
 /** Centered ranks in [−0.5, 0.5]; tied rewards share their average rank. */
 export function centeredRanks(values: readonly number[]): number[] {
@@ -110,7 +108,7 @@ export function createPgpeTuner(overrides: Partial<PgpeHyperparameters> = {}): T
     }
     if (options.warmStart === undefined) {
       const base = baseState('pgpe', options);
-      const dims = [...base.taskNames, ...(base.learningRate.tune ? [LR_DIM] : [])];
+      const dims = coordinateNames(base);
       return {
         ...base,
         hyper,
@@ -124,26 +122,29 @@ export function createPgpeTuner(overrides: Partial<PgpeHyperparameters> = {}): T
     const base = resumeBase('pgpe', options, options.warmStart);
     const warm = options.warmStart;
     createRng(warm.rng); // throws on a corrupt stored generator
-    // Tasks carried over keep their logit, σ and Adam moments; a new task starts at the mean logit.
-    const dims = [...base.taskNames, ...(base.learningRate.tune ? [LR_DIM] : [])];
-    const oldIndex = new Map(warm.dims.map((name, i) => [name, i]));
-    const keptTasks = warm.dims.filter((name) => name !== LR_DIM && base.taskNames.includes(name));
-    const meanLogit = keptTasks.length > 0 ? keptTasks.reduce((sum, name) => sum + warm.mu[oldIndex.get(name)!], 0) / keptTasks.length : 0;
-    const carry = (name: string, values: number[], fallback: number): number => {
-      const i = oldIndex.get(name);
+    // Coordinates carried over (by name) keep their μ, σ and Adam moments; a new task starts at the
+    // mean logit, a new bounded coordinate at the middle of its range.
+    const dims = coordinateNames(base);
+    const taskCount = base.taskNames.length;
+    const oldTaskCount = warm.taskNames.length;
+    const oldIndex = new Map(warm.dims.map((name, i) => [`${i < oldTaskCount ? 'task' : 'dim'}:${name}`, i]));
+    const keyOf = (name: string, i: number): string => `${i < taskCount ? 'task' : 'dim'}:${name}`;
+    const keptTasks = warm.taskNames.filter((name) => base.taskNames.includes(name));
+    const meanLogit = keptTasks.length > 0 ? keptTasks.reduce((sum, name) => sum + warm.mu[oldIndex.get(`task:${name}`)!], 0) / keptTasks.length : 0;
+    const carry = (name: string, at: number, values: number[], fallback: number): number => {
+      const i = oldIndex.get(keyOf(name, at));
       return i === undefined ? fallback : values[i];
     };
-    const mu = dims.map((name) => carry(name, warm.mu, name === LR_DIM ? 0 : meanLogit));
-    const oldTasks = warm.dims.filter((name) => name !== LR_DIM);
-    const sameTasks = oldTasks.length === base.taskNames.length && oldTasks.every((name, i) => base.taskNames[i] === name);
+    const mu = dims.map((name, i) => carry(name, i, warm.mu, i < taskCount ? meanLogit : 0));
+    const sameTasks = oldTaskCount === taskCount && warm.taskNames.every((name, i) => base.taskNames[i] === name);
     return {
       ...base,
       hyper,
       dims,
       // Recentering only when the task list changed keeps an unchanged policy bit-for-bit.
       mu: sameTasks ? mu : centerLogits(mu, base.taskNames.length),
-      sigma: dims.map((name) => Math.min(hyper.sigmaMax, Math.max(hyper.sigmaMin, carry(name, warm.sigma, hyper.sigmaInit)))),
-      adam: { m: dims.map((name) => carry(name, warm.adam.m, 0)), v: dims.map((name) => carry(name, warm.adam.v, 0)), step: warm.adam.step },
+      sigma: dims.map((name, i) => Math.min(hyper.sigmaMax, Math.max(hyper.sigmaMin, carry(name, i, warm.sigma, hyper.sigmaInit)))),
+      adam: { m: dims.map((name, i) => carry(name, i, warm.adam.m, 0)), v: dims.map((name, i) => carry(name, i, warm.adam.v, 0)), step: warm.adam.step },
       lastMeanReward: warm.lastMeanReward,
     };
   };
@@ -209,8 +210,8 @@ export function createPgpeTuner(overrides: Partial<PgpeHyperparameters> = {}): T
       const vHat = v[i] / (1 - beta2 ** step);
       // The step shrinks with σ: as exploration contracts around an optimum, so do the moves (no Adam jitter).
       const moved = mui + (stepSize * (state.sigma[i] / state.hyper.sigmaInit) * mHat) / (Math.sqrt(vHat) + 1e-8);
-      // The lr coordinate lives in [−1, 1]; beyond it every sample clips to the same lr.
-      return state.dims[i] === LR_DIM ? Math.max(-1, Math.min(1, moved)) : moved;
+      // The lr and space coordinates live in [−1, 1]; beyond it every sample clips to the same value.
+      return i >= state.taskNames.length ? Math.max(-1, Math.min(1, moved)) : moved;
     });
     const sigma = state.sigma.map((s, i) => {
       const change = Math.max(-sigmaMaxChange * s, Math.min(sigmaMaxChange * s, sigmaStepSize * gradSigma[i]));

@@ -1,4 +1,4 @@
-import { baseState, pendingProposals, recordResults, resumeBase, trialIdOf } from './common.ts';
+import { baseState, coordinateNames, pendingProposals, recordResults, resumeBase, trialIdOf } from './common.ts';
 import { TuneError } from './errors.ts';
 import { createRng } from './random.ts';
 import type { PendingTrial, Proposal, TrialResult, Tuner, TunerInit, TunerStateBase } from './types.ts';
@@ -8,8 +8,8 @@ import type { PendingTrial, Proposal, TrialResult, Tuner, TunerInit, TunerStateB
  * - `simplex`: uniform on the simplex (Dirichlet(1, …, 1)) scaled by K, drawn as softmax of
  *   log-exponential logits, so every mix of task weights is equally likely;
  * - `logitNormal`: softmax of N(0, logitSd²) logits, concentrated around uniform λ.
- * The lr coordinate, when tuned, is uniform in [−1, 1] (log-uniform lr).
- * Fixed uniform proposes λ = K/n per task (1 at the default K) and the lr range's geometric middle,
+ * The lr coordinate, when tuned, and each space dimension's coordinate are uniform in [−1, 1].
+ * Fixed uniform proposes λ = K/n per task (1 at the default K) and the middle of the lr range and of every space dimension,
  * one trial per generation: repeating it would only re-roll training noise.
  */
 export interface RandomSearchOptions {
@@ -51,8 +51,8 @@ export function createRandomSearchTuner(overrides: Partial<RandomSearchOptions> 
       const logits = state.taskNames.map(() =>
         state.search.distribution === 'simplex' ? Math.log(-Math.log(1 - rng.uniform()) + Number.MIN_VALUE) : state.search.logitSd * rng.normal(),
       );
-      const lr = state.learningRate.tune ? [2 * rng.uniform() - 1] : [];
-      pending.push({ trialId: trialIdOf(state.session, state.generation, index), point: [...logits, ...lr] });
+      const bounded = [...(state.learningRate.tune ? [0] : []), ...(state.space ?? [])].map(() => 2 * rng.uniform() - 1);
+      pending.push({ trialId: trialIdOf(state.session, state.generation, index), point: [...logits, ...bounded] });
     }
     return pendingProposals({ ...state, rng: rng.snapshot(), pending })!;
   };
@@ -66,7 +66,7 @@ export function createUniformTuner(): Tuner<UniformState> {
   const propose = (state: UniformState): { state: UniformState; proposals: Proposal[] } => {
     const again = pendingProposals(state);
     if (again) return again;
-    const point = [...state.taskNames.map(() => 0), ...(state.learningRate.tune ? [0] : [])];
+    const point = coordinateNames(state).map(() => 0);
     return pendingProposals({ ...state, pending: [{ trialId: trialIdOf(state.session, state.generation, 0), point }] })!;
   };
   const update = (state: UniformState, results: readonly TrialResult[]): UniformState => recordResults(state, results).state;

@@ -1,4 +1,5 @@
 import type { RngState } from './random.ts';
+import type { SearchDimension } from './space.ts';
 
 export type TunerKind = 'pgpe' | 'random' | 'uniform';
 
@@ -11,6 +12,8 @@ export interface TunerInit<S> {
   tuneLearningRate?: boolean;
   /** [min, max] learning rate, both > 0. Default [1e-4, 1e-2]. */
   lrRange?: readonly [number, number];
+  /** More hyperparameters to search, one coordinate each after λ and the lr. Default none. */
+  space?: readonly SearchDimension[];
   /** Trials per generation (one Map iteration each). PGPE needs an even number: it samples in pairs. */
   population: number;
   seed: number;
@@ -24,6 +27,8 @@ export interface Proposal {
   lambda: Record<string, number>;
   /** Present only when the tuner tunes the learning rate. */
   learningRate?: number;
+  /** Present only when the tuner searches more dimensions: each dimension's value, by name. */
+  hyperparameters?: Record<string, number>;
   /** PGPE's signed perturbation of the policy mean (task logits, then the lr coordinate). */
   noise?: number[];
 }
@@ -42,6 +47,7 @@ export interface TrialRecord {
   generation: number;
   lambda: Record<string, number>;
   learningRate?: number;
+  hyperparameters?: Record<string, number>;
   reward: number | null;
 }
 
@@ -52,13 +58,14 @@ export interface BestTrial {
   generation: number;
   lambda: Record<string, number>;
   learningRate?: number;
+  hyperparameters?: Record<string, number>;
   reward: number;
 }
 
 /** A proposed trial awaiting its result, as a point of the search space. */
 export interface PendingTrial {
   trialId: string;
-  /** Task logits θ, then (when tuning it) the lr coordinate z ∈ [−1, 1] (log-lr from min to max). */
+  /** Task logits θ, then (when tuning it) the lr coordinate z ∈ [−1, 1] (log-lr from min to max), then one z ∈ [−1, 1] per space dimension. */
   point: number[];
   /** PGPE only: the signed perturbation and which symmetric pair the trial belongs to. */
   noise?: number[];
@@ -72,6 +79,8 @@ export interface TunerStateBase<K extends TunerKind = TunerKind> {
   taskNames: string[];
   lambdaScale: number;
   learningRate: { tune: boolean; min: number; max: number };
+  /** The searched dimensions beyond λ and lr (absent in states stored before they existed: none). */
+  space?: SearchDimension[];
   population: number;
   rng: RngState;
   session: number;

@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { createTuner, dimensionValue, validateSpace, type PgpeState, type Proposal, type SearchDimension } from '#lib/tune/index.ts';
+
+const TASKS = ['a', 'b'];
+const SPACE: SearchDimension[] = [
+  { name: 'weightDecay', scale: 'log', min: 1e-6, max: 1e-2 },
+  { name: 'width', choices: [16, 32, 64, 128] },
+  { name: 'dropout', scale: 'linear', min: 0, max: 0.5 },
+];
+
+/** Best at weight decay 1e-4, width 64, dropout 0.1; λ and lr do not matter. */
+function reward(proposal: Proposal): number {
+  const h = proposal.hyperparameters!;
+  return -((Math.log10(h.weightDecay) + 4) ** 2) - Math.abs(Math.log2(h.width) - 6) - 4 * (h.dropout - 0.1) ** 2;
+}
+
+describe('search space', () => {
+  it('maps a coordinate to each dimension: log and linear ranges end to end, choices in equal bins', () => {
+    expect(dimensionValue(SPACE[0], -1)).toBeCloseTo(1e-6, 15);
+    expect(dimensionValue(SPACE[0], 0)).toBeCloseTo(1e-4, 12);
+    expect(dimensionValue(SPACE[0], 5)).toBeCloseTo(1e-2, 12);
+    expect(dimensionValue(SPACE[2], 0)).toBeCloseTo(0.25, 12);
+    expect([-1, -0.6, -0.4, 0.1, 0.6, 1].map((z) => dimensionValue(SPACE[1], z))).toEqual([16, 16, 32, 64, 128, 128]);
+  });
+
+  it('rejects unknown, repeated and malformed dimensions with the fix in the message', () => {
+    expect(() => validateSpace([{ name: 'momentum' as never, scale: 'log', min: 1, max: 2 }])).toThrow(/"momentum" is not one of weightDecay, width/);
+    expect(() => validateSpace([SPACE[1], SPACE[1]])).toThrow(/listed twice/);
+    expect(() => validateSpace([{ name: 'depth', choices: [3, 2] }])).toThrow(/increasing finite numbers/);
+    expect(() => validateSpace([{ name: 'weightDecay', scale: 'log', min: 0, max: 1 }])).toThrow(/min > 0 on a log scale/);
+    expect(() => createTuner({ kind: 'pgpe' }).init({ taskNames: TASKS, population: 2, seed: 1, space: [{ name: 'dropout', scale: 'linear', min: 1, max: 0 }] })).toThrow(
+      /range \[1, 0\] must be finite with min ≤ max/,
+    );
+  });
+
+  it('PGPE searches the named dimensions as Gaussian coordinates and climbs to the best values', () => {
+    const tuner = createTuner({ kind: 'pgpe' });
+    let state: PgpeState = tuner.init({ taskNames: TASKS, tuneLearningRate: true, space: SPACE, population: 8, seed: 3 });
+    expect(state.dims).toEqual(['a', 'b', 'learningRate', 'weightDecay', 'width', 'dropout']);
+    let first: number | undefined;
+    for (let g = 0; g < 40; g += 1) {
+      const { state: pending, proposals } = tuner.propose(state);
+      for (const p of proposals) {
+        expect(p.hyperparameters!.weightDecay >= 1e-6 && p.hyperparameters!.weightDecay <= 1e-2).toBe(true);
+        expect([16, 32, 64, 128]).toContain(p.hyperparameters!.width);
+        expect(p.hyperparameters!.dropout >= 0 && p.hyperparameters!.dropout <= 0.5).toBe(true);
+      }
+      const rewards = proposals.map(reward);
+      first ??= rewards.reduce((a, b) => a + b, 0) / rewards.length;
+      state = tuner.update(
+        pending,
+        proposals.map((p, i) => ({ trialId: p.trialId, reward: rewards[i] })),
+      );
+    }
+    const mean = tuner.propose({ ...state, sigma: state.sigma.map(() => 1e-9) }).proposals[0];
+    expect(mean.hyperparameters!.width).toBe(64);
+    expect(Math.log10(mean.hyperparameters!.weightDecay)).toBeCloseTo(-4, 0);
+    expect(Math.abs(mean.hyperparameters!.dropout - 0.1)).toBeLessThan(0.08);
+    expect(state.best!.hyperparameters).toBeDefined();
+    expect(state.history.at(-1)!.hyperparameters).toBeDefined();
+    expect(state.best!.reward).toBeGreaterThan(first!);
+  });
+
+  it('random search draws every dimension inside its range; fixed uniform proposes each middle', () => {
+    const random = createTuner({ kind: 'random' });
+    const { proposals } = random.propose(random.init({ taskNames: TASKS, space: SPACE, population: 50, seed: 5 }));
+    expect(new Set(proposals.map((p) => p.hyperparameters!.width)).size).toBe(4);
+    for (const p of proposals) expect(p.hyperparameters!.dropout >= 0 && p.hyperparameters!.dropout <= 0.5).toBe(true);
+    const uniform = createTuner({ kind: 'uniform' });
+    const [middle] = uniform.propose(uniform.init({ taskNames: TASKS, space: SPACE, population: 1, seed: 5 })).proposals;
+    expect(middle.hyperparameters!.weightDecay).toBeCloseTo(1e-4, 12);
+    expect(middle.hyperparameters!.width).toBe(64);
+  });
+
+  it('a warm start keeps a dimension the new space still searches and starts an added one at its middle', () => {
+    const tuner = createTuner({ kind: 'pgpe' });
+    const stored = { ...tuner.init({ taskNames: TASKS, space: [SPACE[0]], population: 2, seed: 1 }) };
+    stored.mu = [0.3, -0.3, 0.7];
+    stored.sigma = [0.6, 0.6, 0.2];
+    const resumed = tuner.init({ taskNames: TASKS, space: [SPACE[2], SPACE[0]], population: 2, seed: 1, warmStart: stored });
+    expect(resumed.dims).toEqual(['a', 'b', 'dropout', 'weightDecay']);
+    expect(resumed.mu).toEqual([0.3, -0.3, 0, 0.7]);
+    expect(resumed.sigma).toEqual([0.6, 0.6, 0.6, 0.2]);
+  });
+});
