@@ -66,6 +66,7 @@ describe('parseSpec defaults', () => {
       population: 6,
       maxConcurrency: 2,
       tuneLearningRate: false,
+      search: [],
       lambdaScale: 1,
       screening: { enabled: 'auto', trialEpochs: 2 },
     });
@@ -303,6 +304,27 @@ describe('parseSpec problems', () => {
 
   it('uses "spec" as the source when none is given', () => {
     expect(() => parseSpec({})).toThrow(/^spec: 4 problems:/);
+  });
+});
+
+describe('tuning.search', () => {
+  const searching = (search: unknown[]) => ({ ...minimal(), tuning: { search } });
+
+  it('fills each named dimension with its default range, and keeps the ranges given', () => {
+    const spec = parseSpec(searching([{ name: 'width' }, { name: 'weightDecay', max: 1e-3 }, { name: 'depth', choices: [1, 2] }, { name: 'patience' }]));
+    expect(spec.tuning.search).toEqual([
+      { name: 'width', choices: [64, 128, 256, 512] },
+      { name: 'weightDecay', scale: 'log', min: 1e-6, max: 1e-3 },
+      { name: 'depth', choices: [1, 2] },
+      { name: 'patience', choices: [1, 2, 3, 5, 8] },
+    ]);
+  });
+
+  it('refuses unknown, repeated and malformed dimensions, naming the fix', () => {
+    expect(problemsOf(searching([{ name: 'momentum' }]))[0].path).toBe('tuning.search[0].name');
+    expect(problemsOf(searching([{ name: 'width' }, { name: 'width', choices: [8] }]))[0].message).toBe('width is listed twice; list each dimension once');
+    expect(problemsOf(searching([{ name: 'depth', choices: [3, 2] }]))[0].message).toMatch(/in increasing order/);
+    expect(problemsOf(searching([{ name: 'weightDecay', min: 1e-2, max: 1e-4 }]))[0].message).toBe('min 0.01 is above max 0.0001; give min ≤ max');
   });
 });
 

@@ -16,6 +16,7 @@ import {
   exportHeads,
   exportedTasks,
   predictExported,
+  specWithHyperparameters,
   trainTrial,
   trainingForward,
   type TrialWeights,
@@ -126,6 +127,35 @@ describe('exportHeads', () => {
     expect(() => exportHeads({ spec, encoder: { id: 'e1', dimension: 11 }, weights: trained.weights })).toThrow(/encoder "e1" has dimension 11 but the weights take 10/);
     const { [`tower.spam.out.weight`]: _dropped, ...rest } = trained.weights.tensors;
     expect(() => exportHeads({ spec, encoder, weights: { ...trained.weights, tensors: rest } })).toThrow(/weights have no parameter "tower.spam.out.weight"/);
+  });
+});
+
+describe('a trial\'s searched hyperparameters', () => {
+  it('reshape the layers a trial trains, and the weights carry that shape through encoding to the export', async () => {
+    const spec = specFor('shared-bottom');
+    const proposal = { lambda: { spam: 1, topic: 1, score: 1 }, hyperparameters: { width: 12, depth: 3, weightDecay: 0, patience: 1 } };
+    const trained = await trainTrial({ spec, encoder, proposal, data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) }, options: { maxEpochs: 2 } });
+    expect(trained.weights.shapes['bottom.0.weight']).toEqual([DIM, 12]);
+    expect(trained.weights.shapes['bottom.2.weight']).toEqual([12, 12]);
+    expect(trained.weights.model).toEqual({ hidden: [12, 12, 12], experts: 3, expertHidden: 12, towerHidden: [8] });
+
+    const stored = encodeWeights(trained.weights);
+    const weights = decodeWeights(stored.bin, stored.index);
+    const model = exportHeads({ spec, encoder, weights });
+    const expected = await trainingForward({ spec, weights, batch: validation });
+    await expect(checkParity(model, expected, { batch: validation })).resolves.toBeDefined();
+  });
+
+  it('apply over the spec: width sets every shared layer, depth their count, weight decay and patience the training settings', () => {
+    const spec = specFor('mmoe', [32, 16]);
+    expect(specWithHyperparameters(spec, undefined)).toBe(spec);
+    const widened = specWithHyperparameters(spec, { width: 24 });
+    expect([widened.model.hidden, widened.model.expertHidden]).toEqual([[24, 24], 24]);
+    expect(specWithHyperparameters(spec, { depth: 1 }).model.hidden).toEqual([32]);
+    const trained = specWithHyperparameters(spec, { weightDecay: 0.01, patience: 5 }).training;
+    expect([trained.weightDecay, trained.earlyStoppingPatience]).toEqual([0.01, 5]);
+    expect(() => specWithHyperparameters(spec, { momentum: 0.9 })).toThrow(/hyperparameter "momentum" is not one a trial applies \(weightDecay, patience, width, depth\); fix tuning.search/);
+    expect(() => specWithHyperparameters(spec, { depth: 1.5 })).toThrow(/depth = 1.5 must be an integer ≥ 1 \(it sets the number of model.hidden layers\)/);
   });
 });
 

@@ -115,6 +115,7 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
     taskNames,
     lambdaScale: spec.tuning.lambdaScale,
     tuneLearningRate: spec.tuning.tuneLearningRate,
+    space: spec.tuning.search,
     lrRange: learningRateRange(spec.training.learningRate),
     population,
     seed: spec.training.seed,
@@ -158,11 +159,15 @@ function warmStartOf(
 }
 
 /** A tuner's proposal as a trial's contract; after screening it names the winning candidate. */
-export function toContractProposal(proposal: { trialId: string; lambda: Record<string, number>; learningRate?: number }, candidate?: Candidate): Proposal {
+export function toContractProposal(
+  proposal: { trialId: string; lambda: Record<string, number>; learningRate?: number; hyperparameters?: Record<string, number> },
+  candidate?: Candidate,
+): Proposal {
   return {
     trialId: proposal.trialId,
     lambda: proposal.lambda,
     ...(proposal.learningRate === undefined ? {} : { learningRate: proposal.learningRate }),
+    ...(proposal.hyperparameters === undefined ? {} : { hyperparameters: proposal.hyperparameters }),
     ...(candidate === undefined ? {} : { encoderId: candidate.encoderId, architecture: candidate.architecture }),
   };
 }

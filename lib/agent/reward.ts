@@ -19,6 +19,8 @@ export interface TrialRow {
   phase?: 'screening' | 'tuning';
   lambda: Record<string, number>;
   learningRate?: number;
+  /** The searched hyperparameters the trial trained with (`tuning.search`). */
+  hyperparameters?: Record<string, number>;
   /** The encoder and architecture the proposal named (screening candidates and tuning after screening). */
   encoderId?: string;
   architecture?: string;
@@ -111,6 +113,7 @@ async function scoreTrial(outcome: TrialOutcome, generation: GenerationState, de
     phase: generation.screening ? ('screening' as const) : ('tuning' as const),
     lambda: proposal.lambda,
     ...(proposal.learningRate === undefined ? {} : { learningRate: proposal.learningRate }),
+    ...(proposal.hyperparameters === undefined ? {} : { hyperparameters: proposal.hyperparameters }),
     ...(proposal.encoderId === undefined ? {} : { encoderId: proposal.encoderId }),
     ...(proposal.architecture === undefined ? {} : { architecture: proposal.architecture }),
     ...(proposal.maxEpochs === undefined ? {} : { maxEpochs: proposal.maxEpochs }),

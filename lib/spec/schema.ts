@@ -254,6 +254,24 @@ export const trainingSchema = z.strictObject({
   maxDivergenceLoss: positive().optional(),
 });
 
+const increasingInts = (min: number) =>
+  z
+    .array(z.int().min(min))
+    .min(1)
+    .refine((values) => values.every((v, i) => i === 0 || v > values[i - 1]), { message: 'list the choices once each, in increasing order, e.g. [64, 128, 256]' });
+
+/**
+ * One hyperparameter the tuner searches beside λ (and the lr, `tuneLearningRate`): weight decay on
+ * a log scale, hidden width and depth and early-stopping patience as ordered choices. Each has a
+ * default range, so `{ name: width }` alone searches it.
+ */
+export const searchDimensionSchema = z.discriminatedUnion('name', [
+  z.strictObject({ name: z.literal('weightDecay'), scale: z.literal('log').default('log'), min: positive().default(1e-6), max: positive().default(1e-2) }),
+  z.strictObject({ name: z.literal('width'), choices: increasingInts(1).default([64, 128, 256, 512]) }),
+  z.strictObject({ name: z.literal('depth'), choices: increasingInts(1).default([1, 2, 3]) }),
+  z.strictObject({ name: z.literal('patience'), choices: increasingInts(0).default([1, 2, 3, 5, 8]) }),
+]);
+
 export const tuningSchema = z
   .strictObject({
     strategy: z.enum(['pgpe', 'random', 'uniform']).default('pgpe'),
@@ -262,6 +280,8 @@ export const tuningSchema = z
     maxConcurrency: positiveInt().default(2),
     /** Also tune the learning rate per trial, within a decade either side of training.learningRate (the policy starts there). */
     tuneLearningRate: z.boolean().default(false),
+    /** More hyperparameters to search per trial (see `searchDimensionSchema`); default none, λ (and the lr) only. */
+    search: z.array(searchDimensionSchema).default([]),
     /** K in λ = K·softmax(θ); defaults to the number of tasks so uniform λ is all ones. */
     lambdaScale: positive().optional(),
     screening: z
@@ -272,6 +292,14 @@ export const tuningSchema = z
       .prefault({}),
   })
   .superRefine((tuning, ctx) => {
+    tuning.search.forEach((dimension, i) => {
+      if (tuning.search.findIndex((other) => other.name === dimension.name) !== i) {
+        ctx.addIssue({ code: 'custom', path: ['search', i, 'name'], input: dimension.name, message: `${dimension.name} is listed twice; list each dimension once` });
+      }
+      if ('min' in dimension && dimension.min > dimension.max) {
+        ctx.addIssue({ code: 'custom', path: ['search', i, 'min'], input: dimension.min, message: `min ${dimension.min} is above max ${dimension.max}; give min ≤ max` });
+      }
+    });
     if (tuning.strategy === 'pgpe' && tuning.population % 2 !== 0) {
       ctx.addIssue({
         code: 'custom',

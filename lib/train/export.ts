@@ -42,7 +42,8 @@ export interface HeadsExportMetadata {
 export function headsForWeights(spec: Pick<Spec, 'model' | 'tasks' | 'training'>, weights: TrialWeights): Heads {
   const heads = buildHeads({
     architecture: weights.architecture,
-    model: spec.model,
+    // A trial whose hyperparameters reshaped the layers stored the shape it trained.
+    model: weights.model ?? spec.model,
     tasks: spec.tasks,
     inputDim: weights.inputDim,
     seed: spec.training.seed,

@@ -22,6 +22,7 @@ export {
   type TargetScale,
   type HeadsTrainingStepOptions,
 } from '#lib/train/heads.ts';
+export { specWithHyperparameters, headsModelOf, type TrialHyperparameters } from '#lib/train/hyperparameters.ts';
 export { DWA_TEMPERATURE, dwaWeights, learningRateAt, type LearningRateOptions } from '#lib/train/schedule.ts';
 export {
   batchFeeds,

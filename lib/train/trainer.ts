@@ -8,8 +8,9 @@ import type { Architecture, Spec } from '#lib/spec/index.ts';
 import { deriveSeed, mulberry32 } from '#lib/synth/index.ts';
 import { rewardOf } from '#lib/tune/index.ts';
 import { TrainError } from '#lib/train/errors.ts';
-import { batchNames, buildHeads, buildHeadsTrainingStep, buildInferenceGraph, FEATURES_INPUT, type Heads, type HeadTask, type TargetScale } from '#lib/train/heads.ts';
+import { batchNames, buildHeads, buildHeadsTrainingStep, buildInferenceGraph, FEATURES_INPUT, type Heads, type HeadsModel, type HeadTask, type TargetScale } from '#lib/train/heads.ts';
 import { dwaWeights, learningRateAt } from '#lib/train/schedule.ts';
+import { headsModelOf, specWithHyperparameters, type TrialHyperparameters } from '#lib/train/hyperparameters.ts';
 
 export type ExecutionProviders = NonNullable<TrainingSessionOptions['executionProviders']>;
 
@@ -22,6 +23,8 @@ export interface TrialWeights {
   readonly shapes: Readonly<Record<string, readonly number[]>>;
   /** Regression tasks' train-label mean and std the heads were built with (see `HeadsOptions.targetScales`). */
   readonly targetScales?: Readonly<Record<string, TargetScale>>;
+  /** The model section the heads were built with, when the trial's hyperparameters reshaped the spec's. */
+  readonly model?: HeadsModel;
 }
 
 /** Validation metrics per task: `evaluateTask`'s, plus `labelStd` (rmse reference) and `labelMad` (mae reference) for regression. */
@@ -57,8 +60,11 @@ export interface TrainProgress {
 export interface TrainTrialOptions {
   readonly spec: Spec;
   readonly encoder: { readonly id: string; readonly dimension: number };
-  /** λ per task (every spec task), and an optional learning rate over `spec.training.learningRate`. */
-  readonly proposal: { readonly lambda: Readonly<Record<string, number>>; readonly learningRate?: number };
+  /**
+   * λ per task (every spec task), an optional learning rate over `spec.training.learningRate`, and
+   * optional hyperparameters over the spec's settings (see `specWithHyperparameters`).
+   */
+  readonly proposal: { readonly lambda: Readonly<Record<string, number>>; readonly learningRate?: number; readonly hyperparameters?: TrialHyperparameters };
   /** Default the spec's first candidate architecture. */
   readonly architecture?: Architecture;
   /** Each call re-opens the split as a stream; the train split is read once per epoch. */
@@ -118,7 +124,9 @@ const DEFAULT_EVALUATION_ROWS = 4096;
  * inputs give the same weights.
  */
 export async function trainTrial(options: TrainTrialOptions): Promise<TrainResult> {
-  const { spec, encoder, proposal, data } = options;
+  const { encoder, proposal, data } = options;
+  const spec = specWithHyperparameters(options.spec, proposal.hyperparameters);
+  const reshaped = spec.model.hidden !== options.spec.model.hidden || spec.model.expertHidden !== options.spec.model.expertHidden;
   const settings = options.options ?? {};
   const training = spec.training;
   const architecture = options.architecture ?? spec.model.architectures[0];
@@ -213,6 +221,7 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
         tensors: kept.tensors,
         shapes: Object.fromEntries(step.parameters.map((p) => [p.name, [...p.shape]])),
         ...(Object.keys(targetScales).length > 0 ? { targetScales } : {}),
+        ...(reshaped ? { model: headsModelOf(spec.model) } : {}),
       },
       metrics: kept.metrics,
       objective: kept.objective,

@@ -114,7 +114,7 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
   const caps = [proposal.maxEpochs, deps.maxEpochs].filter((cap): cap is number => cap !== undefined);
   const maxEpochs = caps.length > 0 ? Math.min(...caps) : undefined;
   const epochs = Math.min(spec.training.epochs, maxEpochs ?? Infinity);
-  log(`trial ${trialId}: generation ${generation}, encoder ${encoder.id} (dim ${encoder.dimension}), ${architecture}, weighting ${spec.training.weighting}, λ ${formatRecord(proposal.lambda)}, lr ${proposal.learningRate ?? spec.training.learningRate}, device ${providers.join('+')}`);
+  log(`trial ${trialId}: generation ${generation}, encoder ${encoder.id} (dim ${encoder.dimension}), ${architecture}, weighting ${spec.training.weighting}, λ ${formatRecord(proposal.lambda)}, lr ${proposal.learningRate ?? spec.training.learningRate}${proposal.hyperparameters ? `, ${formatRecord(proposal.hyperparameters)}` : ''}, device ${providers.join('+')}`);
 
   const dir = await mkdtemp(join(deps.tmpDir ?? tmpdir(), `agentflow-trial-${trialId}-`));
   try {

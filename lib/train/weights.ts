@@ -24,6 +24,8 @@ export const WeightsIndex = z.object({
   parameters: z.array(z.object({ name: z.string(), shape: z.array(z.int()), offset: z.int().nonnegative(), length: z.int().nonnegative() })),
   /** Regression tasks' target standardization, part of the model like the parameters. */
   targetScales: z.record(z.string(), z.object({ mean: z.number(), std: z.number() })).optional(),
+  /** The heads' model section when the trial's hyperparameters reshaped the spec's (width, depth). */
+  model: z.object({ hidden: z.array(z.int().positive()), experts: z.int().positive(), expertHidden: z.int().positive(), towerHidden: z.array(z.int().positive()) }).optional(),
 });
 export type WeightsIndex = z.infer<typeof WeightsIndex>;
 
@@ -56,6 +58,7 @@ export function encodeWeights(weights: TrialWeights): { bin: Uint8Array; index: 
       byteLength,
       parameters,
       ...(weights.targetScales ? { targetScales: { ...weights.targetScales } } : {}),
+      ...(weights.model ? { model: weights.model } : {}),
     },
   };
 }
@@ -84,7 +87,7 @@ export function decodeWeights(bin: Uint8Array, index: WeightsIndex, where = 'wei
     tensors[p.name] = aligned.slice(p.offset / 4, p.offset / 4 + p.length);
     shapes[p.name] = [...p.shape];
   }
-  return { architecture: index.architecture, inputDim: index.inputDim, tensors, shapes, ...(index.targetScales ? { targetScales: index.targetScales } : {}) };
+  return { architecture: index.architecture, inputDim: index.inputDim, tensors, shapes, ...(index.targetScales ? { targetScales: index.targetScales } : {}), ...(index.model ? { model: index.model } : {}) };
 }
 
 /** `…/weights.json` for `…/weights.bin`. */

@@ -132,6 +132,8 @@ export const Proposal = z.object({
   trialId: TrialId,
   lambda: z.record(z.string(), z.number().nonnegative().finite()),
   learningRate: z.number().positive().finite().optional(),
+  /** The searched hyperparameters (`tuning.search`) by name, applied over the spec's own settings. */
+  hyperparameters: z.record(z.string(), z.number().finite()).optional(),
   encoderId: EncoderId.optional(),
   architecture: ArchitectureName.optional(),
   maxEpochs: z.number().int().positive().optional(),
