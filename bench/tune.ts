@@ -600,6 +600,11 @@ const SECTIONS: Record<string, (log: (line: string) => void) => Promise<BenchTun
     log('tune bench, section 3: surrogate objective (closed-form stand-in for training, noisy metrics)');
     return benchTune({ name: 'surrogate', log });
   },
+  /** Alone only (`--section surrogate-quasi`): the surrogate with PGPE's quasi-random first generation, to compare with `surrogate`. */
+  'surrogate-quasi': (log) => {
+    log('tune bench: surrogate objective, PGPE with a quasi-random (shifted Halton) first generation');
+    return benchTune({ name: 'surrogate-quasi', pgpe: { firstGeneration: 'quasi' }, log });
+  },
 };
 
 /**

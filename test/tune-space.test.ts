@@ -83,3 +83,41 @@ describe('search space', () => {
     expect(resumed.sigma).toEqual([0.6, 0.6, 0.6, 0.2]);
   });
 });
+
+describe('PGPE first generation', () => {
+  const bin = (e: number, sigma: number, bins: number): number => Math.floor(bins * normalCdf(e / sigma));
+  // Φ by erf's Abramowitz–Stegun 7.1.26 (error below 1.5e-7): enough to bin a quantile.
+  function normalCdf(x: number): number {
+    const t = 1 / (1 + 0.3275911 * (Math.abs(x) / Math.SQRT2));
+    const erf = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-(x * x) / 2);
+    return x >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
+  }
+
+  it('spreads a fresh policy\'s perturbations over the quantiles: one pair in each of population/2 equal-probability bins', () => {
+    const tuner = createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'quasi' } });
+    for (const seed of [1, 2, 3]) {
+      const { proposals } = tuner.propose(tuner.init({ taskNames: ['a', 'b', 'c'], population: 16, seed }));
+      const plus = proposals.filter((_, i) => i % 2 === 0);
+      // Halton's base-2 coordinate puts one of 8 points in each eighth of [0, 1), a shift keeps that.
+      expect(new Set(plus.map((p) => bin(p.noise![0], 0.6, 8))).size).toBe(8);
+    }
+    const gaussian = createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'gaussian' } });
+    const draws = [1, 2, 3].map((seed) => new Set(gaussian.propose(gaussian.init({ taskNames: ['a', 'b', 'c'], population: 16, seed })).proposals.filter((_, i) => i % 2 === 0).map((p) => bin(p.noise![0], 0.6, 8))).size);
+    expect(Math.min(...draws)).toBeLessThan(8);
+  });
+
+  it('draws later generations, and a warm start\'s first, independently', () => {
+    const tuner = createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'quasi' } });
+    const fresh = tuner.init({ taskNames: ['a', 'b'], population: 4, seed: 9 });
+    const first = tuner.propose(fresh);
+    const next = tuner.update(first.state, first.proposals.map((p, i) => ({ trialId: p.trialId, reward: i })));
+    const gaussian = createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'gaussian' } });
+    const same = gaussian.update(gaussian.propose(gaussian.init({ taskNames: ['a', 'b'], population: 4, seed: 9 })).state, first.proposals.map((p, i) => ({ trialId: p.trialId, reward: i })));
+    // Generation 1 draws N(0, σ²) as the gaussian tuner does; only the stream position differs.
+    expect(tuner.propose(next).proposals).toHaveLength(4);
+    expect(tuner.propose({ ...next, rng: same.rng, mu: same.mu, sigma: same.sigma }).proposals).toEqual(gaussian.propose(same).proposals);
+    const warm = tuner.init({ taskNames: ['a', 'b'], population: 4, seed: 9, warmStart: next });
+    expect(tuner.propose(warm).proposals).toEqual(gaussian.propose({ ...warm, hyper: { ...warm.hyper, firstGeneration: 'gaussian' } }).proposals);
+    expect(() => createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'sobol' as never } })).toThrow(/firstGeneration "sobol" is not "quasi" or "gaussian"/);
+  });
+});

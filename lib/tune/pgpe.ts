@@ -1,5 +1,6 @@
 import { baseState, coordinateNames, pendingProposals, recordResults, resumeBase, trialIdOf } from './common.ts';
 import { TuneError } from './errors.ts';
+import { normalQuantile, shiftedHalton } from './quasi.ts';
 import { createRng } from './random.ts';
 import type { PendingTrial, Proposal, TrialResult, Tuner, TunerInit, TunerStateBase } from './types.ts';
 
@@ -29,6 +30,13 @@ export interface PgpeHyperparameters {
   sigmaStepSize: number;
   beta1: number;
   beta2: number;
+  /**
+   * How a fresh policy draws its first generation's perturbations: `quasi` maps shifted Halton
+   * points through Φ⁻¹ (still N(0, σ²) per coordinate, but spread evenly, so the first few trials
+   * cover more of a wide good region); `gaussian` draws them independently. Default `gaussian`:
+   * on the tune bench's surrogate the quasi start did not reach the targets in fewer trials.
+   */
+  firstGeneration: 'quasi' | 'gaussian';
 }
 
 export const PGPE_DEFAULTS: Readonly<PgpeHyperparameters> = {
@@ -40,6 +48,7 @@ export const PGPE_DEFAULTS: Readonly<PgpeHyperparameters> = {
   sigmaStepSize: 0.3,
   beta1: 0.8,
   beta2: 0.99,
+  firstGeneration: 'gaussian',
 };
 
 export interface PgpeState extends TunerStateBase<'pgpe'> {
@@ -70,7 +79,7 @@ export function centeredRanks(values: readonly number[]): number[] {
 }
 
 function validateHyper(hyper: PgpeHyperparameters): PgpeHyperparameters {
-  const positive: (keyof PgpeHyperparameters)[] = ['sigmaInit', 'sigmaMin', 'sigmaMax', 'sigmaMaxChange', 'stepSize'];
+  const positive = ['sigmaInit', 'sigmaMin', 'sigmaMax', 'sigmaMaxChange', 'stepSize'] as const;
   for (const key of positive) {
     if (!(hyper[key] > 0) || !Number.isFinite(hyper[key])) {
       throw new TuneError(`PGPE ${key} ${hyper[key]} must be a finite number > 0`, { code: 'TUNE_CONFIG_INVALID', context: { [key]: hyper[key] } });
@@ -81,6 +90,12 @@ function validateHyper(hyper: PgpeHyperparameters): PgpeHyperparameters {
       `PGPE needs sigmaStepSize ≥ 0 and sigmaMin ≤ sigmaInit ≤ sigmaMax, got ${hyper.sigmaStepSize}, ${hyper.sigmaMin} ≤ ${hyper.sigmaInit} ≤ ${hyper.sigmaMax}`,
       { code: 'TUNE_CONFIG_INVALID', context: { ...hyper } },
     );
+  }
+  if (hyper.firstGeneration !== 'quasi' && hyper.firstGeneration !== 'gaussian') {
+    throw new TuneError(`PGPE firstGeneration "${String(hyper.firstGeneration)}" is not "quasi" or "gaussian"`, {
+      code: 'TUNE_CONFIG_INVALID',
+      context: { firstGeneration: hyper.firstGeneration },
+    });
   }
   for (const key of ['beta1', 'beta2'] as const) {
     if (!(hyper[key] >= 0 && hyper[key] < 1)) {
@@ -154,8 +169,10 @@ export function createPgpeTuner(overrides: Partial<PgpeHyperparameters> = {}): T
     if (again) return again;
     const rng = createRng(state.rng);
     const pending: PendingTrial[] = [];
+    // Only a fresh policy's first generation: a warm start continues a policy that has already narrowed.
+    const quasi = state.hyper.firstGeneration === 'quasi' && state.session === 0 && state.generation === 0 ? shiftedHalton(state.population / 2, state.sigma.length, rng) : undefined;
     for (let pair = 0; pair < state.population / 2; pair += 1) {
-      const epsilon = state.sigma.map((sigma) => sigma * rng.normal());
+      const epsilon = state.sigma.map((sigma, i) => sigma * (quasi ? normalQuantile(quasi[pair][i]) : rng.normal()));
       for (const sign of [1, -1]) {
         const noise = epsilon.map((e) => sign * e + 0); // + 0 turns −0 into 0 for stable JSON
         pending.push({
