@@ -252,6 +252,45 @@ describe('Reward', () => {
     expect(error.message).not.toContain('crashed or killed');
   });
 
+  it('freezes a searched dimension whose effect on past rewards was below its noise at its best value, and keeps searching one that moved the reward', async () => {
+    const project = 'plan-search-space';
+    const { rewards, registry } = deps();
+    // A past run: reward climbs with log weight decay; width only adds noise.
+    let trial = 0;
+    for (let generation = 1; generation <= 3; generation += 1) {
+      for (let i = 0; i < 8; i += 1) {
+        const weightDecay = 10 ** (-6 + (4 * ((i * 3 + generation) % 8)) / 7);
+        const width = [64, 128, 256, 512][(i + generation) % 4];
+        const noise = ((trial * 7919) % 13) / 13 - 0.5;
+        const reward = 0.6 + 0.02 * Math.log10(weightDecay) + 0.002 * noise;
+        const row: TrialRow = { generation, status: 'succeeded', phase: 'tuning', lambda: { spam: 1, stars: 1 }, hyperparameters: { weightDecay, width }, reward };
+        await rewards.recordTrial(project, 'run-past', `t${trial++}`, row);
+      }
+    }
+    const run = await preparedRun(project, { search: [{ name: 'weightDecay' }, { name: 'width' }] });
+
+    const plan = await planRun(run.planInput, deps());
+
+    const events = await registry.listRunEvents(project, run.runId);
+    const decisions = (events.find((e) => e.eventKey === 'plan')!.detail as { decisions: { decision: string; value: { searched: string[]; frozen: Record<string, number> }; reason: string }[] }).decisions;
+    const decision = decisions.find((d) => d.decision === 'search space')!;
+    expect(decision.value.searched).toEqual(['weightDecay']);
+    expect(Object.keys(decision.value.frozen)).toEqual(['width']);
+    expect(decision.reason).toMatch(/weightDecay: effect 0\.0[78]\d* ± .* over 24 trials, searched; width: effect .* over 24 trials, below its noise, frozen at (64|128|256|512)/);
+    const frozenWidth = decision.value.frozen.width;
+    expect(plan.proposals.every((p) => p.hyperparameters?.width === frozenWidth)).toBe(true);
+    expect(new Set(plan.proposals.map((p) => p.hyperparameters?.weightDecay)).size).toBe(plan.proposals.length);
+  });
+
+  it('searches every dimension of tuning.search on a project without history', async () => {
+    const run = await preparedRun('plan-search-fresh', { search: [{ name: 'depth' }] });
+    const plan = await planRun(run.planInput, deps());
+    expect(plan.proposals.every((p) => [1, 2, 3].includes(p.hyperparameters!.depth))).toBe(true);
+    const events = await deps().registry.listRunEvents('plan-search-fresh', run.runId);
+    const decisions = (events.find((e) => e.eventKey === 'plan')!.detail as { decisions: { decision: string; reason: string }[] }).decisions;
+    expect(decisions.find((d) => d.decision === 'search space')?.reason).toMatch(/depth: 0 varied trials, too few to judge, searched/);
+  });
+
   it('lets the next run of the project warm-start from the stored policy', async () => {
     const project = 'reward-warm';
     const first = await preparedRun(project, { generations: 1 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createTuner, dimensionValue, validateSpace, type PgpeState, type Proposal, type SearchDimension } from '#lib/tune/index.ts';
+import { createRng, createTuner, dimensionEffects, dimensionValue, validateSpace, type PgpeState, type Proposal, type SearchDimension } from '#lib/tune/index.ts';
 
 const TASKS = ['a', 'b'];
 const SPACE: SearchDimension[] = [
@@ -119,5 +119,49 @@ describe('PGPE first generation', () => {
     const warm = tuner.init({ taskNames: ['a', 'b'], population: 4, seed: 9, warmStart: next });
     expect(tuner.propose(warm).proposals).toEqual(gaussian.propose({ ...warm, hyper: { ...warm.hyper, firstGeneration: 'gaussian' } }).proposals);
     expect(() => createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'sobol' as never } })).toThrow(/firstGeneration "sobol" is not "quasi" or "gaussian"/);
+  });
+});
+
+describe('dimension effects', () => {
+  const space: SearchDimension[] = [
+    { name: 'weightDecay', scale: 'log', min: 1e-6, max: 1e-2 },
+    { name: 'width', choices: [16, 32, 64, 128] },
+  ];
+  // Drawn independently, as a tuner draws its coordinates.
+  const draw = createRng(4);
+  const trials = Array.from({ length: 32 }, (_, k) => {
+    const generation = Math.floor(k / 8);
+    const weightDecay = 10 ** (-6 + 4 * draw.uniform());
+    const width = [16, 32, 64, 128][draw.int(4)];
+    // Later generations do better overall, and they happen to try wider layers: only centring per generation tells the two apart.
+    const drift = 0.05 * generation;
+    const noise = 0.002 * draw.normal();
+    return { group: `r/${generation}`, hyperparameters: { weightDecay, width: generation >= 2 ? Math.max(width, 64) : width }, reward: 0.5 + drift - 0.01 * Math.log10(weightDecay) + noise };
+  });
+
+  it('measures each effect across the range within generations, and calls flat what is below twice its standard error', () => {
+    const [decay, width] = dimensionEffects(space, trials);
+    expect(decay.effect!).toBeCloseTo(-0.04, 2);
+    expect(decay.flat).toBe(false);
+    expect(Math.abs(width.effect!)).toBeLessThan(2 * width.standardError!);
+    expect(width.flat).toBe(true);
+    // A generation that tried a single width says nothing about width, so its trials do not count.
+    const variedGroups = new Set(trials.map((t) => t.group).filter((g) => new Set(trials.filter((t) => t.group === g).map((t) => t.hyperparameters.width)).size > 1));
+    expect(width.trials).toBe(8 * variedGroups.size);
+    const best = trials.reduce((top, t) => (t.reward > top.reward ? t : top));
+    expect(width.bestValue).toBe(best.hyperparameters.width);
+  });
+
+  it('judges nothing on too few varied trials', () => {
+    const [decay] = dimensionEffects(space, trials.slice(0, 5));
+    expect(decay).toMatchObject({ effect: null, standardError: null, flat: false, trials: 5 });
+    expect(dimensionEffects(space, trials.map((t) => ({ ...t, hyperparameters: { ...t.hyperparameters, weightDecay: 1e-4 } })))[0]).toMatchObject({ trials: 0, flat: false });
+  });
+
+  it('proposals carry the fixed values beside the searched ones', () => {
+    const tuner = createTuner({ kind: 'pgpe' });
+    const { proposals } = tuner.propose(tuner.init({ taskNames: TASKS, space: [space[0]], fixed: { width: 64 }, population: 2, seed: 1 }));
+    expect(proposals.every((p) => p.hyperparameters!.width === 64 && p.hyperparameters!.weightDecay > 0)).toBe(true);
+    expect(() => tuner.init({ taskNames: TASKS, space, fixed: { width: 64 }, population: 2, seed: 1 })).toThrow(/"width" is both searched and fixed/);
   });
 });

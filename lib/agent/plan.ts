@@ -2,7 +2,7 @@ import { RunManifest } from '#lib/run/index.ts';
 import type { Registry, RewardLog } from '#lib/registry/index.ts';
 import type { ArtifactStore } from '#lib/store/index.ts';
 import { loopBudgetOf } from '#lib/spec/index.ts';
-import { createTuner, learningRateRange, type AnyTunerState } from '#lib/tune/index.ts';
+import { createTuner, dimensionEffects, learningRateRange, type AnyTunerState, type DimensionEffect, type SearchDimension } from '#lib/tune/index.ts';
 import { historyBudgetProblem } from '#lib/workflow/history.ts';
 import type { PlanInput, PlanOutput, Proposal } from '#lib/workflow/contracts.ts';
 import {
@@ -16,6 +16,7 @@ import {
   type ScreeningState,
 } from './screening.ts';
 import { AgentError } from './errors.ts';
+import type { TrialRow } from './reward.ts';
 import { GenerationStateDocument, agentKeys, readIfExists, type GenerationState, type StoredPolicy } from './state.ts';
 
 export interface AgentDependencies {
@@ -52,7 +53,7 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
   const warmStart = warmStartOf(policy?.state, spec.tuning.strategy, taskNames);
   decisions.push({ decision: 'policy', value: warmStart.state ? 'warm-start' : 'fresh', reason: warmStart.reason });
 
-  const pastTrials = await rewards.listTrials(spec.project);
+  const pastTrials = await rewards.listTrials<TrialRow>(spec.project);
   const production = await registry.getAlias(spec.project, 'production');
   decisions.push({
     decision: 'history',
@@ -110,12 +111,15 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
       reason: `tuned per trial, log-uniformly from ${min} to ${max} around training.learningRate ${spec.training.learningRate}, where the policy starts`,
     });
   }
+  const search = searchSpaceOf(spec.tuning.search, pastTrials);
+  if (spec.tuning.search.length > 0) decisions.push(search.decision);
   const tuner = createTuner({ kind: spec.tuning.strategy });
   const initial = tuner.init({
     taskNames,
     lambdaScale: spec.tuning.lambdaScale,
     tuneLearningRate: spec.tuning.tuneLearningRate,
-    space: spec.tuning.search,
+    space: search.space,
+    fixed: search.fixed,
     lrRange: learningRateRange(spec.training.learningRate),
     population,
     seed: spec.training.seed,
@@ -155,6 +159,45 @@ function warmStartOf(
   return {
     state: stored.tuner,
     reason: `continuing the policy left by run ${stored.runId} (generation ${stored.generation}), ${shared.length} of ${taskNames.length} tasks known`,
+  };
+}
+
+/** A number short enough for a decision's reason. */
+const brief = (value: number): string => (Math.abs(value) >= 1e-3 && Math.abs(value) < 1e4 ? String(Number(value.toPrecision(3))) : value.toExponential(2));
+
+/**
+ * Which of `tuning.search`'s dimensions this run searches: each dimension's effect on the reward
+ * over the project's past tuning trials (slope within a run's generation, see `dimensionEffects`);
+ * one whose effect is below its noise is frozen at the value of its best trial, so the trials go
+ * to the dimensions that move the reward. Without enough history every dimension is searched.
+ */
+export function searchSpaceOf(
+  search: readonly SearchDimension[],
+  pastTrials: readonly { runId: string; row: TrialRow }[],
+): { space: SearchDimension[]; fixed: Record<string, number>; effects: DimensionEffect[]; decision: PlanDecision } {
+  const trials = pastTrials.flatMap(({ runId, row }) =>
+    row.status === 'succeeded' && row.reward !== null && row.phase !== 'screening' && row.hyperparameters
+      ? [{ group: `${runId}/${row.generation}`, hyperparameters: row.hyperparameters, reward: row.reward }]
+      : [],
+  );
+  const effects = dimensionEffects(search, trials);
+  const frozen = effects.filter((effect) => effect.flat && effect.bestValue !== null);
+  const fixed = Object.fromEntries(frozen.map((effect) => [effect.name, effect.bestValue!]));
+  const space = search.filter((dimension) => fixed[dimension.name] === undefined);
+  const said = effects.map((effect) =>
+    effect.effect === null
+      ? `${effect.name}: ${effect.trials} varied trial${effect.trials === 1 ? '' : 's'}, too few to judge, searched`
+      : `${effect.name}: effect ${brief(effect.effect)} ± ${brief(effect.standardError!)} over ${effect.trials} trials, ${effect.flat ? `below its noise, frozen at ${brief(effect.bestValue!)}` : 'searched'}`,
+  );
+  return {
+    space,
+    fixed,
+    effects,
+    decision: {
+      decision: 'search space',
+      value: { searched: space.map((dimension) => dimension.name), frozen: fixed, effects },
+      reason: `reward change across each dimension's range, within a generation of past runs: ${said.join('; ')}`,
+    },
   };
 }
 

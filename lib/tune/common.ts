@@ -16,6 +16,16 @@ export function learningRateRange(learningRate: number): readonly [number, numbe
   return [learningRate / 10, learningRate * 10];
 }
 
+function fixedOf(fixed: Readonly<Record<string, number>>, space: readonly { name: string }[]): Record<string, number> {
+  for (const [name, value] of Object.entries(fixed)) {
+    if (space.some((dimension) => dimension.name === name)) {
+      throw new TuneError(`hyperparameter "${name}" is both searched and fixed; leave it out of the space or out of fixed`, { code: 'TUNE_CONFIG_INVALID', context: { name } });
+    }
+    if (!Number.isFinite(value)) throw new TuneError(`fixed hyperparameter ${name} = ${value} is not a finite number`, { code: 'TUNE_CONFIG_INVALID', context: { name, value } });
+  }
+  return { ...fixed };
+}
+
 /** Validates the options and builds the fields every fresh state shares. */
 export function baseState<K extends TunerKind>(kind: K, options: TunerInit<unknown>): TunerStateBase<K> {
   const { taskNames, population, seed } = options;
@@ -53,6 +63,7 @@ export function baseState<K extends TunerKind>(kind: K, options: TunerInit<unkno
     lambdaScale,
     learningRate: { tune: options.tuneLearningRate ?? false, min, max },
     space: validateSpace(options.space ?? []),
+    ...(options.fixed && Object.keys(options.fixed).length > 0 ? { fixed: fixedOf(options.fixed, options.space ?? []) } : {}),
     population,
     rng: seedRng(seed),
     session: 0,
@@ -117,11 +128,12 @@ export function proposalOf(state: TunerStateBase, pending: PendingTrial): Propos
   const n = state.taskNames.length;
   const space = state.space ?? [];
   const first = n + (state.learningRate.tune ? 1 : 0);
+  const hyperparameters = { ...state.fixed, ...hyperparametersOf(space, pending.point.slice(first)) };
   return {
     trialId: pending.trialId,
     lambda: lambdaOf(state.taskNames, pending.point, state.lambdaScale),
     ...(state.learningRate.tune ? { learningRate: learningRateOf(state.learningRate, pending.point[n]) } : {}),
-    ...(space.length > 0 ? { hyperparameters: hyperparametersOf(space, pending.point.slice(first)) } : {}),
+    ...(Object.keys(hyperparameters).length > 0 ? { hyperparameters } : {}),
     ...(pending.noise ? { noise: [...pending.noise] } : {}),
   };
 }

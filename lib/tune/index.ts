@@ -23,5 +23,6 @@ export {
   type UniformState,
 } from './search.ts';
 export type { BestTrial, PendingTrial, Proposal, TrialRecord, TrialResult, Tuner, TunerInit, TunerKind, TunerStateBase } from './types.ts';
+export { dimensionEffects, EFFECT_DEFAULTS, type DimensionEffect, type EffectOptions, type EffectTrial } from './effects.ts';
 export type { AnyTunerState } from './registry.ts';
 export { createTuner, type TunerOptions } from './registry.ts';

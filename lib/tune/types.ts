@@ -14,6 +14,8 @@ export interface TunerInit<S> {
   lrRange?: readonly [number, number];
   /** More hyperparameters to search, one coordinate each after λ and the lr. Default none. */
   space?: readonly SearchDimension[];
+  /** Hyperparameters held at one value (dimensions frozen from the history): every proposal carries them. */
+  fixed?: Readonly<Record<string, number>>;
   /** Trials per generation (one Map iteration each). PGPE needs an even number: it samples in pairs. */
   population: number;
   seed: number;
@@ -81,6 +83,7 @@ export interface TunerStateBase<K extends TunerKind = TunerKind> {
   learningRate: { tune: boolean; min: number; max: number };
   /** The searched dimensions beyond λ and lr (absent in states stored before they existed: none). */
   space?: SearchDimension[];
+  fixed?: Record<string, number>;
   population: number;
   rng: RngState;
   session: number;
