@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { encoderCandidates } from '#lib/encoders/index.ts';
 import { AgentError, planRun, rewardGeneration, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
 import { RunManifest } from '#lib/run/index.ts';
+import { buildRunReport } from '#lib/report/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';
 import { parseSpec, specDigest, type SpecInput } from '#lib/spec/index.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
@@ -280,6 +281,13 @@ describe('Reward', () => {
     const frozenWidth = decision.value.frozen.width;
     expect(plan.proposals.every((p) => p.hyperparameters?.width === frozenWidth)).toBe(true);
     expect(new Set(plan.proposals.map((p) => p.hyperparameters?.weightDecay)).size).toBe(plan.proposals.length);
+
+    // The run report shows each dimension's effect and what Plan did with it.
+    const { html } = await buildRunReport(deps(), { project, runId: run.runId });
+    const section = /<h2>Search space<\/h2>[\s\S]*?<\/section>/.exec(html)?.[0] ?? '';
+    expect(section).toMatch(/<td><strong>weightDecay<\/strong><\/td><td>\+0\.0[78]\d*<\/td><td>0\.000\d<\/td><td>24<\/td><td>searched<\/td>/);
+    expect(section).toContain(`<td><strong>width</strong></td>`);
+    expect(section).toContain(`<td>frozen at ${frozenWidth}</td>`);
   });
 
   it('searches every dimension of tuning.search on a project without history', async () => {

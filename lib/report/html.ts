@@ -1,3 +1,4 @@
+import type { DimensionEffect } from '#lib/tune/index.ts';
 import type { RunReportData } from './data.ts';
 import { ReportError } from './errors.ts';
 import { loopFigures } from './loop.ts';
@@ -61,6 +62,27 @@ function planSection(data: RunReportData): string {
 ${table(
   ['decision', 'value', 'reason'],
   data.decisions.map((d) => [`<strong>${escapeHtml(d.decision)}</strong>`, escapeHtml(valueText(d.value)), escapeHtml(d.reason)]),
+)}
+</section>`;
+}
+
+/** The `search space` decision's evidence: each searched hyperparameter's effect on the reward, and whether Plan froze it. */
+function searchSection(data: RunReportData): string {
+  const decision = data.decisions.find((d) => d.decision === 'search space');
+  const effects = (decision?.value as { effects?: DimensionEffect[] } | undefined)?.effects;
+  if (!Array.isArray(effects) || effects.length === 0) return '';
+  const sign = (value: number) => (value > 0 ? '+' : '') + num(value);
+  return `<section><h2>Search space</h2>
+<p class="muted">Each hyperparameter's effect: the change in reward across its whole range, from the slope within a generation of this project's past runs, with its standard error. An effect under twice its error is noise: Plan froze that dimension at its best trial's value.</p>
+${table(
+  ['hyperparameter', 'effect on reward', 'standard error', 'trials', 'this run'],
+  effects.map((e) => [
+    `<strong>${escapeHtml(e.name)}</strong>`,
+    e.effect === null ? '—' : sign(e.effect),
+    num(e.standardError),
+    String(e.trials),
+    e.effect === null ? 'searched (too few trials to judge)' : e.flat && e.bestValue !== null ? `frozen at ${escapeHtml(String(e.bestValue))}` : 'searched',
+  ]),
 )}
 </section>`;
 }
@@ -271,6 +293,7 @@ export function renderRunReport(data: RunReportData, options: { chartLibrary: st
 ${header(data)}
 <p id="render-status" class="muted"></p>
 ${planSection(data)}
+${searchSection(data)}
 ${tuningSection(data)}
 ${modelSection(data)}
 ${promotionSection(data)}
