@@ -76,6 +76,11 @@ const CASES: GradientCase[] = [
   { name: 'Sigmoid', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.sigmoid(a) },
   { name: 'Gelu (tanh form)', inputs: [{ shape: [2, 3] }], build: (g, [a]) => g.gelu(a) },
   { name: 'Cast round trip', inputs: [{ shape: [3] }], build: (g, [a], dtype) => g.cast(g.cast(a, 'float64'), dtype) },
+  {
+    name: 'Dropout with a fixed mask',
+    inputs: [{ shape: [2, 4] }],
+    build: (g, [a], dtype) => g.dropout(a, g.constant([1, 0, 1, 1, 0, 1, 1, 0], { dtype, shape: [2, 4] }), 0.375),
+  },
   { name: 'Identity', inputs: [{ shape: [3] }], build: (g, [a]) => g.mul(g.identity(a), a) },
   { name: 'MatMul [2,3] @ [3,4]', inputs: [{ shape: [2, 3] }, { shape: [3, 4] }], build: (g, [a, b]) => g.matmul(a, b) },
   { name: 'MatMul batched [2,2,3] @ [3,4]', inputs: [{ shape: [2, 2, 3] }, { shape: [3, 4] }], build: (g, [a, b]) => g.matmul(a, b) },

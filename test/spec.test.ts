@@ -311,12 +311,13 @@ describe('tuning.search', () => {
   const searching = (search: unknown[]) => ({ ...minimal(), tuning: { search } });
 
   it('fills each named dimension with its default range, and keeps the ranges given', () => {
-    const spec = parseSpec(searching([{ name: 'width' }, { name: 'weightDecay', max: 1e-3 }, { name: 'depth', choices: [1, 2] }, { name: 'patience' }]));
+    const spec = parseSpec(searching([{ name: 'width' }, { name: 'weightDecay', max: 1e-3 }, { name: 'depth', choices: [1, 2] }, { name: 'patience' }, { name: 'dropout' }]));
     expect(spec.tuning.search).toEqual([
       { name: 'width', choices: [64, 128, 256, 512] },
       { name: 'weightDecay', scale: 'log', min: 1e-6, max: 1e-3 },
       { name: 'depth', choices: [1, 2] },
       { name: 'patience', choices: [1, 2, 3, 5, 8] },
+      { name: 'dropout', scale: 'linear', min: 0, max: 0.5 },
     ]);
   });
 

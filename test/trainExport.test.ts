@@ -146,6 +146,26 @@ describe('a trial\'s searched hyperparameters', () => {
     await expect(checkParity(model, expected, { batch: validation })).resolves.toBeDefined();
   });
 
+  it('dropout changes what a trial learns, the same way every run, and the served model keeps every unit', async () => {
+    const spec = specFor('mmoe');
+    const lambda = { spam: 1, topic: 1, score: 1 };
+    const train = (hyperparameters?: Record<string, number>) =>
+      trainTrial({ spec, encoder, proposal: { lambda, ...(hyperparameters ? { hyperparameters } : {}) }, data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) }, options: { maxEpochs: 2, intraOpNumThreads: 1 } });
+    const [plain, dropped, again] = [await train(), await train({ dropout: 0.3 }), await train({ dropout: 0.3 })];
+    const weight = 'tower.spam.0.weight';
+    expect(dropped.weights.tensors[weight]).toEqual(again.weights.tensors[weight]);
+    expect(Array.from(dropped.weights.tensors[weight]).some((v, i) => Math.abs(v - plain.weights.tensors[weight][i]) > 1e-4)).toBe(true);
+    expect(dropped.weights.model?.dropout).toBe(0.3);
+
+    const model = exportHeads({ spec, encoder, weights: dropped.weights });
+    const expected = await trainingForward({ spec, weights: dropped.weights, batch: validation });
+    await expect(checkParity(model, expected, { batch: validation })).resolves.toBeDefined();
+    // The evaluation the trainer scored the epoch with ran without dropout: the export reproduces its metrics.
+    const predictions = await predictExported(model, validation);
+    const auc = evaluateTask({ type: 'binary', predictions: predictions['spam.probability'], labels: ds.labels.spam.slice(TRAIN), mask: ds.masks.spam.slice(TRAIN) }).auc;
+    expect(auc).toBeCloseTo(dropped.metrics.spam.auc, 6);
+  });
+
   it('apply over the spec: width sets every shared layer, depth their count, weight decay and patience the training settings', () => {
     const spec = specFor('mmoe', [32, 16]);
     expect(specWithHyperparameters(spec, undefined)).toBe(spec);
@@ -154,7 +174,9 @@ describe('a trial\'s searched hyperparameters', () => {
     expect(specWithHyperparameters(spec, { depth: 1 }).model.hidden).toEqual([32]);
     const trained = specWithHyperparameters(spec, { weightDecay: 0.01, patience: 5 }).training;
     expect([trained.weightDecay, trained.earlyStoppingPatience]).toEqual([0.01, 5]);
-    expect(() => specWithHyperparameters(spec, { momentum: 0.9 })).toThrow(/hyperparameter "momentum" is not one a trial applies \(weightDecay, patience, width, depth\); fix tuning.search/);
+    expect(() => specWithHyperparameters(spec, { momentum: 0.9 })).toThrow(/hyperparameter "momentum" is not one a trial applies \(weightDecay, patience, width, depth, dropout\); fix tuning.search/);
+    expect(specWithHyperparameters(spec, { dropout: 0.2 }).model.dropout).toBe(0.2);
+    expect(() => specWithHyperparameters(spec, { dropout: 1 })).toThrow(/dropout = 1 must lie in \[0, 1\)/);
     expect(() => specWithHyperparameters(spec, { depth: 1.5 })).toThrow(/depth = 1.5 must be an integer ≥ 1 \(it sets the number of model.hidden layers\)/);
   });
 });

@@ -412,6 +412,21 @@ export class Graph {
     });
   }
 
+  /**
+   * Inverted dropout with the mask given: x·keep/(1 − rate), `keep` 0 or 1 per element (fed by the
+   * trainer from its seeded generator). A mask from outside, not ONNX Dropout's own generator, keeps
+   * a training step deterministic and reproducible, and composing it from Mul needs no extra
+   * autodiff rule. Inference graphs leave it out: there it is the identity.
+   */
+  dropout(x: Value, keep: Value, rate: number, options?: OpOptions): Value {
+    this.requireFloat('dropout', x, options);
+    if (!(rate >= 0 && rate < 1)) {
+      throw new GraphError(`dropout rate ${rate} must lie in [0, 1); 0 keeps every unit`, { code: 'GRAPH_INVALID', context: { rate } });
+    }
+    const label = options?.name ?? (this.nodeName('Dropout', undefined).split('/').pop() as string);
+    return this.scope(label, () => this.mul(this.mul(x, keep), this.scalarLike(x, 1 / (1 - rate))));
+  }
+
   identity(x: Value, options?: OpOptions): Value {
     this.own(x, 'identity');
     return this.emit('Identity', [x], { dtype: x.dtype, shape: x.shape }, options);

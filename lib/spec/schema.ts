@@ -237,6 +237,8 @@ export const modelSchema = z.strictObject({
   experts: positiveInt().default(4),
   expertHidden: positiveInt().default(128),
   towerHidden: z.array(positiveInt()).default([64]),
+  /** Dropout on each task tower's input while training (the served model keeps every unit); absent: none. */
+  dropout: z.number().min(0).lt(1).optional(),
 });
 
 export const trainingSchema = z.strictObject({
@@ -262,7 +264,7 @@ const increasingInts = (min: number) =>
 
 /**
  * One hyperparameter the tuner searches beside λ (and the lr, `tuneLearningRate`): weight decay on
- * a log scale, hidden width and depth and early-stopping patience as ordered choices. Each has a
+ * a log scale, head dropout on a linear one, hidden width and depth and early-stopping patience as ordered choices. Each has a
  * default range, so `{ name: width }` alone searches it.
  */
 export const searchDimensionSchema = z.discriminatedUnion('name', [
@@ -270,6 +272,7 @@ export const searchDimensionSchema = z.discriminatedUnion('name', [
   z.strictObject({ name: z.literal('width'), choices: increasingInts(1).default([64, 128, 256, 512]) }),
   z.strictObject({ name: z.literal('depth'), choices: increasingInts(1).default([1, 2, 3]) }),
   z.strictObject({ name: z.literal('patience'), choices: increasingInts(0).default([1, 2, 3, 5, 8]) }),
+  z.strictObject({ name: z.literal('dropout'), scale: z.literal('linear').default('linear'), min: z.number().min(0).lt(1).default(0), max: z.number().min(0).lt(1).default(0.5) }),
 ]);
 
 export const tuningSchema = z

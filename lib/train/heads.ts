@@ -47,7 +47,7 @@ export interface HeadTask {
   readonly scale?: TargetScale;
 }
 
-export type HeadsModel = Pick<ModelSpec, 'hidden' | 'experts' | 'expertHidden' | 'towerHidden'>;
+export type HeadsModel = Pick<ModelSpec, 'hidden' | 'experts' | 'expertHidden' | 'towerHidden' | 'dropout'>;
 
 export interface HeadsOptions {
   readonly architecture: Architecture;
@@ -80,6 +80,8 @@ export const batchNames = {
   features: FEATURES_INPUT,
   label: (task: string) => `label.${task}`,
   mask: (task: string) => `mask.${task}`,
+  /** The keep mask (0/1 per unit) of a task tower's input dropout, fed each training step. */
+  dropout: (task: string) => `dropout.${task}`,
 } as const;
 
 export interface Heads {
@@ -89,8 +91,13 @@ export interface Heads {
   readonly tasks: readonly HeadTask[];
   /** In a fixed order; the seeded initial values live in `init`. */
   readonly parameters: readonly ParameterSpec[];
-  /** Raw task outputs: binary logits `[batch]`, multiclass logits `[batch, C]`, regression values `[batch]`. */
-  forward(g: Graph, params: Readonly<Record<string, Value>>, features: Value): Record<string, Value>;
+  /** Width of each task tower's input (the shared representation), where dropout applies. */
+  readonly towerInput: number;
+  /**
+   * Raw task outputs: binary logits `[batch]`, multiclass logits `[batch, C]`, regression values `[batch]`.
+   * With `dropoutMasks` (the training step's batch inputs) each tower's input is dropped out; without, as served.
+   */
+  forward(g: Graph, params: Readonly<Record<string, Value>>, features: Value, dropoutMasks?: Readonly<Record<string, Value>>): Record<string, Value>;
   /** Masked per-task losses over the raw outputs, in task order. */
   losses(g: Graph, raw: Readonly<Record<string, Value>>, batch: Readonly<Record<string, Value>>): Value[];
   /** Served predictions: sigmoid, softmax or the value itself, keyed by task. */
@@ -113,6 +120,7 @@ function checkOptions(options: HeadsOptions): HeadTask[] {
   for (const [field, values] of sizes) {
     if (!values.every((v) => Number.isInteger(v) && v > 0)) bad(`${field} ${JSON.stringify(values)} must hold positive integers`, { field });
   }
+  if (model.dropout !== undefined && !(model.dropout >= 0 && model.dropout < 1)) bad(`model.dropout ${model.dropout} must lie in [0, 1)`, { dropout: model.dropout });
   if (architecture === 'shared-bottom' && model.hidden.length === 0) bad('model.hidden is empty; shared-bottom needs at least one shared layer', {});
   if (options.tasks.length === 0) bad('no tasks; pass at least one', {});
   const seen = new Set<string>();
@@ -192,8 +200,9 @@ export function buildHeads(options: HeadsOptions): Heads {
   const linear = (g: Graph, p: Readonly<Record<string, Value>>, prefix: string, x: Value): Value =>
     g.gemm(x, p[`${prefix}.weight`], p[`${prefix}.bias`], { name: prefix });
 
-  const tower = (g: Graph, p: Readonly<Record<string, Value>>, task: HeadTask, x: Value): Value => {
-    let h = x;
+  const rate = model.dropout ?? 0;
+  const tower = (g: Graph, p: Readonly<Record<string, Value>>, task: HeadTask, x: Value, masks: Readonly<Record<string, Value>> | undefined): Value => {
+    let h = masks && rate > 0 ? g.dropout(x, masks[batchNames.dropout(task.name)], rate) : x;
     model.towerHidden.forEach((_, i) => {
       h = g.relu(linear(g, p, `tower.${task.name}.${i}`, h));
     });
@@ -201,14 +210,14 @@ export function buildHeads(options: HeadsOptions): Heads {
     return task.outputs === 1 ? g.squeeze(out, { axes: [1] }) : out;
   };
 
-  const forward = (g: Graph, p: Readonly<Record<string, Value>>, features: Value): Record<string, Value> => {
+  const forward = (g: Graph, p: Readonly<Record<string, Value>>, features: Value, masks?: Readonly<Record<string, Value>>): Record<string, Value> => {
     const raw: Record<string, Value> = {};
     if (architecture === 'shared-bottom') {
       let h = features;
       model.hidden.forEach((_, i) => {
         h = g.relu(linear(g, p, `bottom.${i}`, h));
       });
-      for (const task of tasks) raw[task.name] = g.scope(`tower.${task.name}`, () => tower(g, p, task, h));
+      for (const task of tasks) raw[task.name] = g.scope(`tower.${task.name}`, () => tower(g, p, task, h, masks));
       return raw;
     }
     const { experts, expertHidden } = model;
@@ -219,7 +228,7 @@ export function buildHeads(options: HeadsOptions): Heads {
     const mixtures = g.matmul(gates, expertOut, { name: 'mixtures' });
     const perTask = tasks.length === 1 ? [mixtures] : g.split(mixtures, { axis: 1, sizes: tasks.map(() => 1) });
     tasks.forEach((task, t) => {
-      raw[task.name] = g.scope(`tower.${task.name}`, () => tower(g, p, task, g.squeeze(perTask[t], { axes: [1] })));
+      raw[task.name] = g.scope(`tower.${task.name}`, () => tower(g, p, task, g.squeeze(perTask[t], { axes: [1] }), masks));
     });
     return raw;
   };
@@ -258,7 +267,7 @@ export function buildHeads(options: HeadsOptions): Heads {
       }),
     );
 
-  return { architecture, inputDim, model, tasks, parameters, forward, losses, predictions };
+  return { architecture, inputDim, model, tasks, parameters, towerInput, forward, losses, predictions };
 }
 
 function standardized(g: Graph, task: HeadTask, label: Value): Value {
@@ -271,6 +280,7 @@ export function batchSpec(heads: Heads): Record<string, BatchInputSpec> {
   for (const task of heads.tasks) {
     spec[batchNames.label(task.name)] = { dtype: 'float32', shape: ['batch'] };
     spec[batchNames.mask(task.name)] = { dtype: 'uint8', shape: ['batch'] };
+    if ((heads.model.dropout ?? 0) > 0) spec[batchNames.dropout(task.name)] = { dtype: 'float32', shape: ['batch', heads.towerInput] };
   }
   return spec;
 }
@@ -288,7 +298,7 @@ export function buildHeadsTrainingStep(heads: Heads, options: HeadsTrainingStepO
     parameters: heads.parameters,
     batch: batchSpec(heads),
     tasks: heads.tasks.map((t) => t.name),
-    forward: (g, params, batch) => ({ losses: heads.losses(g, heads.forward(g, params, batch[batchNames.features]), batch) }),
+    forward: (g, params, batch) => ({ losses: heads.losses(g, heads.forward(g, params, batch[batchNames.features], batch), batch) }),
     ...(options.optimizer === undefined ? {} : { optimizer: options.optimizer }),
     ...(options.taskWeighting === undefined ? {} : { taskWeighting: options.taskWeighting }),
     ...(options.clipGradientNorm === undefined ? {} : { clipGradientNorm: options.clipGradientNorm }),

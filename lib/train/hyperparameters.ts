@@ -10,6 +10,7 @@ const APPLIES: Readonly<Record<string, string>> = {
   patience: 'training.earlyStoppingPatience',
   width: 'the width of every model.hidden layer and model.expertHidden',
   depth: 'the number of model.hidden layers',
+  dropout: 'model.dropout, the dropout on each task tower’s input while training',
 };
 
 function invalid(message: string, name: string, value: unknown): TrainError {
@@ -28,12 +29,13 @@ export function specWithHyperparameters<S extends Pick<Spec, 'model' | 'training
     if (APPLIES[name] === undefined) throw invalid(`hyperparameter "${name}" is not one a trial applies (${Object.keys(APPLIES).join(', ')}); fix tuning.search`, name, value);
     if (typeof value !== 'number' || !Number.isFinite(value)) throw invalid(`hyperparameter ${name} = ${String(value)} is not a finite number`, name, value);
   }
-  const { weightDecay, patience, width, depth } = hyperparameters;
+  const { weightDecay, patience, width, depth, dropout } = hyperparameters;
   const count = (name: string, value: number, min: number): number => {
     if (!Number.isInteger(value) || value < min) throw invalid(`hyperparameter ${name} = ${value} must be an integer ≥ ${min} (it sets ${APPLIES[name]})`, name, value);
     return value;
   };
   if (weightDecay !== undefined && !(weightDecay >= 0)) throw invalid(`hyperparameter weightDecay = ${weightDecay} must be ≥ 0`, 'weightDecay', weightDecay);
+  if (dropout !== undefined && !(dropout >= 0 && dropout < 1)) throw invalid(`hyperparameter dropout = ${dropout} must lie in [0, 1)`, 'dropout', dropout);
   const layerWidth = width === undefined ? undefined : count('width', width, 1);
   const layers = depth === undefined ? undefined : count('depth', depth, 1);
   const hidden =
@@ -48,6 +50,7 @@ export function specWithHyperparameters<S extends Pick<Spec, 'model' | 'training
       ...spec.model,
       hidden,
       ...(layerWidth === undefined ? {} : { expertHidden: layerWidth }),
+      ...(dropout === undefined ? {} : { dropout }),
     },
     training: {
       ...spec.training,
@@ -59,5 +62,11 @@ export function specWithHyperparameters<S extends Pick<Spec, 'model' | 'training
 
 /** The part of the model section a trial's weights depend on (stored with them when a trial reshaped it). */
 export function headsModelOf(model: HeadsModel): HeadsModel {
-  return { hidden: [...model.hidden], experts: model.experts, expertHidden: model.expertHidden, towerHidden: [...model.towerHidden] };
+  return {
+    hidden: [...model.hidden],
+    experts: model.experts,
+    expertHidden: model.expertHidden,
+    towerHidden: [...model.towerHidden],
+    ...(model.dropout === undefined ? {} : { dropout: model.dropout }),
+  };
 }

@@ -126,7 +126,7 @@ const DEFAULT_EVALUATION_ROWS = 4096;
 export async function trainTrial(options: TrainTrialOptions): Promise<TrainResult> {
   const { encoder, proposal, data } = options;
   const spec = specWithHyperparameters(options.spec, proposal.hyperparameters);
-  const reshaped = spec.model.hidden !== options.spec.model.hidden || spec.model.expertHidden !== options.spec.model.expertHidden;
+  const reshaped = spec.model !== options.spec.model;
   const settings = options.options ?? {};
   const training = spec.training;
   const architecture = options.architecture ?? spec.model.architectures[0];
@@ -162,6 +162,8 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
     let stoppedEarly = false;
     const everySteps = settings.progressEverySteps ?? 100;
     const stepLambda = new Float64Array(taskNames.length);
+    // Its own stream, so turning dropout on leaves the shuffle and the initial weights as they were.
+    const dropoutRandom = mulberry32(deriveSeed(training.seed, 'dropout'));
 
     for (let epoch = 0; epoch < epochs; epoch++) {
       const dynamic = weighting === 'dwa' ? dwaWeights(lossHistory, { taskCount: taskNames.length }) : taskNames.map(() => 1);
@@ -173,7 +175,7 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
       let learningRate = 0;
       const shuffled = shuffleBuffer(data.train(), { bufferRows: settings.shuffleBufferRows ?? DEFAULT_SHUFFLE_ROWS, rng: mulberry32(deriveSeed(training.seed, `shuffle.${epoch}`)) });
       for await (const batch of batchesOf(shuffled, training.batchSize)) {
-        const feeds = batchFeeds(heads, batch);
+        const feeds = batchFeeds(heads, batch, dropoutRandom);
         const progress = (epoch + (stepsPerEpoch === undefined ? 0 : epochSteps / stepsPerEpoch)) / epochs;
         learningRate = learningRateAt({ baseRate, warmupSteps: training.warmupSteps, schedule: training.schedule }, { step: session.steps, progress });
         const result = await session.step(feeds, { lambda: stepLambda, learningRate });
@@ -264,7 +266,8 @@ function countLabelled(mask: Uint8Array): number {
 }
 
 /** The step's batch feeds; shard columns are already the arrays the graph takes (no copies). */
-export function batchFeeds(heads: Heads, batch: ShardBatch): Record<string, { data: Float32Array | Uint8Array; dims: number[] }> {
+/** A training step's feeds; `dropoutRandom` (uniform in [0, 1)) draws the keep masks when the heads use dropout. */
+export function batchFeeds(heads: Heads, batch: ShardBatch, dropoutRandom?: () => number): Record<string, { data: Float32Array | Uint8Array; dims: number[] }> {
   if (batch.dim !== heads.inputDim) {
     throw new TrainError(`shard features have dimension ${batch.dim} but the heads take ${heads.inputDim}; train on the shards of encoder with that dimension`, { code: 'INVALID_INPUT', context: { dim: batch.dim } });
   }
@@ -277,6 +280,12 @@ export function batchFeeds(heads: Heads, batch: ShardBatch): Record<string, { da
     }
     feeds[batchNames.label(task.name)] = { data: labels, dims: [batch.rows] };
     feeds[batchNames.mask(task.name)] = { data: masks, dims: [batch.rows] };
+    const rate = heads.model.dropout ?? 0;
+    if (dropoutRandom && rate > 0) {
+      const keep = new Float32Array(batch.rows * heads.towerInput);
+      for (let i = 0; i < keep.length; i++) keep[i] = dropoutRandom() < rate ? 0 : 1;
+      feeds[batchNames.dropout(task.name)] = { data: keep, dims: [batch.rows, heads.towerInput] };
+    }
   }
   return feeds;
 }
