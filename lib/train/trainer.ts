@@ -23,7 +23,7 @@ export interface TrialWeights {
   readonly shapes: Readonly<Record<string, readonly number[]>>;
   /** Regression tasks' train-label mean and std the heads were built with (see `HeadsOptions.targetScales`). */
   readonly targetScales?: Readonly<Record<string, TargetScale>>;
-  /** The model section the heads were built with, when the trial's hyperparameters reshaped the spec's. */
+  /** The model section the heads were built with, when the trial's hyperparameters changed the spec's (width, depth, dropout). */
   readonly model?: HeadsModel;
 }
 

@@ -24,7 +24,7 @@ export const WeightsIndex = z.object({
   parameters: z.array(z.object({ name: z.string(), shape: z.array(z.int()), offset: z.int().nonnegative(), length: z.int().nonnegative() })),
   /** Regression tasks' target standardization, part of the model like the parameters. */
   targetScales: z.record(z.string(), z.object({ mean: z.number(), std: z.number() })).optional(),
-  /** The heads' model section when the trial's hyperparameters reshaped the spec's (width, depth). */
+  /** The heads' model section when the trial's hyperparameters changed the spec's (width, depth, dropout). */
   model: z.object({ hidden: z.array(z.int().positive()), experts: z.int().positive(), expertHidden: z.int().positive(), towerHidden: z.array(z.int().positive()), dropout: z.number().min(0).lt(1).optional() }).optional(),
 });
 export type WeightsIndex = z.infer<typeof WeightsIndex>;
