@@ -8,9 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRunReport, writeLoopTimeline } from '#lib/report/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
 import { openLocalSession, runDriftScenario, type DriftScenarioOptions, type LocalSession } from '#lib/runtime/index.ts';
-import { keys } from '#lib/store/index.ts';
 
 let folder: string;
 let session: LocalSession;
@@ -41,12 +39,6 @@ const scenario = (name: string, options: Pick<DriftScenarioOptions, 'shiftSd' | 
   ...options,
 });
 
-/** The labelled feedback rows a run trained on (its manifest's feedback dataset), 0 when it had none. */
-async function feedbackRowsOf(runId: string): Promise<number> {
-  const manifest = await session.deps.store.getJson(keys.runManifest(runId), RunManifest);
-  return manifest.datasets.find((d) => d.source === 'feedback')?.rows ?? 0;
-}
-
 describe('the closed loop', () => {
   it('retrains when the ground truth shifts, and the router moves traffic to the new version', async () => {
     const result = await runDriftScenario(session, scenario('good', { shiftSd: 2, truthChanges: true, appendedLabels: 'truth' }));
@@ -60,7 +52,7 @@ describe('the closed loop', () => {
     expect(result.rewardAfter).toBeGreaterThan(0.6);
     expect(result.rewardBefore).toBeGreaterThan(0.8);
     // The retraining learned the shifted birds from their labelled feedback, not from a grown training file.
-    expect(await feedbackRowsOf(result.retrainRun!.runId)).toBeGreaterThan(50);
+    expect(result.retrainRun?.feedbackRows).toBeGreaterThan(50);
     // The timeline: windows before the shift, detection after it, the new version's traffic in the last window.
     expect(result.windows.some((w) => !w.shifted)).toBe(true);
     expect(Date.parse(result.detectedAt!)).toBeGreaterThan(Date.parse(result.driftOnsetAt));
@@ -83,6 +75,6 @@ describe('the closed loop', () => {
     expect(result.challenger).toBeGreaterThan(result.champion);
     expect(result.servingAt).toBeDefined();
     expect(result.challengerShare).toBeLessThan(0.4);
-    expect(await feedbackRowsOf(result.retrainRun!.runId)).toBeGreaterThan(50);
+    expect(result.retrainRun?.feedbackRows).toBeGreaterThan(50);
   }, 300_000);
 });

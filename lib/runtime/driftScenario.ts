@@ -2,7 +2,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { AgentflowError } from '#lib/errors/index.ts';
 import type { MonitorReport } from '#lib/serve/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { parseSpec } from '#lib/spec/index.ts';
+import { keys } from '#lib/store/index.ts';
 import { mulberry32 } from '#lib/synth/index.ts';
 import type { JobOutputLine, WorkflowEvent } from '#lib/workflow/index.ts';
 import { runPipelineLocally, type LocalSession } from './localRun.ts';
@@ -70,7 +72,8 @@ export interface DriftScenarioResult {
   production: number;
   driftOnsetAt: string;
   detectedAt?: string;
-  retrainRun?: { runId: string; status: string; reason: string; startedAt: string; endedAt: string };
+  /** `feedbackRows`: the labelled predictions the retraining trained with (its manifest's feedback dataset). */
+  retrainRun?: { runId: string; status: string; reason: string; startedAt: string; endedAt: string; feedbackRows: number };
   /** When the new version first answered a request. */
   servingAt?: string;
   /** Mean reward per request in the last window before the shift, and over the last window. */
@@ -214,6 +217,8 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     // A pass before the onset that started a retraining would be a false alarm; it is in the timeline, not the detection.
     const detection = reports.find((r) => Date.parse(r.time) >= driftOnset && r.projects.some((p) => p.project === project && p.retrain?.started));
     const retrain = runs[0];
+    const feedbackRows = retrain ? await feedbackRowsOf(session, retrain.runId) : 0;
+    if (retrain) say(`  retraining ${retrain.runId} trained with ${feedbackRows} labelled feedback rows`);
     const after = await session.deps.registry.getServingSet(project);
     const challenger = after?.challengers.find((c) => c.version !== champion)?.version ?? (after && after.production !== champion ? after.production : undefined);
     const sinceServing = firstServed === undefined ? [] : served.filter((s) => s.at >= firstServed!);
@@ -228,7 +233,7 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
       driftOnsetAt: new Date(driftOnset).toISOString(),
       ...(detection ? { detectedAt: detection.time } : {}),
       ...(retrain
-        ? { retrainRun: { runId: retrain.runId, status: retrain.result.status, reason: retrain.reason, startedAt: retrain.startedAt.toISOString(), endedAt: retrain.endedAt.toISOString() } }
+        ? { retrainRun: { runId: retrain.runId, status: retrain.result.status, reason: retrain.reason, startedAt: retrain.startedAt.toISOString(), endedAt: retrain.endedAt.toISOString(), feedbackRows } }
         : {}),
       ...(firstServed === undefined ? {} : { servingAt: new Date(firstServed).toISOString() }),
       rewardBefore: mean(before.map((s) => s.reward)),
@@ -240,6 +245,14 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     await up.stop();
   }
   return result;
+}
+
+/** The rows of a run's feedback dataset, from its manifest; 0 when it had none (or stopped before Prepare wrote one). */
+async function feedbackRowsOf(session: LocalSession, runId: string): Promise<number> {
+  const key = keys.runManifest(runId);
+  if (!(await session.deps.store.exists(key))) return 0;
+  const manifest = await session.deps.store.getJson(key, RunManifest);
+  return manifest.datasets.find((d) => d.source === 'feedback')?.rows ?? 0;
 }
 
 /** Fixed windows over the traffic, from its first request to its last, each with the monitor pass that ended in it (if one did). */
