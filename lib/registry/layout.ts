@@ -18,7 +18,7 @@
  *   PROJECT#<p>          | SERVE#SETTINGS                rewardKind, updatedAt        the router's posterior and what feedback accepts
  *   PROJECT#<p>          | MONITOR#ARMS#<windowStart>    arms, takenAt                per-version counters at a window's first monitor pass
  *   PREDICTION#<p>#<id>  | PREDICTION                    version, reward, labels?, feedbackAt, expiresAt (TTL)
- *   FEEDROWS#<p>         | <predictionId>                version, record, rules, expiresAt (TTL); labels, labelledAt once labelled
+ *   FEEDROWS#<p>         | <predictionId>                version, record (JSON text), rules, expiresAt (TTL); labels, labelledAt once labelled
  *   RETRAIN#<p>#<windowStart> | RETRAIN                  reason, trigger, status, runId, executionArn?   a window's one retraining claim
  *   AGENTFLOW#SERVE      | PREDICTION_SIGNING_KEY        key, createdAt               one per deployment, created by the first server
  *

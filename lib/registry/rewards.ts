@@ -252,7 +252,8 @@ export class RewardLog {
     const items: Record<string, unknown>[] = [];
     let tooLarge = 0;
     for (const { predictionId, record } of entries) {
-      const item = { ...layout.feedbackRow(project, predictionId), predictionId, version: served.version, record, rules: served.rules, loggedAt: now.toISOString(), expiresAt };
+      // The record as one JSON string: a map of DynamoDB attributes (a vector is hundreds of numbers) costs far more to marshal and store.
+      const item = { ...layout.feedbackRow(project, predictionId), predictionId, version: served.version, record: JSON.stringify(record), rules: served.rules, loggedAt: now.toISOString(), expiresAt };
       if (Buffer.byteLength(JSON.stringify(item), 'utf8') > MAX_LOGGED_ITEM_BYTES) tooLarge += 1;
       else items.push(item);
     }
@@ -276,7 +277,7 @@ export class RewardLog {
     return {
       predictionId,
       version: item.version as number,
-      record: item.record as Record<string, unknown>,
+      record: recordOf(item),
       rules: item.rules as Record<string, unknown>,
       ...(item.labels === undefined ? {} : { labels: item.labels as Record<string, unknown> }),
     };
@@ -321,7 +322,7 @@ export class RewardLog {
     return items.map((item) => ({
       predictionId: item.predictionId as string,
       version: item.version as number,
-      record: item.record as Record<string, unknown>,
+      record: recordOf(item),
       labels: item.labels as Record<string, unknown>,
     }));
   }
@@ -474,4 +475,9 @@ export class RewardLog {
       throw dynamoError(this.#table, action, error);
     }
   }
+}
+
+/** A logged record, kept as the JSON text of the served record. */
+function recordOf(item: Record<string, unknown>): Record<string, unknown> {
+  return JSON.parse(item.record as string) as Record<string, unknown>;
 }
