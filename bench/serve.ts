@@ -171,6 +171,21 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
       json: () => handleInferEvent(event64, context),
       packed: () => handleInferEvent(eventPacked64, context),
     });
+    // The same model where the spec keeps feedback as data: every request adds one batched write of its records.
+    const loggedProject = 'bench-logged';
+    const logged = await publishModel({
+      registry, store, project: loggedProject, runId: 'bench-run-logged', model, encoder, tasks,
+      serving: { unknownInputs: 'impute', categories: {}, feedback: { tasks: [{ name: 'churn', type: 'binary' }, { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c', 'd'] }, { name: 'ltv', type: 'regression' }] } },
+    });
+    await registry.setServingSet(loggedProject, { production: logged.version, challengers: [] } satisfies ServingSet, { expectedRevision: 0 });
+    const loggedEvent1 = urlEvent({ project: loggedProject, records: one.records.map(packed) });
+    const loggedEvent64 = urlEvent({ project: loggedProject, records: batch.records.map(packed) });
+    const keeping = await timeInterleaved(5, Math.ceil(iterations / 4), {
+      plain1: () => handleInferEvent(eventPacked1, context),
+      logged1: () => handleInferEvent(loggedEvent1, context),
+      plain64: () => handleInferEvent(eventPacked64, context),
+      logged64: () => handleInferEvent(loggedEvent64, context),
+    });
     const [bare1, handler1, packed1] = [single.bare, single.json, single.packed];
     const [bare64, handler64, packed64] = [batched.bare, batched.json, batched.packed];
 
@@ -219,6 +234,8 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
       packed1OverBare: packed1.p50 / bare1.p50,
       packed64OverBare: packed64.p50 / bare64.p50,
       handler64OverBare: handler64.p50 / bare64.p50,
+      keptInputs1OverPlain: keeping.logged1.p50 / keeping.plain1.p50,
+      keptInputs64OverPlain: keeping.logged64.p50 / keeping.plain64.p50,
       regretThompson: simulation.thompson,
       regretUniform: simulation.uniform,
       regretRatio: simulation.thompson / simulation.uniform,
@@ -239,6 +256,7 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
       ['handler / bare run, 1 record, packed vector (goal < 1.5)', `${result.packed1OverBare.toFixed(2)}x`],
       ['handler / bare run, 1 record, JSON numbers', `${result.handler1OverBare.toFixed(2)}x`],
       ['handler / bare run, 64 records, packed / JSON numbers', `${result.packed64OverBare.toFixed(2)}x / ${result.handler64OverBare.toFixed(2)}x`],
+      ['infer keeping its records for feedback (datasets.feedback) / not, 1 / 64 records (p50)', `${result.keptInputs1OverPlain.toFixed(2)}x / ${result.keptInputs64OverPlain.toFixed(2)}x`],
       ['regret Thompson / uniform, 20k events, rates .10/.12/.15 (goal <= 0.3)', `${result.regretRatio.toFixed(3)} (best arm share ${(simulation.bestShare * 100).toFixed(1)}%)`],
     );
     await session.release();

@@ -51,6 +51,8 @@ describe('the closed loop', () => {
     expect(result.challengerShare).toBeGreaterThan(0.5);
     expect(result.rewardAfter).toBeGreaterThan(0.6);
     expect(result.rewardBefore).toBeGreaterThan(0.8);
+    // The retraining learned the shifted birds from their labelled feedback, not from a grown training file.
+    expect(result.retrainRun?.feedbackRows).toBeGreaterThan(50);
     // The timeline: windows before the shift, detection after it, the new version's traffic in the last window.
     expect(result.windows.some((w) => !w.shifted)).toBe(true);
     expect(Date.parse(result.detectedAt!)).toBeGreaterThan(Date.parse(result.driftOnsetAt));
@@ -73,5 +75,6 @@ describe('the closed loop', () => {
     expect(result.challenger).toBeGreaterThan(result.champion);
     expect(result.servingAt).toBeDefined();
     expect(result.challengerShare).toBeLessThan(0.4);
+    expect(result.retrainRun?.feedbackRows).toBeGreaterThan(50);
   }, 300_000);
 });

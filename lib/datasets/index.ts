@@ -1,12 +1,14 @@
 export { readRecords, type ByteSource, type ReadRecordsOptions, type SourceRecord } from '#lib/datasets/read.ts';
 export {
   assertValidDataset,
+  checkLabel,
   isMissingNumber,
   trimsCsv,
   validateDataset,
   validateInputs,
   validateRecord,
   type DatasetReport,
+  type LabelRule,
   type RecordLocation,
   type ValidateDatasetOptions,
   type ValidatedRow,

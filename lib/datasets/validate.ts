@@ -36,6 +36,11 @@ export interface ValidateDatasetOptions {
   maxProblems?: number;
   /** Also receives every problem (row and whole-file), e.g. a `ProblemSummary` shared across files. */
   onProblem?: (problem: DatasetProblem) => void;
+  /**
+   * The file adds rows to another (labelled feedback joining the train file): each row is
+   * checked, but a task it labels no row of, or one class of, is no problem of its own.
+   */
+  addsRows?: boolean;
 }
 
 export interface DatasetReport {
@@ -114,7 +119,7 @@ export async function validateDataset(source: ByteSource, spec: Spec, options: V
     }
   }
 
-  const fileProblems = wholeFileProblems({ file, spec, rows, validRows, labelledPerTask, classCounts });
+  const fileProblems = wholeFileProblems({ file, spec, rows, validRows, labelledPerTask, classCounts, addsRows: options.addsRows === true });
   if (options.onProblem) fileProblems.forEach(options.onProblem);
   return {
     file,
@@ -150,13 +155,14 @@ function wholeFileProblems(counts: {
   validRows: number;
   labelledPerTask: Record<string, number>;
   classCounts: Record<string, Record<string, number>>;
+  addsRows: boolean;
 }): DatasetProblem[] {
   const { file, spec } = counts;
   if (counts.rows === 0) {
     return [{ file, value: undefined, message: 'has no data rows; check that the file is not empty and has the right format' }];
   }
   // With no valid rows the per-row problems already say why; per-task counts would only repeat them.
-  if (counts.validRows === 0) return [];
+  if (counts.validRows === 0 || counts.addsRows) return [];
   const problems: DatasetProblem[] = [];
   for (const task of spec.tasks) {
     if (counts.labelledPerTask[task.name] === 0) {
@@ -489,7 +495,18 @@ function isPlainBase64Of(text: string, bytes: Buffer): boolean {
 const TRUE_WORDS = new Set(['1', 'true']);
 const FALSE_WORDS = new Set(['0', 'false']);
 
-function labelParser(task: TaskSpec): LabelParser {
+/** What checking one task's label takes: its type, and its classes or `positive` values (a task spec is one). */
+export type LabelRule = { type: 'binary'; positive?: string[] } | { type: 'multiclass'; classes: string[] } | { type: 'regression' };
+
+/**
+ * One label checked as a dataset row's label is: the value training uses (0/1, the class index, the
+ * number) or the problem, so a label that `/feedback` accepts is one Prepare accepts.
+ */
+export function checkLabel(rule: LabelRule, value: unknown): { label: number } | { message: string } {
+  return labelParser(rule)(value);
+}
+
+function labelParser(task: LabelRule): LabelParser {
   switch (task.type) {
     case 'binary': {
       if (task.positive !== undefined) return positiveLabelParser(task.positive);

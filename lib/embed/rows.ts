@@ -52,7 +52,7 @@ export async function* routedRows(
         context: { uri: dataset.uri, line, problems },
       });
     }
-    yield { index, line, split: route(dataset.role, index), row };
+    yield { index, line, split: route(dataset.role, splitKeyOf(dataset, record, index)), row };
     index += 1;
   }
   const digest = hash.digest('hex');
@@ -91,4 +91,9 @@ export function trainRowSource(source: DatasetSource, manifest: Pick<RunManifest
   return async function* () {
     for await (const routed of splitRows(source, manifest, 'train')) yield routed.row;
   };
+}
+
+/** The key the split rule hashes: a feedback row's prediction id (stable as feedback grows), any other row's index. */
+export function splitKeyOf(dataset: Pick<DatasetEntry, 'source'>, record: Record<string, unknown>, index: number): number | string {
+  return dataset.source === 'feedback' && typeof record.predictionId === 'string' ? `feedback:${record.predictionId}` : index;
 }

@@ -2,7 +2,7 @@ import * as z from 'zod';
 import { createHash } from 'node:crypto';
 import { ProblemSummary, trimsCsv, validateDataset } from '#lib/datasets/index.ts';
 import { QUANTILES_SUMMARY_KEY } from '#lib/encoders/index.ts';
-import type { Registry } from '#lib/registry/index.ts';
+import type { LabelledFeedbackRow, Registry, RewardLog } from '#lib/registry/index.ts';
 import { parseSpec, specDigest, canonicalJson, type Spec } from '#lib/spec/index.ts';
 import { keys, s3Uri, type ArtifactStore } from '#lib/store/index.ts';
 import type { PrepareInput, PrepareOutput } from '#lib/workflow/contracts.ts';
@@ -12,6 +12,8 @@ import type { DatasetEntry, DatasetRole, EncoderEntry, RunManifest } from '#lib/
 export interface PrepareDependencies {
   store: ArtifactStore;
   registry: Registry;
+  /** The labelled feedback a spec with `datasets.feedback` trains on. */
+  rewards?: Pick<RewardLog, 'labelledFeedbackRows'>;
   /** Fits every base-model candidate on the train split; returns one entry per `spec.baseModels` item. */
   fitEncoders: (context: { spec: Spec; datasets: DatasetEntry[]; split: Spec['split'] }) => Promise<EncoderEntry[]>;
 }
@@ -51,12 +53,13 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   });
   await registry.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Prepare' });
 
-  const datasets = await checkDatasets(spec, store, { runId: input.runId, maxProblems: options.maxProblems ?? 50 });
+  const feedback = spec.datasets.feedback === true ? await writeFeedbackDataset(spec, { store, rewards: deps.rewards }) : undefined;
+  const datasets = await checkDatasets(spec, store, { runId: input.runId, maxProblems: options.maxProblems ?? 50, ...(feedback ? { feedbackUri: feedback.uri } : {}) });
   const split = effectiveSplit(spec);
   const encoders = await deps.fitEncoders({ spec, datasets, split });
   const featuresDigest = digestOf({
     format: 'agentflow-features/1',
-    datasets: datasets.map(({ role, digest: d, format }) => ({ role, digest: d, format })),
+    datasets: datasets.map(({ role, digest: d, format, source }) => ({ role, digest: d, format, ...(source ? { source } : {}) })),
     // Trimming changes the values read from CSV, and `positive` the binary labels in the shards.
     ...(spec.datasets.format === 'csv' ? { csvTrim: trimsCsv(spec) } : {}),
     split,
@@ -85,7 +88,7 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   const manifestKey = keys.runManifest(input.runId);
   await store.putJson(manifestKey, manifest);
   await registry.recordRunEvent(spec.project, input.runId, 'prepare', {
-    datasets: datasets.map(({ role, rows, labelledPerTask }) => ({ role, rows, labelledPerTask })),
+    datasets: datasets.map(({ role, rows, labelledPerTask, source }) => ({ role, rows, labelledPerTask, ...(source ? { source } : {}) })),
     // The fitted quantile boundaries stay in the manifest only: the event names the bins per column.
     encoders: encoders.map(({ id, kind, dimension, summary: { [QUANTILES_SUMMARY_KEY]: _quantiles, ...summary } }) => ({
       id,
@@ -120,12 +123,14 @@ function clipped(value: unknown, depth = 0): unknown {
  * problem. The error carries a screenful (per file, task and kind: a count, the first lines, the
  * fix); the full list, one problem a line, goes to `runs/<runId>/problems.txt`.
  */
-async function checkDatasets(spec: Spec, store: ArtifactStore, options: { runId: string; maxProblems: number }): Promise<DatasetEntry[]> {
+async function checkDatasets(spec: Spec, store: ArtifactStore, options: { runId: string; maxProblems: number; feedbackUri?: string }): Promise<DatasetEntry[]> {
   const { maxProblems } = options;
   const entries: DatasetEntry[] = [];
   const summary = new ProblemSummary({ tasks: spec.tasks });
-  for (const role of ROLES) {
-    const uri = spec.datasets[role];
+  const files: { role: DatasetRole; uri: string | undefined; source?: 'feedback' }[] = ROLES.map((role) => ({ role, uri: spec.datasets[role] }));
+  // The feedback rows join the train file's, so the split rule spreads them like any train row.
+  if (options.feedbackUri) files.splice(1, 0, { role: 'train', uri: options.feedbackUri, source: 'feedback' });
+  for (const { role, uri, source } of files) {
     if (uri === undefined) continue;
     if (!uri.startsWith('s3://')) {
       throw new PrepareError(
@@ -135,7 +140,8 @@ async function checkDatasets(spec: Spec, store: ArtifactStore, options: { runId:
     }
     const report = await validateDataset(await store.getStream(uri), spec, {
       file: fileName(uri),
-      format: spec.datasets.format,
+      format: source === 'feedback' ? 'jsonl' : spec.datasets.format,
+      ...(source === 'feedback' ? { addsRows: true } : {}),
       maxProblems,
       onProblem: summary.add,
     });
@@ -148,6 +154,7 @@ async function checkDatasets(spec: Spec, store: ArtifactStore, options: { runId:
       rows: report.rows,
       labelledPerTask: report.labelledPerTask,
       classCounts: report.classCounts,
+      ...(source ? { source } : {}),
     });
   }
   if (summary.count > 0) {
@@ -170,6 +177,43 @@ async function checkDatasets(spec: Spec, store: ArtifactStore, options: { runId:
     );
   }
   return entries;
+}
+
+/**
+ * The project's labelled feedback as a train dataset (`datasets.feedback`): each labelled
+ * prediction once, in prediction id order, as the record it was served with plus the labels of the
+ * tasks its feedback named (the other tasks' label columns are dropped, so they stay masked), and
+ * its `predictionId`, which the split rule hashes. Stored under its content's sha256, so the same
+ * rows are the same file and new feedback a new one. Undefined when nothing is labelled yet.
+ */
+export async function writeFeedbackDataset(spec: Spec, deps: { store: ArtifactStore; rewards: PrepareDependencies['rewards'] }): Promise<{ uri: string; rows: number } | undefined> {
+  if (deps.rewards === undefined) {
+    throw new PrepareError(`datasets.feedback is true in the spec of ${spec.project}, but Prepare was given no reward log to read feedback from; pass the stage dependencies' rewards`, {
+      code: 'FEEDBACK_UNAVAILABLE',
+      context: { project: spec.project },
+    });
+  }
+  const byId = new Map<string, LabelledFeedbackRow>();
+  for (const row of await deps.rewards.labelledFeedbackRows(spec.project)) if (!byId.has(row.predictionId)) byId.set(row.predictionId, row);
+  if (byId.size === 0) return undefined;
+  const lines = [...byId.values()]
+    .sort((a, b) => (a.predictionId < b.predictionId ? -1 : a.predictionId > b.predictionId ? 1 : 0))
+    .map((row) => JSON.stringify(feedbackRecord(spec, row)));
+  const bytes = Buffer.from(`${lines.join('\n')}\n`, 'utf8');
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const stored = await deps.store.putBytes(keys.feedbackDataset(spec.project, sha256), bytes, { contentType: 'application/x-ndjson' });
+  return { uri: stored.uri, rows: lines.length };
+}
+
+/** One labelled prediction as a train row: the served record, the spec's label columns from the feedback's labels, and the prediction id. */
+export function feedbackRecord(spec: Pick<Spec, 'tasks'>, row: LabelledFeedbackRow): Record<string, unknown> {
+  const record: Record<string, unknown> = { ...row.record };
+  for (const task of spec.tasks) {
+    delete record[task.label];
+    if (row.labels[task.name] !== undefined) record[task.label] = row.labels[task.name];
+  }
+  record.predictionId = row.predictionId;
+  return record;
 }
 
 /** The split rule for the train dataset's rows: a role given as its own dataset takes no train rows. */

@@ -17,12 +17,16 @@
  *   PROJECT#<p>          | ARM#0000012                   count, sum, sumSquares, successes, failures (ADD)
  *   PROJECT#<p>          | SERVE#SETTINGS                rewardKind, updatedAt        the router's posterior and what feedback accepts
  *   PROJECT#<p>          | MONITOR#ARMS#<windowStart>    arms, takenAt                per-version counters at a window's first monitor pass
- *   PREDICTION#<p>#<id>  | PREDICTION                    version, reward, feedbackAt, expiresAt (TTL)
+ *   PREDICTION#<p>#<id>  | PREDICTION                    version, reward, labels?, feedbackAt, expiresAt (TTL)
+ *   FEEDROWS#<p>         | <predictionId>                version, record (JSON text), rules, expiresAt (TTL); labels, labelledAt once labelled
  *   RETRAIN#<p>#<windowStart> | RETRAIN                  reason, trigger, status, runId, executionArn?   a window's one retraining claim
  *   AGENTFLOW#SERVE      | PREDICTION_SIGNING_KEY        key, createdAt               one per deployment, created by the first server
  *
  * Feedback rows get a partition each because they are written at serving rate; everything else a
- * project owns shares its partition. `expiresAt` is the TTL attribute on AWS (dynalite keeps them).
+ * project owns shares its partition.
+ * Logged inputs (`datasets.feedback`) share one partition per project so Prepare reads a project's
+ * labelled rows with one Query; DynamoDB splits a hot partition by sort key ranges (the
+ * prediction id, which starts with the version and the time). `expiresAt` is the TTL attribute on AWS (dynalite keeps them).
  */
 import { keyPart, versionPart } from './dynamo.ts';
 
@@ -59,6 +63,8 @@ export const layout = {
     pk: `PREDICTION#${keyPart('project', p)}#${keyPart('predictionId', predictionId)}`,
     sk: 'PREDICTION',
   }),
+  feedbackRowsPartition: (p: string) => `FEEDROWS#${keyPart('project', p)}`,
+  feedbackRow: (p: string, predictionId: string): ItemKey => ({ pk: `FEEDROWS#${keyPart('project', p)}`, sk: keyPart('predictionId', predictionId) }),
   retrainClaim: (p: string, windowStart: string): ItemKey => ({ pk: `RETRAIN#${keyPart('project', p)}#${windowStart}`, sk: 'RETRAIN' }),
   predictionSigningKey: { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } as ItemKey,
 } as const;

@@ -6,7 +6,7 @@
  * prediction signing key, the monitor's counter snapshots and retraining claims. Item layout:
  * layout.ts.
  */
-import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchWriteCommand, DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { RegistryError, call, dynamoError, isConditionFailure, queryAll, revisionOf, versionPart } from './dynamo.ts';
 import { layout, type ItemKey } from './layout.ts';
 
@@ -45,9 +45,37 @@ export interface FeedbackRecord {
   /** The version that served the prediction. */
   version: number;
   reward: number;
+  /** Labels sent with the feedback (or the reward, for a task the project marks `rewardIsLabel`), per task. */
+  labels?: Record<string, unknown>;
   feedbackAt: string;
   expiresAt: number;
 }
+
+/** What serving kept of one prediction (`datasets.feedback`): the record as sent, and the label rules of the version that served it. */
+export interface LoggedInputs {
+  predictionId: string;
+  version: number;
+  record: Record<string, unknown>;
+  /** The card's `serving.feedback` section: what `/feedback` checks labels against. */
+  rules: Record<string, unknown>;
+  labels?: Record<string, unknown>;
+}
+
+/** A labelled prediction as Prepare reads it. */
+export interface LabelledFeedbackRow {
+  predictionId: string;
+  version: number;
+  record: Record<string, unknown>;
+  labels: Record<string, unknown>;
+}
+
+/**
+ * DynamoDB caps an item at 400 KB. The JSON length of an item bounds its DynamoDB size from above
+ * but for small numbers; the margin covers those and the key attributes.
+ */
+const MAX_LOGGED_ITEM_BYTES = 350 * 1024;
+/** BatchWriteItem takes 25 items a call. */
+const BATCH_WRITE_ITEMS = 25;
 
 export interface RewardLogOptions {
   dynamodb: DynamoDBDocumentClient;
@@ -172,7 +200,7 @@ export class RewardLog {
     project: string,
     predictionId: string,
     reward: number,
-    served: { version: number; retentionSeconds?: number },
+    served: { version: number; retentionSeconds?: number; labels?: Record<string, unknown> },
   ): Promise<{ version: number; reward: number }> {
     if (typeof reward !== 'number' || !Number.isFinite(reward)) {
       throw new RegistryError(`reward ${JSON.stringify(reward)} for prediction ${predictionId} is not a finite number; send 0/1 or a real value`, {
@@ -190,6 +218,7 @@ export class RewardLog {
         predictionId,
         version,
         reward,
+        ...(served.labels && Object.keys(served.labels).length > 0 ? { labels: served.labels } : {}),
         feedbackAt: now.toISOString(),
         // The id is useless after its retention, so its feedback row need not outlive it.
         expiresAt: Math.floor(now.getTime() / 1000) + (served.retentionSeconds ?? this.#retentionSeconds),
@@ -205,6 +234,97 @@ export class RewardLog {
     }
     await this.#addToArm(project, version, reward);
     return { version, reward };
+  }
+
+  /**
+   * Keeps each served record's raw inputs under its prediction id, for as long as the id takes
+   * feedback, so a labelled feedback becomes a training row. A record too large for one item is
+   * skipped and counted, never failing the request it came with; the rest go in batches of 25.
+   */
+  async logPredictionInputs(
+    project: string,
+    entries: readonly { predictionId: string; record: Record<string, unknown> }[],
+    served: { version: number; rules: Record<string, unknown>; retentionSeconds?: number },
+  ): Promise<{ written: number; skipped: number }> {
+    versionPart(served.version);
+    const now = this.#clock();
+    const expiresAt = Math.floor(now.getTime() / 1000) + (served.retentionSeconds ?? this.#retentionSeconds);
+    const items: Record<string, unknown>[] = [];
+    let tooLarge = 0;
+    for (const { predictionId, record } of entries) {
+      // The record as one JSON string: a map of DynamoDB attributes (a vector is hundreds of numbers) costs far more to marshal and store.
+      const item = { ...layout.feedbackRow(project, predictionId), predictionId, version: served.version, record: JSON.stringify(record), rules: served.rules, loggedAt: now.toISOString(), expiresAt };
+      if (Buffer.byteLength(JSON.stringify(item), 'utf8') > MAX_LOGGED_ITEM_BYTES) tooLarge += 1;
+      else items.push(item);
+    }
+    let unprocessed = 0;
+    for (let start = 0; start < items.length; start += BATCH_WRITE_ITEMS) {
+      let requests = items.slice(start, start + BATCH_WRITE_ITEMS).map((Item) => ({ PutRequest: { Item } }));
+      // Throttled items come back unprocessed; a few quick retries, then the rest are given up as skipped.
+      for (let attempt = 0; requests.length > 0 && attempt < 3; attempt += 1) {
+        const result = await call(this.#table, 'BatchWriteItem (logged inputs)', () => this.#db.send(new BatchWriteCommand({ RequestItems: { [this.#table]: requests } })));
+        requests = (result.UnprocessedItems?.[this.#table] ?? []) as typeof requests;
+      }
+      unprocessed += requests.length;
+    }
+    return { written: items.length - unprocessed, skipped: tooLarge + unprocessed };
+  }
+
+  /** What serving kept of a prediction, if it kept anything (the project keeps feedback as data and the id is within its retention). */
+  async getLoggedInputs(project: string, predictionId: string): Promise<LoggedInputs | undefined> {
+    const item = await this.#get(layout.feedbackRow(project, predictionId));
+    if (!item) return undefined;
+    return {
+      predictionId,
+      version: item.version as number,
+      record: recordOf(item),
+      rules: item.rules as Record<string, unknown>,
+      ...(item.labels === undefined ? {} : { labels: item.labels as Record<string, unknown> }),
+    };
+  }
+
+  /**
+   * Adds the labels of a prediction's feedback to its logged inputs, making it a training row.
+   * Called after the feedback's exactly-once write, so a prediction is labelled at most once.
+   * False when nothing was logged for it.
+   */
+  async labelLoggedInputs(project: string, predictionId: string, labels: Record<string, unknown>): Promise<boolean> {
+    try {
+      await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: layout.feedbackRow(project, predictionId),
+          UpdateExpression: 'SET labels = :labels, labelledAt = :at',
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':labels': labels, ':at': this.#now() },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw dynamoError(this.#table, 'UpdateItem (feedback labels)', error);
+    }
+  }
+
+  /** Every labelled prediction of a project still within its retention, in prediction id order (one Query, following pages). */
+  async labelledFeedbackRows(project: string): Promise<LabelledFeedbackRow[]> {
+    const items = await queryAll(
+      this.#db,
+      {
+        TableName: this.#table,
+        KeyConditionExpression: 'pk = :pk',
+        FilterExpression: 'attribute_exists(labels)',
+        ExpressionAttributeValues: { ':pk': layout.feedbackRowsPartition(project) },
+        ConsistentRead: true,
+      },
+      'Query (labelled feedback)',
+    );
+    return items.map((item) => ({
+      predictionId: item.predictionId as string,
+      version: item.version as number,
+      record: recordOf(item),
+      labels: item.labels as Record<string, unknown>,
+    }));
   }
 
   /** Counters for each asked version, in the order asked; versions never rewarded get zeros. */
@@ -355,4 +475,9 @@ export class RewardLog {
       throw dynamoError(this.#table, action, error);
     }
   }
+}
+
+/** A logged record, kept as the JSON text of the served record. */
+function recordOf(item: Record<string, unknown>): Record<string, unknown> {
+  return JSON.parse(item.record as string) as Record<string, unknown>;
 }

@@ -35,6 +35,22 @@ export const CardEncoder = z.object({
 export const CardServing = z.object({
   unknownInputs: z.enum(['impute', 'reject']),
   categories: z.record(z.string(), z.array(z.string())),
+  /**
+   * Present when the spec keeps feedback as data (`datasets.feedback`): serving logs each record's
+   * raw inputs, and `/feedback` checks labels against these rules (it loads no card of its own).
+   */
+  feedback: z
+    .object({
+      tasks: z.array(
+        z.discriminatedUnion('type', [
+          z.object({ name: z.string(), type: z.literal('binary'), positive: z.array(z.string()).optional() }),
+          z.object({ name: z.string(), type: z.literal('multiclass'), classes: z.array(z.string()) }),
+          z.object({ name: z.string(), type: z.literal('regression') }),
+        ]),
+      ),
+      rewardIsLabel: z.string().optional(),
+    })
+    .optional(),
 });
 export type CardServing = z.infer<typeof CardServing>;
 
@@ -102,13 +118,23 @@ export const ModelCard = z.object({
 export type ModelCard = z.infer<typeof ModelCard>;
 
 /** The card's serving section, from the spec and the fitted encoder's summary (a tabular encoder lists its categories). */
-export function cardServingOf(spec: Pick<Spec, 'serving'>, encoderSummary: Record<string, unknown>): CardServing {
+export function cardServingOf(spec: Pick<Spec, 'serving'> & Partial<Pick<Spec, 'datasets' | 'tasks'>>, encoderSummary: Record<string, unknown>): CardServing {
   const categorical = Array.isArray(encoderSummary.categorical) ? (encoderSummary.categorical as { column?: unknown; categories?: unknown }[]) : [];
   const categories: Record<string, string[]> = {};
   for (const { column, categories: known } of categorical) {
     if (typeof column === 'string' && Array.isArray(known)) categories[column] = known.map(String);
   }
-  return { unknownInputs: spec.serving?.unknownInputs ?? 'impute', categories };
+  const serving: CardServing = { unknownInputs: spec.serving?.unknownInputs ?? 'impute', categories };
+  if (spec.datasets?.feedback === true && spec.tasks) serving.feedback = { tasks: spec.tasks.map(feedbackRuleOf), ...(spec.serving?.rewardIsLabel ? { rewardIsLabel: spec.serving.rewardIsLabel } : {}) };
+  return serving;
+}
+
+type FeedbackRule = NonNullable<CardServing['feedback']>['tasks'][number];
+
+function feedbackRuleOf(task: Spec['tasks'][number]): FeedbackRule {
+  if (task.type === 'multiclass') return { name: task.name, type: 'multiclass', classes: task.classes };
+  if (task.type === 'binary') return { name: task.name, type: 'binary', ...(task.positive ? { positive: task.positive } : {}) };
+  return { name: task.name, type: 'regression' };
 }
 
 /** The ONNX output holding a task's prediction: `<task>.probability` [batch] for binary, `<task>.probabilities` [batch, C] for multiclass, `<task>.value` [batch] for regression. */

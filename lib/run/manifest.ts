@@ -15,6 +15,12 @@ export const DatasetEntry = z.object({
   rows: z.int().nonnegative(),
   labelledPerTask: z.record(z.string(), z.number()),
   classCounts: z.record(z.string(), z.record(z.string(), z.number())),
+  /**
+   * `feedback`: labelled predictions Prepare wrote (`datasets.feedback`), each row carrying its
+   * `predictionId`, which the split rule hashes instead of the row's index, so a row keeps its
+   * split as feedback grows.
+   */
+  source: z.literal('feedback').optional(),
 });
 export type DatasetEntry = z.infer<typeof DatasetEntry>;
 

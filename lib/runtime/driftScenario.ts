@@ -2,7 +2,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { AgentflowError } from '#lib/errors/index.ts';
 import type { MonitorReport } from '#lib/serve/index.ts';
+import { RunManifest } from '#lib/run/index.ts';
 import { parseSpec } from '#lib/spec/index.ts';
+import { keys } from '#lib/store/index.ts';
 import { mulberry32 } from '#lib/synth/index.ts';
 import type { JobOutputLine, WorkflowEvent } from '#lib/workflow/index.ts';
 import { runPipelineLocally, type LocalSession } from './localRun.ts';
@@ -11,10 +13,11 @@ import { startUp, type UpRun } from './up.ts';
 /**
  * The closed loop, driven on one machine: a tabular project is trained and served by `up`, then
  * live traffic shifts (its numeric inputs move by some standard deviations) and, optionally, the
- * ground truth changes with it (the shifted birds' classes rotate). Labelled rows of the shifted
- * population arrive in the training file, the monitor sees the reward drop or the drift and starts
+ * ground truth changes with it (the shifted birds' classes rotate). Each request's feedback carries
+ * the bird's label (`datasets.feedback`), so the retraining run learns from the shifted population
+ * it served; the monitor sees the reward drop or the drift and starts
  * a retraining run, the new version goes out as a canary, and Thompson routing moves traffic as
- * feedback arrives — or, when the new rows were mislabelled, keeps it on the champion.
+ * feedback arrives — or, when the feedback's labels were wrong, keeps it on the champion.
  */
 export class DriftScenarioError extends AgentflowError {
   constructor(message: string, options: { code: 'SCENARIO_SPEC_UNSUITED' | 'SCENARIO_FAILED'; context?: Record<string, unknown>; cause?: unknown }) {
@@ -26,13 +29,13 @@ export class DriftScenarioError extends AgentflowError {
 export interface DriftScenarioOptions {
   /** A tabular spec with a JSONL train file and a multiclass first task (the penguins example fits). */
   specPath: string;
-  /** Where the scenario's spec and data are written (the training file grows there). */
+  /** Where the scenario's spec and training file are written. */
   workDir: string;
   /** How far the numeric inputs move, in standard deviations. */
   shiftSd: number;
   /** Whether the ground truth of shifted records changes (their class rotates to the next one). */
   truthChanges: boolean;
-  /** The labels of the shifted rows appended to the training file: the ground truth, or wrong ones (a bad labelling job). */
+  /** The labels the shifted records' feedback carries: the ground truth, or wrong ones (a bad labelling job). */
   appendedLabels: 'truth' | 'wrong';
   /** The monitor's window; the monitor runs once per window. */
   windowSeconds: number;
@@ -69,7 +72,8 @@ export interface DriftScenarioResult {
   production: number;
   driftOnsetAt: string;
   detectedAt?: string;
-  retrainRun?: { runId: string; status: string; reason: string; startedAt: string; endedAt: string };
+  /** `feedbackRows`: the labelled predictions the retraining trained with (its manifest's feedback dataset). */
+  retrainRun?: { runId: string; status: string; reason: string; startedAt: string; endedAt: string; feedbackRows: number };
   /** When the new version first answered a request. */
   servingAt?: string;
   /** Mean reward per request in the last window before the shift, and over the last window. */
@@ -99,7 +103,8 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
       ...raw,
       ...options.specPatch,
       project,
-      datasets: { train: 'train.jsonl' },
+      // The served records and their feedback's labels become training rows of the retraining run.
+      datasets: { train: 'train.jsonl', feedback: true },
       // Floors off: the canary must go out even when it is worse, so that routing is what keeps traffic on the champion.
       tasks: spec.tasks.map((t) => ({ ...(raw.tasks as Record<string, unknown>[]).find((r) => r.name === t.name), floor: undefined })),
       deploy: { policy: 'canary', canaryShare: 0.2 },
@@ -170,7 +175,10 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     const answer = (await post('/infer', { project, records: [row.input] })) as { version: number; predictions: { predictionId: string; outputs: Record<string, { label?: unknown }> }[] };
     const prediction = answer.predictions[0];
     const reward = Number(prediction.outputs[task]?.label === row.labels[task]);
-    await post('/feedback', { project, predictionId: prediction.predictionId, reward });
+    const truth = row.labels[task] as string;
+    // A bad labelling job labels each shifted bird as the class two after its true one (never the truth).
+    const label = isShifted && options.appendedLabels === 'wrong' ? rotate(classes, rotate(classes, truth)) : truth;
+    await post('/feedback', { project, predictionId: prediction.predictionId, reward, label: { [task]: label } });
     served.push({ at: Date.now(), version: answer.version, reward, shifted: isShifted });
   };
   const pace = 1000 / (options.requestsPerSecond ?? 25);
@@ -190,13 +198,7 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     const stableUntil = Date.now() + options.windowSeconds * 1500;
     await traffic(() => Date.now() >= stableUntil, false);
     const driftOnset = Date.now();
-    say(`drift begins: inputs move by ${options.shiftSd} sd${options.truthChanges ? ' and their class rotates' : ''}; labelled rows of them arrive in the training file`);
-    const appended = labelled.map((row) => {
-      const moved = shifted(row);
-      const label = options.appendedLabels === 'truth' ? moved.labels[task] : rotate(classes, rotate(classes, moved.labels[task] as string));
-      return JSON.stringify({ ...moved.input, ...moved.labels, [task]: label });
-    });
-    await writeFile(trainPath, (await readFile(trainPath, 'utf8')) + appended.join('\n') + '\n');
+    say(`drift begins: inputs move by ${options.shiftSd} sd${options.truthChanges ? ' and their class rotates' : ''}; their feedback labels them${options.appendedLabels === 'wrong' ? ' wrongly' : ''}`);
 
     const deadline = driftOnset + (options.timeoutSeconds ?? 240) * 1000;
     let firstServed: number | undefined;
@@ -215,6 +217,8 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     // A pass before the onset that started a retraining would be a false alarm; it is in the timeline, not the detection.
     const detection = reports.find((r) => Date.parse(r.time) >= driftOnset && r.projects.some((p) => p.project === project && p.retrain?.started));
     const retrain = runs[0];
+    const feedbackRows = retrain ? await feedbackRowsOf(session, retrain.runId) : 0;
+    if (retrain) say(`  retraining ${retrain.runId} trained with ${feedbackRows} labelled feedback rows`);
     const after = await session.deps.registry.getServingSet(project);
     const challenger = after?.challengers.find((c) => c.version !== champion)?.version ?? (after && after.production !== champion ? after.production : undefined);
     const sinceServing = firstServed === undefined ? [] : served.filter((s) => s.at >= firstServed!);
@@ -229,7 +233,7 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
       driftOnsetAt: new Date(driftOnset).toISOString(),
       ...(detection ? { detectedAt: detection.time } : {}),
       ...(retrain
-        ? { retrainRun: { runId: retrain.runId, status: retrain.result.status, reason: retrain.reason, startedAt: retrain.startedAt.toISOString(), endedAt: retrain.endedAt.toISOString() } }
+        ? { retrainRun: { runId: retrain.runId, status: retrain.result.status, reason: retrain.reason, startedAt: retrain.startedAt.toISOString(), endedAt: retrain.endedAt.toISOString(), feedbackRows } }
         : {}),
       ...(firstServed === undefined ? {} : { servingAt: new Date(firstServed).toISOString() }),
       rewardBefore: mean(before.map((s) => s.reward)),
@@ -241,6 +245,14 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     await up.stop();
   }
   return result;
+}
+
+/** The rows of a run's feedback dataset, from its manifest; 0 when it had none (or stopped before Prepare wrote one). */
+async function feedbackRowsOf(session: LocalSession, runId: string): Promise<number> {
+  const key = keys.runManifest(runId);
+  if (!(await session.deps.store.exists(key))) return 0;
+  const manifest = await session.deps.store.getJson(key, RunManifest);
+  return manifest.datasets.find((d) => d.source === 'feedback')?.rows ?? 0;
 }
 
 /** Fixed windows over the traffic, from its first request to its last, each with the monitor pass that ended in it (if one did). */

@@ -1,5 +1,7 @@
 import * as z from 'zod';
-import { RegistryError } from '#lib/registry/index.ts';
+import { checkLabel } from '#lib/datasets/index.ts';
+import { RegistryError, type LoggedInputs } from '#lib/registry/index.ts';
+import { CardServing } from '#lib/run/index.ts';
 import { renderValue } from '#lib/spec/index.ts';
 import type { ServeBase } from './base.ts';
 import { ServeError, badRequest } from './errors.ts';
@@ -14,6 +16,10 @@ export const feedbackRequestSchema = z.strictObject({
     .max(128, { error: () => 'is longer than 128 characters; send the predictionId that infer returned' })
     .refine((id) => !id.includes('#'), { error: (issue) => `${renderValue(issue.input)} contains "#", which no prediction id does; send the id infer returned` }),
   reward: z.number({ error: (issue) => `is ${renderValue(issue.input)}; send the reward as a finite number (0 or 1 for yes/no outcomes)` }),
+  /** The true labels, per task (`{ "species": "Gentoo" }`), for a project that keeps feedback as data (`datasets.feedback`). */
+  label: z
+    .record(z.string(), z.unknown(), { error: (issue) => `is ${renderValue(issue.input)}; send an object of task name to true label, e.g. {"species": "Gentoo"}` })
+    .optional(),
 });
 
 export type FeedbackRequest = z.infer<typeof feedbackRequestSchema>;
@@ -23,6 +29,8 @@ export interface FeedbackResponse {
   predictionId: string;
   version: number;
   reward: number;
+  /** The labels the prediction became a training row with, per task (absent when none). */
+  labels?: Record<string, unknown>;
 }
 
 const EXAMPLE = '{"project": "my-project", "predictionId": "…", "reward": 1}';
@@ -58,19 +66,69 @@ export async function feedback(body: unknown, context: ServeBase): Promise<Feedb
     );
   }
   const { version: servedBy } = await context.predictionIds.verify(request.project, request.predictionId);
+  // Only a label or a 0/1 reward (which a `rewardIsLabel` project takes as one) needs the kept inputs.
+  const logged = request.label !== undefined || rewardKind === 'bernoulli' ? await context.deps.rewards.getLoggedInputs(request.project, request.predictionId) : undefined;
+  const labels = labelsOf(request, logged);
   try {
     const { version, reward } = await context.deps.rewards.recordFeedback(request.project, request.predictionId, request.reward, {
       version: servedBy,
       retentionSeconds: context.predictionIds.retentionSeconds,
+      ...(labels ? { labels } : {}),
     });
+    // After the exactly-once write: a second feedback for the prediction never relabels its row.
+    if (labels) await context.deps.rewards.labelLoggedInputs(request.project, request.predictionId, labels);
     context.metrics.reward(request.project, version, reward);
-    return { project: request.project, predictionId: request.predictionId, version, reward };
+    return { project: request.project, predictionId: request.predictionId, version, reward, ...(labels ? { labels } : {}) };
   } catch (error) {
     if (error instanceof RegistryError && error.code === 'FEEDBACK_DUPLICATE') {
       throw new ServeError(error.message, { code: 'FEEDBACK_DUPLICATE', context: error.context, cause: error });
     }
     throw error;
   }
+}
+
+/**
+ * The labels a feedback gives its prediction, checked as Prepare checks a dataset label, against
+ * the rules of the version that served it (kept with its inputs): the `label` field, plus the 0/1
+ * reward for the task the project marks `rewardIsLabel` when the label does not name it.
+ * Undefined when the feedback labels nothing.
+ */
+function labelsOf(request: FeedbackRequest, logged: LoggedInputs | undefined): Record<string, unknown> | undefined {
+  const given = request.label ?? {};
+  if (logged === undefined) {
+    if (Object.keys(given).length === 0) return undefined;
+    throw badRequest(
+      `label was sent, but ${request.project} kept no inputs for prediction "${request.predictionId}", so it cannot become a training row; set "datasets": {"feedback": true} in the project's spec and retrain (versions trained from it keep their inputs), or send the feedback without label`,
+      { project: request.project, predictionId: request.predictionId },
+    );
+  }
+  const rules = CardServing.shape.feedback.unwrap().parse(logged.rules);
+  const labels: Record<string, unknown> = {};
+  for (const [task, value] of Object.entries(given)) {
+    const rule = rules.tasks.find((candidate) => candidate.name === task);
+    if (rule === undefined) {
+      throw badRequest(`label names task ${renderValue(task)}, which ${request.project} version ${logged.version} does not have; label one of its tasks: ${rules.tasks.map((t) => t.name).join(', ')}`, {
+        project: request.project,
+        task,
+        tasks: rules.tasks.map((t) => t.name),
+      });
+    }
+    const checked = checkLabel(rule, value);
+    if ('message' in checked) {
+      throw badRequest(`label for task "${task}" of ${request.project}: ${checked.message}; send the task's true label as a training row would hold it`, {
+        project: request.project,
+        task,
+        value: renderValue(value),
+      });
+    }
+    labels[task] = value;
+  }
+  const rewardTask = rules.rewardIsLabel === undefined ? undefined : rules.tasks.find((t) => t.name === rules.rewardIsLabel);
+  if (rewardTask?.type === 'binary' && !(rewardTask.name in labels) && (request.reward === 0 || request.reward === 1)) {
+    // With `positive`, only those values mean 1: the reward 1 is written as the first of them.
+    labels[rewardTask.name] = request.reward === 1 && rewardTask.positive?.length ? rewardTask.positive[0] : request.reward;
+  }
+  return Object.keys(labels).length > 0 ? labels : undefined;
 }
 
 /** POST /feedback as a Function URL handler (the Lambda handler and the local server both call it); it needs no model, only the serving base. */

@@ -4,6 +4,7 @@ import type { CardTask } from '#lib/run/index.ts';
 import { modelOutputName } from '#lib/run/index.ts';
 import { encoderFeeds } from '#lib/encoders/index.ts';
 import { renderValue } from '#lib/spec/index.ts';
+import { errorLogFields } from '#lib/errors/index.ts';
 import type { ServeContext } from './context.ts';
 import { ServeError, badRequest } from './errors.ts';
 import { handleFunctionUrl, type FunctionUrlResult } from './http.ts';
@@ -46,7 +47,8 @@ const EXAMPLE = '{"project": "my-project", "records": [{…the model\'s input fi
 /**
  * Serves one request: checks its records against the chosen version's inputs, runs the version's
  * model once for the batch, and answers with a signed prediction id per record; nothing is written
- * on the way (feedback makes the one write).
+ * on the way (feedback makes the one write) unless the project keeps feedback as data, which adds
+ * one batched write of the records.
  */
 export async function infer(body: unknown, context: ServeContext): Promise<InferResponse> {
   const started = performance.now();
@@ -83,9 +85,34 @@ export async function infer(body: unknown, context: ServeContext): Promise<Infer
     const embeddings = (model.embedding.from === 'input' ? feeds : results)[model.embedding.name];
     context.sampler?.offer(request.project, model.version, embeddings.data as Float32Array, model.card.encoder.dimension, sampled);
   }
+  const feedbackRules = model.card.serving?.feedback;
+  if (feedbackRules) await logInputs(context, { project: request.project, version: model.version, rules: feedbackRules, records: request.records, ids });
   context.metrics.routed(request.project, model.version, rows.length, performance.now() - started);
   if (imputed > 0) context.metrics.imputed(request.project, model.version, imputed);
   return { project: request.project, version: model.version, predictions };
+}
+
+/**
+ * Keeps the request's records under their prediction ids (`datasets.feedback`), in one batched
+ * write. A prediction is worth more than its training row: a failed or oversized write is logged
+ * and counted (`UnloggedInputs`), never an error for the caller.
+ */
+async function logInputs(
+  context: ServeContext,
+  served: { project: string; version: number; rules: Record<string, unknown>; records: readonly unknown[]; ids: readonly string[] },
+): Promise<void> {
+  const entries = served.ids.map((predictionId, i) => ({ predictionId, record: served.records[i] as Record<string, unknown> }));
+  try {
+    const { skipped } = await context.deps.rewards.logPredictionInputs(served.project, entries, {
+      version: served.version,
+      rules: served.rules,
+      retentionSeconds: context.predictionIds.retentionSeconds,
+    });
+    if (skipped > 0) context.metrics.unlogged(served.project, served.version, skipped);
+  } catch (error) {
+    context.logger.warn('served inputs not kept for feedback', { project: served.project, version: served.version, records: entries.length, ...errorLogFields(error) });
+    context.metrics.unlogged(served.project, served.version, entries.length);
+  }
 }
 
 /** POST /infer as a Function URL handler (the Lambda handler and the local server both call it). */

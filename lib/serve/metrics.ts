@@ -31,6 +31,8 @@ export const SERVE_METRICS = {
   inferLatencyMs: { name: 'InferLatencyMs', unit: 'Milliseconds', dimensions: PER_VERSION },
   /** Input values a request's records lacked (or held a category the model does not know), encoded as training encoded missing ones. */
   imputedInputs: { name: 'ImputedInputs', unit: 'Count', dimensions: PER_VERSION },
+  /** Served records whose raw inputs were not kept for feedback (`datasets.feedback`): too large for one item, or the write failed. */
+  unloggedInputs: { name: 'UnloggedInputs', unit: 'Count', dimensions: PER_VERSION },
   /** The reward of one feedback event (Average = mean online reward). */
   onlineReward: { name: 'OnlineReward', unit: 'None', dimensions: PER_VERSION },
   /** Per monitor pass: the mean online reward over its window, when there was feedback. */
@@ -121,6 +123,10 @@ export class ServeMetrics {
 
   imputed(project: string, version: number, values: number): void {
     this.emit({ project, version: String(version) }, [valueOf(SERVE_METRICS.imputedInputs, values)]);
+  }
+
+  unlogged(project: string, version: number, records: number): void {
+    this.emit({ project, version: String(version) }, [valueOf(SERVE_METRICS.unloggedInputs, records)]);
   }
 
   reward(project: string, version: number, reward: number): void {

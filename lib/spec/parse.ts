@@ -244,6 +244,26 @@ function crossFieldProblems(input: unknown): SpecProblem[] {
     }
   }
 
+  const serving = isRecord(input.serving) ? input.serving : {};
+  if (typeof serving.rewardIsLabel === 'string') {
+    const named = tasks.find((task) => isRecord(task) && task.name === serving.rewardIsLabel) as Record<string, unknown> | undefined;
+    const binary = tasks.filter((task) => isRecord(task) && task.type === 'binary').map((task) => `"${(task as Record<string, unknown>).name}"`);
+    const fix = binary.length > 0 ? `name one of the binary tasks (${binary.join(', ')})` : 'leave it out (no task is binary)';
+    if (named === undefined || named.type !== 'binary') {
+      problems.push({
+        path: 'serving.rewardIsLabel',
+        value: serving.rewardIsLabel,
+        message: `${renderValue(serving.rewardIsLabel)} is ${named === undefined ? 'not a task of the spec' : `a ${String(named.type)} task, and only a 0/1 reward can be a label`}; ${fix}`,
+      });
+    } else if (datasets?.feedback !== true) {
+      problems.push({
+        path: 'serving.rewardIsLabel',
+        value: serving.rewardIsLabel,
+        message: `${renderValue(serving.rewardIsLabel)} names the task rewards label, but feedback is not kept as data; set datasets.feedback to true`,
+      });
+    }
+  }
+
   const split = isRecord(input.split) ? input.split : {};
   for (const [dataset, fraction] of [['validation', 'validationFraction'], ['holdout', 'holdoutFraction']] as const) {
     if (datasets && datasets[dataset] === undefined && split[fraction] === 0) {

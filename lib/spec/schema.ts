@@ -208,6 +208,13 @@ export const datasetsSchema = z.strictObject({
   validation: location('validation data').optional(),
   holdout: location('holdout data').optional(),
   format: z.enum(DATASET_FORMATS).optional(),
+  /**
+   * Labelled feedback as training data: serving keeps each prediction's raw inputs (bounded, for
+   * as long as its id is accepted), `/feedback` may carry labels, and Prepare adds the labelled
+   * predictions to the train rows. Optional rather than defaulted: a default would change the
+   * digest of every existing spec.
+   */
+  feedback: z.boolean({ error: (issue) => `is ${renderValue(issue.input)}; use true to train on labelled feedback, or leave it out` }).optional(),
 });
 
 const fraction = () => z.number().min(0).lt(1);
@@ -363,6 +370,8 @@ export const scheduleSchema = z
  */
 export const servingSchema = z.strictObject({
   unknownInputs: z.enum(['impute', 'reject'], { error: (issue) => `${renderValue(issue.input)} is not a policy; use "impute" (the default: encode as training did and count them) or "reject" (answer 400)` }).default('impute'),
+  /** A binary task whose true label is the 0/1 reward itself (with `datasets.feedback`): feedback labels that task without a `label` field. */
+  rewardIsLabel: z.string({ error: (issue) => `is ${renderValue(issue.input)}; name the binary task whose label the 0/1 reward is` }).min(1).optional(),
 });
 
 export const monitorSchema = z.strictObject({

@@ -3,6 +3,7 @@
  * names its folder, and nothing under it is rewritten with different bytes.
  *
  *   datasets/<project>/<name>                      user input
+ *   datasets/<project>/feedback/<sha256>.jsonl     labelled feedback rows (Prepare, content-addressed)
  *   features/<digest>/<name>                       embedded shards, cached by content digest
  *   runs/<runId>/manifest.json                     validated manifest from Prepare
  *   runs/<runId>/trials/<trialId>/<name>           trial weights, metrics
@@ -32,6 +33,7 @@ function relative(label: string, value: string): string {
 
 export const keys = {
   dataset: (project: string, name: string) => `datasets/${segment('project', project)}/${relative('name', name)}`,
+  feedbackDataset: (project: string, sha256: string) => `datasets/${segment('project', project)}/feedback/${sha256}.jsonl`,
   featuresPrefix: (digest: string) => `features/${segment('digest', digest)}/`,
   features: (digest: string, name: string) => `features/${segment('digest', digest)}/${relative('name', name)}`,
   runPrefix: (runId: string) => `runs/${segment('runId', runId)}/`,
