@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 
 /** Tiny budgets: one generation of two trials, a few epochs. */
-const scenario = (name: string, options: Pick<DriftScenarioOptions, 'shiftSd' | 'truthChanges' | 'appendedLabels'>): DriftScenarioOptions => ({
+const scenario = (name: string, options: Pick<DriftScenarioOptions, 'shiftSd' | 'truthChanges' | 'feedbackLabels'>): DriftScenarioOptions => ({
   specPath: 'examples/penguins/spec.json',
   workDir: join(folder, name),
   windowSeconds: 6,
@@ -41,7 +41,7 @@ const scenario = (name: string, options: Pick<DriftScenarioOptions, 'shiftSd' | 
 
 describe('the closed loop', () => {
   it('retrains when the ground truth shifts, and the router moves traffic to the new version', async () => {
-    const result = await runDriftScenario(session, scenario('good', { shiftSd: 2, truthChanges: true, appendedLabels: 'truth' }));
+    const result = await runDriftScenario(session, scenario('good', { shiftSd: 2, truthChanges: true, feedbackLabels: 'truth' }));
 
     expect(result.detectedAt, JSON.stringify(result.windows)).toBeDefined();
     expect(result.retrainRun?.status).toBe('SUCCEEDED');
@@ -67,7 +67,7 @@ describe('the closed loop', () => {
   }, 300_000);
 
   it('keeps traffic on the champion when the retrained model is worse', async () => {
-    const result = await runDriftScenario(session, scenario('worse', { shiftSd: 1, truthChanges: false, appendedLabels: 'wrong' }));
+    const result = await runDriftScenario(session, scenario('worse', { shiftSd: 1, truthChanges: false, feedbackLabels: 'wrong' }));
 
     expect(result.detectedAt, JSON.stringify(result.windows)).toBeDefined();
     expect(result.retrainRun?.status).toBe('SUCCEEDED');

@@ -102,8 +102,8 @@ async function servePrediction(session: LocalSession, manifest: RunManifest, car
 /**
  * `demo --drift`: after the demo, the loop closing live. `up` serves a champion trained on the
  * penguins; then the birds' measurements move by two standard deviations and their species, as
- * the ground truth has it, rotates; labelled rows of the moved birds arrive in the training file.
- * The monitor sees the reward drop and the drift, a retraining run learns the new rows, the new
+ * the ground truth has it, rotates; their feedback carries the true species (`datasets.feedback`).
+ * The monitor sees the reward drop and the drift, a retraining run learns from those labelled rows, the new
  * version goes out as a canary and Thompson routing moves traffic to it as feedback arrives.
  * Time is compressed: monitor windows of seconds, one small generation of trials.
  */
@@ -123,7 +123,7 @@ export async function runDriftDemo(session: LocalSession, options: { output: Out
     workDir: join(session.aws.dir, 'drift', project),
     shiftSd: 2,
     truthChanges: true,
-    appendedLabels: 'truth',
+    feedbackLabels: 'truth',
     windowSeconds: 8,
     observeSeconds: 16,
     specPatch: {

@@ -36,7 +36,7 @@ export interface DriftScenarioOptions {
   /** Whether the ground truth of shifted records changes (their class rotates to the next one). */
   truthChanges: boolean;
   /** The labels the shifted records' feedback carries: the ground truth, or wrong ones (a bad labelling job). */
-  appendedLabels: 'truth' | 'wrong';
+  feedbackLabels: 'truth' | 'wrong';
   /** The monitor's window; the monitor runs once per window. */
   windowSeconds: number;
   /** Requests sent per second (sequential, one record each, each with its feedback). */
@@ -177,7 +177,7 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     const reward = Number(prediction.outputs[task]?.label === row.labels[task]);
     const truth = row.labels[task] as string;
     // A bad labelling job labels each shifted bird as the class two after its true one (never the truth).
-    const label = isShifted && options.appendedLabels === 'wrong' ? rotate(classes, rotate(classes, truth)) : truth;
+    const label = isShifted && options.feedbackLabels === 'wrong' ? rotate(classes, rotate(classes, truth)) : truth;
     await post('/feedback', { project, predictionId: prediction.predictionId, reward, label: { [task]: label } });
     served.push({ at: Date.now(), version: answer.version, reward, shifted: isShifted });
   };
@@ -198,7 +198,7 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     const stableUntil = Date.now() + options.windowSeconds * 1500;
     await traffic(() => Date.now() >= stableUntil, false);
     const driftOnset = Date.now();
-    say(`drift begins: inputs move by ${options.shiftSd} sd${options.truthChanges ? ' and their class rotates' : ''}; their feedback labels them${options.appendedLabels === 'wrong' ? ' wrongly' : ''}`);
+    say(`drift begins: inputs move by ${options.shiftSd} sd${options.truthChanges ? ' and their class rotates' : ''}; their feedback labels them${options.feedbackLabels === 'wrong' ? ' wrongly' : ''}`);
 
     const deadline = driftOnset + (options.timeoutSeconds ?? 240) * 1000;
     let firstServed: number | undefined;

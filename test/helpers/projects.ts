@@ -13,6 +13,7 @@ export const INTEGRATION_TESTS = [
   'test/deploy.test.ts',
   'test/embed-large.test.ts',
   'test/embed.test.ts',
+  'test/feedbackRows.test.ts',
   'test/iamRecorder.test.ts',
   'test/jsonlLines.test.ts',
   'test/local.test.ts',
