@@ -10,7 +10,10 @@ export default defineConfig({
     maxWorkers: 2,
     // `vitest run` runs every project; `--project unit` is the fast loop.
     projects: [
-      { extends: true, test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...INTEGRATION_TESTS, ...E2E_TESTS, ...CDK_TESTS] } },
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...INTEGRATION_TESTS, ...E2E_TESTS, ...CDK_TESTS] },
+      },
       { extends: true, test: { name: 'integration', include: INTEGRATION_TESTS } },
       { extends: true, test: { name: 'e2e', include: E2E_TESTS } },
       { extends: true, test: { name: 'cdk', include: CDK_TESTS } },

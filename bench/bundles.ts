@@ -107,7 +107,11 @@ function importOnce(outDir: string): { ms: number; loads: boolean | undefined } 
  * Baseline and after bundles imported alternately, `runs` times each, so a busy machine slows
  * both alike; the medians are compared.
  */
-async function compare(entries: { baseline: string; after: string }, outDirs: { baseline: string; after: string }, runs: number): Promise<{ baseline: BundleFigures; after: BundleFigures }> {
+async function compare(
+  entries: { baseline: string; after: string },
+  outDirs: { baseline: string; after: string },
+  runs: number,
+): Promise<{ baseline: BundleFigures; after: BundleFigures }> {
   const sides = ['baseline', 'after'] as const;
   const shipped: Record<string, boolean> = {};
   for (const side of sides) {

@@ -31,7 +31,11 @@ export async function benchE2e(options: { specPath?: string } = {}) {
       else if (!/Failed$|Succeeded$|^IsTuningDone$/.test(event.state)) stages.set(event.state, (stages.get(event.state) ?? 0) + (at - since));
     };
     const started = performance.now();
-    const { runId, staged, result } = await runPipelineLocally(session, { specPath: options.specPath ?? 'examples/penguins/spec.json', onEvent, onJobOutput: () => {} });
+    const { runId, staged, result } = await runPipelineLocally(session, {
+      specPath: options.specPath ?? 'examples/penguins/spec.json',
+      onEvent,
+      onJobOutput: () => {},
+    });
     const totalMs = performance.now() - started;
     if (result.status !== 'SUCCEEDED') throw new Error(`the run failed: ${result.error}: ${result.cause}`);
     const trials = await session.deps.rewards.listTrials<TrialRow>(staged.spec.project, runId);
@@ -40,9 +44,12 @@ export async function benchE2e(options: { specPath?: string } = {}) {
 
     const rows = [...stages.entries()].map(([stage, ms]) => [stage, ms]);
     console.log(`demo pipeline (${staged.spec.project}, ${trials.length} trials, 2 at a time), run ${runId}`);
-    for (const [stage, ms] of rows) console.log(`  ${String(stage).padEnd(10)} ${(Number(ms) / 1000).toFixed(2).padStart(7)} s${stage === 'Trials' ? '  (all generations, wall)' : ''}`);
+    for (const [stage, ms] of rows)
+      console.log(`  ${String(stage).padEnd(10)} ${(Number(ms) / 1000).toFixed(2).padStart(7)} s${stage === 'Trials' ? '  (all generations, wall)' : ''}`);
     console.log(`  ${'total'.padEnd(10)} ${(totalMs / 1000).toFixed(2).padStart(7)} s`);
-    console.log(`  trial jobs: ${(jobWallMs / 1000).toFixed(1)} s of job wall time, ${(trainingMs / 1000).toFixed(1)} s of it training; training / job wall = ${(trainingMs / jobWallMs).toFixed(2)}`);
+    console.log(
+      `  trial jobs: ${(jobWallMs / 1000).toFixed(1)} s of job wall time, ${(trainingMs / 1000).toFixed(1)} s of it training; training / job wall = ${(trainingMs / jobWallMs).toFixed(2)}`,
+    );
     const figures = {
       bench: 'e2e',
       spec: staged.spec.project,

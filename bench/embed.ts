@@ -6,15 +6,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { ValidatedRow } from '#lib/datasets/index.ts';
-import {
-  fitEncoder,
-  fitTabularStats,
-  fitTextVocabulary,
-  loadEncoder,
-  ngramsOf,
-  textTokens,
-  type Encoder,
-} from '#lib/encoders/index.ts';
+import { fitEncoder, fitTabularStats, fitTextVocabulary, loadEncoder, ngramsOf, textTokens, type Encoder } from '#lib/encoders/index.ts';
 import type { BaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/spec/index.ts';
 
 export const BATCH_SIZES = [1, 64, 1024] as const;

@@ -59,5 +59,7 @@ for (const row of rows) {
   );
 }
 const growth = rows[rows.length - 1].secondsPerMb / rows[0].secondsPerMb;
-console.log(`time per MB at ${SIZES_MB[SIZES_MB.length - 1]} MB over ${SIZES_MB[0]} MB: ${growth.toFixed(2)}× (1× is linear; the old reader's grew with the length)`);
+console.log(
+  `time per MB at ${SIZES_MB[SIZES_MB.length - 1]} MB over ${SIZES_MB[0]} MB: ${growth.toFixed(2)}× (1× is linear; the old reader's grew with the length)`,
+);
 console.log(JSON.stringify({ bench: 'jsonl', chunkBytes: CHUNK_BYTES, rows, perMbGrowth: growth }));

@@ -18,14 +18,26 @@ import { encoderFeeds } from '#lib/encoders/index.ts';
 import { startLocalAws } from '#lib/local/index.ts';
 import { Registry, RewardLog, type ServingSet } from '#lib/registry/index.ts';
 import { chooseArm, createRng, emptyStats, recordReward, type Arm } from '#lib/route/index.ts';
-import { createServeContext, handleFeedbackEvent, handleInferEvent, servingSessionOptions, startServer, type ServeContext, type ServeOptions } from '#lib/serve/index.ts';
+import {
+  createServeContext,
+  handleFeedbackEvent,
+  handleInferEvent,
+  servingSessionOptions,
+  startServer,
+  type ServeContext,
+  type ServeOptions,
+} from '#lib/serve/index.ts';
 import { ArtifactStore } from '#lib/store/index.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from '../test/helpers/servingModels.ts';
 
 // ── routing simulation ────────────────────────────────────────────────────────────────────────
 
 /** Cumulative regret of Thompson sampling (batched: posteriors refreshed every `refreshEvery` requests, like the TTL cache) vs a uniform split. */
-export function simulateRegret(options: { rates: number[]; events: number; refreshEvery: number; seed: number }): { thompson: number; uniform: number; bestShare: number } {
+export function simulateRegret(options: { rates: number[]; events: number; refreshEvery: number; seed: number }): {
+  thompson: number;
+  uniform: number;
+  bestShare: number;
+} {
   const rng = createRng(options.seed);
   const best = Math.max(...options.rates);
   let live = options.rates.map(() => emptyStats());
@@ -174,8 +186,24 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
     // The same model where the spec keeps feedback as data: every request adds one batched write of its records.
     const loggedProject = 'bench-logged';
     const logged = await publishModel({
-      registry, store, project: loggedProject, runId: 'bench-run-logged', model, encoder, tasks,
-      serving: { unknownInputs: 'impute', categories: {}, feedback: { tasks: [{ name: 'churn', type: 'binary' }, { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c', 'd'] }, { name: 'ltv', type: 'regression' }] } },
+      registry,
+      store,
+      project: loggedProject,
+      runId: 'bench-run-logged',
+      model,
+      encoder,
+      tasks,
+      serving: {
+        unknownInputs: 'impute',
+        categories: {},
+        feedback: {
+          tasks: [
+            { name: 'churn', type: 'binary' },
+            { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c', 'd'] },
+            { name: 'ltv', type: 'regression' },
+          ],
+        },
+      },
     });
     await registry.setServingSet(loggedProject, { production: logged.version, challengers: [] } satisfies ServingSet, { expectedRevision: 0 });
     const loggedEvent1 = urlEvent({ project: loggedProject, records: one.records.map(packed) });
@@ -190,7 +218,8 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
     const [bare64, handler64, packed64] = [batched.bare, batched.json, batched.packed];
 
     const server = await startServer({ context: newContext() });
-    const post = (body: unknown) => fetch(`${server.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
+    const post = (body: unknown) =>
+      fetch(`${server.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
     const http1 = await time(iterations, () => post(one));
     const http64 = await time(Math.ceil(iterations / 4), () => post(batch));
     await server.close();
@@ -256,8 +285,14 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
       ['handler / bare run, 1 record, packed vector (goal < 1.5)', `${result.packed1OverBare.toFixed(2)}x`],
       ['handler / bare run, 1 record, JSON numbers', `${result.handler1OverBare.toFixed(2)}x`],
       ['handler / bare run, 64 records, packed / JSON numbers', `${result.packed64OverBare.toFixed(2)}x / ${result.handler64OverBare.toFixed(2)}x`],
-      ['infer keeping its records for feedback (datasets.feedback) / not, 1 / 64 records (p50)', `${result.keptInputs1OverPlain.toFixed(2)}x / ${result.keptInputs64OverPlain.toFixed(2)}x`],
-      ['regret Thompson / uniform, 20k events, rates .10/.12/.15 (goal <= 0.3)', `${result.regretRatio.toFixed(3)} (best arm share ${(simulation.bestShare * 100).toFixed(1)}%)`],
+      [
+        'infer keeping its records for feedback (datasets.feedback) / not, 1 / 64 records (p50)',
+        `${result.keptInputs1OverPlain.toFixed(2)}x / ${result.keptInputs64OverPlain.toFixed(2)}x`,
+      ],
+      [
+        'regret Thompson / uniform, 20k events, rates .10/.12/.15 (goal <= 0.3)',
+        `${result.regretRatio.toFixed(3)} (best arm share ${(simulation.bestShare * 100).toFixed(1)}%)`,
+      ],
     );
     await session.release();
   } finally {

@@ -159,7 +159,8 @@ function measureTorch(architecture: Architecture, options: BenchTrainOptions): {
     steps: options.steps,
   };
   const run = spawnSync(options.python, [script, JSON.stringify(config)], { encoding: 'utf8', env: baselineEnvironment().env });
-  if (run.status !== 0) throw new Error(`bench/train_torch.py failed for ${architecture} (exit ${run.status}): ${run.stderr.trim().split('\n').slice(-5).join(' | ')}`);
+  if (run.status !== 0)
+    throw new Error(`bench/train_torch.py failed for ${architecture} (exit ${run.status}): ${run.stderr.trim().split('\n').slice(-5).join(' | ')}`);
   const last = run.stdout.trim().split('\n').at(-1) ?? '';
   return JSON.parse(last) as { msPerStep: number; blas: string };
 }
@@ -183,11 +184,15 @@ export async function benchTrain(overrides: Partial<BenchTrainOptions> = {}): Pr
   }
 
   const { log, python: _python, ...config } = options;
-  log(`train bench: inputs ${options.inputDim}, hidden [${options.hidden.join(', ')}], towers [${options.towerHidden.join(', ')}], MMoE ${options.experts}×${options.expertHidden}, tasks binary + ${options.classes}-class + regression, batch ${options.batch}, ${options.threads} intra-op threads, ${options.steps} timed steps after ${options.warmupSteps}`);
+  log(
+    `train bench: inputs ${options.inputDim}, hidden [${options.hidden.join(', ')}], towers [${options.towerHidden.join(', ')}], MMoE ${options.experts}×${options.expertHidden}, tasks binary + ${options.classes}-class + regression, batch ${options.batch}, ${options.threads} intra-op threads, ${options.steps} timed steps after ${options.warmupSteps}`,
+  );
   const blas = results.find((r) => r.pytorch !== null)?.pytorch?.blas;
   log(`PyTorch baseline: ${torch.detail}${blas === undefined ? '' : `, BLAS ${blas}`}`);
   const { removed } = baselineEnvironment();
-  log(`  run without the machine's BLAS settings: ${removed.length > 0 ? `${removed.join(', ')} unset for the baseline process` : `${BASELINE_UNSET_ENV.join(' and ')} were not set`}`);
+  log(
+    `  run without the machine's BLAS settings: ${removed.length > 0 ? `${removed.join(', ')} unset for the baseline process` : `${BASELINE_UNSET_ENV.join(' and ')} were not set`}`,
+  );
   if (blas !== undefined && /\/blas\/libblas\.so/.test(blas)) {
     log(`  note: ${blas} is netlib's reference BLAS, so PyTorch's dense layers run unoptimised here; install OpenBLAS (libopenblas0) for a stronger baseline`);
   }

@@ -373,7 +373,8 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-const censored = (runs: readonly Omit<TunerRun, 'bestSoFar'>[], target: TargetName, budget: number): number[] => runs.map((run) => run.trialsToTarget[target] ?? budget + 1);
+const censored = (runs: readonly Omit<TunerRun, 'bestSoFar'>[], target: TargetName, budget: number): number[] =>
+  runs.map((run) => run.trialsToTarget[target] ?? budget + 1);
 
 function summarize(runs: TunerRun[], budget: number): TunerSummary {
   const medianOf = (target: TargetName): number | null => {
@@ -470,11 +471,18 @@ export async function benchTune(overrides: Partial<BenchTuneOptions> & { name?: 
 
   const fmt = (value: number): string => value.toFixed(4);
   const show = (run: TunerRun, target: TargetName): string => (run.trialsToTarget[target] === null ? `>${options.budget}` : String(run.trialsToTarget[target]));
-  const showMedian = (s: TunerSummary, target: TargetName): string => (s.medianTrialsToTarget[target] === null ? `>${options.budget}` : String(s.medianTrialsToTarget[target]));
+  const showMedian = (s: TunerSummary, target: TargetName): string =>
+    s.medianTrialsToTarget[target] === null ? `>${options.budget}` : String(s.medianTrialsToTarget[target]);
   options.log(`[${name}] ${K} tasks, budget ${options.budget} trials (population ${options.population}), ${options.seeds.length} seeds`);
-  options.log(`grid best ${fmt(gridBest.value)} at λ = ${options.taskNames.map((task) => gridBest.lambda[task].toFixed(2)).join(' / ')} (${grid.length} points); uniform λ ${fmt(uniformValue)}`);
-  options.log(`target "gap":     ${fmt(targets.gap)} = uniform + ${options.targetFraction} × (grid best − uniform); ${(100 * report.targetShare.gap).toFixed(1)}% of the grid reaches it`);
-  options.log(`target "literal": ${fmt(targets.literal)} = ${options.targetFraction} × grid best; ${(100 * report.targetShare.literal).toFixed(1)}% of the grid reaches it${uniformValue >= targets.literal ? ' (uniform λ does too)' : ''}`);
+  options.log(
+    `grid best ${fmt(gridBest.value)} at λ = ${options.taskNames.map((task) => gridBest.lambda[task].toFixed(2)).join(' / ')} (${grid.length} points); uniform λ ${fmt(uniformValue)}`,
+  );
+  options.log(
+    `target "gap":     ${fmt(targets.gap)} = uniform + ${options.targetFraction} × (grid best − uniform); ${(100 * report.targetShare.gap).toFixed(1)}% of the grid reaches it`,
+  );
+  options.log(
+    `target "literal": ${fmt(targets.literal)} = ${options.targetFraction} × grid best; ${(100 * report.targetShare.literal).toFixed(1)}% of the grid reaches it${uniformValue >= targets.literal ? ' (uniform λ does too)' : ''}`,
+  );
   options.log('');
   options.log('seed | PGPE to gap | random to gap | PGPE to literal | random to literal | PGPE final | random final');
   options.log('-----|-------------|---------------|-----------------|-------------------|------------|-------------');
@@ -592,7 +600,13 @@ const SECTIONS: Record<string, (log: (line: string) => void) => Promise<BenchTun
     FOUR_TASK_DATA_SEEDS.map((dataSeed) => [
       fourTaskSection(dataSeed),
       (log: (line: string) => void) =>
-        realSection(`section 2, four tasks, data seed ${dataSeed}`, createTrainingObjective({ tasks: FOUR_TASKS, dataSeed }), { seeds: REAL_SEEDS, budget: 60, population: 4, gridResolution: 18, log }),
+        realSection(`section 2, four tasks, data seed ${dataSeed}`, createTrainingObjective({ tasks: FOUR_TASKS, dataSeed }), {
+          seeds: REAL_SEEDS,
+          budget: 60,
+          population: 4,
+          gridResolution: 18,
+          log,
+        }),
     ]),
   ),
   three: (log) => realSection('section 1, three tasks', createTrainingObjective(), { seeds: REAL_SEEDS, budget: 40, population: 4, gridResolution: 10, log }),
@@ -660,9 +674,15 @@ async function main(): Promise<void> {
       ` (random search's hit rate over all its draws, ${(100 * pooled.randomHitRate).toFixed(2)}%, puts its median at ${pooled.randomGeometricMedian ?? 'never'})`,
   );
   const goal = {
-    statement: 'PGPE needs at most half the trials of random search to reach the gap target on real training (four conflicting tasks, two datasets, 20 tuner seeds each)',
+    statement:
+      'PGPE needs at most half the trials of random search to reach the gap target on real training (four conflicting tasks, two datasets, 20 tuner seeds each)',
     met: pooled.ratio <= 0.5,
-    ratios: { fourTasks: pooled.ratio, fourTasksPerDataset: four.map((report) => report.trialsRatio.gap), threeTasks: three.trialsRatio.gap, surrogate: surrogate.trialsRatio.gap },
+    ratios: {
+      fourTasks: pooled.ratio,
+      fourTasksPerDataset: four.map((report) => report.trialsRatio.gap),
+      threeTasks: three.trialsRatio.gap,
+      surrogate: surrogate.trialsRatio.gap,
+    },
   };
   log('');
   log(

@@ -67,7 +67,11 @@ export function useBucket(consumer: ResourceConsumer, bucket: IBucket, access: A
   Grant.addToPrincipal({ grantee: consumer, actions: [...BUCKET_ACTIONS.objects[access]], resourceArns: [bucket.arnForObjects('*')] });
   Grant.addToPrincipal({ grantee: consumer, actions: [...BUCKET_ACTIONS.bucket], resourceArns: [bucket.bucketArn] });
   if (options.writeKeys?.length) {
-    Grant.addToPrincipal({ grantee: consumer, actions: [...BUCKET_ACTIONS.keys], resourceArns: options.writeKeys.map((pattern) => bucket.arnForObjects(pattern)) });
+    Grant.addToPrincipal({
+      grantee: consumer,
+      actions: [...BUCKET_ACTIONS.keys],
+      resourceArns: options.writeKeys.map((pattern) => bucket.arnForObjects(pattern)),
+    });
   }
 }
 

@@ -8,7 +8,8 @@ import { OutputFormat, SourceMapMode, type BundlingOptions, type ICommandHooks }
 import { ONNX_RUNTIME_PACKAGE, vendorCommand } from './vendorOnnxRuntime.ts';
 import type { FunctionSpec } from './functions.ts';
 /** A banner so bundled CommonJS code can still `require` in an ES module (`.mjs`) output. */
-export const ESM_REQUIRE_BANNER = "import { createRequire as __agentflowCreateRequire } from 'node:module'; const require = __agentflowCreateRequire(import.meta.url);";
+export const ESM_REQUIRE_BANNER =
+  "import { createRequire as __agentflowCreateRequire } from 'node:module'; const require = __agentflowCreateRequire(import.meta.url);";
 
 /** The esbuild settings of every function bundle; bench/bundles.ts builds with the same ones. */
 export const BUNDLE_SETTINGS = {

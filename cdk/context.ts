@@ -29,13 +29,20 @@ function scheduleExpression(entry: { cron?: string; rate?: string }): string {
 }
 
 const RATE = /^(rate\()?\d+ (minute|minutes|hour|hours|day|days)\)?$/;
-const CRON_FIELDS = (cron: string) => cron.replace(/^cron\((.*)\)$/, '$1').trim().split(/\s+/).length;
+const CRON_FIELDS = (cron: string) =>
+  cron
+    .replace(/^cron\((.*)\)$/, '$1')
+    .trim()
+    .split(/\s+/).length;
 
 const Schedule = z
   .strictObject({
     project: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'a project name is 1-40 lowercase letters, digits or dashes'),
     specUri: z.string().regex(/^s3:\/\/[^/]+\/.+/, 'expected the s3:// URI of a spec whose datasets are in S3'),
-    cron: z.string().refine((c) => CRON_FIELDS(c) === 6, 'an EventBridge cron has 6 fields (minutes hours day-of-month month day-of-week year), e.g. "0 3 ? * MON *"').optional(),
+    cron: z
+      .string()
+      .refine((c) => CRON_FIELDS(c) === 6, 'an EventBridge cron has 6 fields (minutes hours day-of-month month day-of-week year), e.g. "0 3 ? * MON *"')
+      .optional(),
     rate: z.string().regex(RATE, 'a rate is "<n> minutes|hours|days", e.g. "7 days"').optional(),
     enabled: z.boolean().default(true),
   })
@@ -54,7 +61,10 @@ const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
 
 const Context = z.strictObject({
-  gpuInstanceTypes: z.array(z.string().regex(/^[a-z0-9]+\.[a-z0-9]+$/, 'an EC2 instance type such as "g5.xlarge"')).min(1).default(['g5.xlarge']),
+  gpuInstanceTypes: z
+    .array(z.string().regex(/^[a-z0-9]+\.[a-z0-9]+$/, 'an EC2 instance type such as "g5.xlarge"'))
+    .min(1)
+    .default(['g5.xlarge']),
   spot: z.boolean().default(true),
   maxvCpus: z.int().positive().default(16),
   vpc: VpcImport.optional(),
@@ -63,11 +73,22 @@ const Context = z.strictObject({
   monitorRate: z.string().regex(RATE, 'a rate such as "rate(1 hour)"').default('rate(1 hour)'),
   inferP99AlarmMs: z.number().positive().default(1000),
   maxGpuWaitMinutes: z
-    .int(`a whole number of minutes from ${GPU_WAIT.minMinutes} to ${GPU_WAIT.maxMinutes} (Batch's limits for a RUNNABLE time limit), e.g. ${GPU_WAIT.defaultMinutes}`)
-    .min(GPU_WAIT.minMinutes, `Batch cancels RUNNABLE jobs after ${GPU_WAIT.minMinutes} minutes at the earliest; give ${GPU_WAIT.minMinutes}..${GPU_WAIT.maxMinutes}`)
-    .max(GPU_WAIT.maxMinutes, `Batch cancels RUNNABLE jobs after ${GPU_WAIT.maxMinutes} minutes (24 h) at the latest; give ${GPU_WAIT.minMinutes}..${GPU_WAIT.maxMinutes}`)
+    .int(
+      `a whole number of minutes from ${GPU_WAIT.minMinutes} to ${GPU_WAIT.maxMinutes} (Batch's limits for a RUNNABLE time limit), e.g. ${GPU_WAIT.defaultMinutes}`,
+    )
+    .min(
+      GPU_WAIT.minMinutes,
+      `Batch cancels RUNNABLE jobs after ${GPU_WAIT.minMinutes} minutes at the earliest; give ${GPU_WAIT.minMinutes}..${GPU_WAIT.maxMinutes}`,
+    )
+    .max(
+      GPU_WAIT.maxMinutes,
+      `Batch cancels RUNNABLE jobs after ${GPU_WAIT.maxMinutes} minutes (24 h) at the latest; give ${GPU_WAIT.minMinutes}..${GPU_WAIT.maxMinutes}`,
+    )
     .default(GPU_WAIT.defaultMinutes),
-  existingBucket: z.string().regex(BUCKET_NAME, 'the name (not the ARN or s3:// URI) of an existing S3 bucket, e.g. "agentflow-artifacts-123456789012"').optional(),
+  existingBucket: z
+    .string()
+    .regex(BUCKET_NAME, 'the name (not the ARN or s3:// URI) of an existing S3 bucket, e.g. "agentflow-artifacts-123456789012"')
+    .optional(),
   existingRegistryTable: z.string().regex(TABLE_NAME, 'the name (not the ARN) of an existing DynamoDB table: 3-255 letters, digits, _ . or -').optional(),
   existingRewardTable: z.string().regex(TABLE_NAME, 'the name (not the ARN) of an existing DynamoDB table: 3-255 letters, digits, _ . or -').optional(),
 });

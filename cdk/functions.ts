@@ -102,7 +102,15 @@ const servingFunctions: Omit<FunctionSpec, 'runsModel'>[] = [
     url: true,
   },
   // Joins a reward to its logged prediction and updates the arm counters.
-  { handler: 'feedback', memoryMiB: 512, timeoutSeconds: 30, ephemeralStorageMiB: 512, access: { bucket: 'read', registryTable: 'read', rewardTable: rw }, startsRuns: false, url: true },
+  {
+    handler: 'feedback',
+    memoryMiB: 512,
+    timeoutSeconds: 30,
+    ephemeralStorageMiB: 512,
+    access: { bucket: 'read', registryTable: 'read', rewardTable: rw },
+    startsRuns: false,
+    url: true,
+  },
   // Online reward and input drift over a window; claims the window in the reward table and starts a
   // retraining execution when thresholds break.
   {

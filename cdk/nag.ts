@@ -31,13 +31,12 @@ export function acknowledgeNagFindings(stack: AgentflowStack): void {
   for (const fn of stack.functions.byHandler.values()) {
     Validations.of(fn).acknowledge({
       id: 'AwsSolutions-L1',
-      reason: 'Node.js 22 is the runtime the project supports and tests (package.json engines, the GPU job image, the onnxruntime-node binaries shipped with it); moving to a newer runtime is a deliberate upgrade, not a drive-by.',
+      reason:
+        'Node.js 22 is the runtime the project supports and tests (package.json engines, the GPU job image, the onnxruntime-node binaries shipped with it); moving to a newer runtime is a deliberate upgrade, not a drive-by.',
     });
-    if (!fn.role) throw new DeployError(`function ${fn.node.path} has no role to acknowledge findings on`, { code: 'WIRING_INCOMPLETE', context: { path: fn.node.path } });
-    Validations.of(fn.role).acknowledge(
-      { id: 'AwsSolutions-IAM5[Resource::*]', reason: XRAY },
-      { id: `AwsSolutions-IAM5[${objects}]`, reason: objectsReason },
-    );
+    if (!fn.role)
+      throw new DeployError(`function ${fn.node.path} has no role to acknowledge findings on`, { code: 'WIRING_INCOMPLETE', context: { path: fn.node.path } });
+    Validations.of(fn.role).acknowledge({ id: 'AwsSolutions-IAM5[Resource::*]', reason: XRAY }, { id: `AwsSolutions-IAM5[${objects}]`, reason: objectsReason });
   }
 
   // A reader's writes scoped to one kind of key (FunctionSpec.access.bucketWrites): the wildcard is the narrowing.
@@ -54,19 +53,22 @@ export function acknowledgeNagFindings(stack: AgentflowStack): void {
   // longer sees this bucket as a log destination.
   Validations.of(stack.storage.logBucket).acknowledge({
     id: 'AwsSolutions-S1',
-    reason: 'The access-log bucket is itself the destination of the artifact bucket access logs and VPC flow logs; logging its own access would log the log deliveries.',
+    reason:
+      'The access-log bucket is itself the destination of the artifact bucket access logs and VPC flow logs; logging its own access would log the log deliveries.',
   });
 
   Validations.of(stack.batch.node.findChild('JobRole')).acknowledge({ id: `AwsSolutions-IAM5[${objects}]`, reason: objectsReason });
   for (const definition of stack.batch.jobDefinitions.values()) {
     Validations.of(definition.container.executionRole).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'The ECS execution role pulls the job image: ecr:GetAuthorizationToken supports no resource-level permissions (the image pull actions are scoped to the asset repository).',
+      reason:
+        'The ECS execution role pulls the job image: ecr:GetAuthorizationToken supports no resource-level permissions (the image pull actions are scoped to the asset repository).',
     });
   }
   Validations.of(stack.batch.node.findChild('GpuCompute')).acknowledge({
     id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]',
-    reason: 'The AWS-maintained policy for the ECS agent on Batch-managed GPU instances (register with the cluster, pull images, ship logs); AWS updates it with the agent.',
+    reason:
+      'The AWS-maintained policy for the ECS agent on Batch-managed GPU instances (register with the cluster, pull images, ship logs); AWS updates it with the agent.',
   });
 
   const stateMachineRole = stack.workflow.stateMachine.role;
@@ -77,7 +79,8 @@ export function acknowledgeNagFindings(stack: AgentflowStack): void {
     },
     {
       id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*]',
-      reason: 'batch:TerminateJob (a .sync task stops its job when the execution is stopped or the state times out) acts on job ARNs, which are job/<uuid> and unknown before submission.',
+      reason:
+        'batch:TerminateJob (a .sync task stops its job when the execution is stopped or the state times out) acts on job ARNs, which are job/<uuid> and unknown before submission.',
     },
   );
 

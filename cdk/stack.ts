@@ -89,9 +89,21 @@ export class AgentflowStack extends Stack {
     output(STACK_OUTPUTS.jobQueueArn, this.batch.queue.jobQueueArn, 'GPU job queue');
     output(STACK_OUTPUTS.inferUrl, this.urls.infer.url, 'inference Function URL (AWS_IAM auth)');
     output(STACK_OUTPUTS.feedbackUrl, this.urls.feedback.url, 'feedback Function URL (AWS_IAM auth)');
-    output(STACK_OUTPUTS.inferFunctionArn, this.functions.get('infer').functionArn, 'the function behind InferUrl: callers need lambda:InvokeFunctionUrl and lambda:InvokeFunction on it');
-    output(STACK_OUTPUTS.feedbackFunctionArn, this.functions.get('feedback').functionArn, 'the function behind FeedbackUrl: callers need lambda:InvokeFunctionUrl and lambda:InvokeFunction on it');
-    output(STACK_OUTPUTS.scheduleGroup, this.schedules.group.scheduleGroupName, 'EventBridge Scheduler group of the retraining and monitor schedules; agentflow schedule show|enable|disable --aws');
+    output(
+      STACK_OUTPUTS.inferFunctionArn,
+      this.functions.get('infer').functionArn,
+      'the function behind InferUrl: callers need lambda:InvokeFunctionUrl and lambda:InvokeFunction on it',
+    );
+    output(
+      STACK_OUTPUTS.feedbackFunctionArn,
+      this.functions.get('feedback').functionArn,
+      'the function behind FeedbackUrl: callers need lambda:InvokeFunctionUrl and lambda:InvokeFunction on it',
+    );
+    output(
+      STACK_OUTPUTS.scheduleGroup,
+      this.schedules.group.scheduleGroupName,
+      'EventBridge Scheduler group of the retraining and monitor schedules; agentflow schedule show|enable|disable --aws',
+    );
     acknowledgeNagFindings(this);
   }
 }

@@ -108,10 +108,13 @@ export function vendorOnnxRuntime(options: VendorOptions): VendorResult {
   }
   const sizeBytes = directorySizeBytes(options.bundleDir);
   if (sizeBytes > LAMBDA_UNZIPPED_LIMIT_BYTES) {
-    throw new DeployError(`${options.bundleDir} is ${(sizeBytes / 2 ** 20).toFixed(1)} MiB unzipped, over Lambda's 250 MB limit; check what the bundle pulls in`, {
-      code: 'WIRING_INCOMPLETE',
-      context: { bundleDir: options.bundleDir, sizeBytes },
-    });
+    throw new DeployError(
+      `${options.bundleDir} is ${(sizeBytes / 2 ** 20).toFixed(1)} MiB unzipped, over Lambda's 250 MB limit; check what the bundle pulls in`,
+      {
+        code: 'WIRING_INCOMPLETE',
+        context: { bundleDir: options.bundleDir, sizeBytes },
+      },
+    );
   }
   return { shipped: true, sizeBytes };
 }

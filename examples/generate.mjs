@@ -21,10 +21,46 @@ function mulberry32(seed) {
   const random = mulberry32(42);
   const pick = (items) => items[Math.floor(random() * items.length)];
   const topics = {
-    billing: { phrases: ['I was charged twice', 'my invoice shows the wrong amount', 'please refund my last payment', 'the card payment failed', 'why did my bill go up'], hours: 6 },
-    technical: { phrases: ['the app crashes on startup', 'I get an error 500 when saving', 'the sync stopped working', 'the page will not load', 'export to pdf is broken'], hours: 20 },
-    account: { phrases: ['I cannot log in', 'please reset my password', 'how do I change my email address', 'I want to close my account', 'two factor codes do not arrive'], hours: 4 },
-    shipping: { phrases: ['my parcel has not arrived', 'the tracking number does not work', 'the package arrived damaged', 'can I change the delivery address', 'the order shipped to the wrong city'], hours: 30 },
+    billing: {
+      phrases: [
+        'I was charged twice',
+        'my invoice shows the wrong amount',
+        'please refund my last payment',
+        'the card payment failed',
+        'why did my bill go up',
+      ],
+      hours: 6,
+    },
+    technical: {
+      phrases: [
+        'the app crashes on startup',
+        'I get an error 500 when saving',
+        'the sync stopped working',
+        'the page will not load',
+        'export to pdf is broken',
+      ],
+      hours: 20,
+    },
+    account: {
+      phrases: [
+        'I cannot log in',
+        'please reset my password',
+        'how do I change my email address',
+        'I want to close my account',
+        'two factor codes do not arrive',
+      ],
+      hours: 4,
+    },
+    shipping: {
+      phrases: [
+        'my parcel has not arrived',
+        'the tracking number does not work',
+        'the package arrived damaged',
+        'can I change the delivery address',
+        'the order shipped to the wrong city',
+      ],
+      hours: 30,
+    },
   };
   const urgentCues = ['urgent', 'asap', 'this is blocking our whole team', 'we are losing customers', 'immediately please'];
   const calmCues = ['no rush', 'when you have a moment', 'just wondering', 'thanks in advance', 'not urgent'];
@@ -33,7 +69,7 @@ function mulberry32(seed) {
     const category = pick(Object.keys(topics));
     const urgent = random() < 0.35 ? 1 : 0;
     const text = `${pick(topics[category].phrases)}, ${pick(urgent ? urgentCues : calmCues)}`;
-    const hours = Math.round((topics[category].hours * (urgent ? 0.5 : 1) * (0.6 + 0.8 * random())) * 10) / 10;
+    const hours = Math.round(topics[category].hours * (urgent ? 0.5 : 1) * (0.6 + 0.8 * random()) * 10) / 10;
     const row = { id: `t${String(i).padStart(4, '0')}`, text, urgent: urgent === 1, category, hours };
     // Some tickets were closed before anyone logged a resolution time, some never got triaged
     // for urgency: their labels are missing and the losses mask them.
@@ -52,7 +88,7 @@ function mulberry32(seed) {
   for (let i = 0; i < 60; i += 1) {
     const tenure = Math.floor(1 + random() * 72);
     const plan = pick(['basic', 'standard', 'premium']);
-    const charges = Math.round(({ basic: 20, standard: 45, premium: 90 })[plan] * (0.8 + 0.4 * random()) * 100) / 100;
+    const charges = Math.round({ basic: 20, standard: 45, premium: 90 }[plan] * (0.8 + 0.4 * random()) * 100) / 100;
     const calls = Math.floor(random() * 6);
     const region = pick(['north', 'south', 'east, coastal', 'west']);
     const churnScore = 0.6 * (calls / 5) + 0.4 * (1 - tenure / 72) + (random() - 0.5) * 0.3;

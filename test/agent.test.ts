@@ -94,7 +94,13 @@ async function completeTrials(runUri: string, plan: PlanOutput, options: { fail?
     plan.proposals.map(async (proposal: Proposal): Promise<TrialOutcome> => {
       const resultUri = trialResultUri(runUri, proposal.trialId);
       if (options.fail?.includes(proposal.trialId)) {
-        await store.putJson(resultUri, { status: 'failed', trialId: proposal.trialId, generation: plan.generation, proposal, reason: 'loss diverged (NaN) at step 12' });
+        await store.putJson(resultUri, {
+          status: 'failed',
+          trialId: proposal.trialId,
+          generation: plan.generation,
+          proposal,
+          reason: 'loss diverged (NaN) at step 12',
+        });
         return { trialId: proposal.trialId, status: 'failed', error: 'States.TaskFailed', resultUri };
       }
       const share = proposal.lambda.spam / (proposal.lambda.spam + proposal.lambda.stars);
@@ -102,7 +108,15 @@ async function completeTrials(runUri: string, plan: PlanOutput, options: { fail?
         spam: { auc: 0.7 + 0.2 * share + candidateBonus(proposal), accuracy: 0.8, logLoss: 0.4 },
         stars: { rmse: 0.5 + 0.4 * (share - 0.3) ** 2, mae: 0.4, labelStd: 1, labelMad: 0.8 },
       };
-      await store.putJson(resultUri, { status: 'succeeded', trialId: proposal.trialId, generation: plan.generation, proposal, metrics, weightsUri: `${runUri}/trials/${proposal.trialId}/weights.bin`, durationMs: 1200 });
+      await store.putJson(resultUri, {
+        status: 'succeeded',
+        trialId: proposal.trialId,
+        generation: plan.generation,
+        proposal,
+        metrics,
+        weightsUri: `${runUri}/trials/${proposal.trialId}/weights.bin`,
+        durationMs: 1200,
+      });
       return { trialId: proposal.trialId, status: 'succeeded', jobId: `job-${proposal.trialId}`, resultUri };
     }),
   );
@@ -114,7 +128,11 @@ describe('Plan', () => {
     ['uniform', 3e-4],
     ['pgpe', 0.05],
   ] as const)("with tuneLearningRate, %s proposals centre on the spec's learningRate %s and the decision says so", async (strategy, learningRate) => {
-    const run = await preparedRun(`plan-lr-${strategy}-${String(learningRate).replace('.', '-')}`, { strategy, tuneLearningRate: true }, { training: { learningRate } });
+    const run = await preparedRun(
+      `plan-lr-${strategy}-${String(learningRate).replace('.', '-')}`,
+      { strategy, tuneLearningRate: true },
+      { training: { learningRate } },
+    );
     const { registry } = deps();
 
     const plan = await planRun(run.planInput, deps());
@@ -175,7 +193,10 @@ describe('Plan and the execution history', () => {
     // A manifest whose spec was checked by an older agentflow, or edited: Plan checks again.
     const { store, registry } = deps();
     const manifest = await store.getJson(run.planInput.manifestUri, RunManifest);
-    await store.putJson(keys.runManifest(run.runId), { ...manifest, spec: { ...manifest.spec, tuning: { ...manifest.spec.tuning, generations: 60, population: 100 } } });
+    await store.putJson(keys.runManifest(run.runId), {
+      ...manifest,
+      spec: { ...manifest.spec, tuning: { ...manifest.spec.tuning, generations: 60, population: 100 } },
+    });
 
     const planned = planRun(run.planInput, deps());
 
@@ -196,7 +217,15 @@ describe('Reward', () => {
     const plan1 = await planRun(run.planInput, deps());
     const failing = plan1.proposals[1].trialId;
     const trials1 = await completeTrials(run.runUri, plan1, { fail: [failing] });
-    const input1 = { runId: run.runId, project, runUri: run.runUri, manifestUri: run.planInput.manifestUri, generation: 1, proposals: plan1.proposals, trials: trials1 };
+    const input1 = {
+      runId: run.runId,
+      project,
+      runUri: run.runUri,
+      manifestUri: run.planInput.manifestUri,
+      generation: 1,
+      proposals: plan1.proposals,
+      trials: trials1,
+    };
 
     const out1 = await rewardGeneration(input1, deps());
     const retried = await rewardGeneration(input1, deps());
@@ -224,7 +253,10 @@ describe('Reward', () => {
   });
 
   /** Plans a run, fails its whole first generation as `failed` says, and returns what Reward throws. */
-  async function failedGeneration(project: string, failed: (run: Awaited<ReturnType<typeof preparedRun>>, plan: PlanOutput) => Promise<TrialOutcome[]>): Promise<AgentError> {
+  async function failedGeneration(
+    project: string,
+    failed: (run: Awaited<ReturnType<typeof preparedRun>>, plan: PlanOutput) => Promise<TrialOutcome[]>,
+  ): Promise<AgentError> {
     const run = await preparedRun(project);
     const plan = await planRun(run.planInput, deps());
     const trials = await failed(run, plan);
@@ -246,10 +278,17 @@ describe('Reward', () => {
   it('says a generation went unplaced for want of GPU capacity, and how to get it, when the queue cancelled every trial', async () => {
     // What the Trials iterator reports for a job cancelled in RUNNABLE: no result file, the project's error name.
     const error = await failedGeneration('reward-nogpu', async (run, plan) =>
-      plan.proposals.map((p) => ({ trialId: p.trialId, status: 'failed' as const, error: 'Agentflow.GpuCapacity', resultUri: trialResultUri(run.runUri, p.trialId) })),
+      plan.proposals.map((p) => ({
+        trialId: p.trialId,
+        status: 'failed' as const,
+        error: 'Agentflow.GpuCapacity',
+        resultUri: trialResultUri(run.runUri, p.trialId),
+      })),
     );
 
-    expect(error.message).toMatch(/Agentflow\.GpuCapacity: its GPU job waited in RUNNABLE past the job queue's limit without starting and was cancelled: .*"All G and VT Spot Instance Requests"/);
+    expect(error.message).toMatch(
+      /Agentflow\.GpuCapacity: its GPU job waited in RUNNABLE past the job queue's limit without starting and was cancelled: .*"All G and VT Spot Instance Requests"/,
+    );
     expect(error.message).not.toContain('crashed or killed');
   });
 
@@ -264,7 +303,14 @@ describe('Reward', () => {
         const width = [64, 128, 256, 512][(i + generation) % 4];
         const noise = ((trial * 7919) % 13) / 13 - 0.5;
         const reward = 0.6 + 0.02 * Math.log10(weightDecay) + 0.002 * noise;
-        const row: TrialRow = { generation, status: 'succeeded', phase: 'tuning', lambda: { spam: 1, stars: 1 }, hyperparameters: { weightDecay, width }, reward };
+        const row: TrialRow = {
+          generation,
+          status: 'succeeded',
+          phase: 'tuning',
+          lambda: { spam: 1, stars: 1 },
+          hyperparameters: { weightDecay, width },
+          reward,
+        };
         await rewards.recordTrial(project, 'run-past', `t${trial++}`, row);
       }
     }
@@ -273,11 +319,17 @@ describe('Reward', () => {
     const plan = await planRun(run.planInput, deps());
 
     const events = await registry.listRunEvents(project, run.runId);
-    const decisions = (events.find((e) => e.eventKey === 'plan')!.detail as { decisions: { decision: string; value: { searched: string[]; frozen: Record<string, number> }; reason: string }[] }).decisions;
+    const decisions = (
+      events.find((e) => e.eventKey === 'plan')!.detail as {
+        decisions: { decision: string; value: { searched: string[]; frozen: Record<string, number> }; reason: string }[];
+      }
+    ).decisions;
     const decision = decisions.find((d) => d.decision === 'search space')!;
     expect(decision.value.searched).toEqual(['weightDecay']);
     expect(Object.keys(decision.value.frozen)).toEqual(['width']);
-    expect(decision.reason).toMatch(/weightDecay: effect 0\.0[78]\d* ± .* over 24 trials, searched; width: effect .* over 24 trials, below its noise, frozen at (64|128|256|512)/);
+    expect(decision.reason).toMatch(
+      /weightDecay: effect 0\.0[78]\d* ± .* over 24 trials, searched; width: effect .* over 24 trials, below its noise, frozen at (64|128|256|512)/,
+    );
     const frozenWidth = decision.value.frozen.width;
     expect(plan.proposals.every((p) => p.hyperparameters?.width === frozenWidth)).toBe(true);
     expect(new Set(plan.proposals.map((p) => p.hyperparameters?.weightDecay)).size).toBe(plan.proposals.length);
@@ -304,7 +356,10 @@ describe('Reward', () => {
     const first = await preparedRun(project, { generations: 1 });
     const plan = await planRun(first.planInput, deps());
     const trials = await completeTrials(first.runUri, plan);
-    await rewardGeneration({ runId: first.runId, project, runUri: first.runUri, manifestUri: first.planInput.manifestUri, generation: 1, proposals: plan.proposals, trials }, deps());
+    await rewardGeneration(
+      { runId: first.runId, project, runUri: first.runUri, manifestUri: first.planInput.manifestUri, generation: 1, proposals: plan.proposals, trials },
+      deps(),
+    );
     const second = await preparedRun(project, { generations: 1 });
 
     await planRun(second.planInput, deps());

@@ -17,7 +17,11 @@ import { parseSpec } from '#lib/spec/index.ts';
 import { Proposal } from '#lib/workflow/contracts.ts';
 
 const c = (encoderId: string, architecture: Candidate['architecture'] = 'shared-bottom'): Candidate => ({ encoderId, architecture });
-const result = (candidate: Candidate, reward: number | null): CandidateResult => ({ candidate, trialId: `t-${candidateKey(candidate).replace('/', '-')}`, reward });
+const result = (candidate: Candidate, reward: number | null): CandidateResult => ({
+  candidate,
+  trialId: `t-${candidateKey(candidate).replace('/', '-')}`,
+  reward,
+});
 
 describe('screening candidates', () => {
   it('pairs every encoder with every architecture, encoders in the spec order', () => {
@@ -129,7 +133,12 @@ describe('screening rounds', () => {
   });
 
   it('halves round by round, doubling the epochs, and records every candidate’s reward per round', () => {
-    const first = advanceScreening(start, [result(c('e0', 'shared-bottom'), 0.5), result(c('e0', 'mmoe'), 0.52), result(c('e1', 'shared-bottom'), 0.61), result(c('e1', 'mmoe'), 0.58)]);
+    const first = advanceScreening(start, [
+      result(c('e0', 'shared-bottom'), 0.5),
+      result(c('e0', 'mmoe'), 0.52),
+      result(c('e1', 'shared-bottom'), 0.61),
+      result(c('e1', 'mmoe'), 0.58),
+    ]);
 
     expect(first.outcome).toBeUndefined();
     expect(first.next).toMatchObject({ round: 2, candidates: [c('e1', 'shared-bottom'), c('e1', 'mmoe')] });
@@ -138,11 +147,15 @@ describe('screening rounds', () => {
 
     expect(second.next).toBeUndefined();
     expect(second.outcome?.winner).toEqual(c('e1', 'mmoe'));
-    expect(second.outcome?.rounds.map((r) => ({ round: r.round, maxEpochs: r.maxEpochs, rewards: r.results.map((x) => x.reward), kept: r.kept.map(candidateKey) }))).toEqual([
+    expect(
+      second.outcome?.rounds.map((r) => ({ round: r.round, maxEpochs: r.maxEpochs, rewards: r.results.map((x) => x.reward), kept: r.kept.map(candidateKey) })),
+    ).toEqual([
       { round: 1, maxEpochs: 2, rewards: [0.5, 0.52, 0.61, 0.58], kept: ['e1/shared-bottom', 'e1/mmoe'] },
       { round: 2, maxEpochs: 4, rewards: [0.63, 0.67], kept: ['e1/mmoe'] },
     ]);
-    expect(second.outcome?.reason).toMatch(/^e1\/mmoe won 2 rounds of halving over 4 candidates: reward 0\.6700 after 4 epochs in the last round, against e1\/shared-bottom 0\.6300$/);
+    expect(second.outcome?.reason).toMatch(
+      /^e1\/mmoe won 2 rounds of halving over 4 candidates: reward 0\.6700 after 4 epochs in the last round, against e1\/shared-bottom 0\.6300$/,
+    );
   });
 
   it('rejects results that do not match the round’s candidates', () => {

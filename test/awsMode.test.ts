@@ -140,9 +140,17 @@ describe('startAwsRun', () => {
     const specUri = `s3://${aws.config.bucket}/runs/run-1/spec.json`;
     expect(requests).toEqual([
       { operation: 'DescribeExecution', body: { executionArn } },
-      { operation: 'StartExecution', body: { stateMachineArn: STATE_MACHINE_ARN, name: 'run-1', input: JSON.stringify({ runId: 'run-1', project: 'churn-tabular', specUri }) } },
+      {
+        operation: 'StartExecution',
+        body: { stateMachineArn: STATE_MACHINE_ARN, name: 'run-1', input: JSON.stringify({ runId: 'run-1', project: 'churn-tabular', specUri }) },
+      },
     ]);
-    expect(started).toMatchObject({ executionArn, attached: false, input: { runId: 'run-1', project: 'churn-tabular', specUri }, startDate: new Date('2025-01-02T03:04:05Z') });
+    expect(started).toMatchObject({
+      executionArn,
+      attached: false,
+      input: { runId: 'run-1', project: 'churn-tabular', specUri },
+      startDate: new Date('2025-01-02T03:04:05Z'),
+    });
     const stored = await store.getJson(specUri, z.looseObject({ datasets: z.looseObject({ train: z.string() }) }));
     expect(stored.datasets.train).toMatch(new RegExp(`^s3://${aws.config.bucket}/datasets/churn-tabular/[0-9a-f]{64}/train\\.csv$`));
     expect(started.uploads.map((u) => u.field)).toEqual(['datasets.train']);
@@ -151,7 +159,9 @@ describe('startAwsRun', () => {
   it('attaches to an execution already named by the run id without uploading or starting anything', async () => {
     const executionArn = executionArnOf(STATE_MACHINE_ARN, 'run-2');
     const input = { runId: 'run-2', project: 'churn-tabular', specUri: 's3://elsewhere/runs/run-2/spec.json' };
-    const { sfn, requests } = cannedSfn([{ body: { executionArn, stateMachineArn: STATE_MACHINE_ARN, status: 'RUNNING', input: JSON.stringify(input), startDate: epoch('2025-01-01T00:00:00Z') } }]);
+    const { sfn, requests } = cannedSfn([
+      { body: { executionArn, stateMachineArn: STATE_MACHINE_ARN, status: 'RUNNING', input: JSON.stringify(input), startDate: epoch('2025-01-01T00:00:00Z') } },
+    ]);
 
     const started = await startAwsRun({ specPath, sfn, store, stateMachineArn: STATE_MACHINE_ARN, runId: 'run-2' });
 
@@ -166,7 +176,9 @@ describe('startAwsRun', () => {
     const { sfn, requests } = cannedSfn([
       awsError('ExecutionDoesNotExist', 'none'),
       awsError('ExecutionAlreadyExists', `Execution Already Exists: '${executionArn}'`),
-      { body: { executionArn, stateMachineArn: STATE_MACHINE_ARN, status: 'SUCCEEDED', input: JSON.stringify(input), startDate: epoch('2025-01-01T00:00:00Z') } },
+      {
+        body: { executionArn, stateMachineArn: STATE_MACHINE_ARN, status: 'SUCCEEDED', input: JSON.stringify(input), startDate: epoch('2025-01-01T00:00:00Z') },
+      },
     ]);
 
     const started = await startAwsRun({ specPath, sfn, store, stateMachineArn: STATE_MACHINE_ARN, runId: 'run-3' });
@@ -186,7 +198,13 @@ describe('followExecution', () => {
   const executionArn = executionArnOf(STATE_MACHINE_ARN, 'run-9');
   const t = (second: number) => epoch(`2025-01-01T00:00:${String(second).padStart(2, '0')}Z`);
   const started = { id: 1, type: 'ExecutionStarted', timestamp: t(0), executionStartedEventDetails: { input: '{}' } };
-  const entered = (id: number, previousEventId: number, name: string, type = 'TaskStateEntered') => ({ id, previousEventId, type, timestamp: t(id), stateEnteredEventDetails: { name, input: '{}' } });
+  const entered = (id: number, previousEventId: number, name: string, type = 'TaskStateEntered') => ({
+    id,
+    previousEventId,
+    type,
+    timestamp: t(id),
+    stateEnteredEventDetails: { name, input: '{}' },
+  });
   const exited = (id: number, previousEventId: number, name: string, output: unknown, type = 'TaskStateExited') => ({
     id,
     previousEventId,
@@ -201,7 +219,16 @@ describe('followExecution', () => {
       { body: { events: [exited(3, 2, 'Prepare', { prepared: true }), entered(2, 1, 'Prepare')], nextToken: 'page-2' } },
       { body: { events: [started] } },
       // poll 2: the newest page reaches event 3, so no second page is fetched
-      { body: { events: [{ id: 5, previousEventId: 4, type: 'ExecutionSucceeded', timestamp: t(5), executionSucceededEventDetails: { output: '{"done":true}' } }, entered(4, 3, 'Succeeded', 'SucceedStateEntered'), exited(3, 2, 'Prepare', {})], nextToken: 'older' } },
+      {
+        body: {
+          events: [
+            { id: 5, previousEventId: 4, type: 'ExecutionSucceeded', timestamp: t(5), executionSucceededEventDetails: { output: '{"done":true}' } },
+            entered(4, 3, 'Succeeded', 'SucceedStateEntered'),
+            exited(3, 2, 'Prepare', {}),
+          ],
+          nextToken: 'older',
+        },
+      },
     ]);
     const events: WorkflowEvent[] = [];
 
@@ -225,8 +252,18 @@ describe('followExecution', () => {
   });
 
   it.each([
-    ['ExecutionFailed', 'executionFailedEventDetails', { error: 'PrepareFailed', cause: 'spec: tasks[0].type is "binry"' }, { status: 'FAILED', error: 'PrepareFailed', cause: 'spec: tasks[0].type is "binry"' }],
-    ['ExecutionTimedOut', 'executionTimedOutEventDetails', { cause: 'the execution ran past its timeout' }, { status: 'TIMED_OUT', error: 'States.Timeout', cause: 'the execution ran past its timeout' }],
+    [
+      'ExecutionFailed',
+      'executionFailedEventDetails',
+      { error: 'PrepareFailed', cause: 'spec: tasks[0].type is "binry"' },
+      { status: 'FAILED', error: 'PrepareFailed', cause: 'spec: tasks[0].type is "binry"' },
+    ],
+    [
+      'ExecutionTimedOut',
+      'executionTimedOutEventDetails',
+      { cause: 'the execution ran past its timeout' },
+      { status: 'TIMED_OUT', error: 'States.Timeout', cause: 'the execution ran past its timeout' },
+    ],
     ['ExecutionAborted', 'executionAbortedEventDetails', {}, { status: 'ABORTED', error: 'ExecutionAborted' }],
   ] as const)('reports %s as the result and as an ExecutionFailed event', async (type, field, details, expected) => {
     const { sfn } = cannedSfn([{ body: { events: [{ id: 2, previousEventId: 1, type, timestamp: t(2), [field]: details }, started] } }]);
@@ -240,7 +277,11 @@ describe('followExecution', () => {
     const { sfn, requests } = cannedSfn([
       { body: { events: [started] } },
       { body: { events: [started] } },
-      { body: { events: [{ id: 2, previousEventId: 1, type: 'ExecutionSucceeded', timestamp: t(2), executionSucceededEventDetails: { output: '{}' } }, started] } },
+      {
+        body: {
+          events: [{ id: 2, previousEventId: 1, type: 'ExecutionSucceeded', timestamp: t(2), executionSucceededEventDetails: { output: '{}' } }, started],
+        },
+      },
     ]);
     const result = await followExecution({ sfn, executionArn, pollIntervalMs: 0 });
     expect(result.status).toBe('SUCCEEDED');
@@ -254,10 +295,34 @@ describe('followExecution', () => {
       { id: 3, previousEventId: 2, type: 'MapStateStarted', timestamp: t(3), mapStateStartedEventDetails: { length: 2 } },
       { id: 4, previousEventId: 3, type: 'MapIterationStarted', timestamp: t(4), mapIterationStartedEventDetails: { name: 'Trials', index: 1 } },
       entered(5, 4, 'RunTrial'),
-      { id: 6, previousEventId: 5, type: 'TaskScheduled', timestamp: t(6), taskScheduledEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', region: 'eu-west-1', parameters: '{}' } },
-      { id: 7, previousEventId: 6, type: 'TaskFailed', timestamp: t(7), taskFailedEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', error: 'Batch.AWSBatchException', cause: 'throttled' } },
-      { id: 8, previousEventId: 7, type: 'TaskScheduled', timestamp: t(8), taskScheduledEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', region: 'eu-west-1', parameters: '{}' } },
-      { id: 9, previousEventId: 8, type: 'TaskFailed', timestamp: t(9), taskFailedEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', error: 'States.TaskFailed', cause: 'exit 1' } },
+      {
+        id: 6,
+        previousEventId: 5,
+        type: 'TaskScheduled',
+        timestamp: t(6),
+        taskScheduledEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', region: 'eu-west-1', parameters: '{}' },
+      },
+      {
+        id: 7,
+        previousEventId: 6,
+        type: 'TaskFailed',
+        timestamp: t(7),
+        taskFailedEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', error: 'Batch.AWSBatchException', cause: 'throttled' },
+      },
+      {
+        id: 8,
+        previousEventId: 7,
+        type: 'TaskScheduled',
+        timestamp: t(8),
+        taskScheduledEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', region: 'eu-west-1', parameters: '{}' },
+      },
+      {
+        id: 9,
+        previousEventId: 8,
+        type: 'TaskFailed',
+        timestamp: t(9),
+        taskFailedEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', error: 'States.TaskFailed', cause: 'exit 1' },
+      },
       exited(10, 9, 'RunTrial', { error: { Error: 'States.TaskFailed' } }),
       entered(11, 10, 'TrialFailed', 'PassStateEntered'),
       exited(12, 11, 'TrialFailed', { status: 'failed' }, 'PassStateExited'),

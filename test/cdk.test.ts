@@ -74,7 +74,12 @@ beforeAll(() => {
   const cdkJson = JSON.parse(readFileSync(join(root, 'cdk.json'), 'utf8')) as { context: Record<string, unknown> };
   const app = new App({
     outdir,
-    context: { ...cdkJson.context, 'agentflow:schedules': SCHEDULES, 'agentflow:gpuInstanceTypes': ['g5.xlarge', 'g4dn.xlarge'], 'aws:cdk:enable-asset-metadata': true },
+    context: {
+      ...cdkJson.context,
+      'agentflow:schedules': SCHEDULES,
+      'agentflow:gpuInstanceTypes': ['g5.xlarge', 'g4dn.xlarge'],
+      'aws:cdk:enable-asset-metadata': true,
+    },
   });
   let t = Date.now();
   stack = new AgentflowStack(app, 'AgentflowTest', { settings: readContext((key) => app.node.tryGetContext(key)), projectRoot: root, entryOf });
@@ -117,10 +122,15 @@ describe('state machine', () => {
   it('may invoke the stage functions only, submit the two jobs to the queue, watch and stop jobs, and manage the .sync rule', () => {
     const statements = statementsOfRole(logicalIdOf(stack.workflow.stateMachine.role));
     const invoke = statements.filter((s) => actionsOf(s).includes('lambda:InvokeFunction'));
-    expect(sorted(invoke.flatMap(resourcesOf))).toEqual(sorted(LAMBDA_STAGES.map((stage) => ({ 'Fn::GetAtt': [logicalIdOf(stack.functions.get(stage.handler)), 'Arn'] }))));
+    expect(sorted(invoke.flatMap(resourcesOf))).toEqual(
+      sorted(LAMBDA_STAGES.map((stage) => ({ 'Fn::GetAtt': [logicalIdOf(stack.functions.get(stage.handler)), 'Arn'] }))),
+    );
     const submit = statements.filter((s) => actionsOf(s).includes('batch:SubmitJob'));
     expect(sorted(submit.flatMap(resourcesOf))).toEqual(
-      sorted([...BATCH_STAGES.map((s) => ({ Ref: logicalIdOf(stack.batch.jobDefinitions.get(s.job)!) })), { 'Fn::GetAtt': [logicalIdOf(stack.batch.queue), 'JobQueueArn'] }]),
+      sorted([
+        ...BATCH_STAGES.map((s) => ({ Ref: logicalIdOf(stack.batch.jobDefinitions.get(s.job)!) })),
+        { 'Fn::GetAtt': [logicalIdOf(stack.batch.queue), 'JobQueueArn'] },
+      ]),
     );
     expect(statements.find((s) => actionsOf(s).includes('batch:DescribeJobs'))).toBeDefined();
     const terminate = statements.find((s) => actionsOf(s).includes('batch:TerminateJob'));
@@ -134,30 +144,40 @@ describe('state machine', () => {
 });
 
 describe('GPU batch jobs', () => {
-  it.each(BATCH_STAGES.map((s) => [s.job, s] as const))('%s: one GPU, the stage timeout, Spot reclaims retried, the job command and config environment', (job, stage) => {
-    const definition = resources[logicalIdOf(stack.batch.jobDefinitions.get(job)!)];
-    const container = definition.Properties.ContainerProperties;
-    expect(container.ResourceRequirements).toEqual(expect.arrayContaining([{ Type: 'GPU', Value: '1' }]));
-    expect(container.Command).toEqual(['node', '--import', 'tsx', `functions/jobs/${job}.ts`]);
-    expect(definition.Properties.Timeout).toEqual({ AttemptDurationSeconds: stage.timeoutSeconds });
-    expect(definition.Properties.RetryStrategy.EvaluateOnExit[0]).toEqual({ Action: 'RETRY', OnStatusReason: 'Host EC2*' });
-    expect(definition.Properties.RetryStrategy.Attempts).toBeGreaterThan(1);
-    const env = Object.fromEntries((container.Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]));
-    expect(env[CONFIG_ENV.bucket]).toEqual({ Ref: logicalIdOf(stack.storage.bucket) });
-    expect(env[CONFIG_ENV.registryTable]).toEqual({ Ref: logicalIdOf(stack.storage.registryTable.table) });
-    expect(env[CONFIG_ENV.rewardTable]).toEqual({ Ref: logicalIdOf(stack.storage.rewardTable.table) });
-    expect(env.AWS_REGION).toEqual({ Ref: 'AWS::Region' });
-  });
+  it.each(BATCH_STAGES.map((s) => [s.job, s] as const))(
+    '%s: one GPU, the stage timeout, Spot reclaims retried, the job command and config environment',
+    (job, stage) => {
+      const definition = resources[logicalIdOf(stack.batch.jobDefinitions.get(job)!)];
+      const container = definition.Properties.ContainerProperties;
+      expect(container.ResourceRequirements).toEqual(expect.arrayContaining([{ Type: 'GPU', Value: '1' }]));
+      expect(container.Command).toEqual(['node', '--import', 'tsx', `functions/jobs/${job}.ts`]);
+      expect(definition.Properties.Timeout).toEqual({ AttemptDurationSeconds: stage.timeoutSeconds });
+      expect(definition.Properties.RetryStrategy.EvaluateOnExit[0]).toEqual({ Action: 'RETRY', OnStatusReason: 'Host EC2*' });
+      expect(definition.Properties.RetryStrategy.Attempts).toBeGreaterThan(1);
+      const env = Object.fromEntries((container.Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]));
+      expect(env[CONFIG_ENV.bucket]).toEqual({ Ref: logicalIdOf(stack.storage.bucket) });
+      expect(env[CONFIG_ENV.registryTable]).toEqual({ Ref: logicalIdOf(stack.storage.registryTable.table) });
+      expect(env[CONFIG_ENV.rewardTable]).toEqual({ Ref: logicalIdOf(stack.storage.rewardTable.table) });
+      expect(env.AWS_REGION).toEqual({ Ref: 'AWS::Region' });
+    },
+  );
 
   it('runs on a managed GPU compute environment from context: the instance types, Spot, scaled to zero', () => {
     template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
       Type: 'managed',
-      ComputeResources: Match.objectLike({ Type: 'SPOT', MinvCpus: 0, InstanceTypes: ['g5.xlarge', 'g4dn.xlarge'], Ec2Configuration: [{ ImageType: 'ECS_AL2023_NVIDIA' }] }),
+      ComputeResources: Match.objectLike({
+        Type: 'SPOT',
+        MinvCpus: 0,
+        InstanceTypes: ['g5.xlarge', 'g4dn.xlarge'],
+        Ec2Configuration: [{ ImageType: 'ECS_AL2023_NVIDIA' }],
+      }),
     });
   });
 
   it('builds the image from a context holding only what the jobs need', () => {
-    const assets = JSON.parse(readFileSync(join(outdir, `${stack.artifactId}.assets.json`), 'utf8')) as { dockerImages: Record<string, { source: { directory: string; dockerFile: string } }> };
+    const assets = JSON.parse(readFileSync(join(outdir, `${stack.artifactId}.assets.json`), 'utf8')) as {
+      dockerImages: Record<string, { source: { directory: string; dockerFile: string } }>;
+    };
     const images = Object.values(assets.dockerImages);
     expect(images).toHaveLength(1);
     expect(images[0].source.dockerFile).toBe('cdk/Dockerfile');
@@ -177,16 +197,25 @@ describe('storage', () => {
     const expirationDays = readContext(() => undefined).scratchExpirationDays;
     const bucket = resources[logicalIdOf(stack.storage.bucket)].Properties;
     expect(bucket.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
-    expect(bucket.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+    expect(bucket.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
     expect(bucket.VersioningConfiguration).toEqual({ Status: 'Enabled' });
     expect(bucket.LoggingConfiguration.DestinationBucketName).toEqual({ Ref: logicalIdOf(stack.storage.logBucket) });
-    expect(bucket.LifecycleConfiguration.Rules).toEqual(expect.arrayContaining([expect.objectContaining({ Prefix: 'runs/', ExpirationInDays: expirationDays, Status: 'Enabled' })]));
+    expect(bucket.LifecycleConfiguration.Rules).toEqual(
+      expect.arrayContaining([expect.objectContaining({ Prefix: 'runs/', ExpirationInDays: expirationDays, Status: 'Enabled' })]),
+    );
   });
 
   it.each(['bucket', 'logBucket'] as const)('%s denies every request without TLS', (which) => {
     template.hasResourceProperties('AWS::S3::BucketPolicy', {
       Bucket: { Ref: logicalIdOf(stack.storage[which]) },
-      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]),
+      },
     });
   });
 
@@ -205,7 +234,9 @@ describe('storage', () => {
     expect(table.Properties.BillingMode).toBe('PAY_PER_REQUEST');
     expect(table.Properties.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
     expect(table.Properties.SSESpecification).toEqual({ SSEEnabled: true });
-    expect(table.Properties.TimeToLiveSpecification).toEqual(definition.timeToLiveAttribute ? { AttributeName: definition.timeToLiveAttribute, Enabled: true } : undefined);
+    expect(table.Properties.TimeToLiveSpecification).toEqual(
+      definition.timeToLiveAttribute ? { AttributeName: definition.timeToLiveAttribute, Enabled: true } : undefined,
+    );
   });
 });
 
@@ -216,43 +247,52 @@ describe('functions', () => {
     expect(ours.map(([id]) => id).sort()).toEqual(FUNCTIONS.map((f) => logicalIdOf(stack.functions.get(f.handler))).sort());
   });
 
-  it.each(FUNCTIONS.map((f) => [f.handler, f] as const))('%s: Node.js 22, X-Ray, sizes from the table, config environment backed by matching grants', (handler, spec) => {
-    const fn = stack.functions.get(handler);
-    const properties = resources[logicalIdOf(fn)].Properties;
-    expect(properties.Runtime).toBe('nodejs22.x');
-    expect(properties.Handler).toBe('index.handler');
-    expect(properties.TracingConfig).toEqual({ Mode: 'Active' });
-    expect(properties.MemorySize).toBe(spec.memoryMiB);
-    expect(properties.Timeout).toBe(spec.timeoutSeconds);
-    const stage = LAMBDA_STAGES.find((s) => s.handler === handler);
-    if (stage) expect(properties.Timeout).toBe(Math.min(stage.timeoutSeconds, 900));
+  it.each(FUNCTIONS.map((f) => [f.handler, f] as const))(
+    '%s: Node.js 22, X-Ray, sizes from the table, config environment backed by matching grants',
+    (handler, spec) => {
+      const fn = stack.functions.get(handler);
+      const properties = resources[logicalIdOf(fn)].Properties;
+      expect(properties.Runtime).toBe('nodejs22.x');
+      expect(properties.Handler).toBe('index.handler');
+      expect(properties.TracingConfig).toEqual({ Mode: 'Active' });
+      expect(properties.MemorySize).toBe(spec.memoryMiB);
+      expect(properties.Timeout).toBe(spec.timeoutSeconds);
+      const stage = LAMBDA_STAGES.find((s) => s.handler === handler);
+      if (stage) expect(properties.Timeout).toBe(Math.min(stage.timeoutSeconds, 900));
 
-    const env = properties.Environment.Variables as Record<string, unknown>;
-    const statements = statementsOfRole(logicalIdOf(fn.role!));
-    const bucketArn = { 'Fn::GetAtt': [logicalIdOf(stack.storage.bucket), 'Arn'] };
-    expect(env[CONFIG_ENV.bucket]).toEqual({ Ref: logicalIdOf(stack.storage.bucket) });
-    // Every key ("<bucket>/*"); writes scoped to key patterns (access.bucketWrites) are iam.test's to check.
-    const objectActions = statements.filter((s) => JSON.stringify(s.Resource).includes('"/*"') && JSON.stringify(s.Resource).includes(logicalIdOf(stack.storage.bucket))).flatMap(actionsOf);
-    expect(objectActions.sort()).toEqual([...BUCKET_ACTIONS.objects[spec.access.bucket]].sort());
-    expect(statements.some((s) => actionsOf(s).includes('s3:ListBucket') && JSON.stringify(resourcesOf(s)) === JSON.stringify([bucketArn]))).toBe(true);
-    for (const role of ['registryTable', 'rewardTable'] as const) {
-      const table = stack.storage[role].table;
-      expect(env[CONFIG_ENV[role]]).toEqual({ Ref: logicalIdOf(table) });
-      const granted = statements.filter((s) => resourcesOf(s).some((r) => JSON.stringify(r) === JSON.stringify({ 'Fn::GetAtt': [logicalIdOf(table), 'Arn'] }))).flatMap(actionsOf);
-      expect(granted.sort()).toEqual([...TABLE_ACTIONS[spec.access[role]]].sort());
-    }
-    const starts = statements.some((s) => actionsOf(s).includes('states:StartExecution'));
-    expect(starts).toBe(spec.startsRuns);
-    expect(STACK_OUTPUT_ENV.stateMachineArn in env).toBe(spec.startsRuns);
-    // Nothing deletes artifacts: keys are immutable.
-    expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('s3:Delete'))).toEqual([]);
-  });
+      const env = properties.Environment.Variables as Record<string, unknown>;
+      const statements = statementsOfRole(logicalIdOf(fn.role!));
+      const bucketArn = { 'Fn::GetAtt': [logicalIdOf(stack.storage.bucket), 'Arn'] };
+      expect(env[CONFIG_ENV.bucket]).toEqual({ Ref: logicalIdOf(stack.storage.bucket) });
+      // Every key ("<bucket>/*"); writes scoped to key patterns (access.bucketWrites) are iam.test's to check.
+      const objectActions = statements
+        .filter((s) => JSON.stringify(s.Resource).includes('"/*"') && JSON.stringify(s.Resource).includes(logicalIdOf(stack.storage.bucket)))
+        .flatMap(actionsOf);
+      expect(objectActions.sort()).toEqual([...BUCKET_ACTIONS.objects[spec.access.bucket]].sort());
+      expect(statements.some((s) => actionsOf(s).includes('s3:ListBucket') && JSON.stringify(resourcesOf(s)) === JSON.stringify([bucketArn]))).toBe(true);
+      for (const role of ['registryTable', 'rewardTable'] as const) {
+        const table = stack.storage[role].table;
+        expect(env[CONFIG_ENV[role]]).toEqual({ Ref: logicalIdOf(table) });
+        const granted = statements
+          .filter((s) => resourcesOf(s).some((r) => JSON.stringify(r) === JSON.stringify({ 'Fn::GetAtt': [logicalIdOf(table), 'Arn'] })))
+          .flatMap(actionsOf);
+        expect(granted.sort()).toEqual([...TABLE_ACTIONS[spec.access[role]]].sort());
+      }
+      const starts = statements.some((s) => actionsOf(s).includes('states:StartExecution'));
+      expect(starts).toBe(spec.startsRuns);
+      expect(STACK_OUTPUT_ENV.stateMachineArn in env).toBe(spec.startsRuns);
+      // Nothing deletes artifacts: keys are immutable.
+      expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('s3:Delete'))).toEqual([]);
+    },
+  );
 
   it('serves infer and feedback behind Function URLs with AWS_IAM auth', () => {
     const urls = ofType('AWS::Lambda::Url').map(([, r]) => r.Properties);
     expect(urls).toHaveLength(2);
     for (const handler of ['infer', 'feedback']) {
-      expect(urls).toContainEqual(expect.objectContaining({ AuthType: 'AWS_IAM', TargetFunctionArn: { 'Fn::GetAtt': [logicalIdOf(stack.functions.get(handler)), 'Arn'] } }));
+      expect(urls).toContainEqual(
+        expect.objectContaining({ AuthType: 'AWS_IAM', TargetFunctionArn: { 'Fn::GetAtt': [logicalIdOf(stack.functions.get(handler)), 'Arn'] } }),
+      );
     }
   });
 
@@ -290,7 +330,9 @@ describe('functions', () => {
 
 describe('schedules', () => {
   it('starts an execution per context schedule with a fresh run id, through a role that may only start this state machine', () => {
-    const schedules = ofType('AWS::Scheduler::Schedule').map(([, r]) => r.Properties).filter((p) => JSON.stringify(p.Target.Arn).includes(logicalIdOf(stack.workflow.stateMachine)));
+    const schedules = ofType('AWS::Scheduler::Schedule')
+      .map(([, r]) => r.Properties)
+      .filter((p) => JSON.stringify(p.Target.Arn).includes(logicalIdOf(stack.workflow.stateMachine)));
     expect(schedules.map((s) => s.ScheduleExpression)).toEqual(['rate(7 days)', 'cron(0 3 ? * MON *)']);
     expect(schedules.map((s) => s.State)).toEqual(['ENABLED', 'DISABLED']);
     SCHEDULES.forEach((expected, index) => {
@@ -300,7 +342,9 @@ describe('schedules', () => {
     const roleId = (schedules[0].Target.RoleArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
     expect(schedules[1].Target.RoleArn).toEqual(schedules[0].Target.RoleArn);
     const statements = statementsOfRole(roleId);
-    expect(statements).toEqual([expect.objectContaining({ Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: logicalIdOf(stack.workflow.stateMachine) } })]);
+    expect(statements).toEqual([
+      expect.objectContaining({ Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: logicalIdOf(stack.workflow.stateMachine) } }),
+    ]);
   });
 
   it("puts every schedule in the stack's own group, whose name is the output agentflow schedule --aws lists", () => {
@@ -335,7 +379,12 @@ describe('outputs and observability', () => {
 
   it('alarms on failed and timed-out executions, infer errors and infer p99 latency', () => {
     const alarms = ofType('AWS::CloudWatch::Alarm').map(([, r]) => r.Properties);
-    expect(alarms.map((a) => a.MetricName).filter(Boolean).sort()).toEqual(['Duration', 'ExecutionsFailed', 'ExecutionsTimedOut']);
+    expect(
+      alarms
+        .map((a) => a.MetricName)
+        .filter(Boolean)
+        .sort(),
+    ).toEqual(['Duration', 'ExecutionsFailed', 'ExecutionsTimedOut']);
     expect(alarms.find((a) => a.MetricName === 'Duration')?.ExtendedStatistic).toBe('p99');
     expect(alarms.some((a) => JSON.stringify(a.Metrics ?? []).includes('errors / invocations'))).toBe(true);
   });
@@ -365,9 +414,15 @@ describe('outputs and observability', () => {
     const body = JSON.stringify(stack.resolve(dashboard.Properties.DashboardBody)).replaceAll('\\', '');
     const searched = [...body.matchAll(/SEARCH\('(\{[^}]*\}) MetricName="([^"]+)"/g)].map(([, dimensions, name]) => `${dimensions} ${name}`);
     const alarmed = ofType('AWS::CloudWatch::Alarm')
-      .flatMap(([, r]) => [r.Properties, ...((r.Properties.Metrics as Array<{ MetricStat?: { Metric: Record<string, unknown> } }> | undefined) ?? []).map((m) => m.MetricStat?.Metric ?? {})])
+      .flatMap(([, r]) => [
+        r.Properties,
+        ...((r.Properties.Metrics as Array<{ MetricStat?: { Metric: Record<string, unknown> } }> | undefined) ?? []).map((m) => m.MetricStat?.Metric ?? {}),
+      ])
       .filter((m) => m.Namespace === METRICS_NAMESPACE)
-      .map((m) => `{${[METRICS_NAMESPACE, ...((m.Dimensions as Array<{ Name: string }> | undefined) ?? []).map((d) => d.Name)].join(',')}} ${m.MetricName as string}`);
+      .map(
+        (m) =>
+          `{${[METRICS_NAMESPACE, ...((m.Dimensions as Array<{ Name: string }> | undefined) ?? []).map((d) => d.Name)].join(',')}} ${m.MetricName as string}`,
+      );
 
     expect(searched.length).toBeGreaterThanOrEqual(4);
     expect([...searched, ...alarmed].filter((metric) => !emitted.has(metric))).toEqual([]);

@@ -12,7 +12,13 @@ const from = (values: Record<string, unknown>) => (key: string) => values[key];
 
 describe('readContext', () => {
   it('fills the defaults: one g5.xlarge type, Spot, hourly monitor, no schedules', () => {
-    expect(readContext(from({}))).toMatchObject({ gpuInstanceTypes: ['g5.xlarge'], spot: true, monitorRate: 'rate(1 hour)', schedules: [], scratchExpirationDays: 30 });
+    expect(readContext(from({}))).toMatchObject({
+      gpuInstanceTypes: ['g5.xlarge'],
+      spot: true,
+      monitorRate: 'rate(1 hour)',
+      schedules: [],
+      scratchExpirationDays: 30,
+    });
   });
 
   it('parses JSON given on the command line (-c key=value gives strings)', () => {
@@ -36,7 +42,10 @@ describe('readContext', () => {
   });
 
   it.each([
-    [{ 'agentflow:schedules': [{ project: 'a', rate: '7 days', cron: '0 3 ? * MON *', specUri: 's3://b/a.json' }] }, /agentflow:schedules\.0: give exactly one of cron or rate/],
+    [
+      { 'agentflow:schedules': [{ project: 'a', rate: '7 days', cron: '0 3 ? * MON *', specUri: 's3://b/a.json' }] },
+      /agentflow:schedules\.0: give exactly one of cron or rate/,
+    ],
     [{ 'agentflow:schedules': [{ project: 'a', rate: '7 days', specUri: './spec.json' }] }, /agentflow:schedules\.0\.specUri: expected the s3:\/\/ URI/],
     [{ 'agentflow:schedules': [{ project: 'a', cron: '0 3 * * *', specUri: 's3://b/a.json' }] }, /6 fields/],
     [{ 'agentflow:gpuInstanceTypes': [] }, /agentflow:gpuInstanceTypes/],
@@ -47,7 +56,7 @@ describe('readContext', () => {
 });
 
 describe('agentflow:maxGpuWaitMinutes', () => {
-  it('defaults to GPU_WAIT and takes Batch\'s whole range, from -c strings too', () => {
+  it("defaults to GPU_WAIT and takes Batch's whole range, from -c strings too", () => {
     expect(readContext(from({})).maxGpuWaitMinutes).toBe(GPU_WAIT.defaultMinutes);
     expect(readContext(from({ 'agentflow:maxGpuWaitMinutes': GPU_WAIT.minMinutes })).maxGpuWaitMinutes).toBe(10);
     expect(readContext(from({ 'agentflow:maxGpuWaitMinutes': String(GPU_WAIT.maxMinutes) })).maxGpuWaitMinutes).toBe(1440);
@@ -74,10 +83,22 @@ describe('agentflow:existing*', () => {
   });
 
   it.each([
-    [{ 'agentflow:existingRegistryTable': 'Registry-1', 'agentflow:existingRewardTable': 'Rewards-1' }, /given without agentflow:existingBucket\. Existing tables are adopted together with the bucket/],
-    [{ 'agentflow:existingBucket': 'agentflow-kept-1', 'agentflow:existingRegistryTable': 'Registry-1' }, /agentflow:existingBucket, agentflow:existingRegistryTable given without agentflow:existingRewardTable/],
-    [{ ...all, 'agentflow:existingBucket': 'arn:aws:s3:::agentflow-kept-1' }, /agentflow:existingBucket: the name \(not the ARN or s3:\/\/ URI\) of an existing S3 bucket/],
-    [{ ...all, 'agentflow:existingRewardTable': 'arn:aws:dynamodb:us-east-1:123456789012:table/Rewards-1' }, /agentflow:existingRewardTable: the name \(not the ARN\) of an existing DynamoDB table/],
+    [
+      { 'agentflow:existingRegistryTable': 'Registry-1', 'agentflow:existingRewardTable': 'Rewards-1' },
+      /given without agentflow:existingBucket\. Existing tables are adopted together with the bucket/,
+    ],
+    [
+      { 'agentflow:existingBucket': 'agentflow-kept-1', 'agentflow:existingRegistryTable': 'Registry-1' },
+      /agentflow:existingBucket, agentflow:existingRegistryTable given without agentflow:existingRewardTable/,
+    ],
+    [
+      { ...all, 'agentflow:existingBucket': 'arn:aws:s3:::agentflow-kept-1' },
+      /agentflow:existingBucket: the name \(not the ARN or s3:\/\/ URI\) of an existing S3 bucket/,
+    ],
+    [
+      { ...all, 'agentflow:existingRewardTable': 'arn:aws:dynamodb:us-east-1:123456789012:table/Rewards-1' },
+      /agentflow:existingRewardTable: the name \(not the ARN\) of an existing DynamoDB table/,
+    ],
   ])('rejects %j with the keys and the fix', (values, message) => {
     expect(() => readContext(from(values))).toThrow(DeployError);
     expect(() => readContext(from(values))).toThrow(message);
@@ -106,8 +127,18 @@ describe('vendorOnnxRuntime with the runsModel declaration', () => {
   };
 
   it.each([
-    ['feedback', false, 'import{InferenceSession as o}from"onnxruntime-node";', /function "feedback" runs no model \(runsModel: false in cdk\/functions\.ts\), but its bundle imports onnxruntime-node.*Import the lib\/ modules it needs directly/],
-    ['infer', true, 'export const handler = async () => 1;', /function "infer" is marked runsModel: true in cdk\/functions\.ts, but its bundle does not import onnxruntime-node; mark it runsModel: false/],
+    [
+      'feedback',
+      false,
+      'import{InferenceSession as o}from"onnxruntime-node";',
+      /function "feedback" runs no model \(runsModel: false in cdk\/functions\.ts\), but its bundle imports onnxruntime-node.*Import the lib\/ modules it needs directly/,
+    ],
+    [
+      'infer',
+      true,
+      'export const handler = async () => 1;',
+      /function "infer" is marked runsModel: true in cdk\/functions\.ts, but its bundle does not import onnxruntime-node; mark it runsModel: false/,
+    ],
   ])('fails bundling when %s (runsModel %s) disagrees with its bundle', (handler, runsModel, source, message) => {
     const dir = bundle(source);
     try {

@@ -53,17 +53,21 @@ function render(value: unknown): string {
     if ('Fn::Join' in v) return (v['Fn::Join'][1] as unknown[]).map(render).join(v['Fn::Join'][0]);
     if ('Ref' in v) return String(v.Ref).startsWith('AWS::') ? `<${v.Ref}>` : `<Ref:${v.Ref}>`;
     if ('Fn::GetAtt' in v) return `<${v['Fn::GetAtt'].join('.')}>`;
-    if ('Fn::Select' in v && JSON.stringify(v) === JSON.stringify({ 'Fn::Select': [2, { 'Fn::Split': ['/', { Ref: 'AWS::StackId' }] }] })) return '<stack-uuid>';
+    if ('Fn::Select' in v && JSON.stringify(v) === JSON.stringify({ 'Fn::Select': [2, { 'Fn::Split': ['/', { Ref: 'AWS::StackId' }] }] }))
+      return '<stack-uuid>';
   }
   return JSON.stringify(value);
 }
 
 const ofType = (s: Synthesized, type: string) => Object.entries(s.resources).filter(([, r]) => r.Type === type);
-const logicalIdOf = (s: Synthesized, construct: { node: { defaultChild?: unknown } }) => s.stack.resolve(s.stack.getLogicalId(construct.node.defaultChild as never)) as string;
+const logicalIdOf = (s: Synthesized, construct: { node: { defaultChild?: unknown } }) =>
+  s.stack.resolve(s.stack.getLogicalId(construct.node.defaultChild as never)) as string;
 /** Every Resource of every statement of every IAM policy in the template, rendered. */
 const policyResources = (s: Synthesized) =>
   ofType(s, 'AWS::IAM::Policy').flatMap(([, p]) =>
-    (p.Properties!.PolicyDocument.Statement as Array<{ Resource: unknown }>).flatMap((st) => (Array.isArray(st.Resource) ? st.Resource : [st.Resource])).map(render),
+    (p.Properties!.PolicyDocument.Statement as Array<{ Resource: unknown }>)
+      .flatMap((st) => (Array.isArray(st.Resource) ? st.Resource : [st.Resource]))
+      .map(render),
   );
 
 /** Properties that set a resource's physical name, which must be unique in the account and region. */
@@ -86,7 +90,11 @@ const PHYSICAL_NAMES: Record<string, string> = {
   'AWS::ECR::Repository': 'RepositoryName',
 };
 
-const ADOPTED = { bucket: 'agentflow-kept-artifacts-123456789012', registryTable: 'Agentflow-StorageRegistryTable-KEPT1', rewardTable: 'Agentflow-StorageRewardTable-KEPT2' };
+const ADOPTED = {
+  bucket: 'agentflow-kept-artifacts-123456789012',
+  registryTable: 'Agentflow-StorageRegistryTable-KEPT1',
+  rewardTable: 'Agentflow-StorageRewardTable-KEPT2',
+};
 
 let main: Synthesized;
 let adopted: Synthesized;
@@ -112,7 +120,9 @@ describe('redeploy after destroy or a failed first deploy', () => {
     expect(group.DeletionPolicy).toBe('Retain');
     expect(render(group.Properties!.LogGroupName)).toBe('/aws/vendedlogs/states/AgentflowModes-workflow-<stack-uuid>');
     const [[, machine]] = ofType(main, 'AWS::StepFunctions::StateMachine');
-    expect(machine.Properties!.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn).toEqual({ 'Fn::GetAtt': [logicalIdOf(main, main.stack.workflow.logGroup), 'Arn'] });
+    expect(machine.Properties!.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn).toEqual({
+      'Fn::GetAtt': [logicalIdOf(main, main.stack.workflow.logGroup), 'Arn'],
+    });
   });
 
   it('gives every explicitly named resource a name that carries the stack UUID', () => {
@@ -165,7 +175,9 @@ describe('GPU quota 0: jobs waiting RUNNABLE', () => {
 
   it('uses the GPU_WAIT default when the key is not set', () => {
     const [[, queue]] = ofType(adopted, 'AWS::Batch::JobQueue');
-    expect(new Set((queue.Properties!.JobStateTimeLimitActions as Array<{ MaxTimeSeconds: number }>).map((a) => a.MaxTimeSeconds))).toEqual(new Set([GPU_WAIT.defaultMinutes * 60]));
+    expect(new Set((queue.Properties!.JobStateTimeLimitActions as Array<{ MaxTimeSeconds: number }>).map((a) => a.MaxTimeSeconds))).toEqual(
+      new Set([GPU_WAIT.defaultMinutes * 60]),
+    );
   });
 
   it("matches Batch's FAILED event of a job this queue cancelled, and keeps the events in an /aws/events/ log group EventBridge may write", () => {
@@ -178,11 +190,18 @@ describe('GPU quota 0: jobs waiting RUNNABLE', () => {
     });
     const groupId = logicalIdOf(main, main.stack.observability.gpuWaitEvents);
     expect(render(main.resources[groupId].Properties!.LogGroupName)).toMatch(/^\/aws\/events\//);
-    expect(rule.Properties!.Targets.map((t: { Arn: unknown }) => render(t.Arn))).toEqual([`arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:<Ref:${groupId}>`]);
+    expect(rule.Properties!.Targets.map((t: { Arn: unknown }) => render(t.Arn))).toEqual([
+      `arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:<Ref:${groupId}>`,
+    ]);
     const [[, policy]] = ofType(main, 'AWS::Logs::ResourcePolicy');
     const document = JSON.parse(render(policy.Properties!.PolicyDocument)) as { Statement: Array<Record<string, any>> };
     expect(document.Statement).toEqual([
-      expect.objectContaining({ Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: `<${groupId}.Arn>`, Principal: { Service: expect.arrayContaining(['events.amazonaws.com']) } }),
+      expect.objectContaining({
+        Effect: 'Allow',
+        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        Resource: `<${groupId}.Arn>`,
+        Principal: { Service: expect.arrayContaining(['events.amazonaws.com']) },
+      }),
     ]);
     expect(ruleId).toBe(logicalIdOf(main, main.stack.observability.gpuWaitRule));
   });
@@ -236,7 +255,12 @@ describe('data across redeploys: adopting the kept bucket and tables', () => {
       for (const index of definition.GlobalSecondaryIndexes ?? []) expect(resources).toContain(`${arn}/index/${index.IndexName}`);
     }
     const jobEnv = Object.fromEntries(
-      (adopted.resources[logicalIdOf(adopted, adopted.stack.batch.jobDefinitions.get('trial')!)].Properties!.ContainerProperties.Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]),
+      (
+        adopted.resources[logicalIdOf(adopted, adopted.stack.batch.jobDefinitions.get('trial')!)].Properties!.ContainerProperties.Environment as Array<{
+          Name: string;
+          Value: unknown;
+        }>
+      ).map((e) => [e.Name, e.Value]),
     );
     expect(jobEnv[CONFIG_ENV.bucket]).toBe(ADOPTED.bucket);
   });

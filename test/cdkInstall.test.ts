@@ -50,7 +50,10 @@ describe('the CPU install', () => {
 
   it('loads the CPU binding that ships inside the npm package, with no CUDA provider downloaded', () => {
     expect(existsSync(join(root, ORT_BIN, 'onnxruntime_binding.node'))).toBe(true);
-    const run = spawnSync(process.execPath, ['-e', "const ort = require('onnxruntime-node'); console.log(typeof ort.InferenceSession.create)"], { cwd: root, encoding: 'utf8' });
+    const run = spawnSync(process.execPath, ['-e', "const ort = require('onnxruntime-node'); console.log(typeof ort.InferenceSession.create)"], {
+      cwd: root,
+      encoding: 'utf8',
+    });
     expect(run.stderr).toBe('');
     expect(run.stdout.trim()).toBe('function');
   });

@@ -55,14 +55,19 @@ describe('agentflow end to end', () => {
     expect(shown.stdout).toMatch(/run run-cli-1 of penguins: succeeded/);
     expect(shown.stdout).toMatch(/promotion: promoted to production/);
 
-    const models = JSON.parse((await agentflow(['--dir', dir(), '--json', 'models', 'ls', '-p', PROJECT])).stdout) as { production: number; versions: { version: number; status: string }[] };
+    const models = JSON.parse((await agentflow(['--dir', dir(), '--json', 'models', 'ls', '-p', PROJECT])).stdout) as {
+      production: number;
+      versions: { version: number; status: string }[];
+    };
     expect(models.production).toBe(1);
     expect(models.versions).toEqual([expect.objectContaining({ version: 1, status: 'production' })]);
 
     const record = { island: 'Biscoe', bill_length_mm: 47.5, bill_depth_mm: 14.8, flipper_length_mm: 217 };
     const predicted = await agentflow(['--dir', dir(), '--json', 'predict', '-p', PROJECT, '--record', JSON.stringify(record)]);
     expect(predicted.code, predicted.stderr).toBe(EXIT.ok);
-    const prediction = (JSON.parse(predicted.stdout) as { predictions: { predictionId: string; version: number; outputs: Record<string, Record<string, unknown>> }[] }).predictions[0];
+    const prediction = (
+      JSON.parse(predicted.stdout) as { predictions: { predictionId: string; version: number; outputs: Record<string, Record<string, unknown>> }[] }
+    ).predictions[0];
     expect(prediction.version).toBe(1);
     expect(Object.keys(prediction.outputs).sort()).toEqual(['body_mass_g', 'male', 'species']);
     expect(prediction.outputs.species.label).toBe('Gentoo');
@@ -83,11 +88,16 @@ describe('agentflow end to end', () => {
     const strict = await writeSpec('strict.json', { margin: 0.5 });
     const second = await agentflow(['--dir', dir(), '--json', 'run', strict, '--run-id', 'run-cli-2']);
     expect(second.code, second.stderr).toBe(EXIT.ok);
-    const held = JSON.parse(second.stdout) as { summary: { promotion: { promoted: boolean; reason: string }; decisions: { decision: string; value: unknown }[] } };
+    const held = JSON.parse(second.stdout) as {
+      summary: { promotion: { promoted: boolean; reason: string }; decisions: { decision: string; value: unknown }[] };
+    };
     expect(held.summary.promotion.promoted).toBe(false);
     expect(held.summary.promotion.reason).toMatch(/does not beat version 1's .* by the margin 0.5/);
     expect(held.summary.decisions.find((d) => d.decision === 'policy')?.value).toBe('warm-start');
-    const after = JSON.parse((await agentflow(['--dir', dir(), '--json', 'models', 'ls', '-p', PROJECT])).stdout) as { production: number; versions: { version: number; status: string }[] };
+    const after = JSON.parse((await agentflow(['--dir', dir(), '--json', 'models', 'ls', '-p', PROJECT])).stdout) as {
+      production: number;
+      versions: { version: number; status: string }[];
+    };
     expect(after.production).toBe(1);
     expect(after.versions.find((v) => v.version === 2)?.status).toBe('rejected');
 
@@ -95,7 +105,7 @@ describe('agentflow end to end', () => {
     expect(missing.code).toBe(EXIT.notFound);
   });
 
-  it('trains the demo baselines on the run\'s shards and scores them on its holdout rows', async () => {
+  it("trains the demo baselines on the run's shards and scores them on its holdout rows", async () => {
     const session = await openLocalSession({ dir: dir() });
     try {
       const manifest = await session.deps.store.getJson(keys.runManifest('run-cli-1'), RunManifest);
@@ -116,7 +126,10 @@ describe('agentflow end to end', () => {
 
   it('resumes a run killed midway to the same model as an uninterrupted run', async () => {
     const killedDir = join(folder, 'killed');
-    const child = spawn(process.execPath, ['bin/agentflow.js', '--dir', killedDir, 'run', specPath, '--run-id', 'run-cli-1'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['bin/agentflow.js', '--dir', killedDir, 'run', specPath, '--run-id', 'run-cli-1'], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let log = '';
     await new Promise<void>((done, fail) => {
       const onData = (chunk: Buffer) => {
@@ -133,17 +146,25 @@ describe('agentflow end to end', () => {
     });
     await new Promise((settled) => child.once('close', settled));
     // The killed process could not release its lock; a later start takes a lock whose owner is gone.
-    const interrupted = JSON.parse((await agentflow(['--dir', killedDir, '--json', 'runs', 'ls', '-p', PROJECT])).stdout) as { runId: string; status: string }[];
+    const interrupted = JSON.parse((await agentflow(['--dir', killedDir, '--json', 'runs', 'ls', '-p', PROJECT])).stdout) as {
+      runId: string;
+      status: string;
+    }[];
     expect(interrupted).toEqual([expect.objectContaining({ runId: 'run-cli-1', status: 'running' })]);
 
     const resumed = await agentflow(['--dir', killedDir, '--json', '--', 'resume', 'run-cli-1', '-p', PROJECT].filter((a) => a !== '--'));
     expect(resumed.code, resumed.stderr).toBe(EXIT.ok);
-    const result = JSON.parse(resumed.stdout) as { status: string; summary: { run: { resumes: number }; trials: unknown[]; card: { model: { sha256: string }; lambda: Record<string, number> } } };
+    const result = JSON.parse(resumed.stdout) as {
+      status: string;
+      summary: { run: { resumes: number }; trials: unknown[]; card: { model: { sha256: string }; lambda: Record<string, number> } };
+    };
     expect(result.status).toBe('SUCCEEDED');
     expect(result.summary.run.resumes).toBe(1);
     expect(result.summary.trials).toHaveLength(4);
 
-    const uninterrupted = JSON.parse((await agentflow(['--dir', dir(), '--json', 'models', 'show', '1', '-p', PROJECT])).stdout) as { card: { model: { sha256: string }; lambda: Record<string, number> } };
+    const uninterrupted = JSON.parse((await agentflow(['--dir', dir(), '--json', 'models', 'show', '1', '-p', PROJECT])).stdout) as {
+      card: { model: { sha256: string }; lambda: Record<string, number> };
+    };
     expect(result.summary.card.lambda).toEqual(uninterrupted.card.lambda);
     expect(result.summary.card.model.sha256).toBe(uninterrupted.card.model.sha256);
   });
@@ -174,6 +195,8 @@ describe('agentflow run on a dataset with problems', () => {
     expect(run.stdout).toContain(`every dataset problem: ${path}`);
     const list = (await readFile(path, 'utf8')).trimEnd().split('\n');
     expect(list).toHaveLength(3000);
-    expect(list[1]).toBe('churn.csv line 3, task "churn": label "stayed" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"');
+    expect(list[1]).toBe(
+      'churn.csv line 3, task "churn": label "stayed" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"',
+    );
   });
 });

@@ -17,7 +17,16 @@ import type { CardTask } from '#lib/run/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
 import { STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn } from './helpers/awsStandIns.ts';
 import type { CliResult } from './helpers/cli.ts';
-import { failedHistory, jsonOf as json, seedFailedRun, seedServedProject, standInSchedule, startDeployedStandIns, TASKS, type DeployedStandIns } from './helpers/deployedStack.ts';
+import {
+  failedHistory,
+  jsonOf as json,
+  seedFailedRun,
+  seedServedProject,
+  standInSchedule,
+  startDeployedStandIns,
+  TASKS,
+  type DeployedStandIns,
+} from './helpers/deployedStack.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { TEST_CREDENTIALS, type SignedEndpoint } from './helpers/sigv4.ts';
 
@@ -39,18 +48,35 @@ let outputs: Record<string, string>;
 const RETRAIN_ROLE = `arn:aws:iam::${ACCOUNT}:role/Agentflow-SchedulesStartRunsRole-X`;
 const retrain = (project: string) => JSON.stringify({ runId: 'sched-<aws.scheduler.execution-id>', project, specUri: `s3://b/specs/${project}.json` });
 const SCHEDULES = [
-  standInSchedule({ group: GROUP, name: 'Retrain0', state: 'ENABLED', expression: 'rate(7 days)', target: { Arn: STATE_MACHINE_ARN, RoleArn: RETRAIN_ROLE, Input: retrain(PROJECT) } }),
-  standInSchedule({ group: GROUP, name: 'Retrain1', state: 'DISABLED', expression: 'cron(0 3 ? * MON *)', target: { Arn: STATE_MACHINE_ARN, RoleArn: RETRAIN_ROLE, Input: retrain('other') } }),
+  standInSchedule({
+    group: GROUP,
+    name: 'Retrain0',
+    state: 'ENABLED',
+    expression: 'rate(7 days)',
+    target: { Arn: STATE_MACHINE_ARN, RoleArn: RETRAIN_ROLE, Input: retrain(PROJECT) },
+  }),
+  standInSchedule({
+    group: GROUP,
+    name: 'Retrain1',
+    state: 'DISABLED',
+    expression: 'cron(0 3 ? * MON *)',
+    target: { Arn: STATE_MACHINE_ARN, RoleArn: RETRAIN_ROLE, Input: retrain('other') },
+  }),
   standInSchedule({
     group: GROUP,
     name: 'Monitor',
     state: 'ENABLED',
     expression: 'rate(1 hour)',
-    target: { Arn: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Monitor`, RoleArn: `arn:aws:iam::${ACCOUNT}:role/Agentflow-InvokeMonitor-Y`, Input: '{"scheduledAt":"<aws.scheduler.scheduled-time>"}' },
+    target: {
+      Arn: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Monitor`,
+      RoleArn: `arn:aws:iam::${ACCOUNT}:role/Agentflow-InvokeMonitor-Y`,
+      Input: '{"scheduledAt":"<aws.scheduler.scheduled-time>"}',
+    },
   }),
 ];
 
-const agentflow = (args: string[], overrides: AwsClientOptions = {}, options: { stack?: 'outputs-file' | 'by-name' } = {}): Promise<CliResult> => stack.agentflow(args, overrides, options);
+const agentflow = (args: string[], overrides: AwsClientOptions = {}, options: { stack?: 'outputs-file' | 'by-name' } = {}): Promise<CliResult> =>
+  stack.agentflow(args, overrides, options);
 
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'agentflow-cli-aws-'));
@@ -60,7 +86,10 @@ beforeAll(async () => {
     stackName: 'Agentflow',
     stateMachineArn: STATE_MACHINE_ARN,
     scheduleGroup: GROUP,
-    functionArns: { infer: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Infer`, feedback: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Feedback` },
+    functionArns: {
+      infer: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Infer`,
+      feedback: `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Feedback`,
+    },
     schedules: SCHEDULES,
     schedulePageSize: 2,
   });
@@ -124,12 +153,18 @@ describe('reading the deployed stack', () => {
     expect(await readFile(path, 'utf8')).toContain('run-1');
   });
 
-  it('fills docs/caller-policy.json with the stack\'s names', async () => {
+  it("fills docs/caller-policy.json with the stack's names", async () => {
     const policy = json<{ Statement: { Sid: string; Action: string | string[]; Resource: string | string[] }[] }>(await agentflow(['--json', 'caller-policy']));
     const text = JSON.stringify(policy);
     expect(text).not.toMatch(/\$\{/);
     const invoke = policy.Statement.find((s) => [s.Action].flat().includes('lambda:InvokeFunctionUrl'));
-    expect(invoke).toMatchObject({ Action: [...FUNCTION_URL_PERMISSIONS], Resource: [`arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Infer`, `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Feedback`] });
+    expect(invoke).toMatchObject({
+      Action: [...FUNCTION_URL_PERMISSIONS],
+      Resource: [
+        `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Infer`,
+        `arn:aws:lambda:${STAND_IN_REGION}:${ACCOUNT}:function:Agentflow-Feedback`,
+      ],
+    });
     expect(text).toContain(`arn:aws:s3:::${aws.config.bucket}"`);
     expect(text).toContain(`arn:aws:states:${STAND_IN_REGION}:${ACCOUNT}:execution:AgentflowWorkflow:*`);
     expect(text).toContain(`arn:aws:scheduler:${STAND_IN_REGION}:${ACCOUNT}:schedule/${GROUP}/*`);
@@ -156,11 +191,15 @@ describe('predict and feedback through the signed Function URLs', () => {
 
   it('predicts through InferUrl and records feedback through FeedbackUrl, each request SigV4-signed for lambda', async () => {
     const acceptedBefore = inferUrl.accepted.length;
-    const predicted = json<{ version: number; predictions: { predictionId: string; outputs: Record<string, unknown> }[] }>(await agentflow(['--json', 'predict', '-p', PROJECT, '--record', record]));
+    const predicted = json<{ version: number; predictions: { predictionId: string; outputs: Record<string, unknown> }[] }>(
+      await agentflow(['--json', 'predict', '-p', PROJECT, '--record', record]),
+    );
     expect(predicted.version).toBe(1);
     expect(Object.keys(predicted.predictions[0].outputs).sort()).toEqual(['churn', 'ltv']);
     expect(inferUrl.accepted).toHaveLength(acceptedBefore + 1);
-    expect(inferUrl.accepted.at(-1)?.headers.authorization).toMatch(new RegExp(`^AWS4-HMAC-SHA256 Credential=${TEST_CREDENTIALS.accessKeyId}/\\d{8}/${STAND_IN_REGION}/lambda/aws4_request`));
+    expect(inferUrl.accepted.at(-1)?.headers.authorization).toMatch(
+      new RegExp(`^AWS4-HMAC-SHA256 Credential=${TEST_CREDENTIALS.accessKeyId}/\\d{8}/${STAND_IN_REGION}/lambda/aws4_request`),
+    );
     expect(inferUrl.accepted.at(-1)?.headers['x-amz-security-token']).toBe(TEST_CREDENTIALS.sessionToken);
 
     const { predictionId } = predicted.predictions[0];
@@ -185,9 +224,17 @@ describe('predict and feedback through the signed Function URLs', () => {
   it('is refused when the signed body is changed on the way, or the request is not signed', async () => {
     const tampering: typeof fetch = (url, init) => fetch(url, { ...init, body: String(init?.body).replace('"shop"', '"shoq"') });
     const client = new FunctionUrlClient({ region: STAND_IN_REGION, credentials: TEST_CREDENTIALS, fetch: tampering });
-    await expect(client.post(inferUrl.url, { project: PROJECT, records: [{ features: [1, 2, 3] }] })).rejects.toMatchObject({ name: 'FunctionUrlError', code: 'FUNCTION_URL_FORBIDDEN', status: 403 });
+    await expect(client.post(inferUrl.url, { project: PROJECT, records: [{ features: [1, 2, 3] }] })).rejects.toMatchObject({
+      name: 'FunctionUrlError',
+      code: 'FUNCTION_URL_FORBIDDEN',
+      status: 403,
+    });
 
-    const unsigned = await fetch(inferUrl.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ project: PROJECT, records: [{ features: [1, 2, 3] }] }) });
+    const unsigned = await fetch(inferUrl.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ project: PROJECT, records: [{ features: [1, 2, 3] }] }),
+    });
     expect(unsigned.status).toBe(403);
     expect(inferUrl.refused.slice(-2).map((r) => r.reason)).toEqual(['payload hash does not match the body', 'no SigV4 Authorization header']);
   });
@@ -198,13 +245,24 @@ describe('resume on the deployed state machine', () => {
 
   it("starts the run again when it failed through the workflow's RunFailed state, which a redrive would only repeat", async () => {
     await failedRun('run-caught');
-    sfn.seed({ name: 'run-caught', stateMachineArn: STATE_MACHINE_ARN, input: '{}', status: 'FAILED', redriveStatus: 'REDRIVABLE', history: failedHistory('RunFailed') });
+    sfn.seed({
+      name: 'run-caught',
+      stateMachineArn: STATE_MACHINE_ARN,
+      input: '{}',
+      status: 'FAILED',
+      redriveStatus: 'REDRIVABLE',
+      history: failedHistory('RunFailed'),
+    });
     const before = sfn.operations.length;
 
     const resumed = json<{ how: string; executionArn: string; status: string }>(await agentflow(['--json', 'resume', 'run-caught', '-p', PROJECT]));
 
     const name = restartName('run-caught', 1);
-    expect(resumed).toMatchObject({ how: 'restarted', status: 'SUCCEEDED', executionArn: `arn:aws:states:${STAND_IN_REGION}:${ACCOUNT}:execution:AgentflowWorkflow:${name}` });
+    expect(resumed).toMatchObject({
+      how: 'restarted',
+      status: 'SUCCEEDED',
+      executionArn: `arn:aws:states:${STAND_IN_REGION}:${ACCOUNT}:execution:AgentflowWorkflow:${name}`,
+    });
     expect(sfn.operations.slice(before)).not.toContain('RedriveExecution');
     const restarted = [...sfn.executions.values()].find((e) => e.name === name);
     expect(JSON.parse(restarted!.input)).toEqual({ runId: 'run-caught', project: PROJECT, specUri: `s3://${aws.config.bucket}/runs/run-caught/spec.json` });
@@ -213,7 +271,14 @@ describe('resume on the deployed state machine', () => {
 
   it('redrives an execution that timed out and reports only what happened after the redrive', async () => {
     await failedRun('run-timeout');
-    const seeded = sfn.seed({ name: 'run-timeout', stateMachineArn: STATE_MACHINE_ARN, input: '{}', status: 'TIMED_OUT', redriveStatus: 'REDRIVABLE', history: failedHistory() });
+    const seeded = sfn.seed({
+      name: 'run-timeout',
+      stateMachineArn: STATE_MACHINE_ARN,
+      input: '{}',
+      status: 'TIMED_OUT',
+      redriveStatus: 'REDRIVABLE',
+      history: failedHistory(),
+    });
     const before = sfn.operations.length;
 
     const resumed = json<{ how: string; executionArn: string; status: string }>(await agentflow(['--json', 'resume', 'run-timeout', '-p', PROJECT]));
@@ -226,7 +291,14 @@ describe('resume on the deployed state machine', () => {
 
   it('starts a new execution instead of a redrive when asked to (--restart, after deploying a changed definition)', async () => {
     await failedRun('run-redeployed');
-    sfn.seed({ name: 'run-redeployed', stateMachineArn: STATE_MACHINE_ARN, input: '{}', status: 'TIMED_OUT', redriveStatus: 'REDRIVABLE', history: failedHistory() });
+    sfn.seed({
+      name: 'run-redeployed',
+      stateMachineArn: STATE_MACHINE_ARN,
+      input: '{}',
+      status: 'TIMED_OUT',
+      redriveStatus: 'REDRIVABLE',
+      history: failedHistory(),
+    });
     const before = sfn.operations.length;
     const resumed = json<{ how: string; reason: string }>(await agentflow(['--json', 'resume', 'run-redeployed', '-p', PROJECT, '--restart']));
     expect(resumed).toMatchObject({ how: 'restarted', reason: expect.stringMatching(/^a new execution was asked for \(--restart\)/) });
@@ -235,7 +307,15 @@ describe('resume on the deployed state machine', () => {
 
   it('restarts when redrive is refused, and refuses a run that succeeded without starting anything', async () => {
     await failedRun('run-old');
-    sfn.seed({ name: 'run-old', stateMachineArn: STATE_MACHINE_ARN, input: '{}', status: 'TIMED_OUT', redriveStatus: 'NOT_REDRIVABLE', redriveStatusReason: 'Execution is older than 14 days', history: failedHistory() });
+    sfn.seed({
+      name: 'run-old',
+      stateMachineArn: STATE_MACHINE_ARN,
+      input: '{}',
+      status: 'TIMED_OUT',
+      redriveStatus: 'NOT_REDRIVABLE',
+      redriveStatusReason: 'Execution is older than 14 days',
+      history: failedHistory(),
+    });
     const old = await agentflow(['resume', 'run-old', '-p', PROJECT]);
     expect(old.code, old.stderr).toBe(EXIT.ok);
     expect(old.stdout).toMatch(/^restarted .*run-old-resume-1: execution .* cannot be redriven \(Execution is older than 14 days\)/);
@@ -299,7 +379,14 @@ describe('resumeAwsRun', () => {
     const before = sfn.operations.length;
     const sfnClient = new SFNClient({ region: STAND_IN_REGION, credentials: TEST_CREDENTIALS, endpoint: sfn.url });
     // run-live has no run record: reopening it would fail with RUN_NOT_FOUND.
-    const resumed = await resumeAwsRun({ sfn: sfnClient, stateMachineArn: STATE_MACHINE_ARN, project: PROJECT, runId: 'run-live', registry: deps.registry, store: deps.store });
+    const resumed = await resumeAwsRun({
+      sfn: sfnClient,
+      stateMachineArn: STATE_MACHINE_ARN,
+      project: PROJECT,
+      runId: 'run-live',
+      registry: deps.registry,
+      store: deps.store,
+    });
     sfnClient.destroy();
     expect(resumed).toMatchObject({ how: 'attached', executionArn: live.executionArn });
     expect(sfn.operations.slice(before)).toEqual(['DescribeExecution', 'DescribeExecution']);
@@ -326,8 +413,13 @@ describe('recording for the IAM conformance test', () => {
     } finally {
       delete process.env[CONFIG_ENV.sdkCallLog];
     }
-    const calls = (await readFile(log, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as RecordedSdkCall);
-    expect(calls).toEqual([{ principal: CALLER_PRINCIPAL, client: 'FunctionUrl', operation: 'Invoke', input: { FunctionName: outputs[STACK_OUTPUTS.inferFunctionArn] } }]);
+    const calls = (await readFile(log, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as RecordedSdkCall);
+    expect(calls).toEqual([
+      { principal: CALLER_PRINCIPAL, client: 'FunctionUrl', operation: 'Invoke', input: { FunctionName: outputs[STACK_OUTPUTS.inferFunctionArn] } },
+    ]);
 
     process.env[CONFIG_ENV.sdkCallLog] = log;
     try {
@@ -335,8 +427,14 @@ describe('recording for the IAM conformance test', () => {
     } finally {
       delete process.env[CONFIG_ENV.sdkCallLog];
     }
-    const more = (await readFile(log, 'utf8')).trim().split('\n').slice(1).map((line) => JSON.parse(line) as RecordedSdkCall);
-    expect(new Set(more.map((c) => `${c.principal} ${c.client}.${c.operation}`))).toEqual(new Set(['caller SchedulerClient.ListSchedules', 'caller SchedulerClient.GetSchedule']));
+    const more = (await readFile(log, 'utf8'))
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((line) => JSON.parse(line) as RecordedSdkCall);
+    expect(new Set(more.map((c) => `${c.principal} ${c.client}.${c.operation}`))).toEqual(
+      new Set(['caller SchedulerClient.ListSchedules', 'caller SchedulerClient.GetSchedule']),
+    );
     expect(more.find((c) => c.operation === 'GetSchedule')?.input).toMatchObject({ GroupName: GROUP });
   });
 });

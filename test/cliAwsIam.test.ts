@@ -14,9 +14,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CALLER_POLICY_PATH, callerPolicyValues, fillCallerPolicy, STACK_OUTPUTS, parseStateMachineArn, type DeployedStack } from '#lib/aws/index.ts';
 import { CALLER_PRINCIPAL, CONFIG_ENV, type RecordedSdkCall } from '#lib/config/index.ts';
 import { succeedExecution, type StandInExecution } from './helpers/awsStandIns.ts';
-import { failedHistory, jsonOf, seedFailedRun, seedServedProject, standInSchedule, startDeployedStandIns, type DeployedStandIns } from './helpers/deployedStack.ts';
+import {
+  failedHistory,
+  jsonOf,
+  seedFailedRun,
+  seedServedProject,
+  standInSchedule,
+  startDeployedStandIns,
+  type DeployedStandIns,
+} from './helpers/deployedStack.ts';
 import { decide, denialMessages, nameMap, neededRequests, type NeededRequest } from './helpers/iamEvaluate.ts';
-import { STACK_NAME, synthesizeStackPolicies, TEST_ACCOUNT, TEST_PARTITION, type PolicyDocument, type Principal, type StackResources } from './helpers/iamTemplate.ts';
+import {
+  STACK_NAME,
+  synthesizeStackPolicies,
+  TEST_ACCOUNT,
+  TEST_PARTITION,
+  type PolicyDocument,
+  type Principal,
+  type StackResources,
+} from './helpers/iamTemplate.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();
@@ -61,15 +77,33 @@ beforeAll(async () => {
         name: 'Retrain0',
         state: 'ENABLED',
         expression: 'rate(7 days)',
-        target: { Arn: deployed.stateMachineArn, RoleArn: role, Input: JSON.stringify({ runId: 'sched-<aws.scheduler.execution-id>', project: PROJECT, specUri: 's3://b/specs/shop.json' }) },
+        target: {
+          Arn: deployed.stateMachineArn,
+          RoleArn: role,
+          Input: JSON.stringify({ runId: 'sched-<aws.scheduler.execution-id>', project: PROJECT, specUri: 's3://b/specs/shop.json' }),
+        },
       }),
     ],
     sfnScript: { onStart: prepareAndSucceed },
   });
   await seedServedProject(stack.deps, PROJECT);
   for (const runId of ['run-caught', 'run-timeout']) await seedFailedRun(stack.deps, PROJECT, runId);
-  stack.sfn.seed({ name: 'run-caught', stateMachineArn: deployed.stateMachineArn, input: '{}', status: 'FAILED', redriveStatus: 'REDRIVABLE', history: failedHistory('RunFailed') });
-  stack.sfn.seed({ name: 'run-timeout', stateMachineArn: deployed.stateMachineArn, input: '{}', status: 'TIMED_OUT', redriveStatus: 'REDRIVABLE', history: failedHistory() });
+  stack.sfn.seed({
+    name: 'run-caught',
+    stateMachineArn: deployed.stateMachineArn,
+    input: '{}',
+    status: 'FAILED',
+    redriveStatus: 'REDRIVABLE',
+    history: failedHistory('RunFailed'),
+  });
+  stack.sfn.seed({
+    name: 'run-timeout',
+    stateMachineArn: deployed.stateMachineArn,
+    input: '{}',
+    status: 'TIMED_OUT',
+    redriveStatus: 'REDRIVABLE',
+    history: failedHistory(),
+  });
   const example = resolve(import.meta.dirname, '..', 'examples', 'tabular');
   await copyFile(join(example, 'spec.json'), join(folder, 'spec.json'));
   await copyFile(join(example, 'train.csv'), join(folder, 'train.csv'));
@@ -88,7 +122,9 @@ beforeAll(async () => {
     jsonOf(await cli(['models', 'show', '1', '-p', PROJECT]));
     jsonOf(await cli(['models', 'promote', '2', '-p', PROJECT]));
     jsonOf(await cli(['models', 'rollback', '-p', PROJECT]));
-    const predicted = jsonOf<{ predictions: { predictionId: string }[] }>(await cli(['predict', '-p', PROJECT, '--record', JSON.stringify({ features: [0.5, -1, 2] })]));
+    const predicted = jsonOf<{ predictions: { predictionId: string }[] }>(
+      await cli(['predict', '-p', PROJECT, '--record', JSON.stringify({ features: [0.5, -1, 2] })]),
+    );
     jsonOf(await cli(['feedback', '-p', PROJECT, predicted.predictions[0].predictionId, '1']));
     expect(jsonOf<{ how: string }>(await cli(['resume', 'run-caught', '-p', PROJECT])).how).toBe('restarted');
     expect(jsonOf<{ how: string }>(await cli(['resume', 'run-timeout', '-p', PROJECT])).how).toBe('redriven');
@@ -98,7 +134,10 @@ beforeAll(async () => {
   } finally {
     delete process.env[CONFIG_ENV.sdkCallLog];
   }
-  const calls = (await readFile(log, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as RecordedSdkCall);
+  const calls = (await readFile(log, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as RecordedSdkCall);
   expect(new Set(calls.map((c) => c.principal))).toEqual(new Set([CALLER_PRINCIPAL]));
   requests = (await neededRequests(calls, nameMap(aws.config, deployed))).get(CALLER_PRINCIPAL) ?? [];
 
@@ -127,7 +166,17 @@ describe('docs/caller-policy.json under the IAM simulator', () => {
   it('allows every call the CLI makes with --aws', async () => {
     const actions = new Set(requests.map((r) => r.action));
     // The flows reach every kind of call the policy is for.
-    for (const action of ['cloudformation:DescribeStacks', 's3:ListBucket', 's3:PutObject', 'dynamodb:UpdateItem', 'states:RedriveExecution', 'lambda:InvokeFunction', 'lambda:InvokeFunctionUrl', 'scheduler:UpdateSchedule', 'iam:PassRole']) {
+    for (const action of [
+      'cloudformation:DescribeStacks',
+      's3:ListBucket',
+      's3:PutObject',
+      'dynamodb:UpdateItem',
+      'states:RedriveExecution',
+      'lambda:InvokeFunction',
+      'lambda:InvokeFunctionUrl',
+      'scheduler:UpdateSchedule',
+      'iam:PassRole',
+    ]) {
       expect(actions, action).toContain(action);
     }
     const caller = callerOf(policy);

@@ -68,7 +68,9 @@ describe('serve --host', () => {
     const own = await mkdtemp(join(tmpdir(), 'agentflow-host-'));
     try {
       return await new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', 'functions/cli.ts', '--dir', join(own, 'data'), 'serve', '--host', host, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, ['--import', 'tsx', 'functions/cli.ts', '--dir', join(own, 'data'), 'serve', '--host', host, '--port', '0'], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let stdout = '';
         let stderr = '';
         const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);

@@ -215,7 +215,9 @@ describe('validateRecord', () => {
 
   it('renders a label problem as file, line, task and message', () => {
     const [problem] = validateRecord({ text: 'x', urgent: 'maybe' }, textSpec, at).problems;
-    expect(formatProblem(problem)).toBe('train.jsonl line 812, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"');
+    expect(formatProblem(problem)).toBe(
+      'train.jsonl line 812, task "urgent": label "maybe" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"',
+    );
   });
 
   it('reports a row with no label for any task', () => {
@@ -280,7 +282,9 @@ describe('validateRecord', () => {
     const urlSafe = validateRecord({ features: { b64: Buffer.from(Float32Array.of(1, 2.5, -3).buffer).toString('base64url') }, urgent: 0 }, featuresSpec, at);
     expect(Array.from(urlSafe.row?.input.features as Float32Array)).toEqual([1, 2.5, -3]);
     const problem = (features: unknown) => validateRecord({ features, urgent: 0 }, featuresSpec, at).problems.map((p) => p.message);
-    expect(problem({ b64: pack([1, 2]) })).toEqual([expect.stringMatching(/^field "features".b64 holds 8 bytes \(2 float32 values\), expected 12 bytes for 3 values/)]);
+    expect(problem({ b64: pack([1, 2]) })).toEqual([
+      expect.stringMatching(/^field "features".b64 holds 8 bytes \(2 float32 values\), expected 12 bytes for 3 values/),
+    ]);
     expect(problem({ b64: pack([1, Number.POSITIVE_INFINITY, 3]) })).toEqual(['field "features".b64 item 1 is Infinity, not a finite number']);
     expect(problem({ b64: 42 })).toEqual([expect.stringMatching(/^field "features".b64 is 42, not base64 text/)]);
   });
@@ -303,16 +307,28 @@ describe('validateRecord', () => {
   });
 
   it.each([0, 1, 2, 3, 4])('names a NaN or an infinity at item %i of a packed vector', (position) => {
-    const spec = parseSpec({ project: 'demo', baseModel: { kind: 'features', dimension: 5 }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'urgent', type: 'binary' }] });
+    const spec = parseSpec({
+      project: 'demo',
+      baseModel: { kind: 'features', dimension: 5 },
+      datasets: { train: 'train.jsonl' },
+      tasks: [{ name: 'urgent', type: 'binary' }],
+    });
     for (const bad of [Number.NaN, Number.NEGATIVE_INFINITY]) {
       const values = [1, -0, 3e38, -2.5, 1e-45].map((v, i) => (i === position ? bad : v));
       const b64 = Buffer.from(Float32Array.from(values).buffer).toString('base64');
-      expect(validateRecord({ features: { b64 }, urgent: 0 }, spec, at).problems.map((p) => p.message)).toEqual([`field "features".b64 item ${position} is ${bad}, not a finite number`]);
+      expect(validateRecord({ features: { b64 }, urgent: 0 }, spec, at).problems.map((p) => p.message)).toEqual([
+        `field "features".b64 item ${position} is ${bad}, not a finite number`,
+      ]);
     }
   });
 
   it('reads a packed vector with its padding, a shortened one or none, and one with a needless trailing character, as the same values', () => {
-    const spec = parseSpec({ project: 'demo', baseModel: { kind: 'features', dimension: 4 }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'urgent', type: 'binary' }] });
+    const spec = parseSpec({
+      project: 'demo',
+      baseModel: { kind: 'features', dimension: 4 },
+      datasets: { train: 'train.jsonl' },
+      tasks: [{ name: 'urgent', type: 'binary' }],
+    });
     const padded = Buffer.from(Float32Array.of(1, 2.5, -3, 4).buffer).toString('base64');
     expect(padded).toMatch(/[^=]==$/);
     for (const b64 of [padded, padded.slice(0, -1), padded.slice(0, -2)]) {
@@ -364,7 +380,14 @@ describe('validateDataset', () => {
     const report = await validateDataset(chunked(csv, 5), textSpec, { file: 'train.csv', format: 'csv' });
     expect(report.rows).toBe(3);
     expect(report.problems).toEqual([
-      { file: 'train.csv', line: 4, task: 'urgent', field: 'urgent', value: 'yes', message: 'label "yes" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"' },
+      {
+        file: 'train.csv',
+        line: 4,
+        task: 'urgent',
+        field: 'urgent',
+        value: 'yes',
+        message: 'label "yes" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"',
+      },
     ]);
     expect(report.labelledPerTask).toEqual({ urgent: 2, team: 2, hours: 1 });
   });
@@ -436,7 +459,15 @@ describe('validateDataset', () => {
 
 describe('binary labels with positive', () => {
   const specWith = (positive: string | string[]) =>
-    parseSpec({ project: 'demo', baseModel: { kind: 'text' }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'churn', type: 'binary', positive }, { name: 'spend', type: 'regression' }] });
+    parseSpec({
+      project: 'demo',
+      baseModel: { kind: 'text' },
+      datasets: { train: 'train.jsonl' },
+      tasks: [
+        { name: 'churn', type: 'binary', positive },
+        { name: 'spend', type: 'regression' },
+      ],
+    });
   const labelOf = (spec: ReturnType<typeof specWith>, value: unknown) => validateRecord({ text: 'x', churn: value, spend: 1 }, spec, at).row?.labels.churn;
 
   it.each([
@@ -461,7 +492,12 @@ describe('binary labels with positive', () => {
 
   it('keeps a missing word that the task names as its own value', () => {
     expect(labelOf(specWith('NA'), 'NA')).toBe(1);
-    const regions = parseSpec({ project: 'demo', baseModel: { kind: 'text' }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'region', type: 'multiclass', classes: ['EU', 'NA'] }] });
+    const regions = parseSpec({
+      project: 'demo',
+      baseModel: { kind: 'text' },
+      datasets: { train: 'train.jsonl' },
+      tasks: [{ name: 'region', type: 'multiclass', classes: ['EU', 'NA'] }],
+    });
     expect(validateRecord({ text: 'x', region: 'NA' }, regions, at).row?.labels.region).toBe(1);
   });
 
@@ -476,7 +512,8 @@ describe('CSV trimming and missing numbers', () => {
   it('trims the spaces around unquoted values by default, keeps quoted ones, and reads them as given with trim off', async () => {
     const read = async (text: string, trim?: boolean) => {
       const records: Record<string, unknown>[] = [];
-      for await (const { record } of readRecords(chunked(text), { format: 'csv', file: 'train.csv', ...(trim === undefined ? {} : { trim }) })) records.push(record);
+      for await (const { record } of readRecords(chunked(text), { format: 'csv', file: 'train.csv', ...(trim === undefined ? {} : { trim }) }))
+        records.push(record);
       return records;
     };
     expect(await read('age, plan, churn\n42, pro, churned\n7, " basic ", stayed \n')).toEqual([
@@ -488,7 +525,12 @@ describe('CSV trimming and missing numbers', () => {
 
   it('follows datasets.csv.trim in validateDataset', async () => {
     const specOf = (trim: boolean) =>
-      parseSpec({ project: 'demo', baseModel: { kind: 'tabular', numeric: ['age'] }, datasets: { train: 'train.csv', csv: { trim } }, tasks: [{ name: 'churn', type: 'binary', positive: 'churned' }] });
+      parseSpec({
+        project: 'demo',
+        baseModel: { kind: 'tabular', numeric: ['age'] },
+        datasets: { train: 'train.csv', csv: { trim } },
+        tasks: [{ name: 'churn', type: 'binary', positive: 'churned' }],
+      });
     const text = 'age, churn\n42, churned\n7, stayed\n';
     expect((await validateDataset(chunked(text), specOf(true), { file: 'train.csv', format: 'csv' })).classCounts.churn).toEqual({ '0': 1, '1': 1 });
     // Header names are always trimmed, and positive is compared after trimming the label.
@@ -502,7 +544,13 @@ describe('CSV trimming and missing numbers', () => {
 });
 
 describe('ProblemSummary', () => {
-  const problem = (line: number, extra: Partial<DatasetProblem> = {}): DatasetProblem => ({ file: 'train.csv', line, value: 'x', message: `bad ${line}`, ...extra });
+  const problem = (line: number, extra: Partial<DatasetProblem> = {}): DatasetProblem => ({
+    file: 'train.csv',
+    line,
+    value: 'x',
+    message: `bad ${line}`,
+    ...extra,
+  });
 
   it('groups problems by file, task or column and kind, with a count, the first three and every line in the full list', () => {
     const summary = new ProblemSummary();
@@ -510,7 +558,9 @@ describe('ProblemSummary', () => {
     summary.add(problem(5, { field: 'age' }));
     summary.add({ file: 'valid.csv', value: undefined, message: 'has no data rows' });
 
-    expect(summary.groups().map(({ file, task, field, kind, count, examples }) => ({ file, task, field, kind, count, lines: examples.map((e) => e.line) }))).toEqual([
+    expect(
+      summary.groups().map(({ file, task, field, kind, count, examples }) => ({ file, task, field, kind, count, lines: examples.map((e) => e.line) })),
+    ).toEqual([
       { file: 'train.csv', task: 'churn', field: 'status', kind: 'label', count: 10, lines: [2, 3, 4] },
       { file: 'train.csv', task: undefined, field: 'age', kind: 'input', count: 1, lines: [5] },
       { file: 'valid.csv', task: undefined, field: undefined, kind: 'file', count: 1, lines: [undefined] },
@@ -538,7 +588,16 @@ describe('ProblemSummary', () => {
 
   it('suggests the classes to add when multiclass labels fall outside them, most frequent first', () => {
     const summary = new ProblemSummary({ tasks: tabularSpec.tasks });
-    ['sales', 'sales', 'legal'].forEach((value, i) => summary.add({ file: 'train.csv', line: i + 2, task: 'team', field: 'team', value, message: `label "${value}" is not one of billing | technical | account` }));
+    ['sales', 'sales', 'legal'].forEach((value, i) =>
+      summary.add({
+        file: 'train.csv',
+        line: i + 2,
+        task: 'team',
+        field: 'team',
+        value,
+        message: `label "${value}" is not one of billing | technical | account`,
+      }),
+    );
 
     expect(summary.groups()[0].fix).toBe('add "sales", "legal" to "classes" of task "team", or correct those labels (values seen: "sales" 2, "legal" 1)');
   });

@@ -23,10 +23,24 @@ describe('the promotion gate', () => {
     ['if-better: a gain under the margin is held', { margin: 0.05 }, score(0.84), { version: 1, ...score(0.82) }, 'hold', /by the margin 0.05/],
     ['if-better: a better candidate is promoted', {}, score(0.9), { version: 1, ...score(0.82) }, 'promote', /beats version 1's 0.8200 by 0.0800/],
     ['a first model meeting its floors is promoted', {}, score(0.7), undefined, 'promote', /no version is in production/],
-    ['a candidate under a floor is held whatever the policy', { policy: 'always' }, score(0.99, underFloor), { version: 1, ...score(0.5) }, 'hold', /a auc 0.5500 misses its floor 0.6000/],
+    [
+      'a candidate under a floor is held whatever the policy',
+      { policy: 'always' },
+      score(0.99, underFloor),
+      { version: 1, ...score(0.5) },
+      'hold',
+      /a auc 0.5500 misses its floor 0.6000/,
+    ],
     ['always replaces production', { policy: 'always' }, score(0.7), { version: 3, ...score(0.9) }, 'promote', /replaces version 3/],
     ['never only registers', { policy: 'never' }, score(0.99), undefined, 'hold', /"never"/],
-    ['canary joins the serving set with its share', { policy: 'canary', canaryShare: 0.2 }, score(0.7), { version: 2, ...score(0.8) }, 'canary', /serves 20% of traffic beside version 2/],
+    [
+      'canary joins the serving set with its share',
+      { policy: 'canary', canaryShare: 0.2 },
+      score(0.7),
+      { version: 2, ...score(0.8) },
+      'canary',
+      /serves 20% of traffic beside version 2/,
+    ],
   ] as const)('%s', (_name, policy, candidate, champion, action, reason) => {
     const decision = decidePromotion(deploy(policy), candidate, champion);
 

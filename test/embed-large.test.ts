@@ -40,9 +40,15 @@ function line(i: number): string {
 describe('runEmbed on a dataset larger than its memory budget', () => {
   it('streams 200k rows through in bounded memory and writes every row', { timeout: 300_000 }, async () => {
     const store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket, partSizeBytes: 5 * 1024 * 1024 });
-    const datasets = await uploadDatasets(store, 'embed-large', [{ role: 'train', name: 'train.jsonl', lines: function* () {
-      for (let i = 0; i < ROWS; i += 1) yield line(i);
-    } }]);
+    const datasets = await uploadDatasets(store, 'embed-large', [
+      {
+        role: 'train',
+        name: 'train.jsonl',
+        lines: function* () {
+          for (let i = 0; i < ROWS; i += 1) yield line(i);
+        },
+      },
+    ]);
     const manifest = await buildManifest(store, {
       runId: 'run-large',
       spec: { project: 'embed-large', baseModel: { kind: 'features', field: 'vec', dimension: DIM }, tasks: [{ name: 'flag', type: 'binary' }] } as never,
@@ -61,7 +67,9 @@ describe('runEmbed on a dataset larger than its memory budget', () => {
       PROBE_BUDGET_BYTES: String(BUDGET_BYTES),
     });
     const growth = probe.peakRssBytes - probe.baselineRssBytes;
-    console.log(`embed-large: ${ROWS} rows, ${(dataBytes / 2 ** 20).toFixed(1)} MiB of JSONL; job rss ${(probe.baselineRssBytes / 2 ** 20).toFixed(0)} MiB before, peak ${(probe.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
+    console.log(
+      `embed-large: ${ROWS} rows, ${(dataBytes / 2 ** 20).toFixed(1)} MiB of JSONL; job rss ${(probe.baselineRssBytes / 2 ** 20).toFixed(0)} MiB before, peak ${(probe.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
+    );
 
     expect(probe.result).toMatchObject({ rows: ROWS, dims: DIM, cached: false });
     // Rows stream in and shards stream out: the job's growth (ORT session, parse garbage, upload

@@ -175,7 +175,9 @@ describe('runEmbed', () => {
     const manifest = await prepare('run-embed-4', 'embed-four');
     const featuresUri = store.uri(keys.featuresPrefix('mismatch'));
     const tampered = { ...manifest, encoders: manifest.encoders.map((e, i) => (i === 1 ? { ...e, sha256: 'f'.repeat(64) } : e)) };
-    await expect(runEmbed({ store, manifest: tampered, featuresUri })).rejects.toThrow(/encoder e1 at .* has sha256 [0-9a-f]{64}, but the manifest records f{64}/);
+    await expect(runEmbed({ store, manifest: tampered, featuresUri })).rejects.toThrow(
+      /encoder e1 at .* has sha256 [0-9a-f]{64}, but the manifest records f{64}/,
+    );
     await expect(runEmbed({ store, manifest, featuresUri, memoryBudgetBytes: 1000 })).rejects.toThrow(/memoryBudgetBytes 1000 cannot hold one row per split/);
   });
 });
@@ -211,7 +213,13 @@ describe('embed job command', () => {
     expect(run.stderr).not.toMatch(/failed/);
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!)).toMatchObject({ cached: false });
-    expect(await store.getJson(outputUri, z.unknown())).toEqual({ featuresUri, rows: TRAIN_ROWS + VALIDATION_ROWS, dims: manifest.encoders[0].dimension, shards: 6, cached: false });
+    expect(await store.getJson(outputUri, z.unknown())).toEqual({
+      featuresUri,
+      rows: TRAIN_ROWS + VALIDATION_ROWS,
+      dims: manifest.encoders[0].dimension,
+      shards: 6,
+      cached: false,
+    });
 
     const missing = await runJob({ ...env, AGENTFLOW_MANIFEST_URI: '' });
     expect(missing.status).toBe(1);

@@ -97,7 +97,8 @@ describe('quantileBoundaries', () => {
   it('merges boundaries too close for a float32 inverse width, so no bin divides by infinity', () => {
     const tiny = 1e-40;
     const fitted = quantileBoundaries(Float64Array.of(0, tiny, 1, 2), 3);
-    for (let t = 0; t + 1 < fitted.boundaries.length; t += 1) expect(Number.isFinite(Math.fround(1 / (fitted.boundaries[t + 1] - fitted.boundaries[t])))).toBe(true);
+    for (let t = 0; t + 1 < fitted.boundaries.length; t += 1)
+      expect(Number.isFinite(Math.fround(1 / (fitted.boundaries[t + 1] - fitted.boundaries[t])))).toBe(true);
   });
 });
 
@@ -106,27 +107,30 @@ describe('numeric encodings in the tabular encoder graph', () => {
     { encoding: 'standard', width: 1 },
     { encoding: 'quantile', width: 1 },
     { encoding: 'ple', width: 8 },
-  ])('$encoding: the graph computes the definition from the fitted boundaries, with a neutral fill and an indicator for missing values', async ({ encoding }) => {
-    const fitted = await fitEncoder(tabular({ numericEncoding: encoding, categorical: [] }), source(rowsOf(train.inputs)));
-    const stats = numericStats(fitted);
+  ])(
+    '$encoding: the graph computes the definition from the fitted boundaries, with a neutral fill and an indicator for missing values',
+    async ({ encoding }) => {
+      const fitted = await fitEncoder(tabular({ numericEncoding: encoding, categorical: [] }), source(rowsOf(train.inputs)));
+      const stats = numericStats(fitted);
 
-    const encoded = await encodeRows(fitted, rowsOf(probes));
+      const encoded = await encodeRows(fitted, rowsOf(probes));
 
-    expect(stats.map((s) => [s.column, s.encoding, s.indicator])).toEqual([
-      ['gain', encoding, false],
-      ['hours', encoding, true],
-    ]);
-    const expected = probes.flatMap((input) => referenceRow(stats, input));
-    expect(encoded.length).toBe(expected.length);
-    expect(parityDifference(encoded, expected)).toBeLessThan(1e-5);
-    if (encoding !== 'standard') {
-      expect(Math.min(...encoded)).toBeGreaterThanOrEqual(0);
-      expect(Math.max(...encoded)).toBeLessThanOrEqual(1);
-      // The missing row: both columns at the median's encoding, then the hours indicator set.
-      const missing = [...encoded.subarray(3 * (fitted.dimension), 4 * fitted.dimension)];
-      expect(missing.at(-1)).toBe(1);
-    }
-  });
+      expect(stats.map((s) => [s.column, s.encoding, s.indicator])).toEqual([
+        ['gain', encoding, false],
+        ['hours', encoding, true],
+      ]);
+      const expected = probes.flatMap((input) => referenceRow(stats, input));
+      expect(encoded.length).toBe(expected.length);
+      expect(parityDifference(encoded, expected)).toBeLessThan(1e-5);
+      if (encoding !== 'standard') {
+        expect(Math.min(...encoded)).toBeGreaterThanOrEqual(0);
+        expect(Math.max(...encoded)).toBeLessThanOrEqual(1);
+        // The missing row: both columns at the median's encoding, then the hours indicator set.
+        const missing = [...encoded.subarray(3 * fitted.dimension, 4 * fitted.dimension)];
+        expect(missing.at(-1)).toBe(1);
+      }
+    },
+  );
 
   it('mixes encodings per column in standard, quantile, ple blocks, and merges repeated zeros of a skewed column', async () => {
     const fitted = await fitEncoder(tabular({ numericEncoding: 'quantile', columnEncodings: { hours: 'ple' } }), source(rowsOf(train.inputs)));
@@ -142,7 +146,12 @@ describe('numeric encodings in the tabular encoder graph', () => {
     const encoded = await encodeRows(fitted, rowsOf(probes));
     const numericWidth = fitted.dimension - 3;
     const numericPart = probes.flatMap((_, r) => [...encoded.subarray(r * fitted.dimension, r * fitted.dimension + numericWidth)]);
-    expect(parityDifference(numericPart, probes.flatMap((input) => referenceRow([gain, hours], input)))).toBeLessThan(1e-5);
+    expect(
+      parityDifference(
+        numericPart,
+        probes.flatMap((input) => referenceRow([gain, hours], input)),
+      ),
+    ).toBeLessThan(1e-5);
   });
 
   it('auto stands for one candidate per encoding, keeping the per-column overrides', () => {
@@ -183,28 +192,38 @@ describe('the exported merged model with each numeric encoding', () => {
     };
   }
 
-  it.each<NumericEncoding>(['standard', 'quantile', 'ple'])('%s: raw records through the merged file give what the trained heads give on the training-time encoding', async (encoding) => {
-    const fitted = await fitEncoder(tabular({ numericEncoding: encoding }), source(rowsOf(train.inputs)));
-    const [trainBatch, validationBatch] = await Promise.all([batchOf(fitted, train), batchOf(fitted, validation)]);
-    const encoder = { id: 'e0', dimension: fitted.dimension };
-    const trained = await trainTrial({
-      spec,
-      encoder,
-      proposal: { lambda: { rich: 1 } },
-      data: { train: async function* () { yield trainBatch; }, validation: async function* () { yield validationBatch; } },
-      options: { intraOpNumThreads: 1 },
-    });
-    const merged = mergeEncoderAndHeads(fitted.model, exportHeads({ spec, encoder, weights: trained.weights }), { featureInput: 'features' });
+  it.each<NumericEncoding>(['standard', 'quantile', 'ple'])(
+    '%s: raw records through the merged file give what the trained heads give on the training-time encoding',
+    async (encoding) => {
+      const fitted = await fitEncoder(tabular({ numericEncoding: encoding }), source(rowsOf(train.inputs)));
+      const [trainBatch, validationBatch] = await Promise.all([batchOf(fitted, train), batchOf(fitted, validation)]);
+      const encoder = { id: 'e0', dimension: fitted.dimension };
+      const trained = await trainTrial({
+        spec,
+        encoder,
+        proposal: { lambda: { rich: 1 } },
+        data: {
+          train: async function* () {
+            yield trainBatch;
+          },
+          validation: async function* () {
+            yield validationBatch;
+          },
+        },
+        options: { intraOpNumThreads: 1 },
+      });
+      const merged = mergeEncoderAndHeads(fitted.model, exportHeads({ spec, encoder, weights: trained.weights }), { featureInput: 'features' });
 
-    const records = rowsOf(probes.map((p) => ({ ...p, plan: 'pro' })));
-    const expected = await trainingForward({ spec, weights: trained.weights, batch: { features: await encodeRows(fitted, records), rows: records.length } });
-    const session = await ort.InferenceSession.create(merged);
-    const actual = await session.run(encoderFeeds(encoderDescriptor(merged), records));
-    await session.release();
+      const records = rowsOf(probes.map((p) => ({ ...p, plan: 'pro' })));
+      const expected = await trainingForward({ spec, weights: trained.weights, batch: { features: await encodeRows(fitted, records), rows: records.length } });
+      const session = await ort.InferenceSession.create(merged);
+      const actual = await session.run(encoderFeeds(encoderDescriptor(merged), records));
+      await session.release();
 
-    expect(trained.metrics.rich.auc).toBeGreaterThan(0.7);
-    for (const [name, want] of Object.entries(expected)) {
-      expect(parityDifference(actual[name].data as Float32Array, want), name).toBeLessThan(1e-5);
-    }
-  });
+      expect(trained.metrics.rich.auc).toBeGreaterThan(0.7);
+      for (const [name, want] of Object.entries(expected)) {
+        expect(parityDifference(actual[name].data as Float32Array, want), name).toBeLessThan(1e-5);
+      }
+    },
+  );
 });

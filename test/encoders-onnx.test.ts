@@ -19,9 +19,10 @@ import { expectClose } from './helpers/expectClose.ts';
 import { seededNoise } from './helpers/random.ts';
 
 const rowsOf = (texts: string[]): ValidatedRow[] => texts.map((text) => ({ input: { text }, labels: {} }));
-const source = (rows: ValidatedRow[]) => async function* () {
-  yield* rows;
-};
+const source = (rows: ValidatedRow[]) =>
+  async function* () {
+    yield* rows;
+  };
 
 // ---- a tiny WordPiece tokenizer.json, written here because nothing can be downloaded ----------
 
@@ -30,7 +31,15 @@ const WORDS = ['the', 'quick', 'brown', 'fox', 'lazy', 'dog', 'jump', '##s', '##
 const VOCAB = [...SPECIAL, ...WORDS];
 
 function wordPieceTokenizerJson(): string {
-  const special = (content: string) => ({ id: VOCAB.indexOf(content), content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (content: string) => ({
+    id: VOCAB.indexOf(content),
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   return JSON.stringify({
     version: '1.0',
     truncation: null,
@@ -173,7 +182,10 @@ describe('bring-your-own ONNX encoder', () => {
     const fitted = await fitEncoder(spec, source(rowsOf(TEXTS)), { resolveFile: resolverFor({ [spec.model]: tiny.bytes, [spec.tokenizer]: tokenizerJson }) });
     expect(fitted.inputs.map((i) => i.name)).toEqual(['input_ids', 'attention_mask']);
     expect(fitted.summary.modelInputs).toEqual({ ids: 'input_ids', mask: 'attention_mask', tokenTypes: 'token_type_ids' });
-    expectClose(await encodeRows(fitted, rowsOf(TEXTS)), TEXTS.flatMap((text) => referencePooled(tiny, tokenizer.encode(text).ids, spec)));
+    expectClose(
+      await encodeRows(fitted, rowsOf(TEXTS)),
+      TEXTS.flatMap((text) => referencePooled(tiny, tokenizer.encode(text).ids, spec)),
+    );
   });
 
   it('truncates to maxLength keeping the trailing [SEP], and pads with mask 0', () => {
@@ -200,11 +212,15 @@ describe('bring-your-own ONNX encoder', () => {
   it('explains a missing resolveFile, an unreadable file and a model it cannot feed', async () => {
     const spec = onnxSpec();
     await expect(fitEncoder(spec, source(rowsOf(TEXTS)))).rejects.toThrow(/needs resolveFile/);
-    await expect(fitEncoder(spec, source(rowsOf(TEXTS)), { resolveFile: resolverFor({}) })).rejects.toThrow(/cannot read baseModel.model "s3:\/\/models-bucket\/tiny\/model.onnx"/);
+    await expect(fitEncoder(spec, source(rowsOf(TEXTS)), { resolveFile: resolverFor({}) })).rejects.toThrow(
+      /cannot read baseModel.model "s3:\/\/models-bucket\/tiny\/model.onnx"/,
+    );
     const g = new Graph();
     const x = g.input('pixels', 'float32', ['batch', 3]);
     g.output(g.relu(x), 'out');
-    const error = await fitEncoder(spec, source(rowsOf(TEXTS)), { resolveFile: resolverFor({ [spec.model]: g.toModel({ name: 'cnn' }), [spec.tokenizer]: tokenizerJson }) }).catch((e: unknown) => e);
+    const error = await fitEncoder(spec, source(rowsOf(TEXTS)), {
+      resolveFile: resolverFor({ [spec.model]: g.toModel({ name: 'cnn' }), [spec.tokenizer]: tokenizerJson }),
+    }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EncoderError);
     expect((error as EncoderError).code).toBe('ENCODER_BYO');
     expect((error as EncoderError).message).toMatch(/no token-id input \(inputs: pixels float32\)/);
@@ -273,7 +289,9 @@ describe('mergeEncoderAndHeads', () => {
     const normed = g.div(centred, g.sqrt(g.add(g.reduceMean(g.square(centred), { axes: [-1], keepdims: true }), 1e-5)));
     g.output(normed, 'last_hidden_state');
     const spec = onnxSpec();
-    const fitted = await fitEncoder(spec, source(rowsOf(TEXTS)), { resolveFile: resolverFor({ [spec.model]: g.toModel({ name: 'old' }), [spec.tokenizer]: tokenizerJson }) });
+    const fitted = await fitEncoder(spec, source(rowsOf(TEXTS)), {
+      resolveFile: resolverFor({ [spec.model]: g.toModel({ name: 'old' }), [spec.tokenizer]: tokenizerJson }),
+    });
     const heads = tinyHeads(fitted.dimension);
     const merged = mergeEncoderAndHeads(fitted.model, heads, { featureInput: 'features' });
 
@@ -288,9 +306,12 @@ describe('mergeEncoderAndHeads', () => {
   });
 
   it('carries opset-11 Unsqueeze / ReduceSum / Split attributes to inputs at opset 18', async () => {
-    const node = (opType: string, input: string[], output: string[], attribute: OnnxAttribute[] = []) => onnx.NodeProto.create({ name: output[0], opType, input, output, attribute });
+    const node = (opType: string, input: string[], output: string[], attribute: OnnxAttribute[] = []) =>
+      onnx.NodeProto.create({ name: output[0], opType, input, output, attribute });
     const ints = (name: string, values: number[]): OnnxAttribute => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: values });
-    const float = (dims: (number | string)[]) => ({ tensorType: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } });
+    const float = (dims: (number | string)[]) => ({
+      tensorType: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } },
+    });
     const old = onnx.ModelProto.create({
       irVersion: 6,
       opsetImport: [{ domain: '', version: 11 }],
@@ -308,7 +329,9 @@ describe('mergeEncoderAndHeads', () => {
     });
     const oldBytes = onnx.ModelProto.encode(old).finish();
     const heads = tinyHeads(2);
-    const merged = onnx.ModelProto.encode(composeModels(old, decodeModel(heads), { connect: { features: 'embedding' }, prefixes: { first: 'e/', second: 'h/' } })).finish();
+    const merged = onnx.ModelProto.encode(
+      composeModels(old, decodeModel(heads), { connect: { features: 'embedding' }, prefixes: { first: 'e/', second: 'h/' } }),
+    ).finish();
     const x = new ort.Tensor('float32', Float32Array.from({ length: 12 }, seededNoise(5)), [3, 4]);
     const expected = await runSequential(oldBytes, heads, { x });
     const session = await ort.InferenceSession.create(merged);
@@ -332,7 +355,9 @@ describe('mergeEncoderAndHeads', () => {
         node: [onnx.NodeProto.create({ name: 'sm', opType: 'Softmax', input: ['x'], output: ['embedding'] })],
       },
     });
-    expect(() => composeModels(old, decodeModel(tinyHeads(2)), { connect: { features: 'embedding' } })).toThrow(/node "sm" \(Softmax\) is written for opset 11/);
+    expect(() => composeModels(old, decodeModel(tinyHeads(2)), { connect: { features: 'embedding' } })).toThrow(
+      /node "sm" \(Softmax\) is written for opset 11/,
+    );
   });
 });
 

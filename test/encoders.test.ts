@@ -1,23 +1,15 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import type { ValidatedRow } from '#lib/datasets/index.ts';
-import {
-  EncoderError,
-  encodeRows,
-  fitEncoder,
-  fitTextVocabulary,
-  loadEncoder,
-  textTokenizerModel,
-  textTokens,
-  TEXT_PAD_TOKEN,
-} from '#lib/encoders/index.ts';
+import { EncoderError, encodeRows, fitEncoder, fitTextVocabulary, loadEncoder, textTokenizerModel, textTokens, TEXT_PAD_TOKEN } from '#lib/encoders/index.ts';
 import type { FeaturesBaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/spec/index.ts';
 import { expectClose } from './helpers/expectClose.ts';
 
 const rowsOf = (inputs: Record<string, unknown>[]): ValidatedRow[] => inputs.map((input) => ({ input, labels: {} }));
-const source = (rows: ValidatedRow[]) => async function* () {
-  yield* rows;
-};
+const source = (rows: ValidatedRow[]) =>
+  async function* () {
+    yield* rows;
+  };
 
 const textSpec = (over: Partial<TextBaseModelSpec> = {}): TextBaseModelSpec => ({
   kind: 'text',
@@ -42,7 +34,13 @@ const CORPUS = [
 
 /** An independent TF-IDF: its own tokenizer, df, vocabulary choice, idf and L2. */
 function referenceTfidf(train: string[], test: string[], spec: TextBaseModelSpec): { terms: string[]; vectors: number[][] } {
-  const tokenize = (text: string) => (spec.lowercase ? text.replace(/\u0130/g, 'i').toLowerCase().match(/[a-z0-9]+/g) : text.match(/[A-Za-z0-9]+/g)) ?? [];
+  const tokenize = (text: string) =>
+    (spec.lowercase
+      ? text
+          .replace(/\u0130/g, 'i')
+          .toLowerCase()
+          .match(/[a-z0-9]+/g)
+      : text.match(/[A-Za-z0-9]+/g)) ?? [];
   const grams = (text: string) => {
     const tokens = tokenize(text);
     const out: string[] = [];
@@ -155,7 +153,11 @@ function referenceTabular(train: Record<string, unknown>[], test: Record<string,
 describe('tabular encoder', () => {
   it('standardizes, imputes with the train mean, flags missing values and one-hot encodes the top categories', async () => {
     const spec = tabularSpec();
-    const test = [...TABULAR_TRAIN, { age: 99, income: null, constant: 7, city: 'tokyo', plan: 'pro' }, { age: null, income: null, constant: null, city: null, plan: null }];
+    const test = [
+      ...TABULAR_TRAIN,
+      { age: 99, income: null, constant: 7, city: 'tokyo', plan: 'pro' },
+      { age: null, income: null, constant: null, city: null, plan: null },
+    ];
     const fitted = await fitEncoder(spec, source(rowsOf(TABULAR_TRAIN)));
     const expected = referenceTabular(TABULAR_TRAIN, test, spec);
 

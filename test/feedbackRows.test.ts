@@ -95,7 +95,12 @@ const features = (i: number) => ({ features: [i, -i / 2, 0.25, 1 - i] });
 
 describe('the spec', () => {
   it.each([
-    ['a task that does not exist', { feedback: true }, 'nope', /serving\.rewardIsLabel: "nope" is not a task of the spec; name one of the binary tasks \("churn"\)/],
+    [
+      'a task that does not exist',
+      { feedback: true },
+      'nope',
+      /serving\.rewardIsLabel: "nope" is not a task of the spec; name one of the binary tasks \("churn"\)/,
+    ],
     ['a task that is not binary', { feedback: true }, 'topic', /"topic" is a multiclass task, and only a 0\/1 reward can be a label/],
     ['a binary task without datasets.feedback', {}, 'churn', /feedback is not kept as data; set datasets\.feedback to true/],
   ])('refuses rewardIsLabel naming %s', (_name, datasets, task, message) => {
@@ -129,10 +134,14 @@ describe('serving keeps what a prediction saw', () => {
   it('skips and counts a record too large for one DynamoDB item instead of failing', async () => {
     const big = { features: [1, 2, 3, 4], note: 'x'.repeat(360 * 1024) };
 
-    const result = await rewards.logPredictionInputs('fb-big', [
-      { predictionId: 'big-1', record: big },
-      { predictionId: 'small-1', record: features(1) },
-    ], { version: 1, rules: {} });
+    const result = await rewards.logPredictionInputs(
+      'fb-big',
+      [
+        { predictionId: 'big-1', record: big },
+        { predictionId: 'small-1', record: features(1) },
+      ],
+      { version: 1, rules: {} },
+    );
 
     expect(result).toEqual({ written: 1, skipped: 1 });
     expect(await rewards.getLoggedInputs('fb-big', 'big-1')).toBeUndefined();
@@ -171,7 +180,11 @@ describe('labels on /feedback', () => {
   });
 
   it.each([
-    ['a task the version does not have', { size: 3 }, /label names task "size", which fb-logged version \d+ does not have; label one of its tasks: churn, topic, ltv/],
+    [
+      'a task the version does not have',
+      { size: 3 },
+      /label names task "size", which fb-logged version \d+ does not have; label one of its tasks: churn, topic, ltv/,
+    ],
     ['a class the task does not have', { topic: 'refund' }, /label for task "topic" of fb-logged: label "refund" is not one of billing \| bug \| praise/],
     ['a class in the wrong case', { topic: 'Bug' }, /did you mean "bug"\?/],
     ['a number that is not finite for a regression task', { ltv: 'lots' }, /label for task "ltv" of fb-logged: label "lots" is not a finite number/],
@@ -202,9 +215,19 @@ describe('labels on /feedback', () => {
 
 describe('the feedback rows as a dataset', () => {
   it('turns a labelled prediction into a train row: the served record, the label columns of the labelled tasks only, its prediction id', () => {
-    const spec = parseSpec({ project: 'p', datasets: { train: 't.jsonl' }, ...SPEC, tasks: [...SPEC.tasks.slice(0, 2), { name: 'ltv', type: 'regression', label: 'value' }] });
+    const spec = parseSpec({
+      project: 'p',
+      datasets: { train: 't.jsonl' },
+      ...SPEC,
+      tasks: [...SPEC.tasks.slice(0, 2), { name: 'ltv', type: 'regression', label: 'value' }],
+    });
 
-    const row = feedbackRecord(spec, { predictionId: 'id-1', version: 1, record: { features: [1], churn: 'stale', value: 9 }, labels: { topic: 'bug', ltv: 3 } });
+    const row = feedbackRecord(spec, {
+      predictionId: 'id-1',
+      version: 1,
+      record: { features: [1], churn: 'stale', value: 9 },
+      labels: { topic: 'bug', ltv: 3 },
+    });
 
     expect(row).toEqual({ features: [1], topic: 'bug', value: 3, predictionId: 'id-1' });
   });
@@ -213,13 +236,20 @@ describe('the feedback rows as a dataset', () => {
     const project = 'fb-prepare';
     await servedProject(project, FEEDBACK_SERVING);
     const ctx = serveContext();
-    const ids = await predict(ctx, project, Array.from({ length: 40 }, (_, i) => features(i)));
+    const ids = await predict(
+      ctx,
+      project,
+      Array.from({ length: 40 }, (_, i) => features(i)),
+    );
     for (const [i, id] of ids.entries()) {
       const status = (await send(ctx, { project, predictionId: id, reward: i % 2, label: { topic: ['billing', 'bug', 'praise'][i % 3] } })).status;
       expect(status).toBe(200);
     }
     const folder = await mkdtemp(join(tmpdir(), 'agentflow-feedrows-'));
-    await writeFile(join(folder, 'train.jsonl'), Array.from({ length: 12 }, (_, i) => JSON.stringify({ ...features(i), churn: i % 2 ? 'yes' : 'no', topic: 'bug', ltv: i })).join('\n'));
+    await writeFile(
+      join(folder, 'train.jsonl'),
+      Array.from({ length: 12 }, (_, i) => JSON.stringify({ ...features(i), churn: i % 2 ? 'yes' : 'no', topic: 'bug', ltv: i })).join('\n'),
+    );
     await writeFile(join(folder, 'spec.json'), JSON.stringify({ project, datasets: { train: 'train.jsonl', feedback: true }, ...SPEC }));
     const prepareDeps = { store, registry, rewards, fitEncoders: fitEncodersInStore(store) };
     const prepare = async (runId: string) => {

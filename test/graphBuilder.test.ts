@@ -29,9 +29,21 @@ const f32 = (values: number[], dims: number[]) => new ort.Tensor('float32', Floa
 describe('broadcastShapes', () => {
   it.each([
     [[2, 3], [3], [2, 3]],
-    [[2, 1, 3], [4, 1], [2, 4, 3]],
-    [['batch', 1], [1, 5], ['batch', 5]],
-    [['batch', 384], ['batch', 384], ['batch', 384]],
+    [
+      [2, 1, 3],
+      [4, 1],
+      [2, 4, 3],
+    ],
+    [
+      ['batch', 1],
+      [1, 5],
+      ['batch', 5],
+    ],
+    [
+      ['batch', 384],
+      ['batch', 384],
+      ['batch', 384],
+    ],
     [[], [2, 2], [2, 2]],
   ])('broadcasts %j with %j to %j', (a, b, expected) => {
     expect(broadcastShapes(a, b)).toEqual({ shape: expected });
@@ -39,7 +51,10 @@ describe('broadcastShapes', () => {
 
   it.each([
     [[2, 3], [4]],
-    [['batch', 3], [4, 3]],
+    [
+      ['batch', 3],
+      [4, 3],
+    ],
     [['batch'], ['rows']],
   ])('refuses %j with %j', (a, b) => {
     expect(broadcastShapes(a, b)).toHaveProperty('reason');
@@ -66,7 +81,11 @@ describe('Graph shape and dtype checks', () => {
     ['reshaping to a different element count', (g) => g.reshape(g.input('y', 'float32', [2, 3]), [4, 2]), /cannot reshape \[2,3\] \(6 elements\) to \[4,2\]/],
     ['a bool-less where condition', (g, x) => g.where(x, x, x), /where "Where_1": condition x float32\[batch,3\] must be bool/],
     ['log of an int tensor', (g) => g.log(g.input('i', 'int64', [2])), /log "Log_1": input i int64\[2\] must be float32 or float64/],
-    ['concat inputs that disagree off-axis', (g, x) => g.concat([x, g.input('y', 'float32', ['batch', 3, 1])], { axis: 1 }), /concat "Concat_1": input \[batch,3,1\] does not match/],
+    [
+      'concat inputs that disagree off-axis',
+      (g, x) => g.concat([x, g.input('y', 'float32', ['batch', 3, 1])], { axis: 1 }),
+      /concat "Concat_1": input \[batch,3,1\] does not match/,
+    ],
     ['squeezing a dim that is not 1', (g, x) => g.squeeze(x, { axes: [1] }), /axis 1 of \[batch,3\] is 3, not 1/],
     ['a value from another graph', (g, x) => g.add(x, new Graph().input('z', 'float32', [3])), /belongs to another graph/],
     ['a duplicate input name', (g) => g.input('x', 'float32', [1]), /input "x": the name is already used/],
@@ -239,8 +258,16 @@ describe('Graph.inlineModel', () => {
     // Scaler: (x - offset) * scale = [2, 3, 2]; projection: [2 + 2, 3 + 2] = [4, 5]; head: 2 - 5.
     expect(embedding.shape).toEqual(['batch', 2]);
     expect(Array.from(result.score.data as Float32Array)).toEqual([-3]);
-    expect(decodeModel(model).opsetImport.map((o) => o.domain).sort()).toEqual(['', 'ai.onnx.ml']);
-    expect(decodeModel(model).graph?.initializer?.map((t) => t.name).sort()).toEqual(['base/projection', 'head']);
+    expect(
+      decodeModel(model)
+        .opsetImport.map((o) => o.domain)
+        .sort(),
+    ).toEqual(['', 'ai.onnx.ml']);
+    expect(
+      decodeModel(model)
+        .graph?.initializer?.map((t) => t.name)
+        .sort(),
+    ).toEqual(['base/projection', 'head']);
   });
 
   it('lets gradients reach the head but never flow into the frozen base model', () => {
@@ -255,7 +282,12 @@ describe('Graph.inlineModel', () => {
   });
 
   it.each([
-    ['a different opset', { opset: 17 }, { raw: true }, /uses the default domain at opset 17 but this graph uses 18; build the graph with new Graph\(\{ opset: 17 \}\)/],
+    [
+      'a different opset',
+      { opset: 17 },
+      { raw: true },
+      /uses the default domain at opset 17 but this graph uses 18; build the graph with new Graph\(\{ opset: 17 \}\)/,
+    ],
     ['an unconnected input', {}, {}, /model input "raw" is not connected/],
     ['an input that is not the model', {}, { raw: true, extra: true }, /"extra" is not an input of the model/],
   ])('refuses %s', (_name, base, inputs, message) => {

@@ -140,8 +140,7 @@ const CASES: GradientCase[] = [
   {
     name: 'binaryCrossEntropyWithLogits with a mask',
     inputs: [{ shape: [4, 1] }],
-    build: (g, [x], dtype) =>
-      binaryCrossEntropyWithLogits(g, x, g.constant([1, 0, 1, 0], { dtype, shape: [4, 1] }), g.constant([1, 1, 0, 1], { dtype })),
+    build: (g, [x], dtype) => binaryCrossEntropyWithLogits(g, x, g.constant([1, 0, 1, 0], { dtype, shape: [4, 1] }), g.constant([1, 1, 0, 1], { dtype })),
   },
   {
     name: 'softmaxCrossEntropy from class indices',

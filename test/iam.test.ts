@@ -32,7 +32,16 @@ import {
   type NeededRequest,
 } from './helpers/iamEvaluate.ts';
 import { openRecordingSession, recordedSfn, recordStateMachineTasks, sfnError, type RecordingSession } from './helpers/iamRecording.ts';
-import { STACK_NAME, synthesizeStackPolicies, TEST_ACCOUNT, TEST_PARTITION, TEST_REGION, type PolicyDocument, type Principal, type StackPolicies } from './helpers/iamTemplate.ts';
+import {
+  STACK_NAME,
+  synthesizeStackPolicies,
+  TEST_ACCOUNT,
+  TEST_PARTITION,
+  TEST_REGION,
+  type PolicyDocument,
+  type Principal,
+  type StackPolicies,
+} from './helpers/iamTemplate.ts';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROJECT = 'iam-penguins';
@@ -59,7 +68,11 @@ interface Flow {
 }
 
 /** Executes the real definition locally, as Step Functions would for an execution with this input. */
-async function executeAsStepFunctions(context: FlowContext, input: RunContext, jobs: Partial<Record<'embed' | 'trial', LocalJobCommand>> = {}): Promise<LocalWorkflowResult> {
+async function executeAsStepFunctions(
+  context: FlowContext,
+  input: RunContext,
+  jobs: Partial<Record<'embed' | 'trial', LocalJobCommand>> = {},
+): Promise<LocalWorkflowResult> {
   const { session } = context.recording;
   return runLocalWorkflow({
     input,
@@ -74,7 +87,8 @@ async function executeAsStepFunctions(context: FlowContext, input: RunContext, j
 }
 
 const expectStatus = (context: FlowContext, result: LocalWorkflowResult, status: LocalWorkflowResult['status']) => {
-  if (result.status !== status) throw new Error(`expected ${status}, got ${result.status}: ${result.error}: ${result.cause}\n${context.jobOutput.slice(-20).join('\n')}`);
+  if (result.status !== status)
+    throw new Error(`expected ${status}, got ${result.status}: ${result.error}: ${result.cause}\n${context.jobOutput.slice(-20).join('\n')}`);
 };
 
 /** A Function URL event for the serving handlers. */
@@ -107,14 +121,28 @@ const FLOWS: Flow[] = [
         return {
           body: {
             events: [
-              { id: 2, previousEventId: 1, type: 'ExecutionFailed', timestamp: at, executionFailedEventDetails: { error: ended.result?.error, cause: ended.result?.cause } },
+              {
+                id: 2,
+                previousEventId: 1,
+                type: 'ExecutionFailed',
+                timestamp: at,
+                executionFailedEventDetails: { error: ended.result?.error, cause: ended.result?.cause },
+              },
               { id: 1, type: 'ExecutionStarted', timestamp: at, executionStartedEventDetails: { input: '{}' } },
             ],
           },
         };
       });
-      const started = await startAwsRun({ specPath: context.specPath, sfn, store: recording.session.deps.store, stateMachineArn: stack.resources.stateMachineArn, runId: RUN_ID });
-      const killed: LocalJobCommand = { command: [process.execPath, '-e', "console.error('OutOfMemoryError: Container killed due to memory usage'); process.exit(137)"] };
+      const started = await startAwsRun({
+        specPath: context.specPath,
+        sfn,
+        store: recording.session.deps.store,
+        stateMachineArn: stack.resources.stateMachineArn,
+        runId: RUN_ID,
+      });
+      const killed: LocalJobCommand = {
+        command: [process.execPath, '-e', "console.error('OutOfMemoryError: Container killed due to memory usage'); process.exit(137)"],
+      };
       const result = await executeAsStepFunctions(context, started.input, { embed: killed });
       ended.result = result;
       expectStatus(context, result, 'FAILED');
@@ -177,10 +205,13 @@ const FLOWS: Flow[] = [
         context.retrain = JSON.parse(String(body.input)) as RunContext;
         return { body: { executionArn: executionArnOf(stack.resources.stateMachineArn, String(body.name)), startDate: Date.now() / 1000 } };
       });
-      const report: MonitorReport = await runMonitor(
-        deps,
-        { startRun: retrainStarter({ stateMachineArn: stack.resources.stateMachineArn, sfn }), now: new Date((context.servedAt ?? Date.now()) + 60_000), projects: [PROJECT], logger: quiet, metricsSink: () => {} },
-      );
+      const report: MonitorReport = await runMonitor(deps, {
+        startRun: retrainStarter({ stateMachineArn: stack.resources.stateMachineArn, sfn }),
+        now: new Date((context.servedAt ?? Date.now()) + 60_000),
+        projects: [PROJECT],
+        logger: quiet,
+        metricsSink: () => {},
+      });
       sfn.destroy();
       expect(await deps.store.exists(`models/${PROJECT}/1/reference.json`)).toBe(true);
       expect(report.projects[0].retrain, JSON.stringify(report.projects[0])).toMatchObject({ started: true });
@@ -238,9 +269,15 @@ function readCallerPolicy(resources: StackPolicies['resources']): Principal | un
   };
   const unknown = new Set<string>();
   const text = readFileSync(CALLER_POLICY, 'utf8').replace(/\$\{([A-Za-z:]+)\}/g, (whole, name: string) => values[name] ?? (unknown.add(name), whole));
-  if (unknown.size) throw new Error(`${CALLER_POLICY} has placeholders the IAM test cannot fill: ${[...unknown].join(', ')}; add them to readCallerPolicy in test/iam.test.ts`);
+  if (unknown.size)
+    throw new Error(`${CALLER_POLICY} has placeholders the IAM test cannot fill: ${[...unknown].join(', ')}; add them to readCallerPolicy in test/iam.test.ts`);
   const policy = JSON.parse(text) as PolicyDocument;
-  return { name: CALLER_PRINCIPAL, roleArn: `arn:${TEST_PARTITION}:iam::${TEST_ACCOUNT}:user/agentflow-caller`, policies: [{ name: 'docs/caller-policy.json', policy }], grantsFrom: 'docs/caller-policy.json' };
+  return {
+    name: CALLER_PRINCIPAL,
+    roleArn: `arn:${TEST_PARTITION}:iam::${TEST_ACCOUNT}:user/agentflow-caller`,
+    policies: [{ name: 'docs/caller-policy.json', policy }],
+    grantsFrom: 'docs/caller-policy.json',
+  };
 }
 
 /** The principal a recorded call is evaluated as: a stack role, or the caller's policy file. */
@@ -288,7 +325,21 @@ afterAll(async () => {
 describe('IAM conformance of the local flows against the synthesized stack', () => {
   it('recorded calls from every function, job and the caller', () => {
     const principals = new Set(calls.map((c) => c.principal));
-    const expected = ['prepare', 'plan', 'reward', 'export', 'promote', 'recordFailure', 'infer', 'feedback', 'monitor', 'embed', 'trial', 'stateMachine', CALLER_PRINCIPAL];
+    const expected = [
+      'prepare',
+      'plan',
+      'reward',
+      'export',
+      'promote',
+      'recordFailure',
+      'infer',
+      'feedback',
+      'monitor',
+      'embed',
+      'trial',
+      'stateMachine',
+      CALLER_PRINCIPAL,
+    ];
     expect([...principals].sort()).toEqual(expected.sort());
   });
 
@@ -314,7 +365,9 @@ describe('IAM conformance of the local flows against the synthesized stack', () 
     const needed = requests.get(CALLER_PRINCIPAL) ?? [];
     expect(needed.length).toBeGreaterThan(0);
     if (!callerPolicy) {
-      process.stderr.write(`iam.test: ${CALLER_POLICY} does not exist; the caller's ${needed.length} distinct requests are not checked:\n${needed.map((r) => `  ${r.action} ${r.resource}`).join('\n')}\n`);
+      process.stderr.write(
+        `iam.test: ${CALLER_POLICY} does not exist; the caller's ${needed.length} distinct requests are not checked:\n${needed.map((r) => `  ${r.action} ${r.resource}`).join('\n')}\n`,
+      );
       return;
     }
     const denials: Parameters<typeof denialMessages>[0] = [];
@@ -346,7 +399,8 @@ describe('IAM conformance of the local flows against the synthesized stack', () 
         const without = { ...principal, policies: withoutGrant(principal.policies, grant) };
         const decisions: Decision[] = [];
         for (const request of users) decisions.push(await decide(request, without, stack.resources));
-        if (decisions.every((d) => d === 'Allowed')) survivors.push(`${name}: without ${grant.action} on ${grant.resources.join(', ')} every call it allowed is still allowed (a redundant grant)`);
+        if (decisions.every((d) => d === 'Allowed'))
+          survivors.push(`${name}: without ${grant.action} on ${grant.resources.join(', ')} every call it allowed is still allowed (a redundant grant)`);
       }
     }
     const report = [...unused].map(([key, actions]) => `  ${key.replace(': on ', `: ${actions.join(', ')} on `)}`);
@@ -363,7 +417,9 @@ describe('IAM conformance of the local flows against the synthesized stack', () 
   ])('denies %s %s on %s, which it must not do', async (name, action, target) => {
     const principal = stack.principals.get(name)!;
     const resource =
-      target === 'registry' ? `arn:${TEST_PARTITION}:dynamodb:${TEST_REGION}:${TEST_ACCOUNT}:table/${stack.resources.registryTable}` : `arn:${TEST_PARTITION}:s3:::${stack.resources.bucket}/${target}`;
+      target === 'registry'
+        ? `arn:${TEST_PARTITION}:dynamodb:${TEST_REGION}:${TEST_ACCOUNT}:table/${stack.resources.registryTable}`
+        : `arn:${TEST_PARTITION}:s3:::${stack.resources.bucket}/${target}`;
     expect(await decide({ action, resource, context: {} }, principal, stack.resources)).toBe('ImplicitlyDenied');
   });
 });

@@ -7,14 +7,29 @@ import type { RecordedSdkCall } from '#lib/config/index.ts';
 import { decide, iamRequestsOf, nameMap } from './helpers/iamEvaluate.ts';
 
 const local = { bucket: 'agentflow-artifacts', registryTable: 'agentflow-registry', rewardTable: 'agentflow-rewards' };
-const deployed = { bucket: 'deployed-bucket', registryTable: 'Registry', rewardTable: 'Rewards', stateMachineArn: 'arn:aws:states:us-east-1:123456789012:stateMachine:Workflow' };
+const deployed = {
+  bucket: 'deployed-bucket',
+  registryTable: 'Registry',
+  rewardTable: 'Rewards',
+  stateMachineArn: 'arn:aws:states:us-east-1:123456789012:stateMachine:Workflow',
+};
 const names = nameMap(local, { ...deployed, substitutions: {}, functionArns: {}, outputs: {} });
 const table = (name: string) => `arn:aws:dynamodb:us-east-1:123456789012:table/${name}`;
-const call = (client: string, operation: string, input: RecordedSdkCall['input'], error?: string): RecordedSdkCall => ({ principal: 'plan', client, operation, input, ...(error ? { error } : {}) });
+const call = (client: string, operation: string, input: RecordedSdkCall['input'], error?: string): RecordedSdkCall => ({
+  principal: 'plan',
+  client,
+  operation,
+  input,
+  ...(error ? { error } : {}),
+});
 
 describe('IAM requests of recorded SDK calls', () => {
   it.each([
-    ['a HEAD of an existing key: GetObject on the object', call('S3Client', 'HeadObject', { Bucket: local.bucket, Key: 'runs/r1/a.json' }), [['s3:GetObject', 'arn:aws:s3:::deployed-bucket/runs/r1/a.json', {}]]],
+    [
+      'a HEAD of an existing key: GetObject on the object',
+      call('S3Client', 'HeadObject', { Bucket: local.bucket, Key: 'runs/r1/a.json' }),
+      [['s3:GetObject', 'arn:aws:s3:::deployed-bucket/runs/r1/a.json', {}]],
+    ],
     [
       'a HEAD of a missing key: also ListBucket, or S3 answers 403',
       call('S3Client', 'HeadObject', { Bucket: local.bucket, Key: 'runs/r1/b.json' }, 'NotFound'),
@@ -23,9 +38,21 @@ describe('IAM requests of recorded SDK calls', () => {
         ['s3:ListBucket', 'arn:aws:s3:::deployed-bucket', {}],
       ],
     ],
-    ['a listing: ListBucket with its prefix', call('S3Client', 'ListObjectsV2', { Bucket: local.bucket, Prefix: 'monitor/p/' }), [['s3:ListBucket', 'arn:aws:s3:::deployed-bucket', { 's3:prefix': 'monitor/p/' }]]],
-    ['a multipart part: PutObject', call('S3Client', 'UploadPart', { Bucket: local.bucket, Key: 'features/d/part-0.arrow' }), [['s3:PutObject', 'arn:aws:s3:::deployed-bucket/features/d/part-0.arrow', {}]]],
-    ['a query on an index: the index ARN', call('DynamoDBClient', 'Query', { TableName: local.registryTable, IndexName: 'gsi1' }), [['dynamodb:Query', `${table('Registry')}/index/gsi1`, {}]]],
+    [
+      'a listing: ListBucket with its prefix',
+      call('S3Client', 'ListObjectsV2', { Bucket: local.bucket, Prefix: 'monitor/p/' }),
+      [['s3:ListBucket', 'arn:aws:s3:::deployed-bucket', { 's3:prefix': 'monitor/p/' }]],
+    ],
+    [
+      'a multipart part: PutObject',
+      call('S3Client', 'UploadPart', { Bucket: local.bucket, Key: 'features/d/part-0.arrow' }),
+      [['s3:PutObject', 'arn:aws:s3:::deployed-bucket/features/d/part-0.arrow', {}]],
+    ],
+    [
+      'a query on an index: the index ARN',
+      call('DynamoDBClient', 'Query', { TableName: local.registryTable, IndexName: 'gsi1' }),
+      [['dynamodb:Query', `${table('Registry')}/index/gsi1`, {}]],
+    ],
     [
       'a batch write to two tables: one request per table',
       call('DynamoDBClient', 'BatchWriteItem', { TableName: [local.registryTable, local.rewardTable] }),
@@ -34,7 +61,11 @@ describe('IAM requests of recorded SDK calls', () => {
         ['dynamodb:BatchWriteItem', table('Rewards'), {}],
       ],
     ],
-    ['a start: the state machine', call('SFNClient', 'StartExecution', { stateMachineArn: deployed.stateMachineArn, name: 'r1' }), [['states:StartExecution', deployed.stateMachineArn, {}]]],
+    [
+      'a start: the state machine',
+      call('SFNClient', 'StartExecution', { stateMachineArn: deployed.stateMachineArn, name: 'r1' }),
+      [['states:StartExecution', deployed.stateMachineArn, {}]],
+    ],
     [
       'a history read: the execution',
       call('SFNClient', 'GetExecutionHistory', { executionArn: 'arn:aws:states:us-east-1:123456789012:execution:Workflow:r1' }),
@@ -63,14 +94,26 @@ describe('IAM requests of recorded SDK calls', () => {
   });
 
   it('fails by name on an operation it has no mapping for, and on a resource the stack does not have', async () => {
-    await expect(iamRequestsOf(call('S3Client', 'PutBucketPolicy', { Bucket: local.bucket }), names)).rejects.toThrow(/plan made S3Client\.PutBucketPolicy, which has no IAM mapping; add it to OPERATIONS/);
-    await expect(iamRequestsOf(call('S3Client', 'GetObject', { Bucket: 'someone-elses', Key: 'k' }), names)).rejects.toThrow(/bucket someone-elses, which is not the local artifact bucket/);
+    await expect(iamRequestsOf(call('S3Client', 'PutBucketPolicy', { Bucket: local.bucket }), names)).rejects.toThrow(
+      /plan made S3Client\.PutBucketPolicy, which has no IAM mapping; add it to OPERATIONS/,
+    );
+    await expect(iamRequestsOf(call('S3Client', 'GetObject', { Bucket: 'someone-elses', Key: 'k' }), names)).rejects.toThrow(
+      /bucket someone-elses, which is not the local artifact bucket/,
+    );
   });
 
   it('allows a request its policy grants and denies one outside the granted key pattern', async () => {
     const principal = {
       roleArn: 'arn:aws:iam::123456789012:role/Infer',
-      policies: [{ name: 'p', policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow' as const, Action: 's3:PutObject', Resource: 'arn:aws:s3:::deployed-bucket/monitor/*' }] } }],
+      policies: [
+        {
+          name: 'p',
+          policy: {
+            Version: '2012-10-17',
+            Statement: [{ Effect: 'Allow' as const, Action: 's3:PutObject', Resource: 'arn:aws:s3:::deployed-bucket/monitor/*' }],
+          },
+        },
+      ],
     };
     const put = (key: string) => ({ action: 's3:PutObject', resource: `arn:aws:s3:::deployed-bucket/${key}`, context: {} });
     expect(await decide(put('monitor/p/2026-12-07-00/v1/a.json'), principal, {})).toBe('Allowed');

@@ -29,7 +29,8 @@ const readLog = async (log: string): Promise<RecordedSdkCall[]> =>
     .filter(Boolean)
     .map((line) => JSON.parse(line) as RecordedSdkCall);
 
-const hasRecorder = (client: { middlewareStack: { identify(): string[] } }) => client.middlewareStack.identify().some((m) => m.startsWith('agentflowRecordSdkCalls'));
+const hasRecorder = (client: { middlewareStack: { identify(): string[] } }) =>
+  client.middlewareStack.identify().some((m) => m.startsWith('agentflowRecordSdkCalls'));
 
 describe('SDK call recording', () => {
   it('records S3 and DynamoDB document calls with the principal, the resource fields and a missing key as NotFound', async () => {
@@ -43,7 +44,12 @@ describe('SDK call recording', () => {
     await clients.dynamodb.send(new PutCommand({ TableName: config.registryTable, Item: { pk: 'P#x', sk: 'RUN#1' } }));
     await clients.dynamodb.send(new GetCommand({ TableName: config.registryTable, Key: { pk: 'P#x', sk: 'RUN#1' } }));
     await clients.dynamodb.send(
-      new QueryCommand({ TableName: config.registryTable, IndexName: RUNS_BY_TIME_INDEX, KeyConditionExpression: 'gsi1pk = :p', ExpressionAttributeValues: { ':p': 'none' } }),
+      new QueryCommand({
+        TableName: config.registryTable,
+        IndexName: RUNS_BY_TIME_INDEX,
+        KeyConditionExpression: 'gsi1pk = :p',
+        ExpressionAttributeValues: { ':p': 'none' },
+      }),
     );
     clients.s3.destroy();
     clients.dynamodb.destroy();

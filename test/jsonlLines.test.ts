@@ -21,7 +21,8 @@ async function* chunked(text: string, size: number): AsyncGenerator<Uint8Array> 
 async function readAll(source: AsyncIterable<Uint8Array | string>, options: { maxLineBytes?: number } = {}) {
   const records: SourceRecord[] = [];
   const problems: DatasetProblem[] = [];
-  for await (const record of readRecords(source, { format: 'jsonl', file: 'train.jsonl', onProblem: (problem) => problems.push(problem), ...options })) records.push(record);
+  for await (const record of readRecords(source, { format: 'jsonl', file: 'train.jsonl', onProblem: (problem) => problems.push(problem), ...options }))
+    records.push(record);
   return { records, problems };
 }
 
@@ -75,9 +76,18 @@ describe('JSONL lines', () => {
 
 describe('a binary file', () => {
   it.each(['jsonl', 'csv'] as const)('as %s is listed with its control bytes escaped, never raw', async (format) => {
-    const spec = parseSpec({ project: 'bin', baseModel: { kind: 'text' }, datasets: { train: `train.${format}` }, tasks: [{ name: 'urgent', type: 'binary' }] });
+    const spec = parseSpec({
+      project: 'bin',
+      baseModel: { kind: 'text' },
+      datasets: { train: `train.${format}` },
+      tasks: [{ name: 'urgent', type: 'binary' }],
+    });
     // A terminal escape that would clear the screen, NULs, a bell, and every other byte.
-    const bytes = Buffer.concat([Buffer.from('\u001b[2J\u001b[31mred\u0007\u0000\u0001,x\n'), Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from('\n\u0000\u0000\u001b]0;title\u0007\n')]);
+    const bytes = Buffer.concat([
+      Buffer.from('\u001b[2J\u001b[31mred\u0007\u0000\u0001,x\n'),
+      Buffer.from(Array.from({ length: 256 }, (_, i) => i)),
+      Buffer.from('\n\u0000\u0000\u001b]0;title\u0007\n'),
+    ]);
     async function* source(): AsyncGenerator<Uint8Array> {
       yield bytes;
     }
@@ -116,7 +126,10 @@ describe('run events', () => {
     );
     const staged = await stageRunInputs(join(folder, 'spec.json'), 'big-value-1', store);
 
-    await prepareRun({ runId: 'big-value-1', project: 'big-value', specUri: staged.specUri, executionId: 'local:test' }, { store, registry, fitEncoders: fitEncodersInStore(store) });
+    await prepareRun(
+      { runId: 'big-value-1', project: 'big-value', specUri: staged.specUri, executionId: 'local:test' },
+      { store, registry, fitEncoders: fitEncodersInStore(store) },
+    );
 
     const events = await registry.listRunEvents('big-value', 'big-value-1');
     const prepared = events.find((event) => event.eventKey === 'prepare');

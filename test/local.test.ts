@@ -7,14 +7,7 @@ import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { GetObjectCommand, ListObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeClients, type AgentflowConfig } from '#lib/config/index.ts';
-import {
-  DEFAULT_BUCKET,
-  DEFAULT_REGISTRY_TABLE,
-  DEFAULT_REWARD_TABLE,
-  startLocalAws,
-  tableDefinitions,
-  type LocalAws,
-} from '#lib/local/index.ts';
+import { DEFAULT_BUCKET, DEFAULT_REGISTRY_TABLE, DEFAULT_REWARD_TABLE, startLocalAws, tableDefinitions, type LocalAws } from '#lib/local/index.ts';
 
 let dir: string;
 const started: LocalAws[] = [];
@@ -45,7 +38,11 @@ describe('startLocalAws', () => {
     });
     expect(local.config.endpoints?.s3).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(local.config.endpoints?.dynamodb).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    const raw = new DynamoDBClient({ region: 'us-east-1', endpoint: local.config.endpoints?.dynamodb, credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    const raw = new DynamoDBClient({
+      region: 'us-east-1',
+      endpoint: local.config.endpoints?.dynamodb,
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+    });
     const { Table } = await raw.send(new DescribeTableCommand({ TableName: DEFAULT_REGISTRY_TABLE }));
     raw.destroy();
     expect(Table?.TableStatus).toBe('ACTIVE');

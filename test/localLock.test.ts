@@ -26,7 +26,9 @@ interface Outcome {
 /** Runs a contender to its end (or kills it after `timeoutMs`) and returns its lines and exit code. */
 function contender(root: string, startAt: number, timeoutMs: number): Promise<{ outcomes: Outcome[]; exitCode: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/lock/race.ts', root, String(ROUNDS), String(startAt)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/lock/race.ts', root, String(ROUNDS), String(startAt)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -44,7 +46,7 @@ function contender(root: string, startAt: number, timeoutMs: number): Promise<{ 
 }
 
 describe('the data folder lock', () => {
-  it('lets exactly one of two processes take over a dead pid\'s lock; the other is told the folder is busy and leaves the spool alone', async () => {
+  it("lets exactly one of two processes take over a dead pid's lock; the other is told the folder is busy and leaves the spool alone", async () => {
     const root = await mkdtemp(join(tmpdir(), 'agentflow-lock-'));
     folders.push(root);
     const stale = String(deadPid());

@@ -1,18 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import {
-  accuracy,
-  auc,
-  evaluateTask,
-  labelSpread,
-  logLoss,
-  macroF1,
-  mae,
-  METRICS_BY_TYPE,
-  MetricsError,
-  rmse,
-  type TaskType,
-} from '#lib/metrics/index.ts';
+import { accuracy, auc, evaluateTask, labelSpread, logLoss, macroF1, mae, METRICS_BY_TYPE, MetricsError, rmse, type TaskType } from '#lib/metrics/index.ts';
 
 interface FixtureCase {
   name: string;
@@ -118,8 +106,18 @@ describe('metric errors', () => {
     ['a binary label that is not 0/1', () => accuracy([0.2, 0.7], [0, 2]), 'METRIC_INPUT_INVALID', /label 2 at row 1 is not 0 or 1/],
     ['a class index out of range', () => macroF1([1, 0, 0, 1], [0, 3], { numClasses: 2 }), 'METRIC_INPUT_INVALID', /label 3 at row 1/],
     ['a NaN score', () => auc([0.1, Number.NaN], [0, 1]), 'METRIC_INPUT_INVALID', /score at row 1 is NaN/],
-    ['multiclass predictions of the wrong shape', () => logLoss([0.5, 0.5], [0, 1], { numClasses: 2 }), 'METRIC_INPUT_INVALID', /predictions has 2 entries, expected 4/],
-    ['a multiclass task without numClasses', () => evaluateTask({ type: 'multiclass', predictions: [1], labels: [0] }), 'METRIC_INPUT_INVALID', /needs numClasses/],
+    [
+      'multiclass predictions of the wrong shape',
+      () => logLoss([0.5, 0.5], [0, 1], { numClasses: 2 }),
+      'METRIC_INPUT_INVALID',
+      /predictions has 2 entries, expected 4/,
+    ],
+    [
+      'a multiclass task without numClasses',
+      () => evaluateTask({ type: 'multiclass', predictions: [1], labels: [0] }),
+      'METRIC_INPUT_INVALID',
+      /needs numClasses/,
+    ],
   ] as const)('rejects %s with a message naming the value', (_, fn, code, message) => {
     const error = errorOf(fn);
     expect(error.code).toBe(code);

@@ -65,8 +65,22 @@ async function project(name: string, options: { holdoutObjective?: number } = {}
   await writeHoldoutShard(digest);
   const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 4 });
   const runId = `${name}-run`;
-  const { version } = await publishModel({ registry, store, project: name, runId, model, encoder, tasks: TASKS, holdoutObjective: options.holdoutObjective ?? 0.9, featuresDigest: digest });
-  await store.putJson(keys.runManifest(runId), { runId, specUri: `s3://${aws.config.bucket}/specs/${name}.json`, spec: { monitor: { windowHours: 1, minRewardDrop: 0.05, psiThreshold: 0.2 } } });
+  const { version } = await publishModel({
+    registry,
+    store,
+    project: name,
+    runId,
+    model,
+    encoder,
+    tasks: TASKS,
+    holdoutObjective: options.holdoutObjective ?? 0.9,
+    featuresDigest: digest,
+  });
+  await store.putJson(keys.runManifest(runId), {
+    runId,
+    specUri: `s3://${aws.config.bucket}/specs/${name}.json`,
+    spec: { monitor: { windowHours: 1, minRewardDrop: 0.05, psiThreshold: 0.2 } },
+  });
   await registry.setServingSet(name, { production: version, challengers: [] }, { expectedRevision: 0 });
   return version;
 }
@@ -80,7 +94,10 @@ async function serveTraffic(name: string, options: { rows: number; shift: number
   const rng = createRng(options.seed);
   for (let done = 0; done < options.rows; done += 50) {
     const features = gaussianRows(rng, 50, options.shift);
-    await infer({ project: name, records: Array.from({ length: 50 }, (_, i) => ({ features: Array.from(features.subarray(i * DIMENSION, (i + 1) * DIMENSION)) })) }, context);
+    await infer(
+      { project: name, records: Array.from({ length: 50 }, (_, i) => ({ features: Array.from(features.subarray(i * DIMENSION, (i + 1) * DIMENSION)) })) },
+      context,
+    );
   }
   await context.close();
 }
@@ -150,18 +167,39 @@ describe('monitor', () => {
     const second = await runMonitor(deps, { now: new Date(T0 + 120_000), projects: ['drifted'], startRun, logger: quiet, metricsSink: () => {} });
 
     expect((first.projects[0].versions[0].drift as { maxPsi: number }).maxPsi).toBeGreaterThan(0.2);
-    expect(first.projects[0].retrain).toMatchObject({ started: true, alreadyClaimed: false, runId: 'drifted-retrain-20310506T1000', executionArn: 'arn:local:drifted-retrain-20310506T1000' });
+    expect(first.projects[0].retrain).toMatchObject({
+      started: true,
+      alreadyClaimed: false,
+      runId: 'drifted-retrain-20310506T1000',
+      executionArn: 'arn:local:drifted-retrain-20310506T1000',
+    });
     expect(first.projects[0].retrain?.reason).toMatch(/^production version 1: input drift PSI [\d.]+ over 300 sampled inputs exceeds psiThreshold 0.2$/);
     expect(calls).toEqual([
-      { project: 'drifted', reason: first.projects[0].retrain?.reason, trigger: 'drift', runId: 'drifted-retrain-20310506T1000', specUri: `s3://${aws.config.bucket}/specs/drifted.json` },
+      {
+        project: 'drifted',
+        reason: first.projects[0].retrain?.reason,
+        trigger: 'drift',
+        runId: 'drifted-retrain-20310506T1000',
+        specUri: `s3://${aws.config.bucket}/specs/drifted.json`,
+      },
     ]);
-    expect(second.projects[0].retrain).toMatchObject({ started: false, alreadyClaimed: true, reason: first.projects[0].retrain?.reason, executionArn: 'arn:local:drifted-retrain-20310506T1000' });
+    expect(second.projects[0].retrain).toMatchObject({
+      started: false,
+      alreadyClaimed: true,
+      reason: first.projects[0].retrain?.reason,
+      executionArn: 'arn:local:drifted-retrain-20310506T1000',
+    });
     expect(calls).toHaveLength(1);
   });
 
   it('starts a retraining run when online reward falls below the holdout objective by more than minRewardDrop', async () => {
     const version = await project('slipping', { holdoutObjective: 0.9 });
-    await feedback('slipping', version, Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? 1 : 0)), 'a');
+    await feedback(
+      'slipping',
+      version,
+      Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? 1 : 0)),
+      'a',
+    );
     const { calls, startRun } = recorder();
     const report = await runMonitor(deps, { now: new Date(T0), projects: ['slipping'], startRun, logger: quiet, metricsSink: () => {} });
     expect(report.projects[0].versions[0].reward).toEqual({ count: 40, mean: 0.5, holdoutObjective: 0.9, drop: 0.4, since: 'start' });
@@ -173,13 +211,23 @@ describe('monitor', () => {
 
   it('leaves a project alone while its reward holds, then judges the next window on that window’s feedback only', async () => {
     const version = await project('holding', { holdoutObjective: 0.9 });
-    await feedback('holding', version, Array.from({ length: 40 }, (_, i) => (i < 37 ? 1 : 0)), 'early');
+    await feedback(
+      'holding',
+      version,
+      Array.from({ length: 40 }, (_, i) => (i < 37 ? 1 : 0)),
+      'early',
+    );
     const { calls, startRun } = recorder();
     const first = await runMonitor(deps, { now: new Date(T0), projects: ['holding'], startRun, logger: quiet, metricsSink: () => {} });
     expect(first.projects[0].versions[0].reward).toMatchObject({ count: 40, mean: 0.925, since: 'start' });
     expect(first.projects[0].retrain).toBeUndefined();
 
-    await feedback('holding', version, Array.from({ length: 30 }, () => 0), 'late');
+    await feedback(
+      'holding',
+      version,
+      Array.from({ length: 30 }, () => 0),
+      'late',
+    );
     const next = await runMonitor(deps, { now: new Date(T0 + HOUR), projects: ['holding'], startRun, logger: quiet, metricsSink: () => {} });
     expect(next.projects[0].versions[0].reward).toMatchObject({ count: 30, mean: 0, since: 'window' });
     expect(next.projects[0].retrain).toMatchObject({ started: true, runId: 'holding-retrain-20310506T1100' });
@@ -198,12 +246,19 @@ describe('monitor', () => {
 
   it('gives the window’s claim back when the run cannot be started, so the next pass tries again', async () => {
     const version = await project('flaky', { holdoutObjective: 0.9 });
-    await feedback('flaky', version, Array.from({ length: 40 }, () => 0), 'f');
+    await feedback(
+      'flaky',
+      version,
+      Array.from({ length: 40 }, () => 0),
+      'f',
+    );
     const failing = async (): Promise<never> => {
       throw new Error('StartExecution throttled');
     };
     const failed = await runMonitor(deps, { now: new Date(T0), projects: ['flaky'], startRun: failing, logger: quiet, metricsSink: () => {} });
-    expect(failed.projects[0].error?.message).toMatch(/could not start the retraining run of flaky \(StartExecution throttled\); the next monitor pass tries again/);
+    expect(failed.projects[0].error?.message).toMatch(
+      /could not start the retraining run of flaky \(StartExecution throttled\); the next monitor pass tries again/,
+    );
 
     const { calls, startRun } = recorder();
     const retried = await runMonitor(deps, { now: new Date(T0 + 60_000), projects: ['flaky'], startRun, logger: quiet, metricsSink: () => {} });

@@ -11,13 +11,20 @@ function observed(version: number, options: { count: number; sum: number; before
     stats: { version, count: options.count, sum: options.sum, sumSquares: 0, successes: 0, failures: 0 },
     ...(options.before ? { before: options.before } : {}),
     holdoutObjective: 0.9,
-    drift: options.maxPsi === undefined ? { unavailable: 'too few samples' } : { psi: [options.maxPsi], maxPsi: options.maxPsi, samples: 500, referenceRows: 1000 },
+    drift:
+      options.maxPsi === undefined ? { unavailable: 'too few samples' } : { psi: [options.maxPsi], maxPsi: options.maxPsi, samples: 500, referenceRows: 1000 },
   };
 }
 
 describe('judgeProject', () => {
   it('asks for no retraining when production holds its holdout reward and its inputs', () => {
-    const judged = judgeProject({ project: 'p', window: WINDOW, monitor: MONITOR, minFeedback: 30, versions: [observed(1, { count: 100, sum: 89, maxPsi: 0.01 })] });
+    const judged = judgeProject({
+      project: 'p',
+      window: WINDOW,
+      monitor: MONITOR,
+      minFeedback: 30,
+      versions: [observed(1, { count: 100, sum: 89, maxPsi: 0.01 })],
+    });
     expect(judged.retrain).toBeUndefined();
     expect(judged.versions).toEqual([expect.objectContaining({ version: 1, production: true, breaches: [] })]);
   });
@@ -31,7 +38,11 @@ describe('judgeProject', () => {
       versions: [observed(1, { count: 200, sum: 140, before: { count: 100, sum: 90 } })],
     });
     expect(judged.versions[0].reward).toEqual({ count: 100, mean: 0.5, holdoutObjective: 0.9, drop: 0.9 - 0.5, since: 'window' });
-    expect(judged.retrain).toEqual({ reason: expect.stringMatching(/^production version 1: online reward 0.5 over 100 feedback events/), trigger: 'reward', runId: 'p-retrain-20310506T1000' });
+    expect(judged.retrain).toEqual({
+      reason: expect.stringMatching(/^production version 1: online reward 0.5 over 100 feedback events/),
+      trigger: 'reward',
+      runId: 'p-retrain-20310506T1000',
+    });
   });
 
   it('does not judge a reward drop seen on fewer feedback events than minFeedback', () => {
@@ -40,8 +51,17 @@ describe('judgeProject', () => {
   });
 
   it('retrains on production drift, but never because of a weak challenger', () => {
-    const drifted = judgeProject({ project: 'p', window: WINDOW, monitor: MONITOR, minFeedback: 30, versions: [observed(1, { count: 0, sum: 0, maxPsi: 0.5 })] });
-    expect(drifted.retrain).toMatchObject({ trigger: 'drift', reason: expect.stringContaining('input drift PSI 0.5 over 500 sampled inputs exceeds psiThreshold 0.2') });
+    const drifted = judgeProject({
+      project: 'p',
+      window: WINDOW,
+      monitor: MONITOR,
+      minFeedback: 30,
+      versions: [observed(1, { count: 0, sum: 0, maxPsi: 0.5 })],
+    });
+    expect(drifted.retrain).toMatchObject({
+      trigger: 'drift',
+      reason: expect.stringContaining('input drift PSI 0.5 over 500 sampled inputs exceeds psiThreshold 0.2'),
+    });
 
     const weakChallenger = judgeProject({
       project: 'p',

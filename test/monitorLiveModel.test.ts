@@ -128,7 +128,13 @@ describe('a live model whose run scratch has expired', () => {
 
     const started: { request: RetrainRequest; result: LocalWorkflowResult }[] = [];
     const deps = session.deps;
-    const report = await runMonitor(deps, { now: new Date(now), projects: [PROJECT], startRun: startRunLocally(started), logger: quiet, metricsSink: () => {} });
+    const report = await runMonitor(deps, {
+      now: new Date(now),
+      projects: [PROJECT],
+      startRun: startRunLocally(started),
+      logger: quiet,
+      metricsSink: () => {},
+    });
 
     const health = report.projects[0];
     expect(health.error).toBeUndefined();

@@ -50,7 +50,10 @@ describe('Prepare', () => {
         baseModel: { kind: 'features', dimension: 2 },
         datasets: { train: 'train.jsonl', validation: 'valid.jsonl' },
         split: { holdoutFraction: 0.2 },
-        tasks: [{ name: 'urgent', type: 'binary' }, { name: 'stars', type: 'regression' }],
+        tasks: [
+          { name: 'urgent', type: 'binary' },
+          { name: 'stars', type: 'regression' },
+        ],
       },
       {
         'train.jsonl': [
@@ -80,7 +83,7 @@ describe('Prepare', () => {
     expect(await registry().listVersions('bad-data')).toEqual([]);
   });
 
-  it('summarizes 100,000 bad labels in a screenful with the positive to add, and writes every one to the run\'s problems file', async () => {
+  it("summarizes 100,000 bad labels in a screenful with the positive to add, and writes every one to the run's problems file", async () => {
     const runId = 'prep-many-bad-1';
     const rows = Array.from({ length: 100_000 }, (_, i) => `${i % 7},${i % 10 === 0 ? 'churned' : 'stayed'}`);
     const specPath = await specFolder(
@@ -95,7 +98,9 @@ describe('Prepare', () => {
     );
     const staged = await stageRunInputs(specPath, runId, store());
 
-    const error = (await prepareRun({ runId, project: 'churn-csv', specUri: staged.specUri, executionId: 'local:test' }, deps()).catch((e: unknown) => e)) as PrepareError;
+    const error = (await prepareRun({ runId, project: 'churn-csv', specUri: staged.specUri, executionId: 'local:test' }, deps()).catch(
+      (e: unknown) => e,
+    )) as PrepareError;
 
     expect(error).toMatchObject({ name: 'PrepareError', code: 'DATASETS_INVALID' });
     const lines = error.message.split('\n');
@@ -109,9 +114,14 @@ describe('Prepare', () => {
       '  fix: add "positive": "churned" to task "churn" (the value that means 1; values seen: "stayed" 90,000, "churned" 10,000); every other value then counts as 0',
       `every problem, one a line: ${store().uri(keys.runFile(runId, PROBLEMS_FILE))}`,
     ]);
-    const list = Buffer.from(await store().getBytes(keys.runFile(runId, PROBLEMS_FILE))).toString('utf8').trimEnd().split('\n');
+    const list = Buffer.from(await store().getBytes(keys.runFile(runId, PROBLEMS_FILE)))
+      .toString('utf8')
+      .trimEnd()
+      .split('\n');
     expect(list).toHaveLength(100_000);
-    expect(list[0]).toBe('train.csv line 2, task "churn": label "churned" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"');
+    expect(list[0]).toBe(
+      'train.csv line 2, task "churn": label "churned" is not 0 or 1 (true/false also accepted); name the value that means 1 with "positive"',
+    );
     expect(list.at(-1)).toMatch(/^train\.csv line 100001, task "churn": label "stayed"/);
   });
 
@@ -169,8 +179,16 @@ describe('Prepare', () => {
 
     const manifest = await store().getJson(output.manifestUri, RunManifest);
     const numeric = manifest.encoders.map((e) => (e.summary.numeric as { encoding: string; fill: number; indicator: boolean }[])[0]);
-    expect(manifest.encoders.map((e) => [e.id, e.dimension])).toEqual([['e0', 2], ['e1', 2], ['e2', 5]]);
-    expect(numeric.map((n) => [n.encoding, n.indicator])).toEqual([['standard', true], ['quantile', true], ['ple', true]]);
+    expect(manifest.encoders.map((e) => [e.id, e.dimension])).toEqual([
+      ['e0', 2],
+      ['e1', 2],
+      ['e2', 5],
+    ]);
+    expect(numeric.map((n) => [n.encoding, n.indicator])).toEqual([
+      ['standard', true],
+      ['quantile', true],
+      ['ple', true],
+    ]);
     // The 36 present train values are 0…38 without 9, 19, 29 and 39.
     expect(manifest.encoders[1].summary.quantiles).toEqual({ gain: { boundaries: [0, 9.5, 19, 28.5, 38], levels: [0, 0.25, 0.5, 0.75, 1] } });
     expect(numeric[1].fill).toBe(19);

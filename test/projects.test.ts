@@ -12,7 +12,8 @@ const classified = [...INTEGRATION_TESTS, ...E2E_TESTS, ...CDK_TESTS];
 const unitFiles = testFiles.filter((file) => !classified.includes(file));
 
 /** What starts the local AWS, runs a pipeline or synthesizes the stack, as a test file calls it. */
-const SLOW_ENTRY_POINTS = /\b(useLocalAws|startLocalAws|openLocalSession|runPipelineLocally|resumePipelineLocally|runLocalWorkflow|deployedStack|AgentflowStack)\b|new App\(/;
+const SLOW_ENTRY_POINTS =
+  /\b(useLocalAws|startLocalAws|openLocalSession|runPipelineLocally|resumePipelineLocally|runLocalWorkflow|deployedStack|AgentflowStack)\b|new App\(/;
 
 describe('vitest projects', () => {
   it('list each test file once, and only files that exist', () => {
@@ -20,7 +21,10 @@ describe('vitest projects', () => {
     expect(classified.filter((file) => !testFiles.includes(file))).toEqual([]);
   });
 
-  it.each(unitFiles.filter((file) => file !== 'test/projects.test.ts'))('keep %s in unit: it starts no local AWS, runs no pipeline and synthesizes no stack', (file) => {
-    expect(readFileSync(join(root, file), 'utf8')).not.toMatch(SLOW_ENTRY_POINTS);
-  });
+  it.each(unitFiles.filter((file) => file !== 'test/projects.test.ts'))(
+    'keep %s in unit: it starts no local AWS, runs no pipeline and synthesizes no stack',
+    (file) => {
+      expect(readFileSync(join(root, file), 'utf8')).not.toMatch(SLOW_ENTRY_POINTS);
+    },
+  );
 });

@@ -3,14 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DeployError,
-  decidePromotion,
-  evaluateOnSplit,
-  quantizeWeights,
-  quantizedWeights,
-  type GateScore,
-} from '#lib/deploy/index.ts';
+import { DeployError, decidePromotion, evaluateOnSplit, quantizeWeights, quantizedWeights, type GateScore } from '#lib/deploy/index.ts';
 import { Graph, decodeModel, onnx } from '#lib/graph/index.ts';
 import { ModelCard, RunManifest } from '#lib/run/index.ts';
 import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
@@ -122,7 +115,10 @@ describe('quantizeWeights', () => {
     const reference = exportHeads({
       spec,
       encoder: { id: 'features', dimension: DIM },
-      weights: { ...weights, tensors: { ...weights.tensors, ...Object.fromEntries(listed.map((w) => [w.name, dequantized(quantized, w.name, w.shape, w.axis)])) } },
+      weights: {
+        ...weights,
+        tensors: { ...weights.tensors, ...Object.fromEntries(listed.map((w) => [w.name, dequantized(quantized, w.name, w.shape, w.axis)])) },
+      },
     });
     const [quantizedBasic, referenceOut] = await Promise.all([quantized, reference].map((bytes) => predict(bytes, 'basic')));
     expect(worstDifference(referenceOut, quantizedBasic)).toBeLessThanOrEqual(PARITY_TOLERANCE);
@@ -145,7 +141,10 @@ describe('quantizeWeights', () => {
     const values = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.cos(i * seed) * (1 + (i % 7)));
     const weights = { w_t: values(16 * 32, 0.7), w: values(32 * 16, 1.3), shared: values(32 * 16, 2.1) };
     const shared = g.initializer('shared', { data: weights.shared, shape: [32, 16] });
-    g.output(g.gemm(x, g.initializer('w_t', { data: weights.w_t, shape: [16, 32] }), g.initializer('b', { data: values(16, 0.3), shape: [16] }), { transB: true }), 'gemm');
+    g.output(
+      g.gemm(x, g.initializer('w_t', { data: weights.w_t, shape: [16, 32] }), g.initializer('b', { data: values(16, 0.3), shape: [16] }), { transB: true }),
+      'gemm',
+    );
     g.output(g.matmul(x, g.initializer('w', { data: weights.w, shape: [32, 16] })), 'matmul');
     g.output(g.matmul(x, shared), 'shared_matmul');
     g.output(g.relu(shared), 'shared_relu');
@@ -165,19 +164,24 @@ describe('quantizeWeights', () => {
 
     const batch = 4;
     const input = features.subarray(0, batch * 32);
-    const [float, int8] = await Promise.all([model, quantized].map(async (bytes) => {
-      // 'basic': the file's ONNX semantics, without ORT's optional int8 kernels (see the heads test).
-      const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'basic' });
-      try {
-        const out = await session.run({ x: new ort.Tensor('float32', input, [batch, 32]) });
-        return Object.fromEntries(Object.entries(out).map(([name, t]) => [name, Float32Array.from(t.data as Float32Array)]));
-      } finally {
-        await session.release();
-      }
-    }));
+    const [float, int8] = await Promise.all(
+      [model, quantized].map(async (bytes) => {
+        // 'basic': the file's ONNX semantics, without ORT's optional int8 kernels (see the heads test).
+        const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'basic' });
+        try {
+          const out = await session.run({ x: new ort.Tensor('float32', input, [batch, 32]) });
+          return Object.fromEntries(Object.entries(out).map(([name, t]) => [name, Float32Array.from(t.data as Float32Array)]));
+        } finally {
+          await session.release();
+        }
+      }),
+    );
     // One layer, so the exact worst case holds: each weight is off by at most half its channel's
     // step, so output n of row r moves by at most Σ_k |x_rk| · scale_n / 2 (plus float32 rounding).
-    for (const [output, scale] of [['gemm', scales.w_t], ['matmul', scales.w]] as const) {
+    for (const [output, scale] of [
+      ['gemm', scales.w_t],
+      ['matmul', scales.w],
+    ] as const) {
       for (let r = 0; r < batch; r++) {
         const l1 = input.subarray(r * 32, (r + 1) * 32).reduce((sum, v) => sum + Math.abs(v), 0);
         for (let n = 0; n < 16; n++) {
@@ -300,7 +304,8 @@ describe('Export with deploy.quantize on the penguins pipeline', () => {
     expect(Object.keys(q.metricChange).sort()).toEqual(['body_mass_g', 'male', 'species']);
     for (const [task, metrics] of Object.entries(q.metricChange)) {
       expect(metrics[card.tasks.find((t) => t.name === task)!.metric]).toBeDefined();
-      for (const [metric, change] of Object.entries(metrics)) expect(change).toBeCloseTo(servedHoldout.metrics[task][metric] - floatHoldout.metrics[task][metric], 9);
+      for (const [metric, change] of Object.entries(metrics))
+        expect(change).toBeCloseTo(servedHoldout.metrics[task][metric] - floatHoldout.metrics[task][metric], 9);
     }
     expect(q.objectiveChange).toBeCloseTo(card.holdoutObjective - q.float.holdoutObjective, 12);
     expect(q.maxQuantizationLoss).toBe(0.01);

@@ -45,18 +45,51 @@ describe('naming a run failure', () => {
   });
 
   it.each([
-    { case: 'a job that exited non-zero', failedState: 'Embed', caught: { Error: 'States.TaskFailed', Cause: exitedJobCause() }, error: 'Agentflow.JobFailed', cause: 'Embed failed: Essential container in task exited' },
-    { case: 'a task timeout with no cause', failedState: 'Embed', caught: { Error: 'States.Timeout' }, error: 'Agentflow.Timeout', cause: 'Embed failed: it ran past its TimeoutSeconds (States.Timeout)' },
-    { case: 'a Lambda stage denied by IAM', failedState: 'Plan', caught: { Error: 'States.Permissions', Cause: 'not authorized' }, error: 'Agentflow.Permissions', cause: 'Plan failed: not authorized' },
-    { case: 'a Map that failed with a task error', failedState: 'Trials', caught: { Error: 'States.TaskFailed', Cause: 'x' }, error: 'Agentflow.TaskFailed', cause: 'Trials failed: x' },
+    {
+      case: 'a job that exited non-zero',
+      failedState: 'Embed',
+      caught: { Error: 'States.TaskFailed', Cause: exitedJobCause() },
+      error: 'Agentflow.JobFailed',
+      cause: 'Embed failed: Essential container in task exited',
+    },
+    {
+      case: 'a task timeout with no cause',
+      failedState: 'Embed',
+      caught: { Error: 'States.Timeout' },
+      error: 'Agentflow.Timeout',
+      cause: 'Embed failed: it ran past its TimeoutSeconds (States.Timeout)',
+    },
+    {
+      case: 'a Lambda stage denied by IAM',
+      failedState: 'Plan',
+      caught: { Error: 'States.Permissions', Cause: 'not authorized' },
+      error: 'Agentflow.Permissions',
+      cause: 'Plan failed: not authorized',
+    },
+    {
+      case: 'a Map that failed with a task error',
+      failedState: 'Trials',
+      caught: { Error: 'States.TaskFailed', Cause: 'x' },
+      error: 'Agentflow.TaskFailed',
+      cause: 'Trials failed: x',
+    },
     {
       case: 'a domain error, which keeps its name',
       failedState: 'Prepare',
-      caught: { Error: 'SpecError', Cause: JSON.stringify({ errorType: 'SpecError', errorMessage: 'spec: tasks[0].type "maybe" is not one of binary, multiclass, regression' }) },
+      caught: {
+        Error: 'SpecError',
+        Cause: JSON.stringify({ errorType: 'SpecError', errorMessage: 'spec: tasks[0].type "maybe" is not one of binary, multiclass, regression' }),
+      },
       error: 'SpecError',
       cause: 'Prepare failed: spec: tasks[0].type "maybe" is not one of binary, multiclass, regression',
     },
-    { case: 'a Lambda service error, which keeps its name', failedState: 'Reward', caught: { Error: 'Lambda.TooManyRequestsException', Cause: 'Rate exceeded' }, error: 'Lambda.TooManyRequestsException', cause: 'Reward failed: Rate exceeded' },
+    {
+      case: 'a Lambda service error, which keeps its name',
+      failedState: 'Reward',
+      caught: { Error: 'Lambda.TooManyRequestsException', Cause: 'Rate exceeded' },
+      error: 'Lambda.TooManyRequestsException',
+      cause: 'Reward failed: Rate exceeded',
+    },
   ])('names $case', ({ failedState, caught, error, cause }) => {
     const failure = runFailureOf({ failedState, error: caught });
 
@@ -70,18 +103,36 @@ describe('the RecordFailure stage', () => {
     await registry.createRun({ project: 'gpuless', runId: 'run-gpu', specDigest: 'abc' });
 
     const output = await recordFailure(
-      { runId: 'run-gpu', project: 'gpuless', failedState: 'Embed', error: { Error: 'States.TaskFailed', Cause: cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 31) } },
+      {
+        runId: 'run-gpu',
+        project: 'gpuless',
+        failedState: 'Embed',
+        error: { Error: 'States.TaskFailed', Cause: cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 31) },
+      },
       { registry },
     );
 
-    expect(RecordFailureOutput.parse(output)).toMatchObject({ status: 'FAILED', error: 'Agentflow.GpuCapacity', cause: expect.stringContaining('waited 31 minutes') });
+    expect(RecordFailureOutput.parse(output)).toMatchObject({
+      status: 'FAILED',
+      error: 'Agentflow.GpuCapacity',
+      cause: expect.stringContaining('waited 31 minutes'),
+    });
     const run = await registry.getRun('gpuless', 'run-gpu');
-    expect(run).toMatchObject({ status: 'failed', stage: 'Embed', error: { name: 'Agentflow.GpuCapacity', original: 'States.TaskFailed', message: output.cause } });
+    expect(run).toMatchObject({
+      status: 'failed',
+      stage: 'Embed',
+      error: { name: 'Agentflow.GpuCapacity', original: 'States.TaskFailed', message: output.cause },
+    });
   });
 
   it('records a domain error under its own name with no original beside it', async () => {
     const output = await recordFailure(
-      { runId: 'run-spec', project: 'gpuless', failedState: 'Prepare', error: { Error: 'SpecError', Cause: JSON.stringify({ errorType: 'SpecError', errorMessage: 'bad spec' }) } },
+      {
+        runId: 'run-spec',
+        project: 'gpuless',
+        failedState: 'Prepare',
+        error: { Error: 'SpecError', Cause: JSON.stringify({ errorType: 'SpecError', errorMessage: 'bad spec' }) },
+      },
       { registry },
     );
 

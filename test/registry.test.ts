@@ -188,7 +188,16 @@ describe('Registry serving set', () => {
   it.each([
     ['a duplicated version', { production: 1, challengers: [{ version: 1, trafficShare: 0.1 }] }],
     ['a share of 1', { production: 1, challengers: [{ version: 2, trafficShare: 1 }] }],
-    ['shares above 1 in total', { production: 1, challengers: [{ version: 2, trafficShare: 0.6 }, { version: 3, trafficShare: 0.6 }] }],
+    [
+      'shares above 1 in total',
+      {
+        production: 1,
+        challengers: [
+          { version: 2, trafficShare: 0.6 },
+          { version: 3, trafficShare: 0.6 },
+        ],
+      },
+    ],
   ])('rejects a serving set with %s', async (_label, set) => {
     const project = newProject();
 
@@ -329,7 +338,12 @@ describe('RewardLog', () => {
 
   it('keeps a feedback row until its retention ends, for the TTL', async () => {
     const project = newProject();
-    const log = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable, predictionRetentionDays: 1, clock: () => new Date('2025-01-01T00:00:00Z') });
+    const log = new RewardLog({
+      dynamodb: aws.clients.dynamodb,
+      tableName: aws.config.rewardTable,
+      predictionRetentionDays: 1,
+      clock: () => new Date('2025-01-01T00:00:00Z'),
+    });
 
     await log.recordFeedback(project, 'q1', 1, { version: 2 });
 

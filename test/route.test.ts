@@ -21,13 +21,11 @@ function armsOf(kind: RewardKind, versions: readonly string[]): Arm[] {
  * distribution, and returns the arms, the expected regret against always serving the best version,
  * and the regret a uniform split would have had.
  */
-function simulate(options: {
+function simulate(options: { arms: Arm[]; trueMeans: Record<string, number>; draw: (version: string, rng: Rng) => number; events: number; seed: number }): {
   arms: Arm[];
-  trueMeans: Record<string, number>;
-  draw: (version: string, rng: Rng) => number;
-  events: number;
-  seed: number;
-}): { arms: Arm[]; regret: number; uniformRegret: number } {
+  regret: number;
+  uniformRegret: number;
+} {
   const router = createRng(options.seed);
   const world = createRng(options.seed + 1);
   const means = Object.values(options.trueMeans);
@@ -107,7 +105,11 @@ describe('Thompson sampling router', () => {
     const shares = trafficShares(arms, createRng(6), 20_000);
     expect(shares.canary).toBeGreaterThan(0.1 - 3 * Math.sqrt((0.1 * 0.9) / 20_000));
     expect(shares.canary).toBeLessThan(0.12);
-    const withoutFloor = trafficShares(arms.map((arm) => ({ ...arm, minShare: undefined })), createRng(6), 20_000);
+    const withoutFloor = trafficShares(
+      arms.map((arm) => ({ ...arm, minShare: undefined })),
+      createRng(6),
+      20_000,
+    );
     expect(withoutFloor.canary).toBeLessThan(0.01);
   });
 
@@ -140,7 +142,13 @@ describe('Thompson sampling router', () => {
     { arms: [...armsOf('bernoulli', ['a']), ...armsOf('bernoulli', ['a'])], message: /appears twice/ },
     { arms: [...armsOf('bernoulli', ['a']), ...armsOf('gaussian', ['b'])], message: /one kind of reward/ },
     { arms: [{ version: 'a', kind: 'bernoulli', stats: { ...emptyStats(), failures: -1 } }], message: /counter failures is -1/ },
-    { arms: [{ ...armsOf('bernoulli', ['a'])[0], minShare: 0.7 }, { ...armsOf('bernoulli', ['b'])[0], minShare: 0.6 }], message: /sum to 1.3/ },
+    {
+      arms: [
+        { ...armsOf('bernoulli', ['a'])[0], minShare: 0.7 },
+        { ...armsOf('bernoulli', ['b'])[0], minShare: 0.6 },
+      ],
+      message: /sum to 1.3/,
+    },
   ] as { arms: Arm[]; message: RegExp }[])('rejects an invalid serving set: $message', ({ arms, message }) => {
     expect(() => chooseArm(arms, createRng(1))).toThrow(message);
   });

@@ -31,12 +31,18 @@ describe('agentflow run with a budget beyond the execution history', () => {
     const dir = join(folder, 'data');
     const err: string[] = [];
     let code: number = EXIT.ok;
-    const program = buildProgram({ tty: false, setExitCode: (value) => (code = value), output: (json) => ({ json, out: () => {}, err: (text) => err.push(text) }) });
+    const program = buildProgram({
+      tty: false,
+      setExitCode: (value) => (code = value),
+      output: (json) => ({ json, out: () => {}, err: (text) => err.push(text) }),
+    });
 
     await program.parseAsync(['node', 'agentflow', '--dir', dir, 'run', specPath]);
 
     expect(code).toBe(EXIT.invalidInput);
-    expect(err.join('\n')).toMatch(/tuning: generations × population = 60 × 100 needs ~60,690 Step Functions history events; at most 22 generations of 100, or 60 generations of at most 36, fit/);
+    expect(err.join('\n')).toMatch(
+      /tuning: generations × population = 60 × 100 needs ~60,690 Step Functions history events; at most 22 generations of 100, or 60 generations of at most 36, fit/,
+    );
     const session = await openLocalSession({ dir });
     try {
       expect(await session.deps.store.list('')).toEqual([]);

@@ -52,7 +52,11 @@ describe('agentflow schedule', () => {
     const out: string[] = [];
     const err: string[] = [];
     let code: number = EXIT.ok;
-    const program = buildProgram({ tty: false, setExitCode: (value) => (code = value), output: (json) => ({ json, out: (t) => out.push(t), err: (t) => err.push(t) }) });
+    const program = buildProgram({
+      tty: false,
+      setExitCode: (value) => (code = value),
+      output: (json) => ({ json, out: (t) => out.push(t), err: (t) => err.push(t) }),
+    });
     await program.parseAsync(['node', 'agentflow', ...args]);
     return { code, out: out.join('\n'), err: err.join('\n') };
   }
@@ -67,7 +71,20 @@ describe('agentflow schedule', () => {
     const dir = join(folder, 'data');
 
     const bad = await run(['--dir', dir, 'schedule', join(folder, 'spec.json'), '--cron', '0 3 * *']);
-    const once = await run(['--dir', dir, '--json', 'schedule', join(folder, 'spec.json'), '--every', '7 days', '--now', '--max-runs', '1', '--monitor-every', '0']);
+    const once = await run([
+      '--dir',
+      dir,
+      '--json',
+      'schedule',
+      join(folder, 'spec.json'),
+      '--every',
+      '7 days',
+      '--now',
+      '--max-runs',
+      '1',
+      '--monitor-every',
+      '0',
+    ]);
 
     expect(bad.code).toBe(EXIT.invalidInput);
     expect(bad.err).toMatch(/has 4 fields/);

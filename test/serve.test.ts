@@ -48,7 +48,10 @@ interface Logged {
 function context(options: ServeOptions = {}): { context: ServeContext; logs: Logged[]; metrics: Record<string, unknown>[] } {
   const logs: Logged[] = [];
   const metrics: Record<string, unknown>[] = [];
-  const log = (level: string) => (message: string, ...extra: Record<string, unknown>[]) => logs.push({ level, message, extra });
+  const log =
+    (level: string) =>
+    (message: string, ...extra: Record<string, unknown>[]) =>
+      logs.push({ level, message, extra });
   return {
     context: createServeContext(deps, {
       drift: false,
@@ -142,7 +145,11 @@ describe('infer', () => {
     const result = await handleInferEvent(urlEvent({ project: 'shop', records: [packed, record(values)] }), ctx);
     const response = JSON.parse(result.body) as InferResponse;
     // Alone, the decoded vector is the model's input as it is (a slice of a shared buffer, fed by its offset).
-    const alone = await Promise.all([packed, record(values)].map(async (r) => (JSON.parse((await handleInferEvent(urlEvent({ project: 'shop', records: [r] }), ctx)).body) as InferResponse).predictions[0].outputs));
+    const alone = await Promise.all(
+      [packed, record(values)].map(
+        async (r) => (JSON.parse((await handleInferEvent(urlEvent({ project: 'shop', records: [r] }), ctx)).body) as InferResponse).predictions[0].outputs,
+      ),
+    );
     expect(result.statusCode).toBe(200);
     expect(response.predictions[0].outputs).toEqual(response.predictions[1].outputs);
     expect(alone[0]).toEqual(alone[1]);
@@ -192,34 +199,132 @@ describe('infer', () => {
     });
   });
 
-  const packed = (bytes: number[] | string) => ({ features: { b64: typeof bytes === 'string' ? bytes : Buffer.from(Float32Array.from(bytes).buffer).toString('base64') } });
+  const packed = (bytes: number[] | string) => ({
+    features: { b64: typeof bytes === 'string' ? bytes : Buffer.from(Float32Array.from(bytes).buffer).toString('base64') },
+  });
   const tooBig = { project: 'shop', records: Array.from({ length: 40 }, () => record(Array.from({ length: DIMENSION }, () => 0.123456789))) };
   it.each([
     ['a body that is not JSON', 400, 'REQUEST_INVALID', urlEvent('{"project": "shop", records: [', { raw: true }), /body is not JSON .*send a JSON object/],
     ['an empty body', 400, 'REQUEST_INVALID', urlEvent('', { raw: true }), /body is empty/],
     ['a JSON array instead of an object', 400, 'REQUEST_INVALID', urlEvent([1, 2]), /body is \[1,2\]; send a JSON object such as/],
     ['no project', 400, 'REQUEST_INVALID', urlEvent({ records: [record()] }), /project is missing/],
-    ['a project that is not a name', 400, 'REQUEST_INVALID', urlEvent({ project: 'Shop Inc', records: [record()] }), /project: "Shop Inc" is not a project name/],
+    [
+      'a project that is not a name',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'Shop Inc', records: [record()] }),
+      /project: "Shop Inc" is not a project name/,
+    ],
     ['no records', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop' }), /records is missing/],
-    ['records that are not an array', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: { features: [1] } }), /records: is \{"features":\[1\]\}; send an array of records/],
+    [
+      'records that are not an array',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: { features: [1] } }),
+      /records: is \{"features":\[1\]\}; send an array of records/,
+    ],
     ['empty records', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [] }), /records is empty; send 1 to 8 records/],
-    ['more records than allowed', 400, 'REQUEST_TOO_LARGE', urlEvent({ project: 'shop', records: Array.from({ length: 9 }, () => record()) }), /records has 9 records; send at most 8 per request/],
+    [
+      'more records than allowed',
+      400,
+      'REQUEST_TOO_LARGE',
+      urlEvent({ project: 'shop', records: Array.from({ length: 9 }, () => record()) }),
+      /records has 9 records; send at most 8 per request/,
+    ],
     ['a body over the byte limit', 400, 'REQUEST_TOO_LARGE', urlEvent(tooBig), /the body is \d+ bytes; send at most 1024 bytes/],
-    ['a body under the limit in characters but over it in UTF-8 bytes', 400, 'REQUEST_TOO_LARGE', urlEvent({ project: 'shop', records: [{ features: '€'.repeat(340) }] }), /the body is 10\d\d bytes; send at most 1024 bytes/],
+    [
+      'a body under the limit in characters but over it in UTF-8 bytes',
+      400,
+      'REQUEST_TOO_LARGE',
+      urlEvent({ project: 'shop', records: [{ features: '€'.repeat(340) }] }),
+      /the body is 10\d\d bytes; send at most 1024 bytes/,
+    ],
     ['an unknown top-level field', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record()], model: 3 }), /unknown field "model"/],
-    ['a version that is not a number', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record()], version: 'latest' }), /version: is "latest"; pin a version by its number/],
-    ['a record that is not an object', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record(), 5] }), /records\[1\]: is 5; each record is an object of the model's input fields \(features\)/],
-    ['a field of the wrong type', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [{ features: 'abc' }] }), /records\[0\]\.features: field "features" is "abc", expected an array of 4 numbers/],
-    ['a vector of the wrong length', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record([1, 2])] }), /records\[0\]\.features: field "features" has 2 values, expected 4/],
-    ['a vector holding text', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record([1, 2, 3, 'x' as unknown as number])] }), /field "features" item 3 is "x", not a finite number/],
-    ['a packed vector of the wrong length', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [packed([1, 2, 3])] }), /records\[0\]\.features: field "features"\.b64 holds 12 bytes \(3 float32 values\), expected 16 bytes for 4 values .*little-endian float32/],
-    ['a packed vector that is not base64', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [packed('not base64!')] }), /field "features"\.b64 is "not base64!", not base64 text; pack the 4 values/],
-    ['a packed vector holding NaN', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [packed([1, Number.NaN, 3, 4])] }), /field "features"\.b64 item 1 is NaN, not a finite number/],
-    ['a packed vector with other keys', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [{ features: { b64: 'AAAA', dtype: 'f4' } }] }), /field "features" has keys "dtype" next to "b64"/],
-    ['a missing input field', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record(), {}] }), /records\[1\]\.features: field "features" is missing/],
-    ['an unknown field in a record', 400, 'REQUEST_INVALID', urlEvent({ project: 'shop', records: [record(), { ...record(), colour: 'red' }] }), /records\[1\]\.colour: field "colour" is not an input of this model \(inputs: features\); remove it/],
+    [
+      'a version that is not a number',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [record()], version: 'latest' }),
+      /version: is "latest"; pin a version by its number/,
+    ],
+    [
+      'a record that is not an object',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [record(), 5] }),
+      /records\[1\]: is 5; each record is an object of the model's input fields \(features\)/,
+    ],
+    [
+      'a field of the wrong type',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [{ features: 'abc' }] }),
+      /records\[0\]\.features: field "features" is "abc", expected an array of 4 numbers/,
+    ],
+    [
+      'a vector of the wrong length',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [record([1, 2])] }),
+      /records\[0\]\.features: field "features" has 2 values, expected 4/,
+    ],
+    [
+      'a vector holding text',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [record([1, 2, 3, 'x' as unknown as number])] }),
+      /field "features" item 3 is "x", not a finite number/,
+    ],
+    [
+      'a packed vector of the wrong length',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [packed([1, 2, 3])] }),
+      /records\[0\]\.features: field "features"\.b64 holds 12 bytes \(3 float32 values\), expected 16 bytes for 4 values .*little-endian float32/,
+    ],
+    [
+      'a packed vector that is not base64',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [packed('not base64!')] }),
+      /field "features"\.b64 is "not base64!", not base64 text; pack the 4 values/,
+    ],
+    [
+      'a packed vector holding NaN',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [packed([1, Number.NaN, 3, 4])] }),
+      /field "features"\.b64 item 1 is NaN, not a finite number/,
+    ],
+    [
+      'a packed vector with other keys',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [{ features: { b64: 'AAAA', dtype: 'f4' } }] }),
+      /field "features" has keys "dtype" next to "b64"/,
+    ],
+    [
+      'a missing input field',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [record(), {}] }),
+      /records\[1\]\.features: field "features" is missing/,
+    ],
+    [
+      'an unknown field in a record',
+      400,
+      'REQUEST_INVALID',
+      urlEvent({ project: 'shop', records: [record(), { ...record(), colour: 'red' }] }),
+      /records\[1\]\.colour: field "colour" is not an input of this model \(inputs: features\); remove it/,
+    ],
     ['a project nobody serves', 404, 'PROJECT_NOT_SERVED', urlEvent({ project: 'nobody', records: [record()] }), /project "nobody" has no serving set/],
-    ['a pinned version outside the serving set', 404, 'VERSION_NOT_SERVED', urlEvent({ project: 'shop', records: [record()], version: 99 }), /version 99 is not in the serving set of shop \(serving: 1\)/],
+    [
+      'a pinned version outside the serving set',
+      404,
+      'VERSION_NOT_SERVED',
+      urlEvent({ project: 'shop', records: [record()], version: 99 }),
+      /version 99 is not in the serving set of shop \(serving: 1\)/,
+    ],
     ['a GET', 405, 'METHOD_NOT_ALLOWED', urlEvent({ project: 'shop', records: [record()] }, { method: 'GET' }), /GET is not allowed; infer takes POST/],
     ['an event that is not a Function URL request', 400, 'REQUEST_INVALID', { detail: {} }, /not a Function URL request/],
   ])('answers %s with a %i (%s) that says what to fix', async (_name, status, code, event, message) => {
@@ -237,7 +342,9 @@ describe('infer', () => {
     const result = await handleInferEvent(urlEvent({ project: 'shop', records: [record(), { features: null }, record(), { feature: [1, 2, 3, 4] }] }), ctx);
     expect(result.statusCode).toBe(400);
     const error = body(result).error as unknown as { message: string; details: { problems: Array<{ record: number; field: string }> } };
-    expect(error.message).toMatch(/^3 problems in the records are not valid input for shop version 1: records\[1\]\.features: .*; records\[3\]\.feature: .*; records\[3\]\.features: field "features" is missing/);
+    expect(error.message).toMatch(
+      /^3 problems in the records are not valid input for shop version 1: records\[1\]\.features: .*; records\[3\]\.feature: .*; records\[3\]\.features: field "features" is missing/,
+    );
     expect(error.details.problems.map((p) => [p.record, p.field])).toEqual([
       [1, 'features'],
       [3, 'feature'],
@@ -269,7 +376,9 @@ describe('model integrity', () => {
 
     const pinned = await handleInferEvent(urlEvent({ project: 'corrupt', records: [record()], version: corrupted }), ctx);
     expect(pinned.statusCode).toBe(503);
-    expect(body(pinned).error?.message).toMatch(new RegExp(`corrupt version ${corrupted}: .*model.onnx has sha256 [0-9a-f]{64}, but the registry recorded [0-9a-f]{64}; .*refused`));
+    expect(body(pinned).error?.message).toMatch(
+      new RegExp(`corrupt version ${corrupted}: .*model.onnx has sha256 [0-9a-f]{64}, but the registry recorded [0-9a-f]{64}; .*refused`),
+    );
     await ctx.close();
   });
 
@@ -356,7 +465,10 @@ describe('feedback', () => {
     expect(body(unknown).error?.message).toMatch(/no prediction "never-issued": it is not an id Infer returned for this project/);
     // A well-formed id with a forged signature, or a real id sent for another version, is as unknown.
     const [version, ...rest] = id.split('.');
-    const forged = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: [version, ...rest.slice(0, -1), 'AAAAAAAAAAAAAAAA'].join('.'), reward: 1 }), ctx);
+    const forged = await handleFeedbackEvent(
+      urlEvent({ project: 'shop', predictionId: [version, ...rest.slice(0, -1), 'AAAAAAAAAAAAAAAA'].join('.'), reward: 1 }),
+      ctx,
+    );
     const otherVersion = await handleFeedbackEvent(urlEvent({ project: 'shop', predictionId: [Number(version) + 1, ...rest].join('.'), reward: 1 }), ctx);
     expect([forged.statusCode, otherVersion.statusCode]).toEqual([404, 404]);
 
@@ -367,7 +479,11 @@ describe('feedback', () => {
   });
 
   it.each([
-    ['a reward that is not 0 or 1 for a bernoulli project', { project: 'shop', predictionId: 'x', reward: 0.5 }, /reward 0.5 is not 0 or 1: shop routes on 0\/1 rewards .*set the project's reward kind to gaussian/],
+    [
+      'a reward that is not 0 or 1 for a bernoulli project',
+      { project: 'shop', predictionId: 'x', reward: 0.5 },
+      /reward 0.5 is not 0 or 1: shop routes on 0\/1 rewards .*set the project's reward kind to gaussian/,
+    ],
     ['a reward sent as text', { project: 'shop', predictionId: 'x', reward: '1' }, /reward: is "1"; send the reward as a finite number/],
     ['no prediction id', { project: 'shop', reward: 1 }, /predictionId is missing/],
     ['a prediction id with "#"', { project: 'shop', predictionId: 'a#b', reward: 1 }, /predictionId: "a#b" contains "#"/],
@@ -398,7 +514,8 @@ describe('local HTTP server', () => {
     const server = await startServer({ context: ctx });
     try {
       expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-      const post = (path: string, payload: string) => fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload });
+      const post = (path: string, payload: string) =>
+        fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload });
 
       const inferred = await post('/infer', JSON.stringify({ project: 'shop', records: [record(), record([1, 1, 1, 1])] }));
       expect(inferred.status).toBe(200);
@@ -445,7 +562,7 @@ describe('signed prediction ids', () => {
     expect(late).toMatchObject({ code: 'PREDICTION_NOT_FOUND', message: expect.stringMatching(/made 3 days ago; feedback is accepted for 2 days/) });
   });
 
-  it('signs a request once: every record gets its own id, and an index past the request\'s count is refused', async () => {
+  it("signs a request once: every record gets its own id, and an index past the request's count is refused", async () => {
     const ids = new PredictionIds({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
     const batch = await ids.issue('shop', 3, 40);
     expect(new Set(batch).size).toBe(40);
@@ -461,11 +578,17 @@ describe('signed prediction ids', () => {
   it('signs with HMAC-SHA256 under the key kept in the reward table, so only a holder of that key can make an id', async () => {
     const ids = new PredictionIds({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
     const [id] = await ids.issue('shop', 5, 2);
-    const stored = await aws.clients.dynamodb.send(new GetCommand({ TableName: aws.config.rewardTable, Key: { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } }));
+    const stored = await aws.clients.dynamodb.send(
+      new GetCommand({ TableName: aws.config.rewardTable, Key: { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } }),
+    );
     const key = Buffer.from(stored.Item?.key as string, 'base64');
     const [version, issued, nonce, , count, mac] = id.split('.');
     const expected = createHmac('sha256', key).update(['shop', version, issued, nonce, count].join('\u0000')).digest().subarray(0, 12).toString('base64url');
-    const otherKey = createHmac('sha256', randomBytes(32)).update(['shop', version, issued, nonce, count].join('\u0000')).digest().subarray(0, 12).toString('base64url');
+    const otherKey = createHmac('sha256', randomBytes(32))
+      .update(['shop', version, issued, nonce, count].join('\u0000'))
+      .digest()
+      .subarray(0, 12)
+      .toString('base64url');
 
     expect(mac).toBe(expected);
     await expect(ids.verify('shop', [version, issued, nonce, '0', count, otherKey].join('.'))).rejects.toMatchObject({ code: 'PREDICTION_NOT_FOUND' });

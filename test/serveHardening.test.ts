@@ -6,7 +6,16 @@ import { fitEncoder } from '#lib/encoders/index.ts';
 import type { TabularBaseModelSpec } from '#lib/spec/index.ts';
 import { Registry, RewardLog } from '#lib/registry/index.ts';
 import { createRng } from '#lib/route/index.ts';
-import { createServeContext, ServeSettingsStore, handleFeedbackEvent, handleInferEvent, type InferResponse, type ServeContext, type ServeDependencies, type ServeOptions } from '#lib/serve/index.ts';
+import {
+  createServeContext,
+  ServeSettingsStore,
+  handleFeedbackEvent,
+  handleInferEvent,
+  type InferResponse,
+  type ServeContext,
+  type ServeDependencies,
+  type ServeOptions,
+} from '#lib/serve/index.ts';
 import { ArtifactStore } from '#lib/store/index.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from './helpers/servingModels.ts';
 import { useLocalAws } from './helpers/localAws.ts';
@@ -55,7 +64,16 @@ beforeAll(async () => {
     const built = buildFeaturesModel({ dimension: fitted.dimension, tasks: TASKS, seed: 9, encoder: fitted });
     const serving = cardServingOf({ serving: { unknownInputs } }, fitted.summary);
     const project = `tab-${unknownInputs}`;
-    const published = await publishModel({ registry, store, project, runId: `${project}-run`, model: built.model, encoder: built.encoder, tasks: TASKS, serving });
+    const published = await publishModel({
+      registry,
+      store,
+      project,
+      runId: `${project}-run`,
+      model: built.model,
+      encoder: built.encoder,
+      tasks: TASKS,
+      serving,
+    });
     await registry.setServingSet(project, { production: published.version, challengers: [] }, { expectedRevision: 0 });
   }
 });
@@ -109,18 +127,16 @@ describe('numbers beyond float32', () => {
   });
 
   it('accepts the largest float32 and numbers that only lose precision', async () => {
-    const result = await handleInferEvent(urlEvent({ project: 'hard', records: [{ features: [3.4028234663852886e38, 1e-50, -1.2345678901234567] }] }), context());
+    const result = await handleInferEvent(
+      urlEvent({ project: 'hard', records: [{ features: [3.4028234663852886e38, 1e-50, -1.2345678901234567] }] }),
+      context(),
+    );
     expect(result.statusCode).toBe(200);
   });
 });
 
 describe('inputs the model has no value for', () => {
-  const records = [
-    { age: 33, plan: 'pro' },
-    { age: 52 },
-    { plan: 'enterprise' },
-    { age: '', plan: null },
-  ];
+  const records = [{ age: 33, plan: 'pro' }, { age: 52 }, { plan: 'enterprise' }, { age: '', plan: null }];
 
   it('are imputed and counted in the served metrics under the default policy', async () => {
     const lines: Record<string, unknown>[] = [];
@@ -198,7 +214,10 @@ describe('500 logs', () => {
 
     expect(result.statusCode).toBe(500);
     expect(answer(result).error?.message).toContain('offset out of range');
-    const logged = lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.message === 'infer failed');
+    const logged = lines
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .find((line) => line.message === 'infer failed');
     expect(logged).toBeDefined();
     const error = logged!.error as { name: string; message: string; stack: string; cause: { message: string } };
     expect(error.name).toBe('RangeError');
@@ -210,26 +229,50 @@ describe('500 logs', () => {
 
 describe('arbitrary JSON at the handlers', () => {
   /** JSON values with odd numbers, odd keys, long strings and some depth. */
-  const oddKey = fc.oneof(fc.string(), fc.constantFrom('__proto__', 'constructor', 'toString', 'project', 'records', 'features', 'b64', 'reward', 'predictionId', 'version', ''));
+  const oddKey = fc.oneof(
+    fc.string(),
+    fc.constantFrom('__proto__', 'constructor', 'toString', 'project', 'records', 'features', 'b64', 'reward', 'predictionId', 'version', ''),
+  );
   const oddNumber = fc.oneof(
     fc.double({ noNaN: true, noDefaultInfinity: true }),
     fc.constantFrom(0, -0, 1e39, -1e39, 1e300, 5e-324, Number.MAX_SAFE_INTEGER + 2, 3.4028235e38, 2.5, 1),
     fc.integer(),
   );
   const value = fc.letrec((tie) => ({
-    any: fc.oneof({ depthSize: 'small', withCrossShrink: true }, fc.constant(null), fc.boolean(), oddNumber, fc.string({ maxLength: 40 }), tie('array'), tie('object')),
+    any: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      fc.constant(null),
+      fc.boolean(),
+      oddNumber,
+      fc.string({ maxLength: 40 }),
+      tie('array'),
+      tie('object'),
+    ),
     array: fc.array(tie('any'), { maxLength: 5 }),
     object: fc.dictionary(oddKey, tie('any'), { maxKeys: 5 }),
   })).any;
-  const record = fc.oneof(value, fc.record({ features: fc.oneof(value, fc.array(oddNumber, { minLength: 3, maxLength: 3 }), fc.record({ b64: fc.oneof(fc.base64String(), value) })) }, { requiredKeys: [] }));
+  const record = fc.oneof(
+    value,
+    fc.record(
+      { features: fc.oneof(value, fc.array(oddNumber, { minLength: 3, maxLength: 3 }), fc.record({ b64: fc.oneof(fc.base64String(), value) })) },
+      { requiredKeys: [] },
+    ),
+  );
   const inferBody = fc.oneof(
     value,
-    fc.record({ project: fc.oneof(fc.constant('hard'), value), records: fc.oneof(fc.array(record, { maxLength: 4 }), value), version: fc.oneof(oddNumber, value) }, { requiredKeys: [] }),
+    fc.record(
+      { project: fc.oneof(fc.constant('hard'), value), records: fc.oneof(fc.array(record, { maxLength: 4 }), value), version: fc.oneof(oddNumber, value) },
+      { requiredKeys: [] },
+    ),
   );
   const feedbackBody = fc.oneof(
     value,
     fc.record(
-      { project: fc.oneof(fc.constant('hard'), value), predictionId: fc.oneof(fc.string(), fc.constantFrom('1.a.b.0.1.c', '1.0.000000000000.0.1.0000000000000000'), value), reward: fc.oneof(oddNumber, value) },
+      {
+        project: fc.oneof(fc.constant('hard'), value),
+        predictionId: fc.oneof(fc.string(), fc.constantFrom('1.a.b.0.1.c', '1.0.000000000000.0.1.0000000000000000'), value),
+        reward: fc.oneof(oddNumber, value),
+      },
       { requiredKeys: [] },
     ),
   );
@@ -237,7 +280,13 @@ describe('arbitrary JSON at the handlers', () => {
   const rawText = fc.oneof(
     fc.integer({ min: 1, max: 50_000 }).map((depth) => `{"project":"hard","records":[${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}]}`),
     fc.integer({ min: 1, max: 50_000 }).map((depth) => `{"project":"hard","predictionId":"p","reward":${'['.repeat(depth)}${']'.repeat(depth)}}`),
-    fc.constantFrom('1e999', '-1e999', '{"project":"hard","records":[{"features":[1e999,0,0]}]}', '{"project":"hard","records":[{"features":[1,2,3]}],"records":[]}', '{"__proto__":{"records":[1]}}'),
+    fc.constantFrom(
+      '1e999',
+      '-1e999',
+      '{"project":"hard","records":[{"features":[1e999,0,0]}]}',
+      '{"project":"hard","records":[{"features":[1,2,3]}],"records":[]}',
+      '{"__proto__":{"records":[1]}}',
+    ),
     fc.integer({ min: 1, max: 200_000 }).map((length) => `{"project":"hard","records":[{"features":"${'x'.repeat(length)}"}]}`),
     fc.string(),
   );
@@ -256,7 +305,9 @@ describe('arbitrary JSON at the handlers', () => {
     }
     const rewards = fc.oneof(oddNumber, fc.double({ min: -1e7, max: 1e7, noNaN: true }), fc.constantFrom(0, 1, 0.5, -1e-10, 1e-9, 1e6, -1e6, 1e6 + 1));
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...ids), rewards, async ([project, predictionId], reward) => neverFails(await handleFeedbackEvent(urlEvent({ project, predictionId, reward }), ctx))),
+      fc.asyncProperty(fc.constantFrom(...ids), rewards, async ([project, predictionId], reward) =>
+        neverFails(await handleFeedbackEvent(urlEvent({ project, predictionId, reward }), ctx)),
+      ),
       { numRuns: 300, seed: 15 },
     );
   });

@@ -4,18 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import {
-  Bool,
-  FixedSizeList,
-  Field,
-  Float32,
-  Int64,
-  RecordBatchReader,
-  Table,
-  tableToIPC,
-  Utf8,
-  vectorFromArray,
-} from 'apache-arrow';
+import { Bool, FixedSizeList, Field, Float32, Int64, RecordBatchReader, Table, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   batchesOf,
@@ -58,11 +47,39 @@ function concatBatches(batches: ShardBatch[], tasks: readonly ShardTask[]): Omit
   };
   return {
     rows,
-    features: cat((n) => new Float32Array(n), (b) => b.features, batches[0].dim),
-    labels: Object.fromEntries(tasks.map((t) => [t.name, cat((n) => new Float32Array(n), (b) => b.labels[t.name])])),
-    masks: Object.fromEntries(tasks.map((t) => [t.name, cat((n) => new Uint8Array(n), (b) => b.masks[t.name])])),
-    rowIndex: cat((n) => new Int32Array(n), (b) => b.rowIndex),
-    split: batches[0].split ? cat((n) => new Uint8Array(n), (b) => b.split!) : undefined,
+    features: cat(
+      (n) => new Float32Array(n),
+      (b) => b.features,
+      batches[0].dim,
+    ),
+    labels: Object.fromEntries(
+      tasks.map((t) => [
+        t.name,
+        cat(
+          (n) => new Float32Array(n),
+          (b) => b.labels[t.name],
+        ),
+      ]),
+    ),
+    masks: Object.fromEntries(
+      tasks.map((t) => [
+        t.name,
+        cat(
+          (n) => new Uint8Array(n),
+          (b) => b.masks[t.name],
+        ),
+      ]),
+    ),
+    rowIndex: cat(
+      (n) => new Int32Array(n),
+      (b) => b.rowIndex,
+    ),
+    split: batches[0].split
+      ? cat(
+          (n) => new Uint8Array(n),
+          (b) => b.split!,
+        )
+      : undefined,
   };
 }
 
@@ -127,8 +144,16 @@ describe('feature shards', () => {
       expectSameValues(all.labels[task.name], data.labels[task.name], `labels.${task.name}`);
       expectSameValues(all.masks[task.name], data.masks[task.name], `masks.${task.name}`);
     }
-    expectSameValues(all.rowIndex, Int32Array.from({ length: ROWS }, (_, i) => i), 'rowIndex');
-    expectSameValues(all.split, Uint8Array.from({ length: ROWS }, (_, i) => splitOfRow(i)), 'split');
+    expectSameValues(
+      all.rowIndex,
+      Int32Array.from({ length: ROWS }, (_, i) => i),
+      'rowIndex',
+    );
+    expectSameValues(
+      all.split,
+      Uint8Array.from({ length: ROWS }, (_, i) => splitOfRow(i)),
+      'split',
+    );
   });
 
   it('keeps the masks: missing labels come back as mask 0 at the requested rate', async () => {
@@ -308,9 +333,7 @@ describe('re-chunking and shuffling streamed batches', () => {
 
   it('shuffles deterministically for a seed, and differently for another seed', async () => {
     const order = async (seed: number) =>
-      (await collect(shuffleBuffer(stream(sourceBatches([500, 500, 500])), { bufferRows: 200, rng: mulberry32(seed) }))).flatMap((b) =>
-        Array.from(b.rowIndex),
-      );
+      (await collect(shuffleBuffer(stream(sourceBatches([500, 500, 500])), { bufferRows: 200, rng: mulberry32(seed) }))).flatMap((b) => Array.from(b.rowIndex));
     const a = await order(1);
     expect(await order(1)).toEqual(a);
     expect(await order(2)).not.toEqual(a);
@@ -429,7 +452,11 @@ describe('shard errors', () => {
   it.each([
     ['a binary label of 2 on a labelled row', { ...rowsOf(3, 2) }, /task "y": label 2 at row 0 is not 0 or 1/],
     ['features of the wrong length', { ...rowsOf(3, 1), features: new Float32Array(5) }, /rows × dim = 3 × 2 = 6 values, got 5/],
-    ['a task the shard does not have', { ...rowsOf(1, 0), labels: { y: new Float32Array(1), z: new Float32Array(1) } }, /task "z" is not one of this shard's tasks/],
+    [
+      'a task the shard does not have',
+      { ...rowsOf(1, 0), labels: { y: new Float32Array(1), z: new Float32Array(1) } },
+      /task "z" is not one of this shard's tasks/,
+    ],
     ['a missing mask', { ...rowsOf(1, 0), masks: {} }, /masks\["y"\] must be a Uint8Array of 1 values, got none/],
     ['a split without includeSplit', { ...rowsOf(1, 0), split: ['train' as const] }, /without includeSplit/],
   ])('rejects %s and stays usable', async (_, rows, message) => {

@@ -80,9 +80,7 @@ describe('parseSpec defaults', () => {
   });
 
   it('fills a text base model and normalizes it to a list of one', () => {
-    expect(spec.baseModels).toEqual([
-      { kind: 'text', field: 'text', ngramRange: [1, 2], vocabularySize: 20000, minDocumentFrequency: 2, lowercase: true },
-    ]);
+    expect(spec.baseModels).toEqual([{ kind: 'text', field: 'text', ngramRange: [1, 2], vocabularySize: 20000, minDocumentFrequency: 2, lowercase: true }]);
     expect(primaryBaseModel(spec)).toBe(spec.baseModels[0]);
   });
 
@@ -90,7 +88,7 @@ describe('parseSpec defaults', () => {
     expect(spec.datasets).toEqual({ train: 'data/train.jsonl', csv: { trim: true }, format: 'jsonl' });
   });
 
-  it('keeps a binary task\'s positive values as a list, trimmed and without repeats, and leaves them out when not given', () => {
+  it("keeps a binary task's positive values as a list, trimmed and without repeats, and leaves them out when not given", () => {
     const parsed = (positive: unknown) =>
       parseSpec({ ...minimal(), tasks: [{ name: 'churn', type: 'binary', ...(positive === undefined ? {} : { positive }) }] }).tasks[0];
     expect(parsed('churned')).toMatchObject({ positive: ['churned'] });
@@ -226,9 +224,27 @@ describe('parseSpec problems', () => {
     ['tasks.0.positive', [], 'tasks[0].positive', [], /^is an empty list; give at least one label value, e.g. \["churned"\]$/],
     ['tasks.0.positive', 1, 'tasks[0].positive', 1, /expected/],
     ['datasets.csv', { trim: 'yes' }, 'datasets.csv.trim', 'yes', /"yes" is a string, expected true or false/],
-    ['baseModel', { kind: 'tabular', numeric: ['age'], numericEncoding: 'log' }, 'baseModel.numericEncoding', 'log', /^"log" is not one of standard \| quantile \| ple \| auto$/],
-    ['baseModel', { kind: 'tabular', numeric: ['age'], columnEncodings: { income: 'ple' } }, 'baseModel.columnEncodings.income', 'ple', /^"income" is not one of the numeric columns \(age\); list it in numeric or remove it from columnEncodings$/],
-    ['baseModel', { kind: 'tabular', numeric: ['age'], columnEncodings: { age: 'auto' } }, 'baseModel.columnEncodings.age', 'auto', /^"auto" is not one of standard \| quantile \| ple$/],
+    [
+      'baseModel',
+      { kind: 'tabular', numeric: ['age'], numericEncoding: 'log' },
+      'baseModel.numericEncoding',
+      'log',
+      /^"log" is not one of standard \| quantile \| ple \| auto$/,
+    ],
+    [
+      'baseModel',
+      { kind: 'tabular', numeric: ['age'], columnEncodings: { income: 'ple' } },
+      'baseModel.columnEncodings.income',
+      'ple',
+      /^"income" is not one of the numeric columns \(age\); list it in numeric or remove it from columnEncodings$/,
+    ],
+    [
+      'baseModel',
+      { kind: 'tabular', numeric: ['age'], columnEncodings: { age: 'auto' } },
+      'baseModel.columnEncodings.age',
+      'auto',
+      /^"auto" is not one of standard \| quantile \| ple$/,
+    ],
     ['baseModel', { kind: 'tabular', numeric: ['age'], bins: 1 }, 'baseModel.bins', 1, /^1 is below the minimum 2$/],
     ['tasks.0.label', 'text', 'tasks[0].label', 'text', /is a base model input column/],
     ['training.epoch', 5, 'training.epoch', 5, /^unknown field; did you mean "epochs"\?/],
@@ -311,7 +327,9 @@ describe('tuning.search', () => {
   const searching = (search: unknown[]) => ({ ...minimal(), tuning: { search } });
 
   it('fills each named dimension with its default range, and keeps the ranges given', () => {
-    const spec = parseSpec(searching([{ name: 'width' }, { name: 'weightDecay', max: 1e-3 }, { name: 'depth', choices: [1, 2] }, { name: 'patience' }, { name: 'dropout' }]));
+    const spec = parseSpec(
+      searching([{ name: 'width' }, { name: 'weightDecay', max: 1e-3 }, { name: 'depth', choices: [1, 2] }, { name: 'patience' }, { name: 'dropout' }]),
+    );
     expect(spec.tuning.search).toEqual([
       { name: 'width', choices: [64, 128, 256, 512] },
       { name: 'weightDecay', scale: 'log', min: 1e-6, max: 1e-3 },
@@ -347,7 +365,9 @@ describe('the Step Functions execution history budget', () => {
 
   it('accepts the largest number of generations it names, and refuses one more', () => {
     expect(parseSpec(tuned({ generations: 22, population: 100 })).tuning.generations).toBe(22);
-    expect(problemsOf(tuned({ generations: 23, population: 100 }))[0].message).toMatch(/^generations × population = 23 × 100 needs ~23,283 .*at most 22 generations of 100/);
+    expect(problemsOf(tuned({ generations: 23, population: 100 }))[0].message).toMatch(
+      /^generations × population = 23 × 100 needs ~23,283 .*at most 22 generations of 100/,
+    );
     // PGPE's population must stay even, so the population it names is.
     expect(parseSpec(tuned({ generations: 60, population: 36 })).tuning.population).toBe(36);
     expect(problemsOf(tuned({ generations: 60, population: 38 }))[0].message).toMatch(/60 generations of at most 36,/);
@@ -357,7 +377,9 @@ describe('the Step Functions execution history budget', () => {
     // 2 × 1120 fits alone (22,452 events); screening 2 encoders × 2 architectures adds 2 rounds of 4 + 2 trials (82 events).
     expect(parseSpec(tuned({ generations: 2, population: 1120 })).tuning.population).toBe(1120);
     const screened = { baseModel: [{ kind: 'text' }, { kind: 'text', ngramRange: [1, 2] }], model: { architecture: ['shared-bottom', 'mmoe'] } };
-    expect(problemsOf(tuned({ generations: 2, population: 1120 }, screened))[0].message).toMatch(/needs ~22,534 Step Functions history events after 2 screening rounds of 6 trials/);
+    expect(problemsOf(tuned({ generations: 2, population: 1120 }, screened))[0].message).toMatch(
+      /needs ~22,534 Step Functions history events after 2 screening rounds of 6 trials/,
+    );
     expect(parseSpec(tuned({ generations: 2, population: 1120, screening: { enabled: false } }, screened)).tuning.population).toBe(1120);
   });
 
@@ -369,7 +391,9 @@ describe('the Step Functions execution history budget', () => {
 
   it('counts uniform λ as one trial a generation, whatever the population says', () => {
     expect(parseSpec(tuned({ strategy: 'uniform', generations: 1000, population: 100 })).tuning.generations).toBe(1000);
-    expect(problemsOf(tuned({ strategy: 'random', generations: 1000, population: 100 }))[0].message).toMatch(/^generations × population = 1000 × 100 needs ~1,011,030 /);
+    expect(problemsOf(tuned({ strategy: 'random', generations: 1000, population: 100 }))[0].message).toMatch(
+      /^generations × population = 1000 × 100 needs ~1,011,030 /,
+    );
   });
 });
 

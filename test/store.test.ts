@@ -7,8 +7,7 @@ import { ArtifactStore, canonicalJson, keys, parseS3Uri, s3Uri, sha256Hex, Store
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();
-const storeFor = (options: { listPageSize?: number } = {}) =>
-  new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket, ...options });
+const storeFor = (options: { listPageSize?: number } = {}) => new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket, ...options });
 
 describe('ArtifactStore against s3rver', () => {
   it('round-trips JSON and records its sha256 in metadata', async () => {
@@ -36,7 +35,11 @@ describe('ArtifactStore against s3rver', () => {
     const failure = await store.getJson(keys.modelCard('demo', 2), Card).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(StoreError);
     expect(failure).toMatchObject({ code: 'DOCUMENT_INVALID', context: { key: 'models/demo/2/card.json' } });
-    expect((failure as Error).message).toMatch(new RegExp(`^s3://${aws.config.bucket}/models/demo/2/card\\.json is not the document expected there: version: .*; tasks\\.0\\.name: .*write it again with the stage that owns it$`));
+    expect((failure as Error).message).toMatch(
+      new RegExp(
+        `^s3://${aws.config.bucket}/models/demo/2/card\\.json is not the document expected there: version: .*; tasks\\.0\\.name: .*write it again with the stage that owns it$`,
+      ),
+    );
   });
 
   it('round-trips bytes with a content type', async () => {
@@ -65,10 +68,13 @@ describe('ArtifactStore against s3rver', () => {
   it('uploads a 12 MiB stream in multipart and streams it back with the same sha256', async () => {
     const { s3 } = makeClients(aws.config);
     const commands: string[] = [];
-    s3.middlewareStack.add((next, context) => (args) => {
-      commands.push(context.commandName ?? '');
-      return next(args);
-    }, { step: 'initialize' });
+    s3.middlewareStack.add(
+      (next, context) => (args) => {
+        commands.push(context.commandName ?? '');
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
     const store = new ArtifactStore({ s3, bucket: aws.config.bucket, partSizeBytes: 5 * 1024 * 1024 });
     const chunk = randomBytes(1024 * 1024);
     const chunkCount = 12;

@@ -137,7 +137,10 @@ describe('trainTrial', () => {
   it('stops early once validation stops improving and returns the best epoch with its weights', async () => {
     // 200 training rows, a wide model and a constant high rate: it overfits within a few epochs.
     const small = generateMultiTask({ rows: 1200, dim: DIM, tasks: TASKS, seed: 9, labelNoise: 0.2 });
-    const spec = specWith({ model: { hidden: [128], towerHidden: [64] }, training: { epochs: 40, learningRate: 2e-2, schedule: 'constant', warmupSteps: 0, weightDecay: 0, earlyStoppingPatience: 2, batchSize: 32 } });
+    const spec = specWith({
+      model: { hidden: [128], towerHidden: [64] },
+      training: { epochs: 40, learningRate: 2e-2, schedule: 'constant', warmupSteps: 0, weightDecay: 0, earlyStoppingPatience: 2, batchSize: 32 },
+    });
     const result = await trainTrial({
       spec,
       encoder: { id: 'e0', dimension: DIM },
@@ -155,7 +158,12 @@ describe('trainTrial', () => {
     // The returned weights are the best epoch's: they reproduce its validation predictions' metrics.
     const validationRows = { features: small.features.slice(200 * DIM), rows: 1000 };
     const predictions = await trainingForward({ spec, weights: result.weights, batch: validationRows });
-    const auc = evaluateTask({ type: 'binary', predictions: predictions['click.probability'], labels: small.labels.click.slice(200), mask: small.masks.click.slice(200) }).auc;
+    const auc = evaluateTask({
+      type: 'binary',
+      predictions: predictions['click.probability'],
+      labels: small.labels.click.slice(200),
+      mask: small.masks.click.slice(200),
+    }).auc;
     expect(auc).toBeCloseTo(result.history[result.bestEpoch].validation.click.auc, 6);
     expect(auc).not.toBeCloseTo(result.history.at(-1)!.validation.click.auc, 6);
   });
@@ -256,7 +264,9 @@ describe('trainTrial', () => {
     } else {
       expect(outcome).toBeInstanceOf(TrainError);
       expect((outcome as TrainError).code).toBe('DEVICE');
-      expect((outcome as TrainError).message).toMatch(/execution providers \[cuda\].*CUDA execution provider did not load.*libonnxruntime_providers_cuda\.so.*unset AGENTFLOW_DEVICE/);
+      expect((outcome as TrainError).message).toMatch(
+        /execution providers \[cuda\].*CUDA execution provider did not load.*libonnxruntime_providers_cuda\.so.*unset AGENTFLOW_DEVICE/,
+      );
     }
   });
 });
@@ -265,7 +275,16 @@ describe('heads', () => {
   it('initialises deterministically per parameter name, independent of the other tasks', () => {
     const model = { hidden: [16], towerHidden: [8], experts: 2, expertHidden: 8 };
     const one = buildHeads({ architecture: 'shared-bottom', model, tasks: [{ name: 'a', type: 'binary' }], inputDim: 4, seed: 3 });
-    const two = buildHeads({ architecture: 'shared-bottom', model, tasks: [{ name: 'a', type: 'binary' }, { name: 'b', type: 'regression' }], inputDim: 4, seed: 3 });
+    const two = buildHeads({
+      architecture: 'shared-bottom',
+      model,
+      tasks: [
+        { name: 'a', type: 'binary' },
+        { name: 'b', type: 'regression' },
+      ],
+      inputDim: 4,
+      seed: 3,
+    });
     const pick = (h: typeof one, name: string) => h.parameters.find((p) => p.name === name)!.init;
     expect(pick(two, 'bottom.0.weight')).toEqual(pick(one, 'bottom.0.weight'));
     expect(pick(two, 'tower.a.0.weight')).toEqual(pick(one, 'tower.a.0.weight'));
@@ -276,7 +295,10 @@ describe('heads', () => {
     const heads = buildHeads({
       architecture: 'mmoe',
       model: { hidden: [16], towerHidden: [8], experts: 3, expertHidden: 5 },
-      tasks: [{ name: 'a', type: 'binary' }, { name: 'b', type: 'multiclass', classes: ['x', 'y', 'z', 'w'] }],
+      tasks: [
+        { name: 'a', type: 'binary' },
+        { name: 'b', type: 'multiclass', classes: ['x', 'y', 'z', 'w'] },
+      ],
       inputDim: 6,
       seed: 1,
     });
@@ -300,10 +322,24 @@ describe('heads', () => {
   it.each([
     [{ inputDim: 0 }, /inputDim 0 is not a positive integer/],
     [{ tasks: [{ name: 'm', type: 'multiclass' as const, classes: ['only'] }] }, /multiclass task "m" has 1 classes/],
-    [{ tasks: [{ name: 'a', type: 'binary' as const }, { name: 'a', type: 'binary' as const }] }, /task "a" is listed twice/],
+    [
+      {
+        tasks: [
+          { name: 'a', type: 'binary' as const },
+          { name: 'a', type: 'binary' as const },
+        ],
+      },
+      /task "a" is listed twice/,
+    ],
     [{ model: { hidden: [], towerHidden: [], experts: 1, expertHidden: 1 } }, /shared-bottom needs at least one shared layer/],
   ])('refuses %j', (override, message) => {
-    const base = { architecture: 'shared-bottom' as const, model: { hidden: [4], towerHidden: [], experts: 1, expertHidden: 1 }, tasks: [{ name: 't', type: 'binary' as const }], inputDim: 3, seed: 1 };
+    const base = {
+      architecture: 'shared-bottom' as const,
+      model: { hidden: [4], towerHidden: [], experts: 1, expertHidden: 1 },
+      tasks: [{ name: 't', type: 'binary' as const }],
+      inputDim: 3,
+      seed: 1,
+    };
     expect(() => buildHeads({ ...base, ...override })).toThrow(message);
   });
 });
@@ -322,12 +358,26 @@ describe('schedule and weighting arithmetic', () => {
   it('weights DWA tasks by K·softmax of loss ratios over T = 2, 1 each before two epochs exist', () => {
     expect(dwaWeights([], { taskCount: 2 })).toEqual([1, 1]);
     expect(dwaWeights([[1, 2]], { taskCount: 2 })).toEqual([1, 1]);
-    const w = dwaWeights([[1, 1, 1], [0.5, 1, 2]], { taskCount: 3 });
+    const w = dwaWeights(
+      [
+        [1, 1, 1],
+        [0.5, 1, 2],
+      ],
+      { taskCount: 3 },
+    );
     const e = [0.5, 1, 2].map((r) => Math.exp(r / 2));
     const total = e.reduce((a, b) => a + b, 0);
     w.forEach((v, k) => expect(v).toBeCloseTo((3 * e[k]) / total, 12));
     expect(w.reduce((a, b) => a + b, 0)).toBeCloseTo(3, 12);
-    expect(dwaWeights([[0, 1], [0.3, 1]], { taskCount: 2 })).toEqual([1, 1]);
+    expect(
+      dwaWeights(
+        [
+          [0, 1],
+          [0.3, 1],
+        ],
+        { taskCount: 2 },
+      ),
+    ).toEqual([1, 1]);
   });
 
   it('measures the trivial predictors: std for rmse, mean absolute deviation from the median for mae', () => {
@@ -359,9 +409,19 @@ describe('regression targets in label units', () => {
 
   it('computes each regression task mean and std over labelled train rows only', async () => {
     const scales = await regressionTargetScales(
-      [{ name: 'price', type: 'regression' }, { name: 'click', type: 'binary' }],
+      [
+        { name: 'price', type: 'regression' },
+        { name: 'click', type: 'binary' },
+      ],
       async function* () {
-        yield { rows: 4, dim: 1, features: new Float32Array(4), labels: { price: Float32Array.from([2, 4, 999, 6]) }, masks: { price: Uint8Array.from([1, 1, 0, 1]) }, rowIndex: new Int32Array(4) };
+        yield {
+          rows: 4,
+          dim: 1,
+          features: new Float32Array(4),
+          labels: { price: Float32Array.from([2, 4, 999, 6]) },
+          masks: { price: Uint8Array.from([1, 1, 0, 1]) },
+          rowIndex: new Int32Array(4),
+        };
       },
     );
 

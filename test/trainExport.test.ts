@@ -27,7 +27,11 @@ const DIM = 10;
 const ds = generateMultiTask({
   rows: 1500,
   dim: DIM,
-  tasks: [{ name: 'spam', type: 'binary' }, { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c', 'd'] }, { name: 'score', type: 'regression' }],
+  tasks: [
+    { name: 'spam', type: 'binary' },
+    { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c', 'd'] },
+    { name: 'score', type: 'regression' },
+  ],
   seed: 21,
   missingLabelRate: 0.1,
 });
@@ -63,47 +67,72 @@ const validation = { features: ds.features.slice(TRAIN * DIM), rows: ds.rows - T
 const encoder = { id: 'e0', dimension: DIM };
 
 describe('exportHeads', () => {
-  it.each(['shared-bottom', 'mmoe'] as const)('%s: the exported file reproduces the trainer in a fresh session and carries its metadata', async (architecture) => {
-    const spec = specFor(architecture);
-    const lambda = { spam: 1.5, topic: 1, score: 0.5 };
-    const trained = await trainTrial({ spec, encoder, proposal: { lambda }, data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) }, options: { intraOpNumThreads: 1 } });
+  it.each(['shared-bottom', 'mmoe'] as const)(
+    '%s: the exported file reproduces the trainer in a fresh session and carries its metadata',
+    async (architecture) => {
+      const spec = specFor(architecture);
+      const lambda = { spam: 1.5, topic: 1, score: 0.5 };
+      const trained = await trainTrial({
+        spec,
+        encoder,
+        proposal: { lambda },
+        data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
+        options: { intraOpNumThreads: 1 },
+      });
 
-    const model = exportHeads({ spec, encoder, weights: trained.weights, metadata: { metrics: trained.metrics, lambda, digests: { features: 'abc' }, version: 3 } });
-    const report = await checkParity(model, await trainingForward({ spec, weights: trained.weights, batch: validation }), { batch: validation });
+      const model = exportHeads({
+        spec,
+        encoder,
+        weights: trained.weights,
+        metadata: { metrics: trained.metrics, lambda, digests: { features: 'abc' }, version: 3 },
+      });
+      const report = await checkParity(model, await trainingForward({ spec, weights: trained.weights, batch: validation }), { batch: validation });
 
-    expect(report.maxAbsDiff).toBeLessThanOrEqual(1e-5);
-    expect(Object.keys(report.perOutput).sort()).toEqual(['score.value', 'spam.probability', 'topic.probabilities']);
-    const session = await ort.InferenceSession.create(model);
-    expect(session.inputNames).toEqual(['features']);
-    expect([...session.outputNames].sort()).toEqual(['score.value', 'spam.probability', 'topic.probabilities']);
-    await session.release();
-    const graph = decodeModel(model).graph!;
-    expect(graph.input!.map((i) => i.name)).toEqual(['features']);
-    expect(graph.input![0].type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch', DIM]);
+      expect(report.maxAbsDiff).toBeLessThanOrEqual(1e-5);
+      expect(Object.keys(report.perOutput).sort()).toEqual(['score.value', 'spam.probability', 'topic.probabilities']);
+      const session = await ort.InferenceSession.create(model);
+      expect(session.inputNames).toEqual(['features']);
+      expect([...session.outputNames].sort()).toEqual(['score.value', 'spam.probability', 'topic.probabilities']);
+      await session.release();
+      const graph = decodeModel(model).graph!;
+      expect(graph.input!.map((i) => i.name)).toEqual(['features']);
+      expect(graph.input![0].type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch', DIM]);
 
-    // The exported predictions score exactly what the trainer reported for its best epoch.
-    const predictions = await predictExported(model, validation);
-    expect(predictions['topic.probabilities']).toHaveLength(validation.rows * 4);
-    expect(predictions['spam.probability']).toHaveLength(validation.rows);
-    const auc = evaluateTask({ type: 'binary', predictions: predictions['spam.probability'], labels: ds.labels.spam.slice(TRAIN), mask: ds.masks.spam.slice(TRAIN) }).auc;
-    expect(auc).toBeCloseTo(trained.metrics.spam.auc, 5);
+      // The exported predictions score exactly what the trainer reported for its best epoch.
+      const predictions = await predictExported(model, validation);
+      expect(predictions['topic.probabilities']).toHaveLength(validation.rows * 4);
+      expect(predictions['spam.probability']).toHaveLength(validation.rows);
+      const auc = evaluateTask({
+        type: 'binary',
+        predictions: predictions['spam.probability'],
+        labels: ds.labels.spam.slice(TRAIN),
+        mask: ds.masks.spam.slice(TRAIN),
+      }).auc;
+      expect(auc).toBeCloseTo(trained.metrics.spam.auc, 5);
 
-    const meta = modelMetadata(model);
-    expect(exportedTasks(model)).toEqual([
-      { name: 'spam', type: 'binary', output: 'spam.probability' },
-      { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c', 'd'], output: 'topic.probabilities' },
-      { name: 'score', type: 'regression', output: 'score.value' },
-    ]);
-    expect(JSON.parse(meta[HEADS_METADATA_KEYS.metrics])).toEqual(trained.metrics);
-    expect(JSON.parse(meta[HEADS_METADATA_KEYS.lambda])).toEqual(lambda);
-    expect(JSON.parse(meta[HEADS_METADATA_KEYS.digests])).toEqual({ features: 'abc' });
-    expect(meta[HEADS_METADATA_KEYS.architecture]).toBe(architecture);
-    expect(meta[HEADS_METADATA_KEYS.version]).toBe('3');
-  });
+      const meta = modelMetadata(model);
+      expect(exportedTasks(model)).toEqual([
+        { name: 'spam', type: 'binary', output: 'spam.probability' },
+        { name: 'topic', type: 'multiclass', classes: ['a', 'b', 'c', 'd'], output: 'topic.probabilities' },
+        { name: 'score', type: 'regression', output: 'score.value' },
+      ]);
+      expect(JSON.parse(meta[HEADS_METADATA_KEYS.metrics])).toEqual(trained.metrics);
+      expect(JSON.parse(meta[HEADS_METADATA_KEYS.lambda])).toEqual(lambda);
+      expect(JSON.parse(meta[HEADS_METADATA_KEYS.digests])).toEqual({ features: 'abc' });
+      expect(meta[HEADS_METADATA_KEYS.architecture]).toBe(architecture);
+      expect(meta[HEADS_METADATA_KEYS.version]).toBe('3');
+    },
+  );
 
   it('refuses a file that does not reproduce the training-time forward pass', async () => {
     const spec = specFor('shared-bottom');
-    const trained = await trainTrial({ spec, encoder, proposal: { lambda: { spam: 1, topic: 1, score: 1 } }, data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) }, options: { maxEpochs: 1 } });
+    const trained = await trainTrial({
+      spec,
+      encoder,
+      proposal: { lambda: { spam: 1, topic: 1, score: 1 } },
+      data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
+      options: { maxEpochs: 1 },
+    });
     const tampered: TrialWeights = {
       ...trained.weights,
       tensors: { ...trained.weights.tensors, 'tower.topic.out.bias': trained.weights.tensors['tower.topic.out.bias'].map((v, i) => (i === 0 ? v + 1e-3 : v)) },
@@ -114,27 +143,45 @@ describe('exportHeads', () => {
     const error = await checkParity(model, expected, { batch: validation }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TrainError);
     expect((error as TrainError).code).toBe('PARITY');
-    expect((error as TrainError).message).toMatch(/differs from the training-time forward pass by .* \(output "topic.probabilities"\) on 300 rows, over the tolerance 0.00001; refusing the file/);
-    await expect(checkParity(model, { ...expected, 'missing.value': new Float32Array(3) }, { batch: validation, tolerance: 1 })).rejects.toThrow(/has no output "missing.value"/);
+    expect((error as TrainError).message).toMatch(
+      /differs from the training-time forward pass by .* \(output "topic.probabilities"\) on 300 rows, over the tolerance 0.00001; refusing the file/,
+    );
+    await expect(checkParity(model, { ...expected, 'missing.value': new Float32Array(3) }, { batch: validation, tolerance: 1 })).rejects.toThrow(
+      /has no output "missing.value"/,
+    );
   });
 
   it('refuses weights that do not fit the spec or the encoder', async () => {
     const spec = specFor('shared-bottom');
-    const trained = await trainTrial({ spec, encoder, proposal: { lambda: { spam: 1, topic: 1, score: 1 } }, data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) }, options: { maxEpochs: 1 } });
+    const trained = await trainTrial({
+      spec,
+      encoder,
+      proposal: { lambda: { spam: 1, topic: 1, score: 1 } },
+      data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
+      options: { maxEpochs: 1 },
+    });
     const wider = specFor('shared-bottom', [64, 16]);
 
     expect(() => exportHeads({ spec: wider, encoder, weights: trained.weights })).toThrow(/parameter "bottom.0.weight" has shape \[10, 32\].*need \[10, 64\]/);
-    expect(() => exportHeads({ spec, encoder: { id: 'e1', dimension: 11 }, weights: trained.weights })).toThrow(/encoder "e1" has dimension 11 but the weights take 10/);
+    expect(() => exportHeads({ spec, encoder: { id: 'e1', dimension: 11 }, weights: trained.weights })).toThrow(
+      /encoder "e1" has dimension 11 but the weights take 10/,
+    );
     const { [`tower.spam.out.weight`]: _dropped, ...rest } = trained.weights.tensors;
     expect(() => exportHeads({ spec, encoder, weights: { ...trained.weights, tensors: rest } })).toThrow(/weights have no parameter "tower.spam.out.weight"/);
   });
 });
 
-describe('a trial\'s searched hyperparameters', () => {
+describe("a trial's searched hyperparameters", () => {
   it('reshape the layers a trial trains, and the weights carry that shape through encoding to the export', async () => {
     const spec = specFor('shared-bottom');
     const proposal = { lambda: { spam: 1, topic: 1, score: 1 }, hyperparameters: { width: 12, depth: 3, weightDecay: 0, patience: 1 } };
-    const trained = await trainTrial({ spec, encoder, proposal, data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) }, options: { maxEpochs: 2 } });
+    const trained = await trainTrial({
+      spec,
+      encoder,
+      proposal,
+      data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
+      options: { maxEpochs: 2 },
+    });
     expect(trained.weights.shapes['bottom.0.weight']).toEqual([DIM, 12]);
     expect(trained.weights.shapes['bottom.2.weight']).toEqual([12, 12]);
     expect(trained.weights.model).toEqual({ hidden: [12, 12, 12], experts: 3, expertHidden: 12, towerHidden: [8] });
@@ -150,7 +197,13 @@ describe('a trial\'s searched hyperparameters', () => {
     const spec = specFor('mmoe');
     const lambda = { spam: 1, topic: 1, score: 1 };
     const train = (hyperparameters?: Record<string, number>) =>
-      trainTrial({ spec, encoder, proposal: { lambda, ...(hyperparameters ? { hyperparameters } : {}) }, data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) }, options: { maxEpochs: 2, intraOpNumThreads: 1 } });
+      trainTrial({
+        spec,
+        encoder,
+        proposal: { lambda, ...(hyperparameters ? { hyperparameters } : {}) },
+        data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
+        options: { maxEpochs: 2, intraOpNumThreads: 1 },
+      });
     const [plain, dropped, again] = [await train(), await train({ dropout: 0.3 }), await train({ dropout: 0.3 })];
     const weight = 'tower.spam.0.weight';
     expect(dropped.weights.tensors[weight]).toEqual(again.weights.tensors[weight]);
@@ -162,7 +215,12 @@ describe('a trial\'s searched hyperparameters', () => {
     await expect(checkParity(model, expected, { batch: validation })).resolves.toBeDefined();
     // The evaluation the trainer scored the epoch with ran without dropout: the export reproduces its metrics.
     const predictions = await predictExported(model, validation);
-    const auc = evaluateTask({ type: 'binary', predictions: predictions['spam.probability'], labels: ds.labels.spam.slice(TRAIN), mask: ds.masks.spam.slice(TRAIN) }).auc;
+    const auc = evaluateTask({
+      type: 'binary',
+      predictions: predictions['spam.probability'],
+      labels: ds.labels.spam.slice(TRAIN),
+      mask: ds.masks.spam.slice(TRAIN),
+    }).auc;
     expect(auc).toBeCloseTo(dropped.metrics.spam.auc, 6);
   });
 
@@ -174,7 +232,9 @@ describe('a trial\'s searched hyperparameters', () => {
     expect(specWithHyperparameters(spec, { depth: 1 }).model.hidden).toEqual([32]);
     const trained = specWithHyperparameters(spec, { weightDecay: 0.01, patience: 5 }).training;
     expect([trained.weightDecay, trained.earlyStoppingPatience]).toEqual([0.01, 5]);
-    expect(() => specWithHyperparameters(spec, { momentum: 0.9 })).toThrow(/hyperparameter "momentum" is not one a trial applies \(weightDecay, patience, width, depth, dropout\); fix tuning.search/);
+    expect(() => specWithHyperparameters(spec, { momentum: 0.9 })).toThrow(
+      /hyperparameter "momentum" is not one a trial applies \(weightDecay, patience, width, depth, dropout\); fix tuning.search/,
+    );
     expect(specWithHyperparameters(spec, { dropout: 0.2 }).model.dropout).toBe(0.2);
     expect(() => specWithHyperparameters(spec, { dropout: 1 })).toThrow(/dropout = 1 must lie in \[0, 1\)/);
     expect(() => specWithHyperparameters(spec, { depth: 1.5 })).toThrow(/depth = 1.5 must be an integer ≥ 1 \(it sets the number of model.hidden layers\)/);

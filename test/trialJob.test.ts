@@ -7,7 +7,16 @@ import { ShardWriter, SPLITS, type ShardTask } from '#lib/shards/index.ts';
 import { parseSpec, type SpecInput } from '#lib/spec/index.ts';
 import { ArtifactStore, keys } from '#lib/store/index.ts';
 import { generateMultiTask } from '#lib/synth/index.ts';
-import { checkParity, executionProvidersFor, intraOpThreadsFrom, exportHeads, loadTrialWeights, runTrialJob, shardUri, trainingForward } from '#lib/train/index.ts';
+import {
+  checkParity,
+  executionProvidersFor,
+  intraOpThreadsFrom,
+  exportHeads,
+  loadTrialWeights,
+  runTrialJob,
+  shardUri,
+  trainingForward,
+} from '#lib/train/index.ts';
 import { launchLocalJob, type JobOutputLine } from '#lib/workflow/localJob.ts';
 import { TrialJobResult, trialResultUri, type TrialJob } from '#lib/workflow/contracts.ts';
 import { useLocalAws } from './helpers/localAws.ts';
@@ -37,7 +46,10 @@ function store(): ArtifactStore {
 }
 
 /** Writes a run's manifest and its encoder's train/validation/holdout shards through ShardWriter into s3rver. */
-async function prepareRun(runId: string, options: { unlabelledValidation?: string } = {}): Promise<{ manifestUri: string; featuresUri: string; runUri: string }> {
+async function prepareRun(
+  runId: string,
+  options: { unlabelledValidation?: string } = {},
+): Promise<{ manifestUri: string; featuresUri: string; runUri: string }> {
   const s = store();
   const data = generateMultiTask({ rows: 1400, dim: DIM, tasks: TASKS, seed: 13, missingLabelRate: 0.1 });
   const featuresDigest = `digest-${runId}`;
@@ -80,7 +92,12 @@ async function prepareRun(runId: string, options: { unlabelledValidation?: strin
   return { manifestUri: stored.uri, featuresUri, runUri: s.uri(keys.runPrefix(runId).slice(0, -1)) };
 }
 
-function jobFor(run: { manifestUri: string; featuresUri: string; runUri: string }, runId: string, trialId: string, proposal: Partial<TrialJob['proposal']> = {}): TrialJob {
+function jobFor(
+  run: { manifestUri: string; featuresUri: string; runUri: string },
+  runId: string,
+  trialId: string,
+  proposal: Partial<TrialJob['proposal']> = {},
+): TrialJob {
   return {
     runId,
     project: 'demo',
@@ -110,9 +127,14 @@ describe('runTrialJob', () => {
     expect(result.metrics.spam.auc).toBeGreaterThan(0.8);
     expect(result.metrics.score.mae).toBeLessThan(result.metrics.score.labelMad);
     expect(result.metrics.score.labelStd).toBeGreaterThan(0);
-    expect(lines[0]).toMatch(/^trial t-1: generation 1, encoder e0 \(dim 8\), shared-bottom, weighting fixed, λ spam=1 topic=1 score=1, lr 0.008(, \d+ epochs)?, device cpu$/);
+    expect(lines[0]).toMatch(
+      /^trial t-1: generation 1, encoder e0 \(dim 8\), shared-bottom, weighting fixed, λ spam=1 topic=1 score=1, lr 0.008(, \d+ epochs)?, device cpu$/,
+    );
     expect(lines.filter((l) => /epoch \d\/3 step \d+ train loss spam=.* \| validation spam\{auc=.*\} .* \| objective /.test(l))).toHaveLength(3);
-    const training = await store().getJson(keys.trialFile(runId, 't-1', 'training.json'), z.looseObject({ history: z.array(z.unknown()), epochsRun: z.number() }));
+    const training = await store().getJson(
+      keys.trialFile(runId, 't-1', 'training.json'),
+      z.looseObject({ history: z.array(z.unknown()), epochsRun: z.number() }),
+    );
     expect(training.history).toHaveLength(training.epochsRun);
 
     // The Export stage reads the weights back and exports heads that match the trainer.
@@ -132,7 +154,11 @@ describe('runTrialJob', () => {
     const lines: string[] = [];
 
     const again = await runTrialJob(job, { store: store(), log: (line) => lines.push(line), intraOpNumThreads: 1 });
-    const changed = await runTrialJob(jobFor(run, runId, 't-r', { learningRate: 4e-3 }), { store: store(), log: (line) => lines.push(line), intraOpNumThreads: 1 });
+    const changed = await runTrialJob(jobFor(run, runId, 't-r', { learningRate: 4e-3 }), {
+      store: store(),
+      log: (line) => lines.push(line),
+      intraOpNumThreads: 1,
+    });
 
     expect(again).toEqual(first);
     expect(lines[0]).toMatch(/already succeeded in an earlier attempt/);
@@ -208,13 +234,24 @@ describe('functions/jobs/trial.ts as a child process', () => {
 
     expect(error).toBeInstanceOf(Error);
     expect(JSON.parse((error as Error).message)).toMatchObject({ Status: 'FAILED', Container: { ExitCode: 1 } });
-    expect(TrialJobResult.parse(await store().getJson(job.outputUri, z.unknown()))).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^DIVERGED/) });
+    expect(TrialJobResult.parse(await store().getJson(job.outputUri, z.unknown()))).toMatchObject({
+      status: 'failed',
+      reason: expect.stringMatching(/^DIVERGED/),
+    });
   }, 120_000);
 
   it('exits with 2 and says which variable is missing when the environment is incomplete', async () => {
-    const { AGENTFLOW_MANIFEST_URI: _missing, ...env } = envFor(jobFor({ manifestUri: 's3://x/m', featuresUri: 's3://x/f/', runUri: 's3://x/runs/r' }, 'r', 't'));
+    const { AGENTFLOW_MANIFEST_URI: _missing, ...env } = envFor(
+      jobFor({ manifestUri: 's3://x/m', featuresUri: 's3://x/f/', runUri: 's3://x/runs/r' }, 'r', 't'),
+    );
     const output: JobOutputLine[] = [];
-    const error = await launchLocalJob({ command, env: { ...env, AGENTFLOW_MANIFEST_URI: '' }, jobName: 'trial-env', onOutput: (line) => output.push(line), timeoutMs: 60_000 }).catch((e: unknown) => e);
+    const error = await launchLocalJob({
+      command,
+      env: { ...env, AGENTFLOW_MANIFEST_URI: '' },
+      jobName: 'trial-env',
+      onOutput: (line) => output.push(line),
+      timeoutMs: 60_000,
+    }).catch((e: unknown) => e);
     expect(JSON.parse((error as Error).message)).toMatchObject({ Container: { ExitCode: 2 } });
     expect(output.some((l) => l.stream === 'stderr' && l.line.includes('AGENTFLOW_MANIFEST_URI'))).toBe(true);
   }, 60_000);

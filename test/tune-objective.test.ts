@@ -89,7 +89,13 @@ describe('rewardOf', () => {
     { tasks: [{ name: 'a', metric: 'auc', weight: 0 }], message: /sum to 0/ },
     { tasks: [{ name: 'a', metric: 'auc', weight: -1 }], message: /weight -1/ },
     { tasks: [{ name: 'a', metric: 'f2', weight: 1 }], message: /metric "f2"/ },
-    { tasks: [{ name: 'a', metric: 'auc', weight: 1 }, { name: 'a', metric: 'auc', weight: 1 }], message: /twice/ },
+    {
+      tasks: [
+        { name: 'a', metric: 'auc', weight: 1 },
+        { name: 'a', metric: 'auc', weight: 1 },
+      ],
+      message: /twice/,
+    },
   ] as { tasks: ObjectiveTask[]; message: RegExp }[])('rejects an invalid objective: $message', ({ tasks: bad, message }) => {
     expect(() => rewardOf({ a: { auc: 0.9 } }, bad)).toThrow(message);
   });

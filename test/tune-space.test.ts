@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { createRng, createTuner, dimensionEffects, dimensionValue, validateSpace, type PgpeState, type Proposal, type SearchDimension } from '#lib/tune/index.ts';
+import {
+  createRng,
+  createTuner,
+  dimensionEffects,
+  dimensionValue,
+  validateSpace,
+  type PgpeState,
+  type Proposal,
+  type SearchDimension,
+} from '#lib/tune/index.ts';
 
 const TASKS = ['a', 'b'];
 const SPACE: SearchDimension[] = [
@@ -28,9 +37,9 @@ describe('search space', () => {
     expect(() => validateSpace([SPACE[1], SPACE[1]])).toThrow(/listed twice/);
     expect(() => validateSpace([{ name: 'depth', choices: [3, 2] }])).toThrow(/increasing finite numbers/);
     expect(() => validateSpace([{ name: 'weightDecay', scale: 'log', min: 0, max: 1 }])).toThrow(/min > 0 on a log scale/);
-    expect(() => createTuner({ kind: 'pgpe' }).init({ taskNames: TASKS, population: 2, seed: 1, space: [{ name: 'dropout', scale: 'linear', min: 1, max: 0 }] })).toThrow(
-      /range \[1, 0\] must be finite with min ≤ max/,
-    );
+    expect(() =>
+      createTuner({ kind: 'pgpe' }).init({ taskNames: TASKS, population: 2, seed: 1, space: [{ name: 'dropout', scale: 'linear', min: 1, max: 0 }] }),
+    ).toThrow(/range \[1, 0\] must be finite with min ≤ max/);
   });
 
   it('PGPE searches the named dimensions as Gaussian coordinates and climbs to the best values', () => {
@@ -93,7 +102,7 @@ describe('PGPE first generation', () => {
     return x >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
   }
 
-  it('spreads a fresh policy\'s perturbations over the quantiles: one pair in each of population/2 equal-probability bins', () => {
+  it("spreads a fresh policy's perturbations over the quantiles: one pair in each of population/2 equal-probability bins", () => {
     const tuner = createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'quasi' } });
     for (const seed of [1, 2, 3]) {
       const { proposals } = tuner.propose(tuner.init({ taskNames: ['a', 'b', 'c'], population: 16, seed }));
@@ -102,23 +111,39 @@ describe('PGPE first generation', () => {
       expect(new Set(plus.map((p) => bin(p.noise![0], 0.6, 8))).size).toBe(8);
     }
     const gaussian = createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'gaussian' } });
-    const draws = [1, 2, 3].map((seed) => new Set(gaussian.propose(gaussian.init({ taskNames: ['a', 'b', 'c'], population: 16, seed })).proposals.filter((_, i) => i % 2 === 0).map((p) => bin(p.noise![0], 0.6, 8))).size);
+    const draws = [1, 2, 3].map(
+      (seed) =>
+        new Set(
+          gaussian
+            .propose(gaussian.init({ taskNames: ['a', 'b', 'c'], population: 16, seed }))
+            .proposals.filter((_, i) => i % 2 === 0)
+            .map((p) => bin(p.noise![0], 0.6, 8)),
+        ).size,
+    );
     expect(Math.min(...draws)).toBeLessThan(8);
   });
 
-  it('draws later generations, and a warm start\'s first, independently', () => {
+  it("draws later generations, and a warm start's first, independently", () => {
     const tuner = createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'quasi' } });
     const fresh = tuner.init({ taskNames: ['a', 'b'], population: 4, seed: 9 });
     const first = tuner.propose(fresh);
-    const next = tuner.update(first.state, first.proposals.map((p, i) => ({ trialId: p.trialId, reward: i })));
+    const next = tuner.update(
+      first.state,
+      first.proposals.map((p, i) => ({ trialId: p.trialId, reward: i })),
+    );
     const gaussian = createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'gaussian' } });
-    const same = gaussian.update(gaussian.propose(gaussian.init({ taskNames: ['a', 'b'], population: 4, seed: 9 })).state, first.proposals.map((p, i) => ({ trialId: p.trialId, reward: i })));
+    const same = gaussian.update(
+      gaussian.propose(gaussian.init({ taskNames: ['a', 'b'], population: 4, seed: 9 })).state,
+      first.proposals.map((p, i) => ({ trialId: p.trialId, reward: i })),
+    );
     // Generation 1 draws N(0, σ²) as the gaussian tuner does; only the stream position differs.
     expect(tuner.propose(next).proposals).toHaveLength(4);
     expect(tuner.propose({ ...next, rng: same.rng, mu: same.mu, sigma: same.sigma }).proposals).toEqual(gaussian.propose(same).proposals);
     const warm = tuner.init({ taskNames: ['a', 'b'], population: 4, seed: 9, warmStart: next });
     expect(tuner.propose(warm).proposals).toEqual(gaussian.propose({ ...warm, hyper: { ...warm.hyper, firstGeneration: 'gaussian' } }).proposals);
-    expect(() => createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'sobol' as never } })).toThrow(/firstGeneration "sobol" is not "quasi" or "gaussian"/);
+    expect(() => createTuner({ kind: 'pgpe', hyperparameters: { firstGeneration: 'sobol' as never } })).toThrow(
+      /firstGeneration "sobol" is not "quasi" or "gaussian"/,
+    );
   });
 });
 
@@ -136,7 +161,11 @@ describe('dimension effects', () => {
     // Later generations do better overall, and they happen to try wider layers: only centring per generation tells the two apart.
     const drift = 0.05 * generation;
     const noise = 0.002 * draw.normal();
-    return { group: `r/${generation}`, hyperparameters: { weightDecay, width: generation >= 2 ? Math.max(width, 64) : width }, reward: 0.5 + drift - 0.01 * Math.log10(weightDecay) + noise };
+    return {
+      group: `r/${generation}`,
+      hyperparameters: { weightDecay, width: generation >= 2 ? Math.max(width, 64) : width },
+      reward: 0.5 + drift - 0.01 * Math.log10(weightDecay) + noise,
+    };
   });
 
   it('measures each effect across the range within generations, and calls flat what is below twice its standard error', () => {
@@ -146,7 +175,9 @@ describe('dimension effects', () => {
     expect(Math.abs(width.effect!)).toBeLessThan(2 * width.standardError!);
     expect(width.flat).toBe(true);
     // A generation that tried a single width says nothing about width, so its trials do not count.
-    const variedGroups = new Set(trials.map((t) => t.group).filter((g) => new Set(trials.filter((t) => t.group === g).map((t) => t.hyperparameters.width)).size > 1));
+    const variedGroups = new Set(
+      trials.map((t) => t.group).filter((g) => new Set(trials.filter((t) => t.group === g).map((t) => t.hyperparameters.width)).size > 1),
+    );
     expect(width.trials).toBe(8 * variedGroups.size);
     const best = trials.reduce((top, t) => (t.reward > top.reward ? t : top));
     expect(width.bestValue).toBe(best.hyperparameters.width);
@@ -155,7 +186,12 @@ describe('dimension effects', () => {
   it('judges nothing on too few varied trials', () => {
     const [decay] = dimensionEffects(space, trials.slice(0, 5));
     expect(decay).toMatchObject({ effect: null, standardError: null, flat: false, trials: 5 });
-    expect(dimensionEffects(space, trials.map((t) => ({ ...t, hyperparameters: { ...t.hyperparameters, weightDecay: 1e-4 } })))[0]).toMatchObject({ trials: 0, flat: false });
+    expect(
+      dimensionEffects(
+        space,
+        trials.map((t) => ({ ...t, hyperparameters: { ...t.hyperparameters, weightDecay: 1e-4 } })),
+      )[0],
+    ).toMatchObject({ trials: 0, flat: false });
   });
 
   it('proposals carry the fixed values beside the searched ones', () => {

@@ -28,12 +28,7 @@ function surrogate(noiseSd = 0, seed = 99): (proposal: Proposal) => number {
   };
 }
 
-function runGenerations<S extends TunerStateBase>(
-  tuner: Tuner<S>,
-  state: S,
-  generations: number,
-  reward: (proposal: Proposal) => number | null,
-): S {
+function runGenerations<S extends TunerStateBase>(tuner: Tuner<S>, state: S, generations: number, reward: (proposal: Proposal) => number | null): S {
   let current = state;
   for (let g = 0; g < generations; g += 1) {
     const { state: proposed, proposals } = tuner.propose(current);
@@ -131,7 +126,10 @@ describe('PGPE tuner', () => {
 
   it('leaves the policy unchanged when every trial failed, and still advances the generation', () => {
     const { state, proposals } = tuner.propose(init(9));
-    const after = tuner.update(state, proposals.map((p) => ({ trialId: p.trialId, reward: null })));
+    const after = tuner.update(
+      state,
+      proposals.map((p) => ({ trialId: p.trialId, reward: null })),
+    );
     expect(after.mu).toEqual(state.mu);
     expect(after.sigma).toEqual(state.sigma);
     expect(after.generation).toBe(1);
@@ -206,10 +204,23 @@ describe('PGPE tuner', () => {
       return 'none';
     };
     expect(codeOf([{ trialId: 'other', reward: 1 }])).toBe('TUNE_RESULTS_INVALID');
-    expect(codeOf([{ trialId: id, reward: 1 }, { trialId: id, reward: 2 }])).toBe('TUNE_RESULTS_INVALID');
+    expect(
+      codeOf([
+        { trialId: id, reward: 1 },
+        { trialId: id, reward: 2 },
+      ]),
+    ).toBe('TUNE_RESULTS_INVALID');
     expect(codeOf([{ trialId: id, reward: Number.NaN }])).toBe('TUNE_RESULTS_INVALID');
-    const updated = tuner.update(state, proposals.map((p) => ({ trialId: p.trialId, reward: 1 })));
-    expect(() => tuner.update(updated, proposals.map((p) => ({ trialId: p.trialId, reward: 1 })))).toThrow(/same results twice/);
+    const updated = tuner.update(
+      state,
+      proposals.map((p) => ({ trialId: p.trialId, reward: 1 })),
+    );
+    expect(() =>
+      tuner.update(
+        updated,
+        proposals.map((p) => ({ trialId: p.trialId, reward: 1 })),
+      ),
+    ).toThrow(/same results twice/);
   });
 
   it('rejects invalid hyperparameters', () => {
@@ -236,8 +247,7 @@ describe('random search and fixed uniform λ', () => {
 
   it('repeats a seeded run exactly and keeps the best trial', () => {
     const tuner = createRandomSearchTuner({ distribution: 'logitNormal', logitSd: 1 });
-    const run = (): ReturnType<typeof tuner.init> =>
-      runGenerations(tuner, tuner.init({ taskNames: TASKS, population: 6, seed: 4 }), 5, surrogate(0.01, 3));
+    const run = (): ReturnType<typeof tuner.init> => runGenerations(tuner, tuner.init({ taskNames: TASKS, population: 6, seed: 4 }), 5, surrogate(0.01, 3));
     const a = run();
     expect(a).toEqual(run());
     const bestReward = Math.max(...a.history.map((r) => r.reward ?? -Infinity));

@@ -40,7 +40,11 @@ afterAll(async () => {
 
 describe('agentflow up', () => {
   it('says where it serves and where its stand-ins listen, in the folder it holds', async () => {
-    const holder = JSON.parse(await readFile(join(dir(), HOLDER_FILE), 'utf8')) as { url: string; pid: number; aws: { endpoints: { s3: string; dynamodb: string } } };
+    const holder = JSON.parse(await readFile(join(dir(), HOLDER_FILE), 'utf8')) as {
+      url: string;
+      pid: number;
+      aws: { endpoints: { s3: string; dynamodb: string } };
+    };
     expect(holder).toMatchObject({ url: up.url, pid: process.pid, aws: { endpoints: session.aws.config.endpoints } });
   });
 
@@ -130,7 +134,9 @@ describe('agentflow up', () => {
 describe('agentflow up as a user runs it', () => {
   it('serves until Ctrl-C, lets commands work through it meanwhile, then stops cleanly and releases the folder', async () => {
     const own = join(folder, 'cli');
-    const child = spawn(process.execPath, ['--import', 'tsx', 'functions/cli.ts', '--dir', own, 'up', '--port', '0', '--monitor-every', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'functions/cli.ts', '--dir', own, 'up', '--port', '0', '--monitor-every', '1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -113,7 +113,13 @@ async function runScenario(scenario: Scenario = {}) {
       const input = RewardInput.parse(event);
       const results = input.trials.filter((t) => t.status === 'succeeded').map((t) => TrialJobResult.parse(read(t.resultUri)));
       if (input.generation < generations) {
-        return RewardOutput.parse({ done: false, generation: input.generation + 1, proposals: proposals(input.generation + 1), maxConcurrency, bestTrialId: null });
+        return RewardOutput.parse({
+          done: false,
+          generation: input.generation + 1,
+          proposals: proposals(input.generation + 1),
+          maxConcurrency,
+          bestTrialId: null,
+        });
       }
       const auc = (r: (typeof results)[number]) => (r.status === 'succeeded' ? r.metrics.a.auc : -Infinity);
       const best = results.reduce((a, b) => (auc(b) > auc(a) ? b : a));
@@ -246,16 +252,26 @@ describe('a local workflow run', () => {
 
     // Jobs ran as child processes with the run's own environment, their output prefixed by job name.
     expect(jobOutput).toContainEqual({ jobName: `agentflow-embed-${input.runId}`, stream: 'stdout', line: `embedding for run ${input.runId}` });
-    expect(jobOutput).toContainEqual({ jobName: `agentflow-trial-${input.runId}-g1-t1`, stream: 'stdout', line: 'trial g1-t1: generation 1, lambda {"a":2,"b":1}' });
+    expect(jobOutput).toContainEqual({
+      jobName: `agentflow-trial-${input.runId}-g1-t1`,
+      stream: 'stdout',
+      line: 'trial g1-t1: generation 1, lambda {"a":2,"b":1}',
+    });
 
     // The event stream saw every state of the successful path, each one exited as often as entered.
     const states = new Set(events.flatMap((e) => (e.type === 'StateEntered' && e.state ? [e.state] : [])));
-    expect(states).toEqual(new Set(['Prepare', 'Embed', 'Plan', 'Trials', 'RunTrial', 'TrialSucceeded', 'Reward', 'IsTuningDone', 'Export', 'Promote', 'Succeeded']));
+    expect(states).toEqual(
+      new Set(['Prepare', 'Embed', 'Plan', 'Trials', 'RunTrial', 'TrialSucceeded', 'Reward', 'IsTuningDone', 'Export', 'Promote', 'Succeeded']),
+    );
     for (const state of states) {
       expect(events.filter((e) => e.type === 'StateExited' && e.state === state).length, state).toBe(entered(events, state).length);
     }
     expect(entered(events, 'Trials')).toHaveLength(2);
-    expect(entered(events, 'RunTrial').map((e) => e.index).sort()).toEqual([0, 0, 1, 1]);
+    expect(
+      entered(events, 'RunTrial')
+        .map((e) => e.index)
+        .sort(),
+    ).toEqual([0, 0, 1, 1]);
     expect(events[0].type).toBe('ExecutionStarted');
     expect(events.at(-1)).toMatchObject({ type: 'ExecutionSucceeded', detail: { output: result.output } });
     expect(events.every((e) => !Number.isNaN(Date.parse(e.at)))).toBe(true);
@@ -283,7 +299,12 @@ describe('a local workflow run', () => {
     expect(result.status).toBe('SUCCEEDED');
     const reward = RewardInput.parse(calls.Reward[0]);
     expect(reward.trials[0]).toMatchObject({ trialId: 'g1-t0', status: 'succeeded' });
-    expect(reward.trials[1]).toEqual({ trialId: 'g1-t1', status: 'failed', error: 'States.TaskFailed', resultUri: expect.stringMatching(/trials\/g1-t1\/result\.json$/) });
+    expect(reward.trials[1]).toEqual({
+      trialId: 'g1-t1',
+      status: 'failed',
+      error: 'States.TaskFailed',
+      resultUri: expect.stringMatching(/trials\/g1-t1\/result\.json$/),
+    });
     // The job explained itself in its result file before exiting.
     expect(TrialJobResult.parse(read(reward.trials[1].resultUri))).toMatchObject({ status: 'failed', reason: 'loss became NaN at step 3' });
     const failure = events.find((e) => e.type === 'StateFailed' && e.state === 'RunTrial');
@@ -415,7 +436,10 @@ describe('a local workflow run', () => {
     const run = runScenario({ jobs: { embed: hang }, run: { timeoutMs: 4_000 } });
 
     await expect(run).rejects.toThrow(WorkflowError);
-    await expect(run).rejects.toMatchObject({ code: 'WORKFLOW_TIMEOUT', message: expect.stringMatching(/did not finish within 4000 ms \(last states entered: Prepare, Embed\)/) });
+    await expect(run).rejects.toMatchObject({
+      code: 'WORKFLOW_TIMEOUT',
+      message: expect.stringMatching(/did not finish within 4000 ms \(last states entered: Prepare, Embed\)/),
+    });
     const pid = Number(readFileSync(pidFile, 'utf8'));
     await sleep(500);
     expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
@@ -442,17 +466,34 @@ describe('a local workflow run', () => {
 
 describe('a GPU job the queue cancelled for want of capacity', () => {
   /** Runs (part of) the real definition on aws-local-stepfunctions, Task states answered by `handlers`. */
-  function runStates(states: { StartAt: string; States: Record<string, State> }, input: JsonValue, handlers: Record<string, (input: JsonValue) => Promise<JsonValue>>) {
+  function runStates(
+    states: { StartAt: string; States: Record<string, State> },
+    input: JsonValue,
+    handlers: Record<string, (input: JsonValue) => Promise<JsonValue>>,
+  ) {
     ensurePromiseWithResolvers();
-    const machine = new StateMachine(states as unknown as ConstructorParameters<typeof StateMachine>[0], { validationOptions: { checkArn: true, checkPaths: true } });
-    return machine.run(input, { overrides: { taskResourceLocalHandlers: handlers }, context: { Execution: { Id: 'local:execution:agentflow:r1', Name: 'r1' } } }).result;
+    const machine = new StateMachine(states as unknown as ConstructorParameters<typeof StateMachine>[0], {
+      validationOptions: { checkArn: true, checkPaths: true },
+    });
+    return machine.run(input, {
+      overrides: { taskResourceLocalHandlers: handlers },
+      context: { Execution: { Id: 'local:execution:agentflow:r1', Name: 'r1' } },
+    }).result;
   }
   const definition = () => substitutePlaceholders(buildDefinition(), localPlaceholderValues());
 
   /** The real Trials iterator, its RunTrial failing with `caught` as Step Functions would catch it. */
   async function runIterator(caught: { Error: string; Cause?: string }) {
     const iterator = (definition().States.Trials as MapState).ItemProcessor;
-    const input = { runId: 'r1', project: 'demo', generation: 1, manifestUri: 's3://agentflow-test/runs/r1/manifest.json', featuresUri: 's3://agentflow-test/features/f/', proposal: { trialId: 'g1-t0', lambda: { a: 1 } }, resultUri: 's3://agentflow-test/runs/r1/trials/g1-t0/result.json' };
+    const input = {
+      runId: 'r1',
+      project: 'demo',
+      generation: 1,
+      manifestUri: 's3://agentflow-test/runs/r1/manifest.json',
+      featuresUri: 's3://agentflow-test/features/f/',
+      proposal: { trialId: 'g1-t0', lambda: { a: 1 } },
+      resultUri: 's3://agentflow-test/runs/r1/trials/g1-t0/result.json',
+    };
     const output = await runStates({ StartAt: iterator.StartAt, States: iterator.States }, input, {
       RunTrial: async () => {
         throw new TaskError(caught.Error, caught.Cause ?? '');
@@ -463,34 +504,59 @@ describe('a GPU job the queue cancelled for want of capacity', () => {
 
   it('fails the run at Embed as Agentflow.GpuCapacity, with the wait, the fix and what Batch said', async () => {
     const lambda = (payload: JsonValue) => async () => ({ Payload: payload, StatusCode: 200 });
-    const run = runStates(definition(), { runId: 'r1', project: 'demo', specUri: 's3://agentflow-test/runs/r1/spec.json' }, {
-      Prepare: lambda({ runUri: 's3://agentflow-test/runs/r1', manifestUri: 's3://agentflow-test/runs/r1/manifest.json', featuresUri: 's3://agentflow-test/features/f/' }),
-      Embed: async () => {
-        throw new TaskError('States.TaskFailed', cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 30));
+    const run = runStates(
+      definition(),
+      { runId: 'r1', project: 'demo', specUri: 's3://agentflow-test/runs/r1/spec.json' },
+      {
+        Prepare: lambda({
+          runUri: 's3://agentflow-test/runs/r1',
+          manifestUri: 's3://agentflow-test/runs/r1/manifest.json',
+          featuresUri: 's3://agentflow-test/features/f/',
+        }),
+        Embed: async () => {
+          throw new TaskError('States.TaskFailed', cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 30));
+        },
+        RecordFailure: async (input) => {
+          const { error, cause } = runFailureOf(RecordFailureInput.parse((input as { Payload: unknown }).Payload));
+          return { Payload: { runId: 'r1', status: 'FAILED', error, cause }, StatusCode: 200 };
+        },
       },
-      RecordFailure: async (input) => {
-        const { error, cause } = runFailureOf(RecordFailureInput.parse((input as { Payload: unknown }).Payload));
-        return { Payload: { runId: 'r1', status: 'FAILED', error, cause }, StatusCode: 200 };
-      },
-    });
+    );
 
     const failure = await run.then(
       () => undefined,
       (error: Error) => (error.cause instanceof Error ? error.cause : error),
     );
     expect(failure?.name).toBe('Agentflow.GpuCapacity');
-    expect(failure?.message).toMatch(/^Embed failed: its GPU job waited 30 minutes in RUNNABLE without starting .*"All G and VT Spot Instance Requests".*Batch said: Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY$/s);
+    expect(failure?.message).toMatch(
+      /^Embed failed: its GPU job waited 30 minutes in RUNNABLE without starting .*"All G and VT Spot Instance Requests".*Batch said: Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY$/s,
+    );
   });
 
   it('is reported to Reward as Agentflow.GpuCapacity, named from the StatusReason inside the Cause', async () => {
     const outcome = await runIterator({ Error: 'States.TaskFailed', Cause: cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 30) });
 
-    expect(outcome).toEqual({ trialId: 'g1-t0', status: 'failed', error: 'Agentflow.GpuCapacity', resultUri: 's3://agentflow-test/runs/r1/trials/g1-t0/result.json' });
+    expect(outcome).toEqual({
+      trialId: 'g1-t0',
+      status: 'failed',
+      error: 'Agentflow.GpuCapacity',
+      resultUri: 's3://agentflow-test/runs/r1/trials/g1-t0/result.json',
+    });
   });
 
   it.each([
     ['a job that ran and exited non-zero', { Error: 'States.TaskFailed', Cause: exitedJobCause() }, 'States.TaskFailed'],
-    ['a job whose log quotes the cancellation', { Error: 'States.TaskFailed', Cause: JSON.stringify({ StatusReason: 'Essential container in task exited', LogTail: ['"StatusReason":"Canceled by JobStateTimeLimit action due to reason: x"'] }) }, 'States.TaskFailed'],
+    [
+      'a job whose log quotes the cancellation',
+      {
+        Error: 'States.TaskFailed',
+        Cause: JSON.stringify({
+          StatusReason: 'Essential container in task exited',
+          LogTail: ['"StatusReason":"Canceled by JobStateTimeLimit action due to reason: x"'],
+        }),
+      },
+      'States.TaskFailed',
+    ],
     ['a timeout without a Cause', { Error: 'States.Timeout' }, 'States.Timeout'],
   ])('leaves %s as it was caught', async (_case, caught, error) => {
     const outcome = await runIterator(caught);
@@ -528,7 +594,10 @@ describe('launchLocalJob', () => {
       jobName: 'crash',
       onOutput: () => {},
     });
-    const error = await run.then(() => undefined, (e: unknown) => e);
+    const error = await run.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(TaskError);
     expect((error as TaskError).name).toBe('States.TaskFailed');
     const cause = JSON.parse((error as TaskError).message) as { Status: string; StatusReason: string; Container: { ExitCode: number }; LogTail: string[] };

@@ -41,7 +41,10 @@ import {
   type TaskState,
 } from '#lib/workflow/index.ts';
 
-type AslValidator = (definition: unknown, options?: { checkArn?: boolean; checkPaths?: boolean }) => { isValid: boolean; errorsText: (separator?: string) => string };
+type AslValidator = (
+  definition: unknown,
+  options?: { checkArn?: boolean; checkPaths?: boolean },
+) => { isValid: boolean; errorsText: (separator?: string) => string };
 // asl-validator 4 ships no type declarations.
 const aslValidator = createRequire(import.meta.url)('asl-validator') as AslValidator;
 
@@ -126,7 +129,7 @@ describe('the workflow definition', () => {
   });
 
   it('routes every failing top-level stage through a label to RecordFailure, and RecordFailure to a Fail state', () => {
-    const topLevel = Object.entries(definition.States).filter(([, s]) => (s.Type === 'Task' || s.Type === 'Map'));
+    const topLevel = Object.entries(definition.States).filter(([, s]) => s.Type === 'Task' || s.Type === 'Map');
     expect(topLevel.map(([n]) => n).sort()).toEqual(['Embed', 'Export', 'Plan', 'Prepare', 'Promote', 'RecordFailure', 'Reward', 'Trials']);
     for (const [name, state] of topLevel) {
       const catcher = (state as TaskState | MapState).Catch![0];
@@ -231,7 +234,11 @@ describe('the workflow definition', () => {
   it.each(lambdaContracts)('%s gets exactly its input contract as Payload and reads back exactly its output contract', (name, input, output) => {
     const state = definition.States[name] as TaskState;
     const payload = (state.Parameters as { Payload: Record<string, unknown> }).Payload;
-    expect(Object.keys(payload).map((k) => k.replace(/\.\$$/, '')).sort()).toEqual(Object.keys(input.shape).sort());
+    expect(
+      Object.keys(payload)
+        .map((k) => k.replace(/\.\$$/, ''))
+        .sort(),
+    ).toEqual(Object.keys(input.shape).sort());
     expect(state.ResultSelector).toEqual(Object.fromEntries(Object.keys(output.shape).map((k) => [`${k}.$`, `$.Payload.${k}`])));
   });
 
@@ -253,7 +260,11 @@ describe('the workflow definition', () => {
     // A caught trial is told apart only by whether the queue cancelled it for want of GPU capacity.
     expect(trials.ItemProcessor.States.WhyTrialFailed).toMatchObject({ Type: 'Choice', Default: 'TrialFailed', Choices: [{ Next: 'TrialWithoutGpu' }] });
     expect(trials.ItemProcessor.States.TrialFailed).toMatchObject({ Type: 'Pass', End: true, Parameters: { status: 'failed', 'error.$': '$.error.Error' } });
-    expect(trials.ItemProcessor.States.TrialWithoutGpu).toMatchObject({ Type: 'Pass', End: true, Parameters: { status: 'failed', error: 'Agentflow.GpuCapacity' } });
+    expect(trials.ItemProcessor.States.TrialWithoutGpu).toMatchObject({
+      Type: 'Pass',
+      End: true,
+      Parameters: { status: 'failed', error: 'Agentflow.GpuCapacity' },
+    });
   });
 
   it('loops from Reward back to Trials until Reward says done, then exports', () => {
@@ -279,7 +290,16 @@ describe('the stage contracts', () => {
     ['not done without proposals', { done: false, generation: 2, proposals: [], maxConcurrency: 2, bestTrialId: null }, /proposals/],
     [
       'duplicate trial ids',
-      { done: false, generation: 2, proposals: [{ trialId: 'x', lambda: { a: 1 } }, { trialId: 'x', lambda: { a: 2 } }], maxConcurrency: 2, bestTrialId: null },
+      {
+        done: false,
+        generation: 2,
+        proposals: [
+          { trialId: 'x', lambda: { a: 1 } },
+          { trialId: 'x', lambda: { a: 2 } },
+        ],
+        maxConcurrency: 2,
+        bestTrialId: null,
+      },
       /unique/,
     ],
   ])('reject a Reward output that is %s', (_case, output, message) => {

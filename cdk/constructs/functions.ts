@@ -34,7 +34,10 @@ export class AgentflowFunctions extends Construct {
     for (const spec of FUNCTIONS) {
       // Its own role with write access to its own log group only (no AWSLambdaBasicExecutionRole, which allows every group).
       const logGroup = new LogGroup(this, `${spec.handler}Logs`, { retention: RetentionDays.ONE_MONTH });
-      const role = new Role(this, `${spec.handler}Role`, { assumedBy: new ServicePrincipal('lambda.amazonaws.com'), description: `agentflow ${spec.handler} function` });
+      const role = new Role(this, `${spec.handler}Role`, {
+        assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+        description: `agentflow ${spec.handler} function`,
+      });
       logGroup.grantWrite(role);
       const fn = new NodejsFunction(this, spec.handler, {
         role,
@@ -68,7 +71,10 @@ export class AgentflowFunctions extends Construct {
   get(handler: string): NodejsFunction {
     const fn = this.byHandler.get(handler);
     if (!fn) {
-      throw new DeployError(`no function "${handler}"; FUNCTIONS lists ${[...this.byHandler.keys()].join(', ')}`, { code: 'WIRING_INCOMPLETE', context: { handler } });
+      throw new DeployError(`no function "${handler}"; FUNCTIONS lists ${[...this.byHandler.keys()].join(', ')}`, {
+        code: 'WIRING_INCOMPLETE',
+        context: { handler },
+      });
     }
     return fn;
   }

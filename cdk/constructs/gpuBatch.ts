@@ -18,7 +18,16 @@ import {
   Reason,
   RetryStrategy,
 } from 'aws-cdk-lib/aws-batch';
-import { FlowLogDestination, FlowLogTrafficType, GatewayVpcEndpointAwsService, InstanceType, SubnetType, Vpc, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import {
+  FlowLogDestination,
+  FlowLogTrafficType,
+  GatewayVpcEndpointAwsService,
+  InstanceType,
+  SubnetType,
+  Vpc,
+  type IVpc,
+  type SubnetSelection,
+} from 'aws-cdk-lib/aws-ec2';
 import { Platform, DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
 import { ContainerImage, LogDriver } from 'aws-cdk-lib/aws-ecs';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
@@ -44,7 +53,19 @@ export const JOB_ATTEMPTS = 3;
  * What the image build may see: only what `npm ci` and the jobs need. CDK hashes exactly these
  * files at synth (no Docker needed then), so an unrelated edit does not rebuild the image.
  */
-export const IMAGE_CONTEXT_EXCLUDE = ['*', '!package.json', '!package-lock.json', '!tsconfig.json', '!lib', '!functions', '!cdk', 'cdk/*', '!cdk/Dockerfile', '**/*.test.ts', '**/node_modules'];
+export const IMAGE_CONTEXT_EXCLUDE = [
+  '*',
+  '!package.json',
+  '!package-lock.json',
+  '!tsconfig.json',
+  '!lib',
+  '!functions',
+  '!cdk',
+  'cdk/*',
+  '!cdk/Dockerfile',
+  '**/*.test.ts',
+  '**/node_modules',
+];
 
 export interface GpuBatchProps {
   storage: Storage;
@@ -64,7 +85,11 @@ export class GpuBatch extends Construct {
     const { context, storage } = props;
     let subnets: SubnetSelection;
     if (context.vpc) {
-      this.vpc = Vpc.fromVpcAttributes(this, 'Vpc', { vpcId: context.vpc.vpcId, availabilityZones: context.vpc.availabilityZones, publicSubnetIds: context.vpc.subnetIds });
+      this.vpc = Vpc.fromVpcAttributes(this, 'Vpc', {
+        vpcId: context.vpc.vpcId,
+        availabilityZones: context.vpc.availabilityZones,
+        publicSubnetIds: context.vpc.subnetIds,
+      });
       subnets = { subnets: this.vpc.publicSubnets };
     } else {
       // Public subnets and no NAT gateway (a NAT costs more per month than many trials): the GPU
@@ -75,7 +100,10 @@ export class GpuBatch extends Construct {
         subnetConfiguration: [{ name: 'gpu', subnetType: SubnetType.PUBLIC, cidrMask: 20 }],
         gatewayEndpoints: { S3: { service: GatewayVpcEndpointAwsService.S3 }, DynamoDB: { service: GatewayVpcEndpointAwsService.DYNAMODB } },
       });
-      vpc.addFlowLog('FlowLogs', { destination: FlowLogDestination.toS3(storage.logBucket, `${props.logBucketPrefix}vpc-flow-logs/`), trafficType: FlowLogTrafficType.REJECT });
+      vpc.addFlowLog('FlowLogs', {
+        destination: FlowLogDestination.toS3(storage.logBucket, `${props.logBucketPrefix}vpc-flow-logs/`),
+        trafficType: FlowLogTrafficType.REJECT,
+      });
       this.vpc = vpc;
       subnets = { subnetType: SubnetType.PUBLIC };
     }

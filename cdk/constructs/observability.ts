@@ -11,17 +11,7 @@
  * group for the record, and its `AWS/Events MatchedEvents` metric drives the GpuWaitExceeded alarm.
  */
 import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
-import {
-  Alarm,
-  ComparisonOperator,
-  Dashboard,
-  GraphWidget,
-  MathExpression,
-  Stats,
-  TextWidget,
-  TreatMissingData,
-  Metric,
-} from 'aws-cdk-lib/aws-cloudwatch';
+import { Alarm, ComparisonOperator, Dashboard, GraphWidget, MathExpression, Stats, TextWidget, TreatMissingData, Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import type { IJobQueue } from 'aws-cdk-lib/aws-batch';
 import { Rule, type IRuleTarget } from 'aws-cdk-lib/aws-events';
 import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
@@ -61,7 +51,9 @@ export function gpuWaitEventPattern(jobQueueArn: string) {
 function logGroupTarget(group: LogGroup): IRuleTarget {
   const stack = Stack.of(group);
   return {
-    bind: () => ({ arn: stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: group.logGroupName, arnFormat: ArnFormat.COLON_RESOURCE_NAME }) }),
+    bind: () => ({
+      arn: stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: group.logGroupName, arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+    }),
   };
 }
 
@@ -103,7 +95,10 @@ export class Observability extends Construct {
         metric: new MathExpression({
           label: 'infer error rate (%)',
           expression: 'IF(invocations > 0, 100 * errors / invocations, 0)',
-          usingMetrics: { errors: props.infer.metricErrors({ period, statistic: Stats.SUM }), invocations: props.infer.metricInvocations({ period, statistic: Stats.SUM }) },
+          usingMetrics: {
+            errors: props.infer.metricErrors({ period, statistic: Stats.SUM }),
+            invocations: props.infer.metricInvocations({ period, statistic: Stats.SUM }),
+          },
           period,
         }),
         threshold: 1,
@@ -157,9 +152,9 @@ export class Observability extends Construct {
       new Alarm(this, 'GpuWaitExceeded', {
         alarmDescription:
           `A GPU job waited RUNNABLE over ${props.maxGpuWaitMinutes} minutes and was cancelled: no GPU instance could start. ` +
-          'Usually the account\'s EC2 quota for G instances (Running On-Demand / All G and VT Spot Instance Requests) is 0: request an increase in Service Quotas, ' +
+          "Usually the account's EC2 quota for G instances (Running On-Demand / All G and VT Spot Instance Requests) is 0: request an increase in Service Quotas, " +
           'or choose instance types you have quota for with the agentflow:gpuInstanceTypes context key. The events are in the log group ' +
-          'named by this stack\'s GpuWaitEvents resource.',
+          "named by this stack's GpuWaitEvents resource.",
         metric: gpuWaitExceeded,
         threshold: 1,
         evaluationPeriods: 1,
@@ -173,12 +168,22 @@ export class Observability extends Construct {
       defaultInterval: Duration.days(7),
       widgets: [
         [
-          new TextWidget({ markdown: '# agentflow\nRuns (Step Functions), stage durations (Lambda), serving (infer/feedback), online reward and traffic share per model version.', width: 24, height: 2 }),
+          new TextWidget({
+            markdown:
+              '# agentflow\nRuns (Step Functions), stage durations (Lambda), serving (infer/feedback), online reward and traffic share per model version.',
+            width: 24,
+            height: 2,
+          }),
         ],
         [
           new GraphWidget({
             title: 'Executions',
-            left: [sm.metricStarted({ period: Duration.hours(1) }), sm.metricSucceeded({ period: Duration.hours(1) }), sm.metricFailed({ period: Duration.hours(1) }), sm.metricTimedOut({ period: Duration.hours(1) })],
+            left: [
+              sm.metricStarted({ period: Duration.hours(1) }),
+              sm.metricSucceeded({ period: Duration.hours(1) }),
+              sm.metricFailed({ period: Duration.hours(1) }),
+              sm.metricTimedOut({ period: Duration.hours(1) }),
+            ],
             width: 12,
           }),
           new GraphWidget({ title: 'Stage duration p90 (ms)', left: stageDurations, width: 12 }),
@@ -202,7 +207,10 @@ export class Observability extends Construct {
         [
           new GraphWidget({
             title: 'Infer latency (ms)',
-            left: [props.infer.metricDuration({ period, statistic: Stats.p(50), label: 'p50' }), props.infer.metricDuration({ period, statistic: Stats.p(99), label: 'p99' })],
+            left: [
+              props.infer.metricDuration({ period, statistic: Stats.p(50), label: 'p50' }),
+              props.infer.metricDuration({ period, statistic: Stats.p(99), label: 'p99' }),
+            ],
             leftAnnotations: [{ value: props.inferP99AlarmMs, label: 'p99 alarm' }],
             width: 8,
           }),

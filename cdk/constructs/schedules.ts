@@ -41,7 +41,10 @@ export class Schedules extends Construct {
 
     if (props.schedules.length) {
       // One role for every retraining schedule; the target grants it states:StartExecution on this state machine only.
-      const startRuns = new Role(this, 'StartRunsRole', { assumedBy: schedulerPrincipal(), description: 'EventBridge Scheduler: start agentflow retraining runs' });
+      const startRuns = new Role(this, 'StartRunsRole', {
+        assumedBy: schedulerPrincipal(),
+        description: 'EventBridge Scheduler: start agentflow retraining runs',
+      });
       props.schedules.forEach((schedule, index) => {
         this.retraining.push(
           new Schedule(this, `Retrain${index}`, {
@@ -66,7 +69,10 @@ export class Schedules extends Construct {
     // The schedules name the group by a literal string, which gives CloudFormation no order: say it.
     for (const schedule of this.retraining) schedule.node.addDependency(this.group);
 
-    const invokeMonitor = new Role(this, 'InvokeMonitorRole', { assumedBy: schedulerPrincipal(), description: 'EventBridge Scheduler: run the agentflow monitor' });
+    const invokeMonitor = new Role(this, 'InvokeMonitorRole', {
+      assumedBy: schedulerPrincipal(),
+      description: 'EventBridge Scheduler: run the agentflow monitor',
+    });
     this.monitor = new Schedule(this, 'Monitor', {
       scheduleGroup: this.group,
       description: `agentflow: online reward and drift check (${props.monitorRate})`,

@@ -37,14 +37,21 @@ function attribute(definition: TableDefinition, name: string): Attribute {
 function keyOf(definition: TableDefinition, schema: TableDefinition['KeySchema']): { partitionKey: Attribute; sortKey?: Attribute } {
   const hash = schema.find((k) => k.KeyType === 'HASH');
   const range = schema.find((k) => k.KeyType === 'RANGE');
-  if (!hash) throw new DeployError(`table ${definition.TableName}: a key schema without a HASH key`, { code: 'WIRING_INCOMPLETE', context: { table: definition.TableName } });
+  if (!hash)
+    throw new DeployError(`table ${definition.TableName}: a key schema without a HASH key`, {
+      code: 'WIRING_INCOMPLETE',
+      context: { table: definition.TableName },
+    });
   return { partitionKey: attribute(definition, hash.AttributeName), ...(range ? { sortKey: attribute(definition, range.AttributeName) } : {}) };
 }
 
 /** A table exactly as `definition` describes it: keys, GSIs, on-demand, TTL; plus PITR, encryption and retention. */
 function tableFrom(scope: Construct, id: string, definition: TableDefinition): Table {
   if (definition.BillingMode !== 'PAY_PER_REQUEST') {
-    throw new DeployError(`table ${definition.TableName}: only on-demand billing is supported`, { code: 'WIRING_INCOMPLETE', context: { table: definition.TableName } });
+    throw new DeployError(`table ${definition.TableName}: only on-demand billing is supported`, {
+      code: 'WIRING_INCOMPLETE',
+      context: { table: definition.TableName },
+    });
   }
   const table = new Table(scope, id, {
     // CloudFormation names the table (stacks can coexist); handlers get the name from the environment.
@@ -83,22 +90,29 @@ export class Storage extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     const existing = props.existing ?? {};
-    this.bucket = existing.bucket ? Bucket.fromBucketName(this, 'Artifacts', existing.bucket) : new Bucket(this, 'Artifacts', {
-      encryption: BucketEncryption.S3_MANAGED,
-      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      versioned: true,
-      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      serverAccessLogsBucket: this.logBucket,
-      serverAccessLogsPrefix: 'artifacts/',
-      lifecycleRules: [
-        { id: 'expire-run-scratch', prefix: 'runs/', expiration: Duration.days(props.scratchExpirationDays), noncurrentVersionExpiration: Duration.days(1) },
-        // Keys are immutable, so old versions only appear when a retried stage rewrites identical bytes.
-        { id: 'expire-noncurrent-versions', noncurrentVersionExpiration: Duration.days(30) },
-        { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
-      ],
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
+    this.bucket = existing.bucket
+      ? Bucket.fromBucketName(this, 'Artifacts', existing.bucket)
+      : new Bucket(this, 'Artifacts', {
+          encryption: BucketEncryption.S3_MANAGED,
+          blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+          enforceSSL: true,
+          versioned: true,
+          objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+          serverAccessLogsBucket: this.logBucket,
+          serverAccessLogsPrefix: 'artifacts/',
+          lifecycleRules: [
+            {
+              id: 'expire-run-scratch',
+              prefix: 'runs/',
+              expiration: Duration.days(props.scratchExpirationDays),
+              noncurrentVersionExpiration: Duration.days(1),
+            },
+            // Keys are immutable, so old versions only appear when a retried stage rewrites identical bytes.
+            { id: 'expire-noncurrent-versions', noncurrentVersionExpiration: Duration.days(30) },
+            { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
+          ],
+          removalPolicy: RemovalPolicy.RETAIN,
+        });
     const tables = tableDefinitions();
     const resource = (id: string, definition: TableDefinition, adoptedName: string | undefined): TableResource => {
       const indexNames = (definition.GlobalSecondaryIndexes ?? []).map((index) => index.IndexName);

@@ -10,7 +10,16 @@ import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { DefinitionBody, LogLevel, StateMachine, StateMachineType } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, PARTITION_PLACEHOLDER, PLACEHOLDERS, buildDefinition, placeholdersIn, type BatchJobName } from '#lib/workflow/index.ts';
+import {
+  BATCH_STAGES,
+  JOB_QUEUE_PLACEHOLDER,
+  LAMBDA_STAGES,
+  PARTITION_PLACEHOLDER,
+  PLACEHOLDERS,
+  buildDefinition,
+  placeholdersIn,
+  type BatchJobName,
+} from '#lib/workflow/index.ts';
 import { DeployError } from '../errors.ts';
 import { perStackInstanceName } from '../names.ts';
 
@@ -49,7 +58,10 @@ export class Workflow extends Construct {
     const substitutions = placeholderValues(props);
     const unknown = placeholdersIn(definition).filter((name) => substitutions[name] === undefined);
     if (unknown.length) {
-      throw new DeployError(`the definition uses placeholder(s) ${unknown.join(', ')} that PLACEHOLDERS does not list`, { code: 'WIRING_INCOMPLETE', context: { unknown } });
+      throw new DeployError(`the definition uses placeholder(s) ${unknown.join(', ')} that PLACEHOLDERS does not list`, {
+        code: 'WIRING_INCOMPLETE',
+        context: { unknown },
+      });
     }
 
     // Step Functions log groups under /aws/vendedlogs/ keep the CloudWatch Logs resource policy

@@ -9,7 +9,10 @@ import { stageDependencies } from '#lib/stages/dependencies.ts';
 /** An EventBridge scheduled event; `detail.projects` narrows the pass (a manual invoke may send just that). */
 const scheduledEvent = z.object({
   time: z.iso.datetime().optional(),
-  detail: z.object({ projects: z.array(z.string()).optional() }).partial().optional(),
+  detail: z
+    .object({ projects: z.array(z.string()).optional() })
+    .partial()
+    .optional(),
 });
 
 export const STATE_MACHINE_ENV = 'AGENTFLOW_STATE_MACHINE_ARN';
@@ -18,7 +21,8 @@ export async function handler(event: unknown): Promise<MonitorReport> {
   const parsed = scheduledEvent.parse(event ?? {});
   const config = configFromEnv();
   const stateMachineArn = process.env[STATE_MACHINE_ENV];
-  if (!stateMachineArn) throw new ConfigError(`environment variable ${STATE_MACHINE_ENV} is not set; set it (the CDK stack does)`, { variable: STATE_MACHINE_ENV });
+  if (!stateMachineArn)
+    throw new ConfigError(`environment variable ${STATE_MACHINE_ENV} is not set; set it (the CDK stack does)`, { variable: STATE_MACHINE_ENV });
   const deps = stageDependencies(config, makeClients(config, { principal: 'monitor' }));
   return runMonitor(deps, {
     startRun: retrainStarter({ stateMachineArn, sfn: sfnClientFor(config, { principal: 'monitor' }) }),

@@ -21,7 +21,9 @@ export async function embedJob(env: NodeJS.ProcessEnv = process.env): Promise<Em
     const store = new ArtifactStore({ s3, bucket: config.bucket });
     const manifest = await store.getJson(vars.AGENTFLOW_MANIFEST_URI, RunManifest);
     if (manifest.runId !== vars.AGENTFLOW_RUN_ID) {
-      throw new Error(`${vars.AGENTFLOW_MANIFEST_URI} is the manifest of run ${manifest.runId}, not of AGENTFLOW_RUN_ID ${vars.AGENTFLOW_RUN_ID}; pass the run's own manifest`);
+      throw new Error(
+        `${vars.AGENTFLOW_MANIFEST_URI} is the manifest of run ${manifest.runId}, not of AGENTFLOW_RUN_ID ${vars.AGENTFLOW_RUN_ID}; pass the run's own manifest`,
+      );
     }
     let reported = 0;
     const result = await runEmbed({

@@ -88,7 +88,10 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
   // Prepare's parseSpec checked this with the spec's candidates; the manifest's encoders are the real ones.
   const overBudget = historyBudgetProblem(loopBudgetOf(spec, { candidates: candidates.length }), { populationStep: spec.tuning.strategy === 'pgpe' ? 2 : 1 });
   if (overBudget) {
-    throw new AgentError(`tuning.${overBudget}`, { code: 'BUDGET_EXCEEDS_HISTORY', context: { generations: spec.tuning.generations, population: spec.tuning.population, candidates: candidates.length } });
+    throw new AgentError(`tuning.${overBudget}`, {
+      code: 'BUDGET_EXCEEDS_HISTORY',
+      context: { generations: spec.tuning.generations, population: spec.tuning.population, candidates: candidates.length },
+    });
   }
 
   const population = spec.tuning.strategy === 'uniform' ? 1 : spec.tuning.population;
@@ -145,11 +148,7 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
   return toPlanOutput(generation);
 }
 
-function warmStartOf(
-  stored: StoredPolicy | undefined,
-  strategy: AnyTunerState['kind'],
-  taskNames: string[],
-): { state?: AnyTunerState; reason: string } {
+function warmStartOf(stored: StoredPolicy | undefined, strategy: AnyTunerState['kind'], taskNames: string[]): { state?: AnyTunerState; reason: string } {
   if (!stored) return { reason: 'no stored policy for this project: the first run starts from uniform task weights' };
   if (stored.tuner.kind !== strategy) {
     return { reason: `the stored policy is a ${stored.tuner.kind} tuner but the spec asks for ${strategy}: starting fresh` };

@@ -9,7 +9,15 @@ import { AgentError } from './errors.ts';
 import type { AgentDependencies } from './plan.ts';
 import { toContractProposal } from './plan.ts';
 import { advanceScreening, screeningProposals, screeningTrialId, uniformLambda, type Candidate, type ScreeningState } from './screening.ts';
-import { GenerationStateDocument, TuningOutcomeDocument, agentKeys, readIfExists, type GenerationState, type StoredPolicy, type TuningOutcome } from './state.ts';
+import {
+  GenerationStateDocument,
+  TuningOutcomeDocument,
+  agentKeys,
+  readIfExists,
+  type GenerationState,
+  type StoredPolicy,
+  type TuningOutcome,
+} from './state.ts';
 
 /** One row of the reward log: what a trial was asked to do and how it did. */
 export interface TrialRow {
@@ -82,7 +90,11 @@ export async function rewardGeneration(input: RewardInput, deps: AgentDependenci
     const outcome: TuningOutcome = { generation: input.generation, bestTrialId: best.trialId, bestReward: best.reward, tuner: updated };
     await store.putJson(agentKeys.outcome(input.runId), outcome);
     await savePolicy(deps, input, updated);
-    await registry.recordRunEvent(input.project, input.runId, 'tuning-done', { bestTrialId: best.trialId, bestReward: best.reward, generations: input.generation });
+    await registry.recordRunEvent(input.project, input.runId, 'tuning-done', {
+      bestTrialId: best.trialId,
+      bestReward: best.reward,
+      generations: input.generation,
+    });
     await registry.updateRunStatus(input.project, input.runId, 'running', { stage: 'Export' });
     return doneOutput(outcome, current.maxConcurrency);
   }

@@ -126,7 +126,10 @@ export function screeningTrialId(round: number, candidate: Candidate): string {
 }
 
 /** One proposal per candidate: uniform λ, the round's epochs. */
-export function screeningProposals(state: Pick<ScreeningState, 'round' | 'candidates' | 'trialEpochs' | 'maxEpochs'>, lambda: Record<string, number>): Proposal[] {
+export function screeningProposals(
+  state: Pick<ScreeningState, 'round' | 'candidates' | 'trialEpochs' | 'maxEpochs'>,
+  lambda: Record<string, number>,
+): Proposal[] {
   const maxEpochs = roundEpochs(state.round, state.trialEpochs, state.maxEpochs);
   return state.candidates.map((candidate) => ({
     trialId: screeningTrialId(state.round, candidate),
@@ -141,13 +144,19 @@ export function screeningProposals(state: Pick<ScreeningState, 'round' | 'candid
  * Folds a round's results in: either the next round's state, or (one candidate left) the outcome
  * with every round's evidence. `results` are in the order of `state.candidates`.
  */
-export function advanceScreening(state: ScreeningState, results: readonly CandidateResult[]): { next: ScreeningState; outcome?: undefined } | { next?: undefined; outcome: ScreeningOutcome } {
+export function advanceScreening(
+  state: ScreeningState,
+  results: readonly CandidateResult[],
+): { next: ScreeningState; outcome?: undefined } | { next?: undefined; outcome: ScreeningOutcome } {
   const known = new Set(state.candidates.map(candidateKey));
   if (results.length !== state.candidates.length || results.some((r) => !known.has(candidateKey(r.candidate)))) {
-    throw new AgentError(`screening round ${state.round} expects one result for each of ${[...known].join(', ')}, got ${results.map((r) => candidateKey(r.candidate)).join(', ') || 'none'}`, {
-      code: 'SCREENING_INVALID',
-      context: { round: state.round },
-    });
+    throw new AgentError(
+      `screening round ${state.round} expects one result for each of ${[...known].join(', ')}, got ${results.map((r) => candidateKey(r.candidate)).join(', ') || 'none'}`,
+      {
+        code: 'SCREENING_INVALID',
+        context: { round: state.round },
+      },
+    );
   }
   const kept = halve(results);
   const round: ScreeningRound = { round: state.round, maxEpochs: roundEpochs(state.round, state.trialEpochs, state.maxEpochs), results: [...results], kept };

@@ -13,13 +13,23 @@ export const CALLER_POLICY_PATH = fileURLToPath(new URL('../../docs/caller-polic
 /** The placeholder values of a deployed stack; fails naming every output the policy needs and the stack lacks. */
 export function callerPolicyValues(stack: DeployedStack): Record<string, string> {
   const { partition, region, account, name } = parseStateMachineArn(stack.stateMachineArn);
-  const needed = { stackName: stack.stackName, inferFunctionArn: stack.inferFunctionArn, feedbackFunctionArn: stack.feedbackFunctionArn, scheduleGroup: stack.scheduleGroup };
-  const missing = Object.entries(needed).filter(([, value]) => !value).map(([field]) => (field === 'stackName' ? 'the stack name (--stack-name)' : STACK_OUTPUTS[field as keyof typeof STACK_OUTPUTS]));
+  const needed = {
+    stackName: stack.stackName,
+    inferFunctionArn: stack.inferFunctionArn,
+    feedbackFunctionArn: stack.feedbackFunctionArn,
+    scheduleGroup: stack.scheduleGroup,
+  };
+  const missing = Object.entries(needed)
+    .filter(([, value]) => !value)
+    .map(([field]) => (field === 'stackName' ? 'the stack name (--stack-name)' : STACK_OUTPUTS[field as keyof typeof STACK_OUTPUTS]));
   if (missing.length) {
-    throw new AwsModeError(`the caller policy needs ${missing.join(', ')}; redeploy with this version and pass --stack-outputs from \`cdk deploy --outputs-file\``, {
-      code: 'STACK_OUTPUTS_MISSING',
-      context: { missing },
-    });
+    throw new AwsModeError(
+      `the caller policy needs ${missing.join(', ')}; redeploy with this version and pass --stack-outputs from \`cdk deploy --outputs-file\``,
+      {
+        code: 'STACK_OUTPUTS_MISSING',
+        context: { missing },
+      },
+    );
   }
   return {
     'AWS::Partition': partition,
@@ -45,7 +55,10 @@ export function fillCallerPolicy(template: string, values: Record<string, string
     return value ?? '';
   });
   if (unknown.size) {
-    throw new AwsModeError(`the caller policy has placeholders without a value: ${[...unknown].join(', ')}`, { code: 'STACK_OUTPUTS_MISSING', context: { placeholders: [...unknown] } });
+    throw new AwsModeError(`the caller policy has placeholders without a value: ${[...unknown].join(', ')}`, {
+      code: 'STACK_OUTPUTS_MISSING',
+      context: { placeholders: [...unknown] },
+    });
   }
   return JSON.parse(filled);
 }

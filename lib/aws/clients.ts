@@ -64,7 +64,12 @@ export function recordCallerCalls(log: string): Required<Pick<AwsClientOptions, 
   return {
     instrument: (client) => recordSdkCalls(client, { log, principal: CALLER_PRINCIPAL }),
     onFunctionUrlRequest: (request) =>
-      appendSdkCall(log, { principal: CALLER_PRINCIPAL, client: 'FunctionUrl', operation: 'Invoke', input: { FunctionName: request.functionArn ?? request.url } }),
+      appendSdkCall(log, {
+        principal: CALLER_PRINCIPAL,
+        client: 'FunctionUrl',
+        operation: 'Invoke',
+        input: { FunctionName: request.functionArn ?? request.url },
+      }),
   };
 }
 

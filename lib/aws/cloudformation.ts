@@ -12,11 +12,14 @@ export function describeStackWith(client: CloudFormationClient): (stackName: str
       });
     }
     const missing = (cause?: unknown) =>
-      new AwsModeError(`CloudFormation has no stack "${stackName}" in ${region}; deploy it with \`npx cdk deploy\`, pass --stack-name, set AWS_REGION, or pass --stack-outputs`, {
-        code: 'STACK_OUTPUTS_MISSING',
-        context: { stackName, region },
-        ...(cause === undefined ? {} : { cause }),
-      });
+      new AwsModeError(
+        `CloudFormation has no stack "${stackName}" in ${region}; deploy it with \`npx cdk deploy\`, pass --stack-name, set AWS_REGION, or pass --stack-outputs`,
+        {
+          code: 'STACK_OUTPUTS_MISSING',
+          context: { stackName, region },
+          ...(cause === undefined ? {} : { cause }),
+        },
+      );
     let response;
     try {
       response = await client.send(new DescribeStacksCommand({ StackName: stackName }));

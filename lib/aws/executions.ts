@@ -55,8 +55,14 @@ export async function startRunExecution(options: StartRunExecutionOptions): Prom
   const run = { runId: input.data.runId, ...(options.attempt ? { attempt: options.attempt } : {}) };
   const name = executionName(run);
   try {
-    const started = await options.sfn.send(new StartExecutionCommand({ stateMachineArn: options.stateMachineArn, name, input: JSON.stringify({ ...options.input, ...input.data }) }));
-    return { executionArn: started.executionArn ?? executionArnOf(options.stateMachineArn, name), started: true, ...(started.startDate ? { startDate: started.startDate } : {}) };
+    const started = await options.sfn.send(
+      new StartExecutionCommand({ stateMachineArn: options.stateMachineArn, name, input: JSON.stringify({ ...options.input, ...input.data }) }),
+    );
+    return {
+      executionArn: started.executionArn ?? executionArnOf(options.stateMachineArn, name),
+      started: true,
+      ...(started.startDate ? { startDate: started.startDate } : {}),
+    };
   } catch (error) {
     if (error instanceof ExecutionAlreadyExists) return { executionArn: executionArnOf(options.stateMachineArn, name), started: false };
     throw error;
@@ -71,10 +77,13 @@ export async function startRunExecution(options: StartRunExecutionOptions): Prom
 export function retrainStarter(options: { sfn: SFNClient; stateMachineArn: string }): StartRun {
   return async ({ project, runId, specUri, trigger, reason }) => {
     if (!specUri) {
-      throw new AwsModeError(`cannot retrain ${project}: production names no spec to retrain from (its models/<project>/<version>/live.json, written by Export, has one)`, {
-        code: 'RETRAIN_SPEC_MISSING',
-        context: { project, runId },
-      });
+      throw new AwsModeError(
+        `cannot retrain ${project}: production names no spec to retrain from (its models/<project>/<version>/live.json, written by Export, has one)`,
+        {
+          code: 'RETRAIN_SPEC_MISSING',
+          context: { project, runId },
+        },
+      );
     }
     const started = await startRunExecution({ ...options, input: { runId, project, specUri, trigger, reason } });
     return started.started ? { runId, executionArn: started.executionArn } : { runId };

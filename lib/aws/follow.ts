@@ -105,10 +105,21 @@ export class HistoryTranslator {
 
     if (type.endsWith('StateExited')) {
       const output = parseJson(event.stateExitedEventDetails?.output);
-      const exited: WorkflowEvent = { type: 'StateExited', at, ...where(inherited), state: event.stateExitedEventDetails?.name ?? inherited?.state, detail: { output } };
+      const exited: WorkflowEvent = {
+        type: 'StateExited',
+        at,
+        ...where(inherited),
+        state: event.stateExitedEventDetails?.name ?? inherited?.state,
+        detail: { output },
+      };
       if (inherited?.failure) {
         // The state failed and still exits: a Catch took the failure (the next StateEntered is its target).
-        const caught: WorkflowEvent = { type: 'StateCaught', at, ...where(inherited), detail: { error: inherited.failure.error, cause: inherited.failure.cause } };
+        const caught: WorkflowEvent = {
+          type: 'StateCaught',
+          at,
+          ...where(inherited),
+          detail: { error: inherited.failure.error, cause: inherited.failure.cause },
+        };
         inherited.failure = undefined;
         return [caught, exited];
       }
@@ -165,7 +176,13 @@ async function newEvents(options: { sfn: SFNClient; executionArn: string; afterI
     let page;
     try {
       page = await options.sfn.send(
-        new GetExecutionHistoryCommand({ executionArn: options.executionArn, reverseOrder: true, maxResults: options.pageSize, includeExecutionData: true, ...(nextToken ? { nextToken } : {}) }),
+        new GetExecutionHistoryCommand({
+          executionArn: options.executionArn,
+          reverseOrder: true,
+          maxResults: options.pageSize,
+          includeExecutionData: true,
+          ...(nextToken ? { nextToken } : {}),
+        }),
       );
     } catch (error) {
       if (error instanceof ExecutionDoesNotExist) {

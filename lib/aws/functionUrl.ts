@@ -16,7 +16,11 @@ import { AgentflowError } from '#lib/errors/index.ts';
 export class FunctionUrlError extends AgentflowError {
   readonly status: number;
   constructor(message: string, options: { code: string; status: number; context?: Record<string, unknown>; cause?: unknown }) {
-    super(message, { code: options.code, context: { status: options.status, ...options.context }, ...(options.cause === undefined ? {} : { cause: options.cause }) });
+    super(message, {
+      code: options.code,
+      context: { status: options.status, ...options.context },
+      ...(options.cause === undefined ? {} : { cause: options.cause }),
+    });
     this.name = 'FunctionUrlError';
     this.status = options.status;
   }
@@ -55,11 +59,14 @@ export async function readServedAnswer(response: Response, where: string): Promi
   }
   if (response.ok) {
     if (body === undefined) {
-      throw new FunctionUrlError(`${where} answered ${response.status} without a JSON body (${JSON.stringify(text.slice(0, 200))}); is the URL the stack's InferUrl/FeedbackUrl?`, {
-        code: 'FUNCTION_URL_FAILED',
-        status: response.status,
-        context: { where },
-      });
+      throw new FunctionUrlError(
+        `${where} answered ${response.status} without a JSON body (${JSON.stringify(text.slice(0, 200))}); is the URL the stack's InferUrl/FeedbackUrl?`,
+        {
+          code: 'FUNCTION_URL_FAILED',
+          status: response.status,
+          context: { where },
+        },
+      );
     }
     return body;
   }
@@ -68,7 +75,8 @@ export async function readServedAnswer(response: Response, where: string): Promi
     throw new FunctionUrlError(served.message, { code: served.code, status: response.status, context: { where } });
   }
   // Not the handler's answer: Lambda's own (IAM, throttling) says { "Message": "…" }.
-  const detail = (body as { Message?: unknown; message?: unknown } | undefined)?.Message ?? (body as { message?: unknown } | undefined)?.message ?? text.slice(0, 200);
+  const detail =
+    (body as { Message?: unknown; message?: unknown } | undefined)?.Message ?? (body as { message?: unknown } | undefined)?.message ?? text.slice(0, 200);
   if (response.status === 403) {
     throw new FunctionUrlError(
       `${where} refused the signed request (403 ${String(detail)}): the caller needs ${FUNCTION_URL_PERMISSIONS.join(' and ')} on that function ` +
@@ -76,7 +84,11 @@ export async function readServedAnswer(response: Response, where: string): Promi
       { code: 'FUNCTION_URL_FORBIDDEN', status: 403, context: { where } },
     );
   }
-  throw new FunctionUrlError(`${where} answered ${response.status}: ${String(detail)}`, { code: 'FUNCTION_URL_FAILED', status: response.status, context: { where } });
+  throw new FunctionUrlError(`${where} answered ${response.status}: ${String(detail)}`, {
+    code: 'FUNCTION_URL_FAILED',
+    status: response.status,
+    context: { where },
+  });
 }
 
 export class FunctionUrlClient {
@@ -94,7 +106,11 @@ export class FunctionUrlClient {
     try {
       target = new URL(url);
     } catch (cause) {
-      throw new FunctionUrlError(`${JSON.stringify(url)} is not a URL; check the stack's InferUrl/FeedbackUrl output`, { code: 'FUNCTION_URL_FAILED', status: 0, cause });
+      throw new FunctionUrlError(`${JSON.stringify(url)} is not a URL; check the stack's InferUrl/FeedbackUrl output`, {
+        code: 'FUNCTION_URL_FAILED',
+        status: 0,
+        cause,
+      });
     }
     const text = JSON.stringify(body);
     const signed = await this.#signer.sign({
@@ -111,7 +127,11 @@ export class FunctionUrlClient {
     const { host: _host, ...headers } = signed.headers;
     this.#options.onRequest?.({ url, region: this.#options.region, service: 'lambda', ...(options.functionArn ? { functionArn: options.functionArn } : {}) });
     const response = await (this.#options.fetch ?? fetch)(url, { method: 'POST', headers, body: text }).catch((cause: unknown) => {
-      throw new FunctionUrlError(`cannot reach ${url} (${(cause as Error).message}); check the network and the stack's outputs`, { code: 'FUNCTION_URL_FAILED', status: 0, cause });
+      throw new FunctionUrlError(`cannot reach ${url} (${(cause as Error).message}); check the network and the stack's outputs`, {
+        code: 'FUNCTION_URL_FAILED',
+        status: 0,
+        cause,
+      });
     });
     return readServedAnswer(response, url);
   }

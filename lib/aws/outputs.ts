@@ -86,10 +86,13 @@ const STATE_MACHINE_ARN = /^arn:aws[a-z-]*:states:([a-z0-9-]+):(\d{12}):stateMac
 export function parseStateMachineArn(arn: string): { region: string; account: string; name: string; partition: string } {
   const match = STATE_MACHINE_ARN.exec(arn);
   if (!match) {
-    throw new AwsModeError(`${JSON.stringify(arn)} is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>); check the StateMachineArn output`, {
-      code: 'STATE_MACHINE_ARN_INVALID',
-      context: { arn },
-    });
+    throw new AwsModeError(
+      `${JSON.stringify(arn)} is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>); check the StateMachineArn output`,
+      {
+        code: 'STATE_MACHINE_ARN_INVALID',
+        context: { arn },
+      },
+    );
   }
   return { partition: arn.split(':')[1], region: match[1], account: match[2], name: match[3] };
 }
@@ -134,7 +137,10 @@ async function readOutputsFile(path: string, stackName: string | undefined): Pro
       { code: 'STACK_OUTPUTS_MISSING', context: { path, stackName: chosen, stacks: names } },
     );
   }
-  return { stackName: chosen as string, outputs: Object.fromEntries(Object.entries(outputs).filter((entry): entry is [string, string] => typeof entry[1] === 'string')) };
+  return {
+    stackName: chosen as string,
+    outputs: Object.fromEntries(Object.entries(outputs).filter((entry): entry is [string, string] => typeof entry[1] === 'string')),
+  };
 }
 
 /**

@@ -59,7 +59,10 @@ async function describeIfExists(sfn: SFNClient, executionArn: string): Promise<{
 export async function startAwsRun(options: StartAwsRunOptions): Promise<StartedAwsRun> {
   const runId = RunId.safeParse(options.runId);
   if (!runId.success) {
-    throw new AwsModeError(`run id ${JSON.stringify(options.runId)} is invalid: ${runId.error.issues[0]?.message}`, { code: 'RUN_ID_INVALID', context: { runId: options.runId } });
+    throw new AwsModeError(`run id ${JSON.stringify(options.runId)} is invalid: ${runId.error.issues[0]?.message}`, {
+      code: 'RUN_ID_INVALID',
+      context: { runId: options.runId },
+    });
   }
   const executionArn = runExecutionArn(options.stateMachineArn, { runId: runId.data });
   const attach = (existing: { input: RunContext; startDate?: Date }): StartedAwsRun => ({
@@ -78,15 +81,25 @@ export async function startAwsRun(options: StartAwsRunOptions): Promise<StartedA
   const input: RunContext = { runId: runId.data, project: staged.spec.project, specUri: staged.specUri };
   const started = await startRunExecution({ sfn: options.sfn, stateMachineArn: options.stateMachineArn, input });
   if (started.started) {
-    return { runId: runId.data, executionArn: started.executionArn, input, attached: false, ...(started.startDate ? { startDate: started.startDate } : {}), uploads: staged.uploads };
+    return {
+      runId: runId.data,
+      executionArn: started.executionArn,
+      input,
+      attached: false,
+      ...(started.startDate ? { startDate: started.startDate } : {}),
+      uploads: staged.uploads,
+    };
   }
   // Another start with this name won the race (or it closed in between): follow that one.
   const winner = await describeIfExists(options.sfn, executionArn);
   if (!winner) {
-    throw new AwsModeError(`execution ${executionArn} already existed when run ${runId.data} was started, but it cannot be described; run again to attach to it`, {
-      code: 'RUN_ID_INVALID',
-      context: { executionArn },
-    });
+    throw new AwsModeError(
+      `execution ${executionArn} already existed when run ${runId.data} was started, but it cannot be described; run again to attach to it`,
+      {
+        code: 'RUN_ID_INVALID',
+        context: { executionArn },
+      },
+    );
   }
   return attach(winner);
 }

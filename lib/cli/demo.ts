@@ -17,14 +17,22 @@ export const DEMO_SPEC = 'examples/penguins/spec.json';
  * export, promote), the tuned model against uniform λ and single-task models on the holdout, then
  * the registered model served over HTTP on this machine: one prediction and its feedback.
  */
-export async function runDemo(session: LocalSession, options: { output: Output; progress: Progress; specPath?: string; reportPath: (runId: string) => string }): Promise<number> {
+export async function runDemo(
+  session: LocalSession,
+  options: { output: Output; progress: Progress; specPath?: string; reportPath: (runId: string) => string },
+): Promise<number> {
   const { output, progress } = options;
   const say = (text: string) => {
     if (!output.json) output.out(text);
   };
   say(`agentflow demo: ${options.specPath ?? DEMO_SPEC} on the embedded local AWS (data in ${session.aws.dir})\n`);
   const started = Date.now();
-  const { runId, staged, result } = await runPipelineLocally(session, { specPath: options.specPath ?? DEMO_SPEC, trigger: 'demo', onEvent: progress.onEvent, onJobOutput: progress.onJobOutput });
+  const { runId, staged, result } = await runPipelineLocally(session, {
+    specPath: options.specPath ?? DEMO_SPEC,
+    trigger: 'demo',
+    onEvent: progress.onEvent,
+    onJobOutput: progress.onJobOutput,
+  });
   progress.finish();
   const project = staged.spec.project;
   const summary = await summarizeRun(session.deps, project, runId);
@@ -46,8 +54,17 @@ export async function runDemo(session: LocalSession, options: { output: Output; 
     uniform: uniform.holdout[task.name]?.[task.metric],
     tuned: card.metrics.holdout[task.name]?.[task.metric],
   }));
-  say(table(['task', 'metric', 'single-task', 'uniform λ', `tuned (v${card.version})`], comparison.map((c) => [c.task, c.metric, fixed(c.singleTask), fixed(c.uniform), fixed(c.tuned)])));
-  say(`chosen λ: ${Object.entries(card.lambda).map(([t, x]) => `${t}=${fixed(x, 3)}`).join(' ')}\n`);
+  say(
+    table(
+      ['task', 'metric', 'single-task', 'uniform λ', `tuned (v${card.version})`],
+      comparison.map((c) => [c.task, c.metric, fixed(c.singleTask), fixed(c.uniform), fixed(c.tuned)]),
+    ),
+  );
+  say(
+    `chosen λ: ${Object.entries(card.lambda)
+      .map(([t, x]) => `${t}=${fixed(x, 3)}`)
+      .join(' ')}\n`,
+  );
 
   const served = await servePrediction(session, manifest, card);
   say(`served version ${served.version} at ${served.url}/infer`);
@@ -61,7 +78,18 @@ export async function runDemo(session: LocalSession, options: { output: Output; 
   say(`  npm run agentflow -- runs show ${runId} -p ${project}`);
   say(`  npm run agentflow -- models ls -p ${project}`);
   say(`  npm run agentflow -- serve        # POST /infer and /feedback on localhost`);
-  if (output.json) output.out(JSON.stringify({ runId, status: result.status, version: card.version, lambda: card.lambda, comparison, prediction: served, report: { uri: report.uri, path: report.path } }));
+  if (output.json)
+    output.out(
+      JSON.stringify({
+        runId,
+        status: result.status,
+        version: card.version,
+        lambda: card.lambda,
+        comparison,
+        prediction: served,
+        report: { uri: report.uri, path: report.path },
+      }),
+    );
   return EXIT.ok;
 }
 
@@ -107,7 +135,10 @@ async function servePrediction(session: LocalSession, manifest: RunManifest, car
  * version goes out as a canary and Thompson routing moves traffic to it as feedback arrives.
  * Time is compressed: monitor windows of seconds, one small generation of trials.
  */
-export async function runDriftDemo(session: LocalSession, options: { output: Output; progress: Progress; verbose?: boolean; specPath?: string; reportPath: (runId: string) => string }): Promise<number> {
+export async function runDriftDemo(
+  session: LocalSession,
+  options: { output: Output; progress: Progress; verbose?: boolean; specPath?: string; reportPath: (runId: string) => string },
+): Promise<number> {
   const { output, progress } = options;
   const say = (text: string) => {
     if (!output.json) output.out(text);
@@ -139,16 +170,18 @@ export async function runDriftDemo(session: LocalSession, options: { output: Out
   const figures = loopFigures(loop);
   const seconds = (value: number | null) => (value === null ? 'never' : `${value.toFixed(0)} s`);
   say(`\nthe loop on ${project}:`);
-  say(table(
-    ['figure', 'value'],
-    [
-      ['drift onset → detection', seconds(figures.detectionSeconds)],
-      ['drift onset → new version serving', seconds(figures.servingSeconds)],
-      ['reward before the drift', fixed(loop.rewardBefore ?? undefined, 3)],
-      ['reward in the last window', fixed(loop.rewardAfter ?? undefined, 3)],
-      [`v${loop.challenger ?? '?'} share once serving`, loop.challengerShare === null ? '—' : `${(loop.challengerShare * 100).toFixed(0)}%`],
-    ],
-  ));
+  say(
+    table(
+      ['figure', 'value'],
+      [
+        ['drift onset → detection', seconds(figures.detectionSeconds)],
+        ['drift onset → new version serving', seconds(figures.servingSeconds)],
+        ['reward before the drift', fixed(loop.rewardBefore ?? undefined, 3)],
+        ['reward in the last window', fixed(loop.rewardAfter ?? undefined, 3)],
+        [`v${loop.challenger ?? '?'} share once serving`, loop.challengerShare === null ? '—' : `${(loop.challengerShare * 100).toFixed(0)}%`],
+      ],
+    ),
+  );
   let reportFile: string | undefined;
   if (loop.retrainRun) {
     await writeLoopTimeline(session.deps.store, loop.retrainRun.runId, loop);

@@ -4,7 +4,11 @@ import { AgentflowError } from '#lib/errors/index.ts';
 export class CliError extends AgentflowError {
   constructor(
     message: string,
-    options: { code: 'RECORDS_INVALID' | 'REWARD_INVALID' | 'SERVER_UNREACHABLE' | 'VERSION_INVALID' | 'VERSION_NOT_FOUND' | 'VERSION_REJECTED' | 'MODEL_INTEGRITY'; context?: Record<string, unknown>; cause?: unknown },
+    options: {
+      code: 'RECORDS_INVALID' | 'REWARD_INVALID' | 'SERVER_UNREACHABLE' | 'VERSION_INVALID' | 'VERSION_NOT_FOUND' | 'VERSION_REJECTED' | 'MODEL_INTEGRITY';
+      context?: Record<string, unknown>;
+      cause?: unknown;
+    },
   ) {
     super(message, options);
     this.name = 'CliError';

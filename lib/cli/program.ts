@@ -93,19 +93,21 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     );
 
   /** Runs an action against the local stand-ins or (--aws) the deployed stack, mapping errors to exit codes. */
-  const withSession: WithSession = (action, sessionOptions = {}) => async () => {
-    const options = program.opts<GlobalOptions>();
-    const output = outputOf(options.json);
-    let session: CliSession | undefined;
-    try {
-      session = await openCliSession(options, hooks.aws, sessionOptions);
-      setExitCode((await action(session, output, options)) ?? EXIT.ok);
-    } catch (error) {
-      setExitCode(reportError(output, error));
-    } finally {
-      await session?.close();
-    }
-  };
+  const withSession: WithSession =
+    (action, sessionOptions = {}) =>
+    async () => {
+      const options = program.opts<GlobalOptions>();
+      const output = outputOf(options.json);
+      let session: CliSession | undefined;
+      try {
+        session = await openCliSession(options, hooks.aws, sessionOptions);
+        setExitCode((await action(session, output, options)) ?? EXIT.ok);
+      } catch (error) {
+        setExitCode(reportError(output, error));
+      } finally {
+        await session?.close();
+      }
+    };
 
   program
     .command('run')
@@ -130,7 +132,15 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         const problems = result.status === 'SUCCEEDED' ? undefined : await saveProblemsList(session, runId);
         if (output.json) {
           output.out(
-            JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary, report: { uri: report.uri, path: report.path }, ...(problems ? { problems } : {}) }),
+            JSON.stringify({
+              runId,
+              status: result.status,
+              error: result.error,
+              cause: result.cause,
+              summary,
+              report: { uri: report.uri, path: report.path },
+              ...(problems ? { problems } : {}),
+            }),
           );
         } else output.out(`${summary.text}\n  report: ${report.path}${problems ? `\n  every dataset problem: ${problems}` : ''}`);
         return result.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed;
@@ -149,13 +159,17 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         const progress = progressFor(output, { verbose: options.verbose });
         const demo = { output, progress, specPath: options.spec, reportPath: (runId: string) => reportPath(session, runId) };
         const code = await runDemo(local, demo);
-        return code === EXIT.ok && options.drift ? runDriftDemo(local, { ...demo, verbose: options.verbose, progress: progressFor(output, { verbose: options.verbose }) }) : code;
+        return code === EXIT.ok && options.drift
+          ? runDriftDemo(local, { ...demo, verbose: options.verbose, progress: progressFor(output, { verbose: options.verbose }) })
+          : code;
       })(),
     );
 
   const schedule = program
     .command('schedule')
-    .description("retrain on a schedule on this machine (the spec's `schedule`, or --every / --cron), and between runs let the monitor retrain when online reward drops or inputs drift; `schedule show|enable|disable --aws` manage the deployed stack's schedules")
+    .description(
+      "retrain on a schedule on this machine (the spec's `schedule`, or --every / --cron), and between runs let the monitor retrain when online reward drops or inputs drift; `schedule show|enable|disable --aws` manage the deployed stack's schedules",
+    )
     .argument('<spec>', 'path to spec.json; its files are re-read at every run, so new data is picked up')
     .option('--every <rate>', 'a rate such as "7 days" or "30 minutes" (overrides the spec)')
     .option('--cron <expression>', 'an EventBridge cron in UTC, e.g. "0 3 ? * MON *" (overrides the spec)')
@@ -164,7 +178,11 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .option('--monitor-every <minutes>', 'how often to check reward and drift between runs (0: never)', (value) => Number(value), 5)
     .action(async (specPath: string, options: { every?: string; cron?: string; now: boolean; maxRuns?: number; monitorEvery: number }) =>
       withSession(async (session, output) => {
-        const local = localOnly(session, 'schedule <spec>', 'the deployed stack retrains on its EventBridge schedules (the agentflow:schedules context): `agentflow schedule show|enable|disable --aws`');
+        const local = localOnly(
+          session,
+          'schedule <spec>',
+          'the deployed stack retrains on its EventBridge schedules (the agentflow:schedules context): `agentflow schedule show|enable|disable --aws`',
+        );
         const { readFile } = await import('node:fs/promises');
         const spec = parseSpecJson(await readFile(specPath, 'utf8'), { source: specPath });
         if (options.every && options.cron) throw new ScheduleError('give --every or --cron, not both');
@@ -187,7 +205,8 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
             signal: controller.signal,
             onEvent: progress.onEvent,
             onRunStart: ({ trigger, reason, at }) => !output.json && output.out(`${at.toISOString()}  starting a ${trigger} run of ${spec.project}: ${reason}`),
-            onRunEnd: ({ runId, result }) => (output.json ? output.out(JSON.stringify({ runId, status: result.status })) : output.out(`run ${runId}: ${result.status}`)),
+            onRunEnd: ({ runId, result }) =>
+              output.json ? output.out(JSON.stringify({ runId, status: result.status })) : output.out(`run ${runId}: ${result.status}`),
             onWait: (until) => !output.json && output.out(`next check at ${until.toISOString()} (Ctrl-C stops)`),
           });
           return runs.every((r) => r.result.status === 'SUCCEEDED') ? EXIT.ok : EXIT.failed;
@@ -210,11 +229,19 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         const progress = progressFor(output, { verbose: options.verbose });
         // --aws redrives the run's execution, or starts it again where a redrive cannot help (lib/aws/resume.ts).
         if (session.where === 'aws') return resumeOnAws(session, { project: options.project, runId, restart: options.restart, output, progress });
-        const result = await resumePipelineLocally(session.local, { project: options.project, runId, onEvent: progress.onEvent, onJobOutput: progress.onJobOutput });
+        const result = await resumePipelineLocally(session.local, {
+          project: options.project,
+          runId,
+          onEvent: progress.onEvent,
+          onJobOutput: progress.onJobOutput,
+        });
         progress.finish();
         const summary = await summarizeRun(session.deps, options.project, runId);
         const report = await writeRunReport(session.deps, { project: options.project, runId, path: reportPath(session, runId) });
-        if (output.json) output.out(JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary, report: { uri: report.uri, path: report.path } }));
+        if (output.json)
+          output.out(
+            JSON.stringify({ runId, status: result.status, error: result.error, cause: result.cause, summary, report: { uri: report.uri, path: report.path } }),
+          );
         else output.out(`${summary.text}\n  report: ${report.path}`);
         return result.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed;
       })(),
@@ -241,11 +268,14 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .action(async (options: { project?: string }) =>
       withSession(async (session, output) => showSchedules(awsOnly(session, 'schedule show', deployedOnly), { output, ...options }))(),
     );
-  for (const [verb, state] of [['enable', 'ENABLED'], ['disable', 'DISABLED']] as const) {
+  for (const [verb, state] of [
+    ['enable', 'ENABLED'],
+    ['disable', 'DISABLED'],
+  ] as const) {
     schedule
       .command(verb)
       .description(`${verb} deployed schedules (with --aws): a project's retraining schedules, or one schedule by name`)
-      .option('-p, --project <name>', "the project whose retraining schedules change")
+      .option('-p, --project <name>', 'the project whose retraining schedules change')
       .option('--name <schedule>', 'one schedule, as `schedule show --aws` lists it (the monitor too)')
       .action(async (options: { project?: string; name?: string }) =>
         withSession(async (session, output) => setSchedules(awsOnly(session, `schedule ${verb}`, deployedOnly), { output, state, ...options }))(),
@@ -272,7 +302,13 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         const list = await session.deps.registry.listRuns(options.project);
         if (output.json) output.out(JSON.stringify(list));
         else if (list.length === 0) output.out(`no runs of ${options.project} yet; start one with: agentflow run <spec.json>`);
-        else output.out(table(['run', 'status', 'stage', 'started', 'finished', 'error'], list.map((r) => [r.runId, r.status, r.stage, r.startedAt, r.finishedAt, r.error?.message.split('\n')[0].slice(0, 80)])));
+        else
+          output.out(
+            table(
+              ['run', 'status', 'stage', 'started', 'finished', 'error'],
+              list.map((r) => [r.runId, r.status, r.stage, r.startedAt, r.finishedAt, r.error?.message.split('\n')[0].slice(0, 80)]),
+            ),
+          );
       })(),
     );
   runs
@@ -317,7 +353,14 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
               v.lineage.runId,
               v.createdAt,
               Object.entries(v.lineage.metrics)
-                .map(([task, m]) => `${task} ${Object.entries(m).filter(([k]) => !k.startsWith('label')).slice(0, 2).map(([k, x]) => `${k}=${fixed(x, 3)}`).join(' ')}`)
+                .map(
+                  ([task, m]) =>
+                    `${task} ${Object.entries(m)
+                      .filter(([k]) => !k.startsWith('label'))
+                      .slice(0, 2)
+                      .map(([k, x]) => `${k}=${fixed(x, 3)}`)
+                      .join(' ')}`,
+                )
                 .join('; '),
               production?.version === v.version ? '← production' : serving?.challengers.some((c) => c.version === v.version) ? '← challenger' : '',
             ]),
@@ -338,10 +381,29 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
         else {
           output.out(`${options.project} version ${version} — ${registered.status}${registered.statusReason ? ` (${registered.statusReason})` : ''}`);
           output.out(`  run ${registered.lineage.runId}, model ${registered.lineage.artifactUri} (sha256 ${registered.lineage.sha256.slice(0, 12)}…)`);
-          output.out(`  λ ${Object.entries(registered.lineage.lambda).map(([t, x]) => `${t}=${fixed(x, 3)}`).join(' ')}`);
+          output.out(
+            `  λ ${Object.entries(registered.lineage.lambda)
+              .map(([t, x]) => `${t}=${fixed(x, 3)}`)
+              .join(' ')}`,
+          );
           if (card) {
-            output.out(`  ${card.architecture} on a ${card.encoder.kind} encoder (${card.encoder.dimension} dims); holdout objective ${fixed(card.holdoutObjective)}; latency ${fixed(card.latencyMs.single, 2)} ms (1 record), ${fixed(card.latencyMs.batch64, 2)} ms (64)`);
-            output.out(table(['task', 'split', 'metrics'], card.tasks.flatMap((t) => (['validation', 'holdout'] as const).map((split) => [t.name, split, Object.entries(card.metrics[split][t.name] ?? {}).map(([k, x]) => `${k}=${fixed(x, 4)}`).join(' ')]))));
+            output.out(
+              `  ${card.architecture} on a ${card.encoder.kind} encoder (${card.encoder.dimension} dims); holdout objective ${fixed(card.holdoutObjective)}; latency ${fixed(card.latencyMs.single, 2)} ms (1 record), ${fixed(card.latencyMs.batch64, 2)} ms (64)`,
+            );
+            output.out(
+              table(
+                ['task', 'split', 'metrics'],
+                card.tasks.flatMap((t) =>
+                  (['validation', 'holdout'] as const).map((split) => [
+                    t.name,
+                    split,
+                    Object.entries(card.metrics[split][t.name] ?? {})
+                      .map(([k, x]) => `${k}=${fixed(x, 4)}`)
+                      .join(' '),
+                  ]),
+                ),
+              ),
+            );
           }
         }
       })(),
@@ -355,7 +417,11 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .action(async (versionText: string, options: { project: string; force: boolean }) =>
       withSession(async (session, output) => {
         const moved = await promoteVersion(session.deps, { project: options.project, versionText, force: options.force, output });
-        output.out(output.json ? JSON.stringify(moved) : `production of ${options.project} is now version ${moved.version}${moved.previous ? ` (was ${moved.previous})` : ''}`);
+        output.out(
+          output.json
+            ? JSON.stringify(moved)
+            : `production of ${options.project} is now version ${moved.version}${moved.previous ? ` (was ${moved.previous})` : ''}`,
+        );
       })(),
     );
   models
@@ -365,7 +431,11 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .action(async (options: { project: string }) =>
       withSession(async (session, output) => {
         const rolled = await rollbackProduction(session.deps, options.project);
-        output.out(output.json ? JSON.stringify(rolled) : `production of ${options.project} rolled back to version ${rolled.version}${rolled.previous ? ` (from ${rolled.previous})` : ''}`);
+        output.out(
+          output.json
+            ? JSON.stringify(rolled)
+            : `production of ${options.project} rolled back to version ${rolled.version}${rolled.previous ? ` (from ${rolled.previous})` : ''}`,
+        );
       })(),
     );
 
@@ -378,7 +448,21 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
       withSession(async (session, output) => {
         const trials = await session.deps.rewards.listTrials<TrialRow>(options.project, runId);
         if (output.json) output.out(JSON.stringify(trials));
-        else output.out(table(['trial', 'gen', 'status', 'reward', 'λ'], trials.map((t) => [t.trialId, t.row.generation, t.row.status, fixed(t.row.reward ?? undefined), Object.entries(t.row.lambda).map(([k, x]) => `${k}=${fixed(x, 2)}`).join(' ')])));
+        else
+          output.out(
+            table(
+              ['trial', 'gen', 'status', 'reward', 'λ'],
+              trials.map((t) => [
+                t.trialId,
+                t.row.generation,
+                t.row.status,
+                fixed(t.row.reward ?? undefined),
+                Object.entries(t.row.lambda)
+                  .map(([k, x]) => `${k}=${fixed(x, 2)}`)
+                  .join(' '),
+              ]),
+            ),
+          );
       })(),
     );
 

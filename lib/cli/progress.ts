@@ -60,15 +60,24 @@ export function createProgress(options: { tty: boolean; write: (text: string) =>
         case 'StateExited': {
           const key = isTrial ? `${state}#${event.index}` : state;
           const since = stageStarts.get(key);
-          if (!isTrial && since !== undefined && !/Failed$|^IsTuningDone$|^Trials$/.test(state)) line(`${elapsed()}  ✓ ${state} (${((Date.now() - since) / 1000).toFixed(1)}s)`);
-          if (!isTrial && state === 'Trials') line(`${elapsed()}  ✓ Trials: ${[...trials.values()].filter((t) => t.state === 'done').length} done, ${[...trials.values()].filter((t) => t.state === 'failed').length} failed so far`);
+          if (!isTrial && since !== undefined && !/Failed$|^IsTuningDone$|^Trials$/.test(state))
+            line(`${elapsed()}  ✓ ${state} (${((Date.now() - since) / 1000).toFixed(1)}s)`);
+          if (!isTrial && state === 'Trials')
+            line(
+              `${elapsed()}  ✓ Trials: ${[...trials.values()].filter((t) => t.state === 'done').length} done, ${[...trials.values()].filter((t) => t.state === 'failed').length} failed so far`,
+            );
           return;
         }
         case 'StateRetried':
           line(`${elapsed()}  ↻ ${state} retried (${JSON.stringify(event.detail?.errorEquals ?? [])})`);
           return;
         case 'StateFailed':
-          if (!isTrial) line(`${elapsed()}  ✗ ${state}: ${String(event.detail?.error ?? '')} ${String(event.detail?.cause ?? '').split('\n')[0].slice(0, 300)}`);
+          if (!isTrial)
+            line(
+              `${elapsed()}  ✗ ${state}: ${String(event.detail?.error ?? '')} ${String(event.detail?.cause ?? '')
+                .split('\n')[0]
+                .slice(0, 300)}`,
+            );
           return;
         case 'ExecutionSucceeded':
           line(`${elapsed()}  run succeeded`);

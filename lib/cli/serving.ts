@@ -38,12 +38,17 @@ async function viaLocalOrServer(
     // The holder (`serve` or `up`) answers with its own router, so traffic is routed as one stream.
     const server = await readHolder(options.dir);
     if (!server) throw error;
-    const response = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).catch((cause: unknown) => {
-      throw new CliError(`the data folder is held by a server at ${server.url}, which does not answer (${(cause as Error).message}); stop it or remove ${holderPath(options.dir)}`, {
-        code: 'SERVER_UNREACHABLE',
-        cause,
-      });
-    });
+    const response = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).catch(
+      (cause: unknown) => {
+        throw new CliError(
+          `the data folder is held by a server at ${server.url}, which does not answer (${(cause as Error).message}); stop it or remove ${holderPath(options.dir)}`,
+          {
+            code: 'SERVER_UNREACHABLE',
+            cause,
+          },
+        );
+      },
+    );
     return readServedAnswer(response, `${server.url}${path}`);
   }
   const context = serveContextOf(session);
@@ -65,7 +70,10 @@ async function viaFunctionUrl(globals: GlobalOptions, aws: AwsClientOptions | un
     const session = awsOnly(opened, url === 'inferUrl' ? 'predict --aws' : 'feedback --aws', 'without --aws it runs here');
     const target = session.stack[url];
     if (!target) {
-      throw new AwsModeError(`the deployed stack has no ${STACK_OUTPUTS[url]} output; check --stack-outputs / --stack-name, or redeploy`, { code: 'STACK_OUTPUTS_MISSING', context: { output: STACK_OUTPUTS[url] } });
+      throw new AwsModeError(`the deployed stack has no ${STACK_OUTPUTS[url]} output; check --stack-outputs / --stack-name, or redeploy`, {
+        code: 'STACK_OUTPUTS_MISSING',
+        context: { output: STACK_OUTPUTS[url] },
+      });
     }
     const functionArn = session.stack[url === 'inferUrl' ? 'inferFunctionArn' : 'feedbackFunctionArn'];
     return await session.clients.functionUrls.post(target, body, functionArn ? { functionArn } : {});
@@ -79,7 +87,9 @@ async function recordsFrom(options: { record?: string[]; file?: string }): Promi
     try {
       return JSON.parse(text) as unknown;
     } catch (error) {
-      throw new CliError(`${where} is not JSON (${(error as Error).message}); pass one record as a JSON object, e.g. --record '{"text":"…"}'`, { code: 'RECORDS_INVALID' });
+      throw new CliError(`${where} is not JSON (${(error as Error).message}); pass one record as a JSON object, e.g. --record '{"text":"…"}'`, {
+        code: 'RECORDS_INVALID',
+      });
     }
   };
   const records = (options.record ?? []).map((text, i) => parse(text, `--record #${i + 1}`));
@@ -131,29 +141,32 @@ export function registerServingCommands(
     .option('--port <port>', 'port (0 picks a free one)', (value) => Number.parseInt(value, 10), 8080)
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
     .action(async (options: { port: number; host: string }) =>
-      withSession(async (session, output, globals) => {
-        const local = localOnly(session, 'serve', 'the deployed stack serves from its Function URLs: `agentflow predict --aws`, `agentflow feedback --aws`');
-        const server = await startServer({ context: serveContextOf(local), port: options.port, host: options.host });
-        await writeHolder(globals.dir, { url: server.url, pid: process.pid });
-        if (!isLoopback(options.host)) {
-          // Function URLs sign every request with IAM; this server checks nothing.
-          output.err(
-            `warning: listening on ${options.host} lets not only this machine but anyone who can reach it call /infer and /feedback, with no authentication (anyone can send rewards that steer routing); use --host 127.0.0.1 unless this network is trusted`,
-          );
-        }
-        if (output.json) output.out(JSON.stringify({ url: server.url }));
-        else {
-          output.out(`serving on ${server.url} (Ctrl-C stops)`);
-          output.out(`  curl -s ${server.url}/infer -d '{"project":"<project>","records":[{…}]}'`);
-          output.out(`  curl -s ${server.url}/feedback -d '{"project":"<project>","predictionId":"<id>","reward":1}'`);
-        }
-        await new Promise<void>((resolve) => {
-          process.once('SIGINT', resolve);
-          process.once('SIGTERM', resolve);
-        });
-        await server.close();
-        await removeHolder(globals.dir);
-      }, { attach: false })(),
+      withSession(
+        async (session, output, globals) => {
+          const local = localOnly(session, 'serve', 'the deployed stack serves from its Function URLs: `agentflow predict --aws`, `agentflow feedback --aws`');
+          const server = await startServer({ context: serveContextOf(local), port: options.port, host: options.host });
+          await writeHolder(globals.dir, { url: server.url, pid: process.pid });
+          if (!isLoopback(options.host)) {
+            // Function URLs sign every request with IAM; this server checks nothing.
+            output.err(
+              `warning: listening on ${options.host} lets not only this machine but anyone who can reach it call /infer and /feedback, with no authentication (anyone can send rewards that steer routing); use --host 127.0.0.1 unless this network is trusted`,
+            );
+          }
+          if (output.json) output.out(JSON.stringify({ url: server.url }));
+          else {
+            output.out(`serving on ${server.url} (Ctrl-C stops)`);
+            output.out(`  curl -s ${server.url}/infer -d '{"project":"<project>","records":[{…}]}'`);
+            output.out(`  curl -s ${server.url}/feedback -d '{"project":"<project>","predictionId":"<id>","reward":1}'`);
+          }
+          await new Promise<void>((resolve) => {
+            process.once('SIGINT', resolve);
+            process.once('SIGTERM', resolve);
+          });
+          await server.close();
+          await removeHolder(globals.dir);
+        },
+        { attach: false },
+      )(),
     );
 
   program

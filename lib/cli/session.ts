@@ -6,7 +6,16 @@
  * `where`.
  */
 import { resolve } from 'node:path';
-import { cloudFormationClient, describeStackWith, findStack, stackClients, withCallRecording, type AwsClientOptions, type DeployedStack, type StackClients } from '#lib/aws/index.ts';
+import {
+  cloudFormationClient,
+  describeStackWith,
+  findStack,
+  stackClients,
+  withCallRecording,
+  type AwsClientOptions,
+  type DeployedStack,
+  type StackClients,
+} from '#lib/aws/index.ts';
 import { AgentflowError } from '#lib/errors/index.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
 import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
@@ -91,5 +100,8 @@ export function localOnly(session: CliSession, command: string, instead: string)
 /** The AWS session of a command that manages the deployed stack; without `--aws`, the fix. */
 export function awsOnly(session: CliSession, command: string, instead: string): AwsCliSession {
   if (session.where === 'aws') return session;
-  throw new SessionError(`\`${command}\` manages the deployed stack: add --aws (with --stack-outputs <file> or --stack-name <name>); ${instead}`, { code: 'AWS_ONLY', context: { command } });
+  throw new SessionError(`\`${command}\` manages the deployed stack: add --aws (with --stack-outputs <file> or --stack-name <name>); ${instead}`, {
+    code: 'AWS_ONLY',
+    context: { command },
+  });
 }

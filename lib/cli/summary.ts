@@ -16,7 +16,10 @@ export interface RunSummary {
   text: string;
 }
 
-const lambdaText = (lambda: Record<string, number>) => Object.entries(lambda).map(([task, value]) => `${task}=${fixed(value, 3)}`).join(' ');
+const lambdaText = (lambda: Record<string, number>) =>
+  Object.entries(lambda)
+    .map(([task, value]) => `${task}=${fixed(value, 3)}`)
+    .join(' ');
 
 /** What a run did, for `runs show` and the end of `run`: decisions, trials, the model and the gate's verdict. */
 export async function summarizeRun(deps: Pick<StageDependencies, 'registry' | 'rewards' | 'store'>, project: string, runId: string): Promise<RunSummary> {
@@ -24,7 +27,9 @@ export async function summarizeRun(deps: Pick<StageDependencies, 'registry' | 'r
   const promotion = promotionEvent as RunSummary['promotion'];
 
   const lines: string[] = [];
-  lines.push(`run ${runId} of ${project}: ${run.status}${run.stage ? ` (last stage ${run.stage})` : ''}, started ${run.startedAt}${run.finishedAt ? `, finished ${run.finishedAt}` : ''}`);
+  lines.push(
+    `run ${runId} of ${project}: ${run.status}${run.stage ? ` (last stage ${run.stage})` : ''}, started ${run.startedAt}${run.finishedAt ? `, finished ${run.finishedAt}` : ''}`,
+  );
   if (run.error) lines.push(`  error: ${run.error.message}`);
   for (const d of decisions) lines.push(`  plan: ${d.decision} — ${d.reason}`);
   if (screening) {
@@ -41,7 +46,9 @@ export async function summarizeRun(deps: Pick<StageDependencies, 'registry' | 'r
     lines.push(
       table(
         ['trial', 'gen', 'reward', 'λ'],
-        ranked.slice(0, 5).map((t) => [`${t.trialId}${t.trialId === bestTrialId ? ' *' : ''}`, t.row.generation, fixed(t.row.reward ?? undefined), lambdaText(t.row.lambda)]),
+        ranked
+          .slice(0, 5)
+          .map((t) => [`${t.trialId}${t.trialId === bestTrialId ? ' *' : ''}`, t.row.generation, fixed(t.row.reward ?? undefined), lambdaText(t.row.lambda)]),
       )
         .split('\n')
         .map((l) => `    ${l}`)
@@ -62,5 +69,14 @@ export async function summarizeRun(deps: Pick<StageDependencies, 'registry' | 'r
     lines.push(`  model ${card.model.uri} (${(card.model.sizeBytes / 1024).toFixed(1)} KiB), ${fixed(card.latencyMs.single, 2)} ms per record`);
   }
   if (promotion) lines.push(`  promotion: ${promotion.promoted ? 'promoted to production' : 'not promoted'} — ${promotion.reason}`);
-  return { run, decisions, trials, ...(bestTrialId ? { bestTrialId } : {}), ...(version ? { version } : {}), ...(card ? { card } : {}), ...(promotion ? { promotion } : {}), text: lines.join('\n') };
+  return {
+    run,
+    decisions,
+    trials,
+    ...(bestTrialId ? { bestTrialId } : {}),
+    ...(version ? { version } : {}),
+    ...(card ? { card } : {}),
+    ...(promotion ? { promotion } : {}),
+    text: lines.join('\n'),
+  };
 }

@@ -23,7 +23,8 @@ export function monitorLines(report: MonitorReport): string[] {
   });
 }
 
-const runLine = (run: UpRun) => `${run.endedAt.toISOString()}  run ${run.runId} (${run.project}, ${run.trigger}): ${run.result.status}${run.result.error ? ` ${run.result.error}` : ''}`;
+const runLine = (run: UpRun) =>
+  `${run.endedAt.toISOString()}  run ${run.runId} (${run.project}, ${run.trigger}): ${run.result.status}${run.result.error ? ` ${run.result.error}` : ''}`;
 
 /**
  * Waits for Ctrl-C (or SIGTERM), then stops `up` between stages. A second Ctrl-C leaves at once
@@ -39,7 +40,9 @@ async function untilInterrupted(up: RunningUp, output: Output): Promise<void> {
     process.exit(130);
   };
   process.once('SIGINT', leave);
-  output.err('stopping: no new monitor pass or run starts; a run in flight stops before its next stage, resumable with `agentflow resume` (Ctrl-C again leaves at once)');
+  output.err(
+    'stopping: no new monitor pass or run starts; a run in flight stops before its next stage, resumable with `agentflow resume` (Ctrl-C again leaves at once)',
+  );
   try {
     await up.stop();
   } finally {
@@ -51,12 +54,17 @@ export function registerUpCommand(program: Command, tools: { withSession: WithSe
   program
     .command('up')
     .description(
-      'the deployed stack on this machine, in one process: serve /infer and /feedback, run the monitor on its interval, fire the specs\' schedules and run the retraining they and the monitor start; promotions reach the router within seconds. Other commands (predict, feedback, models, runs, report…) work on the same --dir through it',
+      "the deployed stack on this machine, in one process: serve /infer and /feedback, run the monitor on its interval, fire the specs' schedules and run the retraining they and the monitor start; promotions reach the router within seconds. Other commands (predict, feedback, models, runs, report…) work on the same --dir through it",
     )
     .argument('[specs...]', "specs whose schedules fire and whose files retraining re-reads (other served projects retrain from production's stored spec)")
     .option('--port <port>', 'port (0 picks a free one)', (value) => Number.parseInt(value, 10), 8080)
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
-    .option('--monitor-every <minutes>', 'how often the monitor checks online reward and drift, as in `schedule` (fractions allowed: 0.1 is every 6 s; 0: never)', (value) => Number(value), 5)
+    .option(
+      '--monitor-every <minutes>',
+      'how often the monitor checks online reward and drift, as in `schedule` (fractions allowed: 0.1 is every 6 s; 0: never)',
+      (value) => Number(value),
+      5,
+    )
     .option('-v, --verbose', 'show every job output line', false)
     .action(async (specPaths: string[], options: { port: number; host: string; monitorEvery: number; verbose: boolean }) =>
       tools.withSession(
@@ -71,14 +79,19 @@ export function registerUpCommand(program: Command, tools: { withSession: WithSe
             monitorEveryMs: options.monitorEvery * 60_000,
             onMonitor: (report) => (output.json ? output.out(JSON.stringify({ monitor: report })) : monitorLines(report).forEach(say)),
             onRunStart: (run) => say(`${run.startedAt.toISOString()}  starting ${run.trigger} run ${run.runId} of ${run.project}: ${run.reason}`),
-            onRunEnd: (run) => (output.json ? output.out(JSON.stringify({ run: { runId: run.runId, project: run.project, trigger: run.trigger, status: run.result.status } })) : say(runLine(run))),
+            onRunEnd: (run) =>
+              output.json
+                ? output.out(JSON.stringify({ run: { runId: run.runId, project: run.project, trigger: run.trigger, status: run.result.status } }))
+                : say(runLine(run)),
             onEvent: progress.onEvent,
             onJobOutput: progress.onJobOutput,
             onError: (error) => output.err(`up: ${describeError(error).message} (serving goes on; the next pass tries again)`),
           });
           if (output.json) output.out(JSON.stringify({ url: up.url }));
           else {
-            say(`up on ${up.url}: /infer and /feedback; the monitor every ${options.monitorEvery} min${specPaths.length ? `; schedules of ${specPaths.join(', ')}` : ''} (Ctrl-C stops)`);
+            say(
+              `up on ${up.url}: /infer and /feedback; the monitor every ${options.monitorEvery} min${specPaths.length ? `; schedules of ${specPaths.join(', ')}` : ''} (Ctrl-C stops)`,
+            );
             say(`  in another terminal, on the same --dir: agentflow models ls -p <project> | predict -p <project> --record '{…}' | runs ls -p <project>`);
           }
           await untilInterrupted(up, output);

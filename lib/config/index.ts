@@ -54,10 +54,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): AgentflowCo
   const dynamodb = env[CONFIG_ENV.dynamodbEndpoint];
   const sdkCallLog = env[CONFIG_ENV.sdkCallLog];
   if (Boolean(s3) !== Boolean(dynamodb)) {
-    throw new ConfigError(
-      `${CONFIG_ENV.s3Endpoint} and ${CONFIG_ENV.dynamodbEndpoint} must be set together (local stand-ins) or both left unset (AWS)`,
-      { s3Endpoint: s3, dynamodbEndpoint: dynamodb },
-    );
+    throw new ConfigError(`${CONFIG_ENV.s3Endpoint} and ${CONFIG_ENV.dynamodbEndpoint} must be set together (local stand-ins) or both left unset (AWS)`, {
+      s3Endpoint: s3,
+      dynamodbEndpoint: dynamodb,
+    });
   }
   return {
     region: env[CONFIG_ENV.region] || env.AWS_DEFAULT_REGION || required(CONFIG_ENV.region),
@@ -112,7 +112,22 @@ export interface RecordedSdkCall {
 export const CALLER_PRINCIPAL = 'caller';
 
 /** The input fields the recorder keeps: the ones IAM resources and condition keys are made of. */
-const RESOURCE_FIELDS = ['Bucket', 'Key', 'Prefix', 'CopySource', 'TableName', 'IndexName', 'stateMachineArn', 'executionArn', 'name', 'Name', 'ScheduleName', 'GroupName', 'StackName', 'FunctionName'] as const;
+const RESOURCE_FIELDS = [
+  'Bucket',
+  'Key',
+  'Prefix',
+  'CopySource',
+  'TableName',
+  'IndexName',
+  'stateMachineArn',
+  'executionArn',
+  'name',
+  'Name',
+  'ScheduleName',
+  'GroupName',
+  'StackName',
+  'FunctionName',
+] as const;
 
 interface MiddlewareContext {
   clientName?: string;
@@ -178,9 +193,12 @@ export function recordSdkCalls(client: SdkClientLike, options: { log: string; pr
 export function recordIfConfigured<T extends SdkClientLike>(client: T, config: AgentflowConfig, principal: string | undefined): T {
   if (!config.sdkCallLog) return client;
   if (!principal) {
-    throw new ConfigError(`${CONFIG_ENV.sdkCallLog} is set but these clients were made without a principal; pass makeClients(config, { principal: '<function or job>' })`, {
-      sdkCallLog: config.sdkCallLog,
-    });
+    throw new ConfigError(
+      `${CONFIG_ENV.sdkCallLog} is set but these clients were made without a principal; pass makeClients(config, { principal: '<function or job>' })`,
+      {
+        sdkCallLog: config.sdkCallLog,
+      },
+    );
   }
   recordSdkCalls(client, { log: config.sdkCallLog, principal });
   return client;

@@ -14,11 +14,5 @@ export {
   type ValidatedRow,
 } from '#lib/datasets/validate.ts';
 export { splitOf, type SplitName, type SplitOptions } from '#lib/datasets/split.ts';
-export {
-  DatasetError,
-  formatProblem,
-  formatProblems,
-  type DatasetErrorCode,
-  type DatasetProblem,
-} from '#lib/datasets/errors.ts';
+export { DatasetError, formatProblem, formatProblems, type DatasetErrorCode, type DatasetProblem } from '#lib/datasets/errors.ts';
 export { ProblemSummary, type ProblemGroup, type ProblemKind, type ProblemSummaryOptions } from '#lib/datasets/problems.ts';

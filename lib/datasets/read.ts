@@ -70,7 +70,12 @@ async function* readJsonl(source: ByteSource, file: string, onProblem: (problem:
       value = JSON.parse(body);
     } catch (cause) {
       const reason = cause instanceof Error ? cause.message : String(cause);
-      onProblem({ file, line, value: body.length > 80 ? `${body.slice(0, 79)}…` : body, message: `is not valid JSON (${reason}); each line must be one JSON object` });
+      onProblem({
+        file,
+        line,
+        value: body.length > 80 ? `${body.slice(0, 79)}…` : body,
+        message: `is not valid JSON (${reason}); each line must be one JSON object`,
+      });
       return undefined;
     }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {

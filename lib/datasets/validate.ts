@@ -21,11 +21,7 @@ export interface RecordLocation {
  * strings coerce the same way: `"1"`, `1` and `true` are the same binary label, `"3.5"` and 3.5 the
  * same number, and an empty string is a missing value.
  */
-export function validateRecord(
-  record: Record<string, unknown>,
-  spec: Spec,
-  location: RecordLocation,
-): { row?: ValidatedRow; problems: DatasetProblem[] } {
+export function validateRecord(record: Record<string, unknown>, spec: Spec, location: RecordLocation): { row?: ValidatedRow; problems: DatasetProblem[] } {
   return validatorFor(spec)(record, location);
 }
 
@@ -358,7 +354,12 @@ function inputChecks(spec: Pick<Spec, 'baseModels'>): FieldCheck[] {
             }
             const number = toFiniteNumber(value);
             if (number === undefined) report(column, value, `column "${column}" is ${describe(value)}, not a number; leave it empty (or ?, NA) if unknown`);
-            else if (!isFloat32(number)) report(column, value, `column "${column}" is ${describe(value)}, beyond ${FLOAT32_RANGE}, which the model computes in; scale the column down (e.g. another unit)`);
+            else if (!isFloat32(number))
+              report(
+                column,
+                value,
+                `column "${column}" is ${describe(value)}, beyond ${FLOAT32_RANGE}, which the model computes in; scale the column down (e.g. another unit)`,
+              );
             else input[column] = number;
           });
         }
@@ -410,7 +411,10 @@ function featuresCheck(field: string, dimension: number): FieldCheck {
     const bad = value.findIndex((item) => typeof item !== 'number' || !isFloat32(item));
     if (bad >= 0) {
       const item: unknown = value[bad];
-      const why = typeof item === 'number' && Number.isFinite(item) ? `beyond ${FLOAT32_RANGE}, which the model computes in; scale the vector down` : 'not a finite number';
+      const why =
+        typeof item === 'number' && Number.isFinite(item)
+          ? `beyond ${FLOAT32_RANGE}, which the model computes in; scale the vector down`
+          : 'not a finite number';
       report(field, item, `field "${field}" item ${bad} is ${describe(item)}, ${why}`);
       return;
     }
@@ -536,7 +540,9 @@ function labelParser(task: LabelRule): LabelParser {
       return (value) => {
         const number = toFiniteNumber(value);
         if (number === undefined) return { message: `label ${describe(value)} is not a finite number` };
-        return isFloat32(number) ? { label: number } : { message: `label ${describe(value)} is beyond ${FLOAT32_RANGE}, which training computes in; scale the labels down (e.g. another unit)` };
+        return isFloat32(number)
+          ? { label: number }
+          : { message: `label ${describe(value)} is beyond ${FLOAT32_RANGE}, which training computes in; scale the labels down (e.g. another unit)` };
       };
   }
 }
@@ -551,6 +557,8 @@ function positiveLabelParser(positive: readonly string[]): LabelParser {
   return (value) => {
     if (typeof value === 'string') return { label: ones.has(value.trim()) ? 1 : 0 };
     if (typeof value === 'number' || typeof value === 'boolean') return { label: ones.has(String(value)) ? 1 : 0 };
-    return { message: `label ${describe(value)} is not a value to compare with "positive" (${positive.map((p) => JSON.stringify(p)).join(', ')}); give a string, number or boolean` };
+    return {
+      message: `label ${describe(value)} is not a value to compare with "positive" (${positive.map((p) => JSON.stringify(p)).join(', ')}); give a string, number or boolean`,
+    };
   };
 }

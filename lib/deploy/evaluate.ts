@@ -93,7 +93,10 @@ export async function evaluateOnSplit(
     await session.release();
   }
   if (rows === 0) {
-    throw new DeployError(`the ${split} split has no rows; give a ${split} dataset or a non-zero split.${split}Fraction`, { code: 'SPLIT_EMPTY', context: { split } });
+    throw new DeployError(`the ${split} split has no rows; give a ${split} dataset or a non-zero split.${split}Fraction`, {
+      code: 'SPLIT_EMPTY',
+      context: { split },
+    });
   }
   const metrics: TaskMetrics = {};
   for (const task of tasks) {

@@ -37,7 +37,10 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
   const { spec } = manifest;
   const result = await store.getJson(input.bestTrialResultUri, TrialJobResult);
   if (result.status !== 'succeeded') {
-    throw new DeployError(`trial ${result.trialId} failed (${result.reason}); only a succeeded trial can be exported`, { code: 'TRIAL_NOT_SUCCEEDED', context: { trialId: result.trialId } });
+    throw new DeployError(`trial ${result.trialId} failed (${result.reason}); only a succeeded trial can be exported`, {
+      code: 'TRIAL_NOT_SUCCEEDED',
+      context: { trialId: result.trialId },
+    });
   }
   const version = await registry.reserveVersion(input.project, { runId: input.runId });
   const modelKey = keys.model(input.project, version);
@@ -58,7 +61,12 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
     spec,
     encoder,
     weights,
-    metadata: { metrics: result.metrics, lambda: result.proposal.lambda, digests: { spec: manifest.specDigest, features: manifest.featuresDigest, encoder: encoder.sha256 }, version },
+    metadata: {
+      metrics: result.metrics,
+      lambda: result.proposal.lambda,
+      digests: { spec: manifest.specDigest, features: manifest.featuresDigest, encoder: encoder.sha256 },
+      version,
+    },
   });
   const featuresUri = store.uri(keys.featuresPrefix(manifest.featuresDigest));
   const validation = await firstShardRows(store, shardUri(featuresUri, encoder.id, 'validation'), PARITY_ROWS, weights.inputDim);
@@ -104,7 +112,13 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
 
   const stored = await store.putBytes(modelKey, served.model, { contentType: 'application/octet-stream' });
   // Before the card: a retry that finds the card finds these too. Monitoring reads them, never runs/.
-  await writeLiveModel(store, { manifest, version, encoderId: encoder.id, dimension: encoder.dimension, holdoutShardUri: shardUri(featuresUri, encoder.id, 'holdout') });
+  await writeLiveModel(store, {
+    manifest,
+    version,
+    encoderId: encoder.id,
+    dimension: encoder.dimension,
+    holdoutShardUri: shardUri(featuresUri, encoder.id, 'holdout'),
+  });
   const train = manifest.datasets.find((d) => d.role === 'train')!;
   const card: ModelCard = {
     cardVersion: 1,
@@ -112,7 +126,12 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
     version,
     runId: input.runId,
     createdAt: new Date().toISOString(),
-    tasks: spec.tasks.map((task) => ({ name: task.name, type: task.type, ...(task.type === 'multiclass' ? { classes: task.classes } : {}), metric: task.metric })),
+    tasks: spec.tasks.map((task) => ({
+      name: task.name,
+      type: task.type,
+      ...(task.type === 'multiclass' ? { classes: task.classes } : {}),
+      metric: task.metric,
+    })),
     encoder: encoderDescriptor(encoderBytes),
     architecture: weights.architecture,
     lambda: result.proposal.lambda,
@@ -182,7 +201,13 @@ export async function firstSplitRows(store: ArtifactStore, manifest: RunManifest
 }
 
 /** The merged file must answer exactly as the encoder followed by the heads does. */
-async function checkMergedParity(options: { encoder: Uint8Array; heads: Uint8Array; model: Uint8Array; rows: ValidatedRow[]; outputs: string[] }): Promise<void> {
+async function checkMergedParity(options: {
+  encoder: Uint8Array;
+  heads: Uint8Array;
+  model: Uint8Array;
+  rows: ValidatedRow[];
+  outputs: string[];
+}): Promise<void> {
   const descriptor = encoderDescriptor(options.encoder);
   const feeds = encoderFeeds(descriptor, options.rows);
   const [encoder, heads, merged] = await Promise.all([options.encoder, options.heads, options.model].map((bytes) => ort.InferenceSession.create(bytes)));
@@ -195,10 +220,13 @@ async function checkMergedParity(options: { encoder: Uint8Array; heads: Uint8Arr
       const got = actual[name].data as Float32Array;
       const worst = parityDifference(got, want);
       if (!(worst <= PARITY_TOLERANCE)) {
-        throw new DeployError(`the merged model's "${name}" differs from encoder-then-heads by ${worst} on ${options.rows.length} holdout rows; refusing the file`, {
-          code: 'PARITY',
-          context: { output: name, maxAbsDiff: worst },
-        });
+        throw new DeployError(
+          `the merged model's "${name}" differs from encoder-then-heads by ${worst} on ${options.rows.length} holdout rows; refusing the file`,
+          {
+            code: 'PARITY',
+            context: { output: name, maxAbsDiff: worst },
+          },
+        );
       }
     }
   } finally {
@@ -216,7 +244,9 @@ function metricChange(float: TaskMetrics, quantized: TaskMetrics): Record<string
   return Object.fromEntries(
     Object.entries(float).map(([task, metrics]) => [
       task,
-      Object.fromEntries(Object.entries(metrics).flatMap(([metric, value]) => (quantized[task]?.[metric] === undefined ? [] : [[metric, quantized[task][metric] - value]]))),
+      Object.fromEntries(
+        Object.entries(metrics).flatMap(([metric, value]) => (quantized[task]?.[metric] === undefined ? [] : [[metric, quantized[task][metric] - value]])),
+      ),
     ]),
   );
 }

@@ -13,9 +13,7 @@ export interface GateScore {
 }
 
 export type GateDecision =
-  | { action: 'promote'; reason: string }
-  | { action: 'canary'; trafficShare: number; reason: string }
-  | { action: 'hold'; reason: string };
+  { action: 'promote'; reason: string } | { action: 'canary'; trafficShare: number; reason: string } | { action: 'hold'; reason: string };
 
 const fmt = (value: number) => value.toFixed(4);
 
@@ -39,7 +37,10 @@ export function decidePromotion(policy: DeploySpec, candidate: GateScore, champi
   if (!champion) return { action: 'promote', reason: `no version is in production; objective ${fmt(candidate.objective)} meets every floor` };
   switch (policy.policy) {
     case 'always':
-      return { action: 'promote', reason: `the deploy policy is "always": replaces version ${champion.version} (objective ${fmt(candidate.objective)} vs ${fmt(champion.objective)})` };
+      return {
+        action: 'promote',
+        reason: `the deploy policy is "always": replaces version ${champion.version} (objective ${fmt(candidate.objective)} vs ${fmt(champion.objective)})`,
+      };
     case 'canary':
       return {
         action: 'canary',
@@ -49,8 +50,14 @@ export function decidePromotion(policy: DeploySpec, candidate: GateScore, champi
     case 'if-better': {
       const gain = candidate.objective - champion.objective;
       return gain >= policy.margin
-        ? { action: 'promote', reason: `objective ${fmt(candidate.objective)} beats version ${champion.version}'s ${fmt(champion.objective)} by ${fmt(gain)} ≥ margin ${policy.margin}` }
-        : { action: 'hold', reason: `objective ${fmt(candidate.objective)} does not beat version ${champion.version}'s ${fmt(champion.objective)} by the margin ${policy.margin} (gain ${fmt(gain)})` };
+        ? {
+            action: 'promote',
+            reason: `objective ${fmt(candidate.objective)} beats version ${champion.version}'s ${fmt(champion.objective)} by ${fmt(gain)} ≥ margin ${policy.margin}`,
+          }
+        : {
+            action: 'hold',
+            reason: `objective ${fmt(candidate.objective)} does not beat version ${champion.version}'s ${fmt(champion.objective)} by the margin ${policy.margin} (gain ${fmt(gain)})`,
+          };
     }
   }
 }

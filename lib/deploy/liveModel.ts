@@ -17,7 +17,6 @@ import { readShard } from '#lib/shards/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import { DeployError } from './errors.ts';
 
-
 /**
  * Writes a version's live-model files (Export calls it before the card, so a retried Export
  * finds none or rewrites the same bytes: nothing here depends on the time).
@@ -32,7 +31,10 @@ export async function writeLiveModel(
 
   // A holdout too small to split off leaves no shard: then there is no reference, and the monitor says so.
   const built = (await store.exists(options.holdoutShardUri))
-    ? await referenceFromEmbeddings(holdoutEmbeddings(store, options.holdoutShardUri, options.dimension), { dimension: options.dimension, maxRows: REFERENCE_ROWS })
+    ? await referenceFromEmbeddings(holdoutEmbeddings(store, options.holdoutShardUri, options.dimension), {
+        dimension: options.dimension,
+        maxRows: REFERENCE_ROWS,
+      })
     : { rows: 0 };
   const reference = built.reference ? { uri: (await store.putJson(file(LIVE_MODEL_FILES.reference), built.reference)).uri, rows: built.rows } : null;
 
@@ -58,10 +60,13 @@ export async function readLiveModel(store: ArtifactStore, project: string, versi
   if (!(await store.exists(key))) return undefined;
   const parsed = LiveModel.safeParse(await store.getJson(key, z.unknown()));
   if (!parsed.success) {
-    throw new DeployError(`${store.uri(key)} is not a live-model document (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}); it is written by Export, so re-export the version or restore the file`, {
-      code: 'LIVE_MODEL_INVALID',
-      context: { project, version, key },
-    });
+    throw new DeployError(
+      `${store.uri(key)} is not a live-model document (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}); it is written by Export, so re-export the version or restore the file`,
+      {
+        code: 'LIVE_MODEL_INVALID',
+        context: { project, version, key },
+      },
+    );
   }
   return parsed.data;
 }

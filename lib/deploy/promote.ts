@@ -46,12 +46,18 @@ export async function promoteCandidate(input: PromoteInput, deps: DeployDependen
   const manifest = await store.getJson(input.manifestUri, RunManifest);
   const registered = await registry.findVersionByRun(input.project, input.runId);
   if (!registered) {
-    throw new DeployError(`run ${input.runId} registered no version; Export must run before Promote`, { code: 'VERSION_MISSING', context: { runId: input.runId } });
+    throw new DeployError(`run ${input.runId} registered no version; Export must run before Promote`, {
+      code: 'VERSION_MISSING',
+      context: { runId: input.runId },
+    });
   }
   const version = registered.version;
   const card = await store.getJson(input.cardUri, ModelCard);
   // A quantized file is judged on what it lost against its own float original, too.
-  const candidate: GateScore = { ...scoreOf(manifest, card.metrics.holdout), ...(card.quantization ? { quantizationLoss: -card.quantization.objectiveChange } : {}) };
+  const candidate: GateScore = {
+    ...scoreOf(manifest, card.metrics.holdout),
+    ...(card.quantization ? { quantizationLoss: -card.quantization.objectiveChange } : {}),
+  };
 
   const production = await registry.getAlias(input.project, PRODUCTION);
   let decision: GateDecision;
@@ -95,7 +101,9 @@ async function applyDecision(
   const { registry } = deps;
   const { project, version, decision, production } = context;
   if (decision.action === 'hold') {
-    await registry.updateVersionStatus(project, version, decision.reason.startsWith('the deploy policy is "never"') ? 'candidate' : 'rejected', { reason: decision.reason });
+    await registry.updateVersionStatus(project, version, decision.reason.startsWith('the deploy policy is "never"') ? 'candidate' : 'rejected', {
+      reason: decision.reason,
+    });
     return { version, promoted: false, alias: null, reason: decision.reason };
   }
   if (decision.action === 'canary') {
@@ -159,4 +167,3 @@ async function servingFollowsAlias(deps: DeployDependencies, project: string, ve
     await registry.updateVersionStatus(project, previous, 'retired', { reason: `replaced by version ${version}` });
   }
 }
-

@@ -60,10 +60,13 @@ export function quantizeWeights(model: Uint8Array, options: QuantizeOptions = {}
   if (!graph) throw new DeployError('quantizeWeights: the model has no graph; pass an exported ONNX file', { code: 'QUANTIZE', context: {} });
   const opset = Number((proto.opsetImport ?? []).find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx')?.version ?? 0);
   if (opset < MIN_QUANTIZE_OPSET) {
-    throw new DeployError(`quantizeWeights: the model uses default-domain opset ${opset}; per-channel DequantizeLinear needs opset ${MIN_QUANTIZE_OPSET} or later — convert the model first`, {
-      code: 'QUANTIZE',
-      context: { opset },
-    });
+    throw new DeployError(
+      `quantizeWeights: the model uses default-domain opset ${opset}; per-channel DequantizeLinear needs opset ${MIN_QUANTIZE_OPSET} or later — convert the model first`,
+      {
+        code: 'QUANTIZE',
+        context: { opset },
+      },
+    );
   }
 
   const nodes = graph.node ?? [];
@@ -126,7 +129,7 @@ export function quantizeWeights(model: Uint8Array, options: QuantizeOptions = {}
 /** The weights a file written by `quantizeWeights` stores as int8; empty for a float file. */
 export function quantizedWeights(model: Uint8Array): QuantizedWeight[] {
   const entry = (decodeModel(model).metadataProps ?? []).find((p) => p.key === QUANTIZATION_METADATA_KEY);
-  return entry ? (JSON.parse(entry.value ?? '{}') as { weights?: QuantizedWeight[] }).weights ?? [] : [];
+  return entry ? ((JSON.parse(entry.value ?? '{}') as { weights?: QuantizedWeight[] }).weights ?? []) : [];
 }
 
 /**

@@ -74,11 +74,15 @@ export async function runEmbed(options: EmbedOptions): Promise<EmbedJobResult> {
     return { featuresUri: options.featuresUri, rows: marker.rows, dims: marker.dims, shards: marker.shards, cached: true };
   }
   if (manifest.encoders.length === 0) {
-    throw new EmbedError('the manifest lists no fitted encoders; Prepare fits one per spec.baseModels entry, so the manifest is damaged', { code: 'EMBED_MANIFEST' });
+    throw new EmbedError('the manifest lists no fitted encoders; Prepare fits one per spec.baseModels entry, so the manifest is damaged', {
+      code: 'EMBED_MANIFEST',
+    });
   }
   const batchSize = batchSizeWithin(options, manifest.encoders);
   const encoders = await loadEncoders(store, manifest.encoders, options.executionProviders);
-  const tasks: ShardTask[] = manifest.spec.tasks.map((task) => (task.type === 'multiclass' ? { name: task.name, type: task.type, classes: task.classes } : { name: task.name, type: task.type }));
+  const tasks: ShardTask[] = manifest.spec.tasks.map((task) =>
+    task.type === 'multiclass' ? { name: task.name, type: task.type, classes: task.classes } : { name: task.name, type: task.type },
+  );
   const outputs = encoders.flatMap(({ entry }) => SPLITS.map((split) => openShard(store, { key: shardKey(prefix, entry.id, split), entry, split, tasks })));
   const outputOf = (encoderId: string, split: SplitName) => outputs.find((o) => o.entry.id === encoderId && o.split === split)!;
 
@@ -165,7 +169,11 @@ function featuresPrefix(store: ArtifactStore, featuresUri: string): string {
   try {
     key = store.keyOf(featuresUri);
   } catch (cause) {
-    throw new EmbedError(`featuresUri "${featuresUri}" cannot be used: ${(cause as Error).message}`, { code: 'EMBED_MANIFEST', context: { featuresUri }, cause });
+    throw new EmbedError(`featuresUri "${featuresUri}" cannot be used: ${(cause as Error).message}`, {
+      code: 'EMBED_MANIFEST',
+      context: { featuresUri },
+      cause,
+    });
   }
   return key.endsWith('/') ? key : `${key}/`;
 }
@@ -196,18 +204,24 @@ async function loadEncoders(store: ArtifactStore, entries: readonly EncoderEntry
       const bytes = await store.getBytes(entry.uri);
       const sha256 = sha256Hex(bytes);
       if (sha256 !== entry.sha256) {
-        throw new EmbedError(`encoder ${entry.id} at ${entry.uri} has sha256 ${sha256}, but the manifest records ${entry.sha256}; it was overwritten after Prepare, start a new run`, {
-          code: 'EMBED_ENCODER_MISMATCH',
-          context: { id: entry.id, uri: entry.uri, sha256, expected: entry.sha256 },
-        });
+        throw new EmbedError(
+          `encoder ${entry.id} at ${entry.uri} has sha256 ${sha256}, but the manifest records ${entry.sha256}; it was overwritten after Prepare, start a new run`,
+          {
+            code: 'EMBED_ENCODER_MISMATCH',
+            context: { id: entry.id, uri: entry.uri, sha256, expected: entry.sha256 },
+          },
+        );
       }
       const encoder = await Encoder.load(bytes, { executionProviders });
       loaded.push({ entry, encoder });
       if (encoder.dimension !== entry.dimension) {
-        throw new EmbedError(`encoder ${entry.id} produces dimension ${encoder.dimension}, but the manifest records ${entry.dimension}; the manifest is damaged, start a new run`, {
-          code: 'EMBED_ENCODER_MISMATCH',
-          context: { id: entry.id, dimension: encoder.dimension, expected: entry.dimension },
-        });
+        throw new EmbedError(
+          `encoder ${entry.id} produces dimension ${encoder.dimension}, but the manifest records ${entry.dimension}; the manifest is damaged, start a new run`,
+          {
+            code: 'EMBED_ENCODER_MISMATCH',
+            context: { id: entry.id, dimension: encoder.dimension, expected: entry.dimension },
+          },
+        );
       }
     }
     return loaded;

@@ -69,7 +69,11 @@ export async function* routedRows(
  * hold rows of the split is not read: a validation or holdout file holds only its own split, and
  * the train file gives none to a split that has its own file.
  */
-export async function* splitRows(source: DatasetSource, manifest: Pick<RunManifest, 'spec' | 'datasets' | 'split'>, split: SplitName): AsyncGenerator<RoutedRow> {
+export async function* splitRows(
+  source: DatasetSource,
+  manifest: Pick<RunManifest, 'spec' | 'datasets' | 'split'>,
+  split: SplitName,
+): AsyncGenerator<RoutedRow> {
   const route = splitRouter(manifest);
   const ownFile = manifest.datasets.some((d) => d.role === split && split !== 'train');
   for (const dataset of manifest.datasets) {

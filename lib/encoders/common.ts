@@ -36,10 +36,13 @@ export function fitFailed(message: string, context: Record<string, unknown> = {}
 export function textOf(row: ValidatedRow, field: string): string {
   const value = row.input[field];
   if (typeof value !== 'string') {
-    throw new EncoderError(`row input "${field}" is ${value === undefined ? 'missing' : JSON.stringify(value)}, expected text; validate rows against the spec whose base model reads "${field}"`, {
-      code: 'ENCODER_INPUT',
-      context: { field },
-    });
+    throw new EncoderError(
+      `row input "${field}" is ${value === undefined ? 'missing' : JSON.stringify(value)}, expected text; validate rows against the spec whose base model reads "${field}"`,
+      {
+        code: 'ENCODER_INPUT',
+        context: { field },
+      },
+    );
   }
   return value;
 }

@@ -11,5 +11,10 @@ export function fitFeaturesEncoder(spec: FeaturesBaseModelSpec): FittedEncoder {
   const g = new Graph({ name: 'features-encoder' });
   const input: EncoderInput = { name: 'features', dtype: 'float32', shape: ['batch', spec.dimension], role: 'features', fields: [spec.field] };
   const x = g.input(input.name, 'float32', ['batch', spec.dimension]);
-  return finishEncoder(g, g.identity(x, { name: 'passthrough' }), { kind: 'features', dimension: spec.dimension, inputs: [input] }, { field: spec.field, dimension: spec.dimension });
+  return finishEncoder(
+    g,
+    g.identity(x, { name: 'passthrough' }),
+    { kind: 'features', dimension: spec.dimension, inputs: [input] },
+    { field: spec.field, dimension: spec.dimension },
+  );
 }

@@ -15,7 +15,17 @@ export {
 } from '#lib/encoders/types.ts';
 export type { RowSource } from '#lib/encoders/common.ts';
 export { encoderCandidates, fitEncoder, type FitEncoderOptions } from '#lib/encoders/fit.ts';
-export { TEXT_PAD_TOKEN, fitTextEncoder, fitTextVocabulary, lowercaseLikeOnnx, ngramsOf, textTokenizerModel, textTokens, tokenizeInGraph, type TextVocabulary } from '#lib/encoders/text.ts';
+export {
+  TEXT_PAD_TOKEN,
+  fitTextEncoder,
+  fitTextVocabulary,
+  lowercaseLikeOnnx,
+  ngramsOf,
+  textTokenizerModel,
+  textTokens,
+  tokenizeInGraph,
+  type TextVocabulary,
+} from '#lib/encoders/text.ts';
 export {
   DEFAULT_BINS,
   QUANTILES_SUMMARY_KEY,
@@ -24,7 +34,10 @@ export {
   numericEncodingCandidates,
   numericEncodings,
   quantileBoundaries,
-  type CategoricalColumnStats, type NumericColumnStats, type TabularStats } from '#lib/encoders/tabular.ts';
+  type CategoricalColumnStats,
+  type NumericColumnStats,
+  type TabularStats,
+} from '#lib/encoders/tabular.ts';
 export { fitFeaturesEncoder } from '#lib/encoders/features.ts';
 export { fitOnnxEncoder, type ResolveFile } from '#lib/encoders/onnx.ts';
 export { createTokenization, tokenizationFromJson, type TokenBatch, type Tokenization } from '#lib/encoders/tokenize.ts';

@@ -36,10 +36,14 @@ export function composeModels(first: ModelProto, second: ModelProto, options: Co
   const secondInputNames = new Set(secondInputs.map((i) => i.name ?? ''));
   for (const [input, value] of Object.entries(options.connect)) {
     if (!secondInputNames.has(input)) {
-      throw mergeError(`the second model has no input "${input}" to connect (inputs: ${[...secondInputNames].join(', ') || 'none'}); fix the connect map`, { input });
+      throw mergeError(`the second model has no input "${input}" to connect (inputs: ${[...secondInputNames].join(', ') || 'none'}); fix the connect map`, {
+        input,
+      });
     }
     if (!firstValues.has(value)) {
-      throw mergeError(`the first model has no input or output "${value}" to feed "${input}" (it has ${[...firstValues].join(', ')}); fix the connect map`, { value });
+      throw mergeError(`the first model has no input or output "${value}" to feed "${input}" (it has ${[...firstValues].join(', ')}); fix the connect map`, {
+        value,
+      });
     }
   }
 
@@ -49,10 +53,13 @@ export function composeModels(first: ModelProto, second: ModelProto, options: Co
     if (value === undefined) continue;
     const [want, got] = [input.type?.tensorType?.elemType, firstTypes.get(value)];
     if (want != null && got != null && want !== got) {
-      throw mergeError(`"${value}" of the first model has element type ${got} but input "${input.name}" of the second wants ${want} (ONNX TensorProto codes); cast one side`, {
-        value,
-        input: input.name,
-      });
+      throw mergeError(
+        `"${value}" of the first model has element type ${got} but input "${input.name}" of the second wants ${want} (ONNX TensorProto codes); cast one side`,
+        {
+          value,
+          input: input.name,
+        },
+      );
     }
   }
 
@@ -63,7 +70,10 @@ export function composeModels(first: ModelProto, second: ModelProto, options: Co
 
   const keepFirst = new Set(firstInputs.map((i) => i.name ?? ''));
   const renameFirst = (name: string) => (name === '' || keepFirst.has(name) ? name : prefixes.first + name);
-  const keepSecond = new Set([...(secondGraph.output ?? []).map((o) => o.name ?? ''), ...secondInputs.map((i) => i.name ?? '').filter((n) => !(n in options.connect))]);
+  const keepSecond = new Set([
+    ...(secondGraph.output ?? []).map((o) => o.name ?? ''),
+    ...secondInputs.map((i) => i.name ?? '').filter((n) => !(n in options.connect)),
+  ]);
   const renameSecond = (name: string) => {
     if (name === '') return name;
     if (Object.hasOwn(options.connect, name)) return renameFirst(options.connect[name]);
@@ -118,13 +128,18 @@ export function mergeEncoderAndHeads(encoder: Uint8Array, heads: Uint8Array, opt
   const headsModel = decodeModel(heads);
   const headsInputs = realInputs(requireGraph(headsModel, 'heads')).map((i) => i.name ?? '');
   if (!headsInputs.includes(options.featureInput)) {
-    throw mergeError(`the heads model has no input "${options.featureInput}" (inputs: ${headsInputs.join(', ')}); pass featureInput naming the heads' feature input`, {
-      featureInput: options.featureInput,
-    });
+    throw mergeError(
+      `the heads model has no input "${options.featureInput}" (inputs: ${headsInputs.join(', ')}); pass featureInput naming the heads' feature input`,
+      {
+        featureInput: options.featureInput,
+      },
+    );
   }
   const others = headsInputs.filter((name) => name !== options.featureInput);
   if (others.length > 0) {
-    throw mergeError(`the heads model has inputs besides "${options.featureInput}" (${others.join(', ')}); bake weights into initializers before merging`, { others });
+    throw mergeError(`the heads model has inputs besides "${options.featureInput}" (${others.join(', ')}); bake weights into initializers before merging`, {
+      others,
+    });
   }
   const headsMetadata = new Set((headsModel.metadataProps ?? []).map((p) => p.key));
   encoderModel.metadataProps = (encoderModel.metadataProps ?? []).filter((p) => !headsMetadata.has(p.key) || p.key === ENCODER_METADATA_KEY);
@@ -187,9 +202,12 @@ function checkUniqueNames(graph: GraphProto): void {
   ];
   for (const name of defined) {
     if (seen.has(name)) {
-      throw mergeError(`both models define "${name}" (an input of the first and an output of the second, or a name already carrying a merge prefix); rename one of them before merging`, {
-        name,
-      });
+      throw mergeError(
+        `both models define "${name}" (an input of the first and an output of the second, or a name already carrying a merge prefix); rename one of them before merging`,
+        {
+          name,
+        },
+      );
     }
     seen.add(name);
   }

@@ -37,9 +37,13 @@ export async function fitOnnxEncoder(spec: OnnxBaseModelSpec, rows: RowSource, r
   try {
     tokenizationFromJson(tokenizerJson, spec.maxLength).encode('agentflow');
   } catch (cause) {
-    throw byoError(`baseModel.tokenizer "${spec.tokenizer}" is not a usable tokenizer.json (${(cause as Error).message}); give the tokenizer.json saved with the model`, {
-      tokenizer: spec.tokenizer,
-    }, cause);
+    throw byoError(
+      `baseModel.tokenizer "${spec.tokenizer}" is not a usable tokenizer.json (${(cause as Error).message}); give the tokenizer.json saved with the model`,
+      {
+        tokenizer: spec.tokenizer,
+      },
+      cause,
+    );
   }
 
   const user = decodeModel(modelBytes);
@@ -96,12 +100,17 @@ async function probeDimension(model: Uint8Array, row: ValidatedRow, location: st
     const feeds = encoderFeeds(encoderDescriptor(model), [row]);
     const result = await session.run(feeds);
     const output = result[EMBEDDING_OUTPUT];
-    if (output.dims.length !== 2 || output.type !== 'float32') throw new Error(`pooled output is ${output.type} [${output.dims.join(', ')}], not float32 [batch, hidden]`);
+    if (output.dims.length !== 2 || output.type !== 'float32')
+      throw new Error(`pooled output is ${output.type} [${output.dims.join(', ')}], not float32 [batch, hidden]`);
     return output.dims[1];
   } catch (cause) {
-    throw byoError(`ONNX Runtime cannot run "${location}" with pooling added (${(cause as Error).message}); check that it is an encoder taking token ids and returning [batch, sequence, hidden]`, {
-      model: location,
-    }, cause);
+    throw byoError(
+      `ONNX Runtime cannot run "${location}" with pooling added (${(cause as Error).message}); check that it is an encoder taking token ids and returning [batch, sequence, hidden]`,
+      {
+        model: location,
+      },
+      cause,
+    );
   } finally {
     await session?.release();
   }
@@ -135,13 +144,18 @@ function signatureOf(model: ModelProto, location: string): EncoderSignature {
   if (!ids) throw byoError(`"${location}" has no token-id input (inputs: ${described}); agentflow feeds input_ids and attention_mask`, { inputs: described });
   const others = inputs.filter((i) => i !== ids && i !== mask && i !== tokenTypes);
   if (others.length > 0) {
-    throw byoError(`"${location}" takes inputs agentflow cannot fill (${others.map((i) => i.name).join(', ')}); export an encoder whose inputs are input_ids, attention_mask and optionally token_type_ids`, {
-      inputs: described,
-    });
+    throw byoError(
+      `"${location}" takes inputs agentflow cannot fill (${others.map((i) => i.name).join(', ')}); export an encoder whose inputs are input_ids, attention_mask and optionally token_type_ids`,
+      {
+        inputs: described,
+      },
+    );
   }
   for (const input of [ids, mask, tokenTypes]) {
     if (input && dtypeOf(input) !== 'int64') {
-      throw byoError(`"${location}" input "${input.name}" is ${dtypeOf(input)}, expected int64; export the model with int64 token inputs`, { input: input.name });
+      throw byoError(`"${location}" input "${input.name}" is ${dtypeOf(input)}, expected int64; export the model with int64 token inputs`, {
+        input: input.name,
+      });
     }
   }
   const outputs = graph.output ?? [];

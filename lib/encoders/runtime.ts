@@ -64,10 +64,13 @@ export class Encoder {
     }
     if (!session.outputNames.includes(descriptor.output)) {
       await session.release();
-      throw new EncoderError(`the model has no output "${descriptor.output}" (outputs: ${session.outputNames.join(', ')}); an export model is run by its own session, not as an encoder`, {
-        code: 'ENCODER_MODEL',
-        context: { outputs: session.outputNames },
-      });
+      throw new EncoderError(
+        `the model has no output "${descriptor.output}" (outputs: ${session.outputNames.join(', ')}); an export model is run by its own session, not as an encoder`,
+        {
+          code: 'ENCODER_MODEL',
+          context: { outputs: session.outputNames },
+        },
+      );
     }
     return new Encoder(session, descriptor, tokenization);
   }
@@ -94,10 +97,13 @@ export class Encoder {
     const output = result[this.descriptor.output];
     const data = output.data as Float32Array;
     if (output.type !== 'float32' || data.length !== rows.length * this.dimension) {
-      throw new EncoderError(`the ${this.kind} encoder returned ${output.type} [${output.dims.join(', ')}] for ${rows.length} rows, expected float32 [${rows.length}, ${this.dimension}]`, {
-        code: 'ENCODER_MODEL',
-        context: { dims: output.dims, type: output.type },
-      });
+      throw new EncoderError(
+        `the ${this.kind} encoder returned ${output.type} [${output.dims.join(', ')}] for ${rows.length} rows, expected float32 [${rows.length}, ${this.dimension}]`,
+        {
+          code: 'ENCODER_MODEL',
+          context: { dims: output.dims, type: output.type },
+        },
+      );
     }
     for (const tensor of Object.values(result)) if (tensor !== output) tensor.dispose();
     return data;
@@ -130,7 +136,8 @@ export async function encodeRows(encoder: Encoder | FittedEncoder, rows: readonl
 export function encoderFeeds(
   descriptor: EncoderDescriptor,
   rows: readonly ValidatedRow[],
-  tokenization: Tokenization | undefined = descriptor.tokenization && tokenizationFromJson(descriptor.tokenization.tokenizerJson, descriptor.tokenization.maxLength),
+  tokenization: Tokenization | undefined = descriptor.tokenization &&
+    tokenizationFromJson(descriptor.tokenization.tokenizerJson, descriptor.tokenization.maxLength),
 ): Record<string, ort.Tensor> {
   const batch = rows.length;
   const feeds: Record<string, ort.Tensor> = {};
@@ -138,7 +145,11 @@ export function encoderFeeds(
   for (const input of descriptor.inputs) {
     switch (input.role) {
       case 'text':
-        feeds[input.name] = new ort.Tensor('string', rows.map((row) => textOf(row, input.fields[0])), [batch]);
+        feeds[input.name] = new ort.Tensor(
+          'string',
+          rows.map((row) => textOf(row, input.fields[0])),
+          [batch],
+        );
         break;
       case 'numeric': {
         const width = input.fields.length;
@@ -204,7 +215,8 @@ function featureBatch(rows: readonly ValidatedRow[], field: string, dimension: n
   const data = new Float32Array(rows.length * dimension);
   for (let i = 0; i < rows.length; i += 1) {
     const value = rows[i].input[field];
-    if (!Array.isArray(value) && !(value instanceof Float32Array) && !(value instanceof Float64Array)) throw inputError(field, value, `an array of ${dimension} numbers`);
+    if (!Array.isArray(value) && !(value instanceof Float32Array) && !(value instanceof Float64Array))
+      throw inputError(field, value, `an array of ${dimension} numbers`);
     if (value.length !== dimension) throw inputError(field, `${value.length} values`, `${dimension} values (baseModel.dimension)`);
     data.set(value as ArrayLike<number>, i * dimension);
   }

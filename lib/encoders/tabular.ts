@@ -52,7 +52,13 @@ export interface TabularStats {
 /** One pass over the rows: Welford mean/variance per numeric column, value counts per categorical column. */
 export async function fitTabularStats(spec: TabularBaseModelSpec, rows: RowSource): Promise<TabularStats> {
   const encodings = numericEncodings(spec);
-  const numeric = spec.numeric.map((column) => ({ n: 0, mean: 0, m2: 0, missing: 0, sample: encodings[column] === 'standard' ? undefined : new Reservoir(QUANTILE_SAMPLE) }));
+  const numeric = spec.numeric.map((column) => ({
+    n: 0,
+    mean: 0,
+    m2: 0,
+    missing: 0,
+    sample: encodings[column] === 'standard' ? undefined : new Reservoir(QUANTILE_SAMPLE),
+  }));
   const categorical = spec.categorical.map(() => ({ counts: new Map<string, number>(), missing: 0 }));
   let count = 0;
   for await (const row of rows()) {
@@ -121,7 +127,10 @@ function encodeNumeric(g: Graph, x: Value, isMissing: Value, stats: readonly Num
       const mean = g.initializer('numeric.standard.mean', { data: Float32Array.from(picked, (s) => s.mean), shape: [picked.length] });
       const invStd = g.initializer('numeric.standard.inv_std', { data: Float32Array.from(picked, (s) => 1 / s.std), shape: [picked.length] });
       // All columns standard (the default) reads the input as it is, as the encoder always has.
-      const columns = standard.length === n ? filled : g.gather(filled, g.constant(BigInt64Array.from(standard, BigInt), { dtype: 'int64', name: 'columns' }), { axis: 1, name: 'pick' });
+      const columns =
+        standard.length === n
+          ? filled
+          : g.gather(filled, g.constant(BigInt64Array.from(standard, BigInt), { dtype: 'int64', name: 'columns' }), { axis: 1, name: 'pick' });
       parts.push(g.mul(g.sub(columns, mean), invStd, { name: 'scale' }));
     });
   }
@@ -166,7 +175,10 @@ function binsOf(columns: readonly number[], stats: readonly NumericColumnStats[]
 
 /** `[batch, bins]`: per bin, clip((x − lower) / width, 0, 1) of its column. */
 function binFractions(g: Graph, filled: Value, bins: readonly Bin[], prefix: string): Value {
-  const columns = g.constant(BigInt64Array.from(bins, (bin) => BigInt(bin.column)), { dtype: 'int64', name: 'bin_columns' });
+  const columns = g.constant(
+    BigInt64Array.from(bins, (bin) => BigInt(bin.column)),
+    { dtype: 'int64', name: 'bin_columns' },
+  );
   const spread = g.gather(filled, columns, { axis: 1, name: 'spread' });
   const lower = g.initializer(`${prefix}.bin_lower`, { data: Float32Array.from(bins, (bin) => bin.lower), shape: [bins.length] });
   const invWidth = g.initializer(`${prefix}.bin_inv_width`, { data: Float32Array.from(bins, (bin) => 1 / bin.width), shape: [bins.length] });
@@ -178,7 +190,10 @@ function binFractions(g: Graph, filled: Value, bins: readonly Bin[], prefix: str
 export function numericEncodings(spec: TabularBaseModelSpec): Record<string, NumericEncoding> {
   const fallback = spec.numericEncoding ?? 'standard';
   if (fallback === 'auto') {
-    throw fitFailed('tabular encoder: numericEncoding "auto" is a choice for the agent to screen; fit one candidate of numericEncodingCandidates(spec) at a time', {});
+    throw fitFailed(
+      'tabular encoder: numericEncoding "auto" is a choice for the agent to screen; fit one candidate of numericEncodingCandidates(spec) at a time',
+      {},
+    );
   }
   return Object.fromEntries(spec.numeric.map((column) => [column, spec.columnEncodings?.[column] ?? fallback]));
 }
@@ -284,7 +299,10 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
     parts.push(...encodeNumeric(g, x, isMissing, stats.numeric));
     const withIndicator = stats.numeric.flatMap((s, j) => (s.indicator ? [j] : []));
     if (withIndicator.length > 0) {
-      const columns = g.constant(BigInt64Array.from(withIndicator, (j) => BigInt(j)), { dtype: 'int64', name: 'numeric.indicator_columns' });
+      const columns = g.constant(
+        BigInt64Array.from(withIndicator, (j) => BigInt(j)),
+        { dtype: 'int64', name: 'numeric.indicator_columns' },
+      );
       parts.push(g.gather(g.cast(isMissing, 'float32'), columns, { axis: 1, name: 'numeric.missing_indicator' }));
     }
   }
@@ -292,7 +310,13 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
   const oneHot = stats.categorical.filter((s) => s.categories.length > 0);
   if (stats.categorical.length > 0) {
     const n = stats.categorical.length;
-    const input: EncoderInput = { name: 'categorical', dtype: 'string', shape: ['batch', n], role: 'categorical', fields: stats.categorical.map((s) => s.column) };
+    const input: EncoderInput = {
+      name: 'categorical',
+      dtype: 'string',
+      shape: ['batch', n],
+      role: 'categorical',
+      fields: stats.categorical.map((s) => s.column),
+    };
     inputs.push(input);
     const x = g.input(input.name, 'string', ['batch', n]);
     stats.categorical.forEach((s, j) => {
@@ -310,7 +334,10 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
           },
           outputs: [{ dtype: 'int64', shape: ['batch'] }],
         });
-        const range = g.constant(BigInt64Array.from(s.categories, (_, k) => BigInt(k)), { dtype: 'int64', name: 'range' });
+        const range = g.constant(
+          BigInt64Array.from(s.categories, (_, k) => BigInt(k)),
+          { dtype: 'int64', name: 'range' },
+        );
         const hot = g.equal(g.unsqueeze(index, { axes: [1] }), range, { name: 'one_hot' });
         parts.push(g.cast(hot, 'float32'));
       });
@@ -318,7 +345,9 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
   }
 
   const dimension =
-    stats.numeric.reduce((sum, s) => sum + numericWidth(s), 0) + stats.numeric.filter((s) => s.indicator).length + oneHot.reduce((sum, s) => sum + s.categories.length, 0);
+    stats.numeric.reduce((sum, s) => sum + numericWidth(s), 0) +
+    stats.numeric.filter((s) => s.indicator).length +
+    oneHot.reduce((sum, s) => sum + s.categories.length, 0);
   if (dimension === 0) {
     throw fitFailed(
       `tabular encoder: no categorical column (${spec.categorical.join(', ')}) has a value in the ${stats.rows} train rows and there are no numeric columns; check the column names`,
@@ -335,7 +364,9 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
       numeric: stats.numeric.map(({ boundaries, levels: _levels, ...facts }) => (boundaries ? { ...facts, bins: boundaries.length - 1 } : facts)),
       numericEncodings: stats.numeric.map((s) => s.encoding),
       // Kept apart: up to 257 numbers a column, for the manifest, not for every summary's reader.
-      [QUANTILES_SUMMARY_KEY]: Object.fromEntries(stats.numeric.flatMap((s) => (s.boundaries ? [[s.column, { boundaries: s.boundaries, levels: s.levels }]] : []))),
+      [QUANTILES_SUMMARY_KEY]: Object.fromEntries(
+        stats.numeric.flatMap((s) => (s.boundaries ? [[s.column, { boundaries: s.boundaries, levels: s.levels }]] : [])),
+      ),
       categorical: stats.categorical.map(({ column, categories, distinct, missing }) => ({ column, categories, distinct, missing })),
       maxCategories: spec.maxCategories,
     },

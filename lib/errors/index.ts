@@ -8,10 +8,7 @@ export class AgentflowError extends Error {
   /** Values that explain the failure (field path, bad value, ids); safe to log. */
   readonly context: Record<string, unknown>;
 
-  constructor(
-    message: string,
-    options: { code: string; context?: Record<string, unknown>; cause?: unknown },
-  ) {
+  constructor(message: string, options: { code: string; context?: Record<string, unknown>; cause?: unknown }) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AgentflowError';
     this.code = options.code;

@@ -8,12 +8,7 @@ import { formatShape, isStatic, sameShape, staticSize, type Shape } from './shap
  * `needs[i]` is false or the input is not differentiable. Every returned gradient must have
  * exactly its input's static shape.
  */
-export type GradientRule = (ctx: {
-  g: Graph;
-  node: Node;
-  dOut: readonly (Value | undefined)[];
-  needs: readonly boolean[];
-}) => (Value | undefined)[];
+export type GradientRule = (ctx: { g: Graph; node: Node; dOut: readonly (Value | undefined)[]; needs: readonly boolean[] }) => (Value | undefined)[];
 
 /**
  * Emits the gradients of a scalar `loss` with respect to `wrt` into the same graph. Only nodes
@@ -167,22 +162,21 @@ function unreduce(g: Graph, node: Node, dY: Value): Value {
   return g.expand(kept, isStatic(x.shape) ? [...x.shape] : x);
 }
 
-const unary = (rule: (g: Graph, dY: Value, x: Value, y: Value) => Value): GradientRule => ({ g, node, dOut }) => [
-  rule(g, dOut[0] as Value, node.inputs[0] as Value, node.outputs[0]),
-];
+const unary =
+  (rule: (g: Graph, dY: Value, x: Value, y: Value) => Value): GradientRule =>
+  ({ g, node, dOut }) => [rule(g, dOut[0] as Value, node.inputs[0] as Value, node.outputs[0])];
 
 /** Min/Max: the selected operand gets the gradient; exact ties split it evenly (as in JAX). */
-const minMax = (selectA: 'greater' | 'less'): GradientRule => ({ g, node, dOut, needs }) => {
-  const [a, b] = node.inputs as [Value, Value];
-  const dY = dOut[0] as Value;
-  const wins = g.cast(g[selectA](a, b), a.dtype);
-  const ties = g.cast(g.equal(a, b), a.dtype);
-  const weightA = g.add(wins, g.mul(ties, 0.5));
-  return [
-    needs[0] ? sumToShape(g, g.mul(dY, weightA), a.shape) : undefined,
-    needs[1] ? sumToShape(g, g.mul(dY, g.sub(1, weightA)), b.shape) : undefined,
-  ];
-};
+const minMax =
+  (selectA: 'greater' | 'less'): GradientRule =>
+  ({ g, node, dOut, needs }) => {
+    const [a, b] = node.inputs as [Value, Value];
+    const dY = dOut[0] as Value;
+    const wins = g.cast(g[selectA](a, b), a.dtype);
+    const ties = g.cast(g.equal(a, b), a.dtype);
+    const weightA = g.add(wins, g.mul(ties, 0.5));
+    return [needs[0] ? sumToShape(g, g.mul(dY, weightA), a.shape) : undefined, needs[1] ? sumToShape(g, g.mul(dY, g.sub(1, weightA)), b.shape) : undefined];
+  };
 
 /** One rule per differentiable ONNX op (default domain). */
 export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
@@ -219,10 +213,7 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
     const [a, b] = node.inputs as [Value, Value];
     const dY = dOut[0] as Value;
     const y = node.outputs[0];
-    return [
-      needs[0] ? sumToShape(g, g.div(dY, b), a.shape) : undefined,
-      needs[1] ? sumToShape(g, g.neg(g.div(g.mul(dY, y), b)), b.shape) : undefined,
-    ];
+    return [needs[0] ? sumToShape(g, g.div(dY, b), a.shape) : undefined, needs[1] ? sumToShape(g, g.neg(g.div(g.mul(dY, y), b)), b.shape) : undefined];
   },
   Pow: ({ g, node, dOut, needs }) => {
     const [a, b] = node.inputs as [Value, Value];

@@ -1,20 +1,9 @@
 import { GraphError, type GraphErrorCode } from './errors.ts';
 import { encodeGraph, prepareInline, type InlinedModel, type ModelOptions } from './model.ts';
-import {
-  broadcastShapes,
-  formatShape,
-  isStatic,
-  normalizeAxis,
-  productDim,
-  sameShape,
-  staticSize,
-  type Dim,
-  type Shape,
-} from './shape.ts';
+import { broadcastShapes, formatShape, isStatic, normalizeAxis, productDim, sameShape, staticSize, type Dim, type Shape } from './shape.ts';
 import { dtypeCode, dtypeFromCode, dtypeOfValues, FLOAT_DTYPES, tensorLiteral, type DType, type TensorLiteral, type TensorValues } from './tensor.ts';
 
 export { dtypeCode, dtypeFromCode, dtypeOfValues, FLOAT_DTYPES, tensorLiteral, type DType, type TensorLiteral, type TensorValues };
-
 
 export type Attribute =
   | { readonly type: 'int'; readonly value: number }
@@ -86,7 +75,6 @@ export const DEFAULT_OPSETS: Readonly<Record<string, number>> = {
 };
 
 type Operand = Value | number;
-
 
 /**
  * An ONNX graph under construction. Every op method checks dtypes and static shapes and throws a
@@ -214,7 +202,10 @@ export class Graph {
   inlineModel(bytes: Uint8Array, options: { inputs: Readonly<Record<string, Value>>; prefix: string }): Record<string, Value> {
     for (const v of Object.values(options.inputs)) this.own(v, 'inlineModel');
     const prepared = prepareInline(bytes, { prefix: options.prefix, inputs: options.inputs, opsets: this.domains });
-    const newNames = [...prepared.outputs.filter((o) => o.passthrough === undefined).map((o) => o.renamed), ...prepared.model.initializers.map((t) => t.name ?? '')];
+    const newNames = [
+      ...prepared.outputs.filter((o) => o.passthrough === undefined).map((o) => o.renamed),
+      ...prepared.model.initializers.map((t) => t.name ?? ''),
+    ];
     const taken = newNames.find((n) => this.usedNames.has(n));
     if (taken !== undefined) {
       throw new GraphError(`inlineModel "${options.prefix}": "${taken}" is already used in graph "${this.name}"; choose another prefix`, {
@@ -257,11 +248,16 @@ export class Graph {
     options: { dtype?: DType; shape?: readonly number[]; name?: string } = {},
   ): Value {
     const literal = tensorLiteral(values, options);
-    return this.emit('Constant', [], { dtype: literal.dtype, shape: literal.shape }, {
-      name: options.name,
-      attributes: { value: attr.tensor(literal) },
-      constant: literal,
-    });
+    return this.emit(
+      'Constant',
+      [],
+      { dtype: literal.dtype, shape: literal.shape },
+      {
+        name: options.name,
+        attributes: { value: attr.tensor(literal) },
+        constant: literal,
+      },
+    );
   }
 
   /** A shared scalar constant of the given dtype. */
@@ -281,7 +277,10 @@ export class Graph {
   }
 
   private int64s(values: readonly number[], name: string): Value {
-    return this.constant(BigInt64Array.from(values, (v) => BigInt(v)), { dtype: 'int64', name });
+    return this.constant(
+      BigInt64Array.from(values, (v) => BigInt(v)),
+      { dtype: 'int64', name },
+    );
   }
 
   // ---- elementwise binary ----------------------------------------------------------------
@@ -457,7 +456,10 @@ export class Graph {
     this.own(b, 'matmul');
     this.requireFloat('matmul', a, { name: nodeName });
     if (a.dtype !== b.dtype) this.dtypeMismatch('matmul', nodeName, a, b);
-    for (const [label, v] of [['a', a], ['b', b]] as const) {
+    for (const [label, v] of [
+      ['a', a],
+      ['b', b],
+    ] as const) {
       if (v.rank < 2) {
         this.fail('matmul', nodeName, `operand ${label} ${formatShape(v.shape)} has rank ${v.rank}; reshape it to rank 2 (e.g. [${v.shape.join(',')},1])`);
       }
@@ -476,43 +478,52 @@ export class Graph {
   }
 
   /** alpha·op(a)·op(b) + beta·c for 2-D a and b (ONNX Gemm); c broadcasts to the result. */
-  gemm(
-    a: Value,
-    b: Value,
-    c?: Value,
-    options: OpOptions & { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {},
-  ): Value {
+  gemm(a: Value, b: Value, c?: Value, options: OpOptions & { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {}): Value {
     const nodeName = this.nodeName('Gemm', options);
     this.own(a, 'gemm');
     this.own(b, 'gemm');
     this.requireFloat('gemm', a, { name: nodeName });
-    for (const [label, v] of [['a', a], ['b', b], ['c', c]] as const) {
+    for (const [label, v] of [
+      ['a', a],
+      ['b', b],
+      ['c', c],
+    ] as const) {
       if (v === undefined) continue;
       if (v.dtype !== a.dtype) this.dtypeMismatch('gemm', nodeName, a, v);
-      if (label !== 'c' && v.rank !== 2) this.fail('gemm', nodeName, `operand ${label} ${formatShape(v.shape)} must have rank 2; use matmul for batched products`);
+      if (label !== 'c' && v.rank !== 2)
+        this.fail('gemm', nodeName, `operand ${label} ${formatShape(v.shape)} must have rank 2; use matmul for batched products`);
     }
     const transA = options.transA ?? false;
     const transB = options.transB ?? false;
     const [m, ka] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
     const [kb, n] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
     if (ka !== kb) {
-      this.fail('gemm', nodeName, `inner dims ${ka} and ${kb} differ (a ${formatShape(a.shape)}${transA ? 'ᵀ' : ''}, b ${formatShape(b.shape)}${transB ? 'ᵀ' : ''}); check transA/transB`);
+      this.fail(
+        'gemm',
+        nodeName,
+        `inner dims ${ka} and ${kb} differ (a ${formatShape(a.shape)}${transA ? 'ᵀ' : ''}, b ${formatShape(b.shape)}${transB ? 'ᵀ' : ''}); check transA/transB`,
+      );
     }
     const shape: Dim[] = [m, n];
     if (c !== undefined) {
       const out = this.broadcastOrFail('gemm', nodeName, shape, c.shape);
       if (!sameShape(out, shape)) this.fail('gemm', nodeName, `bias c ${formatShape(c.shape)} does not broadcast to the result ${formatShape(shape)}`);
     }
-    return this.emit('Gemm', c === undefined ? [a, b] : [a, b, c], { dtype: a.dtype, shape }, {
-      name: nodeName,
-      exact: true,
-      attributes: {
-        transA: attr.int(transA ? 1 : 0),
-        transB: attr.int(transB ? 1 : 0),
-        alpha: attr.float(options.alpha ?? 1),
-        beta: attr.float(options.beta ?? 1),
+    return this.emit(
+      'Gemm',
+      c === undefined ? [a, b] : [a, b, c],
+      { dtype: a.dtype, shape },
+      {
+        name: nodeName,
+        exact: true,
+        attributes: {
+          transA: attr.int(transA ? 1 : 0),
+          transB: attr.int(transB ? 1 : 0),
+          alpha: attr.float(options.alpha ?? 1),
+          beta: attr.float(options.beta ?? 1),
+        },
       },
-    });
+    );
   }
 
   // ---- normalizers -----------------------------------------------------------------------
@@ -550,11 +561,16 @@ export class Graph {
     if (perm.length !== x.rank || sorted.some((p, i) => p !== i)) {
       this.fail('transpose', nodeName, `perm [${perm.join(',')}] is not a permutation of the ${x.rank} axes of ${formatShape(x.shape)}`);
     }
-    return this.emit('Transpose', [x], { dtype: x.dtype, shape: perm.map((p) => x.shape[p]) }, {
-      name: nodeName,
-      exact: true,
-      attributes: { perm: attr.ints(perm) },
-    });
+    return this.emit(
+      'Transpose',
+      [x],
+      { dtype: x.dtype, shape: perm.map((p) => x.shape[p]) },
+      {
+        name: nodeName,
+        exact: true,
+        attributes: { perm: attr.ints(perm) },
+      },
+    );
   }
 
   concat(values: readonly Value[], options: OpOptions & { axis: number }): Value {
@@ -568,7 +584,11 @@ export class Graph {
       if (v.dtype !== first.dtype) this.dtypeMismatch('concat', nodeName, first, v);
       const differs = v.rank !== first.rank || v.shape.some((d, i) => i !== axis && d !== first.shape[i]);
       if (differs) {
-        this.fail('concat', nodeName, `input ${formatShape(v.shape)} does not match ${formatShape(first.shape)} outside axis ${axis}; all inputs need the same shape except along the concat axis`);
+        this.fail(
+          'concat',
+          nodeName,
+          `input ${formatShape(v.shape)} does not match ${formatShape(first.shape)} outside axis ${axis}; all inputs need the same shape except along the concat axis`,
+        );
       }
       along.push(v.shape[axis]);
     }
@@ -583,7 +603,11 @@ export class Graph {
     const axis = this.axisOrFail('split', nodeName, options.axis, x);
     const total = options.sizes.reduce((s, d) => s + d, 0);
     if (x.shape[axis] !== total) {
-      this.fail('split', nodeName, `sizes [${options.sizes.join(',')}] sum to ${total} but axis ${axis} of ${formatShape(x.shape)} is ${x.shape[axis]}; sizes must add up to the (static) dim`);
+      this.fail(
+        'split',
+        nodeName,
+        `sizes [${options.sizes.join(',')}] sum to ${total} but axis ${axis} of ${formatShape(x.shape)} is ${x.shape[axis]}; sizes must add up to the (static) dim`,
+      );
     }
     const splitSizes = this.int64s(options.sizes, `${nodeName}.sizes`);
     return this.emitMany(
@@ -611,7 +635,8 @@ export class Graph {
   where(condition: Value, a: Operand, b: Operand, options?: OpOptions): Value {
     const nodeName = this.nodeName('Where', options);
     this.own(condition, 'where');
-    if (condition.dtype !== 'bool') this.fail('where', nodeName, `condition ${condition} must be bool; compare it (g.greater(mask, 0)) or g.cast it`, 'GRAPH_DTYPE');
+    if (condition.dtype !== 'bool')
+      this.fail('where', nodeName, `condition ${condition} must be bool; compare it (g.greater(mask, 0)) or g.cast it`, 'GRAPH_DTYPE');
     const [va, vb] = this.operands(a, b);
     if (va.dtype !== vb.dtype) this.dtypeMismatch('where', nodeName, va, vb);
     const shape = this.broadcastOrFail('where', nodeName, this.broadcastOrFail('where', nodeName, condition.shape, va.shape), vb.shape);
@@ -651,7 +676,11 @@ export class Graph {
       }
     });
     if (emitted.filter((d) => d === -1).length > 1) {
-      this.fail('reshape', nodeName, `${formatShape(shape)} leaves more than one dim to infer; name at most one unknown dim (symbolic dims not at the same index as in ${formatShape(x.shape)} count as unknown)`);
+      this.fail(
+        'reshape',
+        nodeName,
+        `${formatShape(shape)} leaves more than one dim to infer; name at most one unknown dim (symbolic dims not at the same index as in ${formatShape(x.shape)} count as unknown)`,
+      );
     }
     const inKnown = productDim(x.shape);
     const outKnownDims = out.filter((d): d is Dim => d !== undefined);
@@ -659,7 +688,8 @@ export class Graph {
     if (inferIndex >= 0) {
       if (typeof inKnown === 'number' && isStatic(outKnownDims)) {
         const rest = staticSize(outKnownDims) ?? 1;
-        if (rest === 0 || inKnown % rest !== 0) this.fail('reshape', nodeName, `cannot reshape ${formatShape(x.shape)} (${inKnown} elements) to ${formatShape(shape)}`);
+        if (rest === 0 || inKnown % rest !== 0)
+          this.fail('reshape', nodeName, `cannot reshape ${formatShape(x.shape)} (${inKnown} elements) to ${formatShape(shape)}`);
         out[inferIndex] = inKnown / rest;
       } else {
         const inSymbols = x.shape.filter((d) => typeof d === 'string');
@@ -671,7 +701,11 @@ export class Graph {
         out[inferIndex] = inNumeric % outNumeric === 0 ? productDim([...leftover, inNumeric / outNumeric]) : `(${nodeName}:${inferIndex})`;
       }
     } else if (typeof inKnown === 'number' && staticSize(out as Dim[]) !== inKnown) {
-      this.fail('reshape', nodeName, `cannot reshape ${formatShape(x.shape)} (${inKnown} elements) to ${formatShape(shape)} (${staticSize(out as Dim[])} elements)`);
+      this.fail(
+        'reshape',
+        nodeName,
+        `cannot reshape ${formatShape(x.shape)} (${inKnown} elements) to ${formatShape(shape)} (${staticSize(out as Dim[])} elements)`,
+      );
     }
     const target = this.int64s(emitted, `${nodeName}.shape`);
     return this.emit('Reshape', [x, target], { dtype: x.dtype, shape: out as Dim[] }, { name: nodeName, exact: true });
@@ -750,11 +784,16 @@ export class Graph {
     this.own(data, 'scatterND');
     if (indices.dtype !== 'int64') this.fail('scatterND', nodeName, `indices ${indices} must be int64`, 'GRAPH_DTYPE');
     if (updates.dtype !== data.dtype) this.dtypeMismatch('scatterND', nodeName, data, updates);
-    return this.emit('ScatterND', [data, indices, updates], { dtype: data.dtype, shape: data.shape }, {
-      name: nodeName,
-      exact: true,
-      attributes: { reduction: attr.string(options.reduction ?? 'none') },
-    });
+    return this.emit(
+      'ScatterND',
+      [data, indices, updates],
+      { dtype: data.dtype, shape: data.shape },
+      {
+        name: nodeName,
+        exact: true,
+        attributes: { reduction: attr.string(options.reduction ?? 'none') },
+      },
+    );
   }
 
   // ---- internals -------------------------------------------------------------------------
@@ -806,11 +845,16 @@ export class Graph {
     if (opType !== 'ReduceSum' && (this.domains.get('') ?? 18) < 18) {
       return this.emit(opType, [x], { dtype: x.dtype, shape }, { name: nodeName, exact: true, attributes: { keepdims: keep, axes: attr.ints(sorted) } });
     }
-    return this.emit(opType, [x, this.int64s(sorted, `${nodeName}.axes`)], { dtype: x.dtype, shape }, {
-      name: nodeName,
-      exact: true,
-      attributes: { keepdims: keep },
-    });
+    return this.emit(
+      opType,
+      [x, this.int64s(sorted, `${nodeName}.axes`)],
+      { dtype: x.dtype, shape },
+      {
+        name: nodeName,
+        exact: true,
+        attributes: { keepdims: keep },
+      },
+    );
   }
 
   private emit(
@@ -930,4 +974,3 @@ export class Graph {
     throw new GraphError(`${method} "${nodeName}": ${detail}`, { code, context: { op: method, node: nodeName, graph: this.name } });
   }
 }
-

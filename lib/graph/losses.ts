@@ -42,7 +42,10 @@ export function softmaxCrossEntropy(g: Graph, logits: Value, target: Value, mask
       throw lossError('softmaxCrossEntropy', `class indices ${target} must be [${String(logits.shape[0])}] to match logits ${logits}`);
     }
     const indices = target.dtype === 'int64' ? target : g.cast(target, 'int64');
-    const arange = g.constant(BigInt64Array.from({ length: classes }, (_, i) => BigInt(i)), { dtype: 'int64' });
+    const arange = g.constant(
+      BigInt64Array.from({ length: classes }, (_, i) => BigInt(i)),
+      { dtype: 'int64' },
+    );
     probabilities = g.cast(g.equal(g.unsqueeze(indices, { axes: [1] }), arange), logits.dtype);
     rowMask(g, 'softmaxCrossEntropy', logits, mask);
   } else {

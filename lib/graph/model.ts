@@ -43,10 +43,7 @@ export function encodeGraph(graph: Graph, options: ModelOptions): Uint8Array {
     ),
     input: graph.inputs.map(valueInfo),
     output: graph.outputs.map((o) => valueInfo(o.value)),
-    initializer: [
-      ...graph.initializers.map((i) => tensorProto(i.value.name, i.tensor)),
-      ...graph.nodes.flatMap((node) => node.inlined?.initializers ?? []),
-    ],
+    initializer: [...graph.initializers.map((i) => tensorProto(i.value.name, i.tensor)), ...graph.nodes.flatMap((node) => node.inlined?.initializers ?? [])],
   });
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
@@ -94,10 +91,10 @@ export function bakeInitializers(bytes: Uint8Array, tensors: Readonly<Record<str
   for (const [name, data] of Object.entries(tensors)) {
     const index = inputs.findIndex((i) => i.name === name);
     if (index < 0) {
-      throw new GraphError(
-        `bakeInitializers: "${name}" is not a graph input; inputs are ${inputs.map((i) => `"${i.name}"`).join(', ')}`,
-        { code: 'GRAPH_MODEL', context: { name } },
-      );
+      throw new GraphError(`bakeInitializers: "${name}" is not a graph input; inputs are ${inputs.map((i) => `"${i.name}"`).join(', ')}`, {
+        code: 'GRAPH_MODEL',
+        context: { name },
+      });
     }
     const tensorType = inputs[index].type?.tensorType;
     const dims = tensorType?.shape?.dim ?? [];
@@ -114,10 +111,13 @@ export function bakeInitializers(bytes: Uint8Array, tensors: Readonly<Record<str
     const dtype = dtypeFromCode(tensorType?.elemType ?? 0);
     const given = dtypeOfValues(data);
     if (dtype === undefined || (given !== dtype && !(given === 'uint8' && dtype === 'bool'))) {
-      throw new GraphError(`bakeInitializers: input "${name}" is ${dtype ?? 'of an unsupported type'} but the data is ${given}; pass the matching typed array`, {
-        code: 'GRAPH_DTYPE',
-        context: { name, dtype, given },
-      });
+      throw new GraphError(
+        `bakeInitializers: input "${name}" is ${dtype ?? 'of an unsupported type'} but the data is ${given}; pass the matching typed array`,
+        {
+          code: 'GRAPH_DTYPE',
+          context: { name, dtype, given },
+        },
+      );
     }
     const size = shape.reduce((p, d) => p * d, 1);
     if (size !== data.length) {

@@ -75,10 +75,13 @@ export class TrainingSession {
       };
       for (const [name, values] of Object.entries(init)) {
         if (values.length !== p.init.length) {
-          throw new GraphError(`TrainingSession: state "${name}" has ${values.length} values but parameter "${p.name}" ${formatShape(p.shape)} needs ${p.init.length}`, {
-            code: 'GRAPH_TRAINING',
-            context: { name },
-          });
+          throw new GraphError(
+            `TrainingSession: state "${name}" has ${values.length} values but parameter "${p.name}" ${formatShape(p.shape)} needs ${p.init.length}`,
+            {
+              code: 'GRAPH_TRAINING',
+              context: { name },
+            },
+          );
         }
         names.push(name);
         this.current[name] = new ort.Tensor('float32', Float32Array.from(values), p.shape);
@@ -121,10 +124,13 @@ export class TrainingSession {
   async step(batch: Readonly<Record<string, BatchFeed>>, options: { lambda: ArrayLike<number>; learningRate: number }): Promise<StepResult> {
     const { lambda, learningRate } = options;
     if (lambda.length !== this.lambda.length) {
-      throw new GraphError(`TrainingSession.step: lambda has ${lambda.length} weights for ${this.lambda.length} tasks (${this.definition.tasks.join(', ')}); pass one weight per task`, {
-        code: 'GRAPH_TRAINING',
-        context: { lambda: Array.from(lambda) },
-      });
+      throw new GraphError(
+        `TrainingSession.step: lambda has ${lambda.length} weights for ${this.lambda.length} tasks (${this.definition.tasks.join(', ')}); pass one weight per task`,
+        {
+          code: 'GRAPH_TRAINING',
+          context: { lambda: Array.from(lambda) },
+        },
+      );
     }
     if (!Number.isFinite(learningRate) || learningRate < 0) {
       throw new GraphError(`TrainingSession.step: learningRate ${learningRate} must be a finite number ≥ 0`, { code: 'GRAPH_TRAINING' });
@@ -189,19 +195,25 @@ export class TrainingSession {
     for (const [name, spec] of Object.entries(this.definition.batch)) {
       const feed = batch[name];
       if (feed === undefined) {
-        throw new GraphError(`TrainingSession.step: batch input "${name}" ${spec.dtype}${formatShape(spec.shape)} is missing; batch has ${Object.keys(batch).join(', ') || 'nothing'}`, {
-          code: 'GRAPH_TRAINING',
-          context: { input: name },
-        });
+        throw new GraphError(
+          `TrainingSession.step: batch input "${name}" ${spec.dtype}${formatShape(spec.shape)} is missing; batch has ${Object.keys(batch).join(', ') || 'nothing'}`,
+          {
+            code: 'GRAPH_TRAINING',
+            context: { input: name },
+          },
+        );
       }
       const tensor = feed instanceof ort.Tensor ? feed : new ort.Tensor(feed.data, [...feed.dims]);
       const dims = tensor.dims;
       const mismatch = tensor.type !== spec.dtype || dims.length !== spec.shape.length || spec.shape.some((d, i) => typeof d === 'number' && d !== dims[i]);
       if (mismatch) {
-        throw new GraphError(`TrainingSession.step: batch input "${name}" is ${tensor.type}${formatShape(dims)} but the step graph expects ${spec.dtype}${formatShape(spec.shape)}`, {
-          code: 'GRAPH_TRAINING',
-          context: { input: name, dims, expected: spec.shape },
-        });
+        throw new GraphError(
+          `TrainingSession.step: batch input "${name}" is ${tensor.type}${formatShape(dims)} but the step graph expects ${spec.dtype}${formatShape(spec.shape)}`,
+          {
+            code: 'GRAPH_TRAINING',
+            context: { input: name, dims, expected: spec.shape },
+          },
+        );
       }
       this.feeds[stepNames.batch(name)] = tensor;
     }
@@ -216,12 +228,7 @@ export class TrainingSession {
   }
 }
 
-function initialValues(
-  source: Readonly<Record<string, Float32Array>> | undefined,
-  name: string,
-  fallback: Float32Array,
-  field: string,
-): Float32Array {
+function initialValues(source: Readonly<Record<string, Float32Array>> | undefined, name: string, fallback: Float32Array, field: string): Float32Array {
   if (source === undefined) return fallback;
   const values = source[name];
   if (values === undefined) {

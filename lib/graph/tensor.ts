@@ -9,14 +9,7 @@ export type DType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'int
 
 export const FLOAT_DTYPES: ReadonlySet<DType> = new Set(['float32', 'float64', 'float16']);
 
-export type TensorValues =
-  | Float32Array
-  | Float64Array
-  | BigInt64Array
-  | Int32Array
-  | Int8Array
-  | Uint8Array
-  | readonly string[];
+export type TensorValues = Float32Array | Float64Array | BigInt64Array | Int32Array | Int8Array | Uint8Array | readonly string[];
 
 /** A concrete tensor: constants, initializers and baked weights. `bool` is stored as Uint8Array. */
 export interface TensorLiteral {

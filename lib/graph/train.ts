@@ -214,8 +214,7 @@ export function buildTrainingStep(spec: TrainingStepSpec): TrainingStep {
 }
 
 function validateOptimizer(o: AdamWOptions): void {
-  const bad = (field: string, value: number, rule: string) =>
-    stepError(`optimizer.${field} = ${value} ${rule}`, { field, value });
+  const bad = (field: string, value: number, rule: string) => stepError(`optimizer.${field} = ${value} ${rule}`, { field, value });
   if (!(o.beta1 >= 0 && o.beta1 < 1)) throw bad('beta1', o.beta1, 'must be in [0, 1)');
   if (!(o.beta2 >= 0 && o.beta2 < 1)) throw bad('beta2', o.beta2, 'must be in [0, 1)');
   if (!(o.eps > 0)) throw bad('eps', o.eps, 'must be > 0');

@@ -1,14 +1,5 @@
 import { MetricsError } from '#lib/metrics/errors.ts';
-import {
-  binaryLabel,
-  classLabel,
-  expectFinite,
-  expectLength,
-  expectNumClasses,
-  labelledRows,
-  type MaskArray,
-  type NumericArray,
-} from '#lib/metrics/inputs.ts';
+import { binaryLabel, classLabel, expectFinite, expectLength, expectNumClasses, labelledRows, type MaskArray, type NumericArray } from '#lib/metrics/inputs.ts';
 
 /** Probabilities are clipped to [EPS, 1 − EPS] before the log, as scikit-learn did with `eps=1e-15`. */
 export const LOG_LOSS_EPS = 1e-15;
@@ -56,7 +47,7 @@ export function auc(scores: NumericArray, labels: NumericArray, mask?: MaskArray
   }
   const order = Array.from({ length: n }, (_, k) => k).sort((a, b) => s[a] - s[b]);
   let positiveRankSum = 0;
-  for (let start = 0; start < n; ) {
+  for (let start = 0; start < n;) {
     let end = start + 1;
     while (end < n && s[order[end]] === s[order[start]]) end++;
     // Ranks are 1-based; the tie group [start, end) shares the mean of ranks start+1 … end.

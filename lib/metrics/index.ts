@@ -6,11 +6,4 @@ export { MetricsError, type MetricsErrorCode } from '#lib/metrics/errors.ts';
 export type { MaskArray, NumericArray } from '#lib/metrics/inputs.ts';
 export { accuracy, auc, logLoss, macroF1, LOG_LOSS_EPS, type ClassificationOptions } from '#lib/metrics/classification.ts';
 export { labelSpread, mae, rmse } from '#lib/metrics/regression.ts';
-export {
-  evaluateTask,
-  HIGHER_IS_BETTER,
-  METRICS_BY_TYPE,
-  type MetricName,
-  type TaskEvaluation,
-  type TaskType,
-} from '#lib/metrics/evaluate.ts';
+export { evaluateTask, HIGHER_IS_BETTER, METRICS_BY_TYPE, type MetricName, type TaskEvaluation, type TaskType } from '#lib/metrics/evaluate.ts';

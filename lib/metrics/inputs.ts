@@ -60,10 +60,10 @@ export function binaryLabel(metric: string, labels: NumericArray, row: number): 
 export function classLabel(metric: string, labels: NumericArray, row: number, numClasses: number): number {
   const y = labels[row];
   if (Number.isInteger(y) && y >= 0 && y < numClasses) return y;
-  throw new MetricsError(
-    `${metric}: label ${y} at row ${row} is not a class index in 0..${numClasses - 1}; multiclass labels are integer class indices`,
-    { code: 'METRIC_INPUT_INVALID', context: { metric, row, label: y, numClasses } },
-  );
+  throw new MetricsError(`${metric}: label ${y} at row ${row} is not a class index in 0..${numClasses - 1}; multiclass labels are integer class indices`, {
+    code: 'METRIC_INPUT_INVALID',
+    context: { metric, row, label: y, numClasses },
+  });
 }
 
 export function expectNumClasses(metric: string, numClasses: number): void {

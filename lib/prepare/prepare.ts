@@ -54,7 +54,11 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   await registry.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Prepare' });
 
   const feedback = spec.datasets.feedback === true ? await writeFeedbackDataset(spec, { store, rewards: deps.rewards }) : undefined;
-  const datasets = await checkDatasets(spec, store, { runId: input.runId, maxProblems: options.maxProblems ?? 50, ...(feedback ? { feedbackUri: feedback.uri } : {}) });
+  const datasets = await checkDatasets(spec, store, {
+    runId: input.runId,
+    maxProblems: options.maxProblems ?? 50,
+    ...(feedback ? { feedbackUri: feedback.uri } : {}),
+  });
   const split = effectiveSplit(spec);
   const encoders = await deps.fitEncoders({ spec, datasets, split });
   const featuresDigest = digestOf({
@@ -115,7 +119,11 @@ function clipped(value: unknown, depth = 0): unknown {
   if (value === null || typeof value !== 'object') return value;
   if (depth > 8) return '…';
   if (Array.isArray(value)) return value.slice(0, 50).map((item) => clipped(item, depth + 1));
-  return Object.fromEntries(Object.entries(value).slice(0, 50).map(([key, item]) => [String(clipped(key)), clipped(item, depth + 1)]));
+  return Object.fromEntries(
+    Object.entries(value)
+      .slice(0, 50)
+      .map(([key, item]) => [String(clipped(key)), clipped(item, depth + 1)]),
+  );
 }
 
 /**
@@ -186,12 +194,18 @@ async function checkDatasets(spec: Spec, store: ArtifactStore, options: { runId:
  * its `predictionId`, which the split rule hashes. Stored under its content's sha256, so the same
  * rows are the same file and new feedback a new one. Undefined when nothing is labelled yet.
  */
-export async function writeFeedbackDataset(spec: Spec, deps: { store: ArtifactStore; rewards: PrepareDependencies['rewards'] }): Promise<{ uri: string; rows: number } | undefined> {
+export async function writeFeedbackDataset(
+  spec: Spec,
+  deps: { store: ArtifactStore; rewards: PrepareDependencies['rewards'] },
+): Promise<{ uri: string; rows: number } | undefined> {
   if (deps.rewards === undefined) {
-    throw new PrepareError(`datasets.feedback is true in the spec of ${spec.project}, but Prepare was given no reward log to read feedback from; pass the stage dependencies' rewards`, {
-      code: 'FEEDBACK_UNAVAILABLE',
-      context: { project: spec.project },
-    });
+    throw new PrepareError(
+      `datasets.feedback is true in the spec of ${spec.project}, but Prepare was given no reward log to read feedback from; pass the stage dependencies' rewards`,
+      {
+        code: 'FEEDBACK_UNAVAILABLE',
+        context: { project: spec.project },
+      },
+    );
   }
   const byId = new Map<string, LabelledFeedbackRow>();
   for (const row of await deps.rewards.labelledFeedbackRows(spec.project)) if (!byId.has(row.predictionId)) byId.set(row.predictionId, row);

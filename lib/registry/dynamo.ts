@@ -45,11 +45,7 @@ export function dynamoError(tableName: string, action: string, error: unknown): 
 }
 
 /** Every item a query matches, following pages. */
-export async function queryAll(
-  dynamodb: DynamoDBDocumentClient,
-  input: QueryCommandInput,
-  action: string,
-): Promise<Record<string, unknown>[]> {
+export async function queryAll(dynamodb: DynamoDBDocumentClient, input: QueryCommandInput, action: string): Promise<Record<string, unknown>[]> {
   const items: Record<string, unknown>[] = [];
   let start: Record<string, unknown> | undefined;
   do {

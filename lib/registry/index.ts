@@ -18,7 +18,18 @@ export {
 } from './modelRegistry.ts';
 export { RunLog, type NewRun, type RunError, type RunEvent, type RunLogOptions, type RunRecord, type RunStatus } from './runLog.ts';
 export { layout, type ItemKey } from './layout.ts';
-export { RewardLog, type ArmSnapshot, type ArmStats, type RetrainClaim, type PolicyState, type FeedbackRecord, type LabelledFeedbackRow, type LoggedInputs, type RewardLogOptions, type TrialRecord } from './rewards.ts';
+export {
+  RewardLog,
+  type ArmSnapshot,
+  type ArmStats,
+  type RetrainClaim,
+  type PolicyState,
+  type FeedbackRecord,
+  type LabelledFeedbackRow,
+  type LoggedInputs,
+  type RewardLogOptions,
+  type TrialRecord,
+} from './rewards.ts';
 export { RegistryError } from './dynamo.ts';
 export {
   DEFAULT_BUCKET,

@@ -49,7 +49,10 @@ export const layout = {
   run: (p: string, runId: string): ItemKey => ({ pk: project(p), sk: `RUN#${keyPart('runId', runId)}` }),
   runsByTime: (p: string, startedAt: string, runId: string) => ({ gsi1pk: `RUNS#${keyPart('project', p)}`, gsi1sk: `${startedAt}#${runId}` }),
   runsByTimePartition: (p: string) => `RUNS#${keyPart('project', p)}`,
-  runEvent: (p: string, runId: string, eventKey: string): ItemKey => ({ pk: project(p), sk: `RUNEVENT#${keyPart('runId', runId)}#${keyPart('eventKey', eventKey)}` }),
+  runEvent: (p: string, runId: string, eventKey: string): ItemKey => ({
+    pk: project(p),
+    sk: `RUNEVENT#${keyPart('runId', runId)}#${keyPart('eventKey', eventKey)}`,
+  }),
   runEventPrefix: (runId: string) => `RUNEVENT#${keyPart('runId', runId)}#`,
 
   trial: (p: string, runId: string, trialId: string): ItemKey => ({ pk: project(p), sk: `TRIAL#${keyPart('runId', runId)}#${keyPart('trialId', trialId)}` }),

@@ -5,7 +5,18 @@
  * AWS too).
  */
 import { PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { RegistryError, RegistryTable, call, dynamoError, isConditionFailure, queryAll, revisionOf, versionPart, withoutKeys, type TableOptions } from './dynamo.ts';
+import {
+  RegistryError,
+  RegistryTable,
+  call,
+  dynamoError,
+  isConditionFailure,
+  queryAll,
+  revisionOf,
+  versionPart,
+  withoutKeys,
+  type TableOptions,
+} from './dynamo.ts';
 import { layout } from './layout.ts';
 
 export type VersionStatus = 'candidate' | 'production' | 'challenger' | 'retired' | 'rejected';
@@ -177,7 +188,8 @@ export class ModelRegistry extends RegistryTable {
         new UpdateCommand({
           TableName: this.table,
           Key: layout.version(project, version),
-          UpdateExpression: options.reason === undefined ? 'SET #status = :status, updatedAt = :now' : 'SET #status = :status, updatedAt = :now, statusReason = :reason',
+          UpdateExpression:
+            options.reason === undefined ? 'SET #status = :status, updatedAt = :now' : 'SET #status = :status, updatedAt = :now, statusReason = :reason',
           ConditionExpression: 'attribute_exists(pk)',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: { ':status': status, ':now': this.now(), ...(options.reason === undefined ? {} : { ':reason': options.reason }) },
@@ -229,10 +241,13 @@ export class ModelRegistry extends RegistryTable {
     }
     this.#checkRevision('ALIAS_CONFLICT', `alias "${alias}" of ${project}`, current.revision, expected);
     if (current.previous === undefined) {
-      throw new RegistryError(`alias "${alias}" of ${project} has no previous version (it has only pointed at ${current.version}); move it explicitly instead`, {
-        code: 'NO_PREVIOUS_VERSION',
-        context: { project, alias, version: current.version },
-      });
+      throw new RegistryError(
+        `alias "${alias}" of ${project} has no previous version (it has only pointed at ${current.version}); move it explicitly instead`,
+        {
+          code: 'NO_PREVIOUS_VERSION',
+          context: { project, alias, version: current.version },
+        },
+      );
     }
     return this.#writeAlias(project, alias, { version: current.previous, previous: current.version, expected });
   }

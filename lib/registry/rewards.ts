@@ -117,10 +117,7 @@ export class RewardLog {
 
   /** Logs one trial's outcome once; a retried Reward step writes nothing and gets `false`. */
   async recordTrial<Row>(project: string, runId: string, trialId: string, row: Row): Promise<boolean> {
-    return this.#putOnce(
-      { ...layout.trial(project, runId, trialId), project, runId, trialId, row, recordedAt: this.#now() },
-      'PutItem (trial)',
-    );
+    return this.#putOnce({ ...layout.trial(project, runId, trialId), project, runId, trialId, row, recordedAt: this.#now() }, 'PutItem (trial)');
   }
 
   /** Trial rows of a project (all runs, or one), in run then trial id order. */
@@ -227,10 +224,13 @@ export class RewardLog {
     );
     if (!written) {
       const existing = await this.getFeedback(project, predictionId);
-      throw new RegistryError(`prediction "${predictionId}" of ${project} already has reward ${existing?.reward} (at ${existing?.feedbackAt}); feedback counts once`, {
-        code: 'FEEDBACK_DUPLICATE',
-        context: { project, predictionId, reward: existing?.reward, given: reward },
-      });
+      throw new RegistryError(
+        `prediction "${predictionId}" of ${project} already has reward ${existing?.reward} (at ${existing?.feedbackAt}); feedback counts once`,
+        {
+          code: 'FEEDBACK_DUPLICATE',
+          context: { project, predictionId, reward: existing?.reward, given: reward },
+        },
+      );
     }
     await this.#addToArm(project, version, reward);
     return { version, reward };
@@ -253,7 +253,15 @@ export class RewardLog {
     let tooLarge = 0;
     for (const { predictionId, record } of entries) {
       // The record as one JSON string: a map of DynamoDB attributes (a vector is hundreds of numbers) costs far more to marshal and store.
-      const item = { ...layout.feedbackRow(project, predictionId), predictionId, version: served.version, record: JSON.stringify(record), rules: served.rules, loggedAt: now.toISOString(), expiresAt };
+      const item = {
+        ...layout.feedbackRow(project, predictionId),
+        predictionId,
+        version: served.version,
+        record: JSON.stringify(record),
+        rules: served.rules,
+        loggedAt: now.toISOString(),
+        expiresAt,
+      };
       if (Buffer.byteLength(JSON.stringify(item), 'utf8') > MAX_LOGGED_ITEM_BYTES) tooLarge += 1;
       else items.push(item);
     }
@@ -262,7 +270,9 @@ export class RewardLog {
       let requests = items.slice(start, start + BATCH_WRITE_ITEMS).map((Item) => ({ PutRequest: { Item } }));
       // Throttled items come back unprocessed; a few quick retries, then the rest are given up as skipped.
       for (let attempt = 0; requests.length > 0 && attempt < 3; attempt += 1) {
-        const result = await call(this.#table, 'BatchWriteItem (logged inputs)', () => this.#db.send(new BatchWriteCommand({ RequestItems: { [this.#table]: requests } })));
+        const result = await call(this.#table, 'BatchWriteItem (logged inputs)', () =>
+          this.#db.send(new BatchWriteCommand({ RequestItems: { [this.#table]: requests } })),
+        );
         requests = (result.UnprocessedItems?.[this.#table] ?? []) as typeof requests;
       }
       unprocessed += requests.length;
@@ -377,7 +387,12 @@ export class RewardLog {
 
   async putServeSettings(project: string, settings: { rewardKind: string }): Promise<void> {
     await call(this.#table, 'PutItem (serve settings)', () =>
-      this.#db.send(new PutCommand({ TableName: this.#table, Item: { ...layout.serveSettings(project), project, rewardKind: settings.rewardKind, updatedAt: this.#now() } })),
+      this.#db.send(
+        new PutCommand({
+          TableName: this.#table,
+          Item: { ...layout.serveSettings(project), project, rewardKind: settings.rewardKind, updatedAt: this.#now() },
+        }),
+      ),
     );
   }
 
@@ -462,7 +477,9 @@ export class RewardLog {
 
   async #get(key: ItemKey, options: { consistent?: boolean } = {}): Promise<Record<string, unknown> | undefined> {
     const consistent = options.consistent ?? true;
-    const result = await call(this.#table, 'GetItem', () => this.#db.send(new GetCommand({ TableName: this.#table, Key: key, ...(consistent ? { ConsistentRead: true } : {}) })));
+    const result = await call(this.#table, 'GetItem', () =>
+      this.#db.send(new GetCommand({ TableName: this.#table, Key: key, ...(consistent ? { ConsistentRead: true } : {}) })),
+    );
     return result.Item;
   }
 

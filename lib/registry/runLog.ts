@@ -96,12 +96,7 @@ export class RunLog extends RegistryTable {
    * Moves a run on: `running` (with the current `stage`) or a terminal status. A finished run stays
    * finished; repeating its final status is a no-op (retries), anything else is `RUN_FINISHED`.
    */
-  async updateRunStatus(
-    project: string,
-    runId: string,
-    status: RunStatus,
-    options: { stage?: string; error?: RunError } = {},
-  ): Promise<RunRecord> {
+  async updateRunStatus(project: string, runId: string, status: RunStatus, options: { stage?: string; error?: RunError } = {}): Promise<RunRecord> {
     const now = this.now();
     const terminal = TERMINAL_RUN_STATUSES.includes(status);
     const sets = ['#status = :status', 'updatedAt = :now'];
@@ -162,7 +157,10 @@ export class RunLog extends RegistryTable {
     }
     const current = await this.findRun(project, runId);
     if (!current) {
-      throw new RegistryError(`${project} has no run ${runId}; list runs with \`agentflow runs ls -p ${project}\``, { code: 'RUN_NOT_FOUND', context: { project, runId } });
+      throw new RegistryError(`${project} has no run ${runId}; list runs with \`agentflow runs ls -p ${project}\``, {
+        code: 'RUN_NOT_FOUND',
+        context: { project, runId },
+      });
     }
     throw new RegistryError(`run ${runId} of ${project} succeeded at ${current.finishedAt}; there is nothing to resume — start a new run`, {
       code: 'RUN_FINISHED',

@@ -44,9 +44,10 @@ const keySchema: TableDefinition['KeySchema'] = [
 ];
 
 /** CreateTable inputs (plus the TTL attribute) for the registry and reward tables. Pure. */
-export function tableDefinitions(
-  names: TableNames = { registryTable: DEFAULT_REGISTRY_TABLE, rewardTable: DEFAULT_REWARD_TABLE },
-): { registry: TableDefinition; rewards: TableDefinition } {
+export function tableDefinitions(names: TableNames = { registryTable: DEFAULT_REGISTRY_TABLE, rewardTable: DEFAULT_REWARD_TABLE }): {
+  registry: TableDefinition;
+  rewards: TableDefinition;
+} {
   return {
     registry: {
       TableName: names.registryTable,

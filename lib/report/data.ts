@@ -135,7 +135,7 @@ const trialNumber = (trialId: string) => Number(/-t(\d+)$/.exec(trialId)?.[1] ??
 /** Trials in run order (generation, then the index in the trial id), each with the best reward so far. */
 export function orderTrials(rows: { trialId: string; row: TrialRow }[], tasks: readonly ReportTask[], bestTrialId: string | undefined): ReportTrial[] {
   const sorted = [...rows].sort(
-    (a, b) => a.row.generation - b.row.generation || (trialNumber(a.trialId) - trialNumber(b.trialId) || 0) || a.trialId.localeCompare(b.trialId),
+    (a, b) => a.row.generation - b.row.generation || trialNumber(a.trialId) - trialNumber(b.trialId) || 0 || a.trialId.localeCompare(b.trialId),
   );
   let best: number | null = null;
   return sorted.map(({ trialId, row }, index) => {
@@ -183,7 +183,12 @@ function servingOf(set: ServingSetState, stats: { version: number; count: number
   };
 }
 
-function promotionOf(detail: Record<string, unknown>, decisions: PlanDecision[], servingSet: ServingSetState | undefined, policy: DeploySpec | undefined): ReportPromotion {
+function promotionOf(
+  detail: Record<string, unknown>,
+  decisions: PlanDecision[],
+  servingSet: ServingSetState | undefined,
+  policy: DeploySpec | undefined,
+): ReportPromotion {
   const version = detail.version as number;
   const promoted = detail.promoted === true;
   const isChallenger = !promoted && (servingSet?.challengers.some((c) => c.version === version) ?? false);
@@ -287,7 +292,9 @@ export async function collectRunReport(deps: ReportDependencies, target: { proje
     serving = servingOf(servingSet, await deps.rewards.getArmStats(project, versions));
   }
   const pick = (metrics: Record<string, Record<string, number>> | undefined) =>
-    Object.fromEntries(tasks.flatMap((task) => (typeof metrics?.[task.name]?.[task.metric] === 'number' ? [[task.name, metrics[task.name]![task.metric]!]] : [])));
+    Object.fromEntries(
+      tasks.flatMap((task) => (typeof metrics?.[task.name]?.[task.metric] === 'number' ? [[task.name, metrics[task.name]![task.metric]!]] : [])),
+    );
 
   const finishedMs = run.finishedAt ? Date.parse(run.finishedAt) : Number.NaN;
   const durationMs = finishedMs - Date.parse(run.startedAt);

@@ -33,7 +33,8 @@ function table(headers: string[], rows: string[][], options: { className?: strin
   return `<table${options.className ? ` class="${options.className}"` : ''}><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
 }
 
-const canvas = (id: string, options: { size: 'wide' | 'small' | 'medium' }) => `<div class="chart ${options.size}"><canvas id="chart-${escapeHtml(id)}" role="img"></canvas></div>`;
+const canvas = (id: string, options: { size: 'wide' | 'small' | 'medium' }) =>
+  `<div class="chart ${options.size}"><canvas id="chart-${escapeHtml(id)}" role="img"></canvas></div>`;
 
 function header(data: RunReportData): string {
   const { run } = data;
@@ -93,7 +94,8 @@ function tuningSection(data: RunReportData): string {
   const best = data.trials.find((t) => t.best);
   const metricCharts = data.tasks
     .map(
-      (task) => `<figure><figcaption>${escapeHtml(task.name)} <span class="muted">· ${escapeHtml(task.type)} · ${escapeHtml(task.metric)}${task.floor === undefined ? '' : ` · floor ${task.floor}`}</span></figcaption>${canvas(`metric-${task.name}`, { size: 'small' })}</figure>`,
+      (task) =>
+        `<figure><figcaption>${escapeHtml(task.name)} <span class="muted">· ${escapeHtml(task.type)} · ${escapeHtml(task.metric)}${task.floor === undefined ? '' : ` · floor ${task.floor}`}</span></figcaption>${canvas(`metric-${task.name}`, { size: 'small' })}</figure>`,
     )
     .join('\n');
   return `<section><h2>Tuning</h2>
@@ -145,7 +147,8 @@ ${canvas('promotion', { size: 'medium' })}
 
 function servingSection(data: RunReportData): string {
   const s = data.serving;
-  if (!s) return `<section><h2>Router traffic</h2><p class="note" id="traffic-note">${escapeHtml(data.project)} serves nothing yet: no version is in the serving set.</p></section>`;
+  if (!s)
+    return `<section><h2>Router traffic</h2><p class="note" id="traffic-note">${escapeHtml(data.project)} serves nothing yet: no version is in the serving set.</p></section>`;
   const rows = s.arms.map((a) => [
     `v${a.version}`,
     a.role,
@@ -155,8 +158,8 @@ function servingSection(data: RunReportData): string {
     num(a.meanReward, 3),
   ]);
   const note = !data.charts.includes('traffic')
-      ? `<p class="note" id="traffic-note">Nothing has been served with feedback yet: the router's counters are empty, so there is no traffic share to show.</p>`
-      : `<figure><figcaption>Share of rewarded requests per version <span class="muted">· ${s.totalFeedback} feedback events</span></figcaption>${canvas('traffic', { size: 'medium' })}</figure>`;
+    ? `<p class="note" id="traffic-note">Nothing has been served with feedback yet: the router's counters are empty, so there is no traffic share to show.</p>`
+    : `<figure><figcaption>Share of rewarded requests per version <span class="muted">· ${s.totalFeedback} feedback events</span></figcaption>${canvas('traffic', { size: 'medium' })}</figure>`;
   return `<section><h2>Router traffic</h2>
 <p class="muted">Serving set revision ${s.revision}, updated ${escapeHtml(s.updatedAt)}. Counts are feedback events credited to each version (Thompson sampling routes by them).</p>
 ${note}
@@ -169,7 +172,9 @@ function loopSection(data: RunReportData): string {
   const loop = data.loop;
   if (!loop) return '';
   const { detectionSeconds, servingSeconds } = loopFigures(loop);
-  const versions = [...new Set(loop.windows.flatMap((w) => [...w.versions.map((v) => v.version), ...Object.keys(w.traffic).map((key) => Number(key.slice(1)))]))].sort((a, b) => a - b);
+  const versions = [
+    ...new Set(loop.windows.flatMap((w) => [...w.versions.map((v) => v.version), ...Object.keys(w.traffic).map((key) => Number(key.slice(1)))])),
+  ].sort((a, b) => a - b);
   const onset = Date.parse(loop.driftOnsetAt);
   const events = (start: number, end: number) =>
     [
@@ -195,7 +200,14 @@ function loopSection(data: RunReportData): string {
       events(start, end),
     ];
   });
-  const headers = ['window (from drift onset)', ...versions.map((v) => `PSI v${v}`), ...versions.map((v) => `reward v${v}`), ...versions.map((v) => `traffic v${v}`), 'requests', 'events'];
+  const headers = [
+    'window (from drift onset)',
+    ...versions.map((v) => `PSI v${v}`),
+    ...versions.map((v) => `reward v${v}`),
+    ...versions.map((v) => `traffic v${v}`),
+    'requests',
+    'events',
+  ];
   const seconds = (value: number | null) => (value === null ? 'never' : `${value.toFixed(0)} s`);
   return `<section><h2>The loop</h2>
 <p>Drift to detection: <strong>${seconds(detectionSeconds)}</strong> · to the new version serving: <strong>${seconds(servingSeconds)}</strong> · reward before the drift <strong>${num(loop.rewardBefore ?? undefined, 3)}</strong>, in the last window <strong>${num(loop.rewardAfter ?? undefined, 3)}</strong> · production is v${loop.production}${loop.challenger === undefined ? '' : `, v${loop.challenger} took ${num(loop.challengerShare === null ? undefined : loop.challengerShare * 100, 0)}% of the requests once serving`}.</p>
@@ -206,7 +218,17 @@ ${table(headers, rows, { className: 'numeric' })}
 
 function trialsSection(data: RunReportData): string {
   if (data.trials.length === 0) return '';
-  const headers = ['#', 'trial', 'gen', 'status', 'reward', ...data.tasks.map((t) => `λ ${escapeHtml(t.name)}`), ...data.tasks.map((t) => `${escapeHtml(t.name)} ${escapeHtml(t.metric)}`), 'time', 'error'];
+  const headers = [
+    '#',
+    'trial',
+    'gen',
+    'status',
+    'reward',
+    ...data.tasks.map((t) => `λ ${escapeHtml(t.name)}`),
+    ...data.tasks.map((t) => `${escapeHtml(t.name)} ${escapeHtml(t.metric)}`),
+    'time',
+    'error',
+  ];
   const rows = data.trials.map((t) => [
     String(t.order),
     `<code>${escapeHtml(t.trialId)}</code>${t.best ? ' <span class="badge succeeded">best</span>' : ''}`,
@@ -278,7 +300,10 @@ function inlineScript(source: string, label: string): string {
  * the page script inline, nothing fetched. Tables are plain HTML, so they read without scripts.
  */
 export function renderRunReport(data: RunReportData, options: { chartLibrary: string }): string {
-  const json = JSON.stringify(data).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  const json = JSON.stringify(data)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
   return `<!doctype html>
 <html lang="en">
 <head>

@@ -23,7 +23,9 @@ export const LoopTimelineSchema = z.object({
   windows: z.array(
     z.object({
       start: z.string(),
-      versions: z.array(z.object({ version: z.number().int(), production: z.boolean(), reward: z.number().nullable(), feedback: z.number(), psi: z.number().nullable() })),
+      versions: z.array(
+        z.object({ version: z.number().int(), production: z.boolean(), reward: z.number().nullable(), feedback: z.number(), psi: z.number().nullable() }),
+      ),
       traffic: z.record(z.string(), z.number()),
       requests: z.number(),
       shifted: z.boolean(),
@@ -44,10 +46,13 @@ export async function readLoopTimeline(store: ArtifactStore, runId: string): Pro
   if (!(await store.exists(key))) return undefined;
   const parsed = LoopTimelineSchema.safeParse(await store.getJson(key, z.unknown()));
   if (!parsed.success) {
-    throw new ReportError(`${key} is not a loop timeline (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}); it is written by \`agentflow demo --drift\`: delete it, or run the demo again`, {
-      code: 'LOOP_TIMELINE_INVALID',
-      context: { key },
-    });
+    throw new ReportError(
+      `${key} is not a loop timeline (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}); it is written by \`agentflow demo --drift\`: delete it, or run the demo again`,
+      {
+        code: 'LOOP_TIMELINE_INVALID',
+        context: { key },
+      },
+    );
   }
   return parsed.data;
 }

@@ -60,7 +60,10 @@ export const defaultReportPath = (runId: string) => join('.agentflow', 'reports'
  * to open in a browser. The S3 object is rewritten on every call: unlike the run's other files
  * the report changes after the run, as the router collects feedback.
  */
-export async function writeRunReport(deps: ReportDependencies, target: { project: string; runId: string; path?: string; now?: Date }): Promise<WrittenRunReport> {
+export async function writeRunReport(
+  deps: ReportDependencies,
+  target: { project: string; runId: string; path?: string; now?: Date },
+): Promise<WrittenRunReport> {
   const report = await buildRunReport(deps, target);
   const bytes = Buffer.from(report.html, 'utf8');
   const stored = await deps.store.putBytes(keys.runFile(target.runId, 'report.html'), bytes, { contentType: 'text/html; charset=utf-8' });

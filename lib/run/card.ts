@@ -125,7 +125,8 @@ export function cardServingOf(spec: Pick<Spec, 'serving'> & Partial<Pick<Spec, '
     if (typeof column === 'string' && Array.isArray(known)) categories[column] = known.map(String);
   }
   const serving: CardServing = { unknownInputs: spec.serving?.unknownInputs ?? 'impute', categories };
-  if (spec.datasets?.feedback === true && spec.tasks) serving.feedback = { tasks: spec.tasks.map(feedbackRuleOf), ...(spec.serving?.rewardIsLabel ? { rewardIsLabel: spec.serving.rewardIsLabel } : {}) };
+  if (spec.datasets?.feedback === true && spec.tasks)
+    serving.feedback = { tasks: spec.tasks.map(feedbackRuleOf), ...(spec.serving?.rewardIsLabel ? { rewardIsLabel: spec.serving.rewardIsLabel } : {}) };
   return serving;
 }
 

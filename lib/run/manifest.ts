@@ -45,15 +45,15 @@ export type EncoderEntry = z.infer<typeof EncoderEntry>;
  */
 const resolvedSpecShape = z.looseObject({
   project: z.string().min(1),
-    baseModels: z.array(z.looseObject({ kind: z.enum(BASE_MODEL_KINDS) })).min(1),
-    tasks: z.array(z.looseObject({ name: z.string().min(1), type: z.enum(TASK_TYPES), metric: z.string().min(1), weight: z.number(), label: z.string() })).min(1),
-    datasets: z.looseObject({ train: z.string().min(1) }),
-    model: z.looseObject({ architectures: z.array(z.string()).min(1) }),
-    training: z.looseObject({}),
-    tuning: z.looseObject({}),
-    deploy: z.looseObject({}),
-    monitor: monitorSchema,
-  });
+  baseModels: z.array(z.looseObject({ kind: z.enum(BASE_MODEL_KINDS) })).min(1),
+  tasks: z.array(z.looseObject({ name: z.string().min(1), type: z.enum(TASK_TYPES), metric: z.string().min(1), weight: z.number(), label: z.string() })).min(1),
+  datasets: z.looseObject({ train: z.string().min(1) }),
+  model: z.looseObject({ architectures: z.array(z.string()).min(1) }),
+  training: z.looseObject({}),
+  tuning: z.looseObject({}),
+  deploy: z.looseObject({}),
+  monitor: monitorSchema,
+});
 export const ResolvedSpec = z.custom<Spec>((value) => resolvedSpecShape.safeParse(value).success, {
   error: (issue) => {
     const problems = resolvedSpecShape.safeParse(issue.input).error?.issues ?? [];

@@ -117,7 +117,11 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
   say(`training the champion of ${project}…`);
   const progress = { ...(options.onEvent ? { onEvent: options.onEvent } : {}), ...(options.onJobOutput ? { onJobOutput: options.onJobOutput } : {}) };
   const initial = await runPipelineLocally(session, { specPath, trigger: 'scenario', ...progress });
-  if (initial.result.status !== 'SUCCEEDED') throw new DriftScenarioError(`the initial run ${initial.runId} of ${project} ${initial.result.status}: ${initial.result.error ?? ''} ${initial.result.cause ?? ''}`, { code: 'SCENARIO_FAILED' });
+  if (initial.result.status !== 'SUCCEEDED')
+    throw new DriftScenarioError(
+      `the initial run ${initial.runId} of ${project} ${initial.result.status}: ${initial.result.error ?? ''} ${initial.result.cause ?? ''}`,
+      { code: 'SCENARIO_FAILED' },
+    );
   const serving = await session.deps.registry.getServingSet(project);
   if (!serving) throw new DriftScenarioError(`the initial run of ${project} put no version in production`, { code: 'SCENARIO_FAILED' });
   const champion = serving.production;
@@ -136,7 +140,12 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     .sort((a, b) => a.key - b.key)
     .map(({ row }) => row);
   const shifted = (row: Row): Row => ({
-    input: { ...row.input, ...Object.fromEntries(stats.map((s) => [s.field, typeof row.input[s.field] === 'number' ? (row.input[s.field] as number) + options.shiftSd * s.sd : row.input[s.field]])) },
+    input: {
+      ...row.input,
+      ...Object.fromEntries(
+        stats.map((s) => [s.field, typeof row.input[s.field] === 'number' ? (row.input[s.field] as number) + options.shiftSd * s.sd : row.input[s.field]]),
+      ),
+    },
     labels: { ...row.labels, [task]: options.truthChanges ? rotate(classes, row.labels[task] as string) : row.labels[task] },
   });
 
@@ -152,7 +161,10 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     onMonitor: (report) => {
       reports.push(report);
       for (const p of report.projects.filter((p) => p.project === project)) {
-        const versions = p.versions.map((v) => `v${v.version}${v.production ? '*' : ''} reward ${v.reward.mean === null ? '–' : v.reward.mean.toFixed(2)} psi ${'maxPsi' in v.drift ? v.drift.maxPsi.toFixed(2) : '–'}`);
+        const versions = p.versions.map(
+          (v) =>
+            `v${v.version}${v.production ? '*' : ''} reward ${v.reward.mean === null ? '–' : v.reward.mean.toFixed(2)} psi ${'maxPsi' in v.drift ? v.drift.maxPsi.toFixed(2) : '–'}`,
+        );
         say(`  monitor: ${versions.join(' | ')}${p.retrain?.started ? `  → retraining (${p.retrain.reason})` : ''}`);
       }
     },
@@ -172,7 +184,10 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     return answer;
   };
   const sendOne = async (row: Row, isShifted: boolean) => {
-    const answer = (await post('/infer', { project, records: [row.input] })) as { version: number; predictions: { predictionId: string; outputs: Record<string, { label?: unknown }> }[] };
+    const answer = (await post('/infer', { project, records: [row.input] })) as {
+      version: number;
+      predictions: { predictionId: string; outputs: Record<string, { label?: unknown }> }[];
+    };
     const prediction = answer.predictions[0];
     const reward = Number(prediction.outputs[task]?.label === row.labels[task]);
     const truth = row.labels[task] as string;
@@ -198,7 +213,9 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     const stableUntil = Date.now() + options.windowSeconds * 1500;
     await traffic(() => Date.now() >= stableUntil, false);
     const driftOnset = Date.now();
-    say(`drift begins: inputs move by ${options.shiftSd} sd${options.truthChanges ? ' and their class rotates' : ''}; their feedback labels them${options.feedbackLabels === 'wrong' ? ' wrongly' : ''}`);
+    say(
+      `drift begins: inputs move by ${options.shiftSd} sd${options.truthChanges ? ' and their class rotates' : ''}; their feedback labels them${options.feedbackLabels === 'wrong' ? ' wrongly' : ''}`,
+    );
 
     const deadline = driftOnset + (options.timeoutSeconds ?? 240) * 1000;
     let firstServed: number | undefined;
@@ -220,7 +237,8 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     const feedbackRows = retrain ? await feedbackRowsOf(session, retrain.runId) : 0;
     if (retrain) say(`  retraining ${retrain.runId} trained with ${feedbackRows} labelled feedback rows`);
     const after = await session.deps.registry.getServingSet(project);
-    const challenger = after?.challengers.find((c) => c.version !== champion)?.version ?? (after && after.production !== champion ? after.production : undefined);
+    const challenger =
+      after?.challengers.find((c) => c.version !== champion)?.version ?? (after && after.production !== champion ? after.production : undefined);
     const sinceServing = firstServed === undefined ? [] : served.filter((s) => s.at >= firstServed!);
     const windowMs = options.windowSeconds * 1000;
     const lastWindow = served.filter((s) => s.at >= (served.at(-1)?.at ?? 0) - windowMs);
@@ -233,7 +251,16 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
       driftOnsetAt: new Date(driftOnset).toISOString(),
       ...(detection ? { detectedAt: detection.time } : {}),
       ...(retrain
-        ? { retrainRun: { runId: retrain.runId, status: retrain.result.status, reason: retrain.reason, startedAt: retrain.startedAt.toISOString(), endedAt: retrain.endedAt.toISOString(), feedbackRows } }
+        ? {
+            retrainRun: {
+              runId: retrain.runId,
+              status: retrain.result.status,
+              reason: retrain.reason,
+              startedAt: retrain.startedAt.toISOString(),
+              endedAt: retrain.endedAt.toISOString(),
+              feedbackRows,
+            },
+          }
         : {}),
       ...(firstServed === undefined ? {} : { servingAt: new Date(firstServed).toISOString() }),
       rewardBefore: mean(before.map((s) => s.reward)),
@@ -256,7 +283,13 @@ async function feedbackRowsOf(session: LocalSession, runId: string): Promise<num
 }
 
 /** Fixed windows over the traffic, from its first request to its last, each with the monitor pass that ended in it (if one did). */
-function timeline(reports: MonitorReport[], project: string, served: { at: number; version: number; shifted: boolean }[], windowMs: number, driftOnset: number): LoopWindow[] {
+function timeline(
+  reports: MonitorReport[],
+  project: string,
+  served: { at: number; version: number; shifted: boolean }[],
+  windowMs: number,
+  driftOnset: number,
+): LoopWindow[] {
   if (served.length === 0) return [];
   const windows: LoopWindow[] = [];
   for (let start = served[0].at; start <= served.at(-1)!.at; start += windowMs) {
@@ -268,7 +301,13 @@ function timeline(reports: MonitorReport[], project: string, served: { at: numbe
     const health = pass?.projects.find((p) => p.project === project && !p.error);
     windows.push({
       start: new Date(start).toISOString(),
-      versions: (health?.versions ?? []).map((v) => ({ version: v.version, production: v.production, reward: v.reward.mean, feedback: v.reward.count, psi: 'maxPsi' in v.drift ? v.drift.maxPsi : null })),
+      versions: (health?.versions ?? []).map((v) => ({
+        version: v.version,
+        production: v.production,
+        reward: v.reward.mean,
+        feedback: v.reward.count,
+        psi: 'maxPsi' in v.drift ? v.drift.maxPsi : null,
+      })),
       traffic,
       requests: inWindow.length,
       shifted: end > driftOnset,
@@ -290,9 +329,12 @@ async function loadScenario(options: DriftScenarioOptions) {
   const first = spec.tasks[0];
   const train = spec.datasets.train;
   if (base.kind !== 'tabular' || first.type !== 'multiclass' || !first.classes || !train.endsWith('.jsonl')) {
-    throw new DriftScenarioError(`${options.specPath}: the drift scenario needs a tabular base model, a multiclass first task with classes and a JSONL train file (examples/penguins/spec.json has them)`, {
-      code: 'SCENARIO_SPEC_UNSUITED',
-    });
+    throw new DriftScenarioError(
+      `${options.specPath}: the drift scenario needs a tabular base model, a multiclass first task with classes and a JSONL train file (examples/penguins/spec.json has them)`,
+      {
+        code: 'SCENARIO_SPEC_UNSUITED',
+      },
+    );
   }
   const text = await readFile(resolve(dirname(options.specPath), train), 'utf8');
   const taskNames = new Set(spec.tasks.map((t) => t.name));

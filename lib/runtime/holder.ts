@@ -54,11 +54,18 @@ export async function readHolder(dir: string): Promise<Holder | undefined> {
   try {
     parsed = HolderSchema.safeParse(JSON.parse(text));
   } catch (cause) {
-    throw new HolderError(`${path} is not JSON; it is written by \`agentflow serve\` or \`agentflow up\`: stop that process, or remove the file if none runs`, { code: 'HOLDER_FILE_INVALID', context: { path }, cause });
+    throw new HolderError(`${path} is not JSON; it is written by \`agentflow serve\` or \`agentflow up\`: stop that process, or remove the file if none runs`, {
+      code: 'HOLDER_FILE_INVALID',
+      context: { path },
+      cause,
+    });
   }
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new HolderError(`${path} is not a running agentflow process's address (${problems}); remove it if no \`agentflow serve\` or \`up\` runs`, { code: 'HOLDER_FILE_INVALID', context: { path } });
+    throw new HolderError(`${path} is not a running agentflow process's address (${problems}); remove it if no \`agentflow serve\` or \`up\` runs`, {
+      code: 'HOLDER_FILE_INVALID',
+      context: { path },
+    });
   }
   return parsed.data;
 }

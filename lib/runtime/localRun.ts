@@ -7,7 +7,15 @@ import { AgentflowError } from '#lib/errors/index.ts';
 import { DEFAULT_LOCAL_DIR, startLocalAws, type LocalAws } from '#lib/local/index.ts';
 import { readHolder } from './holder.ts';
 import { createStageHandlers, stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
-import { LAMBDA_STAGES, runLocalWorkflow, type BatchJobName, type JobOutputLine, type LocalJobCommand, type LocalWorkflowResult, type WorkflowEvent } from '#lib/workflow/index.ts';
+import {
+  LAMBDA_STAGES,
+  runLocalWorkflow,
+  type BatchJobName,
+  type JobOutputLine,
+  type LocalJobCommand,
+  type LocalWorkflowResult,
+  type WorkflowEvent,
+} from '#lib/workflow/index.ts';
 import { keys } from '#lib/store/index.ts';
 import { stageRunInputs, type StagedRun } from './stageInputs.ts';
 
@@ -41,7 +49,9 @@ export interface OpenLocalSessionOptions {
 }
 
 export async function openLocalSession(options: OpenLocalSessionOptions = {}): Promise<LocalSession> {
-  const aws = options.attach ? await startOrAttach(options.dir ?? DEFAULT_LOCAL_DIR) : await startLocalAws(options.dir === undefined ? {} : { dir: options.dir });
+  const aws = options.attach
+    ? await startOrAttach(options.dir ?? DEFAULT_LOCAL_DIR)
+    : await startLocalAws(options.dir === undefined ? {} : { dir: options.dir });
   const config: AgentflowConfig = { ...aws.config, ...(options.sdkCallLog ? { sdkCallLog: options.sdkCallLog } : {}) };
   const deps = stageDependencies(config, makeClients(config, { principal: CALLER_PRINCIPAL }));
   const byPrincipal = new Map<string, StageDependencies>();
@@ -88,7 +98,10 @@ async function startOrAttach(dir: string): Promise<LocalAws> {
 /** What a Lambda stage of a local run throws once the run was asked to stop: the run fails there, recorded, and resumes from there. */
 export class RunInterruptedError extends AgentflowError {
   constructor(state: string, runId: string | undefined) {
-    super(`stopped before ${state}, as asked${runId ? `; \`agentflow resume ${runId} -p <project>\` continues from here` : ''}`, { code: 'RUN_INTERRUPTED', context: { state, runId } });
+    super(`stopped before ${state}, as asked${runId ? `; \`agentflow resume ${runId} -p <project>\` continues from here` : ''}`, {
+      code: 'RUN_INTERRUPTED',
+      context: { state, runId },
+    });
     this.name = 'RunInterrupted';
   }
 }
@@ -189,7 +202,9 @@ async function executeLocally(
 ): Promise<LocalWorkflowResult> {
   // The SDK's Node 20 notice would print once per job process; the Lambda runtime is Node 22 anyway.
   const quiet = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
-  const passThrough = Object.fromEntries(['AGENTFLOW_DEVICE', 'AGENTFLOW_INTRA_OP_THREADS', 'AGENTFLOW_EMBED_BATCH_SIZE'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
+  const passThrough = Object.fromEntries(
+    ['AGENTFLOW_DEVICE', 'AGENTFLOW_INTRA_OP_THREADS', 'AGENTFLOW_EMBED_BATCH_SIZE'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
+  );
   return runLocalWorkflow({
     input,
     handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli', ...(options.signal ? { signal: options.signal } : {}) }),

@@ -29,10 +29,19 @@ export function rateMs(rate: string): number {
  */
 export function cronOf(expression: string): Cron {
   const fields = expression.trim().split(/\s+/);
-  if (fields.length !== 6) throw new ScheduleError(`"${expression}" has ${fields.length} fields; an EventBridge cron has 6: minutes hours day-of-month month day-of-week year`, { expression });
+  if (fields.length !== 6)
+    throw new ScheduleError(`"${expression}" has ${fields.length} fields; an EventBridge cron has 6: minutes hours day-of-month month day-of-week year`, {
+      expression,
+    });
   if (fields[5] !== '*') throw new ScheduleError(`"${expression}" pins the year (${fields[5]}); the local schedule needs "*" there`, { expression });
   try {
-    return new Cron(fields.slice(0, 5).map((f) => f.replace(/\?/g, '*')).join(' '), { timezone: 'UTC' });
+    return new Cron(
+      fields
+        .slice(0, 5)
+        .map((f) => f.replace(/\?/g, '*'))
+        .join(' '),
+      { timezone: 'UTC' },
+    );
   } catch (error) {
     throw new ScheduleError(`"${expression}" is not a valid cron expression: ${(error as Error).message}`, { expression });
   }

@@ -75,11 +75,14 @@ async function sha256OfFile(path: string, field: string): Promise<string> {
   try {
     for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   } catch (error) {
-    throw new RunInputError(`${field}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); paths are relative to the spec file`, {
-      code: 'DATASET_MISSING',
-      context: { field, path },
-      cause: error,
-    });
+    throw new RunInputError(
+      `${field}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); paths are relative to the spec file`,
+      {
+        code: 'DATASET_MISSING',
+        context: { field, path },
+        cause: error,
+      },
+    );
   }
   return hash.digest('hex');
 }

@@ -80,16 +80,27 @@ interface QueuedRun {
  */
 export async function startUp(session: LocalSession, options: UpOptions): Promise<RunningUp> {
   if (!Number.isFinite(options.monitorEveryMs) || options.monitorEveryMs < 0) {
-    throw new UpError(`the monitor interval ${options.monitorEveryMs} ms is not a duration; give 0 (no monitor) or a positive number (on the command line: --monitor-every <minutes>, e.g. 0.5)`, { code: 'UP_INTERVAL_INVALID', context: { monitorEveryMs: options.monitorEveryMs } });
+    throw new UpError(
+      `the monitor interval ${options.monitorEveryMs} ms is not a duration; give 0 (no monitor) or a positive number (on the command line: --monitor-every <minutes>, e.g. 0.5)`,
+      { code: 'UP_INTERVAL_INVALID', context: { monitorEveryMs: options.monitorEveryMs } },
+    );
   }
-  const specs = await Promise.all((options.specPaths ?? []).map(async (path) => ({ path, spec: parseSpecJson(await readFile(path, 'utf8'), { source: path }) })));
+  const specs = await Promise.all(
+    (options.specPaths ?? []).map(async (path) => ({ path, spec: parseSpecJson(await readFile(path, 'utf8'), { source: path }) })),
+  );
   const specOf = new Map<string, string>();
   for (const { path, spec } of specs) {
     const other = specOf.get(spec.project);
-    if (other) throw new UpError(`${path} and ${other} are both specs of project "${spec.project}"; give one spec per project`, { code: 'UP_SPEC_INVALID', context: { project: spec.project } });
+    if (other)
+      throw new UpError(`${path} and ${other} are both specs of project "${spec.project}"; give one spec per project`, {
+        code: 'UP_SPEC_INVALID',
+        context: { project: spec.project },
+      });
     specOf.set(spec.project, path);
   }
-  const schedules = specs.flatMap(({ path, spec }) => (spec.schedule ? [{ path, project: spec.project, schedule: spec.schedule as Pick<ScheduleSpec, 'cron' | 'rate'>, next: new Date(0) }] : []));
+  const schedules = specs.flatMap(({ path, spec }) =>
+    spec.schedule ? [{ path, project: spec.project, schedule: spec.schedule as Pick<ScheduleSpec, 'cron' | 'rate'>, next: new Date(0) }] : [],
+  );
   // A bad expression fails now, not at its first fire time.
   for (const entry of schedules) entry.next = nextFireTime(entry.schedule, new Date());
 
@@ -107,22 +118,25 @@ export async function startUp(session: LocalSession, options: UpOptions): Promis
   const monitorDeps = session.depsFor('monitor');
 
   const monitorPass = async () => {
-    const report = await runMonitor(
-      monitorDeps,
-      {
-        // What a pass found is reported through onMonitor; the monitor Lambda's JSON log lines would bury a terminal.
-        logger: silentLogger,
-        metricsSink: () => undefined,
-        ...options.monitor,
-        startRun: async (request) => {
-          // The monitor's run id names its window; runs here are named like any other, and the claim records which.
-          const runId = newRunId();
-          const specPath = specOf.get(request.project);
-          queue.push({ project: request.project, trigger: request.trigger, reason: request.reason, runId, ...(specPath ? { specPath } : request.specUri ? { specUri: request.specUri } : {}) });
-          return { runId };
-        },
+    const report = await runMonitor(monitorDeps, {
+      // What a pass found is reported through onMonitor; the monitor Lambda's JSON log lines would bury a terminal.
+      logger: silentLogger,
+      metricsSink: () => undefined,
+      ...options.monitor,
+      startRun: async (request) => {
+        // The monitor's run id names its window; runs here are named like any other, and the claim records which.
+        const runId = newRunId();
+        const specPath = specOf.get(request.project);
+        queue.push({
+          project: request.project,
+          trigger: request.trigger,
+          reason: request.reason,
+          runId,
+          ...(specPath ? { specPath } : request.specUri ? { specUri: request.specUri } : {}),
+        });
+        return { runId };
       },
-    );
+    });
     options.onMonitor?.(report);
   };
 
@@ -168,7 +182,13 @@ export async function startUp(session: LocalSession, options: UpOptions): Promis
         for (const entry of schedules) {
           if (Date.now() < entry.next.getTime()) continue;
           const fired = entry.next;
-          queue.push({ project: entry.project, trigger: 'schedule', reason: entry.schedule.cron ? `cron ${entry.schedule.cron}` : `every ${entry.schedule.rate}`, runId: newRunId(), specPath: entry.path });
+          queue.push({
+            project: entry.project,
+            trigger: 'schedule',
+            reason: entry.schedule.cron ? `cron ${entry.schedule.cron}` : `every ${entry.schedule.rate}`,
+            runId: newRunId(),
+            specPath: entry.path,
+          });
           entry.next = nextFireTime(entry.schedule, new Date(), fired);
         }
         while (queue.length > 0 && !stopping.signal.aborted) await runOne(queue.shift()!);

@@ -31,7 +31,13 @@ export function createServeBase(deps: ServeDependencies, options: Omit<ServeOpti
   const settings = new ServeSettingsStore({ dynamodb: deps.dynamodb, tableName: deps.rewardTable });
   return {
     deps,
-    routing: new RoutingCache({ registry: deps.registry, rewards: deps.rewards, settings, clock, ...(options.statsTtlMs === undefined ? {} : { ttlMs: options.statsTtlMs }) }),
+    routing: new RoutingCache({
+      registry: deps.registry,
+      rewards: deps.rewards,
+      settings,
+      clock,
+      ...(options.statsTtlMs === undefined ? {} : { ttlMs: options.statsTtlMs }),
+    }),
     settings,
     metrics: new ServeMetrics({ clock, ...(options.metricsSink ? { sink: options.metricsSink } : {}) }),
     logger: options.logger ?? new Logger({ serviceName: 'agentflow-serve' }),

@@ -112,7 +112,14 @@ export async function referenceFromEmbeddings(
   const projected: number[][] = [];
   for await (const chunk of chunks) {
     const rows = Math.min(chunk.length / dimension, maxRows - projected.length);
-    projected.push(...projectRows(chunk, dimension, directions, Array.from({ length: rows }, (_, i) => i)));
+    projected.push(
+      ...projectRows(
+        chunk,
+        dimension,
+        directions,
+        Array.from({ length: rows }, (_, i) => i),
+      ),
+    );
     if (projected.length >= maxRows) break;
   }
   if (projected.length < MIN_REFERENCE_ROWS) return { rows: projected.length };
@@ -309,7 +316,13 @@ export class DriftSampler {
 
   #write(buffer: SampleBuffer): void {
     if (buffer.rows.length === 0) return;
-    const batch: SampleBatch = { project: buffer.project, version: buffer.version, dimension: buffer.dimension, seed: driftSeed(buffer.dimension), projections: buffer.rows };
+    const batch: SampleBatch = {
+      project: buffer.project,
+      version: buffer.version,
+      dimension: buffer.dimension,
+      seed: driftSeed(buffer.dimension),
+      projections: buffer.rows,
+    };
     const key = `${samplePrefix(buffer.project, buffer.hour, buffer.version)}${randomUUID()}.json`;
     const pending: Promise<void> = this.#store
       .putBytes(key, Buffer.from(JSON.stringify(batch)), { contentType: 'application/json' })

@@ -14,11 +14,15 @@ export const feedbackRequestSchema = z.strictObject({
     .string({ error: (issue) => `is ${renderValue(issue.input)}; send the predictionId string that infer returned` })
     .min(1, { error: () => 'is empty; send the predictionId that infer returned' })
     .max(128, { error: () => 'is longer than 128 characters; send the predictionId that infer returned' })
-    .refine((id) => !id.includes('#'), { error: (issue) => `${renderValue(issue.input)} contains "#", which no prediction id does; send the id infer returned` }),
+    .refine((id) => !id.includes('#'), {
+      error: (issue) => `${renderValue(issue.input)} contains "#", which no prediction id does; send the id infer returned`,
+    }),
   reward: z.number({ error: (issue) => `is ${renderValue(issue.input)}; send the reward as a finite number (0 or 1 for yes/no outcomes)` }),
   /** The true labels, per task (`{ "species": "Gentoo" }`), for a project that keeps feedback as data (`datasets.feedback`). */
   label: z
-    .record(z.string(), z.unknown(), { error: (issue) => `is ${renderValue(issue.input)}; send an object of task name to true label, e.g. {"species": "Gentoo"}` })
+    .record(z.string(), z.unknown(), {
+      error: (issue) => `is ${renderValue(issue.input)}; send an object of task name to true label, e.g. {"species": "Gentoo"}`,
+    })
     .optional(),
 });
 
@@ -67,7 +71,8 @@ export async function feedback(body: unknown, context: ServeBase): Promise<Feedb
   }
   const { version: servedBy } = await context.predictionIds.verify(request.project, request.predictionId);
   // Only a label or a 0/1 reward (which a `rewardIsLabel` project takes as one) needs the kept inputs.
-  const logged = request.label !== undefined || rewardKind === 'bernoulli' ? await context.deps.rewards.getLoggedInputs(request.project, request.predictionId) : undefined;
+  const logged =
+    request.label !== undefined || rewardKind === 'bernoulli' ? await context.deps.rewards.getLoggedInputs(request.project, request.predictionId) : undefined;
   const labels = labelsOf(request, logged);
   try {
     const { version, reward } = await context.deps.rewards.recordFeedback(request.project, request.predictionId, request.reward, {
@@ -107,11 +112,14 @@ function labelsOf(request: FeedbackRequest, logged: LoggedInputs | undefined): R
   for (const [task, value] of Object.entries(given)) {
     const rule = rules.tasks.find((candidate) => candidate.name === task);
     if (rule === undefined) {
-      throw badRequest(`label names task ${renderValue(task)}, which ${request.project} version ${logged.version} does not have; label one of its tasks: ${rules.tasks.map((t) => t.name).join(', ')}`, {
-        project: request.project,
-        task,
-        tasks: rules.tasks.map((t) => t.name),
-      });
+      throw badRequest(
+        `label names task ${renderValue(task)}, which ${request.project} version ${logged.version} does not have; label one of its tasks: ${rules.tasks.map((t) => t.name).join(', ')}`,
+        {
+          project: request.project,
+          task,
+          tasks: rules.tasks.map((t) => t.name),
+        },
+      );
     }
     const checked = checkLabel(rule, value);
     if ('message' in checked) {

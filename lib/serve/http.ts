@@ -33,13 +33,19 @@ function readEvent(event: unknown, name: string): { method: string; body: string
   if (typeof event === 'object' && event !== null) {
     const { body, isBase64Encoded, requestContext } = event as { body?: unknown; isBase64Encoded?: unknown; requestContext?: { http?: { method?: unknown } } };
     const method = requestContext?.http?.method;
-    if (typeof method === 'string' && (typeof body === 'string' || body === undefined) && (typeof isBase64Encoded === 'boolean' || isBase64Encoded === undefined)) {
+    if (
+      typeof method === 'string' &&
+      (typeof body === 'string' || body === undefined) &&
+      (typeof isBase64Encoded === 'boolean' || isBase64Encoded === undefined)
+    ) {
       return { method, body, isBase64Encoded: isBase64Encoded ?? false };
     }
   }
   const parsed = functionUrlEventSchema.safeParse(event);
   if (!parsed.success) {
-    throw badRequest(`the ${name} handler got an event that is not a Function URL request (${parsed.error.issues[0]?.message}); invoke it through its Function URL`);
+    throw badRequest(
+      `the ${name} handler got an event that is not a Function URL request (${parsed.error.issues[0]?.message}); invoke it through its Function URL`,
+    );
   }
   return { method: parsed.data.requestContext.http.method, body: parsed.data.body, isBase64Encoded: parsed.data.isBase64Encoded };
 }
@@ -49,7 +55,12 @@ function readEvent(event: unknown, name: string): { method: string; body: string
  * (infer.ts, feedback.ts) bring their own handlers, so this module imports neither: the feedback
  * function's bundle then holds no model code and no ONNX Runtime.
  */
-export async function handleFunctionUrl<C extends Pick<ServeBase, 'limits' | 'logger'>>(event: unknown, context: C, operation: Operation<C>, name: string): Promise<FunctionUrlResult> {
+export async function handleFunctionUrl<C extends Pick<ServeBase, 'limits' | 'logger'>>(
+  event: unknown,
+  context: C,
+  operation: Operation<C>,
+  name: string,
+): Promise<FunctionUrlResult> {
   try {
     const { method, body, isBase64Encoded } = readEvent(event, name);
     if (method !== 'POST' && method.toUpperCase() !== 'POST') {
@@ -93,7 +104,9 @@ export function errorResult(error: unknown, context: Pick<ServeBase, 'logger'>, 
     return json(status, { error: { code: error.code, message: error.message, ...details } } satisfies ErrorBody);
   }
   context.logger.error(`${operation} failed`, errorLogFields(error));
-  return json(500, { error: { code: 'INTERNAL', message: `${operation} failed unexpectedly (${describeError(error).message}); the error is logged` } } satisfies ErrorBody);
+  return json(500, {
+    error: { code: 'INTERNAL', message: `${operation} failed unexpectedly (${describeError(error).message}); the error is logged` },
+  } satisfies ErrorBody);
 }
 
 export function json(statusCode: number, value: unknown): FunctionUrlResult {

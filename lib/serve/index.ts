@@ -6,7 +6,15 @@
  */
 export { ServeError, STATUS_BY_CODE, type ServeErrorCode } from './errors.ts';
 export { createServeBase, type ServeBase } from './base.ts';
-export { createServeContext, DEFAULT_LIMITS, type ServeContext, type ServeDependencies, type ServeLimits, type ServeLogger, type ServeOptions } from './context.ts';
+export {
+  createServeContext,
+  DEFAULT_LIMITS,
+  type ServeContext,
+  type ServeDependencies,
+  type ServeLimits,
+  type ServeLogger,
+  type ServeOptions,
+} from './context.ts';
 export { handleInferEvent, infer, inferRequestSchema, type InferRequest, type InferResponse, type Prediction, type TaskOutput } from './infer.ts';
 export { feedback, feedbackRequestSchema, handleFeedbackEvent, type FeedbackRequest, type FeedbackResponse } from './feedback.ts';
 export { handleFunctionUrl, functionUrlEventSchema, type ErrorBody, type FunctionUrlEvent, type FunctionUrlResult } from './http.ts';
@@ -16,7 +24,18 @@ export { PredictionIds } from './predictionIds.ts';
 export { ModelCache, servingSessionOptions, type LoadedModel, type ModelCacheOptions } from './models.ts';
 export { RoutingCache, armsOf, routeRequest, servingVersions, type ProjectRouting, type RoutingCacheOptions } from './router.ts';
 export { DEFAULT_SERVE_SETTINGS, ServeSettingsStore, type ServeSettings } from './settings.ts';
-export { METRICS_NAMESPACE, SERVE_METRICS, ServeMetrics, emfRecord, stdoutSink, type MetricDefinition, type MetricUnit, type MetricValue, type MetricsSink, type MonitorPassValues } from './metrics.ts';
+export {
+  METRICS_NAMESPACE,
+  SERVE_METRICS,
+  ServeMetrics,
+  emfRecord,
+  stdoutSink,
+  type MetricDefinition,
+  type MetricUnit,
+  type MetricValue,
+  type MetricsSink,
+  type MonitorPassValues,
+} from './metrics.ts';
 export {
   DRIFT_BINS,
   DRIFT_PROJECTIONS,

@@ -24,10 +24,7 @@ export const inferRequestSchema = z.strictObject({
 export type InferRequest = z.infer<typeof inferRequestSchema>;
 
 /** One task's prediction for one record. */
-export type TaskOutput =
-  | { probability: number; label: 0 | 1 }
-  | { probabilities: Record<string, number>; label: string }
-  | { value: number };
+export type TaskOutput = { probability: number; label: 0 | 1 } | { probabilities: Record<string, number>; label: string } | { value: number };
 
 export interface Prediction {
   predictionId: string;
@@ -68,16 +65,21 @@ export async function infer(body: unknown, context: ServeContext): Promise<Infer
   if (problems.length > 0) {
     const shown = problems.slice(0, 10).map((p) => `records[${p.record}]${p.field === undefined ? '' : `.${p.field}`}: ${p.message}`);
     if (problems.length > shown.length) shown.push(`… and ${problems.length - shown.length} more`);
-    throw badRequest(`${problems.length === 1 ? 'a record is' : `${problems.length} problems in the records are`} not valid input for ${request.project} version ${model.version}: ${shown.join('; ')}`, {
-      problems: problems.slice(0, 10).map((p) => ({ record: p.record, field: p.field, value: renderValue(p.value), message: p.message })),
-    });
+    throw badRequest(
+      `${problems.length === 1 ? 'a record is' : `${problems.length} problems in the records are`} not valid input for ${request.project} version ${model.version}: ${shown.join('; ')}`,
+      {
+        problems: problems.slice(0, 10).map((p) => ({ record: p.record, field: p.field, value: renderValue(p.value), message: p.message })),
+      },
+    );
   }
 
   const feeds = encoderFeeds(model.card.encoder, rows, model.tokenization);
   const sampled = model.embedding ? context.sampler?.pick(request.project, model.version, rows.length) : undefined;
   const results = await model.session.run(feeds, sampled ? model.fetches : model.taskFetches);
   // Signed ids carry the version: nothing is written before the answer (feedback writes once).
-  const ids = context.predictionIds.issueNow(request.project, model.version, rows.length) ?? (await context.predictionIds.issue(request.project, model.version, rows.length));
+  const ids =
+    context.predictionIds.issueNow(request.project, model.version, rows.length) ??
+    (await context.predictionIds.issue(request.project, model.version, rows.length));
   // The outputs are CPU tensors over ArrayBuffers the GC frees (dispose would only clear their fields).
   const predictions: Prediction[] = ids.map((predictionId, i) => ({ predictionId, version: model.version, outputs: outputsOf(model.card.tasks, results, i) }));
 
@@ -110,7 +112,12 @@ async function logInputs(
     });
     if (skipped > 0) context.metrics.unlogged(served.project, served.version, skipped);
   } catch (error) {
-    context.logger.warn('served inputs not kept for feedback', { project: served.project, version: served.version, records: entries.length, ...errorLogFields(error) });
+    context.logger.warn('served inputs not kept for feedback', {
+      project: served.project,
+      version: served.version,
+      records: entries.length,
+      ...errorLogFields(error),
+    });
     context.metrics.unlogged(served.project, served.version, entries.length);
   }
 }
@@ -148,10 +155,13 @@ function chooseIn(routing: ProjectRouting, request: InferRequest, context: Serve
   if (request.version !== undefined) {
     const versions = servingVersions(routing.servingSet);
     if (!versions.includes(request.version)) {
-      throw new ServeError(`version ${request.version} is not in the serving set of ${request.project} (serving: ${versions.join(', ')}); pin one of those or leave version out`, {
-        code: 'VERSION_NOT_SERVED',
-        context: { project: request.project, version: request.version, serving: versions },
-      });
+      throw new ServeError(
+        `version ${request.version} is not in the serving set of ${request.project} (serving: ${versions.join(', ')}); pin one of those or leave version out`,
+        {
+          code: 'VERSION_NOT_SERVED',
+          context: { project: request.project, version: request.version, serving: versions },
+        },
+      );
     }
     return context.models.ready(request.project, request.version) ?? context.models.get(request.project, request.version);
   }

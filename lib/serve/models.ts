@@ -47,7 +47,8 @@ export interface ModelCacheOptions {
   onRefused?: (error: ServeError) => void;
 }
 
-type Entry = { state: 'loading'; promise: Promise<LoadedModel> } | { state: 'ready'; model: LoadedModel } | { state: 'refused'; error: ServeError; untilMs: number };
+type Entry =
+  { state: 'loading'; promise: Promise<LoadedModel> } | { state: 'ready'; model: LoadedModel } | { state: 'refused'; error: ServeError; untilMs: number };
 
 /**
  * ORT sessions per (project, version), each loaded once: the file is downloaded, its sha256
@@ -194,7 +195,9 @@ function withEmbedding(bytes: Uint8Array, card: ModelCard): { model: Uint8Array;
   const produced = (graph.node ?? []).some((node) => (node.output ?? []).includes(name));
   if (!produced) return { model: bytes, embedding: undefined };
   const passedThrough = passedThroughInput(graph, name);
-  const features = card.encoder.inputs.find((input) => input.name === passedThrough && input.role === 'features' && Number(input.shape[1]) === card.encoder.dimension);
+  const features = card.encoder.inputs.find(
+    (input) => input.name === passedThrough && input.role === 'features' && Number(input.shape[1]) === card.encoder.dimension,
+  );
   if (features) return { model: bytes, embedding: { from: 'input', name: features.name } };
   graph.output = [
     ...(graph.output ?? []),

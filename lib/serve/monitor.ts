@@ -10,7 +10,19 @@ import { readShard } from '#lib/shards/index.ts';
 import type { MonitorSpec } from '#lib/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/store/index.ts';
 import type { ServeLogger } from './context.ts';
-import { DRIFT_PROJECTIONS, DriftReferenceSchema, MIN_REFERENCE_ROWS, REFERENCE_ROWS, SampleBatch, driftOf, driftSeed, hourKey, referenceFromEmbeddings, samplePrefix, type DriftReference } from './drift.ts';
+import {
+  DRIFT_PROJECTIONS,
+  DriftReferenceSchema,
+  MIN_REFERENCE_ROWS,
+  REFERENCE_ROWS,
+  SampleBatch,
+  driftOf,
+  driftSeed,
+  hourKey,
+  referenceFromEmbeddings,
+  samplePrefix,
+  type DriftReference,
+} from './drift.ts';
 import { ServeError } from './errors.ts';
 import { ServeMetrics, type MetricsSink } from './metrics.ts';
 import { servingVersions } from './router.ts';
@@ -153,7 +165,12 @@ async function monitorProject(deps: MonitorDependencies, options: PassOptions, p
 
   const stats = await deps.rewards.getArmStats(project, versions);
   const previous = await deps.rewards.latestArmSnapshotBefore(project, window.start);
-  await deps.rewards.putArmSnapshotOnce(project, window.start, Object.fromEntries(stats.map((s) => [String(s.version), { count: s.count, sum: s.sum }])), options.now);
+  await deps.rewards.putArmSnapshotOnce(
+    project,
+    window.start,
+    Object.fromEntries(stats.map((s) => [String(s.version), { count: s.count, sum: s.sum }])),
+    options.now,
+  );
   const drifts: DriftHealth[] = [];
   for (const [index] of versions.entries()) drifts.push(await driftHealth(deps, options, { card: cards[index], live: lives[index] }, nowMs - windowMs, nowMs));
 
@@ -162,10 +179,20 @@ async function monitorProject(deps: MonitorDependencies, options: PassOptions, p
     window,
     monitor,
     minFeedback: options.minFeedback ?? 30,
-    versions: versions.map((version, index) => ({ version, stats: stats[index], before: previous?.[String(version)], holdoutObjective: cards[index].holdoutObjective, drift: drifts[index] })),
+    versions: versions.map((version, index) => ({
+      version,
+      stats: stats[index],
+      before: previous?.[String(version)],
+      holdoutObjective: cards[index].holdoutObjective,
+      drift: drifts[index],
+    })),
   });
   for (const health of judged.versions) {
-    options.metrics.monitorPass(project, health.version, { rewardCount: health.reward.count, meanReward: health.reward.mean, ...('maxPsi' in health.drift ? { maxPsi: health.drift.maxPsi } : {}) });
+    options.metrics.monitorPass(project, health.version, {
+      rewardCount: health.reward.count,
+      meanReward: health.reward.mean,
+      ...('maxPsi' in health.drift ? { maxPsi: health.drift.maxPsi } : {}),
+    });
   }
 
   const result: ProjectHealth = { project, window, monitor, versions: judged.versions };
@@ -216,7 +243,13 @@ export interface Judgement {
 }
 
 /** Health of each version and whether to retrain, from what a pass observed and the spec's thresholds. Pure. */
-export function judgeProject(observed: { project: string; window: { start: string }; monitor: MonitorSpec; minFeedback: number; versions: readonly ObservedVersion[] }): Judgement {
+export function judgeProject(observed: {
+  project: string;
+  window: { start: string };
+  monitor: MonitorSpec;
+  minFeedback: number;
+  versions: readonly ObservedVersion[];
+}): Judgement {
   const { monitor } = observed;
   const versions = observed.versions.map((seen, index): VersionHealth => {
     const reward = rewardHealth(seen.stats, seen.before, seen.holdoutObjective);
@@ -256,12 +289,19 @@ function rewardHealth(now: ArmStats, before: Pick<ArmStats, 'count' | 'sum'> | u
 
 // ── drift ─────────────────────────────────────────────────────────────────────────────────────
 
-async function driftHealth(deps: MonitorDependencies, options: PassOptions, version: { card: ModelCard; live?: LiveModel }, fromMs: number, toMs: number): Promise<DriftHealth> {
+async function driftHealth(
+  deps: MonitorDependencies,
+  options: PassOptions,
+  version: { card: ModelCard; live?: LiveModel },
+  fromMs: number,
+  toMs: number,
+): Promise<DriftHealth> {
   const { card } = version;
   const dimension = card.encoder.dimension;
   const samples = await recentSamples(deps.store, card, fromMs, toMs, options.maxSampleObjects ?? 500);
   const minSamples = options.minDriftSamples ?? 200;
-  if (samples.length < minSamples) return { unavailable: `only ${samples.length} sampled inputs in the window (${minSamples} needed)`, samples: samples.length };
+  if (samples.length < minSamples)
+    return { unavailable: `only ${samples.length} sampled inputs in the window (${minSamples} needed)`, samples: samples.length };
   const reference = await referenceFor(deps.store, options, version);
   if ('unavailable' in reference) return { ...reference, samples: samples.length };
   if (reference.dimension !== dimension || reference.seed !== driftSeed(dimension)) {
@@ -291,10 +331,17 @@ async function recentSamples(store: ArtifactStore, card: ModelCard, fromMs: numb
 }
 
 /** The version's drift reference: the one Export wrote beside it, or (older versions) one built from its holdout shards on first sight. */
-async function referenceFor(store: ArtifactStore, options: PassOptions, version: { card: ModelCard; live?: LiveModel }): Promise<DriftReference | { unavailable: string }> {
+async function referenceFor(
+  store: ArtifactStore,
+  options: PassOptions,
+  version: { card: ModelCard; live?: LiveModel },
+): Promise<DriftReference | { unavailable: string }> {
   const { card, live } = version;
   if (live) {
-    if (!live.reference) return { unavailable: `${card.project} version ${card.version} was exported without a drift reference: its holdout had fewer than ${MIN_REFERENCE_ROWS} rows` };
+    if (!live.reference)
+      return {
+        unavailable: `${card.project} version ${card.version} was exported without a drift reference: its holdout had fewer than ${MIN_REFERENCE_ROWS} rows`,
+      };
     return store.getJson(live.reference.uri, DriftReferenceSchema);
   }
   const key = keys.modelFile(card.project, card.version, 'reference.json');
@@ -302,7 +349,9 @@ async function referenceFor(store: ArtifactStore, options: PassOptions, version:
   const source = options.holdoutEmbeddings ?? ((c: ModelCard) => shardHoldoutEmbeddings(store, c));
   const built = await referenceFromEmbeddings(source(card), { dimension: card.encoder.dimension, maxRows: options.maxReferenceRows ?? REFERENCE_ROWS });
   if (!built.reference) {
-    return { unavailable: `only ${built.rows} holdout rows found for ${card.project} version ${card.version} (features/${card.lineage.featuresDigest}/); drift needs a reference of at least ${MIN_REFERENCE_ROWS}` };
+    return {
+      unavailable: `only ${built.rows} holdout rows found for ${card.project} version ${card.version} (features/${card.lineage.featuresDigest}/); drift needs a reference of at least ${MIN_REFERENCE_ROWS}`,
+    };
   }
   await store.putJson(key, built.reference);
   options.logger.info('drift reference built', { project: card.project, version: card.version, rows: built.rows, key });
@@ -332,11 +381,7 @@ async function* shardHoldoutEmbeddings(store: ArtifactStore, card: ModelCard): A
 
 // ── retraining ────────────────────────────────────────────────────────────────────────────────
 
-async function startRetrainOnce(
-  deps: MonitorDependencies,
-  options: PassOptions,
-  request: RetrainRequest & { windowStart: string },
-): Promise<RetrainOutcome> {
+async function startRetrainOnce(deps: MonitorDependencies, options: PassOptions, request: RetrainRequest & { windowStart: string }): Promise<RetrainOutcome> {
   const { windowStart, ...run } = request;
   const claim = await deps.rewards.claimRetrain({
     project: run.project,

@@ -57,10 +57,13 @@ export class PredictionIds {
   async verify(project: string, predictionId: string): Promise<{ version: number; issuedAt: Date }> {
     const match = ID.exec(predictionId);
     const unknown = () =>
-      new ServeError(`${project} has no prediction "${predictionId}": it is not an id Infer returned for this project; send feedback for an id from an infer response`, {
-        code: 'PREDICTION_NOT_FOUND',
-        context: { project, predictionId },
-      });
+      new ServeError(
+        `${project} has no prediction "${predictionId}": it is not an id Infer returned for this project; send feedback for an id from an infer response`,
+        {
+          code: 'PREDICTION_NOT_FOUND',
+          context: { project, predictionId },
+        },
+      );
     if (!match) throw unknown();
     const [, versionText, issued, nonce, index, count, given] = match;
     const version = Number(versionText);
@@ -71,10 +74,13 @@ export class PredictionIds {
     const issuedAt = new Date(Number.parseInt(issued, 36) * 1000);
     const ageSeconds = (this.#clock() - issuedAt.getTime()) / 1000;
     if (ageSeconds > this.#retentionSeconds) {
-      throw new ServeError(`prediction "${predictionId}" of ${project} was made ${Math.floor(ageSeconds / 86_400)} days ago; feedback is accepted for ${Math.round(this.#retentionSeconds / 86_400)} days`, {
-        code: 'PREDICTION_NOT_FOUND',
-        context: { project, predictionId, issuedAt: issuedAt.toISOString() },
-      });
+      throw new ServeError(
+        `prediction "${predictionId}" of ${project} was made ${Math.floor(ageSeconds / 86_400)} days ago; feedback is accepted for ${Math.round(this.#retentionSeconds / 86_400)} days`,
+        {
+          code: 'PREDICTION_NOT_FOUND',
+          context: { project, predictionId, issuedAt: issuedAt.toISOString() },
+        },
+      );
     }
     return { version, issuedAt };
   }
@@ -91,10 +97,12 @@ export class PredictionIds {
 
   #signingKey(): Promise<KeyObject> {
     // A KeyObject made once: each MAC then starts from it rather than from the raw bytes.
-    this.#key ??= this.#loadKey().then((key) => (this.#signer = createSecretKey(key))).catch((error: unknown) => {
-      this.#key = undefined;
-      throw error;
-    });
+    this.#key ??= this.#loadKey()
+      .then((key) => (this.#signer = createSecretKey(key)))
+      .catch((error: unknown) => {
+        this.#key = undefined;
+        throw error;
+      });
     return this.#key;
   }
 
@@ -114,5 +122,9 @@ function idsOf(key: KeyObject, project: string, version: number, issued: string,
 
 /** HMAC-SHA256 of the id's fields, its first 12 bytes in base64url. */
 function mac(key: KeyObject, project: string, version: number, issued: string, nonce: string, count: string): string {
-  return createHmac('sha256', key).update(`${project}\u0000${version}\u0000${issued}\u0000${nonce}\u0000${count}`).digest().subarray(0, 12).toString('base64url');
+  return createHmac('sha256', key)
+    .update(`${project}\u0000${version}\u0000${issued}\u0000${nonce}\u0000${count}`)
+    .digest()
+    .subarray(0, 12)
+    .toString('base64url');
 }

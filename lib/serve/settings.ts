@@ -32,10 +32,13 @@ export class ServeSettingsStore {
   /** Sets the reward kind; change it only with a fresh serving set, since existing counters were kept under the old one. */
   async put(project: string, settings: ServeSettings): Promise<void> {
     if (!REWARD_KINDS.includes(settings.rewardKind)) {
-      throw new ServeError(`rewardKind ${JSON.stringify(settings.rewardKind)} is not one of ${REWARD_KINDS.join(', ')}; use bernoulli for 0/1 rewards, gaussian for real ones`, {
-        code: 'REQUEST_INVALID',
-        context: { project, rewardKind: settings.rewardKind },
-      });
+      throw new ServeError(
+        `rewardKind ${JSON.stringify(settings.rewardKind)} is not one of ${REWARD_KINDS.join(', ')}; use bernoulli for 0/1 rewards, gaussian for real ones`,
+        {
+          code: 'REQUEST_INVALID',
+          context: { project, rewardKind: settings.rewardKind },
+        },
+      );
     }
     await this.#rewards.putServeSettings(project, { rewardKind: settings.rewardKind });
   }

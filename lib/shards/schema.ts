@@ -123,10 +123,13 @@ export function parseShardMetadata(schema: Schema, expected: ShardExpectations =
   }
   const version = Number(meta.get(METADATA_KEYS.version));
   if (version !== SHARD_FORMAT_VERSION) {
-    throw new ShardError(`shard format version ${meta.get(METADATA_KEYS.version)} is not supported (this build reads version ${SHARD_FORMAT_VERSION}); re-run Embed to rewrite the shards`, {
-      code: 'SHARD_VERSION_UNSUPPORTED',
-      context: { version: meta.get(METADATA_KEYS.version) },
-    });
+    throw new ShardError(
+      `shard format version ${meta.get(METADATA_KEYS.version)} is not supported (this build reads version ${SHARD_FORMAT_VERSION}); re-run Embed to rewrite the shards`,
+      {
+        code: 'SHARD_VERSION_UNSUPPORTED',
+        context: { version: meta.get(METADATA_KEYS.version) },
+      },
+    );
   }
   const dim = Number(meta.get(METADATA_KEYS.dim));
   if (!Number.isInteger(dim) || dim < 1) {
@@ -151,10 +154,13 @@ export function parseShardMetadata(schema: Schema, expected: ShardExpectations =
   const column = (name: string): Field => {
     const field = schema.fields.find((f) => f.name === name);
     if (!field) {
-      throw new ShardError(`shard is missing column "${name}" (it has ${schema.fields.map((f) => f.name).join(', ')}); the file was not written by ShardWriter or is truncated`, {
-        code: 'SHARD_COLUMN_MISSING',
-        context: { column: name },
-      });
+      throw new ShardError(
+        `shard is missing column "${name}" (it has ${schema.fields.map((f) => f.name).join(', ')}); the file was not written by ShardWriter or is truncated`,
+        {
+          code: 'SHARD_COLUMN_MISSING',
+          context: { column: name },
+        },
+      );
     }
     return field;
   };
@@ -178,16 +184,22 @@ export function parseShardMetadata(schema: Schema, expected: ShardExpectations =
     });
   }
   if (expected.dim !== undefined && expected.dim !== dim) {
-    throw new ShardError(`shard has feature dimension ${dim} but ${expected.dim} was expected; these shards come from another encoder, re-run Embed for this model`, {
-      code: 'SHARD_DIM_MISMATCH',
-      context: { dim, expected: expected.dim },
-    });
+    throw new ShardError(
+      `shard has feature dimension ${dim} but ${expected.dim} was expected; these shards come from another encoder, re-run Embed for this model`,
+      {
+        code: 'SHARD_DIM_MISMATCH',
+        context: { dim, expected: expected.dim },
+      },
+    );
   }
   if (expected.encoderDigest !== undefined && expected.encoderDigest !== encoderDigest) {
-    throw new ShardError(`shard was embedded by encoder ${encoderDigest || '(none)'} but ${expected.encoderDigest} was expected; re-run Embed for this encoder`, {
-      code: 'SHARD_METADATA_INVALID',
-      context: { encoderDigest, expected: expected.encoderDigest },
-    });
+    throw new ShardError(
+      `shard was embedded by encoder ${encoderDigest || '(none)'} but ${expected.encoderDigest} was expected; re-run Embed for this encoder`,
+      {
+        code: 'SHARD_METADATA_INVALID',
+        context: { encoderDigest, expected: expected.encoderDigest },
+      },
+    );
   }
 
   const row = column(COLUMNS.row).type;

@@ -18,16 +18,7 @@ import {
   type Schema,
 } from 'apache-arrow';
 import { ShardError } from '#lib/shards/errors.ts';
-import {
-  buildSchema,
-  SHARD_FORMAT_VERSION,
-  SPLITS,
-  splitType,
-  validateTasks,
-  type ShardMetadata,
-  type ShardTask,
-  type SplitName,
-} from '#lib/shards/schema.ts';
+import { buildSchema, SHARD_FORMAT_VERSION, SPLITS, splitType, validateTasks, type ShardMetadata, type ShardTask, type SplitName } from '#lib/shards/schema.ts';
 
 /** What `writeRows` accepts; a `ShardBatch` from the reader fits as it is. */
 export interface ShardRows {
@@ -323,7 +314,10 @@ export class ShardWriter {
       const value = split[i];
       const code = typeof value === 'string' ? SPLITS.indexOf(value) : value;
       if (!Number.isInteger(code) || code < 0 || code >= SPLITS.length) {
-        throw this.invalid(`split ${JSON.stringify(value)} at row ${i} is not one of ${SPLITS.join(', ')} (or codes 0-${SPLITS.length - 1})`, { value, row: i });
+        throw this.invalid(`split ${JSON.stringify(value)} at row ${i} is not one of ${SPLITS.join(', ')} (or codes 0-${SPLITS.length - 1})`, {
+          value,
+          row: i,
+        });
       }
       codes[i] = code;
     }

@@ -2,14 +2,7 @@ import type * as z from 'zod';
 import { executionHistoryProblems } from '#lib/spec/budget.ts';
 import { SpecError, type SpecProblem } from '#lib/spec/errors.ts';
 import { closestName, kindOf, pathToString, renderValue, valueAt } from '#lib/spec/render.ts';
-import {
-  DEFAULT_METRIC,
-  datasetFormatOf,
-  normalizeSpec,
-  specInputSchema,
-  type DatasetFormat,
-  type Spec,
-} from '#lib/spec/schema.ts';
+import { DEFAULT_METRIC, datasetFormatOf, normalizeSpec, specInputSchema, type DatasetFormat, type Spec } from '#lib/spec/schema.ts';
 
 export interface ParseSpecOptions {
   /** Names the spec in messages, e.g. `examples/support-triage/spec.json`. Defaults to `spec`. */
@@ -94,9 +87,7 @@ function describeIssue(issue: RawIssue): string {
       return issue.inclusive ? `${shown} is above the maximum ${maximum}` : `${shown} must be less than ${maximum}`;
     }
     case 'invalid_value':
-      return issue.values.length === 1
-        ? `${shown} must be ${renderValue(issue.values[0])}`
-        : `${shown} is not one of ${issue.values.map(String).join(' | ')}`;
+      return issue.values.length === 1 ? `${shown} must be ${renderValue(issue.values[0])}` : `${shown} is not one of ${issue.values.map(String).join(' | ')}`;
     case 'invalid_format':
       return `${shown} does not match ${issue.pattern ?? issue.format}`;
     case 'unrecognized_keys': {
@@ -109,9 +100,7 @@ function describeIssue(issue: RawIssue): string {
       if (discriminated.discriminator !== undefined) {
         const options = (discriminated.options ?? []).map(String).join(' | ');
         const tag = valueAt(value, [discriminated.discriminator]);
-        return tag === undefined
-          ? `missing; set ${discriminated.discriminator} to one of ${options}`
-          : `${renderValue(tag)} is not one of ${options}`;
+        return tag === undefined ? `missing; set ${discriminated.discriminator} to one of ${options}` : `${renderValue(tag)} is not one of ${options}`;
       }
       return `${shown} does not fit any of the accepted forms`;
     }
@@ -152,8 +141,7 @@ function issuesToProblems(issues: readonly Issue[], root: unknown, prefix: reado
  */
 function unionProblems(branches: readonly (readonly Issue[])[], root: unknown, path: readonly PropertyKey[]): SpecProblem[] {
   const failsAtTop = (branch: readonly Issue[]) => branch.some((issue) => issue.path.length === 0 && issue.code === 'invalid_type');
-  const chosen =
-    branches.find((branch) => branch.every((issue) => issue.path.length > 0)) ?? branches.find((branch) => !failsAtTop(branch));
+  const chosen = branches.find((branch) => branch.every((issue) => issue.path.length > 0)) ?? branches.find((branch) => !failsAtTop(branch));
   if (chosen) return issuesToProblems(chosen, root, path);
   const value = valueAt(root, path);
   const expected = branches
@@ -168,8 +156,7 @@ function unionProblems(branches: readonly (readonly Issue[])[], root: unknown, p
   ];
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  value !== null && typeof value === 'object' && !Array.isArray(value);
+const isRecord = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
 
 const HIGHER_IS_BETTER = new Set(['auc', 'accuracy', 'macroF1']);
 
@@ -265,7 +252,10 @@ function crossFieldProblems(input: unknown): SpecProblem[] {
   }
 
   const split = isRecord(input.split) ? input.split : {};
-  for (const [dataset, fraction] of [['validation', 'validationFraction'], ['holdout', 'holdoutFraction']] as const) {
+  for (const [dataset, fraction] of [
+    ['validation', 'validationFraction'],
+    ['holdout', 'holdoutFraction'],
+  ] as const) {
     if (datasets && datasets[dataset] === undefined && split[fraction] === 0) {
       problems.push({
         path: `split.${fraction}`,
@@ -279,20 +269,23 @@ function crossFieldProblems(input: unknown): SpecProblem[] {
 
 function baseModelInputFields(baseModel: unknown): string[] {
   const models = Array.isArray(baseModel) ? baseModel : [baseModel];
-  return models.filter(isRecord).flatMap((model): unknown[] => {
-    switch (model.kind) {
-      case 'text':
-        return [model.field ?? 'text'];
-      case 'features':
-        return [model.field ?? 'features'];
-      case 'onnx':
-        return [model.textField ?? 'text'];
-      case 'tabular':
-        return [...(Array.isArray(model.numeric) ? model.numeric : []), ...(Array.isArray(model.categorical) ? model.categorical : [])];
-      default:
-        return [];
-    }
-  }).filter((field): field is string => typeof field === 'string');
+  return models
+    .filter(isRecord)
+    .flatMap((model): unknown[] => {
+      switch (model.kind) {
+        case 'text':
+          return [model.field ?? 'text'];
+        case 'features':
+          return [model.field ?? 'features'];
+        case 'onnx':
+          return [model.textField ?? 'text'];
+        case 'tabular':
+          return [...(Array.isArray(model.numeric) ? model.numeric : []), ...(Array.isArray(model.categorical) ? model.categorical : [])];
+        default:
+          return [];
+      }
+    })
+    .filter((field): field is string => typeof field === 'string');
 }
 
 function resolveFormat(datasets: { train: string; format?: DatasetFormat }): DatasetFormat | undefined {

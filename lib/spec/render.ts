@@ -18,7 +18,8 @@ function boundedJson(value: unknown, limit: number): string {
   let text = '';
   const write = (item: unknown): void => {
     if (text.length >= limit) return;
-    if (item !== null && typeof item === 'object' && typeof (item as { toJSON?: unknown }).toJSON === 'function') item = (item as { toJSON: () => unknown }).toJSON();
+    if (item !== null && typeof item === 'object' && typeof (item as { toJSON?: unknown }).toJSON === 'function')
+      item = (item as { toJSON: () => unknown }).toJSON();
     if (typeof item === 'string') {
       text += JSON.stringify(item.length > limit ? item.slice(0, limit) : item);
     } else if (typeof item === 'number') {

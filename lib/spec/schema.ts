@@ -100,7 +100,10 @@ export const tabularBaseModelSchema = z
       });
     }
     const seen = new Set<string>();
-    for (const [list, columns] of [['numeric', model.numeric], ['categorical', model.categorical]] as const) {
+    for (const [list, columns] of [
+      ['numeric', model.numeric],
+      ['categorical', model.categorical],
+    ] as const) {
       columns.forEach((column, index) => {
         if (seen.has(column)) {
           ctx.addIssue({
@@ -131,12 +134,7 @@ export const onnxBaseModelSchema = z.strictObject({
   normalize: z.boolean().default(true),
 });
 
-export const baseModelSchema = z.discriminatedUnion('kind', [
-  textBaseModelSchema,
-  tabularBaseModelSchema,
-  featuresBaseModelSchema,
-  onnxBaseModelSchema,
-]);
+export const baseModelSchema = z.discriminatedUnion('kind', [textBaseModelSchema, tabularBaseModelSchema, featuresBaseModelSchema, onnxBaseModelSchema]);
 
 const multiclassOnly = () =>
   z
@@ -147,8 +145,7 @@ const multiclassOnly = () =>
 
 const taskCommon = {
   name: z.string().regex(TASK_NAME, {
-    error: (issue) =>
-      `${renderValue(issue.input)} is not a usable task name; start with a letter, then letters, digits, _ or - (at most 64)`,
+    error: (issue) => `${renderValue(issue.input)} is not a usable task name; start with a letter, then letters, digits, _ or - (at most 64)`,
   }),
   label: columnName().optional(),
   weight: nonNegative().default(1),
@@ -156,9 +153,7 @@ const taskCommon = {
 };
 
 const labelValue = () =>
-  z
-    .string()
-    .refine((value) => value.trim() !== '', { error: () => 'is empty; give the label value that means positive, e.g. "churned"' });
+  z.string().refine((value) => value.trim() !== '', { error: () => 'is empty; give the label value that means positive, e.g. "churned"' });
 
 export const binaryTaskSchema = z.strictObject({
   ...taskCommon,
@@ -267,7 +262,9 @@ const increasingInts = (min: number) =>
   z
     .array(z.int().min(min))
     .min(1)
-    .refine((values) => values.every((v, i) => i === 0 || v > values[i - 1]), { message: 'list the choices once each, in increasing order, e.g. [64, 128, 256]' });
+    .refine((values) => values.every((v, i) => i === 0 || v > values[i - 1]), {
+      message: 'list the choices once each, in increasing order, e.g. [64, 128, 256]',
+    });
 
 /**
  * One hyperparameter the tuner searches beside λ (and the lr, `tuneLearningRate`): weight decay on
@@ -279,7 +276,12 @@ export const searchDimensionSchema = z.discriminatedUnion('name', [
   z.strictObject({ name: z.literal('width'), choices: increasingInts(1).default([64, 128, 256, 512]) }),
   z.strictObject({ name: z.literal('depth'), choices: increasingInts(1).default([1, 2, 3]) }),
   z.strictObject({ name: z.literal('patience'), choices: increasingInts(0).default([1, 2, 3, 5, 8]) }),
-  z.strictObject({ name: z.literal('dropout'), scale: z.literal('linear').default('linear'), min: z.number().min(0).lt(1).default(0), max: z.number().min(0).lt(1).default(0.5) }),
+  z.strictObject({
+    name: z.literal('dropout'),
+    scale: z.literal('linear').default('linear'),
+    min: z.number().min(0).lt(1).default(0),
+    max: z.number().min(0).lt(1).default(0.5),
+  }),
 ]);
 
 export const tuningSchema = z
@@ -304,10 +306,20 @@ export const tuningSchema = z
   .superRefine((tuning, ctx) => {
     tuning.search.forEach((dimension, i) => {
       if (tuning.search.findIndex((other) => other.name === dimension.name) !== i) {
-        ctx.addIssue({ code: 'custom', path: ['search', i, 'name'], input: dimension.name, message: `${dimension.name} is listed twice; list each dimension once` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['search', i, 'name'],
+          input: dimension.name,
+          message: `${dimension.name} is listed twice; list each dimension once`,
+        });
       }
       if ('min' in dimension && dimension.min > dimension.max) {
-        ctx.addIssue({ code: 'custom', path: ['search', i, 'min'], input: dimension.min, message: `min ${dimension.min} is above max ${dimension.max}; give min ≤ max` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['search', i, 'min'],
+          input: dimension.min,
+          message: `min ${dimension.min} is above max ${dimension.max}; give min ≤ max`,
+        });
       }
     });
     if (tuning.strategy === 'pgpe' && tuning.population % 2 !== 0) {
@@ -355,9 +367,7 @@ export const scheduleSchema = z
         path: [],
         input: schedule,
         message:
-          schedule.cron === undefined
-            ? 'has neither cron nor rate; give exactly one, e.g. "rate": "7 days"'
-            : 'has both cron and rate; keep exactly one',
+          schedule.cron === undefined ? 'has neither cron nor rate; give exactly one, e.g. "rate": "7 days"' : 'has both cron and rate; keep exactly one',
       });
     }
   });
@@ -369,9 +379,17 @@ export const scheduleSchema = z
  * `reject` answers 400 naming the record and field.
  */
 export const servingSchema = z.strictObject({
-  unknownInputs: z.enum(['impute', 'reject'], { error: (issue) => `${renderValue(issue.input)} is not a policy; use "impute" (the default: encode as training did and count them) or "reject" (answer 400)` }).default('impute'),
+  unknownInputs: z
+    .enum(['impute', 'reject'], {
+      error: (issue) =>
+        `${renderValue(issue.input)} is not a policy; use "impute" (the default: encode as training did and count them) or "reject" (answer 400)`,
+    })
+    .default('impute'),
   /** A binary task whose true label is the 0/1 reward itself (with `datasets.feedback`): feedback labels that task without a `label` field. */
-  rewardIsLabel: z.string({ error: (issue) => `is ${renderValue(issue.input)}; name the binary task whose label the 0/1 reward is` }).min(1).optional(),
+  rewardIsLabel: z
+    .string({ error: (issue) => `is ${renderValue(issue.input)}; name the binary task whose label the 0/1 reward is` })
+    .min(1)
+    .optional(),
 });
 
 export const monitorSchema = z.strictObject({
@@ -382,8 +400,7 @@ export const monitorSchema = z.strictObject({
 
 export const specInputSchema = z.strictObject({
   project: z.string().regex(PROJECT_NAME, {
-    error: (issue) =>
-      `${renderValue(issue.input)} is not a valid project name; use 1-40 lowercase letters, digits or dashes, starting with a letter or digit`,
+    error: (issue) => `${renderValue(issue.input)} is not a valid project name; use 1-40 lowercase letters, digits or dashes, starting with a letter or digit`,
   }),
   description: z.string().optional(),
   baseModel: z.union([z.array(baseModelSchema).min(1), baseModelSchema]),

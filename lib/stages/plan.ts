@@ -3,4 +3,7 @@ import { planRun } from '#lib/agent/index.ts';
 import { PlanInput, PlanOutput } from '#lib/workflow/contracts.ts';
 import type { StageFactory } from './stage.ts';
 
-export const planStage: StageFactory = ({ store, registry, rewards }) => async (event) => PlanOutput.parse(await planRun(PlanInput.parse(event), { store, registry, rewards }));
+export const planStage: StageFactory =
+  ({ store, registry, rewards }) =>
+  async (event) =>
+    PlanOutput.parse(await planRun(PlanInput.parse(event), { store, registry, rewards }));

@@ -3,5 +3,13 @@ import { fitEncodersInStore, prepareRun } from '#lib/prepare/index.ts';
 import { PrepareInput, PrepareOutput } from '#lib/workflow/contracts.ts';
 import type { StageFactory } from './stage.ts';
 
-export const prepareStage: StageFactory = ({ store, registry, rewards }, options) => async (event) =>
-  PrepareOutput.parse(await prepareRun(PrepareInput.parse(event), { store, registry, rewards, fitEncoders: fitEncodersInStore(store) }, { ...(options.trigger ? { trigger: options.trigger } : {}) }));
+export const prepareStage: StageFactory =
+  ({ store, registry, rewards }, options) =>
+  async (event) =>
+    PrepareOutput.parse(
+      await prepareRun(
+        PrepareInput.parse(event),
+        { store, registry, rewards, fitEncoders: fitEncodersInStore(store) },
+        { ...(options.trigger ? { trigger: options.trigger } : {}) },
+      ),
+    );

@@ -3,4 +3,7 @@ import { RecordFailureInput, RecordFailureOutput } from '#lib/workflow/contracts
 import { recordFailure } from './recordFailure.ts';
 import type { StageFactory } from './stage.ts';
 
-export const recordFailureStage: StageFactory = ({ registry }) => async (event) => RecordFailureOutput.parse(await recordFailure(RecordFailureInput.parse(event), { registry }));
+export const recordFailureStage: StageFactory =
+  ({ registry }) =>
+  async (event) =>
+    RecordFailureOutput.parse(await recordFailure(RecordFailureInput.parse(event), { registry }));

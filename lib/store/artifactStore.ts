@@ -5,13 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsCommand,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type * as z from 'zod';
 import { StoreError } from './errors.ts';
@@ -167,7 +161,11 @@ export class ArtifactStore {
     const more = parsed.error.issues.length > problems.length ? ` (and ${parsed.error.issues.length - problems.length} more)` : '';
     throw new StoreError(
       `${this.uri(key)} is not the document expected there: ${problems.join('; ')}${more}; it was written by another version or changed by hand, so write it again with the stage that owns it`,
-      { code: 'DOCUMENT_INVALID', context: { key, issues: parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })) }, cause: parsed.error },
+      {
+        code: 'DOCUMENT_INVALID',
+        context: { key, issues: parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })) },
+        cause: parsed.error,
+      },
     );
   }
 
@@ -196,10 +194,10 @@ export class ArtifactStore {
       const sha256 = hash.digest('hex');
       const { size: sizeBytes } = await stat(spool);
       if (options.expectedSha256 !== undefined && options.expectedSha256 !== sha256) {
-        throw new StoreError(
-          `stream for ${this.uri(key)} has sha256 ${sha256}, expected ${options.expectedSha256}; nothing was uploaded — check the source`,
-          { code: 'CHECKSUM_MISMATCH', context: { key, sha256, expectedSha256: options.expectedSha256 } },
-        );
+        throw new StoreError(`stream for ${this.uri(key)} has sha256 ${sha256}, expected ${options.expectedSha256}; nothing was uploaded — check the source`, {
+          code: 'CHECKSUM_MISMATCH',
+          context: { key, sha256, expectedSha256: options.expectedSha256 },
+        });
       }
       const upload = new Upload({
         client: this.#s3,
@@ -279,11 +277,7 @@ export class ArtifactStore {
    * back. On AWS `If-None-Match: *` also settles concurrent writers; s3rver ignores it, and a
    * concurrent duplicate there rewrites identical bytes.
    */
-  async putContentAddressed(
-    prefix: string,
-    content: Uint8Array | unknown,
-    options: { extension?: string; contentType?: string } = {},
-  ): Promise<StoredObject> {
+  async putContentAddressed(prefix: string, content: Uint8Array | unknown, options: { extension?: string; contentType?: string } = {}): Promise<StoredObject> {
     const isBytes = content instanceof Uint8Array;
     const bytes = isBytes ? content : Buffer.from(canonicalJson(content));
     const extension = options.extension ?? (isBytes ? '' : '.json');
@@ -295,10 +289,13 @@ export class ArtifactStore {
     const existing = await this.head(key);
     if (existing) {
       if (existing.sha256 !== undefined && existing.sha256 !== sha256) {
-        throw new StoreError(`${stored.uri} holds content with sha256 ${existing.sha256}, not ${sha256}; the object was overwritten outside agentflow — delete it and write again`, {
-          code: 'CHECKSUM_MISMATCH',
-          context: { key, sha256, found: existing.sha256 },
-        });
+        throw new StoreError(
+          `${stored.uri} holds content with sha256 ${existing.sha256}, not ${sha256}; the object was overwritten outside agentflow — delete it and write again`,
+          {
+            code: 'CHECKSUM_MISMATCH',
+            context: { key, sha256, found: existing.sha256 },
+          },
+        );
       }
       return stored;
     }

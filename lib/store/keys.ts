@@ -44,5 +44,6 @@ export const keys = {
   modelPrefix: (project: string, version: number) => `models/${segment('project', project)}/${segment('version', version)}/`,
   model: (project: string, version: number) => `models/${segment('project', project)}/${segment('version', version)}/model.onnx`,
   modelCard: (project: string, version: number) => `models/${segment('project', project)}/${segment('version', version)}/card.json`,
-  modelFile: (project: string, version: number, name: string) => `models/${segment('project', project)}/${segment('version', version)}/${relative('name', name)}`,
+  modelFile: (project: string, version: number, name: string) =>
+    `models/${segment('project', project)}/${segment('version', version)}/${relative('name', name)}`,
 } as const;

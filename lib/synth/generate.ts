@@ -76,10 +76,13 @@ function normalizeTasks(tasks: readonly SynthTaskOptions[]): GeneratedTask[] {
     }
     const classes = typeof task.classes === 'number' ? Array.from({ length: task.classes }, (_, k) => String(k)) : [...(task.classes ?? [])];
     if (classes.length < 2 || !classes.every((c) => typeof c === 'string')) {
-      throw new SynthError(`tasks[${index}] ("${task.name}") is multiclass with classes ${JSON.stringify(task.classes)}; pass a count ≥ 2 or at least two names`, {
-        option: `tasks[${index}].classes`,
-        value: task.classes,
-      });
+      throw new SynthError(
+        `tasks[${index}] ("${task.name}") is multiclass with classes ${JSON.stringify(task.classes)}; pass a count ≥ 2 or at least two names`,
+        {
+          option: `tasks[${index}].classes`,
+          value: task.classes,
+        },
+      );
     }
     return { name: task.name, type: 'multiclass', classes };
   });

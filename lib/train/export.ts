@@ -53,16 +53,22 @@ export function headsForWeights(spec: Pick<Spec, 'model' | 'tasks' | 'training'>
     const values = weights.tensors[p.name];
     const shape = weights.shapes[p.name];
     if (values === undefined) {
-      throw new TrainError(`weights have no parameter "${p.name}" for ${weights.architecture} heads with this spec's model and tasks; export the trial trained with this spec`, {
-        code: 'WEIGHTS',
-        context: { parameter: p.name },
-      });
+      throw new TrainError(
+        `weights have no parameter "${p.name}" for ${weights.architecture} heads with this spec's model and tasks; export the trial trained with this spec`,
+        {
+          code: 'WEIGHTS',
+          context: { parameter: p.name },
+        },
+      );
     }
     if (shape === undefined || shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i]) || values.length !== p.init.length) {
-      throw new TrainError(`parameter "${p.name}" has shape [${shape?.join(', ') ?? '?'}] (${values.length} values) but the spec's heads need [${p.shape.join(', ')}]; the spec's model section changed since the trial`, {
-        code: 'WEIGHTS',
-        context: { parameter: p.name, shape, expected: p.shape },
-      });
+      throw new TrainError(
+        `parameter "${p.name}" has shape [${shape?.join(', ') ?? '?'}] (${values.length} values) but the spec's heads need [${p.shape.join(', ')}]; the spec's model section changed since the trial`,
+        {
+          code: 'WEIGHTS',
+          context: { parameter: p.name, shape, expected: p.shape },
+        },
+      );
     }
   }
   return heads;
@@ -82,14 +88,22 @@ export function exportHeads(options: {
 }): Uint8Array {
   const { spec, encoder, weights } = options;
   if (encoder.dimension !== weights.inputDim) {
-    throw new TrainError(`encoder "${encoder.id}" has dimension ${encoder.dimension} but the weights take ${weights.inputDim}; export with the encoder the trial trained on`, {
-      code: 'WEIGHTS',
-      context: { encoder: encoder.id },
-    });
+    throw new TrainError(
+      `encoder "${encoder.id}" has dimension ${encoder.dimension} but the weights take ${weights.inputDim}; export with the encoder the trial trained on`,
+      {
+        code: 'WEIGHTS',
+        context: { encoder: encoder.id },
+      },
+    );
   }
   const heads = headsForWeights(spec, weights);
   const metadata = options.metadata ?? {};
-  const tasks: ExportedTask[] = heads.tasks.map((t) => ({ name: t.name, type: t.type, ...(t.classes ? { classes: [...t.classes] } : {}), output: t.outputName }));
+  const tasks: ExportedTask[] = heads.tasks.map((t) => ({
+    name: t.name,
+    type: t.type,
+    ...(t.classes ? { classes: [...t.classes] } : {}),
+    output: t.outputName,
+  }));
   const props: Record<string, string> = {
     [HEADS_METADATA_KEYS.kind]: 'heads',
     [HEADS_METADATA_KEYS.architecture]: heads.architecture,
@@ -108,7 +122,8 @@ export function exportHeads(options: {
 /** The tasks an exported heads file declares. */
 export function exportedTasks(model: Uint8Array): ExportedTask[] {
   const text = modelMetadata(model)[HEADS_METADATA_KEYS.tasks];
-  if (text === undefined) throw new TrainError(`the model has no "${HEADS_METADATA_KEYS.tasks}" metadata; it was not written by exportHeads`, { code: 'WEIGHTS' });
+  if (text === undefined)
+    throw new TrainError(`the model has no "${HEADS_METADATA_KEYS.tasks}" metadata; it was not written by exportHeads`, { code: 'WEIGHTS' });
   return JSON.parse(text) as ExportedTask[];
 }
 
@@ -206,10 +221,13 @@ export async function checkParity(model: Uint8Array, expected: Predictions, opti
   for (const [name, want] of Object.entries(expected)) {
     const got = actual[name];
     if (got === undefined || got.length !== want.length) {
-      throw new TrainError(`parity: the exported model ${got === undefined ? 'has no output' : `gives ${got.length} values for`} "${name}" (training gives ${want.length}); refusing the file`, {
-        code: 'PARITY',
-        context: { output: name },
-      });
+      throw new TrainError(
+        `parity: the exported model ${got === undefined ? 'has no output' : `gives ${got.length} values for`} "${name}" (training gives ${want.length}); refusing the file`,
+        {
+          code: 'PARITY',
+          context: { output: name },
+        },
+      );
     }
     const diff = parityDifference(got, want);
     perOutput[name] = diff;

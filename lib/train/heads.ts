@@ -110,7 +110,8 @@ function checkOptions(options: HeadsOptions): HeadTask[] {
   };
   const { inputDim, model, architecture } = options;
   if (!Number.isInteger(inputDim) || inputDim < 1) bad(`inputDim ${inputDim} is not a positive integer; pass the encoder's dimension`, { inputDim });
-  if (architecture !== 'shared-bottom' && architecture !== 'mmoe') bad(`architecture ${JSON.stringify(architecture)} is not shared-bottom or mmoe`, { architecture });
+  if (architecture !== 'shared-bottom' && architecture !== 'mmoe')
+    bad(`architecture ${JSON.stringify(architecture)} is not shared-bottom or mmoe`, { architecture });
   const sizes: [string, readonly number[]][] = [
     ['model.hidden', model.hidden],
     ['model.towerHidden', model.towerHidden],
@@ -120,7 +121,8 @@ function checkOptions(options: HeadsOptions): HeadTask[] {
   for (const [field, values] of sizes) {
     if (!values.every((v) => Number.isInteger(v) && v > 0)) bad(`${field} ${JSON.stringify(values)} must hold positive integers`, { field });
   }
-  if (model.dropout !== undefined && !(model.dropout >= 0 && model.dropout < 1)) bad(`model.dropout ${model.dropout} must lie in [0, 1)`, { dropout: model.dropout });
+  if (model.dropout !== undefined && !(model.dropout >= 0 && model.dropout < 1))
+    bad(`model.dropout ${model.dropout} must lie in [0, 1)`, { dropout: model.dropout });
   if (architecture === 'shared-bottom' && model.hidden.length === 0) bad('model.hidden is empty; shared-bottom needs at least one shared layer', {});
   if (options.tasks.length === 0) bad('no tasks; pass at least one', {});
   const seen = new Set<string>();
@@ -133,7 +135,14 @@ function checkOptions(options: HeadsOptions): HeadTask[] {
       case 'multiclass': {
         const classes = task.classes ?? [];
         if (classes.length < 2) bad(`multiclass task "${task.name}" has ${classes.length} classes; give at least 2`, { task: task.name });
-        return { name: task.name, type: task.type, classes: [...classes], outputs: classes.length, loss: 'softmax-ce', outputName: `${task.name}.probabilities` };
+        return {
+          name: task.name,
+          type: task.type,
+          classes: [...classes],
+          outputs: classes.length,
+          loss: 'softmax-ce',
+          outputName: `${task.name}.probabilities`,
+        };
       }
       case 'regression': {
         const loss = task.loss ?? 'mse';
@@ -168,7 +177,12 @@ export function buildHeads(options: HeadsOptions): Heads {
   const decay = options.weightDecay === undefined ? {} : { weightDecay: options.weightDecay };
   const parameters: ParameterSpec[] = [];
   const dense = (prefix: string, fanIn: number, fanOut: number, kind: 'he' | 'xavier', initFanOut = fanOut) => {
-    parameters.push({ name: `${prefix}.weight`, shape: [fanIn, fanOut], init: initWeights(seed, `${prefix}.weight`, fanIn, initFanOut, kind, fanOut), ...decay });
+    parameters.push({
+      name: `${prefix}.weight`,
+      shape: [fanIn, fanOut],
+      init: initWeights(seed, `${prefix}.weight`, fanIn, initFanOut, kind, fanOut),
+      ...decay,
+    });
     parameters.push({ name: `${prefix}.bias`, shape: [fanOut], init: new Float32Array(fanOut), weightDecay: 0 });
   };
 
@@ -262,7 +276,13 @@ export function buildHeads(options: HeadsOptions): Heads {
       tasks.map((task) => {
         const out = raw[task.name];
         const value =
-          task.type === 'binary' ? g.sigmoid(out) : task.type === 'multiclass' ? g.softmax(out, { axis: -1 }) : task.scale ? g.add(g.mul(out, task.scale.std), task.scale.mean) : out;
+          task.type === 'binary'
+            ? g.sigmoid(out)
+            : task.type === 'multiclass'
+              ? g.softmax(out, { axis: -1 })
+              : task.scale
+                ? g.add(g.mul(out, task.scale.std), task.scale.mean)
+                : out;
         return [task.name, value];
       }),
     );

@@ -26,12 +26,14 @@ function invalid(message: string, name: string, value: unknown): TrainError {
 export function specWithHyperparameters<S extends Pick<Spec, 'model' | 'training'>>(spec: S, hyperparameters: TrialHyperparameters | undefined): S {
   if (hyperparameters === undefined || Object.keys(hyperparameters).length === 0) return spec;
   for (const [name, value] of Object.entries(hyperparameters)) {
-    if (APPLIES[name] === undefined) throw invalid(`hyperparameter "${name}" is not one a trial applies (${Object.keys(APPLIES).join(', ')}); fix tuning.search`, name, value);
+    if (APPLIES[name] === undefined)
+      throw invalid(`hyperparameter "${name}" is not one a trial applies (${Object.keys(APPLIES).join(', ')}); fix tuning.search`, name, value);
     if (typeof value !== 'number' || !Number.isFinite(value)) throw invalid(`hyperparameter ${name} = ${String(value)} is not a finite number`, name, value);
   }
   const { weightDecay, patience, width, depth, dropout } = hyperparameters;
   const count = (name: string, value: number, min: number): number => {
-    if (!Number.isInteger(value) || value < min) throw invalid(`hyperparameter ${name} = ${value} must be an integer ≥ ${min} (it sets ${APPLIES[name]})`, name, value);
+    if (!Number.isInteger(value) || value < min)
+      throw invalid(`hyperparameter ${name} = ${value} must be an integer ≥ ${min} (it sets ${APPLIES[name]})`, name, value);
     return value;
   };
   if (weightDecay !== undefined && !(weightDecay >= 0)) throw invalid(`hyperparameter weightDecay = ${weightDecay} must be ≥ 0`, 'weightDecay', weightDecay);

@@ -8,7 +8,17 @@ import type { Architecture, Spec } from '#lib/spec/index.ts';
 import { deriveSeed, mulberry32 } from '#lib/synth/index.ts';
 import { rewardOf } from '#lib/tune/index.ts';
 import { TrainError } from '#lib/train/errors.ts';
-import { batchNames, buildHeads, buildHeadsTrainingStep, buildInferenceGraph, FEATURES_INPUT, type Heads, type HeadsModel, type HeadTask, type TargetScale } from '#lib/train/heads.ts';
+import {
+  batchNames,
+  buildHeads,
+  buildHeadsTrainingStep,
+  buildInferenceGraph,
+  FEATURES_INPUT,
+  type Heads,
+  type HeadsModel,
+  type HeadTask,
+  type TargetScale,
+} from '#lib/train/heads.ts';
 import { dwaWeights, learningRateAt } from '#lib/train/schedule.ts';
 import { headsModelOf, specWithHyperparameters, type TrialHyperparameters } from '#lib/train/hyperparameters.ts';
 
@@ -136,13 +146,23 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   const lambda = proposalLambda(taskNames, proposal.lambda);
   const baseRate = proposal.learningRate ?? training.learningRate;
   if (!(baseRate > 0) || !Number.isFinite(baseRate)) {
-    throw new TrainError(`learning rate ${baseRate} must be a finite number > 0; fix proposal.learningRate or training.learningRate`, { code: 'INVALID_INPUT', context: { learningRate: baseRate } });
+    throw new TrainError(`learning rate ${baseRate} must be a finite number > 0; fix proposal.learningRate or training.learningRate`, {
+      code: 'INVALID_INPUT',
+      context: { learningRate: baseRate },
+    });
   }
   const epochs = Math.min(training.epochs, settings.maxEpochs ?? Infinity);
-  if (!(epochs >= 1)) throw new TrainError(`maxEpochs ${settings.maxEpochs} leaves no epoch to train; pass at least 1`, { code: 'INVALID_INPUT', context: { maxEpochs: settings.maxEpochs } });
+  if (!(epochs >= 1))
+    throw new TrainError(`maxEpochs ${settings.maxEpochs} leaves no epoch to train; pass at least 1`, {
+      code: 'INVALID_INPUT',
+      context: { maxEpochs: settings.maxEpochs },
+    });
   const weighting = training.weighting;
   const providers = settings.executionProviders ?? ['cpu'];
-  const sessionOptions = { executionProviders: providers, ...(settings.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: settings.intraOpNumThreads }) };
+  const sessionOptions = {
+    executionProviders: providers,
+    ...(settings.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: settings.intraOpNumThreads }),
+  };
 
   const step = buildHeadsTrainingStep(heads, {
     optimizer: { weightDecay: training.weightDecay },
@@ -173,7 +193,10 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
       const labelled = new Float64Array(taskNames.length);
       let epochSteps = 0;
       let learningRate = 0;
-      const shuffled = shuffleBuffer(data.train(), { bufferRows: settings.shuffleBufferRows ?? DEFAULT_SHUFFLE_ROWS, rng: mulberry32(deriveSeed(training.seed, `shuffle.${epoch}`)) });
+      const shuffled = shuffleBuffer(data.train(), {
+        bufferRows: settings.shuffleBufferRows ?? DEFAULT_SHUFFLE_ROWS,
+        rng: mulberry32(deriveSeed(training.seed, `shuffle.${epoch}`)),
+      });
       for await (const batch of batchesOf(shuffled, training.batchSize)) {
         const feeds = batchFeeds(heads, batch, dropoutRandom);
         const progress = (epoch + (stepsPerEpoch === undefined ? 0 : epochSteps / stepsPerEpoch)) / epochs;
@@ -191,11 +214,17 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
         }
       }
       if (epochSteps === 0) {
-        throw new TrainError(`epoch ${epoch + 1}: the train split yielded no rows; check the shards under the features prefix`, { code: 'NO_LABELS', context: { epoch: epoch + 1 } });
+        throw new TrainError(`epoch ${epoch + 1}: the train split yielded no rows; check the shards under the features prefix`, {
+          code: 'NO_LABELS',
+          context: { epoch: epoch + 1 },
+        });
       }
       taskNames.forEach((task, k) => {
         if (labelled[k] === 0) {
-          throw new TrainError(`task "${task}" has no labelled rows in the train split; label some rows or remove the task from the spec`, { code: 'NO_LABELS', context: { task, split: 'train' } });
+          throw new TrainError(`task "${task}" has no labelled rows in the train split; label some rows or remove the task from the spec`, {
+            code: 'NO_LABELS',
+            context: { task, split: 'train' },
+          });
         }
       });
       stepsPerEpoch ??= epochSteps;
@@ -205,7 +234,15 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
       const metrics = await evaluate(session.parameterTensors());
       const objective = objectiveOf(spec, metrics);
       const taskWeights = effectiveWeights({ weighting, stepLambda, parameters: session.parameterTensors(), taskCount: taskNames.length });
-      history.push({ epoch, steps: epochSteps, trainLoss: byTask(taskNames, meanLoss), taskWeights: byTask(taskNames, taskWeights), learningRate, validation: metrics, objective });
+      history.push({
+        epoch,
+        steps: epochSteps,
+        trainLoss: byTask(taskNames, meanLoss),
+        taskWeights: byTask(taskNames, taskWeights),
+        learningRate,
+        validation: metrics,
+        objective,
+      });
       settings.onProgress?.({ kind: 'epoch', epoch, step: session.steps, losses: byTask(taskNames, meanLoss), metrics, objective });
 
       if (best === undefined || objective > best.objective) {
@@ -243,13 +280,19 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
 function proposalLambda(tasks: readonly string[], lambda: Readonly<Record<string, number>>): number[] {
   for (const name of Object.keys(lambda)) {
     if (!tasks.includes(name)) {
-      throw new TrainError(`proposal λ names task "${name}", which is not in the spec (tasks: ${tasks.join(', ')}); propose weights for the spec's tasks`, { code: 'INVALID_INPUT', context: { task: name } });
+      throw new TrainError(`proposal λ names task "${name}", which is not in the spec (tasks: ${tasks.join(', ')}); propose weights for the spec's tasks`, {
+        code: 'INVALID_INPUT',
+        context: { task: name },
+      });
     }
   }
   return tasks.map((task) => {
     const value = lambda[task];
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-      throw new TrainError(`proposal λ for task "${task}" is ${String(value)}; give every task a finite weight ≥ 0`, { code: 'INVALID_INPUT', context: { task, value } });
+      throw new TrainError(`proposal λ for task "${task}" is ${String(value)}; give every task a finite weight ≥ 0`, {
+        code: 'INVALID_INPUT',
+        context: { task, value },
+      });
     }
     return value;
   });
@@ -269,14 +312,22 @@ function countLabelled(mask: Uint8Array): number {
 /** A training step's feeds; `dropoutRandom` (uniform in [0, 1)) draws the keep masks when the heads use dropout. */
 export function batchFeeds(heads: Heads, batch: ShardBatch, dropoutRandom?: () => number): Record<string, { data: Float32Array | Uint8Array; dims: number[] }> {
   if (batch.dim !== heads.inputDim) {
-    throw new TrainError(`shard features have dimension ${batch.dim} but the heads take ${heads.inputDim}; train on the shards of encoder with that dimension`, { code: 'INVALID_INPUT', context: { dim: batch.dim } });
+    throw new TrainError(
+      `shard features have dimension ${batch.dim} but the heads take ${heads.inputDim}; train on the shards of encoder with that dimension`,
+      { code: 'INVALID_INPUT', context: { dim: batch.dim } },
+    );
   }
-  const feeds: Record<string, { data: Float32Array | Uint8Array; dims: number[] }> = { [batchNames.features]: { data: batch.features, dims: [batch.rows, batch.dim] } };
+  const feeds: Record<string, { data: Float32Array | Uint8Array; dims: number[] }> = {
+    [batchNames.features]: { data: batch.features, dims: [batch.rows, batch.dim] },
+  };
   for (const task of heads.tasks) {
     const labels = batch.labels[task.name];
     const masks = batch.masks[task.name];
     if (labels === undefined || masks === undefined) {
-      throw new TrainError(`the shard has no label column for task "${task.name}" (it has ${Object.keys(batch.labels).join(', ') || 'none'}); re-run Embed for this spec`, { code: 'INVALID_INPUT', context: { task: task.name } });
+      throw new TrainError(
+        `the shard has no label column for task "${task.name}" (it has ${Object.keys(batch.labels).join(', ') || 'none'}); re-run Embed for this spec`,
+        { code: 'INVALID_INPUT', context: { task: task.name } },
+      );
     }
     feeds[batchNames.label(task.name)] = { data: labels, dims: [batch.rows] };
     feeds[batchNames.mask(task.name)] = { data: masks, dims: [batch.rows] };
@@ -290,7 +341,14 @@ export function batchFeeds(heads: Heads, batch: ShardBatch, dropoutRandom?: () =
   return feeds;
 }
 
-function guardDivergence(at: { losses: Float32Array; total: number; taskNames: readonly string[]; epoch: number; step: number; limit: number | undefined }): void {
+function guardDivergence(at: {
+  losses: Float32Array;
+  total: number;
+  taskNames: readonly string[];
+  epoch: number;
+  step: number;
+  limit: number | undefined;
+}): void {
   const { losses, taskNames, epoch, step, limit } = at;
   for (let k = 0; k < taskNames.length; k++) {
     const loss = losses[k];
@@ -303,14 +361,22 @@ function guardDivergence(at: { losses: Float32Array; total: number; taskNames: r
     }
   }
   if (!Number.isFinite(at.total)) {
-    throw new TrainError(`the weighted total loss ${at.total} is not finite at epoch ${epoch + 1}, step ${step}; the trial diverged — lower the learning rate`, {
-      code: 'DIVERGED',
-      context: { task: 'total', epoch: epoch + 1, step, loss: at.total },
-    });
+    throw new TrainError(
+      `the weighted total loss ${at.total} is not finite at epoch ${epoch + 1}, step ${step}; the trial diverged — lower the learning rate`,
+      {
+        code: 'DIVERGED',
+        context: { task: 'total', epoch: epoch + 1, step, loss: at.total },
+      },
+    );
   }
 }
 
-function effectiveWeights(at: { weighting: TrainWeighting; stepLambda: Float64Array; parameters: Readonly<Record<string, ort.Tensor>>; taskCount: number }): number[] {
+function effectiveWeights(at: {
+  weighting: TrainWeighting;
+  stepLambda: Float64Array;
+  parameters: Readonly<Record<string, ort.Tensor>>;
+  taskCount: number;
+}): number[] {
   const weights = Array.from(at.stepLambda);
   if (at.weighting !== 'uncertainty') return weights;
   const s = at.parameters[UNCERTAINTY_PARAMETER].data as Float32Array;
@@ -352,10 +418,13 @@ export async function evaluateSplit(at: {
     const labels = concat(entry.labels, Float32Array);
     const mask = concat(entry.masks, Uint8Array);
     if (countLabelled(mask) === 0) {
-      throw new TrainError(`task "${task.name}" has no labelled rows in the validation split; the trial cannot be scored — label some validation rows or adjust split.validationFraction`, {
-        code: 'NO_LABELS',
-        context: { task: task.name, split: 'validation' },
-      });
+      throw new TrainError(
+        `task "${task.name}" has no labelled rows in the validation split; the trial cannot be scored — label some validation rows or adjust split.validationFraction`,
+        {
+          code: 'NO_LABELS',
+          context: { task: task.name, split: 'validation' },
+        },
+      );
     }
     metrics[task.name] = scoreTask(task, concat(entry.predictions, Float32Array), labels, mask);
   }
@@ -368,7 +437,11 @@ function scoreTask(task: HeadTask, predictions: Float32Array, labels: Float32Arr
     scored = evaluateTask({ type: task.type, ...(task.type === 'multiclass' ? { numClasses: task.outputs } : {}), predictions, labels, mask });
   } catch (cause) {
     if (!(cause instanceof MetricsError)) throw cause;
-    throw new TrainError(`task "${task.name}": validation metrics could not be computed (${cause.message})`, { code: 'VALIDATION', context: { task: task.name }, cause });
+    throw new TrainError(`task "${task.name}": validation metrics could not be computed (${cause.message})`, {
+      code: 'VALIDATION',
+      context: { task: task.name },
+      cause,
+    });
   }
   const result: Record<string, number> = {};
   for (const [name, value] of Object.entries(scored)) if (value !== undefined) result[name] = value;
@@ -403,7 +476,11 @@ export async function onDevice<T>(providers: ExecutionProviders, create: () => P
     const detail = cause instanceof Error ? cause.message : String(cause);
     const hint =
       'the CUDA execution provider did not load: onnxruntime-node needs its CUDA provider libraries (libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so, which the job image installs with `node node_modules/onnxruntime-node/script/install --onnxruntime-node-install=cuda12`) and the CUDA 12 runtime, cuBLAS and cuDNN 9 on LD_LIBRARY_PATH with a visible GPU; fix the image, or unset AGENTFLOW_DEVICE to train on the CPU';
-    throw new TrainError(`ONNX Runtime could not create a session on execution providers [${names}] (${detail}); ${hint}`, { code: 'DEVICE', context: { providers: names }, cause });
+    throw new TrainError(`ONNX Runtime could not create a session on execution providers [${names}] (${detail}); ${hint}`, {
+      code: 'DEVICE',
+      context: { providers: names },
+      cause,
+    });
   }
 }
 

@@ -105,16 +105,21 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
   const spec = manifest.spec;
   const architecture = proposal.architecture ?? spec.model.architectures[0];
   if (!spec.model.architectures.includes(architecture)) {
-    throw new TrainError(`proposal ${trialId} asks for architecture ${architecture}, which is not a candidate of the spec (${spec.model.architectures.join(', ')})`, {
-      code: 'INVALID_INPUT',
-      context: { architecture },
-    });
+    throw new TrainError(
+      `proposal ${trialId} asks for architecture ${architecture}, which is not a candidate of the spec (${spec.model.architectures.join(', ')})`,
+      {
+        code: 'INVALID_INPUT',
+        context: { architecture },
+      },
+    );
   }
   // The proposal's cap (a screening trial) and the job's own cap both apply.
   const caps = [proposal.maxEpochs, deps.maxEpochs].filter((cap): cap is number => cap !== undefined);
   const maxEpochs = caps.length > 0 ? Math.min(...caps) : undefined;
   const epochs = Math.min(spec.training.epochs, maxEpochs ?? Infinity);
-  log(`trial ${trialId}: generation ${generation}, encoder ${encoder.id} (dim ${encoder.dimension}), ${architecture}, weighting ${spec.training.weighting}, λ ${formatRecord(proposal.lambda)}, lr ${proposal.learningRate ?? spec.training.learningRate}${proposal.hyperparameters ? `, ${formatRecord(proposal.hyperparameters)}` : ''}, device ${providers.join('+')}`);
+  log(
+    `trial ${trialId}: generation ${generation}, encoder ${encoder.id} (dim ${encoder.dimension}), ${architecture}, weighting ${spec.training.weighting}, λ ${formatRecord(proposal.lambda)}, lr ${proposal.learningRate ?? spec.training.learningRate}${proposal.hyperparameters ? `, ${formatRecord(proposal.hyperparameters)}` : ''}, device ${providers.join('+')}`,
+  );
 
   const dir = await mkdtemp(join(deps.tmpDir ?? tmpdir(), `agentflow-trial-${trialId}-`));
   try {
@@ -142,7 +147,14 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
       });
     } catch (error) {
       if (!(error instanceof TrainError) || !CLEAN_FAILURES.has(error.code)) throw error;
-      const failed = TrialJobResult.parse({ status: 'failed', trialId, generation, proposal, reason: `${error.code}: ${error.message}`, durationMs: Math.round(clock() - started) });
+      const failed = TrialJobResult.parse({
+        status: 'failed',
+        trialId,
+        generation,
+        proposal,
+        reason: `${error.code}: ${error.message}`,
+        durationMs: Math.round(clock() - started),
+      });
       await store.putJson(job.outputUri, failed);
       log(`trial ${trialId}: failed — ${error.message}`);
       return failed;
@@ -175,7 +187,9 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
       durationMs: Math.round(clock() - started),
     });
     await store.putJson(job.outputUri, succeeded);
-    log(`trial ${trialId}: done — best epoch ${result.bestEpoch + 1}/${result.epochsRun}${result.stoppedEarly ? ' (stopped early)' : ''}, objective ${result.objective.toFixed(4)}, weights ${stored.bin.uri}`);
+    log(
+      `trial ${trialId}: done — best epoch ${result.bestEpoch + 1}/${result.epochsRun}${result.stoppedEarly ? ' (stopped early)' : ''}, objective ${result.objective.toFixed(4)}, weights ${stored.bin.uri}`,
+    );
     return succeeded;
   } finally {
     await rm(dir, { recursive: true, force: true });

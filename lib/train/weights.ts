@@ -25,7 +25,15 @@ export const WeightsIndex = z.object({
   /** Regression tasks' target standardization, part of the model like the parameters. */
   targetScales: z.record(z.string(), z.object({ mean: z.number(), std: z.number() })).optional(),
   /** The heads' model section when the trial's hyperparameters changed the spec's (width, depth, dropout). */
-  model: z.object({ hidden: z.array(z.int().positive()), experts: z.int().positive(), expertHidden: z.int().positive(), towerHidden: z.array(z.int().positive()), dropout: z.number().min(0).lt(1).optional() }).optional(),
+  model: z
+    .object({
+      hidden: z.array(z.int().positive()),
+      experts: z.int().positive(),
+      expertHidden: z.int().positive(),
+      towerHidden: z.array(z.int().positive()),
+      dropout: z.number().min(0).lt(1).optional(),
+    })
+    .optional(),
 });
 export type WeightsIndex = z.infer<typeof WeightsIndex>;
 
@@ -40,7 +48,10 @@ export function encodeWeights(weights: TrialWeights): { bin: Uint8Array; index: 
     const values = weights.tensors[name];
     const shape = [...(weights.shapes[name] ?? [values.length])];
     if (shape.reduce((p, d) => p * d, 1) !== values.length) {
-      throw new TrainError(`weights: parameter "${name}" has ${values.length} values but shape [${shape.join(', ')}]`, { code: 'WEIGHTS', context: { parameter: name } });
+      throw new TrainError(`weights: parameter "${name}" has ${values.length} values but shape [${shape.join(', ')}]`, {
+        code: 'WEIGHTS',
+        context: { parameter: name },
+      });
     }
     view.set(values, offset / 4);
     parameters.push({ name, shape, offset, length: values.length });
@@ -65,16 +76,22 @@ export function encodeWeights(weights: TrialWeights): { bin: Uint8Array; index: 
 
 export function decodeWeights(bin: Uint8Array, index: WeightsIndex, where = 'weights'): TrialWeights {
   if (index?.format !== WEIGHTS_FORMAT || index.version !== WEIGHTS_FORMAT_VERSION) {
-    throw new TrainError(`${where}: the index is not ${WEIGHTS_FORMAT} version ${WEIGHTS_FORMAT_VERSION} (format ${JSON.stringify(index?.format)}, version ${JSON.stringify(index?.version)}); re-run the trial`, {
-      code: 'WEIGHTS',
-      context: { where },
-    });
+    throw new TrainError(
+      `${where}: the index is not ${WEIGHTS_FORMAT} version ${WEIGHTS_FORMAT_VERSION} (format ${JSON.stringify(index?.format)}, version ${JSON.stringify(index?.version)}); re-run the trial`,
+      {
+        code: 'WEIGHTS',
+        context: { where },
+      },
+    );
   }
   if (bin.byteLength !== index.byteLength || sha256Hex(bin) !== index.sha256) {
-    throw new TrainError(`${where}: weights.bin (${bin.byteLength} bytes) does not match its index (${index.byteLength} bytes, sha256 ${index.sha256}); the pair is incomplete or mixed up`, {
-      code: 'WEIGHTS',
-      context: { where },
-    });
+    throw new TrainError(
+      `${where}: weights.bin (${bin.byteLength} bytes) does not match its index (${index.byteLength} bytes, sha256 ${index.sha256}); the pair is incomplete or mixed up`,
+      {
+        code: 'WEIGHTS',
+        context: { where },
+      },
+    );
   }
   // Copy into an aligned buffer: the bytes a reader hands back may sit at any offset.
   const aligned = new Float32Array(new Uint8Array(bin).buffer);
@@ -82,24 +99,41 @@ export function decodeWeights(bin: Uint8Array, index: WeightsIndex, where = 'wei
   const shapes: Record<string, number[]> = {};
   for (const p of index.parameters) {
     if (p.offset % 4 !== 0 || p.offset + p.length * 4 > bin.byteLength) {
-      throw new TrainError(`${where}: parameter "${p.name}" lies outside weights.bin (offset ${p.offset}, ${p.length} values)`, { code: 'WEIGHTS', context: { parameter: p.name } });
+      throw new TrainError(`${where}: parameter "${p.name}" lies outside weights.bin (offset ${p.offset}, ${p.length} values)`, {
+        code: 'WEIGHTS',
+        context: { parameter: p.name },
+      });
     }
     tensors[p.name] = aligned.slice(p.offset / 4, p.offset / 4 + p.length);
     shapes[p.name] = [...p.shape];
   }
-  return { architecture: index.architecture, inputDim: index.inputDim, tensors, shapes, ...(index.targetScales ? { targetScales: index.targetScales } : {}), ...(index.model ? { model: index.model } : {}) };
+  return {
+    architecture: index.architecture,
+    inputDim: index.inputDim,
+    tensors,
+    shapes,
+    ...(index.targetScales ? { targetScales: index.targetScales } : {}),
+    ...(index.model ? { model: index.model } : {}),
+  };
 }
 
 /** `…/weights.json` for `…/weights.bin`. */
 export function weightsIndexUri(weightsUri: string): string {
   if (!weightsUri.endsWith('.bin')) {
-    throw new TrainError(`weights URI ${weightsUri} does not end in .bin; pass the weightsUri of a TrialJobResult`, { code: 'WEIGHTS', context: { weightsUri } });
+    throw new TrainError(`weights URI ${weightsUri} does not end in .bin; pass the weightsUri of a TrialJobResult`, {
+      code: 'WEIGHTS',
+      context: { weightsUri },
+    });
   }
   return `${weightsUri.slice(0, -'.bin'.length)}.json`;
 }
 
 /** Writes `weights.bin` then `weights.json` (the index last, so a reader never finds an index without its data). */
-export async function saveTrialWeights(store: ArtifactStore, weightsKeyOrUri: string, weights: TrialWeights): Promise<{ bin: StoredObject; index: StoredObject }> {
+export async function saveTrialWeights(
+  store: ArtifactStore,
+  weightsKeyOrUri: string,
+  weights: TrialWeights,
+): Promise<{ bin: StoredObject; index: StoredObject }> {
   const { bin, index } = encodeWeights(weights);
   const storedBin = await store.putBytes(weightsKeyOrUri, bin, { contentType: 'application/octet-stream' });
   const storedIndex = await store.putJson(weightsIndexUri(weightsKeyOrUri), index);

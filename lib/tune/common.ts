@@ -19,9 +19,13 @@ export function learningRateRange(learningRate: number): readonly [number, numbe
 function fixedOf(fixed: Readonly<Record<string, number>>, space: readonly { name: string }[]): Record<string, number> {
   for (const [name, value] of Object.entries(fixed)) {
     if (space.some((dimension) => dimension.name === name)) {
-      throw new TuneError(`hyperparameter "${name}" is both searched and fixed; leave it out of the space or out of fixed`, { code: 'TUNE_CONFIG_INVALID', context: { name } });
+      throw new TuneError(`hyperparameter "${name}" is both searched and fixed; leave it out of the space or out of fixed`, {
+        code: 'TUNE_CONFIG_INVALID',
+        context: { name },
+      });
     }
-    if (!Number.isFinite(value)) throw new TuneError(`fixed hyperparameter ${name} = ${value} is not a finite number`, { code: 'TUNE_CONFIG_INVALID', context: { name, value } });
+    if (!Number.isFinite(value))
+      throw new TuneError(`fixed hyperparameter ${name} = ${value} is not a finite number`, { code: 'TUNE_CONFIG_INVALID', context: { name, value } });
   }
   return { ...fixed };
 }
@@ -148,15 +152,12 @@ export function pendingProposals<S extends TunerStateBase>(state: S): { state: S
  * Checks the results against the pending generation and records them: history, best, next generation.
  * Returns the new base fields and each pending trial's reward (null when failed or absent).
  */
-export function recordResults<S extends TunerStateBase>(
-  state: S,
-  results: readonly TrialResult[],
-): { state: S; rewards: (number | null)[] } {
+export function recordResults<S extends TunerStateBase>(state: S, results: readonly TrialResult[]): { state: S; rewards: (number | null)[] } {
   if (state.pending.length === 0) {
-    throw new TuneError(
-      `no generation is pending (generation ${state.generation}); call propose before update, and do not apply the same results twice`,
-      { code: 'TUNE_RESULTS_INVALID', context: { generation: state.generation } },
-    );
+    throw new TuneError(`no generation is pending (generation ${state.generation}); call propose before update, and do not apply the same results twice`, {
+      code: 'TUNE_RESULTS_INVALID',
+      context: { generation: state.generation },
+    });
   }
   const byId = new Map<string, number | null>();
   for (const result of results) {

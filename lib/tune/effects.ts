@@ -78,7 +78,8 @@ export function dimensionEffects(space: readonly SearchDimension[], trials: read
     const best = centred.reduce<(typeof centred)[number] | undefined>((top, p) => (top === undefined || p.reward > top.reward ? p : top), undefined);
     const bestValue = best?.value ?? null;
     const freedom = centred.length - groups - 1;
-    if (centred.length < options.minTrials || freedom < 1) return { name: dimension.name, trials: centred.length, effect: null, standardError: null, bestValue, flat: false };
+    if (centred.length < options.minTrials || freedom < 1)
+      return { name: dimension.name, trials: centred.length, effect: null, standardError: null, bestValue, flat: false };
     const sxx = centred.reduce((s, p) => s + p.x * p.x, 0);
     const slope = centred.reduce((s, p) => s + p.x * p.y, 0) / sxx;
     const residual = centred.reduce((s, p) => s + (p.y - slope * p.x) ** 2, 0) / freedom;

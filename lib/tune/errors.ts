@@ -1,12 +1,7 @@
 import { AgentflowError } from '#lib/errors/index.ts';
 
 /** Codes of the tuner's failures; callers branch on these rather than on messages. */
-export type TuneErrorCode =
-  | 'TUNE_CONFIG_INVALID'
-  | 'TUNE_OBJECTIVE_INVALID'
-  | 'TUNE_METRIC_MISSING'
-  | 'TUNE_RESULTS_INVALID'
-  | 'TUNE_STATE_INVALID';
+export type TuneErrorCode = 'TUNE_CONFIG_INVALID' | 'TUNE_OBJECTIVE_INVALID' | 'TUNE_METRIC_MISSING' | 'TUNE_RESULTS_INVALID' | 'TUNE_STATE_INVALID';
 
 /** Every failure of `lib/tune`: bad tuner options, objectives, metrics, results or stored state. */
 export class TuneError extends AgentflowError {

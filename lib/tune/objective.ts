@@ -69,10 +69,10 @@ export function scoreOf(metric: ObjectiveMetric, value: number, reference?: numb
     case 'rmse':
     case 'mae':
       if (reference === undefined || !(reference > 0) || !Number.isFinite(reference)) {
-        throw new TuneError(
-          `metric ${metric} needs a positive reference (the trivial predictor's ${metric} on the same split), got ${String(reference)}`,
-          { code: 'TUNE_OBJECTIVE_INVALID', context: { metric, reference } },
-        );
+        throw new TuneError(`metric ${metric} needs a positive reference (the trivial predictor's ${metric} on the same split), got ${String(reference)}`, {
+          code: 'TUNE_OBJECTIVE_INVALID',
+          context: { metric, reference },
+        });
       }
       return Math.max(SCORE_MIN, 1 - Math.max(0, value) / reference);
   }
@@ -91,10 +91,10 @@ function validateTasks(tasks: readonly ObjectiveTask[]): void {
     }
     seen.add(task.name);
     if (!(task.metric in HIGHER_IS_BETTER)) {
-      throw new TuneError(
-        `task "${task.name}": metric "${String(task.metric)}" is not one of ${Object.keys(HIGHER_IS_BETTER).join(', ')}`,
-        { code: 'TUNE_OBJECTIVE_INVALID', context },
-      );
+      throw new TuneError(`task "${task.name}": metric "${String(task.metric)}" is not one of ${Object.keys(HIGHER_IS_BETTER).join(', ')}`, {
+        code: 'TUNE_OBJECTIVE_INVALID',
+        context,
+      });
     }
     if (!Number.isFinite(task.weight) || task.weight < 0) {
       throw new TuneError(`task "${task.name}": weight ${task.weight} must be a finite number ≥ 0`, {

@@ -68,7 +68,7 @@ export function centeredRanks(values: readonly number[]): number[] {
   if (n === 1) return [0];
   const order = values.map((value, index) => ({ value, index })).sort((a, b) => a.value - b.value);
   const ranks = new Array<number>(n);
-  for (let start = 0; start < n; ) {
+  for (let start = 0; start < n;) {
     let end = start;
     while (end + 1 < n && order[end + 1].value === order[start].value) end += 1;
     const rank = (start + end) / 2;
@@ -116,10 +116,13 @@ export function createPgpeTuner(overrides: Partial<PgpeHyperparameters> = {}): T
 
   const init = (options: TunerInit<PgpeState>): PgpeState => {
     if (options.population % 2 !== 0 || options.population < 2) {
-      throw new TuneError(`PGPE samples symmetric pairs, so population must be even and ≥ 2, got ${options.population}; use ${Math.max(2, options.population + 1)}`, {
-        code: 'TUNE_CONFIG_INVALID',
-        context: { population: options.population },
-      });
+      throw new TuneError(
+        `PGPE samples symmetric pairs, so population must be even and ≥ 2, got ${options.population}; use ${Math.max(2, options.population + 1)}`,
+        {
+          code: 'TUNE_CONFIG_INVALID',
+          context: { population: options.population },
+        },
+      );
     }
     if (options.warmStart === undefined) {
       const base = baseState('pgpe', options);
@@ -170,7 +173,10 @@ export function createPgpeTuner(overrides: Partial<PgpeHyperparameters> = {}): T
     const rng = createRng(state.rng);
     const pending: PendingTrial[] = [];
     // Only a fresh policy's first generation: a warm start continues a policy that has already narrowed.
-    const quasi = state.hyper.firstGeneration === 'quasi' && state.session === 0 && state.generation === 0 ? shiftedHalton(state.population / 2, state.sigma.length, rng) : undefined;
+    const quasi =
+      state.hyper.firstGeneration === 'quasi' && state.session === 0 && state.generation === 0
+        ? shiftedHalton(state.population / 2, state.sigma.length, rng)
+        : undefined;
     for (let pair = 0; pair < state.population / 2; pair += 1) {
       const epsilon = state.sigma.map((sigma, i) => sigma * (quasi ? normalQuantile(quasi[pair][i]) : rng.normal()));
       for (const sign of [1, -1]) {

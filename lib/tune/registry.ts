@@ -6,9 +6,7 @@ import type { Tuner } from './types.ts';
 export type AnyTunerState = PgpeState | RandomSearchState | UniformState;
 
 export type TunerOptions =
-  | { kind: 'pgpe'; hyperparameters?: Partial<PgpeHyperparameters> }
-  | { kind: 'random'; search?: Partial<RandomSearchOptions> }
-  | { kind: 'uniform' };
+  { kind: 'pgpe'; hyperparameters?: Partial<PgpeHyperparameters> } | { kind: 'random'; search?: Partial<RandomSearchOptions> } | { kind: 'uniform' };
 
 /** The tuner for a kind named in a spec or a stored state. */
 export function createTuner(options: { kind: 'pgpe'; hyperparameters?: Partial<PgpeHyperparameters> }): Tuner<PgpeState>;

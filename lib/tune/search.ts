@@ -35,7 +35,10 @@ export function createRandomSearchTuner(overrides: Partial<RandomSearchOptions> 
     });
   }
   if (!(search.logitSd > 0) || !Number.isFinite(search.logitSd)) {
-    throw new TuneError(`random search logitSd ${search.logitSd} must be a finite number > 0`, { code: 'TUNE_CONFIG_INVALID', context: { logitSd: search.logitSd } });
+    throw new TuneError(`random search logitSd ${search.logitSd} must be a finite number > 0`, {
+      code: 'TUNE_CONFIG_INVALID',
+      context: { logitSd: search.logitSd },
+    });
   }
   const init = (options: TunerInit<RandomSearchState>): RandomSearchState => {
     const base = options.warmStart === undefined ? baseState('random', options) : resumeBase('random', options, options.warmStart);

@@ -12,8 +12,7 @@ import { TuneError } from './errors.ts';
  *   choices would add one coordinate per choice and throw that order away.
  */
 export type SearchDimension =
-  | { name: SearchDimensionName; scale: 'log' | 'linear'; min: number; max: number }
-  | { name: SearchDimensionName; choices: number[] };
+  { name: SearchDimensionName; scale: 'log' | 'linear'; min: number; max: number } | { name: SearchDimensionName; choices: number[] };
 
 /** The hyperparameters a trial knows how to apply; the learning rate keeps its own coordinate. */
 export const SEARCH_DIMENSION_NAMES = ['weightDecay', 'width', 'depth', 'dropout', 'patience'] as const;
@@ -29,20 +28,27 @@ export function validateSpace(space: readonly SearchDimension[]): SearchDimensio
   return space.map((dimension) => {
     const { name } = dimension;
     if (!(SEARCH_DIMENSION_NAMES as readonly string[]).includes(name)) {
-      throw invalid(`search dimension "${String(name)}" is not one of ${SEARCH_DIMENSION_NAMES.join(', ')} (λ and learningRate have their own options)`, dimension);
+      throw invalid(
+        `search dimension "${String(name)}" is not one of ${SEARCH_DIMENSION_NAMES.join(', ')} (λ and learningRate have their own options)`,
+        dimension,
+      );
     }
     if (seen.has(name)) throw invalid(`search dimension "${name}" is listed twice; list each once`, dimension);
     seen.add(name);
     if ('choices' in dimension) {
       const { choices } = dimension;
       const sorted = Array.isArray(choices) && choices.length > 0 && choices.every((c, i) => Number.isFinite(c) && (i === 0 || c > choices[i - 1]));
-      if (!sorted) throw invalid(`search dimension "${name}": choices ${JSON.stringify(choices)} must be a non-empty list of increasing finite numbers`, dimension);
+      if (!sorted)
+        throw invalid(`search dimension "${name}": choices ${JSON.stringify(choices)} must be a non-empty list of increasing finite numbers`, dimension);
       return { name, choices: [...choices] };
     }
     const { scale, min, max } = dimension;
     if (scale !== 'log' && scale !== 'linear') throw invalid(`search dimension "${name}": scale "${String(scale)}" is not "log" or "linear"`, dimension);
     if (!Number.isFinite(min) || !Number.isFinite(max) || !(min <= max) || (scale === 'log' && !(min > 0))) {
-      throw invalid(`search dimension "${name}": range [${min}, ${max}] must be finite with min ≤ max${scale === 'log' ? ' and min > 0 on a log scale' : ''}`, dimension);
+      throw invalid(
+        `search dimension "${name}": range [${min}, ${max}] must be finite with min ≤ max${scale === 'log' ? ' and min > 0 on a log scale' : ''}`,
+        dimension,
+      );
     }
     return { name, scale, min, max };
   });

@@ -196,7 +196,12 @@ export function parseTrialJobEnv(env: NodeJS.ProcessEnv): TrialJob {
     .parse(vars.AGENTFLOW_PROPOSAL);
   if (proposal.trialId !== vars.AGENTFLOW_TRIAL_ID) {
     throw new z.ZodError([
-      { code: 'custom', path: ['AGENTFLOW_PROPOSAL', 'trialId'], message: `is ${proposal.trialId} but AGENTFLOW_TRIAL_ID is ${vars.AGENTFLOW_TRIAL_ID}`, input: proposal.trialId },
+      {
+        code: 'custom',
+        path: ['AGENTFLOW_PROPOSAL', 'trialId'],
+        message: `is ${proposal.trialId} but AGENTFLOW_TRIAL_ID is ${vars.AGENTFLOW_TRIAL_ID}`,
+        input: proposal.trialId,
+      },
     ]);
   }
   return {
@@ -354,7 +359,8 @@ export const RecordFailureOutput = z.object({
    * `States.*`: AWS reserves that prefix for its own errors, so a Fail state may not raise one.
    */
   error: z.string().refine((name) => !name.startsWith('States.'), {
-    error: (issue) => `${JSON.stringify(issue.input)} uses the States. prefix AWS reserves for its own errors; RecordFailure must give it a project name such as Agentflow.JobFailed`,
+    error: (issue) =>
+      `${JSON.stringify(issue.input)} uses the States. prefix AWS reserves for its own errors; RecordFailure must give it a project name such as Agentflow.JobFailed`,
   }),
   /** A readable cause, unpacked from the Lambda or Batch JSON when there is one. */
   cause: z.string(),

@@ -17,7 +17,18 @@
  * contract and nothing grows between generations.
  */
 import type { z } from 'zod';
-import type { Catcher, FailState, JsonValue, MapState, PassState, PayloadTemplate, Retrier, State, StateMachineDefinition, TaskState } from '#lib/workflow/asl.ts';
+import type {
+  Catcher,
+  FailState,
+  JsonValue,
+  MapState,
+  PassState,
+  PayloadTemplate,
+  Retrier,
+  State,
+  StateMachineDefinition,
+  TaskState,
+} from '#lib/workflow/asl.ts';
 import {
   EMBED_RESULT_PATH,
   EmbedJobEnv,
@@ -269,7 +280,11 @@ export function buildDefinition(options: DefinitionOptions = {}): StateMachineDe
 
   const states: Record<string, State> = {
     Prepare: lambdaTask('Prepare', options, {
-      payload: template(PrepareInput, { 'runId.$': '$.runId', 'project.$': '$.project', 'specUri.$': '$.specUri', 'executionId.$': '$$.Execution.Id' }, 'Prepare payload'),
+      payload: template(
+        PrepareInput,
+        { 'runId.$': '$.runId', 'project.$': '$.project', 'specUri.$': '$.specUri', 'executionId.$': '$$.Execution.Id' },
+        'Prepare payload',
+      ),
       output: PrepareOutput,
       resultPath: '$.prepared',
       next: 'Embed',
@@ -371,7 +386,11 @@ export function buildDefinition(options: DefinitionOptions = {}): StateMachineDe
 
     ...Object.fromEntries(['Prepare', 'Embed', 'Plan', STATE_NAMES.trials, 'Reward', 'Export', 'Promote'].map((s) => [failedStateName(s), labelFailure(s)])),
     RecordFailure: lambdaTask('RecordFailure', options, {
-      payload: template(RecordFailureInput, { 'runId.$': '$.runId', 'project.$': '$.project', 'failedState.$': '$.failedState', 'error.$': '$.error' }, 'RecordFailure payload'),
+      payload: template(
+        RecordFailureInput,
+        { 'runId.$': '$.runId', 'project.$': '$.project', 'failedState.$': '$.failedState', 'error.$': '$.error' },
+        'RecordFailure payload',
+      ),
       output: RecordFailureOutput,
       resultPath: '$.failure',
       next: STATE_NAMES.runFailed,
@@ -379,7 +398,12 @@ export function buildDefinition(options: DefinitionOptions = {}): StateMachineDe
       catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.recordFailureError', Next: STATE_NAMES.failureNotRecorded }],
     }),
     // RecordFailureOutput.error is never `States.*` (its contract refuses it), so neither is this Fail state's.
-    [STATE_NAMES.runFailed]: { Type: 'Fail', Comment: 'the failure is recorded on the run', ErrorPath: '$.failure.error', CausePath: '$.failure.cause' } satisfies FailState,
+    [STATE_NAMES.runFailed]: {
+      Type: 'Fail',
+      Comment: 'the failure is recorded on the run',
+      ErrorPath: '$.failure.error',
+      CausePath: '$.failure.cause',
+    } satisfies FailState,
     // A fixed name: the caught error may be a `States.*` one, which a Fail state must not raise.
     [STATE_NAMES.failureNotRecorded]: {
       Type: 'Fail',

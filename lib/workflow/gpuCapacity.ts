@@ -19,5 +19,7 @@ export const GPU_WAIT_EXPLANATIONS: Readonly<Record<GpuWaitReason, string>> = {
 export function gpuCapacityFix(reason?: string): string {
   if (reason === undefined) return GPU_WAIT_EXPLANATIONS[GPU_WAIT.reasons[0]];
   const known = (GPU_WAIT.reasons as readonly string[]).includes(reason);
-  return known ? GPU_WAIT_EXPLANATIONS[reason as GpuWaitReason] : `AWS Batch could not place it (${reason}); see the job queue's RUNNABLE reasons in the Batch console`;
+  return known
+    ? GPU_WAIT_EXPLANATIONS[reason as GpuWaitReason]
+    : `AWS Batch could not place it (${reason}); see the job queue's RUNNABLE reasons in the Batch console`;
 }

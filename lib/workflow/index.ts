@@ -30,7 +30,16 @@ export {
 export { GPU_WAIT, type GpuWaitReason } from '#lib/workflow/gpuWait.ts';
 export { EXECUTION_HISTORY, historyBudgetProblem, historyEventsFor, historyEventsOf, screeningBudget, type LoopBudget } from '#lib/workflow/history.ts';
 export * from '#lib/workflow/contracts.ts';
-export { runLocalWorkflow, localPlaceholderValues, type RunLocalWorkflowOptions, type LocalWorkflowResult, type WorkflowEvent, type WorkflowEventType, type LocalLambdaHandler, type LocalJobCommand } from '#lib/workflow/local.ts';
+export {
+  runLocalWorkflow,
+  localPlaceholderValues,
+  type RunLocalWorkflowOptions,
+  type LocalWorkflowResult,
+  type WorkflowEvent,
+  type WorkflowEventType,
+  type LocalLambdaHandler,
+  type LocalJobCommand,
+} from '#lib/workflow/local.ts';
 export { launchLocalJob, type LocalJobOptions, type LocalJobResult, type JobOutputLine } from '#lib/workflow/localJob.ts';
 export { FAILURE_NAMES, WorkflowError, TaskError } from '#lib/workflow/errors.ts';
 export type * from '#lib/workflow/asl.ts';

@@ -135,7 +135,11 @@ const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 function containerEnvironment(state: string, parameters: Record<string, unknown>): { jobName: string; env: Record<string, string> } {
   const jobName = parameters.JobName;
   if (typeof jobName !== 'string' || !JOB_NAME.test(jobName)) {
-    throw new TaskError('Batch.ClientException', `JobName ${JSON.stringify(jobName)} is invalid: up to 128 letters, digits, "-" or "_", starting with a letter or digit`, { state });
+    throw new TaskError(
+      'Batch.ClientException',
+      `JobName ${JSON.stringify(jobName)} is invalid: up to 128 letters, digits, "-" or "_", starting with a letter or digit`,
+      { state },
+    );
   }
   const overrides = (parameters.ContainerOverrides ?? {}) as { Environment?: unknown };
   const environment = overrides.Environment ?? [];
@@ -192,7 +196,12 @@ function toWorkflowEvent(event: LocalEventLog): WorkflowEvent | undefined {
     case 'MapIterationStarted':
     case 'MapIterationSucceeded':
     case 'MapIterationFailed':
-      return { type: event.type, at, ...(event.parentState ? { state: event.parentState.name } : {}), ...(event.index !== undefined ? { index: event.index } : {}) };
+      return {
+        type: event.type,
+        at,
+        ...(event.parentState ? { state: event.parentState.name } : {}),
+        ...(event.index !== undefined ? { index: event.index } : {}),
+      };
     default:
       // Parallel branch bookkeeping (no Parallel state in the definition).
       return undefined;
@@ -276,7 +285,10 @@ export async function runLocalWorkflow(options: RunLocalWorkflowOptions): Promis
   try {
     machine = new StateMachine(definition as unknown as LocalDefinition, { validationOptions: { checkArn: true, checkPaths: true } });
   } catch (error) {
-    throw new WorkflowError(`the workflow definition is invalid: ${error instanceof Error ? error.message : String(error)}`, { code: 'DEFINITION_INVALID', cause: error });
+    throw new WorkflowError(`the workflow definition is invalid: ${error instanceof Error ? error.message : String(error)}`, {
+      code: 'DEFINITION_INVALID',
+      cause: error,
+    });
   }
   const runOptions: RunOptions = {
     overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
@@ -339,7 +351,11 @@ export async function runLocalWorkflow(options: RunLocalWorkflowOptions): Promis
   // The event stream closes with the execution; give forwarded Map events a moment to arrive.
   await Promise.race([pump, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
   if (onEventError !== undefined) {
-    throw new WorkflowError('the onEvent callback threw; the run finished but its progress was not all reported', { code: 'ON_EVENT_FAILED', cause: onEventError, context: { status: result.status } });
+    throw new WorkflowError('the onEvent callback threw; the run finished but its progress was not all reported', {
+      code: 'ON_EVENT_FAILED',
+      cause: onEventError,
+      context: { status: result.status },
+    });
   }
   return result;
 }

@@ -70,7 +70,9 @@ function lines(onLine: (line: string) => void): { push(chunk: Buffer): void; end
 export function launchLocalJob(options: LocalJobOptions): Promise<LocalJobResult> {
   const { command, jobName } = options;
   if (command.length === 0) {
-    return Promise.reject(new WorkflowError(`job ${jobName}: the command is empty; give the program and its arguments`, { code: 'JOB_COMMAND_EMPTY', context: { jobName } }));
+    return Promise.reject(
+      new WorkflowError(`job ${jobName}: the command is empty; give the program and its arguments`, { code: 'JOB_COMMAND_EMPTY', context: { jobName } }),
+    );
   }
   const jobId = `local-${randomUUID()}`;
   const onOutput = options.onOutput ?? defaultOutput;
@@ -142,7 +144,11 @@ export function launchLocalJob(options: LocalJobOptions): Promise<LocalJobResult
       } else if (code === 0) {
         resolve({ JobId: jobId, JobName: jobName, Status: 'SUCCEEDED' });
       } else {
-        fail('States.TaskFailed', signal ? `Essential container in task exited: killed by ${signal}` : `Essential container in task exited with code ${code}`, code);
+        fail(
+          'States.TaskFailed',
+          signal ? `Essential container in task exited: killed by ${signal}` : `Essential container in task exited with code ${code}`,
+          code,
+        );
       }
     });
   });

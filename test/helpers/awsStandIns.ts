@@ -87,7 +87,8 @@ export interface SfnScript {
 export async function startSfnStandIn(script: SfnScript = {}): Promise<SfnStandIn> {
   const executions = new Map<string, StandInExecution>();
   const operations: string[] = [];
-  const error = (type: string, message: string) => json(400, { __type: `com.amazonaws.states#${type}`, message }, { 'content-type': 'application/x-amz-json-1.0' });
+  const error = (type: string, message: string) =>
+    json(400, { __type: `com.amazonaws.states#${type}`, message }, { 'content-type': 'application/x-amz-json-1.0' });
   const ok = (body: unknown) => json(200, body, { 'content-type': 'application/x-amz-json-1.0' });
   const executionArnOf = (stateMachineArn: string, name: string) => stateMachineArn.replace(':stateMachine:', ':execution:') + `:${name}`;
 
@@ -159,7 +160,8 @@ export async function startSfnStandIn(script: SfnScript = {}): Promise<SfnStandI
   const endpoint = await startSignedEndpoint({
     service: 'states',
     region: STAND_IN_REGION,
-    refusal: (reason) => json(400, { __type: 'com.amazonaws.states#InvalidSignatureException', message: reason }, { 'content-type': 'application/x-amz-json-1.0' }),
+    refusal: (reason) =>
+      json(400, { __type: 'com.amazonaws.states#InvalidSignatureException', message: reason }, { 'content-type': 'application/x-amz-json-1.0' }),
     async handle(request: ReceivedRequest) {
       const operation = (request.headers['x-amz-target'] ?? '').replace('AWSStepFunctions.', '');
       operations.push(operation);
@@ -215,7 +217,9 @@ export async function startSchedulerStandIn(options: { schedules: StandInSchedul
         const group = url.searchParams.get('ScheduleGroup') ?? 'default';
         const inGroup = [...schedules.values()].filter((s) => s.GroupName === group).sort((a, b) => a.Name.localeCompare(b.Name));
         const from = Number(url.searchParams.get('NextToken') ?? 0);
-        const page = inGroup.slice(from, from + pageSize).map((s) => ({ Name: s.Name, GroupName: s.GroupName, State: s.State, Arn: s.Arn, Target: { Arn: (s.Target as { Arn: string }).Arn } }));
+        const page = inGroup
+          .slice(from, from + pageSize)
+          .map((s) => ({ Name: s.Name, GroupName: s.GroupName, State: s.State, Arn: s.Arn, Target: { Arn: (s.Target as { Arn: string }).Arn } }));
         return json(200, { Schedules: page, ...(from + pageSize < inGroup.length ? { NextToken: String(from + pageSize) } : {}) });
       }
       const name = /^\/schedules\/([^/]+)$/.exec(url.pathname)?.[1];
@@ -225,7 +229,10 @@ export async function startSchedulerStandIn(options: { schedules: StandInSchedul
         return schedule ? json(200, schedule) : failure(404, 'ResourceNotFoundException', `Schedule ${name} does not exist.`);
       }
       if (request.method === 'PUT') {
-        const body = JSON.parse(request.body || '{}') as Record<string, unknown> & { Target?: { Arn?: string; RoleArn?: string }; FlexibleTimeWindow?: { Mode?: string } };
+        const body = JSON.parse(request.body || '{}') as Record<string, unknown> & {
+          Target?: { Arn?: string; RoleArn?: string };
+          FlexibleTimeWindow?: { Mode?: string };
+        };
         const key = `${String(body.GroupName ?? 'default')}/${decodeURIComponent(name)}`;
         const current = schedules.get(key);
         if (!current) return failure(404, 'ResourceNotFoundException', `Schedule ${name} does not exist.`);
@@ -233,7 +240,15 @@ export async function startSchedulerStandIn(options: { schedules: StandInSchedul
           return failure(400, 'ValidationException', 'ScheduleExpression, Target (Arn, RoleArn) and FlexibleTimeWindow are required');
         }
         const { ClientToken: _token, ...fields } = body;
-        schedules.set(key, { ...fields, Name: current.Name, GroupName: current.GroupName, Arn: current.Arn, CreationDate: current.CreationDate, LastModificationDate: seconds(new Date()), State: (body.State as 'ENABLED' | 'DISABLED' | undefined) ?? 'ENABLED' });
+        schedules.set(key, {
+          ...fields,
+          Name: current.Name,
+          GroupName: current.GroupName,
+          Arn: current.Arn,
+          CreationDate: current.CreationDate,
+          LastModificationDate: seconds(new Date()),
+          State: (body.State as 'ENABLED' | 'DISABLED' | undefined) ?? 'ENABLED',
+        });
         return json(200, { ScheduleArn: current.Arn });
       }
       return failure(405, 'ValidationException', `${request.method} is not supported here`);
@@ -255,7 +270,12 @@ export function startCloudFormationStandIn(stacks: Record<string, Record<string,
     async handle(request) {
       const form = new URLSearchParams(request.body);
       const name = form.get('StackName') ?? '';
-      if (form.get('Action') !== 'DescribeStacks') return { status: 400, headers: { 'content-type': 'text/xml' }, body: `<ErrorResponse xmlns="${namespace}"><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>the stand-in answers DescribeStacks only</Message></Error></ErrorResponse>` };
+      if (form.get('Action') !== 'DescribeStacks')
+        return {
+          status: 400,
+          headers: { 'content-type': 'text/xml' },
+          body: `<ErrorResponse xmlns="${namespace}"><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>the stand-in answers DescribeStacks only</Message></Error></ErrorResponse>`,
+        };
       const outputs = stacks[name];
       if (!outputs) {
         return {

@@ -37,7 +37,7 @@ export function cancelledJobCause(reason: string, waitedMinutes: number): string
     Status: 'FAILED',
     StatusReason: `${GPU_WAIT.cancelledStatusPrefix}${reason}`,
     StoppedAt: CREATED_AT + waitedMinutes * 60_000,
-    Tags: { 'resourceArn': 'arn:aws:batch:us-east-1:123456789012:job/5ce9a71e-2f18-4dd1-b9ac-9d3618774d3f' },
+    Tags: { resourceArn: 'arn:aws:batch:us-east-1:123456789012:job/5ce9a71e-2f18-4dd1-b9ac-9d3618774d3f' },
     Timeout: { AttemptDurationSeconds: 14_400 },
   });
 }
@@ -47,7 +47,12 @@ export function exitedJobCause(): string {
   return JSON.stringify({
     Attempts: [
       {
-        Container: { ExitCode: 1, LogStreamName: 'agentflow-trial/default/7c7cd09e', NetworkInterfaces: [], TaskArn: 'arn:aws:ecs:us-east-1:123456789012:task/7c7cd09e' },
+        Container: {
+          ExitCode: 1,
+          LogStreamName: 'agentflow-trial/default/7c7cd09e',
+          NetworkInterfaces: [],
+          TaskArn: 'arn:aws:ecs:us-east-1:123456789012:task/7c7cd09e',
+        },
         StartedAt: CREATED_AT + 60_000,
         StatusReason: 'Essential container in task exited',
         StoppedAt: CREATED_AT + 120_000,

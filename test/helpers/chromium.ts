@@ -41,10 +41,15 @@ async function runChromium(args: string[], options: { timeoutMs: number }): Prom
   const profile = await mkdtemp(join(tmpdir(), 'agentflow-chromium-'));
   try {
     return await new Promise<string>((resolve, reject) => {
-      execFile(binary, [...QUIET_FLAGS, `--user-data-dir=${profile}`, ...args], { timeout: options.timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-        if (error) reject(new Error(`chromium ${args.join(' ')} failed: ${error.message}\n${stderr.slice(-2000)}`, { cause: error }));
-        else resolve(stdout);
-      });
+      execFile(
+        binary,
+        [...QUIET_FLAGS, `--user-data-dir=${profile}`, ...args],
+        { timeout: options.timeoutMs, maxBuffer: 64 * 1024 * 1024 },
+        (error, stdout, stderr) => {
+          if (error) reject(new Error(`chromium ${args.join(' ')} failed: ${error.message}\n${stderr.slice(-2000)}`, { cause: error }));
+          else resolve(stdout);
+        },
+      );
     });
   } finally {
     await rm(profile, { recursive: true, force: true });
@@ -54,14 +59,28 @@ async function runChromium(args: string[], options: { timeoutMs: number }): Prom
 /** The DOM after the page's scripts ran (virtual time lets timers and rendering settle). */
 export function dumpDom(file: string, options: { windowSize?: string; virtualTimeBudgetMs?: number; timeoutMs?: number } = {}): Promise<string> {
   return runChromium(
-    [`--window-size=${options.windowSize ?? '1280,2400'}`, `--virtual-time-budget=${options.virtualTimeBudgetMs ?? 5000}`, '--dump-dom', pathToFileURL(file).href],
+    [
+      `--window-size=${options.windowSize ?? '1280,2400'}`,
+      `--virtual-time-budget=${options.virtualTimeBudgetMs ?? 5000}`,
+      '--dump-dom',
+      pathToFileURL(file).href,
+    ],
     { timeoutMs: options.timeoutMs ?? 60_000 },
   );
 }
 
-export async function screenshot(file: string, out: string, options: { windowSize?: string; virtualTimeBudgetMs?: number; timeoutMs?: number } = {}): Promise<void> {
+export async function screenshot(
+  file: string,
+  out: string,
+  options: { windowSize?: string; virtualTimeBudgetMs?: number; timeoutMs?: number } = {},
+): Promise<void> {
   await runChromium(
-    [`--window-size=${options.windowSize ?? '1280,2400'}`, `--virtual-time-budget=${options.virtualTimeBudgetMs ?? 5000}`, `--screenshot=${out}`, pathToFileURL(file).href],
+    [
+      `--window-size=${options.windowSize ?? '1280,2400'}`,
+      `--virtual-time-budget=${options.virtualTimeBudgetMs ?? 5000}`,
+      `--screenshot=${out}`,
+      pathToFileURL(file).href,
+    ],
     { timeoutMs: options.timeoutMs ?? 60_000 },
   );
 }

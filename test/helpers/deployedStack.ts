@@ -15,7 +15,17 @@ import { createRng } from '#lib/route/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type ServeContext } from '#lib/serve/index.ts';
 import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
 import { buildFeaturesModel, publishModel } from './servingModels.ts';
-import { startCloudFormationStandIn, startFunctionUrl, startSchedulerStandIn, startSfnStandIn, STAND_IN_REGION, type SchedulerStandIn, type SfnScript, type SfnStandIn, type StandInSchedule } from './awsStandIns.ts';
+import {
+  startCloudFormationStandIn,
+  startFunctionUrl,
+  startSchedulerStandIn,
+  startSfnStandIn,
+  STAND_IN_REGION,
+  type SchedulerStandIn,
+  type SfnScript,
+  type SfnStandIn,
+  type StandInSchedule,
+} from './awsStandIns.ts';
 import { runCli, type CliResult } from './cli.ts';
 import type { LocalAwsFixture } from './localAws.ts';
 import { TEST_CREDENTIALS, type SignedEndpoint } from './sigv4.ts';
@@ -122,7 +132,13 @@ export async function startDeployedStandIns(options: DeployedStandInsOptions): P
 }
 
 /** A schedule as the stack's Schedules construct makes it (GetSchedule's shape). */
-export function standInSchedule(options: { group: string; name: string; state: 'ENABLED' | 'DISABLED'; expression: string; target: { Arn: string; RoleArn: string; Input?: string } }): StandInSchedule {
+export function standInSchedule(options: {
+  group: string;
+  name: string;
+  state: 'ENABLED' | 'DISABLED';
+  expression: string;
+  target: { Arn: string; RoleArn: string; Input?: string };
+}): StandInSchedule {
   const account = options.target.RoleArn.split(':')[4];
   return {
     Arn: `arn:aws:scheduler:${STAND_IN_REGION}:${account}:schedule/${options.group}/${options.name}`,
@@ -152,7 +168,10 @@ export async function seedServedProject(deps: StageDependencies, project: string
   await deps.registry.moveAlias(project, 'production', { toVersion: 1, expectedRevision: undefined });
   await deps.registry.setServingSet(project, { production: 1, challengers: [] }, { expectedRevision: undefined });
   await deps.registry.createRun({ project, runId: 'run-1', specDigest: 'spec', specUri: `s3://${deps.config.bucket}/runs/run-1/spec.json` });
-  for (const [trialId, reward] of [['t0', 0.61], ['t1', 0.74]] as const) {
+  for (const [trialId, reward] of [
+    ['t0', 0.61],
+    ['t1', 0.74],
+  ] as const) {
     await deps.rewards.recordTrial(project, 'run-1', trialId, { generation: 0, status: 'succeeded', lambda: { churn: 1.2, ltv: 0.8 }, reward });
   }
   await deps.registry.updateRunStatus(project, 'run-1', 'succeeded', { stage: 'Promote' });

@@ -30,7 +30,8 @@ interface Need {
 type Input = RecordedSdkCall['input'];
 const field = (input: Input, name: string, call: RecordedSdkCall): string => {
   const value = input[name];
-  if (typeof value !== 'string') throw new Error(`${call.principal}: ${call.client}.${call.operation} was recorded without ${name}; the recorder keeps it (RESOURCE_FIELDS in lib/config)`);
+  if (typeof value !== 'string')
+    throw new Error(`${call.principal}: ${call.client}.${call.operation} was recorded without ${name}; the recorder keeps it (RESOURCE_FIELDS in lib/config)`);
   return value;
 };
 
@@ -40,9 +41,16 @@ export interface NameMap {
   table(local: string): string;
 }
 
-const s3Object = (action: string) => (input: Input, call: RecordedSdkCall, names: NameMap): Need[] => [
-  { service: 's3', action, resourceType: 'object', variables: { BucketName: names.bucket(field(input, 'Bucket', call)), ObjectName: field(input, 'Key', call) } },
-];
+const s3Object =
+  (action: string) =>
+  (input: Input, call: RecordedSdkCall, names: NameMap): Need[] => [
+    {
+      service: 's3',
+      action,
+      resourceType: 'object',
+      variables: { BucketName: names.bucket(field(input, 'Bucket', call)), ObjectName: field(input, 'Key', call) },
+    },
+  ];
 const s3Bucket = (input: Input, call: RecordedSdkCall, names: NameMap): Need[] => [
   {
     service: 's3',
@@ -52,20 +60,31 @@ const s3Bucket = (input: Input, call: RecordedSdkCall, names: NameMap): Need[] =
     context: typeof input.Prefix === 'string' ? { 's3:prefix': input.Prefix } : {},
   },
 ];
-const dynamo = (action: string) => (input: Input, call: RecordedSdkCall, names: NameMap): Need[] => {
-  const tables = Array.isArray(input.TableName) ? input.TableName : [field(input, 'TableName', call)];
-  return tables.map((table): Need =>
-    typeof input.IndexName === 'string'
-      ? { service: 'dynamodb', action, resourceType: 'index', variables: { TableName: names.table(table), IndexName: input.IndexName } }
-      : { service: 'dynamodb', action, resourceType: 'table', variables: { TableName: names.table(table) } },
-  );
-};
+const dynamo =
+  (action: string) =>
+  (input: Input, call: RecordedSdkCall, names: NameMap): Need[] => {
+    const tables = Array.isArray(input.TableName) ? input.TableName : [field(input, 'TableName', call)];
+    return tables.map((table): Need =>
+      typeof input.IndexName === 'string'
+        ? { service: 'dynamodb', action, resourceType: 'index', variables: { TableName: names.table(table), IndexName: input.IndexName } }
+        : { service: 'dynamodb', action, resourceType: 'table', variables: { TableName: names.table(table) } },
+    );
+  };
 /** `arn:…:stateMachine:<name>` / `arn:…:execution:<name>:<id>`, checked to be the stack's own. */
-const states = (action: string, resourceType: 'stateMachine' | 'execution', arnField: string) => (input: Input, call: RecordedSdkCall): Need[] => {
-  const arn = field(input, arnField, call);
-  const parts = arn.split(':');
-  return [{ service: 'states', action, resourceType, variables: resourceType === 'stateMachine' ? { StateMachineName: parts[6] } : { StateMachineName: parts[6], ExecutionId: parts[7] } }];
-};
+const states =
+  (action: string, resourceType: 'stateMachine' | 'execution', arnField: string) =>
+  (input: Input, call: RecordedSdkCall): Need[] => {
+    const arn = field(input, arnField, call);
+    const parts = arn.split(':');
+    return [
+      {
+        service: 'states',
+        action,
+        resourceType,
+        variables: resourceType === 'stateMachine' ? { StateMachineName: parts[6] } : { StateMachineName: parts[6], ExecutionId: parts[7] },
+      },
+    ];
+  };
 
 /**
  * Every SDK operation the code makes, by client. A call missing here fails the test by name, so a
@@ -86,7 +105,10 @@ const OPERATIONS: Record<string, Record<string, (input: Input, call: RecordedSdk
     HeadBucket: s3Bucket,
   },
   DynamoDBClient: Object.fromEntries(
-    ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'Query', 'Scan', 'BatchGetItem', 'BatchWriteItem', 'DescribeTable', 'ConditionCheckItem'].map((op) => [op, dynamo(op)]),
+    ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'Query', 'Scan', 'BatchGetItem', 'BatchWriteItem', 'DescribeTable', 'ConditionCheckItem'].map((op) => [
+      op,
+      dynamo(op),
+    ]),
   ),
   SFNClient: {
     StartExecution: states('StartExecution', 'stateMachine', 'stateMachineArn'),
@@ -104,32 +126,57 @@ const OPERATIONS: Record<string, Record<string, (input: Input, call: RecordedSdk
     UpdateSchedule: (input, call) => [
       schedule('UpdateSchedule', input, call),
       // IAM evaluates a pass with the service the role goes to, so policies can scope PassRole by it.
-      { service: 'iam', action: 'PassRole', resourceType: 'role', variables: { RoleNameWithPath: field(input, 'RoleArn', call).split(':role/')[1] }, context: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+      {
+        service: 'iam',
+        action: 'PassRole',
+        resourceType: 'role',
+        variables: { RoleNameWithPath: field(input, 'RoleArn', call).split(':role/')[1] },
+        context: { 'iam:PassedToService': 'scheduler.amazonaws.com' },
+      },
     ],
   },
   // Not SDK clients: what the state machine's tasks and the caller's signed Function URL requests
   // need, recorded by the test (recordStateMachineTasks, and the lead's Function URL hook).
   LambdaClient: {
-    Invoke: (input, call) => [{ service: 'lambda', action: 'InvokeFunction', resourceType: 'function', variables: { FunctionName: lastArnPart(field(input, 'FunctionName', call)) } }],
+    Invoke: (input, call) => [
+      { service: 'lambda', action: 'InvokeFunction', resourceType: 'function', variables: { FunctionName: lastArnPart(field(input, 'FunctionName', call)) } },
+    ],
   },
   FunctionUrl: {
     Invoke: (input, call) =>
       // Function URLs created since October 2025 need both actions.
-      ['InvokeFunctionUrl', 'InvokeFunction'].map((action) => ({ service: 'lambda', action, resourceType: 'function', variables: { FunctionName: lastArnPart(field(input, 'FunctionName', call)) } })),
+      ['InvokeFunctionUrl', 'InvokeFunction'].map((action) => ({
+        service: 'lambda',
+        action,
+        resourceType: 'function',
+        variables: { FunctionName: lastArnPart(field(input, 'FunctionName', call)) },
+      })),
   },
   BatchClient: {
     SubmitJob: (input, call): Need[] => [
-      { service: 'batch', action: 'SubmitJob', resourceType: 'job-definition', variables: { JobDefinitionName: field(input, 'jobDefinition', call).split('job-definition/')[1] } },
+      {
+        service: 'batch',
+        action: 'SubmitJob',
+        resourceType: 'job-definition',
+        variables: { JobDefinitionName: field(input, 'jobDefinition', call).split('job-definition/')[1] },
+      },
       { service: 'batch', action: 'SubmitJob', resourceType: 'job-queue', variables: { JobQueueName: field(input, 'jobQueue', call).split('job-queue/')[1] } },
     ],
   },
   CloudFormationClient: {
-    DescribeStacks: (input, call) => [{ service: 'cloudformation', action: 'DescribeStacks', resourceType: 'stack', variables: { StackName: field(input, 'StackName', call), Id: '*' } }],
+    DescribeStacks: (input, call) => [
+      { service: 'cloudformation', action: 'DescribeStacks', resourceType: 'stack', variables: { StackName: field(input, 'StackName', call), Id: '*' } },
+    ],
   },
 };
 
 function schedule(action: string, input: Input, call: RecordedSdkCall): Need {
-  return { service: 'scheduler', action, resourceType: 'schedule', variables: { GroupName: typeof input.GroupName === 'string' ? input.GroupName : 'default', ScheduleName: field(input, 'Name', call) } };
+  return {
+    service: 'scheduler',
+    action,
+    resourceType: 'schedule',
+    variables: { GroupName: typeof input.GroupName === 'string' ? input.GroupName : 'default', ScheduleName: field(input, 'Name', call) },
+  };
 }
 
 /** `arn:aws:lambda:r:a:function:name` → `name`; a bare name stays as it is. */
@@ -147,7 +194,9 @@ async function requestOf(need: Need): Promise<IamRequest> {
   }
   // The service reference spells resource types in varying case (stateMachine / statemachine).
   if (!details.resourceTypes.some((r) => r.name.toLowerCase() === need.resourceType.toLowerCase())) {
-    throw new Error(`${need.service}:${need.action} does not act on resource type ${need.resourceType} (it takes ${details.resourceTypes.map((r) => r.name).join(', ')})`);
+    throw new Error(
+      `${need.service}:${need.action} does not act on resource type ${need.resourceType} (it takes ${details.resourceTypes.map((r) => r.name).join(', ')})`,
+    );
   }
   const format = (await iamResourceTypeDetails(need.service, need.resourceType)).arn;
   const variables: Record<string, string> = { Partition: TEST_PARTITION, Region: TEST_REGION, Account: TEST_ACCOUNT, ...need.variables };
@@ -161,7 +210,8 @@ async function requestOf(need: Need): Promise<IamRequest> {
 /** The IAM requests one recorded call needs in AWS. */
 export async function iamRequestsOf(call: RecordedSdkCall, names: NameMap): Promise<IamRequest[]> {
   const mapping = OPERATIONS[call.client]?.[call.operation];
-  if (!mapping) throw new Error(`${call.principal} made ${call.client}.${call.operation}, which has no IAM mapping; add it to OPERATIONS in test/helpers/iamEvaluate.ts`);
+  if (!mapping)
+    throw new Error(`${call.principal} made ${call.client}.${call.operation}, which has no IAM mapping; add it to OPERATIONS in test/helpers/iamEvaluate.ts`);
   const needs = mapping(call.input, call, names);
   if (call.client === 'S3Client' && ['GetObject', 'HeadObject'].includes(call.operation) && call.error && NOT_FOUND.has(call.error)) {
     needs.push(...s3Bucket({ Bucket: call.input.Bucket }, call, names));
@@ -173,7 +223,8 @@ export async function iamRequestsOf(call: RecordedSdkCall, names: NameMap): Prom
 export function nameMap(local: { bucket: string; registryTable: string; rewardTable: string }, deployed: StackResources): NameMap {
   return {
     bucket(name) {
-      if (name !== local.bucket) throw new Error(`a call names bucket ${name}, which is not the local artifact bucket ${local.bucket}; the stack has no such bucket`);
+      if (name !== local.bucket)
+        throw new Error(`a call names bucket ${name}, which is not the local artifact bucket ${local.bucket}; the stack has no such bucket`);
       return deployed.bucket;
     },
     table(name) {
@@ -187,7 +238,11 @@ export function nameMap(local: { bucket: string; registryTable: string; rewardTa
 export type Decision = 'Allowed' | 'ExplicitlyDenied' | 'ImplicitlyDenied';
 
 /** One simulation: the principal's identity policies, plus the bucket policy for S3 requests. */
-export async function decide(request: IamRequest, principal: Pick<Principal, 'roleArn' | 'policies'>, resources: Pick<StackResources, 'bucketPolicy'>): Promise<Decision> {
+export async function decide(
+  request: IamRequest,
+  principal: Pick<Principal, 'roleArn' | 'policies'>,
+  resources: Pick<StackResources, 'bucketPolicy'>,
+): Promise<Decision> {
   const s3 = request.action.startsWith('s3:');
   const simulation: Simulation = {
     request: {
@@ -243,7 +298,9 @@ export function denialMessages(denials: { principal: Principal; request: NeededR
   }
   return [...groups.values()].map(({ principal, request, decision, calls }) => {
     const call = request.calls[0];
-    const inputs = Object.entries(call.input).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ');
+    const inputs = Object.entries(call.input)
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+      .join(' ');
     const more = calls > 1 ? ` (and ${calls - 1} more like it)` : '';
     const context = Object.keys(request.context).length ? ` with ${JSON.stringify(request.context)}` : '';
     return (
@@ -272,7 +329,9 @@ const list = (value: string | string[] | undefined): string[] => (value === unde
 export function grantsOf(policies: NamedPolicy[]): Grant[] {
   return policies.flatMap((p) =>
     p.policy.Statement.flatMap((statement, index) =>
-      statement.Effect === 'Allow' ? list(statement.Action).map((action) => ({ policy: p.name, statement: index, action, resources: list(statement.Resource) })) : [],
+      statement.Effect === 'Allow'
+        ? list(statement.Action).map((action) => ({ policy: p.name, statement: index, action, resources: list(statement.Resource) }))
+        : [],
     ),
   );
 }
@@ -292,7 +351,10 @@ export function withoutGrant(policies: NamedPolicy[], grant: Grant): NamedPolicy
 
 /** Whether this one grant alone allows the request. */
 export async function grantAllows(grant: Grant, principal: Principal, request: IamRequest): Promise<boolean> {
-  const only: NamedPolicy = { name: grant.policy, policy: { Version: '2012-10-17', Statement: [{ ...statementOf(principal, grant), Action: [grant.action] }] } };
+  const only: NamedPolicy = {
+    name: grant.policy,
+    policy: { Version: '2012-10-17', Statement: [{ ...statementOf(principal, grant), Action: [grant.action] }] },
+  };
   return (await decide(request, { roleArn: principal.roleArn, policies: [only] }, {})) === 'Allowed';
 }
 

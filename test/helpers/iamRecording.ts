@@ -64,13 +64,21 @@ export const sfnError = (type: string, message: string): SfnAnswer => ({ status:
  * `answer(operation, body)`: Step Functions has no local stand-in, and what IAM needs is the
  * request the client builds, which the recorder sees before the transport.
  */
-export function recordedSfn(recording: RecordingSession, principal: string, answer: (operation: string, body: Record<string, unknown>) => SfnAnswer): SFNClient {
+export function recordedSfn(
+  recording: RecordingSession,
+  principal: string,
+  answer: (operation: string, body: Record<string, unknown>) => SfnAnswer,
+): SFNClient {
   const requestHandler = {
     async handle(request: { headers: Record<string, string>; body?: unknown }) {
       const operation = (request.headers['x-amz-target'] ?? '').replace('AWSStepFunctions.', '');
       const { status, body } = answer(operation, JSON.parse(String(request.body ?? '{}')) as Record<string, unknown>);
       return {
-        response: { statusCode: status ?? 200, headers: { 'content-type': 'application/x-amz-json-1.0' }, body: new TextEncoder().encode(JSON.stringify(body)) },
+        response: {
+          statusCode: status ?? 200,
+          headers: { 'content-type': 'application/x-amz-json-1.0' },
+          body: new TextEncoder().encode(JSON.stringify(body)),
+        },
       };
     },
     updateHttpClientConfig() {},
@@ -99,10 +107,16 @@ export function recordStateMachineTasks(recording: RecordingSession, substitutio
   return (event) => {
     if (event.type !== 'StateEntered') return;
     const lambda = LAMBDA_STAGES.find((s) => s.state === event.state);
-    if (lambda) recording.record({ principal: 'stateMachine', client: 'LambdaClient', operation: 'Invoke', input: { FunctionName: arnOf(lambda.placeholder) } });
+    if (lambda)
+      recording.record({ principal: 'stateMachine', client: 'LambdaClient', operation: 'Invoke', input: { FunctionName: arnOf(lambda.placeholder) } });
     const batch = BATCH_STAGES.find((s) => s.state === event.state);
     if (batch) {
-      recording.record({ principal: 'stateMachine', client: 'BatchClient', operation: 'SubmitJob', input: { jobDefinition: arnOf(batch.placeholder), jobQueue: arnOf(JOB_QUEUE_PLACEHOLDER) } });
+      recording.record({
+        principal: 'stateMachine',
+        client: 'BatchClient',
+        operation: 'SubmitJob',
+        input: { jobDefinition: arnOf(batch.placeholder), jobQueue: arnOf(JOB_QUEUE_PLACEHOLDER) },
+      });
     }
   };
 }

@@ -242,7 +242,10 @@ export function synthesizeStackPolicies(options: { projectRoot?: string } = {}):
       const functionId = logicalIdOf(stack.functions.get(spec.handler));
       const fn = template.Resources[functionId];
       functionArns[spec.handler] = resolveValue({ 'Fn::GetAtt': [functionId, 'Arn'] }) as string;
-      principals.set(spec.handler, principal(spec.handler, roleIdOf(fn.Properties?.Role, `function ${spec.handler}`), `cdk/functions.ts (${spec.handler}'s access) and cdk/access.ts`));
+      principals.set(
+        spec.handler,
+        principal(spec.handler, roleIdOf(fn.Properties?.Role, `function ${spec.handler}`), `cdk/functions.ts (${spec.handler}'s access) and cdk/access.ts`),
+      );
     }
     for (const stage of BATCH_STAGES) {
       const definition = template.Resources[logicalIdOf(stack.batch.jobDefinitions.get(stage.job)!)];
@@ -257,9 +260,8 @@ export function synthesizeStackPolicies(options: { projectRoot?: string } = {}):
       return resolveValue(value) as string;
     };
     const bucket = output('bucket');
-    const bucketPolicy = Object.values(template.Resources).find(
-      (r) => r.Type === 'AWS::S3::BucketPolicy' && resolveValue(r.Properties?.Bucket) === bucket,
-    )?.Properties?.PolicyDocument;
+    const bucketPolicy = Object.values(template.Resources).find((r) => r.Type === 'AWS::S3::BucketPolicy' && resolveValue(r.Properties?.Bucket) === bucket)
+      ?.Properties?.PolicyDocument;
     return {
       principals,
       resources: {
@@ -267,7 +269,10 @@ export function synthesizeStackPolicies(options: { projectRoot?: string } = {}):
         registryTable: output('registryTable'),
         rewardTable: output('rewardTable'),
         stateMachineArn: output('stateMachineArn'),
-        substitutions: resolveValue(template.Resources[logicalIdOf(stack.workflow.stateMachine)].Properties?.DefinitionSubstitutions ?? {}) as Record<string, string>,
+        substitutions: resolveValue(template.Resources[logicalIdOf(stack.workflow.stateMachine)].Properties?.DefinitionSubstitutions ?? {}) as Record<
+          string,
+          string
+        >,
         functionArns,
         outputs: Object.fromEntries(Object.entries(template.Outputs ?? {}).map(([name, o]) => [name, String(resolveValue(o.Value))])),
         ...(bucketPolicy ? { bucketPolicy: resolveValue(bucketPolicy) as PolicyDocument } : {}),

@@ -38,7 +38,10 @@ export function buildFeaturesModel(options: FeaturesModelOptions): { model: Uint
   for (const task of options.tasks) {
     const outputs = task.type === 'multiclass' ? (task.classes ?? []).length : 1;
     const w = g.initializer(`${task.name}.w`, { data: weights(width * outputs, 1 / Math.sqrt(width)), shape: [width, outputs] });
-    const b = g.initializer(`${task.name}.b`, { data: Float32Array.from({ length: outputs }, () => (task.type === 'binary' ? (options.bias ?? 0) : 0)), shape: [outputs] });
+    const b = g.initializer(`${task.name}.b`, {
+      data: Float32Array.from({ length: outputs }, () => (task.type === 'binary' ? (options.bias ?? 0) : 0)),
+      shape: [outputs],
+    });
     const logits = g.add(g.matmul(x, w), b);
     if (task.type === 'binary') g.output(g.squeeze(g.sigmoid(logits), { axes: [1] }), `${task.name}.probability`);
     if (task.type === 'multiclass') g.output(g.softmax(logits, { axis: -1 }), `${task.name}.probabilities`);

@@ -12,7 +12,11 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity } from '@smithy/types';
 
 /** The credentials the tests sign with (and the stand-ins check against). */
-export const TEST_CREDENTIALS: AwsCredentialIdentity = { accessKeyId: 'AKIDAGENTFLOWTEST', secretAccessKey: 'agentflow-test-secret-key', sessionToken: 'agentflow-test-session' };
+export const TEST_CREDENTIALS: AwsCredentialIdentity = {
+  accessKeyId: 'AKIDAGENTFLOWTEST',
+  secretAccessKey: 'agentflow-test-secret-key',
+  sessionToken: 'agentflow-test-session',
+};
 
 export interface ReceivedRequest {
   method: string;
@@ -27,18 +31,25 @@ export type SignatureCheck = { ok: true } | { ok: false; reason: string };
 const AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/;
 
 /** Recomputes the request's SigV4 signature for `service` in `region` and compares it with the one sent. */
-export async function checkSignature(request: ReceivedRequest, expected: { credentials: AwsCredentialIdentity; region: string; service: string }): Promise<SignatureCheck> {
+export async function checkSignature(
+  request: ReceivedRequest,
+  expected: { credentials: AwsCredentialIdentity; region: string; service: string },
+): Promise<SignatureCheck> {
   const match = AUTHORIZATION.exec(request.headers.authorization ?? '');
   if (!match) return { ok: false, reason: 'no SigV4 Authorization header' };
   const [, accessKeyId, , region, service, signedHeaders] = match;
   if (accessKeyId !== expected.credentials.accessKeyId) return { ok: false, reason: `unknown access key ${accessKeyId}` };
-  if (region !== expected.region || service !== expected.service) return { ok: false, reason: `signed for ${service} in ${region}, not ${expected.service} in ${expected.region}` };
+  if (region !== expected.region || service !== expected.service)
+    return { ok: false, reason: `signed for ${service} in ${region}, not ${expected.service} in ${expected.region}` };
   const amzDate = request.headers['x-amz-date'];
   if (!amzDate) return { ok: false, reason: 'no x-amz-date header' };
-  const signingDate = new Date(`${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 8)}T${amzDate.slice(9, 11)}:${amzDate.slice(11, 13)}:${amzDate.slice(13, 15)}Z`);
+  const signingDate = new Date(
+    `${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 8)}T${amzDate.slice(9, 11)}:${amzDate.slice(11, 13)}:${amzDate.slice(13, 15)}Z`,
+  );
   // The signer takes a sent payload hash as given, so it is checked against the body here, as AWS does.
   const payloadHash = request.headers['x-amz-content-sha256'];
-  if (payloadHash !== undefined && payloadHash !== createHash('sha256').update(request.body).digest('hex')) return { ok: false, reason: 'payload hash does not match the body' };
+  if (payloadHash !== undefined && payloadHash !== createHash('sha256').update(request.body).digest('hex'))
+    return { ok: false, reason: 'payload hash does not match the body' };
   const headers = Object.fromEntries(signedHeaders.split(';').map((name) => [name, request.headers[name] ?? '']));
   const url = new URL(request.url, `http://${request.headers.host}`);
   const query: Record<string, string | string[]> = {};
@@ -91,7 +102,13 @@ export async function startSignedEndpoint(options: {
 }): Promise<SignedEndpoint> {
   const accepted: ReceivedRequest[] = [];
   const refused: SignedEndpoint['refused'] = [];
-  const refusal = options.refusal ?? (() => ({ status: 403, headers: { 'content-type': 'application/json', 'x-amzn-errortype': 'AccessDeniedException' }, body: JSON.stringify({ Message: 'Forbidden' }) }));
+  const refusal =
+    options.refusal ??
+    (() => ({
+      status: 403,
+      headers: { 'content-type': 'application/json', 'x-amzn-errortype': 'AccessDeniedException' },
+      body: JSON.stringify({ Message: 'Forbidden' }),
+    }));
   const reply = (response: ServerResponse, answer: Answer) => {
     response.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
     response.end(answer.body);
