@@ -2,8 +2,9 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildProgram, EXIT } from '#lib/cli/index.ts';
+import { EXIT } from '#lib/cli/index.ts';
 import { cronOf, nextFireTime, rateMs, ScheduleError } from '#lib/runtime/index.ts';
+import { runCli as run } from './helpers/cli.ts';
 
 describe('local schedules', () => {
   it.each([
@@ -48,19 +49,6 @@ describe('agentflow schedule', () => {
     if (folder) await rm(folder, { recursive: true, force: true });
   });
 
-  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    let code: number = EXIT.ok;
-    const program = buildProgram({
-      tty: false,
-      setExitCode: (value) => (code = value),
-      output: (json) => ({ json, out: (t) => out.push(t), err: (t) => err.push(t) }),
-    });
-    await program.parseAsync(['node', 'agentflow', ...args]);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  }
-
   it('runs the pipeline at once with --now and stops after --max-runs, and refuses a bad expression before waiting', async () => {
     folder = await mkdtemp(join(tmpdir(), 'agentflow-schedule-'));
     const spec = JSON.parse(await readFile(resolve('examples/penguins/spec.json'), 'utf8'));
@@ -87,10 +75,10 @@ describe('agentflow schedule', () => {
     ]);
 
     expect(bad.code).toBe(EXIT.invalidInput);
-    expect(bad.err).toMatch(/has 4 fields/);
-    expect(once.code, once.err).toBe(EXIT.ok);
-    expect(JSON.parse(once.out)).toMatchObject({ status: 'SUCCEEDED' });
-    const runs = JSON.parse((await run(['--dir', dir, '--json', 'runs', 'ls', '-p', 'penguins'])).out) as { trigger: string; status: string }[];
+    expect(bad.stderr).toMatch(/has 4 fields/);
+    expect(once.code, once.stderr).toBe(EXIT.ok);
+    expect(JSON.parse(once.stdout)).toMatchObject({ status: 'SUCCEEDED' });
+    const runs = JSON.parse((await run(['--dir', dir, '--json', 'runs', 'ls', '-p', 'penguins'])).stdout) as { trigger: string; status: string }[];
     expect(runs).toEqual([expect.objectContaining({ trigger: 'schedule', status: 'succeeded' })]);
   });
 });
