@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { FUNCTION_URL_PERMISSIONS, FunctionUrlClient, STACK_OUTPUTS, resumeAwsRun, restartName, type AwsClientOptions } from '#lib/aws/index.ts';
 import { EXIT } from '#lib/cli/index.ts';
-import { CALLER_PRINCIPAL, CONFIG_ENV, type RecordedSdkCall } from '#lib/config/index.ts';
+import { CALLER_PRINCIPAL, CONFIG_ENV } from '#lib/config/index.ts';
 import type { CardTask } from '#lib/run/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
 import { STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn } from './helpers/awsStandIns.ts';
@@ -29,6 +29,7 @@ import {
 } from './helpers/deployedStack.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { TEST_CREDENTIALS, type SignedEndpoint } from './helpers/sigv4.ts';
+import { readSdkCallLog } from './helpers/sdkCallLog.ts';
 
 const aws = useLocalAws();
 const ACCOUNT = '123456789012';
@@ -413,10 +414,7 @@ describe('recording for the IAM conformance test', () => {
     } finally {
       delete process.env[CONFIG_ENV.sdkCallLog];
     }
-    const calls = (await readFile(log, 'utf8'))
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as RecordedSdkCall);
+    const calls = readSdkCallLog(log);
     expect(calls).toEqual([
       { principal: CALLER_PRINCIPAL, client: 'FunctionUrl', operation: 'Invoke', input: { FunctionName: outputs[STACK_OUTPUTS.inferFunctionArn] } },
     ]);
@@ -427,11 +425,7 @@ describe('recording for the IAM conformance test', () => {
     } finally {
       delete process.env[CONFIG_ENV.sdkCallLog];
     }
-    const more = (await readFile(log, 'utf8'))
-      .trim()
-      .split('\n')
-      .slice(1)
-      .map((line) => JSON.parse(line) as RecordedSdkCall);
+    const more = readSdkCallLog(log).slice(1);
     expect(new Set(more.map((c) => `${c.principal} ${c.client}.${c.operation}`))).toEqual(
       new Set(['caller SchedulerClient.ListSchedules', 'caller SchedulerClient.GetSchedule']),
     );

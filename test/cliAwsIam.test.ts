@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CALLER_POLICY_PATH, callerPolicyValues, fillCallerPolicy, STACK_OUTPUTS, parseStateMachineArn, type DeployedStack } from '#lib/aws/index.ts';
-import { CALLER_PRINCIPAL, CONFIG_ENV, type RecordedSdkCall } from '#lib/config/index.ts';
+import { CALLER_PRINCIPAL, CONFIG_ENV } from '#lib/config/index.ts';
 import { succeedExecution, type StandInExecution } from './helpers/awsStandIns.ts';
 import {
   failedHistory,
@@ -34,6 +34,7 @@ import {
   type StackResources,
 } from './helpers/iamTemplate.ts';
 import { useLocalAws } from './helpers/localAws.ts';
+import { readSdkCallLog } from './helpers/sdkCallLog.ts';
 
 const aws = useLocalAws();
 const PROJECT = 'shop';
@@ -134,10 +135,7 @@ beforeAll(async () => {
   } finally {
     delete process.env[CONFIG_ENV.sdkCallLog];
   }
-  const calls = (await readFile(log, 'utf8'))
-    .trim()
-    .split('\n')
-    .map((line) => JSON.parse(line) as RecordedSdkCall);
+  const calls = readSdkCallLog(log);
   expect(new Set(calls.map((c) => c.principal))).toEqual(new Set([CALLER_PRINCIPAL]));
   requests = (await neededRequests(calls, nameMap(aws.config, deployed))).get(CALLER_PRINCIPAL) ?? [];
 

@@ -3,7 +3,7 @@
  * operation, resource fields, a missing key's NotFound), travels to child jobs through the config's
  * environment, and is absent unless asked for.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
@@ -12,6 +12,7 @@ import { ConfigError, configFromEnv, configToEnv, CONFIG_ENV, makeClients, type 
 import { RUNS_BY_TIME_INDEX } from '#lib/registry/tables.ts';
 import { ArtifactStore } from '#lib/store/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
+import { readSdkCallLog } from './helpers/sdkCallLog.ts';
 
 const aws = useLocalAws();
 let folder: string;
@@ -23,11 +24,7 @@ afterAll(async () => {
   await rm(folder, { recursive: true, force: true });
 });
 
-const readLog = async (log: string): Promise<RecordedSdkCall[]> =>
-  (await readFile(log, 'utf8'))
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as RecordedSdkCall);
+const readLog = async (log: string): Promise<RecordedSdkCall[]> => readSdkCallLog(log);
 
 const hasRecorder = (client: { middlewareStack: { identify(): string[] } }) =>
   client.middlewareStack.identify().some((m) => m.startsWith('agentflowRecordSdkCalls'));

@@ -4,7 +4,6 @@
  * environment variable, serving and monitor contexts by name, the CLI's own calls as `caller`.
  * Flows run on it; the IAM test reads the log once at the end and evaluates it.
  */
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { SFNClient, type SFNClientConfig } from '@aws-sdk/client-sfn';
 import { appendSdkCall, recordIfConfigured, type RecordedSdkCall } from '#lib/config/index.ts';
 import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
 import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, type WorkflowEvent } from '#lib/workflow/index.ts';
+import { readSdkCallLog } from './sdkCallLog.ts';
 
 export interface RecordingSession {
   session: LocalSession;
@@ -32,18 +32,7 @@ export async function openRecordingSession(): Promise<RecordingSession> {
     session,
     folder,
     record: (call) => appendSdkCall(log, call),
-    calls() {
-      let text = '';
-      try {
-        text = readFileSync(log, 'utf8');
-      } catch {
-        return [];
-      }
-      return text
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as RecordedSdkCall);
-    },
+    calls: () => readSdkCallLog(log),
     async close() {
       await session.close();
       await rm(folder, { recursive: true, force: true });
