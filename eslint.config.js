@@ -30,6 +30,19 @@ export default defineConfig(
     },
     rules: {
       'import-x/no-cycle': 'error',
+      // The tree's layers (README.md, A tour of the code): domain libraries know nothing of the pipeline, the serving
+      // side or AWS. The one exception is the execution-history budget, which the spec parser checks
+      // against the state machine's own event counts so that a spec that cannot finish is refused.
+      'import-x/no-restricted-paths': [
+        'error',
+        {
+          zones: [
+            { target: './lib/domain', from: './lib/adapters', message: 'lib/domain imports no adapter; pass what it needs in' },
+            { target: './lib/domain', from: './lib/serve', message: 'lib/domain imports nothing of the serving side' },
+            { target: './lib/domain', from: './lib/pipeline', except: ['./history.ts', './asl.ts'], message: 'lib/domain imports nothing of the pipeline' },
+          ],
+        },
+      ],
       // A promise nobody awaits loses its rejection: a failed write would pass unseen.
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',

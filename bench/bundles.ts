@@ -6,7 +6,7 @@
  * BUNDLE_SETTINGS, then vendorOnnxRuntime ships onnxruntime-node where the bundle imports it):
  * - after: the entry point as written (functions/handlers/<handler>.ts), which imports its own
  *   stage or serving module;
- * - baseline: the same handler through the barrels (lib/stages/index.ts, lib/serve/index.ts), as
+ * - baseline: the same handler through the barrels (lib/pipeline/handlers.ts, lib/serve/index.ts), as
  *   every entry point did when all stage handlers lived in one module.
  * Size is the unzipped bundle folder (Lambda's 250 MB limit counts it). Cold import is the time
  * to `import()` the bundle in a fresh `node` process (the part of a Lambda cold start the package
@@ -46,7 +46,8 @@ export interface BundleBenchRow {
 /** The entry every function had before the split: its handler reached through the barrels. */
 function baselineSource(spec: FunctionSpec): string {
   if (spec.stage) {
-    return `import { lambdaStageHandler, STAGE_FACTORIES } from '#lib/stages/index.ts';\nexport const handler = lambdaStageHandler(STAGE_FACTORIES.${spec.stage});\n`;
+    return `import { lambdaStageHandler } from '#lib/pipeline/lambda.ts';
+import { STAGE_FACTORIES } from '#lib/pipeline/handlers.ts';\nexport const handler = lambdaStageHandler(STAGE_FACTORIES.${spec.stage});\n`;
   }
   const serve = {
     infer: 'handleInferEvent, createServeContext',
@@ -54,7 +55,7 @@ function baselineSource(spec: FunctionSpec): string {
     monitor: 'runMonitor',
   }[spec.handler];
   if (!serve) throw new Error(`bench/bundles.ts: no baseline entry for "${spec.handler}"; add one`);
-  return `export { ${serve} } from '#lib/serve/index.ts';\nexport { stageDependencies } from '#lib/stages/dependencies.ts';\n`;
+  return `export { ${serve} } from '#lib/serve/index.ts';\nexport { stageDependencies } from '#lib/pipeline/dependencies.ts';\n`;
 }
 
 async function bundle(entry: string, outDir: string): Promise<void> {

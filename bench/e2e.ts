@@ -8,9 +8,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { TrialRow } from '#lib/agent/index.ts';
-import { openLocalSession, runPipelineLocally } from '#lib/runtime/index.ts';
-import type { WorkflowEvent } from '#lib/workflow/index.ts';
+import type { TrialRow } from '#lib/pipeline/reward/reward.ts';
+import { openLocalSession, runPipelineLocally } from '#lib/adapters/local/index.ts';
+import type { WorkflowEvent } from '#lib/adapters/local/workflow.ts';
 
 export async function benchE2e(options: { specPath?: string } = {}) {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';

@@ -5,9 +5,9 @@
  * The last line printed is one JSON object with every figure.
  */
 import { pathToFileURL } from 'node:url';
-import type { ValidatedRow } from '#lib/datasets/index.ts';
-import { fitEncoder, fitTabularStats, fitTextVocabulary, loadEncoder, ngramsOf, textTokens, type Encoder } from '#lib/encoders/index.ts';
-import type { BaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/spec/index.ts';
+import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
+import { fitEncoder, fitTabularStats, fitTextVocabulary, loadEncoder, ngramsOf, textTokens, type Encoder } from '#lib/domain/encoders/index.ts';
+import type { BaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/domain/spec/index.ts';
 
 export const BATCH_SIZES = [1, 64, 1024] as const;
 

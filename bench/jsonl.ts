@@ -7,7 +7,7 @@
  * MB and the ratio to the floor flat across sizes (the reader before issue #15 rescanned the
  * pending text on every chunk: 0.9 s for 5 MB, 13 s for 20 MB, 83 s for 50 MB).
  */
-import { readRecords } from '#lib/datasets/index.ts';
+import { readRecords } from '#lib/domain/datasets/index.ts';
 
 const CHUNK_BYTES = 64 * 1024;
 const SIZES_MB = [1, 10, 50];

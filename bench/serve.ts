@@ -12,12 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { makeClients, type AwsClients } from '#lib/config/index.ts';
-import type { CardTask } from '#lib/run/index.ts';
-import { encoderFeeds } from '#lib/encoders/index.ts';
-import { startLocalAws } from '#lib/local/index.ts';
-import { Registry, RewardLog, type ServingSet } from '#lib/registry/index.ts';
-import { chooseArm, createRng, emptyStats, recordReward, type Arm } from '#lib/route/index.ts';
+import { makeClients, type AwsClients } from '#lib/adapters/config/index.ts';
+import type { CardTask } from '#lib/domain/run/index.ts';
+import { encoderFeeds } from '#lib/domain/encoders/index.ts';
+import { startLocalAws } from '#lib/adapters/local/standIns.ts';
+import { Registry, RewardLog, type ServingSet } from '#lib/adapters/registry/index.ts';
+import { chooseArm, emptyStats, recordReward, type Arm } from '#lib/domain/route/index.ts';
+import { createRng } from '#lib/domain/random/index.ts';
 import {
   createServeContext,
   handleFeedbackEvent,
@@ -27,7 +28,7 @@ import {
   type ServeContext,
   type ServeOptions,
 } from '#lib/serve/index.ts';
-import { ArtifactStore } from '#lib/store/index.ts';
+import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from '../test/helpers/servingModels.ts';
 
 // ── routing simulation ────────────────────────────────────────────────────────────────────────

@@ -11,9 +11,9 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import { TrainingSession } from '#lib/graph/index.ts';
-import { Random } from '#lib/synth/index.ts';
-import { batchNames, buildHeads, buildHeadsTrainingStep, forwardFlopsPerRow, type HeadTaskInput } from '#lib/train/index.ts';
+import { TrainingSession } from '#lib/domain/graph/index.ts';
+import { Random } from '#lib/domain/random/index.ts';
+import { batchNames, buildHeads, buildHeadsTrainingStep, forwardFlopsPerRow, type HeadTaskInput } from '#lib/domain/train/index.ts';
 
 export interface BenchTrainOptions {
   inputDim: number;

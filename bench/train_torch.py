@@ -37,7 +37,7 @@ class SharedBottom(nn.Module):
 
 
 class MMoE(nn.Module):
-    """All experts in one matrix and all gates in one matrix, as in lib/train/heads.ts."""
+    """All experts in one matrix and all gates in one matrix, as in lib/domain/train/heads.ts."""
 
     def __init__(self, cfg, outputs):
         super().__init__()

@@ -21,21 +21,21 @@
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { objectiveTasks } from '#lib/run/index.ts';
-import { sliceBatch, type ShardBatch } from '#lib/shards/index.ts';
-import { parseSpec, type Spec } from '#lib/spec/index.ts';
-import { generateMultiTask } from '#lib/synth/index.ts';
-import { trainTrial } from '#lib/train/index.ts';
+import { objectiveTasks } from '#lib/domain/run/index.ts';
+import { sliceBatch, type ShardBatch } from '#lib/domain/shards/index.ts';
+import { parseSpec, type Spec } from '#lib/domain/spec/index.ts';
+import { generateMultiTask } from '#lib/domain/synth/index.ts';
+import { trainTrial } from '#lib/domain/train/index.ts';
 import {
   rewardOf,
   createPgpeTuner,
   createRandomSearchTuner,
-  createRng,
   type PgpeHyperparameters,
   type RandomSearchOptions,
   type Tuner,
   type TunerStateBase,
-} from '#lib/tune/index.ts';
+} from '#lib/domain/tune/index.ts';
+import { createRng } from '#lib/domain/random/index.ts';
 
 export type LambdaObjective = (lambda: Record<string, number>, learningRate?: number) => Promise<number>;
 

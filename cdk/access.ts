@@ -10,8 +10,8 @@ import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
-import { CONFIG_ENV } from '#lib/config/index.ts';
-import { STACK_OUTPUT_ENV } from '#lib/aws/outputs.ts';
+import { CONFIG_ENV } from '#lib/adapters/config/index.ts';
+import { STACK_OUTPUT_ENV } from '#lib/adapters/aws/outputs.ts';
 import type { Access } from './functions.ts';
 
 /** Anything with a principal and an environment: a Lambda function, or a Batch container being built. */

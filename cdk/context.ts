@@ -3,7 +3,7 @@
  * checked, so a typo fails `cdk synth` with the key and the fix instead of deploying a surprise.
  */
 import { z } from 'zod';
-import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
+import { GPU_WAIT } from '#lib/pipeline/gpuWait.ts';
 import { DeployError } from './errors.ts';
 
 export const CONTEXT_KEYS = {

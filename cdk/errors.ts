@@ -1,4 +1,4 @@
-import { AgentflowError } from '#lib/errors/index.ts';
+import { AgentflowError } from '#lib/domain/errors/index.ts';
 
 /** Errors of the CDK app: bad context values, missing entry points, incomplete wiring. */
 export class DeployError extends AgentflowError {

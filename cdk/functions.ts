@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BATCH_STAGES, LAMBDA_STAGES, type LambdaStageName } from '#lib/workflow/index.ts';
+import { BATCH_STAGES, LAMBDA_STAGES, type LambdaStageName } from '#lib/pipeline/index.ts';
 import { DeployError } from './errors.ts';
 
 /** What a function may do with a resource; the access helpers turn it into IAM grants. */

@@ -6,8 +6,8 @@
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import { FunctionUrlAuthType, type FunctionUrl } from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
-import { STACK_OUTPUTS } from '#lib/aws/outputs.ts';
-import { LAMBDA_STAGES } from '#lib/workflow/index.ts';
+import { STACK_OUTPUTS } from '#lib/adapters/aws/outputs.ts';
+import { LAMBDA_STAGES } from '#lib/pipeline/index.ts';
 import { useStateMachine } from './access.ts';
 import type { AgentflowContext } from './context.ts';
 import { DeployError } from './errors.ts';

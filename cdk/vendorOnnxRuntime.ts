@@ -124,7 +124,7 @@ function checkDeclared(declared: VendorOptions['declared'], imports: boolean): v
   const message = declared.runsModel
     ? `function "${declared.handler}" is marked runsModel: true in cdk/functions.ts, but its bundle does not import ${ONNX_RUNTIME_PACKAGE}; mark it runsModel: false`
     : `function "${declared.handler}" runs no model (runsModel: false in cdk/functions.ts), but its bundle imports ${ONNX_RUNTIME_PACKAGE} (48 MB and a native library load at cold start). ` +
-      'Import the lib/ modules it needs directly rather than a barrel that re-exports model code (lib/serve/index.ts, lib/stages/index.ts), or mark it runsModel: true if it does run one';
+      'Import the lib/ modules it needs directly rather than a barrel that re-exports model code (lib/serve/index.ts, lib/pipeline/handlers.ts), or mark it runsModel: true if it does run one';
   throw new DeployError(message, { code: 'WIRING_INCOMPLETE', context: { ...declared, importsOnnxRuntime: imports } });
 }
 

@@ -1,6 +1,6 @@
 /** The `agentflow` command (`npm run agentflow -- …`, or `npx agentflow …`). */
 import { CommanderError } from 'commander';
-import { buildProgram, EXIT } from '#lib/cli/index.ts';
+import { buildProgram, EXIT } from '#lib/adapters/cli/index.ts';
 
 // The SDK's notice that it will drop Node 20 would precede every command's output.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';

@@ -1,12 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { encoderCandidates } from '#lib/encoders/index.ts';
-import { AgentError, planRun, rewardGeneration, type StoredPolicy, type TrialRow } from '#lib/agent/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
-import { buildRunReport } from '#lib/report/index.ts';
-import { Registry, RewardLog } from '#lib/registry/index.ts';
-import { parseSpec, specDigest, type SpecInput } from '#lib/spec/index.ts';
-import { ArtifactStore, keys } from '#lib/store/index.ts';
-import { trialResultUri, type PlanOutput, type Proposal, type TrialOutcome } from '#lib/workflow/contracts.ts';
+import { encoderCandidates } from '#lib/domain/encoders/index.ts';
+import { AgentError } from '#lib/pipeline/plan/errors.ts';
+import { planRun } from '#lib/pipeline/plan/plan.ts';
+import { rewardGeneration, type TrialRow } from '#lib/pipeline/reward/reward.ts';
+import { type StoredPolicy } from '#lib/pipeline/plan/state.ts';
+import { RunManifest } from '#lib/domain/run/index.ts';
+import { buildRunReport } from '#lib/adapters/report/index.ts';
+import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { parseSpec, specDigest, type SpecInput } from '#lib/domain/spec/index.ts';
+import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
+import { trialResultUri, type PlanOutput, type Proposal, type TrialOutcome } from '#lib/pipeline/contracts.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { featuresSpecInput } from './helpers/specs.ts';
 

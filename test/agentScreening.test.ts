@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
   advanceScreening,
-  AgentError,
   candidateKey,
   halve,
   roundEpochs,
@@ -12,9 +11,10 @@ import {
   type Candidate,
   type CandidateResult,
   type ScreeningState,
-} from '#lib/agent/index.ts';
-import { parseSpec } from '#lib/spec/index.ts';
-import { Proposal } from '#lib/workflow/contracts.ts';
+} from '#lib/pipeline/plan/screening.ts';
+import { AgentError } from '#lib/pipeline/plan/errors.ts';
+import { parseSpec } from '#lib/domain/spec/index.ts';
+import { Proposal } from '#lib/pipeline/contracts.ts';
 
 const c = (encoderId: string, architecture: Candidate['architecture'] = 'shared-bottom'): Candidate => ({ encoderId, architecture });
 const result = (candidate: Candidate, reward: number | null): CandidateResult => ({

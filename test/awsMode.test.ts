@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SFNClient, type SFNClientConfig } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AwsModeError, DEFAULT_STACK_NAME, executionArnOf, findStack, followExecution, startAwsRun, STACK_OUTPUTS } from '#lib/aws/index.ts';
-import { ArtifactStore } from '#lib/store/index.ts';
-import type { WorkflowEvent } from '#lib/workflow/index.ts';
+import { AwsModeError, DEFAULT_STACK_NAME, executionArnOf, findStack, followExecution, startAwsRun, STACK_OUTPUTS } from '#lib/adapters/aws/index.ts';
+import { ArtifactStore } from '#lib/adapters/store/index.ts';
+import type { WorkflowEvent } from '#lib/adapters/local/workflow.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const STATE_MACHINE_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:AgentflowWorkflow';

@@ -17,11 +17,11 @@ import { BATCH_SYNC_RULE } from '../cdk/constructs/workflow.ts';
 import { BUCKET_ACTIONS, TABLE_ACTIONS } from '../cdk/access.ts';
 import { IMAGE_CONTEXT_EXCLUDE } from '../cdk/constructs/gpuBatch.ts';
 import { bundleImportsOnnxRuntime, directorySizeBytes, LAMBDA_UNZIPPED_LIMIT_BYTES } from '../cdk/vendorOnnxRuntime.ts';
-import { CONFIG_ENV } from '#lib/config/index.ts';
+import { CONFIG_ENV } from '#lib/adapters/config/index.ts';
 import { METRICS_NAMESPACE, SERVE_METRICS, ServeMetrics } from '#lib/serve/metrics.ts';
-import { STACK_OUTPUTS, STACK_OUTPUT_ENV } from '#lib/aws/outputs.ts';
-import { tableDefinitions } from '#lib/registry/tables.ts';
-import { BATCH_STAGES, LAMBDA_STAGES, PLACEHOLDERS, buildDefinition, placeholdersIn, JOB_QUEUE_PLACEHOLDER } from '#lib/workflow/index.ts';
+import { STACK_OUTPUTS, STACK_OUTPUT_ENV } from '#lib/adapters/aws/outputs.ts';
+import { tableDefinitions } from '#lib/adapters/registry/tables.ts';
+import { BATCH_STAGES, LAMBDA_STAGES, PLACEHOLDERS, buildDefinition, placeholdersIn, JOB_QUEUE_PLACEHOLDER } from '#lib/pipeline/index.ts';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -372,7 +372,7 @@ describe('schedules', () => {
 });
 
 describe('outputs and observability', () => {
-  it('outputs what --aws mode reads, under the names lib/aws expects', () => {
+  it('outputs what --aws mode reads, under the names lib/adapters/aws expects', () => {
     const outputs = template.toJSON().Outputs as Record<string, unknown>;
     expect(Object.keys(outputs).sort()).toEqual(Object.values(STACK_OUTPUTS).sort());
   });

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { readContext } from '../cdk/context.ts';
 import { DeployError } from '../cdk/errors.ts';
-import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
+import { GPU_WAIT } from '#lib/pipeline/gpuWait.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';

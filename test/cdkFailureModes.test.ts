@@ -18,11 +18,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readContext } from '../cdk/context.ts';
 import { FUNCTIONS } from '../cdk/functions.ts';
 import { AgentflowStack } from '../cdk/stack.ts';
-import { CONFIG_ENV } from '#lib/config/index.ts';
-import { STACK_OUTPUTS } from '#lib/aws/outputs.ts';
-import { tableDefinitions } from '#lib/registry/tables.ts';
-import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
-import { BATCH_SUBMIT_JOB_SYNC, LAMBDA_INVOKE, PARTITION_PLACEHOLDER } from '#lib/workflow/index.ts';
+import { CONFIG_ENV } from '#lib/adapters/config/index.ts';
+import { STACK_OUTPUTS } from '#lib/adapters/aws/outputs.ts';
+import { tableDefinitions } from '#lib/adapters/registry/tables.ts';
+import { GPU_WAIT } from '#lib/pipeline/gpuWait.ts';
+import { BATCH_SUBMIT_JOB_SYNC, LAMBDA_INVOKE, PARTITION_PLACEHOLDER } from '#lib/pipeline/index.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cdkContext = (JSON.parse(readFileSync(join(root, 'cdk.json'), 'utf8')) as { context: Record<string, unknown> }).context;

@@ -3,10 +3,10 @@ import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT } from '#lib/cli/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
-import { openLocalSession, trainBaselines } from '#lib/runtime/index.ts';
-import { keys } from '#lib/store/index.ts';
+import { EXIT } from '#lib/adapters/cli/index.ts';
+import { RunManifest } from '#lib/domain/run/index.ts';
+import { openLocalSession, trainBaselines } from '#lib/adapters/local/index.ts';
+import { keys } from '#lib/adapters/store/index.ts';
 import { runCli } from './helpers/cli.ts';
 
 const EXAMPLE = resolve('examples/penguins');

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SFNClient } from '@aws-sdk/client-sfn';
-import { FUNCTION_URL_PERMISSIONS, FunctionUrlClient, STACK_OUTPUTS, resumeAwsRun, restartName, type AwsClientOptions } from '#lib/aws/index.ts';
-import { EXIT } from '#lib/cli/index.ts';
-import { CALLER_PRINCIPAL, CONFIG_ENV } from '#lib/config/index.ts';
-import type { CardTask } from '#lib/run/index.ts';
-import type { StageDependencies } from '#lib/stages/index.ts';
+import { FUNCTION_URL_PERMISSIONS, FunctionUrlClient, STACK_OUTPUTS, resumeAwsRun, restartName, type AwsClientOptions } from '#lib/adapters/aws/index.ts';
+import { EXIT } from '#lib/adapters/cli/index.ts';
+import { CALLER_PRINCIPAL, CONFIG_ENV } from '#lib/adapters/config/index.ts';
+import type { CardTask } from '#lib/domain/run/index.ts';
+import type { StageDependencies } from '#lib/pipeline/dependencies.ts';
 import { STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn } from './helpers/awsStandIns.ts';
 import type { CliResult } from './helpers/cli.ts';
 import {

@@ -11,8 +11,8 @@ import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CALLER_POLICY_PATH, callerPolicyValues, fillCallerPolicy, STACK_OUTPUTS, parseStateMachineArn, type DeployedStack } from '#lib/aws/index.ts';
-import { CALLER_PRINCIPAL, CONFIG_ENV } from '#lib/config/index.ts';
+import { CALLER_POLICY_PATH, callerPolicyValues, fillCallerPolicy, STACK_OUTPUTS, parseStateMachineArn, type DeployedStack } from '#lib/adapters/aws/index.ts';
+import { CALLER_PRINCIPAL, CONFIG_ENV } from '#lib/adapters/config/index.ts';
 import { succeedExecution, type StandInExecution } from './helpers/awsStandIns.ts';
 import {
   failedHistory,

@@ -15,8 +15,8 @@ import {
   validateRecord,
   type DatasetProblem,
   type SourceRecord,
-} from '#lib/datasets/index.ts';
-import { parseSpec, parseSpecJson, type SpecInput } from '#lib/spec/index.ts';
+} from '#lib/domain/datasets/index.ts';
+import { parseSpec, parseSpecJson, type SpecInput } from '#lib/domain/spec/index.ts';
 
 const tasks: SpecInput['tasks'] = [
   { name: 'urgent', type: 'binary' },

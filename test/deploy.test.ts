@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { decidePromotion, moveProduction, PRODUCTION, rollbackProduction, type GateScore } from '#lib/deploy/index.ts';
-import { Registry, RegistryError, type VersionLineage } from '#lib/registry/index.ts';
-import { parseSpec } from '#lib/spec/index.ts';
-import { ArtifactStore } from '#lib/store/index.ts';
+import { decidePromotion, type GateScore } from '#lib/pipeline/promote/gate.ts';
+import { moveProduction, PRODUCTION, rollbackProduction } from '#lib/pipeline/promote/promote.ts';
+import { Registry, RegistryError, type VersionLineage } from '#lib/adapters/registry/index.ts';
+import { parseSpec } from '#lib/domain/spec/index.ts';
+import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const deploy = (overrides: Record<string, unknown> = {}) =>

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { configToEnv } from '#lib/config/index.ts';
-import { shardKey, EmbedMarker } from '#lib/embed/index.ts';
-import { openShard } from '#lib/shards/index.ts';
-import { ArtifactStore, keys } from '#lib/store/index.ts';
+import { configToEnv } from '#lib/adapters/config/index.ts';
+import { shardKey, EmbedMarker } from '#lib/pipeline/embed/index.ts';
+import { openShard } from '#lib/domain/shards/index.ts';
+import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { buildManifest, uploadDatasets } from './fixtures/encoders/embedFixture.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 

@@ -1,13 +1,13 @@
 import * as z from 'zod';
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { splitOf, type SplitName, type ValidatedRow } from '#lib/datasets/index.ts';
-import { EmbedError, SUCCESS_MARKER, runEmbed, shardKey, splitRouter, EmbedMarker } from '#lib/embed/index.ts';
-import { encodeRows, loadEncoder } from '#lib/encoders/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
-import { SPLITS, openShard, type ShardBatch } from '#lib/shards/index.ts';
-import { ArtifactStore, keys } from '#lib/store/index.ts';
-import { configToEnv } from '#lib/config/index.ts';
+import { splitOf, type SplitName, type ValidatedRow } from '#lib/domain/datasets/index.ts';
+import { EmbedError, SUCCESS_MARKER, runEmbed, shardKey, splitRouter, EmbedMarker } from '#lib/pipeline/embed/index.ts';
+import { encodeRows, loadEncoder } from '#lib/domain/encoders/index.ts';
+import { RunManifest } from '#lib/domain/run/index.ts';
+import { SPLITS, openShard, type ShardBatch } from '#lib/domain/shards/index.ts';
+import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
+import { configToEnv } from '#lib/adapters/config/index.ts';
 import { buildManifest, uploadDatasets } from './fixtures/encoders/embedFixture.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import type { ValidatedRow } from '#lib/datasets/index.ts';
+import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
 import {
   encodeRows,
   encoderDescriptor,
@@ -12,11 +12,11 @@ import {
   QUANTILES_SUMMARY_KEY,
   type FittedEncoder,
   type NumericColumnStats,
-} from '#lib/encoders/index.ts';
-import type { ShardBatch } from '#lib/shards/index.ts';
-import { parseSpec, type NumericEncoding, type TabularBaseModelSpec } from '#lib/spec/index.ts';
-import { mulberry32 } from '#lib/synth/index.ts';
-import { exportHeads, parityDifference, trainingForward, trainTrial } from '#lib/train/index.ts';
+} from '#lib/domain/encoders/index.ts';
+import type { ShardBatch } from '#lib/domain/shards/index.ts';
+import { parseSpec, type NumericEncoding, type TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
+import { mulberry32 } from '#lib/domain/random/index.ts';
+import { exportHeads, parityDifference, trainingForward, trainTrial } from '#lib/domain/train/index.ts';
 
 const rowsOf = (inputs: Record<string, unknown>[], labels: Record<string, number | null>[] = []): ValidatedRow[] =>
   inputs.map((input, i) => ({ input, labels: labels[i] ?? {} }));

@@ -1,7 +1,7 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import type { ValidatedRow } from '#lib/datasets/index.ts';
+import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
 import {
   EncoderError,
   composeModels,
@@ -12,9 +12,9 @@ import {
   loadEncoder,
   mergeEncoderAndHeads,
   tokenizationFromJson,
-} from '#lib/encoders/index.ts';
-import { Graph, decodeModel, modelMetadata, onnx } from '#lib/graph/index.ts';
-import type { OnnxBaseModelSpec } from '#lib/spec/index.ts';
+} from '#lib/domain/encoders/index.ts';
+import { Graph, decodeModel, modelMetadata, onnx } from '#lib/domain/graph/index.ts';
+import type { OnnxBaseModelSpec } from '#lib/domain/spec/index.ts';
 import { expectClose } from './helpers/expectClose.ts';
 import { seededNoise } from './helpers/random.ts';
 

@@ -1,8 +1,17 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import type { ValidatedRow } from '#lib/datasets/index.ts';
-import { EncoderError, encodeRows, fitEncoder, fitTextVocabulary, loadEncoder, textTokenizerModel, textTokens, TEXT_PAD_TOKEN } from '#lib/encoders/index.ts';
-import type { FeaturesBaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/spec/index.ts';
+import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
+import {
+  EncoderError,
+  encodeRows,
+  fitEncoder,
+  fitTextVocabulary,
+  loadEncoder,
+  textTokenizerModel,
+  textTokens,
+  TEXT_PAD_TOKEN,
+} from '#lib/domain/encoders/index.ts';
+import type { FeaturesBaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/domain/spec/index.ts';
 import { expectClose } from './helpers/expectClose.ts';
 
 const rowsOf = (inputs: Record<string, unknown>[]): ValidatedRow[] => inputs.map((input) => ({ input, labels: {} }));

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 
-import { AgentflowError } from '#lib/errors/index.ts';
+import { AgentflowError } from '#lib/domain/errors/index.ts';
 import {
   Graph,
   GraphError,
@@ -15,7 +15,7 @@ import {
   mse,
   modelMetadata,
   type Value,
-} from '#lib/graph/index.ts';
+} from '#lib/domain/graph/index.ts';
 
 async function run(model: Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });

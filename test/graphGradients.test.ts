@@ -11,7 +11,7 @@ import {
   softmaxCrossEntropy,
   type DType,
   type Value,
-} from '#lib/graph/index.ts';
+} from '#lib/domain/graph/index.ts';
 import { seededRandom } from './helpers/random.ts';
 
 /**

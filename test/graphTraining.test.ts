@@ -11,7 +11,7 @@ import {
   type Graph,
   type ParameterSpec,
   type Value,
-} from '#lib/graph/index.ts';
+} from '#lib/domain/graph/index.ts';
 import { seededRandom } from './helpers/random.ts';
 
 function gaussian(random: () => number): number {

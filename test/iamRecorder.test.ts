@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, configFromEnv, configToEnv, CONFIG_ENV, makeClients, type AgentflowConfig, type RecordedSdkCall } from '#lib/config/index.ts';
-import { RUNS_BY_TIME_INDEX } from '#lib/registry/tables.ts';
-import { ArtifactStore } from '#lib/store/index.ts';
+import { ConfigError, configFromEnv, configToEnv, CONFIG_ENV, makeClients, type AgentflowConfig, type RecordedSdkCall } from '#lib/adapters/config/index.ts';
+import { RUNS_BY_TIME_INDEX } from '#lib/adapters/registry/tables.ts';
+import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { readSdkCallLog } from './helpers/sdkCallLog.ts';
 

@@ -2,12 +2,12 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { assertValidDataset, DatasetError, readRecords, validateDataset, type DatasetProblem, type SourceRecord } from '#lib/datasets/index.ts';
-import { parseSpec } from '#lib/spec/index.ts';
-import { fitEncodersInStore, prepareRun } from '#lib/prepare/index.ts';
-import { Registry } from '#lib/registry/index.ts';
-import { stageRunInputs } from '#lib/runtime/stageInputs.ts';
-import { ArtifactStore } from '#lib/store/index.ts';
+import { assertValidDataset, DatasetError, readRecords, validateDataset, type DatasetProblem, type SourceRecord } from '#lib/domain/datasets/index.ts';
+import { parseSpec } from '#lib/domain/spec/index.ts';
+import { fitEncodersInStore, prepareRun } from '#lib/pipeline/prepare/index.ts';
+import { Registry } from '#lib/adapters/registry/index.ts';
+import { stageRunInputs } from '#lib/adapters/local/stageInputs.ts';
+import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();

@@ -6,8 +6,8 @@ import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { GetObjectCommand, ListObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeClients, type AgentflowConfig } from '#lib/config/index.ts';
-import { DEFAULT_BUCKET, DEFAULT_REGISTRY_TABLE, DEFAULT_REWARD_TABLE, startLocalAws, tableDefinitions, type LocalAws } from '#lib/local/index.ts';
+import { makeClients, type AgentflowConfig } from '#lib/adapters/config/index.ts';
+import { DEFAULT_BUCKET, DEFAULT_REGISTRY_TABLE, DEFAULT_REWARD_TABLE, startLocalAws, tableDefinitions, type LocalAws } from '#lib/adapters/local/standIns.ts';
 
 let dir: string;
 const started: LocalAws[] = [];
@@ -94,8 +94,8 @@ describe('objects written by a process that is killed', () => {
     // waits for a count of finished PUTs rather than a time, so a loaded machine still writes enough.
     const writer = `
       import { PutObjectCommand } from '@aws-sdk/client-s3';
-      import { makeClients } from '#lib/config/index.ts';
-      import { startLocalAws } from '#lib/local/index.ts';
+      import { makeClients } from '#lib/adapters/config/index.ts';
+      import { startLocalAws } from '#lib/adapters/local/standIns.ts';
       const local = await startLocalAws({ dir: ${JSON.stringify(dir)} });
       const { s3 } = makeClients(local.config);
       console.log('started');

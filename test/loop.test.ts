@@ -7,8 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRunReport, writeLoopTimeline } from '#lib/report/index.ts';
-import { openLocalSession, runDriftScenario, type DriftScenarioOptions, type LocalSession } from '#lib/runtime/index.ts';
+import { buildRunReport, writeLoopTimeline } from '#lib/adapters/report/index.ts';
+import { openLocalSession, runDriftScenario, type DriftScenarioOptions, type LocalSession } from '#lib/adapters/local/index.ts';
 
 let folder: string;
 let session: LocalSession;

@@ -1,6 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { accuracy, auc, evaluateTask, labelSpread, logLoss, macroF1, mae, METRICS_BY_TYPE, MetricsError, rmse, type TaskType } from '#lib/metrics/index.ts';
+import {
+  accuracy,
+  auc,
+  evaluateTask,
+  labelSpread,
+  logLoss,
+  macroF1,
+  mae,
+  METRICS_BY_TYPE,
+  MetricsError,
+  rmse,
+  type TaskType,
+} from '#lib/domain/metrics/index.ts';
 
 interface FixtureCase {
   name: string;

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { CardTask } from '#lib/run/index.ts';
-import { Registry, RewardLog } from '#lib/registry/index.ts';
-import { createRng, type Rng } from '#lib/route/index.ts';
+import type { CardTask } from '#lib/domain/run/index.ts';
+import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { createRng, type Rng } from '#lib/domain/random/index.ts';
 import {
   buildReference,
   createServeContext,
@@ -15,8 +15,8 @@ import {
   type MonitorDependencies,
   type RetrainRequest,
 } from '#lib/serve/index.ts';
-import { ShardWriter } from '#lib/shards/index.ts';
-import { ArtifactStore, keys } from '#lib/store/index.ts';
+import { ShardWriter } from '#lib/domain/shards/index.ts';
+import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { buildFeaturesModel, publishModel } from './helpers/servingModels.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { judgeProject, retrainRunId, windowOf, type ObservedVersion } from '#lib/serve/monitor.ts';
-import { executionName, RunId } from '#lib/workflow/index.ts';
+import { executionName, RunId } from '#lib/pipeline/index.ts';
 
 const MONITOR = { windowHours: 1, minRewardDrop: 0.05, psiThreshold: 0.2 };
 const WINDOW = { start: '2031-05-06T10:00:00.000Z' };

@@ -4,11 +4,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelCard, RunManifest } from '#lib/run/index.ts';
-import { encoderDescriptor, encoderFeeds } from '#lib/encoders/index.ts';
-import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
-import { loadTrialWeights, parityDifference, trainingForward } from '#lib/train/index.ts';
-import { TrialJobResult } from '#lib/workflow/contracts.ts';
+import { ModelCard, RunManifest } from '#lib/domain/run/index.ts';
+import { encoderDescriptor, encoderFeeds } from '#lib/domain/encoders/index.ts';
+import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/adapters/local/index.ts';
+import { parityDifference, trainingForward } from '#lib/domain/train/index.ts';
+import { loadTrialWeights } from '#lib/pipeline/trials/weights.ts';
+import { TrialJobResult } from '#lib/pipeline/contracts.ts';
 
 let folder: string;
 let session: LocalSession;

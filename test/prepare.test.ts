@@ -2,11 +2,11 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fitEncodersInStore, prepareRun, PrepareError, PROBLEMS_FILE } from '#lib/prepare/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
-import { Registry } from '#lib/registry/index.ts';
-import { stageRunInputs } from '#lib/runtime/stageInputs.ts';
-import { ArtifactStore, keys } from '#lib/store/index.ts';
+import { fitEncodersInStore, prepareRun, PrepareError, PROBLEMS_FILE } from '#lib/pipeline/prepare/index.ts';
+import { RunManifest } from '#lib/domain/run/index.ts';
+import { Registry } from '#lib/adapters/registry/index.ts';
+import { stageRunInputs } from '#lib/adapters/local/stageInputs.ts';
+import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();

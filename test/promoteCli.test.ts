@@ -2,11 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT } from '#lib/cli/index.ts';
-import type { CardTask } from '#lib/run/index.ts';
-import { PRODUCTION } from '#lib/deploy/index.ts';
-import { openLocalSession } from '#lib/runtime/index.ts';
-import { keys } from '#lib/store/index.ts';
+import { EXIT } from '#lib/adapters/cli/index.ts';
+import type { CardTask } from '#lib/domain/run/index.ts';
+import { PRODUCTION } from '#lib/pipeline/promote/promote.ts';
+import { openLocalSession } from '#lib/adapters/local/index.ts';
+import { keys } from '#lib/adapters/store/index.ts';
 import { buildFeaturesModel, publishModel } from './helpers/servingModels.ts';
 import { runCli } from './helpers/cli.ts';
 

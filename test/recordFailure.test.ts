@@ -4,9 +4,9 @@
  * injected in the exact shape Step Functions gives (test/helpers/batchCauses.ts).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Registry } from '#lib/registry/index.ts';
-import { FAILURE_NAMES, recordFailure, runFailureOf } from '#lib/stages/recordFailure.ts';
-import { RecordFailureOutput, type CaughtError } from '#lib/workflow/index.ts';
+import { Registry } from '#lib/adapters/registry/index.ts';
+import { FAILURE_NAMES, recordFailure, runFailureOf } from '#lib/pipeline/recordFailure/recordFailure.ts';
+import { RecordFailureOutput, type CaughtError } from '#lib/pipeline/index.ts';
 import { cancelledJobCause, exitedJobCause } from './helpers/batchCauses.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 

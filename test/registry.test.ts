@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Registry, RegistryError, RewardLog, type VersionLineage } from '#lib/registry/index.ts';
+import { Registry, RegistryError, RewardLog, type VersionLineage } from '#lib/adapters/registry/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();

@@ -2,8 +2,8 @@ import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRunReport, ReportError, writeRunReport, type RunReportData } from '#lib/report/index.ts';
-import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/runtime/index.ts';
+import { buildRunReport, ReportError, writeRunReport, type RunReportData } from '#lib/adapters/report/index.ts';
+import { openLocalSession, runPipelineLocally, type LocalSession } from '#lib/adapters/local/index.ts';
 import { bodyAttributes, dumpDom, elementsById, requireChromium, screenshot } from './helpers/chromium.ts';
 
 const EXAMPLE = resolve('examples/penguins');

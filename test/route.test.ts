@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  chooseArm,
-  createRng,
-  emptyStats,
-  gaussianPosterior,
-  recordReward,
-  RouteError,
-  trafficShares,
-  type Arm,
-  type RewardKind,
-  type Rng,
-} from '#lib/route/index.ts';
+import { chooseArm, emptyStats, gaussianPosterior, recordReward, RouteError, trafficShares, type Arm, type RewardKind } from '#lib/domain/route/index.ts';
+import { createRng, type Rng } from '#lib/domain/random/index.ts';
 
 function armsOf(kind: RewardKind, versions: readonly string[]): Arm[] {
   return versions.map((version) => ({ version, kind, stats: emptyStats() }));

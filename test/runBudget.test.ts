@@ -7,8 +7,8 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildProgram, EXIT } from '#lib/cli/index.ts';
-import { openLocalSession } from '#lib/runtime/index.ts';
+import { buildProgram, EXIT } from '#lib/adapters/cli/index.ts';
+import { openLocalSession } from '#lib/adapters/local/index.ts';
 
 const EXAMPLE = resolve('examples/penguins');
 let folder: string;

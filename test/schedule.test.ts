@@ -2,8 +2,8 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EXIT } from '#lib/cli/index.ts';
-import { cronOf, nextFireTime, rateMs, ScheduleError } from '#lib/runtime/index.ts';
+import { EXIT } from '#lib/adapters/cli/index.ts';
+import { cronOf, nextFireTime, rateMs, ScheduleError } from '#lib/adapters/local/index.ts';
 import { runCli as run } from './helpers/cli.ts';
 
 describe('local schedules', () => {

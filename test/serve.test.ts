@@ -2,9 +2,9 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { CardTask } from '#lib/run/index.ts';
-import { Registry, RewardLog } from '#lib/registry/index.ts';
-import { createRng } from '#lib/route/index.ts';
+import type { CardTask } from '#lib/domain/run/index.ts';
+import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { createRng } from '#lib/domain/random/index.ts';
 import {
   createServeContext,
   handleFeedbackEvent,
@@ -22,7 +22,7 @@ import {
   type ServeDependencies,
   type ServeOptions,
 } from '#lib/serve/index.ts';
-import { ArtifactStore, keys } from '#lib/store/index.ts';
+import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from './helpers/servingModels.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 

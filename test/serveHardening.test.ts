@@ -1,11 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import fc from 'fast-check';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { cardServingOf, type CardTask } from '#lib/run/index.ts';
-import { fitEncoder } from '#lib/encoders/index.ts';
-import type { TabularBaseModelSpec } from '#lib/spec/index.ts';
-import { Registry, RewardLog } from '#lib/registry/index.ts';
-import { createRng } from '#lib/route/index.ts';
+import { cardServingOf, type CardTask } from '#lib/domain/run/index.ts';
+import { fitEncoder } from '#lib/domain/encoders/index.ts';
+import type { TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
+import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { createRng } from '#lib/domain/random/index.ts';
 import {
   createServeContext,
   ServeSettingsStore,
@@ -16,7 +16,7 @@ import {
   type ServeDependencies,
   type ServeOptions,
 } from '#lib/serve/index.ts';
-import { ArtifactStore } from '#lib/store/index.ts';
+import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from './helpers/servingModels.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 

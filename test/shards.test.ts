@@ -17,8 +17,9 @@ import {
   SPLITS,
   type ShardBatch,
   type ShardTask,
-} from '#lib/shards/index.ts';
-import { generateMultiTask, mulberry32, type MultiTaskDataset } from '#lib/synth/index.ts';
+} from '#lib/domain/shards/index.ts';
+import { generateMultiTask, type MultiTaskDataset } from '#lib/domain/synth/index.ts';
+import { mulberry32 } from '#lib/domain/random/index.ts';
 
 const DIM = 64;
 const ROWS = 10_000;

@@ -10,7 +10,7 @@ import {
   primaryBaseModel,
   specDigest,
   type SpecProblem,
-} from '#lib/spec/index.ts';
+} from '#lib/domain/spec/index.ts';
 
 const minimal = () => ({
   project: 'demo',

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { splitRows, trainRowSource } from '#lib/embed/index.ts';
-import type { DatasetEntry, RunManifest } from '#lib/prepare/index.ts';
+import { splitRows, trainRowSource } from '#lib/pipeline/embed/index.ts';
+import type { DatasetEntry, RunManifest } from '#lib/pipeline/prepare/index.ts';
 import { featuresSpec } from './helpers/specs.ts';
 
 const spec = featuresSpec({

@@ -2,8 +2,8 @@ import * as z from 'zod';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { makeClients } from '#lib/config/index.ts';
-import { ArtifactStore, canonicalJson, keys, parseS3Uri, s3Uri, sha256Hex, StoreError } from '#lib/store/index.ts';
+import { makeClients } from '#lib/adapters/config/index.ts';
+import { ArtifactStore, canonicalJson, keys, parseS3Uri, s3Uri, sha256Hex, StoreError } from '#lib/adapters/store/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { accuracy, auc, rmse } from '#lib/metrics/index.ts';
-import { generateMultiTask, mulberry32, Random, REGRESSION_NOISE_STD, SynthError, type SynthTaskOptions } from '#lib/synth/index.ts';
+import { accuracy, auc, rmse } from '#lib/domain/metrics/index.ts';
+import { generateMultiTask, REGRESSION_NOISE_STD, SynthError, type SynthTaskOptions } from '#lib/domain/synth/index.ts';
+import { mulberry32, Random } from '#lib/domain/random/index.ts';
 
 const TASKS: SynthTaskOptions[] = [
   { name: 'click', type: 'binary' },

@@ -3,11 +3,11 @@ import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 
-import { UNCERTAINTY_PARAMETER } from '#lib/graph/index.ts';
-import { evaluateTask, labelSpread } from '#lib/metrics/index.ts';
-import type { ShardBatch } from '#lib/shards/index.ts';
-import type { Spec, SpecInput } from '#lib/spec/index.ts';
-import { generateMultiTask, type MultiTaskDataset } from '#lib/synth/index.ts';
+import { UNCERTAINTY_PARAMETER } from '#lib/domain/graph/index.ts';
+import { evaluateTask, labelSpread } from '#lib/domain/metrics/index.ts';
+import type { ShardBatch } from '#lib/domain/shards/index.ts';
+import type { Spec, SpecInput } from '#lib/domain/spec/index.ts';
+import { generateMultiTask, type MultiTaskDataset } from '#lib/domain/synth/index.ts';
 import {
   TrainError,
   buildHeads,
@@ -17,7 +17,7 @@ import {
   trainTrial,
   trainingForward,
   type TrainTrialOptions,
-} from '#lib/train/index.ts';
+} from '#lib/domain/train/index.ts';
 import { featuresSpec } from './helpers/specs.ts';
 
 const DIM = 12;

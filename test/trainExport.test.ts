@@ -1,18 +1,16 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 
-import { decodeModel, modelMetadata } from '#lib/graph/index.ts';
-import { evaluateTask } from '#lib/metrics/index.ts';
-import type { ShardBatch } from '#lib/shards/index.ts';
-import type { Spec } from '#lib/spec/index.ts';
-import { generateMultiTask } from '#lib/synth/index.ts';
+import { decodeModel, modelMetadata } from '#lib/domain/graph/index.ts';
+import { evaluateTask } from '#lib/domain/metrics/index.ts';
+import type { ShardBatch } from '#lib/domain/shards/index.ts';
+import type { Spec } from '#lib/domain/spec/index.ts';
+import { generateMultiTask } from '#lib/domain/synth/index.ts';
 import {
   HEADS_METADATA_KEYS,
   TrainError,
   checkParity,
   parityDifference,
-  decodeWeights,
-  encodeWeights,
   exportHeads,
   exportedTasks,
   predictExported,
@@ -20,7 +18,8 @@ import {
   trainTrial,
   trainingForward,
   type TrialWeights,
-} from '#lib/train/index.ts';
+} from '#lib/domain/train/index.ts';
+import { decodeWeights, encodeWeights } from '#lib/pipeline/trials/weights.ts';
 import { featuresSpec } from './helpers/specs.ts';
 
 const DIM = 10;

@@ -1,24 +1,17 @@
 import * as z from 'zod';
 import { describe, expect, it } from 'vitest';
 
-import { configToEnv } from '#lib/config/index.ts';
-import type { RunManifest } from '#lib/run/index.ts';
-import { ShardWriter, SPLITS, type ShardTask } from '#lib/shards/index.ts';
-import { parseSpec, type SpecInput } from '#lib/spec/index.ts';
-import { ArtifactStore, keys } from '#lib/store/index.ts';
-import { generateMultiTask } from '#lib/synth/index.ts';
-import {
-  checkParity,
-  executionProvidersFor,
-  intraOpThreadsFrom,
-  exportHeads,
-  loadTrialWeights,
-  runTrialJob,
-  shardUri,
-  trainingForward,
-} from '#lib/train/index.ts';
-import { launchLocalJob, type JobOutputLine } from '#lib/workflow/localJob.ts';
-import { TrialJobResult, trialResultUri, type TrialJob } from '#lib/workflow/contracts.ts';
+import { configToEnv } from '#lib/adapters/config/index.ts';
+import type { RunManifest } from '#lib/domain/run/index.ts';
+import { ShardWriter, SPLITS, type ShardTask } from '#lib/domain/shards/index.ts';
+import { parseSpec, type SpecInput } from '#lib/domain/spec/index.ts';
+import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
+import { generateMultiTask } from '#lib/domain/synth/index.ts';
+import { checkParity, exportHeads, trainingForward } from '#lib/domain/train/index.ts';
+import { loadTrialWeights } from '#lib/pipeline/trials/weights.ts';
+import { executionProvidersFor, intraOpThreadsFrom, runTrialJob, shardUri } from '#lib/pipeline/trials/trialJob.ts';
+import { launchLocalJob, type JobOutputLine } from '#lib/adapters/local/batchJob.ts';
+import { TrialJobResult, trialResultUri, type TrialJob } from '#lib/pipeline/contracts.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { featuresSpecInput } from './helpers/specs.ts';
 

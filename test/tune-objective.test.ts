@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createRng, rewardOf, scoreOf, TuneError, VIOLATION_PENALTY, type ObjectiveTask } from '#lib/tune/index.ts';
+import { rewardOf, scoreOf, TuneError, VIOLATION_PENALTY, type ObjectiveTask } from '#lib/domain/tune/index.ts';
+import { createRng } from '#lib/domain/random/index.ts';
 
 describe('scoreOf', () => {
   it.each([

@@ -1,14 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  createRng,
-  createTuner,
-  dimensionEffects,
-  dimensionValue,
-  validateSpace,
-  type PgpeState,
-  type Proposal,
-  type SearchDimension,
-} from '#lib/tune/index.ts';
+import { createTuner, dimensionEffects, dimensionValue, validateSpace, type PgpeState, type Proposal, type SearchDimension } from '#lib/domain/tune/index.ts';
+import { createRng } from '#lib/domain/random/index.ts';
 
 const TASKS = ['a', 'b'];
 const SPACE: SearchDimension[] = [

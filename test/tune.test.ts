@@ -3,7 +3,6 @@ import {
   centeredRanks,
   createPgpeTuner,
   createRandomSearchTuner,
-  createRng,
   createTuner,
   createUniformTuner,
   lambdaOf,
@@ -14,7 +13,8 @@ import {
   type TrialResult,
   type Tuner,
   type TunerStateBase,
-} from '#lib/tune/index.ts';
+} from '#lib/domain/tune/index.ts';
+import { createRng } from '#lib/domain/random/index.ts';
 
 const TASKS = ['churn', 'fraud', 'topic'];
 const OPTIMUM: Record<string, number> = { churn: 1.5, fraud: 1.0, topic: 0.5 }; // sums to K = 3

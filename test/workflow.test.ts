@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { configToEnv } from '#lib/config/index.ts';
+import { configToEnv } from '#lib/adapters/config/index.ts';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { runFailureOf } from '#lib/stages/recordFailure.ts';
+import { runFailureOf } from '#lib/pipeline/recordFailure/recordFailure.ts';
 import {
   buildDefinition,
   EmbedJobResult,
@@ -19,8 +19,6 @@ import {
   ExportOutput,
   FAILURE_NOT_RECORDED,
   historyEventsFor,
-  launchLocalJob,
-  localPlaceholderValues,
   substitutePlaceholders,
   TrialOutcome,
   PlanInput,
@@ -33,25 +31,28 @@ import {
   RecordFailureOutput,
   RewardInput,
   RewardOutput,
-  runLocalWorkflow,
   TaskError,
   TrialJobResult,
   trialResultUri,
   WorkflowError,
   WorkflowOutput,
   type BatchJobName,
-  type JobOutputLine,
   type LambdaStageName,
-  type LocalJobCommand,
-  type LocalLambdaHandler,
   type Proposal,
-  type RunLocalWorkflowOptions,
   type JsonValue,
   type MapState,
   type State,
+} from '#lib/pipeline/index.ts';
+import { launchLocalJob, type JobOutputLine } from '#lib/adapters/local/batchJob.ts';
+import {
+  localPlaceholderValues,
+  runLocalWorkflow,
+  type LocalJobCommand,
+  type LocalLambdaHandler,
+  type RunLocalWorkflowOptions,
   type WorkflowEvent,
-} from '#lib/workflow/index.ts';
-import { ensurePromiseWithResolvers } from '#lib/workflow/local.ts';
+} from '#lib/adapters/local/workflow.ts';
+import { ensurePromiseWithResolvers } from '#lib/adapters/local/workflow.ts';
 import { cancelledJobCause, exitedJobCause } from './helpers/batchCauses.ts';
 
 const BUCKET = 'agentflow-test';

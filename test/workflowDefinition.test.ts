@@ -39,7 +39,7 @@ import {
   type State,
   type StateMachineDefinition,
   type TaskState,
-} from '#lib/workflow/index.ts';
+} from '#lib/pipeline/index.ts';
 
 type AslValidator = (
   definition: unknown,

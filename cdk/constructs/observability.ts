@@ -19,7 +19,7 @@ import { LogGroup, ResourcePolicy, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { GPU_WAIT } from '#lib/workflow/gpuWait.ts';
+import { GPU_WAIT } from '#lib/pipeline/gpuWait.ts';
 import { perStackInstanceName } from '../names.ts';
 import { METRICS_NAMESPACE, SERVE_METRICS, type MetricDefinition } from '#lib/serve/metrics.ts';
 

@@ -11,7 +11,7 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, Table, TableEncryption, type Attribute } from 'aws-cdk-lib/aws-dynamodb';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership, type IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { tableDefinitions, type TableDefinition } from '#lib/registry/tables.ts';
+import { tableDefinitions, type TableDefinition } from '#lib/adapters/registry/tables.ts';
 import type { TableResource } from '../access.ts';
 import type { ExistingStorage } from '../context.ts';
 import { DeployError } from '../errors.ts';

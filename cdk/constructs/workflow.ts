@@ -19,7 +19,7 @@ import {
   buildDefinition,
   placeholdersIn,
   type BatchJobName,
-} from '#lib/workflow/index.ts';
+} from '#lib/pipeline/index.ts';
 import { DeployError } from '../errors.ts';
 import { perStackInstanceName } from '../names.ts';
 

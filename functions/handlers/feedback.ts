@@ -1,10 +1,10 @@
-import { configFromEnv, makeClients } from '#lib/config/index.ts';
+import { configFromEnv, makeClients } from '#lib/adapters/config/index.ts';
 // Direct module imports, not lib/serve/index.ts: feedback runs no model, and its bundle should
 // neither ship nor load ONNX Runtime (cdk/functions.ts marks which functions run one).
 import { createServeBase, type ServeBase } from '#lib/serve/base.ts';
 import { handleFeedbackEvent } from '#lib/serve/feedback.ts';
 import type { FunctionUrlResult } from '#lib/serve/http.ts';
-import { stageDependencies } from '#lib/stages/dependencies.ts';
+import { stageDependencies } from '#lib/pipeline/dependencies.ts';
 
 let context: ServeBase | undefined;
 

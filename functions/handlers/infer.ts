@@ -1,6 +1,6 @@
-import { configFromEnv, makeClients } from '#lib/config/index.ts';
+import { configFromEnv, makeClients } from '#lib/adapters/config/index.ts';
 import { createServeContext, handleInferEvent, type FunctionUrlResult, type ServeContext } from '#lib/serve/index.ts';
-import { stageDependencies } from '#lib/stages/dependencies.ts';
+import { stageDependencies } from '#lib/pipeline/dependencies.ts';
 
 /* One serving context per Lambda container: sessions and routing state outlive the invocation. */
 let context: ServeContext | undefined;

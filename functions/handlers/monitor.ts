@@ -1,10 +1,10 @@
 import * as z from 'zod';
-import { ConfigError, configFromEnv, makeClients } from '#lib/config/index.ts';
-import { retrainStarter, sfnClientFor } from '#lib/aws/executions.ts';
+import { ConfigError, configFromEnv, makeClients } from '#lib/adapters/config/index.ts';
+import { retrainStarter, sfnClientFor } from '#lib/adapters/aws/executions.ts';
 // lib/serve/monitor.ts directly, not lib/serve/index.ts: the monitor reads shards and counters and
 // runs no model, so its bundle should neither ship nor load ONNX Runtime.
 import { runMonitor, type MonitorReport } from '#lib/serve/monitor.ts';
-import { stageDependencies } from '#lib/stages/dependencies.ts';
+import { stageDependencies } from '#lib/pipeline/dependencies.ts';
 
 /** An EventBridge scheduled event; `detail.projects` narrows the pass (a manual invoke may send just that). */
 const scheduledEvent = z.object({

@@ -1,8 +1,8 @@
 /**
- * Lambda entry point of the Prepare stage; the logic is in lib/ (see lib/stages). It imports its
- * stage's own module, not lib/stages/index.ts, so the bundle holds only what Prepare runs.
+ * Lambda entry point of the Prepare stage; the logic is in lib/ (lib/pipeline/<state>/). It imports its
+ * stage's own module, not the map of every stage (lib/pipeline/handlers.ts), so the bundle holds only what Prepare runs.
  */
-import { lambdaStageHandler } from '#lib/stages/lambda.ts';
-import { prepareStage } from '#lib/stages/prepare.ts';
+import { lambdaStageHandler } from '#lib/pipeline/lambda.ts';
+import { prepareStage } from '#lib/pipeline/prepare/stage.ts';
 
 export const handler = lambdaStageHandler(prepareStage, { principal: 'prepare' });

@@ -5,13 +5,13 @@
  */
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import { configFromEnv, makeClients } from '#lib/config/index.ts';
-import { runEmbed } from '#lib/embed/index.ts';
-import { describeError } from '#lib/errors/index.ts';
-import { RunManifest } from '#lib/run/index.ts';
-import { ArtifactStore } from '#lib/store/index.ts';
-import { executionProvidersFor } from '#lib/train/index.ts';
-import { EmbedJobEnv, EmbedJobResult } from '#lib/workflow/contracts.ts';
+import { configFromEnv, makeClients } from '#lib/adapters/config/index.ts';
+import { runEmbed } from '#lib/pipeline/embed/index.ts';
+import { describeError } from '#lib/domain/errors/index.ts';
+import { RunManifest } from '#lib/domain/run/index.ts';
+import { ArtifactStore } from '#lib/adapters/store/index.ts';
+import { executionProvidersFor } from '#lib/pipeline/trials/trialJob.ts';
+import { EmbedJobEnv, EmbedJobResult } from '#lib/pipeline/contracts.ts';
 
 export async function embedJob(env: NodeJS.ProcessEnv = process.env): Promise<EmbedJobResult> {
   const vars = EmbedJobEnv.parse(env);

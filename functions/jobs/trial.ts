@@ -4,11 +4,11 @@
  * fails if it cannot); `AGENTFLOW_INTRA_OP_THREADS` sets ONNX Runtime's thread count. Exit codes:
  * 0 trained, 1 failed cleanly (the result file says why), 2 could not run (Batch may retry).
  */
-import { configFromEnv, makeClients } from '#lib/config/index.ts';
-import { describeError } from '#lib/errors/index.ts';
-import { ArtifactStore } from '#lib/store/index.ts';
-import { intraOpThreadsFrom, runTrialJob } from '#lib/train/index.ts';
-import { parseTrialJobEnv } from '#lib/workflow/contracts.ts';
+import { configFromEnv, makeClients } from '#lib/adapters/config/index.ts';
+import { describeError } from '#lib/domain/errors/index.ts';
+import { ArtifactStore } from '#lib/adapters/store/index.ts';
+import { intraOpThreadsFrom, runTrialJob } from '#lib/pipeline/trials/trialJob.ts';
+import { parseTrialJobEnv } from '#lib/pipeline/contracts.ts';
 
 try {
   const job = parseTrialJobEnv(process.env);

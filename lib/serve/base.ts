@@ -1,5 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
-import { createRng, type Rng } from '#lib/route/index.ts';
+import { createRng, type Rng } from '#lib/domain/random/index.ts';
 import type { ServeDependencies, ServeLimits, ServeLogger, ServeOptions } from './context.ts';
 import { ServeMetrics } from './metrics.ts';
 import { PredictionIds } from './predictionIds.ts';

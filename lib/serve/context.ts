@@ -1,9 +1,9 @@
 import type * as ort from 'onnxruntime-node';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { Registry, RewardLog } from '#lib/registry/index.ts';
-import type { Rng } from '#lib/route/index.ts';
-import type { ArtifactStore } from '#lib/store/index.ts';
-import { errorLogFields } from '#lib/errors/index.ts';
+import type { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import type { Rng } from '#lib/domain/random/index.ts';
+import type { ArtifactStore } from '#lib/adapters/store/index.ts';
+import { errorLogFields } from '#lib/domain/errors/index.ts';
 import { DriftSampler, type DriftSamplerOptions } from './drift.ts';
 import { createServeBase, type ServeBase } from './base.ts';
 import type { MetricsSink } from './metrics.ts';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as z from 'zod';
-import { createRng, hashSeed } from '#lib/route/index.ts';
-import type { ArtifactStore } from '#lib/store/index.ts';
+import { createRng, hashSeed } from '#lib/domain/random/index.ts';
+import type { ArtifactStore } from '#lib/adapters/store/index.ts';
 
 /**
  * Input drift as the population stability index of a few fixed random projections of the

@@ -1,4 +1,4 @@
-import { AgentflowError } from '#lib/errors/index.ts';
+import { AgentflowError } from '#lib/domain/errors/index.ts';
 
 /**
  * Codes, with the HTTP status the Function URL handlers answer:

@@ -1,8 +1,8 @@
 import * as z from 'zod';
-import { checkLabel } from '#lib/datasets/index.ts';
-import { RegistryError, type LoggedInputs } from '#lib/registry/index.ts';
-import { CardServing } from '#lib/run/index.ts';
-import { renderValue } from '#lib/spec/index.ts';
+import { checkLabel } from '#lib/domain/datasets/index.ts';
+import { RegistryError, type LoggedInputs } from '#lib/adapters/registry/index.ts';
+import { CardServing } from '#lib/domain/run/index.ts';
+import { renderValue } from '#lib/domain/spec/index.ts';
 import type { ServeBase } from './base.ts';
 import { ServeError, badRequest } from './errors.ts';
 import { handleFunctionUrl, type FunctionUrlResult } from './http.ts';

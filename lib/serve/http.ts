@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { describeError, errorLogFields } from '#lib/errors/index.ts';
+import { describeError, errorLogFields } from '#lib/domain/errors/index.ts';
 import type { ServeBase } from './base.ts';
 import { STATUS_BY_CODE, ServeError, badRequest } from './errors.ts';
 

@@ -1,10 +1,10 @@
 import type * as ort from 'onnxruntime-node';
 import * as z from 'zod';
-import type { CardTask } from '#lib/run/index.ts';
-import { modelOutputName } from '#lib/run/index.ts';
-import { encoderFeeds } from '#lib/encoders/index.ts';
-import { renderValue } from '#lib/spec/index.ts';
-import { errorLogFields } from '#lib/errors/index.ts';
+import type { CardTask } from '#lib/domain/run/index.ts';
+import { modelOutputName } from '#lib/domain/run/index.ts';
+import { encoderFeeds } from '#lib/domain/encoders/index.ts';
+import { renderValue } from '#lib/domain/spec/index.ts';
+import { errorLogFields } from '#lib/domain/errors/index.ts';
 import type { ServeContext } from './context.ts';
 import { ServeError, badRequest } from './errors.ts';
 import { handleFunctionUrl, type FunctionUrlResult } from './http.ts';

@@ -1,12 +1,12 @@
 import * as ort from 'onnxruntime-node';
-import { ModelCard, modelOutputName } from '#lib/run/index.ts';
-import { tokenizationFromJson, type Tokenization } from '#lib/encoders/index.ts';
-import { decodeModel, onnx, type ModelProto } from '#lib/graph/index.ts';
-import type { ModelVersion, Registry } from '#lib/registry/index.ts';
-import { keys, sha256Hex, type ArtifactStore } from '#lib/store/index.ts';
+import { ModelCard, modelOutputName } from '#lib/domain/run/index.ts';
+import { tokenizationFromJson, type Tokenization } from '#lib/domain/encoders/index.ts';
+import { decodeModel, onnx, type ModelProto } from '#lib/domain/graph/index.ts';
+import type { ModelVersion, Registry } from '#lib/adapters/registry/index.ts';
+import { keys, sha256Hex, type ArtifactStore } from '#lib/adapters/store/index.ts';
 import { ServeError } from './errors.ts';
 import { recordChecker, type RecordChecker } from './records.ts';
-import { SERVING_SESSION_OPTIONS } from '#lib/deploy/evaluate.ts';
+import { SERVING_SESSION_OPTIONS } from '#lib/pipeline/export/evaluate.ts';
 
 /** The prefix `mergeEncoderAndHeads` gives the encoder's values inside an export model. */
 const ENCODER_PREFIX = 'encoder/';

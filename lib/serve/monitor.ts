@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { ModelCard } from '#lib/run/index.ts';
-import { readLiveModel } from '#lib/deploy/liveModel.ts';
-import type { LiveModel } from '#lib/run/index.ts';
+import { ModelCard } from '#lib/domain/run/index.ts';
+import { readLiveModel } from '#lib/pipeline/export/liveModel.ts';
+import type { LiveModel } from '#lib/domain/run/index.ts';
 import * as z from 'zod';
-import { describeError } from '#lib/errors/index.ts';
-import type { ArmSnapshot, ArmStats, Registry, RewardLog } from '#lib/registry/index.ts';
-import { readShard } from '#lib/shards/index.ts';
-import type { MonitorSpec } from '#lib/spec/index.ts';
-import { keys, type ArtifactStore } from '#lib/store/index.ts';
+import { describeError } from '#lib/domain/errors/index.ts';
+import type { ArmSnapshot, ArmStats, Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { readShard } from '#lib/domain/shards/index.ts';
+import type { MonitorSpec } from '#lib/domain/spec/index.ts';
+import { keys, type ArtifactStore } from '#lib/adapters/store/index.ts';
 import type { ServeLogger } from './context.ts';
 import {
   DRIFT_PROJECTIONS,
@@ -39,7 +39,7 @@ import { servingVersions } from './router.ts';
  * `models/<p>/<v>/reference.json` (the drift reference).
  *
  * Everything it reads about a version lives with the version (`models/<p>/<v>/live.json`, see
- * lib/deploy/liveModel.ts), never under `runs/`, which the bucket's lifecycle rule expires: the
+ * lib/pipeline/export/liveModel.ts), never under `runs/`, which the bucket's lifecycle rule expires: the
  * models that stay in production longest are the ones it exists for.
  */
 export interface MonitorDependencies {

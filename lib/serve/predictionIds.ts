@@ -1,6 +1,6 @@
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { RewardLog } from '#lib/registry/index.ts';
+import { RewardLog } from '#lib/adapters/registry/index.ts';
 import { ServeError } from './errors.ts';
 
 /**

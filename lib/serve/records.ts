@@ -1,7 +1,7 @@
-import { validateInputs, type ValidatedRow } from '#lib/datasets/index.ts';
-import type { CardServing } from '#lib/run/index.ts';
-import type { EncoderDescriptor } from '#lib/encoders/index.ts';
-import { renderValue, type BaseModelSpec } from '#lib/spec/index.ts';
+import { validateInputs, type ValidatedRow } from '#lib/domain/datasets/index.ts';
+import type { CardServing } from '#lib/domain/run/index.ts';
+import type { EncoderDescriptor } from '#lib/domain/encoders/index.ts';
+import { renderValue, type BaseModelSpec } from '#lib/domain/spec/index.ts';
 
 /** One thing wrong with a request record, by its index in `records`. */
 export interface RecordProblem {
@@ -27,7 +27,7 @@ const checkers = new WeakMap<EncoderDescriptor, RecordChecker>();
 
 /**
  * The checks a model's inputs need, built once per encoder descriptor. Values are coerced exactly
- * as training data was (`validateInputs` of lib/datasets: `"3.5"` and 3.5 are the same number, an
+ * as training data was (`validateInputs` of lib/domain/datasets: `"3.5"` and 3.5 are the same number, an
  * empty string is a missing tabular value, a CSV-style `"[0.1, …]"` is a vector), so a record that
  * would have been a valid training row is a valid request. Unlike a dataset, a request may not
  * carry fields the model does not read: a misspelt optional column would otherwise be imputed in

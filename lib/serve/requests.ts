@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { pathToString, renderValue } from '#lib/spec/index.ts';
+import { pathToString, renderValue } from '#lib/domain/spec/index.ts';
 import { badRequest } from './errors.ts';
 
 const PROJECT = /^[a-z0-9][a-z0-9-]{0,39}$/;

@@ -1,5 +1,6 @@
-import type { ArmStats as RegistryArmStats, Registry, RewardLog, ServingSetState } from '#lib/registry/index.ts';
-import { chooseArm, type Arm, type RewardKind, type Rng } from '#lib/route/index.ts';
+import type { ArmStats as RegistryArmStats, Registry, RewardLog, ServingSetState } from '#lib/adapters/registry/index.ts';
+import { chooseArm, type Arm, type RewardKind } from '#lib/domain/route/index.ts';
+import { type Rng } from '#lib/domain/random/index.ts';
 import { ServeError } from './errors.ts';
 import type { ServeSettings, ServeSettingsStore } from './settings.ts';
 

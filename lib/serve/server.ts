@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { errorLogFields } from '#lib/errors/index.ts';
+import { errorLogFields } from '#lib/domain/errors/index.ts';
 import type { ServeContext } from './context.ts';
 import { ServeError } from './errors.ts';
 import { handleFeedbackEvent } from './feedback.ts';

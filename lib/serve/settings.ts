@@ -1,6 +1,6 @@
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { RewardLog } from '#lib/registry/index.ts';
-import type { RewardKind } from '#lib/route/index.ts';
+import { RewardLog } from '#lib/adapters/registry/index.ts';
+import type { RewardKind } from '#lib/domain/route/index.ts';
 import { ServeError } from './errors.ts';
 
 /**

@@ -3,7 +3,7 @@
  * job description (PascalCase, as DescribeJobs returns it) serialized into the Cause string. No
  * local service produces a job the queue cancelled for want of GPU capacity, so tests inject these.
  */
-import { GPU_WAIT } from '#lib/workflow/index.ts';
+import { GPU_WAIT } from '#lib/pipeline/index.ts';
 
 export const CREATED_AT = 1_796_000_000_000;
 

@@ -1,5 +1,5 @@
 /** The `agentflow` command line run in the test's process, with its output and exit code captured. */
-import { buildProgram, EXIT, type CliHooks } from '#lib/cli/index.ts';
+import { buildProgram, EXIT, type CliHooks } from '#lib/adapters/cli/index.ts';
 
 export interface CliResult {
   code: number;

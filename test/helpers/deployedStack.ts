@@ -8,12 +8,12 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { STACK_OUTPUTS, type AwsClientOptions } from '#lib/aws/index.ts';
-import { EXIT } from '#lib/cli/index.ts';
-import type { CardTask } from '#lib/run/index.ts';
-import { createRng } from '#lib/route/index.ts';
+import { STACK_OUTPUTS, type AwsClientOptions } from '#lib/adapters/aws/index.ts';
+import { EXIT } from '#lib/adapters/cli/index.ts';
+import type { CardTask } from '#lib/domain/run/index.ts';
+import { createRng } from '#lib/domain/random/index.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type ServeContext } from '#lib/serve/index.ts';
-import { stageDependencies, type StageDependencies } from '#lib/stages/index.ts';
+import { stageDependencies, type StageDependencies } from '#lib/pipeline/dependencies.ts';
 import { buildFeaturesModel, publishModel } from './servingModels.ts';
 import {
   startCloudFormationStandIn,

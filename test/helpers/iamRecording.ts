@@ -8,9 +8,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SFNClient, type SFNClientConfig } from '@aws-sdk/client-sfn';
-import { appendSdkCall, recordIfConfigured, type RecordedSdkCall } from '#lib/config/index.ts';
-import { openLocalSession, type LocalSession } from '#lib/runtime/index.ts';
-import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, type WorkflowEvent } from '#lib/workflow/index.ts';
+import { appendSdkCall, recordIfConfigured, type RecordedSdkCall } from '#lib/adapters/config/index.ts';
+import { openLocalSession, type LocalSession } from '#lib/adapters/local/index.ts';
+import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES } from '#lib/pipeline/index.ts';
+import { type WorkflowEvent } from '#lib/adapters/local/workflow.ts';
 import { readSdkCallLog } from './sdkCallLog.ts';
 
 export interface RecordingSession {

@@ -14,8 +14,8 @@ import { App } from 'aws-cdk-lib';
 import { AgentflowStack } from '../../cdk/stack.ts';
 import { readContext } from '../../cdk/context.ts';
 import { FUNCTIONS } from '../../cdk/functions.ts';
-import { STACK_OUTPUTS } from '#lib/aws/outputs.ts';
-import { BATCH_STAGES } from '#lib/workflow/index.ts';
+import { STACK_OUTPUTS } from '#lib/adapters/aws/outputs.ts';
+import { BATCH_STAGES } from '#lib/pipeline/index.ts';
 
 export const TEST_ACCOUNT = '123456789012';
 export const TEST_REGION = 'us-east-1';

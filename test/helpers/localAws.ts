@@ -8,8 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { makeClients, type AgentflowConfig, type AwsClients } from '#lib/config/index.ts';
-import { startLocalAws, type LocalAws } from '#lib/local/index.ts';
+import { makeClients, type AgentflowConfig, type AwsClients } from '#lib/adapters/config/index.ts';
+import { startLocalAws, type LocalAws } from '#lib/adapters/local/standIns.ts';
 
 export interface LocalAwsFixture {
   readonly config: AgentflowConfig;

@@ -1,8 +1,8 @@
 /**
- * The tests' one seeded PRNG: lib/synth's mulberry32, so test data is reproducible and drawn the
+ * The tests' one seeded PRNG: lib/domain/synth's mulberry32, so test data is reproducible and drawn the
  * way generated datasets are.
  */
-import { mulberry32 } from '#lib/synth/random.ts';
+import { mulberry32 } from '#lib/domain/random/index.ts';
 
 /** Uniform doubles in [0, 1), the same sequence for the same seed. */
 export function seededRandom(seed: number): () => number {

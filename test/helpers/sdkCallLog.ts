@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { RecordedSdkCall } from '#lib/config/index.ts';
+import type { RecordedSdkCall } from '#lib/adapters/config/index.ts';
 
 /** The calls an AGENTFLOW_SDK_CALL_LOG file holds, one JSON line each; none while the file does not exist. */
 export function readSdkCallLog(path: string): RecordedSdkCall[] {

@@ -3,12 +3,12 @@
  * with small heads (a real ONNX file), published to the store and the registry as Export does, and
  * the Function URL event the serving handlers take.
  */
-import type { CardServing, CardTask, ModelCard } from '#lib/run/index.ts';
-import { encoderDescriptor, fitFeaturesEncoder, mergeEncoderAndHeads, type FittedEncoder } from '#lib/encoders/index.ts';
-import { Graph, type Value } from '#lib/graph/index.ts';
-import type { Registry } from '#lib/registry/index.ts';
-import { createRng } from '#lib/route/index.ts';
-import { keys, sha256Hex, type ArtifactStore } from '#lib/store/index.ts';
+import type { CardServing, CardTask, ModelCard } from '#lib/domain/run/index.ts';
+import { encoderDescriptor, fitFeaturesEncoder, mergeEncoderAndHeads, type FittedEncoder } from '#lib/domain/encoders/index.ts';
+import { Graph, type Value } from '#lib/domain/graph/index.ts';
+import type { Registry } from '#lib/adapters/registry/index.ts';
+import { createRng } from '#lib/domain/random/index.ts';
+import { keys, sha256Hex, type ArtifactStore } from '#lib/adapters/store/index.ts';
 
 export interface FeaturesModelOptions {
   dimension: number;

@@ -2,7 +2,7 @@
  * Spec fixtures: most tests train a features model (vectors in, no base model to fetch), so their
  * specs share a skeleton and differ in what the test is about (tasks, model, training, tuning).
  */
-import { parseSpec, type Spec, type SpecInput } from '#lib/spec/index.ts';
+import { parseSpec, type Spec, type SpecInput } from '#lib/domain/spec/index.ts';
 
 export type FeaturesSpecOptions = { dimension: number; tasks: SpecInput['tasks'] } & Partial<Omit<SpecInput, 'baseModel' | 'tasks'>>;
 

@@ -1,0 +1,7 @@
+/**
+ * Seeded synthetic multi-task data with a known teacher, for tests, benchmarks and the demo:
+ * the true labelling function is available, so learnability and task conflict are controlled.
+ */
+export { SynthError } from '#lib/domain/synth/errors.ts';
+export { Teacher, TEACHER_OUTPUT_STD, type GeneratedTask, type SynthTaskType, type TeacherHead } from '#lib/domain/synth/teacher.ts';
+export { generateMultiTask, REGRESSION_NOISE_STD, type MultiTaskDataset, type MultiTaskOptions, type SynthTaskOptions } from '#lib/domain/synth/generate.ts';

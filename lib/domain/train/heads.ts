@@ -1,0 +1,351 @@
+import {
+  Graph,
+  binaryCrossEntropyWithLogits,
+  buildTrainingStep,
+  huber,
+  mse,
+  softmaxCrossEntropy,
+  type AdamWOptions,
+  type BatchInputSpec,
+  type ParameterSpec,
+  type TrainingStep,
+  type Value,
+} from '#lib/domain/graph/index.ts';
+import type { Architecture, ModelSpec } from '#lib/domain/spec/index.ts';
+import { deriveSeed, Random } from '#lib/domain/random/index.ts';
+import { TrainError } from '#lib/domain/train/errors.ts';
+
+/**
+ * The multi-task heads as one parameter list and one forward function. The training step, the
+ * evaluation graph and the exported model are all built from `forward`, so what is trained and
+ * what is served cannot drift apart.
+ */
+
+export type HeadTaskType = 'binary' | 'multiclass' | 'regression';
+
+/** A task as the heads need it; a spec `TaskSpec` fits as it is. */
+export interface HeadTaskInput {
+  readonly name: string;
+  readonly type: HeadTaskType;
+  readonly classes?: readonly string[];
+  /** Regression only: `mse` (default) or `huber`. */
+  readonly loss?: 'mse' | 'huber';
+  readonly huberDelta?: number;
+}
+
+export interface HeadTask {
+  readonly name: string;
+  readonly type: HeadTaskType;
+  readonly classes?: readonly string[];
+  /** Columns of the task's raw output: 1, or the class count. */
+  readonly outputs: number;
+  readonly loss: 'bce' | 'softmax-ce' | 'mse' | 'huber';
+  readonly huberDelta?: number;
+  /** The exported output: `<task>.probability`, `<task>.probabilities` or `<task>.value`. */
+  readonly outputName: string;
+  /** Regression only: how the raw output maps to label units (identity when absent). */
+  readonly scale?: TargetScale;
+}
+
+export type HeadsModel = Pick<ModelSpec, 'hidden' | 'experts' | 'expertHidden' | 'towerHidden' | 'dropout'>;
+
+export interface HeadsOptions {
+  readonly architecture: Architecture;
+  readonly model: HeadsModel;
+  readonly tasks: readonly HeadTaskInput[];
+  /** Length of the feature vectors (the encoder's dimension). */
+  readonly inputDim: number;
+  /** Seeds the initial weights; each parameter draws from its own stream named after it. */
+  readonly seed: number;
+  /** Decoupled weight decay of the weight matrices (biases get none). Default the optimizer's. */
+  readonly weightDecay?: number;
+  /**
+   * Per regression task, the train labels' mean and standard deviation. The head learns the
+   * standardized target (label − mean) / std, so a task in grams trains as readily as one in
+   * [0, 1], and its served value is raw·std + mean — built into the graph, so export is in label units.
+   */
+  readonly targetScales?: Readonly<Record<string, TargetScale>>;
+}
+
+export interface TargetScale {
+  readonly mean: number;
+  readonly std: number;
+}
+
+/** The name of the heads' input, kept so `mergeEncoderAndHeads(…, { featureInput: 'features' })` finds it. */
+export const FEATURES_INPUT = 'features';
+
+/** Batch input names of the training step. */
+export const batchNames = {
+  features: FEATURES_INPUT,
+  label: (task: string) => `label.${task}`,
+  mask: (task: string) => `mask.${task}`,
+  /** The keep mask (0/1 per unit) of a task tower's input dropout, fed each training step. */
+  dropout: (task: string) => `dropout.${task}`,
+} as const;
+
+export interface Heads {
+  readonly architecture: Architecture;
+  readonly inputDim: number;
+  readonly model: HeadsModel;
+  readonly tasks: readonly HeadTask[];
+  /** In a fixed order; the seeded initial values live in `init`. */
+  readonly parameters: readonly ParameterSpec[];
+  /** Width of each task tower's input (the shared representation), where dropout applies. */
+  readonly towerInput: number;
+  /**
+   * Raw task outputs: binary logits `[batch]`, multiclass logits `[batch, C]`, regression values `[batch]`.
+   * With `dropoutMasks` (the training step's batch inputs) each tower's input is dropped out; without, as served.
+   */
+  forward(g: Graph, params: Readonly<Record<string, Value>>, features: Value, dropoutMasks?: Readonly<Record<string, Value>>): Record<string, Value>;
+  /** Masked per-task losses over the raw outputs, in task order. */
+  losses(g: Graph, raw: Readonly<Record<string, Value>>, batch: Readonly<Record<string, Value>>): Value[];
+  /** Served predictions: sigmoid, softmax or the value itself, keyed by task. */
+  predictions(g: Graph, raw: Readonly<Record<string, Value>>): Record<string, Value>;
+}
+
+function checkOptions(options: HeadsOptions): HeadTask[] {
+  const bad = (message: string, context: Record<string, unknown>): never => {
+    throw new TrainError(`heads: ${message}`, { code: 'INVALID_INPUT', context });
+  };
+  const { inputDim, model, architecture } = options;
+  if (!Number.isInteger(inputDim) || inputDim < 1) bad(`inputDim ${inputDim} is not a positive integer; pass the encoder's dimension`, { inputDim });
+  if (architecture !== 'shared-bottom' && architecture !== 'mmoe')
+    bad(`architecture ${JSON.stringify(architecture)} is not shared-bottom or mmoe`, { architecture });
+  const sizes: [string, readonly number[]][] = [
+    ['model.hidden', model.hidden],
+    ['model.towerHidden', model.towerHidden],
+    ['model.experts', [model.experts]],
+    ['model.expertHidden', [model.expertHidden]],
+  ];
+  for (const [field, values] of sizes) {
+    if (!values.every((v) => Number.isInteger(v) && v > 0)) bad(`${field} ${JSON.stringify(values)} must hold positive integers`, { field });
+  }
+  if (model.dropout !== undefined && !(model.dropout >= 0 && model.dropout < 1))
+    bad(`model.dropout ${model.dropout} must lie in [0, 1)`, { dropout: model.dropout });
+  if (architecture === 'shared-bottom' && model.hidden.length === 0) bad('model.hidden is empty; shared-bottom needs at least one shared layer', {});
+  if (options.tasks.length === 0) bad('no tasks; pass at least one', {});
+  const seen = new Set<string>();
+  return options.tasks.map((task) => {
+    if (seen.has(task.name)) bad(`task "${task.name}" is listed twice`, { task: task.name });
+    seen.add(task.name);
+    switch (task.type) {
+      case 'binary':
+        return { name: task.name, type: task.type, outputs: 1, loss: 'bce', outputName: `${task.name}.probability` };
+      case 'multiclass': {
+        const classes = task.classes ?? [];
+        if (classes.length < 2) bad(`multiclass task "${task.name}" has ${classes.length} classes; give at least 2`, { task: task.name });
+        return {
+          name: task.name,
+          type: task.type,
+          classes: [...classes],
+          outputs: classes.length,
+          loss: 'softmax-ce',
+          outputName: `${task.name}.probabilities`,
+        };
+      }
+      case 'regression': {
+        const loss = task.loss ?? 'mse';
+        const scale = options.targetScales?.[task.name];
+        if (scale && !(Number.isFinite(scale.mean) && scale.std > 0 && Number.isFinite(scale.std))) {
+          bad(`task "${task.name}": target scale ${JSON.stringify(scale)} needs a finite mean and a std > 0`, { task: task.name });
+        }
+        const scaled = scale ? { scale: { mean: scale.mean, std: scale.std } } : {};
+        if (loss === 'huber') {
+          const delta = task.huberDelta ?? 1;
+          if (!(delta > 0)) bad(`task "${task.name}": huberDelta ${delta} must be > 0`, { task: task.name });
+          return { name: task.name, type: task.type, outputs: 1, loss, huberDelta: delta, outputName: `${task.name}.value`, ...scaled };
+        }
+        return { name: task.name, type: task.type, outputs: 1, loss, outputName: `${task.name}.value`, ...scaled };
+      }
+      default:
+        return bad(`task "${task.name}": type ${JSON.stringify(task.type)} is not binary, multiclass or regression`, { task: task.name });
+    }
+  });
+}
+
+/** Gaussian weights: He (√(2/fanIn)) before a ReLU, Xavier (√(2/(fanIn+fanOut))) before a softmax, sigmoid or the output. */
+function initWeights(seed: number, name: string, fanIn: number, fanOut: number, kind: 'he' | 'xavier', columns = fanOut): Float32Array {
+  const random = new Random(deriveSeed(seed, name));
+  const std = kind === 'he' ? Math.sqrt(2 / fanIn) : Math.sqrt(2 / (fanIn + fanOut));
+  return Float32Array.from({ length: fanIn * columns }, () => random.normal() * std);
+}
+
+export function buildHeads(options: HeadsOptions): Heads {
+  const tasks = checkOptions(options);
+  const { architecture, model, inputDim, seed } = options;
+  const decay = options.weightDecay === undefined ? {} : { weightDecay: options.weightDecay };
+  const parameters: ParameterSpec[] = [];
+  const dense = (prefix: string, fanIn: number, fanOut: number, kind: 'he' | 'xavier', initFanOut = fanOut) => {
+    parameters.push({
+      name: `${prefix}.weight`,
+      shape: [fanIn, fanOut],
+      init: initWeights(seed, `${prefix}.weight`, fanIn, initFanOut, kind, fanOut),
+      ...decay,
+    });
+    parameters.push({ name: `${prefix}.bias`, shape: [fanOut], init: new Float32Array(fanOut), weightDecay: 0 });
+  };
+
+  let towerInput: number;
+  if (architecture === 'shared-bottom') {
+    let width = inputDim;
+    model.hidden.forEach((h, i) => {
+      dense(`bottom.${i}`, width, h, 'he');
+      width = h;
+    });
+    towerInput = width;
+  } else {
+    const { experts, expertHidden } = model;
+    // All experts in one matrix: columns e·H … (e+1)·H − 1 are expert e (He init per expert's fan-in).
+    dense('experts', inputDim, experts * expertHidden, 'he');
+    // All gates in one matrix: columns t·E … (t+1)·E − 1 are task t's gate logits.
+    dense('gates', inputDim, tasks.length * experts, 'xavier', experts);
+    towerInput = expertHidden;
+  }
+  for (const task of tasks) {
+    let width = towerInput;
+    model.towerHidden.forEach((h, i) => {
+      dense(`tower.${task.name}.${i}`, width, h, 'he');
+      width = h;
+    });
+    dense(`tower.${task.name}.out`, width, task.outputs, 'xavier');
+  }
+
+  const linear = (g: Graph, p: Readonly<Record<string, Value>>, prefix: string, x: Value): Value =>
+    g.gemm(x, p[`${prefix}.weight`], p[`${prefix}.bias`], { name: prefix });
+
+  const rate = model.dropout ?? 0;
+  const tower = (g: Graph, p: Readonly<Record<string, Value>>, task: HeadTask, x: Value, masks: Readonly<Record<string, Value>> | undefined): Value => {
+    let h = masks && rate > 0 ? g.dropout(x, masks[batchNames.dropout(task.name)], rate) : x;
+    model.towerHidden.forEach((_, i) => {
+      h = g.relu(linear(g, p, `tower.${task.name}.${i}`, h));
+    });
+    const out = linear(g, p, `tower.${task.name}.out`, h);
+    return task.outputs === 1 ? g.squeeze(out, { axes: [1] }) : out;
+  };
+
+  const forward = (g: Graph, p: Readonly<Record<string, Value>>, features: Value, masks?: Readonly<Record<string, Value>>): Record<string, Value> => {
+    const raw: Record<string, Value> = {};
+    if (architecture === 'shared-bottom') {
+      let h = features;
+      model.hidden.forEach((_, i) => {
+        h = g.relu(linear(g, p, `bottom.${i}`, h));
+      });
+      for (const task of tasks) raw[task.name] = g.scope(`tower.${task.name}`, () => tower(g, p, task, h, masks));
+      return raw;
+    }
+    const { experts, expertHidden } = model;
+    const batch = features.shape[0];
+    const expertOut = g.reshape(g.relu(linear(g, p, 'experts', features)), [batch, experts, expertHidden]);
+    const gates = g.softmax(g.reshape(linear(g, p, 'gates', features), [batch, tasks.length, experts]), { axis: -1 });
+    // [batch, T, E] · [batch, E, H] → [batch, T, H]: every task's gate-weighted expert mixture at once.
+    const mixtures = g.matmul(gates, expertOut, { name: 'mixtures' });
+    const perTask = tasks.length === 1 ? [mixtures] : g.split(mixtures, { axis: 1, sizes: tasks.map(() => 1) });
+    tasks.forEach((task, t) => {
+      raw[task.name] = g.scope(`tower.${task.name}`, () => tower(g, p, task, g.squeeze(perTask[t], { axes: [1] }), masks));
+    });
+    return raw;
+  };
+
+  const losses = (g: Graph, raw: Readonly<Record<string, Value>>, batch: Readonly<Record<string, Value>>): Value[] =>
+    tasks.map((task) =>
+      g.scope(`loss.${task.name}`, () => {
+        const out = raw[task.name];
+        const label = batch[batchNames.label(task.name)];
+        const mask = batch[batchNames.mask(task.name)];
+        switch (task.loss) {
+          case 'bce':
+            return binaryCrossEntropyWithLogits(g, out, label, mask);
+          case 'softmax-ce': {
+            // Labels arrive as float class indices; an unlabelled row becomes −1, which selects no class.
+            const labelled = g.greater(g.cast(mask, 'float32'), 0);
+            const indices = g.cast(g.where(labelled, label, -1), 'int64');
+            return softmaxCrossEntropy(g, out, indices, mask);
+          }
+          case 'mse':
+            return mse(g, out, standardized(g, task, label), mask);
+          case 'huber':
+            // The spec's delta is in label units; the loss sees standardized values.
+            return huber(g, out, standardized(g, task, label), mask, { delta: (task.huberDelta ?? 1) / (task.scale?.std ?? 1) });
+        }
+      }),
+    );
+
+  const predictions = (g: Graph, raw: Readonly<Record<string, Value>>): Record<string, Value> =>
+    Object.fromEntries(
+      tasks.map((task) => {
+        const out = raw[task.name];
+        const value =
+          task.type === 'binary'
+            ? g.sigmoid(out)
+            : task.type === 'multiclass'
+              ? g.softmax(out, { axis: -1 })
+              : task.scale
+                ? g.add(g.mul(out, task.scale.std), task.scale.mean)
+                : out;
+        return [task.name, value];
+      }),
+    );
+
+  return { architecture, inputDim, model, tasks, parameters, towerInput, forward, losses, predictions };
+}
+
+function standardized(g: Graph, task: HeadTask, label: Value): Value {
+  return task.scale ? g.div(g.sub(label, task.scale.mean), task.scale.std) : label;
+}
+
+/** Batch inputs of the training step: features, and per task a float label and a uint8 mask. */
+export function batchSpec(heads: Heads): Record<string, BatchInputSpec> {
+  const spec: Record<string, BatchInputSpec> = { [batchNames.features]: { dtype: 'float32', shape: ['batch', heads.inputDim] } };
+  for (const task of heads.tasks) {
+    spec[batchNames.label(task.name)] = { dtype: 'float32', shape: ['batch'] };
+    spec[batchNames.mask(task.name)] = { dtype: 'uint8', shape: ['batch'] };
+    if ((heads.model.dropout ?? 0) > 0) spec[batchNames.dropout(task.name)] = { dtype: 'float32', shape: ['batch', heads.towerInput] };
+  }
+  return spec;
+}
+
+export interface HeadsTrainingStepOptions {
+  readonly optimizer?: Partial<AdamWOptions>;
+  readonly taskWeighting?: 'lambda' | 'uncertainty';
+  readonly clipGradientNorm?: number;
+}
+
+/** The one-`session.run` training step for the heads (forward, masked losses, gradients, AdamW). */
+export function buildHeadsTrainingStep(heads: Heads, options: HeadsTrainingStepOptions = {}): TrainingStep {
+  return buildTrainingStep({
+    name: `heads-${heads.architecture}-step`,
+    parameters: heads.parameters,
+    batch: batchSpec(heads),
+    tasks: heads.tasks.map((t) => t.name),
+    forward: (g, params, batch) => ({ losses: heads.losses(g, heads.forward(g, params, batch[batchNames.features], batch), batch) }),
+    ...(options.optimizer === undefined ? {} : { optimizer: options.optimizer }),
+    ...(options.taskWeighting === undefined ? {} : { taskWeighting: options.taskWeighting }),
+    ...(options.clipGradientNorm === undefined ? {} : { clipGradientNorm: options.clipGradientNorm }),
+  });
+}
+
+/**
+ * The inference forward graph with every parameter as a graph input named after it, next to
+ * `features [batch, dim]`; outputs are the tasks' `outputName`s. Training evaluates with it (fed
+ * the live parameters) and export bakes the trained weights into the same bytes.
+ */
+export function buildInferenceGraph(heads: Heads, options: { metadata?: Record<string, string>; name?: string } = {}): Uint8Array {
+  const g = new Graph({ name: options.name ?? `heads-${heads.architecture}` });
+  const features = g.input(FEATURES_INPUT, 'float32', ['batch', heads.inputDim]);
+  const params: Record<string, Value> = {};
+  for (const p of heads.parameters) params[p.name] = g.input(p.name, 'float32', p.shape);
+  const predictions = heads.predictions(g, heads.forward(g, params, features));
+  for (const task of heads.tasks) g.output(predictions[task.name], task.outputName);
+  return g.toModel({ name: options.name ?? `heads-${heads.architecture}`, ...(options.metadata ? { metadata: options.metadata } : {}) });
+}
+
+/** Multiply-accumulate FLOPs (2 per MAC) of one forward pass per row, for benchmarks. */
+export function forwardFlopsPerRow(heads: Heads): number {
+  let flops = 0;
+  for (const p of heads.parameters) {
+    if (p.shape.length === 2) flops += 2 * p.shape[0] * p.shape[1];
+  }
+  if (heads.architecture === 'mmoe') flops += 2 * heads.tasks.length * heads.model.experts * heads.model.expertHidden;
+  return flops;
+}

@@ -1,9 +1,0 @@
-/** The RecordFailure stage: marks the run failed with the failing state and a readable error (see recordFailure.ts). */
-import { RecordFailureInput, RecordFailureOutput } from '#lib/workflow/contracts.ts';
-import { recordFailure } from './recordFailure.ts';
-import type { StageFactory } from './stage.ts';
-
-export const recordFailureStage: StageFactory =
-  ({ registry }) =>
-  async (event) =>
-    RecordFailureOutput.parse(await recordFailure(RecordFailureInput.parse(event), { registry }));

@@ -1,8 +1,0 @@
-import { AgentflowError } from '#lib/errors/index.ts';
-
-export class SynthError extends AgentflowError {
-  constructor(message: string, context: Record<string, unknown> = {}) {
-    super(message, { code: 'SYNTH_OPTIONS_INVALID', context });
-    this.name = 'SynthError';
-  }
-}
