@@ -30,7 +30,7 @@ export interface FunctionSpec {
   /** Served behind a Function URL with AWS_IAM auth. */
   url: boolean;
   /**
-   * Runs an ONNX model, so its bundle ships onnxruntime-node (~48 MB unzipped, and a native
+   * Runs an ONNX model, so its bundle ships onnxruntime-node (tens of MB unzipped, and a native
    * library loaded at cold start). Every other function's bundle must not import it: bundling
    * fails if one does (see vendorOnnxRuntime.ts).
    */

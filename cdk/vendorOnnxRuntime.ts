@@ -11,7 +11,7 @@
  * Why detect and declare: a function whose bundle imports the package but does not ship it fails at
  * cold start with ERR_MODULE_NOT_FOUND, so what ships follows what the bundle imports; and
  * `runsModel` in cdk/functions.ts says which functions may import it, so a barrel import that drags
- * 48 MB and a native library load into Plan or Feedback fails the synth instead of shipping.
+ * tens of MB and a native library load into Plan or Feedback fails the synth instead of shipping.
  */
 import { cpSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';

@@ -13,7 +13,7 @@ export interface StageOptions {
  * as an uncatchable `States.Runtime` in the state machine).
  *
  * Each stage has its own module (lib/pipeline/<state>/stage.ts) importing only what it runs, so a Lambda
- * entry point that imports its stage alone bundles nothing of the others: ONNX Runtime (48 MB and
+ * entry point that imports its stage alone bundles nothing of the others: ONNX Runtime (tens of MB and
  * a native library load at cold start) only where a model runs.
  */
 export type StageFactory = (deps: StageDependencies, options: StageOptions) => StageHandler;

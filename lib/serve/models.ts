@@ -183,7 +183,7 @@ export class ModelCache {
  * predictions and what drift sampling needs. Export models name it `encoder/<output>`; a model
  * without that value (hand-built) is served as it is, without drift sampling. An embedding that is
  * a features input passed through (Identity nodes only) is read from the feeds instead: as a graph
- * output it would keep ORT from dropping those nodes, ~1 µs on every run.
+ * output it would keep ORT from dropping those nodes, a cost on every run.
  */
 function withEmbedding(bytes: Uint8Array, card: ModelCard): { model: Uint8Array; embedding: Embedding | undefined } {
   const name = `${ENCODER_PREFIX}${card.encoder.output}`;

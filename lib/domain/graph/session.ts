@@ -48,8 +48,8 @@ export interface StepResult {
  * a refused (NaN) step simply does not adopt them, so the last good state stays.
  *
  * Why not preallocated output tensors: onnxruntime-node 1.30 writes into a preallocated fetch
- * and then copies it again into a fresh JS tensor, which measured ~3× slower than letting ORT
- * allocate the outputs (4 MB output: 2.8 ms vs 1.0 ms). Scalars and λ are reused in place.
+ * and then copies it again into a fresh JS tensor, which is slower than letting ORT allocate the
+ * outputs. Scalars and λ are reused in place.
  */
 export class TrainingSession {
   private stepCount: number;

@@ -15,7 +15,7 @@ export type TaskMetrics = Record<string, Record<string, number>>;
 /**
  * How every exported model is scored, so the card's metrics come from the arithmetic the users
  * get. Int8 weights are dequantized once at load: ORT would otherwise redo it on every run (or
- * fuse it into an int8 kernel that also quantizes the activations), ~15× slower per record. A
+ * fuse it into an int8 kernel that also quantizes the activations), far slower per record. A
  * float model is unaffected.
  */
 export const MODEL_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', extra: QUANTIZED_SESSION_CONFIG };
@@ -23,8 +23,7 @@ export const MODEL_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { grap
 /**
  * How a model is served (and timed for its card): the same arithmetic, on one thread. Serving
  * runs are short and Lambda gives one or two vCPUs: a second intra-op thread bought nothing at 64
- * records (265 vs 271 µs on 2 cores) and cost more than it saved at one record (93 vs 41 µs, the
- * hand-off to a sleeping worker and back), and spinning workers would steal the CPU the next
+ * records and cost more than it saved at one record (the hand-off to a sleeping worker and back), and spinning workers would steal the CPU the next
  * request needs.
  */
 export const SERVING_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
