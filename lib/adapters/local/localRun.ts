@@ -14,7 +14,7 @@ import { type JobOutputLine } from '#lib/adapters/local/batchJob.ts';
 import { keys } from '#lib/adapters/store/index.ts';
 import { stageRunInputs, type StagedRun } from './stageInputs.ts';
 
-const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 /** The embedded local AWS with the stage dependencies on top: what every local command works against. */
 export interface LocalSession {
