@@ -16,7 +16,7 @@ import { makeClients, type AwsClients } from '#lib/adapters/config/index.ts';
 import type { CardTask } from '#lib/domain/run/index.ts';
 import { encoderFeeds } from '#lib/domain/encoders/index.ts';
 import { startLocalAws } from '#lib/adapters/local/standIns.ts';
-import { Registry, RewardLog, type ServingSet } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RewardLog, type ServingSet } from '#lib/adapters/registry/index.ts';
 import { chooseArm, emptyStats, recordReward, type Arm } from '#lib/domain/route/index.ts';
 import { createRng } from '#lib/domain/random/index.ts';
 import {
@@ -118,7 +118,7 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
   const dir = await mkdtemp(join(tmpdir(), 'agentflow-bench-serve-'));
   const local = await startLocalAws({ dir });
   const clients: AwsClients = makeClients(local.config);
-  const registry = new Registry({ dynamodb: clients.dynamodb, tableName: local.config.registryTable });
+  const registry = new ModelRegistry({ dynamodb: clients.dynamodb, tableName: local.config.registryTable });
   const rewards = new RewardLog({ dynamodb: clients.dynamodb, tableName: local.config.rewardTable });
   const store = new ArtifactStore({ s3: clients.s3, bucket: local.config.bucket });
   const deps = { registry, rewards, store, dynamodb: clients.dynamodb, rewardTable: local.config.rewardTable };

@@ -6,7 +6,7 @@ import { rewardGeneration, type TrialRow } from '#lib/pipeline/reward/reward.ts'
 import { type StoredPolicy } from '#lib/pipeline/plan/state.ts';
 import { RunManifest } from '#lib/domain/run/index.ts';
 import { buildRunReport } from '#lib/adapters/report/index.ts';
-import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RewardLog, RunLog } from '#lib/adapters/registry/index.ts';
 import { parseSpec, specDigest, type SpecInput } from '#lib/domain/spec/index.ts';
 import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { trialResultUri, type PlanOutput, type Proposal, type TrialOutcome } from '#lib/pipeline/contracts.ts';
@@ -20,7 +20,8 @@ function deps() {
   const { s3, dynamodb } = aws.clients;
   return {
     store: new ArtifactStore({ s3, bucket: aws.config.bucket }),
-    registry: new Registry({ dynamodb, tableName: aws.config.registryTable }),
+    registry: new ModelRegistry({ dynamodb, tableName: aws.config.registryTable }),
+    runLog: new RunLog({ dynamodb, tableName: aws.config.registryTable }),
     rewards: new RewardLog({ dynamodb, tableName: aws.config.rewardTable }),
   };
 }
@@ -40,7 +41,7 @@ const specInput = (project: string, tuning: Partial<SpecInput['tuning']> = {}, e
 
 /** A run whose Prepare stage is done: the manifest and the run record exist. */
 async function preparedRun(project: string, tuning: Partial<SpecInput['tuning']> = {}, extra: Partial<SpecInput> = {}) {
-  const { store, registry } = deps();
+  const { store, runLog } = deps();
   const spec = parseSpec(specInput(project, tuning, extra));
   const runId = `run-${++count}`;
   const manifest: RunManifest = {
@@ -64,7 +65,7 @@ async function preparedRun(project: string, tuning: Partial<SpecInput['tuning']>
     featuresDigest: 'f'.repeat(64),
   };
   await store.putJson(keys.runManifest(runId), manifest);
-  await registry.createRun({ project, runId, specDigest: manifest.specDigest });
+  await runLog.createRun({ project, runId, specDigest: manifest.specDigest });
   const runUri = store.uri(`runs/${runId}`);
   return {
     runId,
@@ -136,7 +137,7 @@ describe('Plan', () => {
       { strategy, tuneLearningRate: true },
       { training: { learningRate } },
     );
-    const { registry } = deps();
+    const { runLog } = deps();
 
     const plan = await planRun(run.planInput, deps());
 
@@ -145,14 +146,14 @@ describe('Plan', () => {
     // PGPE samples θ ± ε in pairs: a pair's geometric mean is the centre.
     const centre = Math.exp(rates.reduce((sum, rate) => sum + Math.log(rate), 0) / rates.length);
     expect(centre).toBeCloseTo(learningRate, 10);
-    const events = await registry.listRunEvents(run.planInput.project, run.runId);
+    const events = await runLog.listRunEvents(run.planInput.project, run.runId);
     const decisions = (events.find((event) => event.eventKey === 'plan')!.detail as { decisions: { decision: string; reason: string }[] }).decisions;
     expect(decisions.find((d) => d.decision === 'learning rate')?.reason).toMatch(new RegExp(`around training\\.learningRate ${learningRate}`));
   });
 
   it('starts a fresh policy on a new project, records why, and returns the same generation when retried', async () => {
     const run = await preparedRun('plan-fresh');
-    const { registry } = deps();
+    const { runLog } = deps();
 
     const first = await planRun(run.planInput, deps());
     const retried = await planRun(run.planInput, deps());
@@ -161,7 +162,7 @@ describe('Plan', () => {
     expect(first.proposals).toHaveLength(4);
     expect(first.maxConcurrency).toBe(3);
     expect(retried).toEqual(first);
-    const events = await registry.listRunEvents('plan-fresh', run.runId);
+    const events = await runLog.listRunEvents('plan-fresh', run.runId);
     const decisions = (events.find((e) => e.eventKey === 'plan')?.detail.decisions ?? []) as { decision: string; value: unknown; reason: string }[];
     expect(decisions.find((d) => d.decision === 'policy')).toMatchObject({ value: 'fresh' });
     expect(decisions.find((d) => d.decision === 'policy')?.reason).toMatch(/no stored policy/);
@@ -169,12 +170,12 @@ describe('Plan', () => {
 
   it('screens the three encoders of numericEncoding auto and records which encoding each is', async () => {
     const run = await preparedRun('plan-auto', {}, { baseModel: { kind: 'tabular', numeric: ['a', 'b'], numericEncoding: 'auto' } });
-    const { registry } = deps();
+    const { runLog } = deps();
 
     const plan = await planRun(run.planInput, deps());
 
     expect(plan.proposals.map((p) => p.encoderId)).toEqual(['e0', 'e1', 'e2']);
-    const events = await registry.listRunEvents('plan-auto', run.runId);
+    const events = await runLog.listRunEvents('plan-auto', run.runId);
     const decisions = (events.find((e) => e.eventKey === 'plan')?.detail.decisions ?? []) as { decision: string; value: unknown; reason: string }[];
     expect(decisions.find((d) => d.decision === 'encoders')?.reason).toBe('numeric encodings of the tabular candidates: e0 standard, e1 quantile, e2 ple');
   });
@@ -194,7 +195,7 @@ describe('Plan and the execution history', () => {
   it('refuses, before proposing anything, a budget that would outgrow the 25,000-event history', async () => {
     const run = await preparedRun('plan-history');
     // A manifest whose spec was checked by an older agentflow, or edited: Plan checks again.
-    const { store, registry } = deps();
+    const { store, runLog } = deps();
     const manifest = await store.getJson(run.planInput.manifestUri, RunManifest);
     await store.putJson(keys.runManifest(run.runId), {
       ...manifest,
@@ -209,7 +210,7 @@ describe('Plan and the execution history', () => {
       message: expect.stringMatching(/^tuning\.generations × population = 60 × 100 needs ~60,690 Step Functions history events; at most 22 generations of 100/),
     });
     expect(await store.exists(`runs/${run.runId}/agent/generation-1.json`)).toBe(false);
-    expect(await registry.listRunEvents('plan-history', run.runId)).toEqual([]);
+    expect(await runLog.listRunEvents('plan-history', run.runId)).toEqual([]);
   });
 });
 
@@ -297,7 +298,7 @@ describe('Reward', () => {
 
   it('freezes a searched dimension whose effect on past rewards was below its noise at its best value, and keeps searching one that moved the reward', async () => {
     const project = 'plan-search-space';
-    const { rewards, registry } = deps();
+    const { rewards, runLog } = deps();
     // A past run: reward climbs with log weight decay; width only adds noise.
     let trial = 0;
     for (let generation = 1; generation <= 3; generation += 1) {
@@ -321,7 +322,7 @@ describe('Reward', () => {
 
     const plan = await planRun(run.planInput, deps());
 
-    const events = await registry.listRunEvents(project, run.runId);
+    const events = await runLog.listRunEvents(project, run.runId);
     const decisions = (
       events.find((e) => e.eventKey === 'plan')!.detail as {
         decisions: { decision: string; value: { searched: string[]; frozen: Record<string, number> }; reason: string }[];
@@ -349,7 +350,7 @@ describe('Reward', () => {
     const run = await preparedRun('plan-search-fresh', { search: [{ name: 'depth' }] });
     const plan = await planRun(run.planInput, deps());
     expect(plan.proposals.every((p) => [1, 2, 3].includes(p.hyperparameters!.depth))).toBe(true);
-    const events = await deps().registry.listRunEvents('plan-search-fresh', run.runId);
+    const events = await deps().runLog.listRunEvents('plan-search-fresh', run.runId);
     const decisions = (events.find((e) => e.eventKey === 'plan')!.detail as { decisions: { decision: string; reason: string }[] }).decisions;
     expect(decisions.find((d) => d.decision === 'search space')?.reason).toMatch(/depth: 0 varied trials, too few to judge, searched/);
   });
@@ -367,7 +368,7 @@ describe('Reward', () => {
 
     await planRun(second.planInput, deps());
 
-    const events = await deps().registry.listRunEvents(project, second.runId);
+    const events = await deps().runLog.listRunEvents(project, second.runId);
     const decisions = events.find((e) => e.eventKey === 'plan')?.detail.decisions as { decision: string; value: unknown; reason: string }[];
     const policy = decisions.find((d) => d.decision === 'policy');
     expect(policy?.value).toBe('warm-start');
@@ -387,7 +388,7 @@ describe('Screening', () => {
   it('halves four candidates in two short rounds, records the evidence, then tunes λ for the winner only', async () => {
     const project = 'screen-loop';
     const run = await preparedRun(project, { generations: 2, screening: { trialEpochs: 2 } }, twoByTwo);
-    const { registry, rewards } = deps();
+    const { runLog, rewards } = deps();
     const reward = (generation: number, proposals: Proposal[], trials: TrialOutcome[]) =>
       rewardGeneration({ runId: run.runId, project, runUri: run.runUri, manifestUri: run.planInput.manifestUri, generation, proposals, trials }, deps());
 
@@ -399,7 +400,7 @@ describe('Screening', () => {
       ['screen-r1-e1-shared-bottom', 2, { spam: 1, stars: 1 }],
       ['screen-r1-e1-mmoe', 2, { spam: 1, stars: 1 }],
     ]);
-    const planEvent = (await registry.listRunEvents(project, run.runId)).find((e) => e.eventKey === 'plan');
+    const planEvent = (await runLog.listRunEvents(project, run.runId)).find((e) => e.eventKey === 'plan');
     const decisions = planEvent?.detail.decisions as { decision: string; value: unknown; reason: string }[];
     expect(decisions.find((d) => d.decision === 'screening')).toMatchObject({ value: { rounds: 2, trialEpochs: 2 } });
     expect(decisions.find((d) => d.decision === 'budget')?.reason).toMatch(/^2 screening generations first, then 2 generations of 4 trials/);
@@ -423,7 +424,7 @@ describe('Screening', () => {
       expect(proposal).toMatchObject({ encoderId: 'e1', architecture: 'mmoe' });
       expect(proposal.maxEpochs).toBeUndefined();
     }
-    const screening = (await registry.listRunEvents(project, run.runId)).find((e) => e.eventKey === 'screening')?.detail;
+    const screening = (await runLog.listRunEvents(project, run.runId)).find((e) => e.eventKey === 'screening')?.detail;
     expect(screening?.winner).toEqual({ encoderId: 'e1', architecture: 'mmoe' });
     const rounds = screening?.rounds as { round: number; results: { candidate: { encoderId: string; architecture: string }; reward: number | null }[] }[];
     expect(rounds.map((r) => r.results.length)).toEqual([4, 2]);
@@ -453,7 +454,7 @@ describe('Screening', () => {
 
     expect(plan.proposals).toHaveLength(4);
     expect(plan.proposals.every((p) => p.encoderId === undefined && p.maxEpochs === undefined)).toBe(true);
-    const events = await deps().registry.listRunEvents('screen-off', run.runId);
+    const events = await deps().runLog.listRunEvents('screen-off', run.runId);
     const decisions = events.find((e) => e.eventKey === 'plan')?.detail.decisions as { decision: string; reason: string }[];
     expect(decisions.find((d) => d.decision === 'screening')?.reason).toMatch(/enabled is false/);
   });

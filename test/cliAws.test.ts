@@ -267,7 +267,7 @@ describe('resume on the deployed state machine', () => {
     expect(sfn.operations.slice(before)).not.toContain('RedriveExecution');
     const restarted = [...sfn.executions.values()].find((e) => e.name === name);
     expect(JSON.parse(restarted!.input)).toEqual({ runId: 'run-caught', project: PROJECT, specUri: `s3://${aws.config.bucket}/runs/run-caught/spec.json` });
-    expect((await deps.registry.getRun(PROJECT, 'run-caught')).resumes).toBe(1);
+    expect((await deps.runLog.getRun(PROJECT, 'run-caught')).resumes).toBe(1);
   });
 
   it('redrives an execution that timed out and reports only what happened after the redrive', async () => {
@@ -385,7 +385,7 @@ describe('resumeAwsRun', () => {
       stateMachineArn: STATE_MACHINE_ARN,
       project: PROJECT,
       runId: 'run-live',
-      registry: deps.registry,
+      runLog: deps.runLog,
       store: deps.store,
     });
     sfnClient.destroy();

@@ -55,8 +55,8 @@ const callerOf = (document: PolicyDocument): Principal => ({
 /** A "Prepare" for `run --aws`: the stand-in execution writes the run record a real run's first stage would, then succeeds. */
 async function prepareAndSucceed(execution: StandInExecution): Promise<void> {
   const input = JSON.parse(execution.input) as { runId: string; project: string; specUri: string };
-  await stack.deps.registry.createRun({ project: input.project, runId: input.runId, specDigest: 'spec', specUri: input.specUri });
-  await stack.deps.registry.updateRunStatus(input.project, input.runId, 'succeeded', { stage: 'Promote' });
+  await stack.deps.runLog.createRun({ project: input.project, runId: input.runId, specDigest: 'spec', specUri: input.specUri });
+  await stack.deps.runLog.updateRunStatus(input.project, input.runId, 'succeeded', { stage: 'Promote' });
   succeedExecution(execution);
 }
 

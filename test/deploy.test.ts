@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decidePromotion, type GateScore } from '#lib/pipeline/promote/gate.ts';
 import { moveProduction, PRODUCTION, rollbackProduction } from '#lib/pipeline/promote/promote.ts';
-import { Registry, RegistryError, type VersionLineage } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RegistryError, type VersionLineage } from '#lib/adapters/registry/index.ts';
 import { parseSpec } from '#lib/domain/spec/index.ts';
 import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
@@ -56,7 +56,7 @@ describe('production moves', () => {
   let count = 0;
   const deps = () => ({
     store: new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket }),
-    registry: new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable }),
+    registry: new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable }),
   });
   const lineage = (runId: string): VersionLineage => ({
     runId,

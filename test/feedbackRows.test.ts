@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { splitOf } from '#lib/domain/datasets/index.ts';
 import { splitRows } from '#lib/pipeline/embed/rows.ts';
 import { feedbackRecord, fitEncodersInStore, prepareRun } from '#lib/pipeline/prepare/index.ts';
-import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RewardLog, RunLog } from '#lib/adapters/registry/index.ts';
 import { createRng } from '#lib/domain/random/index.ts';
 import { RunManifest, cardServingOf, type CardServing, type CardTask } from '#lib/domain/run/index.ts';
 import { stageRunInputs } from '#lib/adapters/local/stageInputs.ts';
@@ -51,11 +51,11 @@ const SPEC = {
 
 let deps: ServeDependencies;
 let rewards: RewardLog;
-let registry: Registry;
+let registry: ModelRegistry;
 let store: ArtifactStore;
 
 beforeAll(async () => {
-  registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+  registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
   rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
   store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
   deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };
@@ -251,7 +251,8 @@ describe('the feedback rows as a dataset', () => {
       Array.from({ length: 12 }, (_, i) => JSON.stringify({ ...features(i), churn: i % 2 ? 'yes' : 'no', topic: 'bug', ltv: i })).join('\n'),
     );
     await writeFile(join(folder, 'spec.json'), JSON.stringify({ project, datasets: { train: 'train.jsonl', feedback: true }, ...SPEC }));
-    const prepareDeps = { store, registry, rewards, fitEncoders: fitEncodersInStore(store) };
+    const runLog = new RunLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+    const prepareDeps = { store, runLog, rewards, fitEncoders: fitEncodersInStore(store) };
     const prepare = async (runId: string) => {
       const staged = await stageRunInputs(join(folder, 'spec.json'), runId, store);
       return store.getJson((await prepareRun({ runId, project, specUri: staged.specUri, executionId: 'local:test' }, prepareDeps)).manifestUri, RunManifest);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { assertValidDataset, DatasetError, readRecords, validateDataset, type DatasetProblem, type SourceRecord } from '#lib/domain/datasets/index.ts';
 import { parseSpec } from '#lib/domain/spec/index.ts';
 import { fitEncodersInStore, prepareRun } from '#lib/pipeline/prepare/index.ts';
-import { Registry } from '#lib/adapters/registry/index.ts';
+import { RunLog } from '#lib/adapters/registry/index.ts';
 import { stageRunInputs } from '#lib/adapters/local/stageInputs.ts';
 import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
@@ -110,7 +110,7 @@ describe('a binary file', () => {
 describe('run events', () => {
   it('carry summaries, not the values of a dataset: a 600 KB category reaches no DynamoDB item', async () => {
     const store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
-    const registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+    const runLog = new RunLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
     const folder = await mkdtemp(join(tmpdir(), 'agentflow-bigvalue-'));
     const giant = 'z'.repeat(600_000);
     const rows = Array.from({ length: 12 }, (_, i) => JSON.stringify({ plan: i % 2 === 0 ? giant : 'basic', age: 20 + i, churn: i % 3 === 0 ? 1 : 0 }));
@@ -128,10 +128,10 @@ describe('run events', () => {
 
     await prepareRun(
       { runId: 'big-value-1', project: 'big-value', specUri: staged.specUri, executionId: 'local:test' },
-      { store, registry, fitEncoders: fitEncodersInStore(store) },
+      { store, runLog, fitEncoders: fitEncodersInStore(store) },
     );
 
-    const events = await registry.listRunEvents('big-value', 'big-value-1');
+    const events = await runLog.listRunEvents('big-value', 'big-value-1');
     const prepared = events.find((event) => event.eventKey === 'prepare');
     expect(prepared).toBeDefined();
     const text = JSON.stringify(prepared!.detail);

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { CardTask } from '#lib/domain/run/index.ts';
-import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
 import { createRng, type Rng } from '#lib/domain/random/index.ts';
 import {
   buildReference,
@@ -28,7 +28,7 @@ const HOUR = 3_600_000;
 const quiet = { info() {}, warn() {}, error() {} };
 
 let deps: MonitorDependencies;
-let registry: Registry;
+let registry: ModelRegistry;
 let rewards: RewardLog;
 let store: ArtifactStore;
 
@@ -114,7 +114,7 @@ function recorder() {
 }
 
 beforeAll(() => {
-  registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+  registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
   rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
   store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
   deps = { registry, rewards, store };

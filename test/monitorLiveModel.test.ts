@@ -106,7 +106,7 @@ function startRunLocally(started: { request: RetrainRequest; result: LocalWorkfl
 
 describe('a live model whose run scratch has expired', () => {
   it('is still monitored for reward and drift and retrained from what Export wrote beside it', { timeout: 600_000 }, async () => {
-    const { store, registry, rewards } = session.deps;
+    const { store, registry, runLog, rewards } = session.deps;
     const first = await runPipelineLocally(session, { specPath: join(folder, 'spec.json'), onJobOutput: () => {} });
     expect(first.result.status).toBe('SUCCEEDED');
     const production = (await registry.getAlias(PROJECT, 'production'))!.version;
@@ -151,6 +151,6 @@ describe('a live model whose run scratch has expired', () => {
     expect(started[0].request).toMatchObject({ project: PROJECT, trigger: 'reward', specUri: live.spec.uri });
     expect(parseSpec(await store.getJson(live.spec.uri, z.unknown())).project).toBe(PROJECT);
     expect(started[0].result.status).toBe('SUCCEEDED');
-    expect(await registry.getRun(PROJECT, started[0].request.runId)).toMatchObject({ status: 'succeeded' });
+    expect(await runLog.getRun(PROJECT, started[0].request.runId)).toMatchObject({ status: 'succeeded' });
   });
 });

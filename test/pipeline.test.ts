@@ -131,7 +131,7 @@ describe('the pipeline, run locally with real trial jobs', () => {
   it('tunes through two generations around a crashed trial, then registers, promotes and stores the policy', { timeout: 180_000 }, async () => {
     const project = 'pipeline-e2e';
     const runId = 'run-e2e-1';
-    const { store, registry, rewards } = session.deps;
+    const { store, registry, runLog, rewards } = session.deps;
 
     const result = await runPipeline(specFor(project), runId, { crashTrial: CRASHING_TRIAL });
 
@@ -154,14 +154,14 @@ describe('the pipeline, run locally with real trial jobs', () => {
     const bestReward = Math.max(...succeeded.map((r) => r.row.reward!));
     expect(output.plan).toMatchObject({ done: true, generation: 2 });
     expect(rows.find((r) => r.trialId === output.plan.bestTrialId)?.row.reward).toBe(bestReward);
-    const events = await registry.listRunEvents(project, runId);
+    const events = await runLog.listRunEvents(project, runId);
     expect(events.find((e) => e.eventKey === 'tuning-done')?.detail).toMatchObject({ bestTrialId: output.plan.bestTrialId, bestReward, generations: 2 });
 
     // Registered and promoted: no champion yet, so the if-better gate promotes the first version.
     expect(output.promotion).toMatchObject({ version: 1, promoted: true, alias: 'production' });
     expect(await registry.getAlias(project, 'production')).toMatchObject({ version: 1 });
     expect(await store.exists(output.exported.modelUri)).toBe(true);
-    expect((await registry.getRun(project, runId)).status).toBe('succeeded');
+    expect((await runLog.getRun(project, runId)).status).toBe('succeeded');
 
     // The crashed trial is left out of the update: PGPE drops its whole pair, so the stored second
     // generation is exactly the update on the other three results, and not the one it would be
@@ -186,7 +186,7 @@ describe('the pipeline, run locally with real trial jobs', () => {
   it('screens two architectures with short real trials, then tunes and exports the winner', { timeout: 180_000 }, async () => {
     const project = 'pipeline-screen';
     const runId = 'run-screen-1';
-    const { store, registry, rewards } = session.deps;
+    const { store, runLog, rewards } = session.deps;
     const spec = specFor(project, {
       model: { architecture: ['shared-bottom', 'mmoe'], hidden: [16], towerHidden: [8], experts: 2, expertHidden: 8 },
       tuning: { strategy: 'pgpe', generations: 1, population: 2, maxConcurrency: 2, screening: { trialEpochs: 1 } },
@@ -195,7 +195,7 @@ describe('the pipeline, run locally with real trial jobs', () => {
     const result = await runPipeline(spec, runId);
 
     const output = WorkflowOutput.parse(result.output);
-    const screening = (await registry.listRunEvents(project, runId)).find((e) => e.eventKey === 'screening')?.detail as {
+    const screening = (await runLog.listRunEvents(project, runId)).find((e) => e.eventKey === 'screening')?.detail as {
       winner: { encoderId: string; architecture: string };
       rounds: { maxEpochs: number; results: { trialId: string; reward: number | null }[] }[];
     };

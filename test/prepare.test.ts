@@ -4,15 +4,16 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fitEncodersInStore, prepareRun, PrepareError, PROBLEMS_FILE } from '#lib/pipeline/prepare/index.ts';
 import { RunManifest } from '#lib/domain/run/index.ts';
-import { Registry } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RunLog } from '#lib/adapters/registry/index.ts';
 import { stageRunInputs } from '#lib/adapters/local/stageInputs.ts';
 import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();
 const store = () => new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
-const registry = () => new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
-const deps = () => ({ store: store(), registry: registry(), fitEncoders: fitEncodersInStore(store()) });
+const registry = () => new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+const runLog = () => new RunLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+const deps = () => ({ store: store(), runLog: runLog(), fitEncoders: fitEncodersInStore(store()) });
 
 async function specFolder(spec: Record<string, unknown>, files: Record<string, string>): Promise<string> {
   const folder = await mkdtemp(join(tmpdir(), 'agentflow-prepare-'));
@@ -38,7 +39,7 @@ describe('Prepare', () => {
     expect(manifest.encoders[0]).toMatchObject({ id: 'e0', kind: 'text' });
     expect(manifest.encoders[0].dimension).toBeGreaterThan(10);
     expect(output.featuresUri).toBe(store().uri(keys.featuresPrefix(manifest.featuresDigest)));
-    const run = await registry().getRun('support-triage', runId);
+    const run = await runLog().getRun('support-triage', runId);
     expect(run).toMatchObject({ status: 'running', stage: 'Prepare', specDigest: manifest.specDigest });
   });
 
@@ -192,7 +193,7 @@ describe('Prepare', () => {
     // The 36 present train values are 0…38 without 9, 19, 29 and 39.
     expect(manifest.encoders[1].summary.quantiles).toEqual({ gain: { boundaries: [0, 9.5, 19, 28.5, 38], levels: [0, 0.25, 0.5, 0.75, 1] } });
     expect(numeric[1].fill).toBe(19);
-    const event = (await registry().listRunEvents('numeric-auto', runId)).find((e) => e.eventKey === 'prepare');
+    const event = (await runLog().listRunEvents('numeric-auto', runId)).find((e) => e.eventKey === 'prepare');
     const eventEncoders = event?.detail.encoders as { summary: Record<string, unknown> }[];
     expect(eventEncoders.map((e) => [Object.hasOwn(e.summary, 'quantiles'), (e.summary.numeric as { bins?: number }[])[0].bins])).toEqual([
       [false, undefined],

@@ -276,7 +276,7 @@ describe('Export with deploy.quantize on the penguins pipeline', () => {
   });
 
   it('serves the int8 file as the version model, keeps the float file beside it, and reports size, latency and metric changes in the card', async () => {
-    const { store, registry } = session.deps;
+    const { store, registry, runLog } = session.deps;
     const version = await registry.findVersionByRun(PROJECT, runId);
     expect(version?.lineage.quantized).toBe(true);
     const card = await store.getJson(version!.lineage.cardUri!, ModelCard);
@@ -319,10 +319,10 @@ describe('Export with deploy.quantize on the penguins pipeline', () => {
     }
 
     // Promote judged the served int8 file on its loss against the float original as well.
-    const promotion = (await registry.listRunEvents(PROJECT, runId)).find((e) => e.eventKey === 'promotion');
+    const promotion = (await runLog.listRunEvents(PROJECT, runId)).find((e) => e.eventKey === 'promotion');
     expect(promotion?.detail.quantizationLoss).toBeCloseTo(-q.objectiveChange, 12);
 
-    const exported = (await registry.listRunEvents(PROJECT, runId)).find((e) => e.eventKey === 'export');
+    const exported = (await runLog.listRunEvents(PROJECT, runId)).find((e) => e.eventKey === 'export');
     expect(exported?.detail).toMatchObject({ quantized: true, sizeBytes: served.byteLength, floatSizeBytes: float.byteLength });
   });
 });

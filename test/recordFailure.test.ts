@@ -4,17 +4,17 @@
  * injected in the exact shape Step Functions gives (test/helpers/batchCauses.ts).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Registry } from '#lib/adapters/registry/index.ts';
+import { RunLog } from '#lib/adapters/registry/index.ts';
 import { FAILURE_NAMES, recordFailure, runFailureOf } from '#lib/pipeline/recordFailure/recordFailure.ts';
 import { RecordFailureOutput, type CaughtError } from '#lib/pipeline/index.ts';
 import { cancelledJobCause, exitedJobCause } from './helpers/batchCauses.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();
-let registry: Registry;
+let runLog: RunLog;
 
 beforeAll(() => {
-  registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+  runLog = new RunLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
 });
 
 describe('naming a run failure', () => {
@@ -100,7 +100,7 @@ describe('naming a run failure', () => {
 
 describe('the RecordFailure stage', () => {
   it('marks the run failed with the project error name and keeps the name Step Functions gave', async () => {
-    await registry.createRun({ project: 'gpuless', runId: 'run-gpu', specDigest: 'abc' });
+    await runLog.createRun({ project: 'gpuless', runId: 'run-gpu', specDigest: 'abc' });
 
     const output = await recordFailure(
       {
@@ -109,7 +109,7 @@ describe('the RecordFailure stage', () => {
         failedState: 'Embed',
         error: { Error: 'States.TaskFailed', Cause: cancelledJobCause('CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY', 31) },
       },
-      { registry },
+      { runLog },
     );
 
     expect(RecordFailureOutput.parse(output)).toMatchObject({
@@ -117,7 +117,7 @@ describe('the RecordFailure stage', () => {
       error: 'Agentflow.GpuCapacity',
       cause: expect.stringContaining('waited 31 minutes'),
     });
-    const run = await registry.getRun('gpuless', 'run-gpu');
+    const run = await runLog.getRun('gpuless', 'run-gpu');
     expect(run).toMatchObject({
       status: 'failed',
       stage: 'Embed',
@@ -133,11 +133,11 @@ describe('the RecordFailure stage', () => {
         failedState: 'Prepare',
         error: { Error: 'SpecError', Cause: JSON.stringify({ errorType: 'SpecError', errorMessage: 'bad spec' }) },
       },
-      { registry },
+      { runLog },
     );
 
     expect(output).toMatchObject({ error: 'SpecError', cause: 'Prepare failed: bad spec' });
-    const run = await registry.getRun('gpuless', 'run-spec');
+    const run = await runLog.getRun('gpuless', 'run-spec');
     expect(run.error).toEqual({ name: 'SpecError', message: 'Prepare failed: bad spec' });
   });
 });

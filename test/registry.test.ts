@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { Registry, RegistryError, RewardLog, type VersionLineage } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RegistryError, RewardLog, RunLog, type VersionLineage } from '#lib/adapters/registry/index.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();
 let projectCount = 0;
 /** A fresh project per test, so tests share the tables without seeing each other's items. */
 const newProject = () => `p${++projectCount}`;
-const registry = () => new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+const registry = () => new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+const runLog = () => new RunLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
 const rewards = () => new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
 
 const lineage = (runId: string, overrides: Partial<VersionLineage> = {}): VersionLineage => ({
@@ -30,7 +31,7 @@ async function rejection(promise: Promise<unknown>): Promise<RegistryError> {
   return error as RegistryError;
 }
 
-describe('Registry versions', () => {
+describe('ModelRegistry versions', () => {
   it('gives 20 concurrent createVersion calls 20 distinct version numbers', async () => {
     const project = newProject();
     const reg = registry();
@@ -93,7 +94,7 @@ describe('Registry versions', () => {
   });
 });
 
-describe('Registry aliases', () => {
+describe('ModelRegistry aliases', () => {
   async function projectWithVersions(count: number) {
     const project = newProject();
     const reg = registry();
@@ -169,7 +170,7 @@ describe('Registry aliases', () => {
   });
 });
 
-describe('Registry serving set', () => {
+describe('ModelRegistry serving set', () => {
   it('stores production and challengers under a revision, refusing stale writers', async () => {
     const project = newProject();
     const reg = registry();
@@ -205,17 +206,17 @@ describe('Registry serving set', () => {
   });
 });
 
-describe('Registry runs', () => {
+describe('RunLog runs', () => {
   it('creates a run once and tracks its status with timestamps', async () => {
     let now = Date.parse('2025-01-01T00:00:00Z');
-    const reg = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable, clock: () => new Date((now += 1000)) });
+    const runs = new RunLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable, clock: () => new Date((now += 1000)) });
     const project = newProject();
 
-    const created = await reg.createRun({ project, runId: 'r1', specDigest: 'spec-1', trigger: 'cli' });
-    const retried = await reg.createRun({ project, runId: 'r1', specDigest: 'spec-1', trigger: 'cli' });
-    const training = await reg.updateRunStatus(project, 'r1', 'running', { stage: 'Trials' });
-    const failed = await reg.updateRunStatus(project, 'r1', 'failed', { stage: 'Export', error: { message: 'NaN loss', code: 'TRIAL_NAN' } });
-    const failedAgain = await reg.updateRunStatus(project, 'r1', 'failed');
+    const created = await runs.createRun({ project, runId: 'r1', specDigest: 'spec-1', trigger: 'cli' });
+    const retried = await runs.createRun({ project, runId: 'r1', specDigest: 'spec-1', trigger: 'cli' });
+    const training = await runs.updateRunStatus(project, 'r1', 'running', { stage: 'Trials' });
+    const failed = await runs.updateRunStatus(project, 'r1', 'failed', { stage: 'Export', error: { message: 'NaN loss', code: 'TRIAL_NAN' } });
+    const failedAgain = await runs.updateRunStatus(project, 'r1', 'failed');
 
     expect(created.created).toBe(true);
     expect(retried).toEqual({ run: created.run, created: false });
@@ -224,44 +225,44 @@ describe('Registry runs', () => {
     expect(failed).toMatchObject({ status: 'failed', stage: 'Export', error: { message: 'NaN loss', code: 'TRIAL_NAN' }, startedAt: created.run.startedAt });
     expect(Date.parse(failed.finishedAt ?? '')).toBeGreaterThan(Date.parse(created.run.startedAt));
     expect(failedAgain.finishedAt).toBe(failed.finishedAt);
-    expect((await rejection(reg.updateRunStatus(project, 'r1', 'succeeded'))).code).toBe('RUN_FINISHED');
-    expect((await rejection(reg.updateRunStatus(project, 'nope', 'running'))).code).toBe('RUN_NOT_FOUND');
+    expect((await rejection(runs.updateRunStatus(project, 'r1', 'succeeded'))).code).toBe('RUN_FINISHED');
+    expect((await rejection(runs.updateRunStatus(project, 'nope', 'running'))).code).toBe('RUN_NOT_FOUND');
   });
 
   it('refuses a run id reused for a different spec', async () => {
     const project = newProject();
-    const reg = registry();
-    await reg.createRun({ project, runId: 'r1', specDigest: 'spec-1' });
+    const runs = runLog();
+    await runs.createRun({ project, runId: 'r1', specDigest: 'spec-1' });
 
-    expect((await rejection(reg.createRun({ project, runId: 'r1', specDigest: 'spec-2' }))).code).toBe('RUN_CONFLICT');
+    expect((await rejection(runs.createRun({ project, runId: 'r1', specDigest: 'spec-2' }))).code).toBe('RUN_CONFLICT');
   });
 
   it('lists runs newest first', async () => {
     let now = Date.parse('2025-01-01T00:00:00Z');
-    const reg = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable, clock: () => new Date((now += 60_000)) });
+    const runs = new RunLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable, clock: () => new Date((now += 60_000)) });
     const project = newProject();
-    for (const runId of ['b-first', 'a-second', 'c-third']) await reg.createRun({ project, runId, specDigest: 's' });
-    await reg.createRun({ project: newProject(), runId: 'elsewhere', specDigest: 's' });
+    for (const runId of ['b-first', 'a-second', 'c-third']) await runs.createRun({ project, runId, specDigest: 's' });
+    await runs.createRun({ project: newProject(), runId: 'elsewhere', specDigest: 's' });
 
-    expect((await reg.listRuns(project)).map((run) => run.runId)).toEqual(['c-third', 'a-second', 'b-first']);
-    expect((await reg.listRuns(project, { limit: 1 })).map((run) => run.runId)).toEqual(['c-third']);
+    expect((await runs.listRuns(project)).map((run) => run.runId)).toEqual(['c-third', 'a-second', 'b-first']);
+    expect((await runs.listRuns(project, { limit: 1 })).map((run) => run.runId)).toEqual(['c-third']);
   });
 
   it('records each run event once', async () => {
     const project = newProject();
-    const reg = registry();
+    const runs = runLog();
 
-    const first = await reg.recordRunEvent(project, 'r1', 'plan', { reason: 'warm start from policy revision 3' });
-    const retried = await reg.recordRunEvent(project, 'r1', 'plan', { reason: 'something else' });
+    const first = await runs.recordRunEvent(project, 'r1', 'plan', { reason: 'warm start from policy revision 3' });
+    const retried = await runs.recordRunEvent(project, 'r1', 'plan', { reason: 'something else' });
 
     expect([first, retried]).toEqual([true, false]);
-    expect(await reg.listRunEvents(project, 'r1')).toEqual([
+    expect(await runs.listRunEvents(project, 'r1')).toEqual([
       expect.objectContaining({ eventKey: 'plan', detail: { reason: 'warm start from policy revision 3' } }),
     ]);
   });
 
   it('rejects ids that would break the key layout', async () => {
-    expect((await rejection(registry().createRun({ project: 'a#b', runId: 'r', specDigest: 's' }))).code).toBe('INVALID_ARGUMENT');
+    expect((await rejection(runLog().createRun({ project: 'a#b', runId: 'r', specDigest: 's' }))).code).toBe('INVALID_ARGUMENT');
   });
 });
 
@@ -351,24 +352,24 @@ describe('RewardLog', () => {
   });
 });
 
-describe('Registry run resume', () => {
+describe('RunLog resume', () => {
   it('reopens a failed run for a resume, clearing its error, and refuses a succeeded one', async () => {
     const project = newProject();
-    const reg = registry();
-    await reg.createRun({ project, runId: 'r-fail', specDigest: 's' });
-    await reg.updateRunStatus(project, 'r-fail', 'failed', { stage: 'Trials', error: { message: 'boom' } });
-    await reg.createRun({ project, runId: 'r-ok', specDigest: 's' });
-    await reg.updateRunStatus(project, 'r-ok', 'succeeded', { stage: 'Promote' });
+    const runs = runLog();
+    await runs.createRun({ project, runId: 'r-fail', specDigest: 's' });
+    await runs.updateRunStatus(project, 'r-fail', 'failed', { stage: 'Trials', error: { message: 'boom' } });
+    await runs.createRun({ project, runId: 'r-ok', specDigest: 's' });
+    await runs.updateRunStatus(project, 'r-ok', 'succeeded', { stage: 'Promote' });
 
-    const reopened = await reg.reopenRun(project, 'r-fail');
-    const refused = await rejection(reg.reopenRun(project, 'r-ok'));
-    const missing = await rejection(reg.reopenRun(project, 'r-none'));
+    const reopened = await runs.reopenRun(project, 'r-fail');
+    const refused = await rejection(runs.reopenRun(project, 'r-ok'));
+    const missing = await rejection(runs.reopenRun(project, 'r-none'));
 
     expect(reopened).toMatchObject({ status: 'running', stage: 'Trials', resumes: 1 });
     expect(reopened.error).toBeUndefined();
     expect(reopened.finishedAt).toBeUndefined();
     expect(refused.code).toBe('RUN_FINISHED');
     expect(missing.code).toBe('RUN_NOT_FOUND');
-    expect((await reg.updateRunStatus(project, 'r-fail', 'succeeded')).status).toBe('succeeded');
+    expect((await runs.updateRunStatus(project, 'r-fail', 'succeeded')).status).toBe('succeeded');
   });
 });

@@ -127,8 +127,8 @@ describe('the run report', () => {
     // A project of its own, so the served penguins project's traffic does not appear.
     const project = 'penguins-broken';
     const failedRun = 'run-20260101-000000-dead';
-    await session.deps.registry.createRun({ project, runId: failedRun, specDigest: 'sha256:test' });
-    await session.deps.registry.updateRunStatus(project, failedRun, 'failed', {
+    await session.deps.runLog.createRun({ project, runId: failedRun, specDigest: 'sha256:test' });
+    await session.deps.runLog.updateRunStatus(project, failedRun, 'failed', {
       stage: 'Prepare',
       error: { name: 'SpecError', code: 'SPEC_INVALID', message: 'tasks[0].metric: "<b>f2</b>" is not a metric for multiclass; use macroF1' },
     });

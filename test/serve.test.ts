@@ -3,7 +3,7 @@ import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { CardTask } from '#lib/domain/run/index.ts';
-import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
 import { createRng } from '#lib/domain/random/index.ts';
 import {
   createServeContext,
@@ -35,7 +35,7 @@ const TASKS: CardTask[] = [
 const DIMENSION = 4;
 
 let deps: ServeDependencies;
-let registry: Registry;
+let registry: ModelRegistry;
 let rewards: RewardLog;
 let store: ArtifactStore;
 
@@ -84,7 +84,7 @@ const body = (result: { body: string }) => JSON.parse(result.body) as Record<str
 const record = (values: number[] = [0.5, -1, 2, 0.25]) => ({ features: values });
 
 beforeAll(async () => {
-  registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+  registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
   rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
   store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
   deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };

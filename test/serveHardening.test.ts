@@ -4,7 +4,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { cardServingOf, type CardTask } from '#lib/domain/run/index.ts';
 import { fitEncoder } from '#lib/domain/encoders/index.ts';
 import type { TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
-import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
 import { createRng } from '#lib/domain/random/index.ts';
 import {
   createServeContext,
@@ -36,7 +36,7 @@ function context(options: ServeOptions = {}): ServeContext {
 const answer = (result: { body: string }) => JSON.parse(result.body) as Record<string, unknown> & { error?: { code: string; message: string } };
 
 beforeAll(async () => {
-  const registry = new Registry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
+  const registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
   const rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
   const store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
   deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };

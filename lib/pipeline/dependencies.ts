@@ -1,5 +1,5 @@
 import { makeClients, type AgentflowConfig, type AwsClients } from '#lib/adapters/config/index.ts';
-import { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import { ModelRegistry, RewardLog, RunLog } from '#lib/adapters/registry/index.ts';
 import { ArtifactStore } from '#lib/adapters/store/index.ts';
 
 /** What every stage handler needs, built once per process (a Lambda container or the local runtime). */
@@ -7,7 +7,10 @@ export interface StageDependencies {
   config: AgentflowConfig;
   clients: AwsClients;
   store: ArtifactStore;
-  registry: Registry;
+  /** Versions, aliases, serving sets. */
+  registry: ModelRegistry;
+  /** Runs and their events; the same table as `registry`, its own items. */
+  runLog: RunLog;
   rewards: RewardLog;
 }
 
@@ -16,7 +19,8 @@ export function stageDependencies(config: AgentflowConfig, clients: AwsClients =
     config,
     clients,
     store: new ArtifactStore({ s3: clients.s3, bucket: config.bucket }),
-    registry: new Registry({ dynamodb: clients.dynamodb, tableName: config.registryTable }),
+    registry: new ModelRegistry({ dynamodb: clients.dynamodb, tableName: config.registryTable }),
+    runLog: new RunLog({ dynamodb: clients.dynamodb, tableName: config.registryTable }),
     rewards: new RewardLog({ dynamodb: clients.dynamodb, tableName: config.rewardTable }),
   };
 }

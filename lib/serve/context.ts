@@ -1,6 +1,6 @@
 import type * as ort from 'onnxruntime-node';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import type { ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
 import type { Rng } from '#lib/domain/random/index.ts';
 import type { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { errorLogFields } from '#lib/domain/errors/index.ts';
@@ -11,7 +11,7 @@ import { ModelCache } from './models.ts';
 
 /** The services serving talks to; `stageDependencies(config)` has all of them. */
 export interface ServeDependencies {
-  registry: Registry;
+  registry: ModelRegistry;
   rewards: RewardLog;
   store: ArtifactStore;
   /** The reward table's client and name, for the serving settings item. */

@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { ModelCard, modelOutputName } from '#lib/domain/run/index.ts';
 import { tokenizationFromJson, type Tokenization } from '#lib/domain/encoders/index.ts';
 import { decodeModel, onnx, type ModelProto } from '#lib/domain/graph/index.ts';
-import type { ModelVersion, Registry } from '#lib/adapters/registry/index.ts';
+import type { ModelRegistry, ModelVersion } from '#lib/adapters/registry/index.ts';
 import { keys, sha256Hex, type ArtifactStore } from '#lib/adapters/store/index.ts';
 import { ServeError } from './errors.ts';
 import { recordChecker, type RecordChecker } from './records.ts';
@@ -38,7 +38,7 @@ export interface LoadedModel {
 export type Embedding = { from: 'output' | 'input'; name: string };
 
 export interface ModelCacheOptions {
-  registry: Registry;
+  registry: ModelRegistry;
   store: ArtifactStore;
   /** How long a refused version stays refused before a request may try it again. Default 5 minutes. */
   refusalRetryMs?: number;
@@ -57,7 +57,7 @@ type Entry =
  * so the router sends its traffic to the rest of the serving set.
  */
 export class ModelCache {
-  readonly #registry: Registry;
+  readonly #registry: ModelRegistry;
   readonly #store: ArtifactStore;
   readonly #refusalRetryMs: number;
   readonly #sessionOptions: ModelCacheOptions['sessionOptions'];

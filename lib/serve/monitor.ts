@@ -5,7 +5,7 @@ import { readLiveModel } from '#lib/pipeline/export/liveModel.ts';
 import type { LiveModel } from '#lib/domain/run/index.ts';
 import * as z from 'zod';
 import { describeError } from '#lib/domain/errors/index.ts';
-import type { ArmSnapshot, ArmStats, Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import type { ArmSnapshot, ArmStats, ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
 import { readShard } from '#lib/domain/shards/index.ts';
 import type { MonitorSpec } from '#lib/domain/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/adapters/store/index.ts';
@@ -43,7 +43,7 @@ import { servingVersions } from './router.ts';
  * models that stay in production longest are the ones it exists for.
  */
 export interface MonitorDependencies {
-  registry: Registry;
+  registry: ModelRegistry;
   rewards: RewardLog;
   store: ArtifactStore;
 }

@@ -1,4 +1,4 @@
-import type { ArmStats as RegistryArmStats, Registry, RewardLog, ServingSetState } from '#lib/adapters/registry/index.ts';
+import type { ArmStats as RegistryArmStats, ModelRegistry, RewardLog, ServingSetState } from '#lib/adapters/registry/index.ts';
 import { chooseArm, type Arm, type RewardKind } from '#lib/domain/route/index.ts';
 import { type Rng } from '#lib/domain/random/index.ts';
 import { ServeError } from './errors.ts';
@@ -14,7 +14,7 @@ export interface ProjectRouting {
 }
 
 export interface RoutingCacheOptions {
-  registry: Registry;
+  registry: ModelRegistry;
   rewards: RewardLog;
   settings: ServeSettingsStore;
   /** How long a project's serving set and arm counters are reused before re-reading them. Default 5 s. */
@@ -29,7 +29,7 @@ export interface RoutingCacheOptions {
  * of a few seconds' delay in the posteriors. Concurrent refreshes of one project share one read.
  */
 export class RoutingCache {
-  readonly #registry: Registry;
+  readonly #registry: ModelRegistry;
   readonly #rewards: RewardLog;
   readonly #settings: ServeSettingsStore;
   readonly #ttlMs: number;

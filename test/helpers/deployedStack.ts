@@ -167,20 +167,20 @@ export async function seedServedProject(deps: StageDependencies, project: string
   }
   await deps.registry.moveAlias(project, 'production', { toVersion: 1, expectedRevision: undefined });
   await deps.registry.setServingSet(project, { production: 1, challengers: [] }, { expectedRevision: undefined });
-  await deps.registry.createRun({ project, runId: 'run-1', specDigest: 'spec', specUri: `s3://${deps.config.bucket}/runs/run-1/spec.json` });
+  await deps.runLog.createRun({ project, runId: 'run-1', specDigest: 'spec', specUri: `s3://${deps.config.bucket}/runs/run-1/spec.json` });
   for (const [trialId, reward] of [
     ['t0', 0.61],
     ['t1', 0.74],
   ] as const) {
     await deps.rewards.recordTrial(project, 'run-1', trialId, { generation: 0, status: 'succeeded', lambda: { churn: 1.2, ltv: 0.8 }, reward });
   }
-  await deps.registry.updateRunStatus(project, 'run-1', 'succeeded', { stage: 'Promote' });
+  await deps.runLog.updateRunStatus(project, 'run-1', 'succeeded', { stage: 'Promote' });
 }
 
 /** A run that failed at Embed, as RecordFailure leaves its record. */
 export async function seedFailedRun(deps: StageDependencies, project: string, runId: string): Promise<void> {
-  await deps.registry.createRun({ project, runId, specDigest: 'spec', specUri: `s3://${deps.config.bucket}/runs/${runId}/spec.json` });
-  await deps.registry.updateRunStatus(project, runId, 'failed', { stage: 'Embed', error: { name: 'EmbedFailed', message: 'exit 1' } });
+  await deps.runLog.createRun({ project, runId, specDigest: 'spec', specUri: `s3://${deps.config.bucket}/runs/${runId}/spec.json` });
+  await deps.runLog.updateRunStatus(project, runId, 'failed', { stage: 'Embed', error: { name: 'EmbedFailed', message: 'exit 1' } });
 }
 
 /** An execution's history up to a failure at Embed: through the workflow's `failState` (caught), or a timeout. */

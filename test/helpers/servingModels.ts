@@ -6,7 +6,7 @@
 import type { CardServing, CardTask, ModelCard } from '#lib/domain/run/index.ts';
 import { encoderDescriptor, fitFeaturesEncoder, mergeEncoderAndHeads, type FittedEncoder } from '#lib/domain/encoders/index.ts';
 import { Graph, type Value } from '#lib/domain/graph/index.ts';
-import type { Registry } from '#lib/adapters/registry/index.ts';
+import type { ModelRegistry } from '#lib/adapters/registry/index.ts';
 import { createRng } from '#lib/domain/random/index.ts';
 import { keys, sha256Hex, type ArtifactStore } from '#lib/adapters/store/index.ts';
 
@@ -53,7 +53,7 @@ export function buildFeaturesModel(options: FeaturesModelOptions): { model: Uint
 }
 
 export interface PublishOptions {
-  registry: Registry;
+  registry: ModelRegistry;
   store: ArtifactStore;
   project: string;
   runId: string;

@@ -24,7 +24,7 @@ import {
   type DescribeExecutionCommandOutput,
   type SFNClient,
 } from '@aws-sdk/client-sfn';
-import type { Registry } from '#lib/adapters/registry/index.ts';
+import type { RunLog } from '#lib/adapters/registry/index.ts';
 import type { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { RunContext, executionName } from '#lib/pipeline/index.ts';
 import { runExecutionArn, startRunExecution } from '#lib/adapters/aws/executions.ts';
@@ -34,7 +34,7 @@ export interface ResumeAwsRunOptions {
   stateMachineArn: string;
   project: string;
   runId: string;
-  registry: Pick<Registry, 'reopenRun'>;
+  runLog: Pick<RunLog, 'reopenRun'>;
   /** For the spec's default location when the run record predates `specUri`. */
   store: Pick<ArtifactStore, 'uri'>;
   /** Attempts probed after `<runId>` (`<runId>-resume-1`, …). Default 100. */
@@ -97,7 +97,7 @@ export async function resumeAwsRun(options: ResumeAwsRunOptions): Promise<Resume
   if (latest?.execution.status === 'RUNNING') {
     return { runId, executionArn: latest.arn, how: 'attached', reason: `execution ${latest.arn} is still running` };
   }
-  const run = await options.registry.reopenRun(project, runId);
+  const run = await options.runLog.reopenRun(project, runId);
 
   let reason: string;
   if (!latest) {

@@ -76,7 +76,7 @@ export async function resumeOnAws(
     stateMachineArn: session.stack.stateMachineArn,
     project: options.project,
     runId: options.runId,
-    registry: session.deps.registry,
+    runLog: session.deps.runLog,
     store: session.deps.store,
     restart: options.restart,
   });

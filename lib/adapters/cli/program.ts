@@ -299,7 +299,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
     .requiredOption('-p, --project <name>', 'project name (from the spec)')
     .action(async (options: { project: string }) =>
       withSession(async (session, output) => {
-        const list = await session.deps.registry.listRuns(options.project);
+        const list = await session.deps.runLog.listRuns(options.project);
         if (output.json) output.out(JSON.stringify(list));
         else if (list.length === 0) output.out(`no runs of ${options.project} yet; start one with: agentflow run <spec.json>`);
         else

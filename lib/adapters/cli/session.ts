@@ -1,6 +1,6 @@
 /**
  * What a command works against: the embedded local stand-ins under `--dir`, or with `--aws` the
- * deployed stack. Both give the same stage dependencies (artifact store, registry, reward log), so
+ * deployed stack. Both give the same stage dependencies (artifact store, model registry, run log, reward log), so
  * the commands that read and write those — runs, trials, models, promote, rollback, report — have
  * no AWS-specific code; the few that differ (run, resume, predict, feedback, schedules) branch on
  * `where`.

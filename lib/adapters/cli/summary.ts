@@ -24,7 +24,11 @@ const lambdaText = (lambda: Record<string, number>) =>
     .join(' ');
 
 /** What a run did, for `runs show` and the end of `run`: decisions, trials, the model and the gate's verdict. */
-export async function summarizeRun(deps: Pick<StageDependencies, 'registry' | 'rewards' | 'store'>, project: string, runId: string): Promise<RunSummary> {
+export async function summarizeRun(
+  deps: Pick<StageDependencies, 'registry' | 'runLog' | 'rewards' | 'store'>,
+  project: string,
+  runId: string,
+): Promise<RunSummary> {
   const { run, decisions, trials, bestTrialId, version, card, screening, promotionEvent } = await readRunHistory(deps, { project, runId });
   const promotion = promotionEvent as RunSummary['promotion'];
 

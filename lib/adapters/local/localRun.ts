@@ -185,7 +185,7 @@ export async function resumePipelineLocally(
   session: LocalSession,
   options: Omit<LocalRunOptions, 'specPath' | 'runId'> & { project: string; runId: string },
 ): Promise<LocalWorkflowResult> {
-  const run = await session.deps.registry.reopenRun(options.project, options.runId);
+  const run = await session.deps.runLog.reopenRun(options.project, options.runId);
   const specUri = run.specUri ?? session.deps.store.uri(`runs/${options.runId}/spec.json`);
   return executeLocally(session, { runId: options.runId, project: options.project, specUri }, { ...options, trigger: options.trigger ?? 'resume' });
 }

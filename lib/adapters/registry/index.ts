@@ -5,7 +5,6 @@
  * snapshots and retraining claims: RewardLog). Single-item conditional writes (and one batched put of served inputs), so they run
  * unchanged on dynalite. Every item kind and its key: layout.ts.
  */
-export { Registry, type RegistryOptions } from './registry.ts';
 export {
   ModelRegistry,
   type AliasState,

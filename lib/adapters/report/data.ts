@@ -10,7 +10,7 @@ import { HIGHER_IS_BETTER, type ObjectiveMetric } from '#lib/domain/tune/index.t
 import { readLoopTimeline, type LoopTimeline } from './loop.ts';
 import { ReportError } from './errors.ts';
 
-export type ReportDependencies = Pick<StageDependencies, 'registry' | 'rewards' | 'store'>;
+export type ReportDependencies = Pick<StageDependencies, 'registry' | 'runLog' | 'rewards' | 'store'>;
 
 /** A task as the report plots it: its spec metric and which way is better. */
 export interface ReportTask {
@@ -244,7 +244,7 @@ export async function readRunHistory(deps: ReportDependencies, target: { project
   const { project, runId } = target;
   let run: RunRecord;
   try {
-    run = await deps.registry.getRun(project, runId);
+    run = await deps.runLog.getRun(project, runId);
   } catch (error) {
     if (error instanceof RegistryError && error.code === 'RUN_NOT_FOUND') {
       throw new ReportError(`${project} has no run "${runId}": list the project's runs with \`agentflow runs ls -p ${project}\``, {
@@ -256,7 +256,7 @@ export async function readRunHistory(deps: ReportDependencies, target: { project
     throw error;
   }
   const [events, trials, version] = await Promise.all([
-    deps.registry.listRunEvents(project, runId),
+    deps.runLog.listRunEvents(project, runId),
     deps.rewards.listTrials<TrialRow>(project, runId),
     deps.registry.findVersionByRun(project, runId),
   ]);
@@ -278,7 +278,7 @@ export async function readRunHistory(deps: ReportDependencies, target: { project
   };
 }
 
-/** Reads what a run did (registry, reward log, manifest, model card, serving set) into the report's data. */
+/** Reads what a run did (run log, model registry, reward log, manifest, model card, serving set) into the report's data. */
 export async function collectRunReport(deps: ReportDependencies, target: { project: string; runId: string }, now: Date = new Date()): Promise<RunReportData> {
   const { project, runId } = target;
   const history = await readRunHistory(deps, target);

@@ -4,7 +4,7 @@ import { objectiveTasks, RunManifest } from '#lib/domain/run/index.ts';
 import { encoderDescriptor, encoderFeeds, mergeEncoderAndHeads } from '#lib/domain/encoders/index.ts';
 import { splitRows } from '#lib/pipeline/embed/index.ts';
 import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
-import type { Registry } from '#lib/adapters/registry/index.ts';
+import type { ModelRegistry, RunLog } from '#lib/adapters/registry/index.ts';
 import { readShard } from '#lib/domain/shards/index.ts';
 import { keys, type ArtifactStore } from '#lib/adapters/store/index.ts';
 import { checkParity, exportHeads, parityDifference, trainingForward, FEATURES_INPUT, PARITY_TOLERANCE } from '#lib/domain/train/index.ts';
@@ -33,8 +33,8 @@ const PARITY_ROWS = 64;
  * `model.onnx`, with the float file kept beside it as `model-float.onnx` and the comparison in
  * the card. Promote holds it when it lost more objective than `deploy.maxQuantizationLoss`.
  */
-export async function exportBestTrial(input: ExportInput, deps: { store: ArtifactStore; registry: Registry }): Promise<ExportOutput> {
-  const { store, registry } = deps;
+export async function exportBestTrial(input: ExportInput, deps: { store: ArtifactStore; registry: ModelRegistry; runLog: RunLog }): Promise<ExportOutput> {
+  const { store, registry, runLog } = deps;
   const manifest = await store.getJson(input.manifestUri, RunManifest);
   const { spec } = manifest;
   const result = await store.getJson(input.bestTrialResultUri, TrialJobResult);
@@ -166,7 +166,7 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
     cardUri: cardStored.uri,
     quantized: quantization !== undefined,
   });
-  await registry.recordRunEvent(input.project, input.runId, 'export', {
+  await runLog.recordRunEvent(input.project, input.runId, 'export', {
     version,
     holdoutObjective: objective,
     sizeBytes: stored.sizeBytes,
@@ -174,7 +174,7 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
     ...(quantization ? { quantized: true, floatSizeBytes: quantization.sizeBytes.float, objectiveChange: quantization.objectiveChange } : {}),
     ...(quantizationSkipped === undefined ? {} : { quantizationSkipped }),
   });
-  await registry.updateRunStatus(input.project, input.runId, 'running', { stage: 'Promote' });
+  await runLog.updateRunStatus(input.project, input.runId, 'running', { stage: 'Promote' });
   return { modelUri: stored.uri, cardUri: cardStored.uri, sha256: stored.sha256, sizeBytes: stored.sizeBytes };
 }
 

@@ -4,6 +4,6 @@ import { ExportInput, ExportOutput } from '#lib/pipeline/contracts.ts';
 import type { StageFactory } from '#lib/pipeline/stage.ts';
 
 export const exportStage: StageFactory =
-  ({ store, registry }) =>
+  ({ store, registry, runLog }) =>
   async (event) =>
-    ExportOutput.parse(await exportBestTrial(ExportInput.parse(event), { store, registry }));
+    ExportOutput.parse(await exportBestTrial(ExportInput.parse(event), { store, registry, runLog }));

@@ -1,5 +1,5 @@
 import { RunManifest } from '#lib/domain/run/index.ts';
-import type { Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import type { ModelRegistry, RewardLog, RunLog } from '#lib/adapters/registry/index.ts';
 import type { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { loopBudgetOf } from '#lib/domain/spec/index.ts';
 import { createTuner, dimensionEffects, learningRateRange, type AnyTunerState, type DimensionEffect, type SearchDimension } from '#lib/domain/tune/index.ts';
@@ -21,7 +21,8 @@ import { GenerationStateDocument, agentKeys, readIfExists, type GenerationState,
 
 export interface AgentDependencies {
   store: ArtifactStore;
-  registry: Registry;
+  registry: ModelRegistry;
+  runLog: RunLog;
   rewards: RewardLog;
 }
 
@@ -40,7 +41,7 @@ export interface PlanDecision {
  * decision with its reason on the run.
  */
 export async function planRun(input: PlanInput, deps: AgentDependencies): Promise<PlanOutput> {
-  const { store, registry, rewards } = deps;
+  const { store, registry, runLog, rewards } = deps;
   const existing = await readIfExists(store, agentKeys.generation(input.runId, 1), GenerationStateDocument);
   if (existing) return toPlanOutput(existing);
 
@@ -143,8 +144,8 @@ export async function planRun(input: PlanInput, deps: AgentDependencies): Promis
     generation = { generation: 1, tuner: state as AnyTunerState, proposals: proposals.map((p) => toContractProposal(p)), maxConcurrency };
   }
   await store.putJson(agentKeys.generation(input.runId, 1), generation);
-  await registry.recordRunEvent(spec.project, input.runId, 'plan', { decisions });
-  await registry.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Trials' });
+  await runLog.recordRunEvent(spec.project, input.runId, 'plan', { decisions });
+  await runLog.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Trials' });
   return toPlanOutput(generation);
 }
 

@@ -4,6 +4,6 @@ import { PlanInput, PlanOutput } from '#lib/pipeline/contracts.ts';
 import type { StageFactory } from '#lib/pipeline/stage.ts';
 
 export const planStage: StageFactory =
-  ({ store, registry, rewards }) =>
+  ({ store, registry, runLog, rewards }) =>
   async (event) =>
-    PlanOutput.parse(await planRun(PlanInput.parse(event), { store, registry, rewards }));
+    PlanOutput.parse(await planRun(PlanInput.parse(event), { store, registry, runLog, rewards }));

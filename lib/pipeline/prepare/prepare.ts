@@ -2,7 +2,7 @@ import * as z from 'zod';
 import { createHash } from 'node:crypto';
 import { ProblemSummary, trimsCsv, validateDataset } from '#lib/domain/datasets/index.ts';
 import { QUANTILES_SUMMARY_KEY } from '#lib/domain/encoders/index.ts';
-import type { LabelledFeedbackRow, Registry, RewardLog } from '#lib/adapters/registry/index.ts';
+import type { LabelledFeedbackRow, RewardLog, RunLog } from '#lib/adapters/registry/index.ts';
 import { parseSpec, specDigest, canonicalJson, type Spec } from '#lib/domain/spec/index.ts';
 import { keys, s3Uri, type ArtifactStore } from '#lib/adapters/store/index.ts';
 import type { PrepareInput, PrepareOutput } from '#lib/pipeline/contracts.ts';
@@ -11,7 +11,7 @@ import type { DatasetEntry, DatasetRole, EncoderEntry, RunManifest } from '#lib/
 
 export interface PrepareDependencies {
   store: ArtifactStore;
-  registry: Registry;
+  runLog: RunLog;
   /** The labelled feedback a spec with `datasets.feedback` trains on. */
   rewards?: Pick<RewardLog, 'labelledFeedbackRows'>;
   /** Fits every base-model candidate on the train split; returns one entry per `spec.baseModels` item. */
@@ -34,7 +34,7 @@ const ROLES: readonly DatasetRole[] = ['train', 'validation', 'holdout'];
  * Retried, it writes the same manifest again and creates nothing twice.
  */
 export async function prepareRun(input: PrepareInput, deps: PrepareDependencies, options: PrepareOptions = {}): Promise<PrepareOutput> {
-  const { store, registry } = deps;
+  const { store, runLog } = deps;
   const spec = parseSpec(await store.getJson(input.specUri, z.unknown()), { source: input.specUri });
   if (spec.project !== input.project) {
     throw new PrepareError(
@@ -43,7 +43,7 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
     );
   }
   const digest = specDigest(spec);
-  await registry.createRun({
+  await runLog.createRun({
     project: spec.project,
     runId: input.runId,
     specDigest: digest,
@@ -51,7 +51,7 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
     executionArn: input.executionId,
     ...(options.trigger ? { trigger: options.trigger } : {}),
   });
-  await registry.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Prepare' });
+  await runLog.updateRunStatus(spec.project, input.runId, 'running', { stage: 'Prepare' });
 
   const feedback = spec.datasets.feedback === true ? await writeFeedbackDataset(spec, { store, rewards: deps.rewards }) : undefined;
   const datasets = await checkDatasets(spec, store, {
@@ -91,7 +91,7 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
   };
   const manifestKey = keys.runManifest(input.runId);
   await store.putJson(manifestKey, manifest);
-  await registry.recordRunEvent(spec.project, input.runId, 'prepare', {
+  await runLog.recordRunEvent(spec.project, input.runId, 'prepare', {
     datasets: datasets.map(({ role, rows, labelledPerTask, source }) => ({ role, rows, labelledPerTask, ...(source ? { source } : {}) })),
     // The fitted quantile boundaries stay in the manifest only: the event names the bins per column.
     encoders: encoders.map(({ id, kind, dimension, summary: { [QUANTILES_SUMMARY_KEY]: _quantiles, ...summary } }) => ({

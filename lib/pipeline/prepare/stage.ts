@@ -4,12 +4,12 @@ import { PrepareInput, PrepareOutput } from '#lib/pipeline/contracts.ts';
 import type { StageFactory } from '#lib/pipeline/stage.ts';
 
 export const prepareStage: StageFactory =
-  ({ store, registry, rewards }, options) =>
+  ({ store, runLog, rewards }, options) =>
   async (event) =>
     PrepareOutput.parse(
       await prepareRun(
         PrepareInput.parse(event),
-        { store, registry, rewards, fitEncoders: fitEncodersInStore(store) },
+        { store, runLog, rewards, fitEncoders: fitEncodersInStore(store) },
         { ...(options.trigger ? { trigger: options.trigger } : {}) },
       ),
     );

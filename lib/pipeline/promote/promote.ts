@@ -1,5 +1,5 @@
 import { objectiveTasks, RunManifest, ModelCard } from '#lib/domain/run/index.ts';
-import { RegistryError, type Registry } from '#lib/adapters/registry/index.ts';
+import { RegistryError, type ModelRegistry, type RunLog } from '#lib/adapters/registry/index.ts';
 import { sha256Hex, type ArtifactStore } from '#lib/adapters/store/index.ts';
 import { rewardOf } from '#lib/domain/tune/index.ts';
 import type { PromoteInput, PromoteOutput } from '#lib/pipeline/contracts.ts';
@@ -11,7 +11,12 @@ export const PRODUCTION = 'production';
 
 export interface DeployDependencies {
   store: ArtifactStore;
-  registry: Registry;
+  registry: ModelRegistry;
+}
+
+/** Promote also records its decision on the run, so a retried Promote returns it instead of deciding again. */
+export interface PromoteDependencies extends DeployDependencies {
+  runLog: RunLog;
 }
 
 function scoreOf(manifest: RunManifest, metrics: TaskMetrics): GateScore {
@@ -38,9 +43,9 @@ export async function loadVerifiedModel(deps: DeployDependencies, project: strin
  * applies the deploy policy's gate, and moves the alias with a conditional write. Retried, it
  * returns the decision it recorded; two runs promoting at once leave exactly one winner.
  */
-export async function promoteCandidate(input: PromoteInput, deps: DeployDependencies): Promise<PromoteOutput> {
-  const { store, registry } = deps;
-  const recorded = (await registry.listRunEvents(input.project, input.runId)).find((event) => event.eventKey === 'promotion');
+export async function promoteCandidate(input: PromoteInput, deps: PromoteDependencies): Promise<PromoteOutput> {
+  const { store, registry, runLog } = deps;
+  const recorded = (await runLog.listRunEvents(input.project, input.runId)).find((event) => event.eventKey === 'promotion');
   if (recorded) return recorded.detail as unknown as PromoteOutput;
 
   const manifest = await store.getJson(input.manifestUri, RunManifest);
@@ -70,7 +75,7 @@ export async function promoteCandidate(input: PromoteInput, deps: DeployDependen
   }
 
   const output = await applyDecision(deps, { project: input.project, version, decision, production: production ?? undefined });
-  await registry.recordRunEvent(input.project, input.runId, 'promotion', {
+  await runLog.recordRunEvent(input.project, input.runId, 'promotion', {
     ...output,
     policy: manifest.spec.deploy.policy,
     margin: manifest.spec.deploy.margin,
@@ -78,7 +83,7 @@ export async function promoteCandidate(input: PromoteInput, deps: DeployDependen
     ...(candidate.quantizationLoss === undefined ? {} : { quantizationLoss: candidate.quantizationLoss }),
     ...(champion ? { championVersion: champion.version, championObjective: champion.objective } : {}),
   });
-  await registry.updateRunStatus(input.project, input.runId, 'succeeded', { stage: 'Promote' });
+  await runLog.updateRunStatus(input.project, input.runId, 'succeeded', { stage: 'Promote' });
   return output;
 }
 

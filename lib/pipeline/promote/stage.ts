@@ -4,6 +4,6 @@ import { PromoteInput, PromoteOutput } from '#lib/pipeline/contracts.ts';
 import type { StageFactory } from '#lib/pipeline/stage.ts';
 
 export const promoteStage: StageFactory =
-  ({ store, registry }) =>
+  ({ store, registry, runLog }) =>
   async (event) =>
-    PromoteOutput.parse(await promoteCandidate(PromoteInput.parse(event), { store, registry }));
+    PromoteOutput.parse(await promoteCandidate(PromoteInput.parse(event), { store, registry, runLog }));

@@ -1,4 +1,4 @@
-import type { Registry } from '#lib/adapters/registry/index.ts';
+import type { RunLog } from '#lib/adapters/registry/index.ts';
 import type { CaughtError, RecordFailureInput, RecordFailureOutput } from '#lib/pipeline/contracts.ts';
 import { FAILURE_NAMES } from '#lib/pipeline/errors.ts';
 import { gpuCapacityFix } from '#lib/pipeline/gpuCapacity.ts';
@@ -105,12 +105,12 @@ export function runFailureOf(input: Pick<RecordFailureInput, 'failedState' | 'er
  * The RecordFailure stage: marks the run failed with the failing state and a readable error, so
  * `runs show` says why. A run whose spec never parsed has no record yet; it gets one here.
  */
-export async function recordFailure(input: RecordFailureInput, deps: { registry: Registry }): Promise<RecordFailureOutput> {
+export async function recordFailure(input: RecordFailureInput, deps: { runLog: RunLog }): Promise<RecordFailureOutput> {
   const failure = runFailureOf(input);
-  if (!(await deps.registry.findRun(input.project, input.runId))) {
-    await deps.registry.createRun({ project: input.project, runId: input.runId, specDigest: 'unreadable' });
+  if (!(await deps.runLog.findRun(input.project, input.runId))) {
+    await deps.runLog.createRun({ project: input.project, runId: input.runId, specDigest: 'unreadable' });
   }
-  await deps.registry.updateRunStatus(input.project, input.runId, 'failed', {
+  await deps.runLog.updateRunStatus(input.project, input.runId, 'failed', {
     stage: input.failedState,
     error: { name: failure.error, message: failure.cause, ...(failure.originalError === failure.error ? {} : { original: failure.originalError }) },
   });

@@ -4,6 +4,6 @@ import { recordFailure } from './recordFailure.ts';
 import type { StageFactory } from '#lib/pipeline/stage.ts';
 
 export const recordFailureStage: StageFactory =
-  ({ registry }) =>
+  ({ runLog }) =>
   async (event) =>
-    RecordFailureOutput.parse(await recordFailure(RecordFailureInput.parse(event), { registry }));
+    RecordFailureOutput.parse(await recordFailure(RecordFailureInput.parse(event), { runLog }));

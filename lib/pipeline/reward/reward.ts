@@ -48,7 +48,7 @@ export interface TrialRow {
  * first time: the next generation's state file is written before the policy and is the marker.
  */
 export async function rewardGeneration(input: RewardInput, deps: AgentDependencies): Promise<RewardOutput> {
-  const { store, registry, rewards } = deps;
+  const { store, runLog, rewards } = deps;
   const generationKey = agentKeys.generation(input.runId, input.generation);
   const current = await readIfExists(store, generationKey, GenerationStateDocument);
   if (!current) {
@@ -90,12 +90,12 @@ export async function rewardGeneration(input: RewardInput, deps: AgentDependenci
     const outcome: TuningOutcome = { generation: input.generation, bestTrialId: best.trialId, bestReward: best.reward, tuner: updated };
     await store.putJson(agentKeys.outcome(input.runId), outcome);
     await savePolicy(deps, input, updated);
-    await registry.recordRunEvent(input.project, input.runId, 'tuning-done', {
+    await runLog.recordRunEvent(input.project, input.runId, 'tuning-done', {
       bestTrialId: best.trialId,
       bestReward: best.reward,
       generations: input.generation,
     });
-    await registry.updateRunStatus(input.project, input.runId, 'running', { stage: 'Export' });
+    await runLog.updateRunStatus(input.project, input.runId, 'running', { stage: 'Export' });
     return doneOutput(outcome, current.maxConcurrency);
   }
   const proposed = tuner.propose(updated as never);
@@ -197,7 +197,7 @@ async function advanceScreeningGeneration(
   deps: AgentDependencies,
   spec: RunManifest['spec'],
 ): Promise<RewardOutput> {
-  const { store, registry } = deps;
+  const { store, runLog } = deps;
   const nextKey = agentKeys.generation(input.runId, input.generation + 1);
   const written = await readIfExists(store, nextKey, GenerationStateDocument);
   if (written) return nextOutput(written);
@@ -219,7 +219,7 @@ async function advanceScreeningGeneration(
     };
   } else {
     const { winner, rounds, reason } = step.outcome;
-    await registry.recordRunEvent(input.project, input.runId, 'screening', { winner, rounds, reason });
+    await runLog.recordRunEvent(input.project, input.runId, 'screening', { winner, rounds, reason });
     const proposed = createTuner({ kind: current.tuner.kind }).propose(current.tuner as never);
     nextState = {
       generation: input.generation + 1,

@@ -4,6 +4,6 @@ import { RewardInput, RewardOutput } from '#lib/pipeline/contracts.ts';
 import type { StageFactory } from '#lib/pipeline/stage.ts';
 
 export const rewardStage: StageFactory =
-  ({ store, registry, rewards }) =>
+  ({ store, registry, runLog, rewards }) =>
   async (event) =>
-    RewardOutput.parse(await rewardGeneration(RewardInput.parse(event), { store, registry, rewards }));
+    RewardOutput.parse(await rewardGeneration(RewardInput.parse(event), { store, registry, runLog, rewards }));
