@@ -30,7 +30,7 @@ export interface FunctionSpec {
   /** Served behind a Function URL with AWS_IAM auth. */
   url: boolean;
   /**
-   * Runs an ONNX model, so its bundle ships onnxruntime-node (tens of MB unzipped, and a native
+   * Runs an ONNX model, so its bundle ships onnxruntime-node (a large package, and a native
    * library loaded at cold start). Every other function's bundle must not import it: bundling
    * fails if one does (see vendorOnnxRuntime.ts).
    */
@@ -68,7 +68,7 @@ const DRIFT_REFERENCE_KEYS = 'models/*/reference.json';
 const STAGE_FUNCTIONS: Record<LambdaStageName, StageExtras> = {
   // Reads the raw datasets and fits the base-model graph (vocabulary, scalers) in memory.
   Prepare: { memoryMiB: 3008, ephemeralStorageMiB: 2048, access: { bucket: rw, registryTable: rw, rewardTable: 'read' } },
-  // Plan and Reward record run events and the run's status in the registry.
+  // Plan and Reward record run events and the run's status in the run log (registry table).
   Plan: { memoryMiB: 1024, ephemeralStorageMiB: 512, access: { bucket: rw, registryTable: rw, rewardTable: rw } },
   Reward: { memoryMiB: 1024, ephemeralStorageMiB: 512, access: { bucket: rw, registryTable: rw, rewardTable: rw } },
   // Merges the trained heads behind the base model and checks parity in ONNX Runtime.

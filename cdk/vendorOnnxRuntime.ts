@@ -5,13 +5,13 @@
  *
  * Why copy instead of `nodeModules`: `nodeModules` runs `npm ci` inside every asset at synth, which
  * needs the registry and re-downloads onnxruntime-node (whose linux-x64 install also fetches the
- * CUDA provider, hundreds of MB Lambda cannot use). The package installed from the lock file is the
+ * CUDA provider, which Lambda cannot use). The package installed from the lock file is the
  * same version, its npm tarball carries every platform's binaries, and copying works offline.
  *
  * Why detect and declare: a function whose bundle imports the package but does not ship it fails at
  * cold start with ERR_MODULE_NOT_FOUND, so what ships follows what the bundle imports; and
  * `runsModel` in cdk/functions.ts says which functions may import it, so a barrel import that drags
- * tens of MB and a native library load into Plan or Feedback fails the synth instead of shipping.
+ * the package and a native library load into Plan or Feedback fails the synth instead of shipping.
  */
 import { cpSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -25,7 +25,7 @@ const COMMON_PACKAGE = 'onnxruntime-common';
 /** Lambda's limit on a function's unzipped code (layers included): 250 MB. */
 export const LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024;
 
-/** Only the Lambda platform's binaries; GPU providers are useless there (and hundreds of MB). */
+/** Only the Lambda platform's binaries; GPU providers are useless there and would crowd the size limit. */
 const KEEP_PLATFORM = 'linux';
 const KEEP_ARCH = 'x64';
 const DROPPED_LIBRARIES = /^libonnxruntime_providers_(cuda|tensorrt|shared)/;

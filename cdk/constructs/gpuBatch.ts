@@ -125,8 +125,8 @@ export class GpuBatch extends Construct {
     });
     this.queue = new JobQueue(this, 'GpuQueue', {
       computeEnvironments: [{ computeEnvironment: compute, order: 1 }],
-      // A new account's GPU quota is usually 0: jobs would sit RUNNABLE until the 4-6 h task
-      // timeouts. Batch cancels a job at the head of the queue that waited this long for any of
+      // A new account's GPU quota is usually 0: jobs would sit RUNNABLE until the Batch stages'
+      // task timeouts. Batch cancels a job at the head of the queue that waited this long for any of
       // these reasons; the run then fails with the fix (lib/) and the GpuWaitExceeded alarm fires.
       jobStateTimeLimitActions: GPU_WAIT.reasons.map((reason) => ({
         action: JobStateTimeLimitActionsAction.CANCEL,

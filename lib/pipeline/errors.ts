@@ -17,7 +17,7 @@ export const FAILURE_NAMES = {
   prefix: 'Agentflow.',
 } as const;
 
-/** Errors of the workflow module: a bad definition or wiring, a local run that timed out. */
+/** Errors of the state machine's definition and wiring, and of a local run that timed out. */
 export class WorkflowError extends AgentflowError {
   constructor(message: string, options: { code: string; context?: Record<string, unknown>; cause?: unknown }) {
     super(message, options);

@@ -1,8 +1,8 @@
 /**
  * How long a GPU job may wait RUNNABLE for capacity. A new account's GPU quota is usually 0, and
  * then Batch jobs never leave RUNNABLE; the job queue cancels them after this time (its
- * `jobStateTimeLimitActions`) so a run fails in minutes with the fix instead of at the 4-6 h task
- * timeouts. The queue (cdk/) and the run failure message (lib/) both read this table.
+ * `jobStateTimeLimitActions`) so a run fails in minutes with the fix instead of at the Batch
+ * stages' task timeouts. The queue (cdk/) and the run failure message (lib/) both read this table.
  */
 export const GPU_WAIT = {
   /** Default for the `agentflow:maxGpuWaitMinutes` context key; Batch accepts 10 minutes to 24 hours. */

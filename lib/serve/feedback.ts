@@ -41,8 +41,8 @@ const EXAMPLE = '{"project": "my-project", "predictionId": "…", "reward": 1}';
 
 /**
  * The arm counters add each reward and its square, and DynamoDB numbers as the SDK writes them
- * stay within ±2^53 (and above 1e-130 in magnitude): a reward of 1e100 or 1e-100 failed the
- * write after the reward row was already kept. ±1e6 leaves room for ~9,000 such squares.
+ * stay within ±2^53 (and above 1e-130 in magnitude): a reward of 1e100 or 1e-100 would fail the
+ * counter write after the reward row is already kept. ±1e6 leaves room for ~9,000 such squares.
  */
 const MAX_REWARD = 1e6;
 const MIN_REWARD = 1e-9;

@@ -144,7 +144,7 @@ function wellFormed(body: unknown): InferRequest | undefined {
 /**
  * The pinned version, or the router's choice among the versions that load; refused ones are
  * skipped. No promise once the routing and the version are cached (every request but the first
- * few): the waits showed in the profile of a one-record request.
+ * few): an await would add a turn of the event loop to every request.
  */
 function chooseModel(request: InferRequest, context: ServeContext): LoadedModel | Promise<LoadedModel> {
   const routing = context.routing.current(request.project);

@@ -241,7 +241,7 @@ function keyOf(project: string, version: number): string {
   return `${project}#${version}`;
 }
 
-/** The options every serving session is created with (`SERVING_SESSION_OPTIONS`, as Export timed it), `overrides` (execution providers, threads) on top. */
+/** The options every serving session is created with (`SERVING_SESSION_OPTIONS`, as Export times the model for its card), `overrides` (execution providers, threads) on top. */
 export function servingSessionOptions(overrides: ModelCacheOptions['sessionOptions'] = {}): ort.InferenceSession.SessionOptions {
   return { ...SERVING_SESSION_OPTIONS, ...overrides };
 }

@@ -25,8 +25,8 @@ export interface RoutingCacheOptions {
 /**
  * A short-lived in-memory copy of each project's routing state. Thompson sampling tolerates stale
  * counters (it keeps exploring in proportion to its doubt), so re-reading DynamoDB every few
- * seconds rather than per request keeps three reads per version off the request path at a cost
- * of a few seconds' delay in the posteriors. Concurrent refreshes of one project share one read.
+ * seconds rather than per request keeps the serving set, the settings and one read per version
+ * off the request path at a cost of a few seconds' delay in the posteriors. Concurrent refreshes of one project share one read.
  */
 export class RoutingCache {
   readonly #registry: ModelRegistry;

@@ -1,4 +1,7 @@
-/** The local runtime: the embedded AWS stand-ins, staging of local inputs, and whole pipeline runs on this machine. */
+/**
+ * The local runtime: the embedded AWS stand-ins, the workflow runner and job launcher, staging of
+ * local inputs, whole pipeline runs, schedules and `up` on this machine.
+ */
 export { RunInputError, stageRunInputs, type StagedRun } from './stageInputs.ts';
 export { cronOf, nextFireTime, rateMs, runScheduleLoop, ScheduleError, type ScheduleLoopOptions } from './schedule.ts';
 export { trainBaselines, type BaselineResult } from './baselines.ts';

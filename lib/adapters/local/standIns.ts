@@ -7,7 +7,7 @@
  * - dynalite has no transactions and no TTL: every write is a single-item conditional write,
  *   and expiring items (predictions) just stay locally.
  * - s3rver writes an object's file in place and answers before the write is done, so a process
- *   killed mid-PUT left an empty object behind; its store is replaced by one that writes whole
+ *   killed mid-PUT would leave an empty object behind; its store is replaced by one that writes whole
  *   files and renames them into place (`atomicStore.ts`), as S3 never shows a partial object.
  * - s3rver ignores conditional requests (If-None-Match): S3 keys are immutable and
  *   content-addressed, so a repeated write rewrites identical bytes.
@@ -152,8 +152,8 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
  * LevelDB locks its folder, but a second dynalite on a locked folder hangs instead of failing, so
  * the folder gets an explicit lock file holding the owner's pid. A lock left by a dead process
  * is taken over, atomically, so that of two processes that find the same dead pid exactly one
- * gets the folder and the other is told it is busy (with a plain overwrite both took it, and the
- * loser emptied the winner's spool and crashed on its closed database):
+ * gets the folder and the other is told it is busy (with a plain overwrite both would take it, and
+ * the loser would empty the winner's spool and crash on its closed database):
  * - a lock file appears whole or not at all: the pid is written to a file of our own, which is
  *   then hard-linked as the lock (link fails if the lock exists; an exclusive create would let a
  *   reader see the file still empty, and take a live lock for a stale one);

@@ -192,7 +192,7 @@ function toWorkflowEvent(event: LocalEventLog): WorkflowEvent | undefined {
       return { type: 'StateRetried', ...base, detail: { attempt: event.retry?.attempt, errorEquals: event.retry?.retrier.ErrorEquals } };
     case 'StateCaught':
       return { type: 'StateCaught', ...base, detail: { errorEquals: event.catch?.catcher.ErrorEquals, next: event.catch?.catcher.Next } };
-    // Step Functions writes these to the history too, so they count against its event limit (history.ts).
+    // Step Functions writes these to the history too, so they count against its event limit (lib/pipeline/history.ts).
     case 'MapIterationStarted':
     case 'MapIterationSucceeded':
     case 'MapIterationFailed':

@@ -2,8 +2,8 @@
  * The owner of both DynamoDB tables and every item in them: the registry table (model versions,
  * aliases, serving set: ModelRegistry; runs: RunLog) and the reward table (trial rewards, tuner
  * policy, online feedback, arm counters, serving settings, the prediction signing key, monitor
- * snapshots and retraining claims: RewardLog). Single-item conditional writes (and one batched put of served inputs), so they run
- * unchanged on dynalite. Every item kind and its key: layout.ts.
+ * snapshots and retraining claims: RewardLog). Single-item conditional writes (and one batched
+ * put of logged inputs), so they run unchanged on dynalite. Every item kind and its key: layout.ts.
  */
 export {
   ModelRegistry,

@@ -22,11 +22,11 @@
  *   RETRAIN#<p>#<windowStart> | RETRAIN                  reason, trigger, status, runId, executionArn?   a window's one retraining claim
  *   AGENTFLOW#SERVE      | PREDICTION_SIGNING_KEY        key, createdAt               one per deployment, created by the first server
  *
- * Feedback rows get a partition each because they are written at serving rate; everything else a
- * project owns shares its partition.
- * Logged inputs (`datasets.feedback`) share one partition per project so Prepare reads a project's
- * labelled rows with one Query; DynamoDB splits a hot partition by sort key ranges (the
- * prediction id, which starts with the version and the time). `expiresAt` is the TTL attribute on AWS (dynalite keeps them).
+ * Predictions (and their feedback) get a partition each because they are written at serving rate;
+ * everything else a project owns shares its partition. Logged inputs (`datasets.feedback`) share
+ * one partition per project so Prepare reads a project's labelled rows with one Query; DynamoDB
+ * splits a hot partition by sort key ranges (the prediction id, which starts with the version and
+ * the time). `expiresAt` is the TTL attribute on AWS (dynalite keeps the items).
  */
 import { keyPart, versionPart } from './dynamo.ts';
 

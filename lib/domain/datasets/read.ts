@@ -51,8 +51,8 @@ export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 /**
  * Lines are cut from the bytes (a newline byte is never part of a multi-byte UTF-8 character) and
  * each chunk is searched once: a line that spans many chunks is kept as their list and joined once
- * at its end, so reading is linear in its length (scanning the pending text from its start on
- * every chunk made a 50 MB line take 83 s). A line past `maxLineBytes` is reported and skipped.
+ * at its end, so reading is linear in its length, not quadratic. A line past `maxLineBytes` is
+ * reported and skipped.
  */
 async function* readJsonl(source: ByteSource, file: string, onProblem: (problem: DatasetProblem) => void, maxLineBytes: number): AsyncGenerator<SourceRecord> {
   let line = 0;

@@ -425,9 +425,9 @@ function featuresCheck(field: string, dimension: number): FieldCheck {
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
 /**
- * `{"b64": "<base64 of the vector as little-endian float32>"}`, decoded to a Float32Array: a third
- * the bytes of the JSON numbers and no number parsing, which for a long vector costs more than the
- * model run it feeds. Returns the problem's message when it is not one.
+ * `{"b64": "<base64 of the vector as little-endian float32>"}`, decoded to a Float32Array: fewer
+ * bytes than the JSON numbers and no number parsing, which for a long vector can cost more than
+ * the model run it feeds. Returns the problem's message when it is not one.
  */
 function decodePackedVector(field: string, dimension: number, value: Record<string, unknown>): Float32Array | string {
   const packed = value.b64;

@@ -3,14 +3,14 @@ import { seedRng } from '#lib/domain/random/index.ts';
 import { hyperparametersOf, validateSpace } from './space.ts';
 import type { BestTrial, PendingTrial, Proposal, TrialRecord, TrialResult, TunerInit, TunerKind, TunerStateBase } from './types.ts';
 
-/** Trial records kept per state: about 200 bytes each, well under DynamoDB's 400 KB item limit. */
+/** Trial records kept per state: few enough that a stored state stays well under DynamoDB's 400 KB item limit. */
 export const HISTORY_LIMIT = 500;
 export const DEFAULT_LR_RANGE: readonly [number, number] = [1e-4, 1e-2];
 
 /**
  * The learning rates a tuner searches around a spec's `training.learningRate`: a decade either
- * side, log-centred on it, so the policy starts at the rate the user gave (z = 0) rather than at
- * a fixed 1e-3 that ignored it. The default learning rate gives the default range.
+ * side, log-centred on it, so the policy starts at the rate the user gave (z = 0). The default
+ * learning rate gives the default range.
  */
 export function learningRateRange(learningRate: number): readonly [number, number] {
   return [learningRate / 10, learningRate * 10];

@@ -112,7 +112,7 @@ export async function prepareRun(input: PrepareInput, deps: PrepareDependencies,
 /**
  * A summary as a run event may hold it: DynamoDB caps an item at 400 KB, and a summary names
  * values from the data (categories, top terms) that may be any length. The manifest in S3 keeps
- * them whole; the event keeps 80 characters of a text and 50 items of a list.
+ * them whole; the event keeps the start of each text and of each list.
  */
 function clipped(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return value.length > 80 ? `${value.slice(0, 79)}…` : value;

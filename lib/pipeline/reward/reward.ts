@@ -44,7 +44,7 @@ export interface TrialRow {
  * The Reward stage: scores every trial of the generation, logs each exactly once, folds the
  * results into the policy (stored with optimistic locking for the next run), and either proposes
  * the next generation or ends tuning with the best trial. A screening generation instead halves
- * the candidates (see screening.ts) and, once one is left, hands over to the tuner. Retried, it returns what it decided the
+ * the candidates (see plan/screening.ts) and, once one is left, hands over to the tuner. Retried, it returns what it decided the
  * first time: the next generation's state file is written before the policy and is the marker.
  */
 export async function rewardGeneration(input: RewardInput, deps: AgentDependencies): Promise<RewardOutput> {
