@@ -39,7 +39,7 @@ export const BUCKET_ACTIONS = {
   keys: ['s3:PutObject'],
 } as const;
 
-/** DynamoDB actions by access level (the registry and reward code uses conditional single-item writes, queries and scans). */
+/** DynamoDB actions by access level (lib/adapters/registry: conditional single-item writes, one batched put of logged inputs, queries and a scan). */
 export const TABLE_ACTIONS = {
   read: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:ConditionCheckItem', 'dynamodb:DescribeTable'],
   readWrite: [

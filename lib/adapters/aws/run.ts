@@ -1,8 +1,8 @@
 /**
  * Starting a run on the deployed stack: the local spec's files are uploaded (content-addressed,
- * so a repeat sends nothing) and the workflow is started with the run context, named by the run
- * id (the naming rule: lib/adapters/aws/executions.ts) so that starting the same run twice attaches to the
- * first execution instead of a second one.
+ * so a repeat sends nothing) and the workflow is started through lib/adapters/aws/executions.ts
+ * with the run context, named by the run id (`executionName`), so that starting the same run twice
+ * attaches to the first execution instead of a second one.
  */
 import { DescribeExecutionCommand, ExecutionDoesNotExist, type SFNClient } from '@aws-sdk/client-sfn';
 import { stageRunInputs, type StagedRun } from '#lib/adapters/local/stageInputs.ts';
