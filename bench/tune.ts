@@ -538,7 +538,7 @@ export const FOUR_TASKS: TrainingObjectiveOptions['tasks'] = [...TRAINING_OBJECT
 async function realSection(
   name: string,
   training: ReturnType<typeof createTrainingObjective>,
-  options: Pick<BenchTuneOptions, 'seeds' | 'budget' | 'population' | 'gridResolution' | 'log'>,
+  options: Pick<BenchTuneOptions, 'seeds' | 'budget' | 'population' | 'gridResolution' | 'log'> & Partial<Pick<BenchTuneOptions, 'pgpe'>>,
 ): Promise<BenchTuneReport & { seedSpread: Awaited<ReturnType<typeof seedSpread>>; trialMs: number }> {
   const { log } = options;
   const o = training.options;
@@ -594,6 +594,15 @@ type RealReport = Awaited<ReturnType<typeof realSection>>;
 const FOUR_TASK_DATA_SEEDS = [3, 4] as const;
 const fourTaskSection = (dataSeed: number): string => `four-${dataSeed}`;
 
+/**
+ * `--pgpe '{"sigmaInit": 1}'`: PGPE hyperparameters over the defaults for every section, to try a
+ * setting on real training before it becomes the default (the sections' processes inherit it).
+ */
+const PGPE_OVERRIDES: Partial<PgpeHyperparameters> = (() => {
+  const at = process.argv.indexOf('--pgpe');
+  return at === -1 ? {} : (JSON.parse(process.argv[at + 1] ?? '{}') as Partial<PgpeHyperparameters>);
+})();
+
 /** The independent sections, by name; `main` runs each in its own process, the longest first. */
 const SECTIONS: Record<string, (log: (line: string) => void) => Promise<BenchTuneReport>> = {
   ...Object.fromEntries(
@@ -605,14 +614,23 @@ const SECTIONS: Record<string, (log: (line: string) => void) => Promise<BenchTun
           budget: 60,
           population: 4,
           gridResolution: 18,
+          pgpe: PGPE_OVERRIDES,
           log,
         }),
     ]),
   ),
-  three: (log) => realSection('section 1, three tasks', createTrainingObjective(), { seeds: REAL_SEEDS, budget: 40, population: 4, gridResolution: 10, log }),
+  three: (log) =>
+    realSection('section 1, three tasks', createTrainingObjective(), {
+      seeds: REAL_SEEDS,
+      budget: 40,
+      population: 4,
+      gridResolution: 10,
+      pgpe: PGPE_OVERRIDES,
+      log,
+    }),
   surrogate: (log) => {
     log('tune bench, section 3: surrogate objective (closed-form stand-in for training, noisy metrics)');
-    return benchTune({ name: 'surrogate', log });
+    return benchTune({ name: 'surrogate', pgpe: PGPE_OVERRIDES, log });
   },
   /** Alone only (`--section surrogate-quasi`): the surrogate with PGPE's quasi-random first generation, to compare with `surrogate`. */
   'surrogate-quasi': (log) => {
@@ -628,7 +646,10 @@ const SECTIONS: Record<string, (log: (line: string) => void) => Promise<BenchTun
  */
 function runSectionProcess(name: string): Promise<{ lines: string[]; report: BenchTuneReport }> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--section', name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const pgpe = Object.keys(PGPE_OVERRIDES).length > 0 ? ['--pgpe', JSON.stringify(PGPE_OVERRIDES)] : [];
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--section', name, ...pgpe], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let output = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     child.once('error', fail);
@@ -673,10 +694,23 @@ async function main(): Promise<void> {
     `four tasks, both datasets (${2 * four[0].seeds.length} runs per tuner): median trials to the gap target PGPE ${pooled.pgpeMedian}, random ${pooled.randomMedian}; PGPE / random ${pooled.ratio.toFixed(2)}` +
       ` (random search's hit rate over all its draws, ${(100 * pooled.randomHitRate).toFixed(2)}%, puts its median at ${pooled.randomGeometricMedian ?? 'never'})`,
   );
+  const goals = [
+    {
+      statement:
+        'PGPE needs at most half the trials of random search to reach the gap target on real training (four conflicting tasks, two datasets, 20 tuner seeds each)',
+      ratio: pooled.ratio,
+      limit: 0.5,
+    },
+    {
+      statement: 'PGPE needs no more trials than random search on three tasks, where the good region is wide enough for random draws to land in it often',
+      ratio: three.trialsRatio.gap,
+      limit: 1,
+    },
+  ].map((g) => ({ ...g, met: g.ratio <= g.limit }));
   const goal = {
-    statement:
-      'PGPE needs at most half the trials of random search to reach the gap target on real training (four conflicting tasks, two datasets, 20 tuner seeds each)',
-    met: pooled.ratio <= 0.5,
+    statement: goals.map((g) => g.statement).join('; and '),
+    met: goals.every((g) => g.met),
+    goals,
     ratios: {
       fourTasks: pooled.ratio,
       fourTasksPerDataset: four.map((report) => report.trialsRatio.gap),
@@ -685,10 +719,10 @@ async function main(): Promise<void> {
     },
   };
   log('');
+  for (const g of goals) log(`goal: ${g.statement}: ${g.met ? 'met' : 'NOT met'} (PGPE / random ${g.ratio.toFixed(2)}, goal ≤ ${g.limit})`);
   log(
-    `goal: ${goal.statement}: ${goal.met ? 'met' : 'NOT met'} (ratio ${pooled.ratio.toFixed(2)}; per dataset ${goal.ratios.fourTasksPerDataset.map((r) => r.toFixed(2)).join(', ')});` +
-      ` on three tasks ${three.trialsRatio.gap.toFixed(2)} (${(100 * three.targetShare.gap).toFixed(1)}% of the grid reaches that target); surrogate ${surrogate.trialsRatio.gap.toFixed(2)};` +
-      ` ${((performance.now() - started) / 1000).toFixed(0)} s in all`,
+    `four tasks per dataset ${goal.ratios.fourTasksPerDataset.map((r) => r.toFixed(2)).join(', ')}; ${(100 * three.targetShare.gap).toFixed(1)}% of the three-task grid reaches its target;` +
+      ` surrogate ${surrogate.trialsRatio.gap.toFixed(2)}; ${((performance.now() - started) / 1000).toFixed(0)} s in all`,
   );
   log(JSON.stringify({ bench: 'tune', goal, real: { threeTasks: three, fourTasks: four, fourTasksPooled: pooled }, surrogate }));
 }
