@@ -1,6 +1,6 @@
 import { candidateKey, type PlanDecision, type TrialRow } from '#lib/agent/index.ts';
 import { readRunHistory } from '#lib/report/index.ts';
-import type { ModelCard } from '#lib/run/index.ts';
+import { hyperparameterEntries, type CardHyperparameters, type ModelCard } from '#lib/run/index.ts';
 import type { ModelVersion, RunRecord } from '#lib/registry/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
 import { fixed, table } from './output.ts';
@@ -20,6 +20,13 @@ const lambdaText = (lambda: Record<string, number>) =>
   Object.entries(lambda)
     .map(([task, value]) => `${task}=${fixed(value, 3)}`)
     .join(' ');
+
+/** The winning trial's settings on one line, the ones the agent searched starred: `lr 0.003*, weightDecay 0.0001, …`. */
+export function hyperparametersText(hyperparameters: CardHyperparameters): string {
+  const entries = hyperparameterEntries(hyperparameters);
+  const text = entries.map((e) => `${e.name} ${e.value}${e.searched ? '*' : ''}`).join(', ');
+  return entries.some((e) => e.searched) ? `${text} (* searched)` : text;
+}
 
 /** What a run did, for `runs show` and the end of `run`: decisions, trials, the model and the gate's verdict. */
 export async function summarizeRun(deps: Pick<StageDependencies, 'registry' | 'rewards' | 'store'>, project: string, runId: string): Promise<RunSummary> {
@@ -66,6 +73,7 @@ export async function summarizeRun(deps: Pick<StageDependencies, 'registry' | 'r
         .map((l) => `    ${l}`)
         .join('\n'),
     );
+    if (card.hyperparameters) lines.push(`  trained with ${hyperparametersText(card.hyperparameters)}`);
     lines.push(`  model ${card.model.uri} (${(card.model.sizeBytes / 1024).toFixed(1)} KiB), ${fixed(card.latencyMs.single, 2)} ms per record`);
   }
   if (promotion) lines.push(`  promotion: ${promotion.promoted ? 'promoted to production' : 'not promoted'} — ${promotion.reason}`);

@@ -3,6 +3,7 @@ export { cardServingOf, modelOutputName, type CardServing, type CardTask, type M
 export { DeployError, type DeployErrorCode } from './errors.ts';
 export { evaluateOnSplit, MODEL_SESSION_OPTIONS, SERVING_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
 export { exportBestTrial } from './export.ts';
+export { cardHyperparametersOf } from './hyperparameters.ts';
 export { readLiveModel, writeLiveModel } from './liveModel.ts';
 export { decidePromotion, type GateDecision, type GateScore } from './gate.ts';
 export {

@@ -1,5 +1,5 @@
 import type { PlanDecision, ScreeningOutcome, TrialRow } from '#lib/agent/index.ts';
-import { ModelCard, RunManifest } from '#lib/run/index.ts';
+import { hyperparameterEntries, ModelCard, RunManifest } from '#lib/run/index.ts';
 import { RegistryError, type ModelVersion, type RunEvent, type RunRecord, type ServingSetState, type TrialRecord } from '#lib/registry/index.ts';
 import type { DeploySpec } from '#lib/spec/index.ts';
 import type { StageDependencies } from '#lib/stages/index.ts';
@@ -103,6 +103,8 @@ export interface RunReportData {
     sizeBytes: number;
     latencyMsSingle: number;
     uri: string;
+    /** The winning trial's settings, each marked when the agent searched it; absent for cards from before they were recorded. */
+    hyperparameters?: { name: string; value: string; searched: boolean }[];
   };
   promotion?: ReportPromotion;
   /** Undefined while the project serves nothing. */
@@ -330,6 +332,7 @@ export async function collectRunReport(deps: ReportDependencies, target: { proje
             sizeBytes: card.model.sizeBytes,
             latencyMsSingle: card.latencyMs.single,
             uri: card.model.uri,
+            ...(card.hyperparameters ? { hyperparameters: hyperparameterEntries(card.hyperparameters) } : {}),
           },
         }
       : {}),
