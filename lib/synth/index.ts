@@ -6,3 +6,27 @@ export { SynthError } from '#lib/synth/errors.ts';
 export { deriveSeed, mulberry32, Random } from '#lib/synth/random.ts';
 export { Teacher, TEACHER_OUTPUT_STD, type GeneratedTask, type SynthTaskType, type TeacherHead } from '#lib/synth/teacher.ts';
 export { generateMultiTask, REGRESSION_NOISE_STD, type MultiTaskDataset, type MultiTaskOptions, type SynthTaskOptions } from '#lib/synth/generate.ts';
+export {
+  CENSUS_CATEGORICAL,
+  CENSUS_COLUMNS,
+  CENSUS_COUNTRIES,
+  CENSUS_MISSING_SHARE,
+  CENSUS_NUMERIC,
+  censusCsv,
+  censusTable,
+  MISSING,
+  type CensusColumn,
+  type CensusOptions,
+  type CensusRow,
+} from '#lib/synth/census.ts';
+export {
+  CORPUS_LABEL_NOISE,
+  CORPUS_SPAM_BIGRAMS,
+  CORPUS_SPAM_WORDS,
+  CORPUS_URGENT_BIGRAMS,
+  CORPUS_URGENT_WORDS,
+  fillerWord,
+  zipfCorpus,
+  type CorpusDocument,
+  type CorpusOptions,
+} from '#lib/synth/corpus.ts';
