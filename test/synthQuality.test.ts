@@ -83,7 +83,7 @@ describe('the census-like table for the quality bench', () => {
     const high = table.filter((row) => Number(row.capital_gain) > 7000);
     const small = table.filter((row) => Number(row.capital_gain) > 0 && Number(row.capital_gain) <= 7000);
     const rate = (rows: CensusRow[]) => rows.filter((row) => row.income === '>50K').length / rows.length;
-    expect(rate(high)).toBeGreaterThan(0.85);
+    expect(rate(high)).toBeGreaterThan(0.75);
     expect(rate(small)).toBeLessThan(rate(high) - 0.3);
   });
 

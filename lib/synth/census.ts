@@ -178,35 +178,38 @@ export function censusTable(options: CensusOptions): CensusRow[] {
     const capitalLoss = capitalGain === 0 && random.uniform() < 0.047 ? Math.round(clamp(1900 + 350 * random.normal(), 150, 4356)) : 0;
 
     const income =
-      -2.3 +
-      2.2 * (married ? 1 : 0) +
-      0.35 * (educationNum - 10) +
+      -3.4 +
+      2.6 * (married ? 1 : 0) +
+      // Schooling pays, and pays more inside a marriage (two earners): an interaction, not a sum.
+      (married ? 0.6 : 0.3) * (educationNum - 10) +
       // Earnings rise with age to the fifties and fall after.
-      -0.0022 * (age - 50) ** 2 +
-      0.6 +
-      OCCUPATION_INCOME[occupation] +
+      -0.003 * (age - 50) ** 2 +
+      1.0 +
+      1.3 * OCCUPATION_INCOME[occupation] +
       COUNTRY_INCOME[country] +
       // A gain above the cut-off all but settles it; a small one says little.
-      (capitalGain > 7000 ? 4.5 : capitalGain > 0 ? 0.4 : 0) +
+      (capitalGain > 7000 ? 6 : capitalGain > 0 ? 0.4 : 0) +
       // Losses in a band (deductions of higher earners) mean high income; others do not.
-      (capitalLoss >= 1800 && capitalLoss <= 2300 ? 2.2 : capitalLoss > 0 ? -0.3 : 0) +
+      (capitalLoss >= 1800 && capitalLoss <= 2300 ? 2.8 : capitalLoss > 0 ? -0.4 : 0) +
       // Long hours pay for married men, much less for anyone else.
-      (married && sex === 'Male' ? 0.035 : 0.01) * (hours - 40) +
-      (sex === 'Female' && !married ? -0.6 : 0) +
-      (workclass === 2 ? 0.7 : 0) +
-      0.8 * random.normal();
+      (married && sex === 'Male' ? 0.05 : 0.01) * (hours - 40) +
+      (sex === 'Female' && !married ? -0.8 : 0) +
+      (workclass === 2 ? 0.9 : 0) +
+      // The young earn little whatever their schooling: education pays only from the late twenties.
+      (age < 28 ? -1.8 - 0.3 * (educationNum - 10) : 0) +
+      0.3 * random.normal();
     const loan =
-      -1.6 +
+      -2.2 +
       // Young and old borrowers default more; the middle-aged least.
-      0.0016 * (age - 42) ** 2 +
+      0.003 * (age - 42) ** 2 +
       // Long hours on a low-paid job is strain; long hours in management is not.
-      (hours > 50 ? (OCCUPATION_INCOME[occupation] < 0 ? 1.3 : -0.5) : 0) +
-      (workclass === 1 && occupation === 9 ? 1.8 : 0) +
-      (capitalLoss > 0 ? 1.1 : 0) +
-      (capitalGain > 7000 ? -1.5 : 0) +
-      (married ? -0.7 : 0.3) +
-      -0.12 * (educationNum - 10) +
-      0.5 * random.normal();
+      (hours > 50 ? (OCCUPATION_INCOME[occupation] < 0 ? 2.2 : -0.8) : 0) +
+      (workclass === 1 && occupation === 9 ? 2.5 : 0) +
+      (capitalLoss > 0 ? 1.8 : 0) +
+      (capitalGain > 7000 ? -2.5 : 0) +
+      (married ? -1.2 : 0.5) +
+      -0.25 * (educationNum - 10) +
+      0.3 * random.normal();
 
     const missing = (column: keyof typeof CENSUS_MISSING_SHARE) => random.uniform() < CENSUS_MISSING_SHARE[column];
     table.push({
