@@ -10,26 +10,14 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { TrialRow } from '#lib/pipeline/reward/reward.ts';
 import { openLocalSession, runPipelineLocally } from '#lib/adapters/local/index.ts';
-import type { WorkflowEvent } from '#lib/adapters/local/workflow.ts';
+import { stageTimer } from './stageTimes.ts';
 
 export async function benchE2e(options: { specPath?: string } = {}) {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const dir = await mkdtemp(join(tmpdir(), 'agentflow-bench-e2e-'));
   const session = await openLocalSession({ dir });
   try {
-    const entered = new Map<string, number>();
-    const stages = new Map<string, number>();
-    const trialWall = new Map<number, number>();
-    const onEvent = (event: WorkflowEvent) => {
-      const key = `${event.state}#${event.index ?? ''}`;
-      const at = Date.parse(event.at);
-      if (event.type === 'StateEntered') entered.set(key, at);
-      if (event.type !== 'StateExited' && event.type !== 'StateFailed') return;
-      const since = entered.get(key);
-      if (since === undefined || !event.state) return;
-      if (event.state === 'RunTrial') trialWall.set(trialWall.size, at - since);
-      else if (!/Failed$|Succeeded$|^IsTuningDone$/.test(event.state)) stages.set(event.state, (stages.get(event.state) ?? 0) + (at - since));
-    };
+    const { onEvent, stages, trialWallMs } = stageTimer();
     const started = performance.now();
     const { runId, staged, result } = await runPipelineLocally(session, {
       specPath: options.specPath ?? 'examples/penguins/spec.json',
@@ -40,7 +28,7 @@ export async function benchE2e(options: { specPath?: string } = {}) {
     if (result.status !== 'SUCCEEDED') throw new Error(`the run failed: ${result.error}: ${result.cause}`);
     const trials = await session.deps.rewards.listTrials<TrialRow>(staged.spec.project, runId);
     const trainingMs = trials.reduce((sum, t) => sum + (t.row.durationMs ?? 0), 0);
-    const jobWallMs = [...trialWall.values()].reduce((a, b) => a + b, 0);
+    const jobWallMs = trialWallMs.reduce((a, b) => a + b, 0);
 
     const rows = [...stages.entries()].map(([stage, ms]) => [stage, ms]);
     console.log(`demo pipeline (${staged.spec.project}, ${trials.length} trials, 2 at a time), run ${runId}`);

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
-const BENCHMARKS = ['train', 'embed', 'tune', 'serve', 'e2e', 'bundles', 'jsonl'] as const;
+const BENCHMARKS = ['train', 'embed', 'tune', 'serve', 'e2e', 'bundles', 'jsonl', 'quality'] as const;
 const here = dirname(fileURLToPath(import.meta.url));
 
 const requested = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));

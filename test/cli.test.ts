@@ -101,6 +101,11 @@ describe('agentflow end to end', () => {
     expect(after.production).toBe(1);
     expect(after.versions.find((v) => v.version === 2)?.status).toBe('rejected');
 
+    const shownModel = await agentflow(['--dir', dir(), 'models', 'show', '1', '-p', PROJECT]);
+    expect(shownModel.code).toBe(EXIT.ok);
+    expect(shownModel.stdout).toMatch(
+      /trained with learningRate 0\.01, weightDecay 0\.0001, dropout 0, hidden \[32\], towerHidden \[16\], patience 3, epochs 8, /,
+    );
     const missing = await agentflow(['--dir', dir(), 'models', 'show', '9', '-p', PROJECT]);
     expect(missing.code).toBe(EXIT.notFound);
   });

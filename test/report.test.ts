@@ -65,6 +65,16 @@ describe('the run report', () => {
       ['body_mass_g', 'rmse', false],
     ]);
     expect(data.model).toMatchObject({ version: 1, status: 'production' });
+    // Export wrote the winning trial's settings (the spec's here: nothing beyond λ was searched) and the page shows them.
+    expect(data.model?.hyperparameters).toEqual(
+      expect.arrayContaining([
+        { name: 'learningRate', value: '0.01', searched: false },
+        { name: 'hidden', value: '[32]', searched: false },
+        { name: 'patience', value: '3', searched: false },
+        { name: 'numericEncoding', value: 'standard', searched: false },
+      ]),
+    );
+    expect(html).toMatch(/<h3>Trained with .*<td>learningRate<\/td><td>0\.01<\/td><td>spec<\/td>/s);
     expect(data.promotion).toMatchObject({ version: 1, promoted: true, outcome: 'promoted', policy: { policy: 'if-better' } });
     expect(data.promotion?.candidateObjective).toBeCloseTo(data.model!.holdoutObjective, 10);
     expect(data.charts).toEqual(EXPECTED_CHARTS);

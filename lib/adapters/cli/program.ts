@@ -18,7 +18,7 @@ import { registerUpCommand } from './up.ts';
 import { consoleOutput, EXIT, fixed, reportError, table, type Output } from './output.ts';
 import { createProgress } from './progress.ts';
 import { awsOnly, localOnly, openCliSession, type CliSession, type GlobalOptions } from './session.ts';
-import { summarizeRun } from './summary.ts';
+import { hyperparametersText, summarizeRun } from './summary.ts';
 
 export type { GlobalOptions } from './session.ts';
 
@@ -390,6 +390,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid input, 3 not found, 4 conflict, 5 data fol
             output.out(
               `  ${card.architecture} on a ${card.encoder.kind} encoder (${card.encoder.dimension} dims); holdout objective ${fixed(card.holdoutObjective)}; latency ${fixed(card.latencyMs.single, 2)} ms (1 record), ${fixed(card.latencyMs.batch64, 2)} ms (64)`,
             );
+            if (card.hyperparameters) output.out(`  trained with ${hyperparametersText(card.hyperparameters)}`);
             output.out(
               table(
                 ['task', 'split', 'metrics'],

@@ -2,7 +2,7 @@ import { candidateKey } from '#lib/pipeline/plan/screening.ts';
 import { type PlanDecision } from '#lib/pipeline/plan/plan.ts';
 import { type TrialRow } from '#lib/pipeline/reward/reward.ts';
 import { readRunHistory } from '#lib/adapters/report/index.ts';
-import type { ModelCard } from '#lib/domain/run/index.ts';
+import { hyperparameterEntries, type CardHyperparameters, type ModelCard } from '#lib/domain/run/index.ts';
 import type { ModelVersion, RunRecord } from '#lib/adapters/registry/index.ts';
 import type { StageDependencies } from '#lib/pipeline/dependencies.ts';
 import { fixed, table } from './output.ts';
@@ -22,6 +22,13 @@ const lambdaText = (lambda: Record<string, number>) =>
   Object.entries(lambda)
     .map(([task, value]) => `${task}=${fixed(value, 3)}`)
     .join(' ');
+
+/** The winning trial's settings on one line, the ones the agent searched starred: `lr 0.003*, weightDecay 0.0001, …`. */
+export function hyperparametersText(hyperparameters: CardHyperparameters): string {
+  const entries = hyperparameterEntries(hyperparameters);
+  const text = entries.map((e) => `${e.name} ${e.value}${e.searched ? '*' : ''}`).join(', ');
+  return entries.some((e) => e.searched) ? `${text} (* searched)` : text;
+}
 
 /** What a run did, for `runs show` and the end of `run`: decisions, trials, the model and the gate's verdict. */
 export async function summarizeRun(
@@ -72,6 +79,7 @@ export async function summarizeRun(
         .map((l) => `    ${l}`)
         .join('\n'),
     );
+    if (card.hyperparameters) lines.push(`  trained with ${hyperparametersText(card.hyperparameters)}`);
     lines.push(`  model ${card.model.uri} (${(card.model.sizeBytes / 1024).toFixed(1)} KiB), ${fixed(card.latencyMs.single, 2)} ms per record`);
   }
   if (promotion) lines.push(`  promotion: ${promotion.promoted ? 'promoted to production' : 'not promoted'} — ${promotion.reason}`);

@@ -1,7 +1,7 @@
 import type { PlanDecision } from '#lib/pipeline/plan/plan.ts';
 import type { ScreeningOutcome } from '#lib/pipeline/plan/screening.ts';
 import type { TrialRow } from '#lib/pipeline/reward/reward.ts';
-import { ModelCard, RunManifest } from '#lib/domain/run/index.ts';
+import { hyperparameterEntries, ModelCard, RunManifest } from '#lib/domain/run/index.ts';
 import { RegistryError, type ModelVersion, type RunEvent, type RunRecord, type ServingSetState, type TrialRecord } from '#lib/adapters/registry/index.ts';
 import type { DeploySpec } from '#lib/domain/spec/index.ts';
 import type { StageDependencies } from '#lib/pipeline/dependencies.ts';
@@ -105,6 +105,8 @@ export interface RunReportData {
     sizeBytes: number;
     latencyMsSingle: number;
     uri: string;
+    /** The winning trial's settings, each marked when the agent searched it; absent for cards from before they were recorded. */
+    hyperparameters?: { name: string; value: string; searched: boolean }[];
   };
   promotion?: ReportPromotion;
   /** Undefined while the project serves nothing. */
@@ -332,6 +334,7 @@ export async function collectRunReport(deps: ReportDependencies, target: { proje
             sizeBytes: card.model.sizeBytes,
             latencyMsSingle: card.latencyMs.single,
             uri: card.model.uri,
+            ...(card.hyperparameters ? { hyperparameters: hyperparameterEntries(card.hyperparameters) } : {}),
           },
         }
       : {}),

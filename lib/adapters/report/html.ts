@@ -117,7 +117,18 @@ ${table(
   ['task', 'metric', 'λ', 'validation', 'holdout'],
   data.tasks.map((t) => [escapeHtml(t.name), escapeHtml(t.metric), num(model.lambda[t.name], 3), num(model.validation[t.name]), num(model.holdout[t.name])]),
 )}
+${hyperparametersTable(model.hyperparameters)}
 </section>`;
+}
+
+/** The winning trial's settings; the agent's choices bold, the spec's values plain. */
+function hyperparametersTable(entries: NonNullable<RunReportData['model']>['hyperparameters']): string {
+  if (!entries) return '';
+  return `<h3>Trained with <span class="muted">· the winning trial's settings; <strong>bold</strong>: chosen by the agent, the rest from the spec</span></h3>
+${table(
+  ['hyperparameter', 'value', 'from'],
+  entries.map((e) => [escapeHtml(e.name), e.searched ? `<strong>${escapeHtml(e.value)}</strong>` : escapeHtml(e.value), e.searched ? 'search' : 'spec']),
+)}`;
 }
 
 function promotionSection(data: RunReportData): string {

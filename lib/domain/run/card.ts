@@ -54,6 +54,67 @@ export const CardServing = z.object({
 });
 export type CardServing = z.infer<typeof CardServing>;
 
+/**
+ * The winning trial's training settings as it trained: the spec's own values with the proposal's
+ * searched hyperparameters in their place, so a reader can retrain the served model without
+ * replaying the search. `searched` names what the agent chose for this trial (λ aside), the rest
+ * came from the spec.
+ */
+export const CardHyperparameters = z.object({
+  learningRate: z.number().positive(),
+  weightDecay: z.number().nonnegative(),
+  /** On each task tower's input while training; the served model keeps every unit. */
+  dropout: z.number().min(0).lt(1),
+  /** The shared layers' widths (shared-bottom) or, with `experts`, each expert's: width × depth. */
+  hidden: z.array(z.int().positive()),
+  towerHidden: z.array(z.int().positive()),
+  experts: z.int().positive().optional(),
+  /** Early-stopping patience in epochs (0: no early stopping). */
+  patience: z.int().nonnegative(),
+  /** The most epochs the trial could train (a screening trial's cap when it was one). */
+  epochs: z.int().positive(),
+  batchSize: z.int().positive(),
+  /** The base-model candidate the weights were trained on (`e0`, …) and, for a tabular one, its numeric encoding. */
+  encoderId: z.string().min(1),
+  /** `standard`, `quantile` or `ple` for every numeric column, or `mixed` (then `columnEncodings` says which). */
+  numericEncoding: z.string().optional(),
+  columnEncodings: z.record(z.string(), z.string()).optional(),
+  /** What the agent chose for this trial: `learningRate`, `tuning.search` names, `encoder`, `architecture`. */
+  searched: z.array(z.string()),
+});
+export type CardHyperparameters = z.infer<typeof CardHyperparameters>;
+
+/** The card's hyperparameters as `name value` pairs in a fixed order, the searched ones marked, for the CLI and the report. */
+export function hyperparameterEntries(h: CardHyperparameters): { name: string; value: string; searched: boolean }[] {
+  const searched = new Set(h.searched);
+  const entry = (name: string, value: string, searchedAs: string[] = [name]) => ({ name, value, searched: searchedAs.some((s) => searched.has(s)) });
+  return [
+    entry('learningRate', String(h.learningRate)),
+    entry('weightDecay', String(h.weightDecay)),
+    entry('dropout', String(h.dropout)),
+    entry(h.experts === undefined ? 'hidden' : 'expertHidden', `[${h.hidden.join(', ')}]`, ['width', 'depth']),
+    entry('towerHidden', `[${h.towerHidden.join(', ')}]`),
+    ...(h.experts === undefined ? [] : [entry('experts', String(h.experts), ['architecture'])]),
+    entry('patience', String(h.patience)),
+    entry('epochs', String(h.epochs)),
+    entry('batchSize', String(h.batchSize)),
+    entry('encoder', h.encoderId, ['encoder']),
+    ...(h.numericEncoding === undefined
+      ? []
+      : [
+          entry(
+            'numericEncoding',
+            h.columnEncodings && h.numericEncoding === 'mixed'
+              ? Object.entries(h.columnEncodings)
+                  .map(([column, encoding]) => `${column}=${encoding}`)
+                  .join(' ')
+              : h.numericEncoding,
+            ['encoder'],
+          ),
+        ]),
+  ];
+}
+
 const latency = z.object({ single: z.number(), batch64: z.number() });
 const metricTable = z.record(z.string(), z.record(z.string(), z.number()));
 
@@ -95,6 +156,8 @@ export const ModelCard = z.object({
   architecture: z.string(),
   lambda: z.record(z.string(), z.number()),
   learningRate: z.number().optional(),
+  /** The winning trial's settings, searched or from the spec; absent on cards from before it was recorded. */
+  hyperparameters: CardHyperparameters.optional(),
   metrics: z.object({ validation: metricTable, holdout: metricTable }),
   /** The objective (the agent's reward) on the holdout, with the per-task breakdown. */
   holdoutObjective: z.number(),

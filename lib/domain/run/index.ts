@@ -5,7 +5,17 @@
  * the domain libraries, so every stage can use it without import cycles.
  */
 export { DatasetEntry, DatasetRole, EncoderEntry, ResolvedSpec, RunManifest } from './manifest.ts';
-export { CardEncoder, CardServing, CardTask, ModelCard, ModelQuantization, cardServingOf, modelOutputName } from './card.ts';
+export {
+  CardEncoder,
+  CardHyperparameters,
+  CardServing,
+  CardTask,
+  ModelCard,
+  ModelQuantization,
+  cardServingOf,
+  hyperparameterEntries,
+  modelOutputName,
+} from './card.ts';
 export { LIVE_MODEL_FILES, LiveModel } from './liveModel.ts';
 export { splitRouter, type SplitRouter } from './split.ts';
 export { objectiveTasks } from './objective.ts';

@@ -5,3 +5,27 @@
 export { SynthError } from '#lib/domain/synth/errors.ts';
 export { Teacher, TEACHER_OUTPUT_STD, type GeneratedTask, type SynthTaskType, type TeacherHead } from '#lib/domain/synth/teacher.ts';
 export { generateMultiTask, REGRESSION_NOISE_STD, type MultiTaskDataset, type MultiTaskOptions, type SynthTaskOptions } from '#lib/domain/synth/generate.ts';
+export {
+  CENSUS_CATEGORICAL,
+  CENSUS_COLUMNS,
+  CENSUS_COUNTRIES,
+  CENSUS_MISSING_SHARE,
+  CENSUS_NUMERIC,
+  censusCsv,
+  censusTable,
+  MISSING,
+  type CensusColumn,
+  type CensusOptions,
+  type CensusRow,
+} from '#lib/domain/synth/census.ts';
+export {
+  CORPUS_LABEL_NOISE,
+  CORPUS_SPAM_BIGRAMS,
+  CORPUS_SPAM_WORDS,
+  CORPUS_URGENT_BIGRAMS,
+  CORPUS_URGENT_WORDS,
+  fillerWord,
+  zipfCorpus,
+  type CorpusDocument,
+  type CorpusOptions,
+} from '#lib/domain/synth/corpus.ts';

@@ -15,6 +15,7 @@ import { TrialJobResult, type ExportInput, type ExportOutput } from '#lib/pipeli
 import { ModelCard, cardServingOf, modelOutputName, type ModelQuantization } from '#lib/domain/run/index.ts';
 import { DeployError } from './errors.ts';
 import { writeLiveModel } from './liveModel.ts';
+import { cardHyperparametersOf } from './hyperparameters.ts';
 import { evaluateOnSplit, SERVING_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
 import { DEFAULT_MIN_QUANTIZED_ELEMENTS, quantizeWeights, quantizedWeights } from './quantize.ts';
 
@@ -138,6 +139,7 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
     architecture: weights.architecture,
     lambda: result.proposal.lambda,
     ...(result.proposal.learningRate === undefined ? {} : { learningRate: result.proposal.learningRate }),
+    hyperparameters: cardHyperparametersOf({ spec, proposal: result.proposal, encoder, architecture: weights.architecture }),
     metrics: { validation: result.metrics, holdout: holdout.metrics },
     holdoutObjective: objective,
     lineage: {
