@@ -257,6 +257,7 @@ describe('parseSpec problems', () => {
     ['tuning.screening.enabled', 'yes', 'tuning.screening.enabled', 'yes', /"yes"/],
     ['model.architecture', ['mmoe', 'moe'], 'model.architecture[1]', 'moe', /^"moe" is not one of shared-bottom \| mmoe$/],
     ['model.hidden', [256, 0], 'model.hidden[1]', 0, /^0 is below the minimum 1$/],
+    ['model.hidden', [], 'model.hidden', [], /^is empty, but shared-bottom needs at least one shared layer; give one, e\.g\. "hidden": \[64\]$/],
     ['deploy.policy', 'sometimes', 'deploy.policy', 'sometimes', /^"sometimes" is not one of if-better \| always \| never \| canary$/],
     ['deploy.canaryShare', 1, 'deploy.canaryShare', 1, /^1 must be less than 1$/],
     ['schedule', { enabled: true }, 'schedule', { enabled: true }, /has neither cron nor rate/],

@@ -233,15 +233,28 @@ export const splitSchema = z
 
 const architectureSchema = z.enum(ARCHITECTURES);
 
-export const modelSchema = z.strictObject({
-  architecture: z.union([architectureSchema, z.array(architectureSchema).min(1)]).default('shared-bottom'),
-  hidden: z.array(positiveInt()).default([256]),
-  experts: positiveInt().default(4),
-  expertHidden: positiveInt().default(128),
-  towerHidden: z.array(positiveInt()).default([64]),
-  /** Dropout on each task tower's input while training (the served model keeps every unit); absent: none. */
-  dropout: z.number().min(0).lt(1).optional(),
-});
+export const modelSchema = z
+  .strictObject({
+    architecture: z.union([architectureSchema, z.array(architectureSchema).min(1)]).default('shared-bottom'),
+    hidden: z.array(positiveInt()).default([256]),
+    experts: positiveInt().default(4),
+    expertHidden: positiveInt().default(128),
+    towerHidden: z.array(positiveInt()).default([64]),
+    /** Dropout on each task tower's input while training (the served model keeps every unit); absent: none. */
+    dropout: z.number().min(0).lt(1).optional(),
+  })
+  .superRefine((model, ctx) => {
+    const architectures = typeof model.architecture === 'string' ? [model.architecture] : model.architecture;
+    // Refused here rather than in every trial: the heads would fail to build once per trial, after Embed.
+    if (architectures.includes('shared-bottom') && model.hidden.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hidden'],
+        input: model.hidden,
+        message: 'is empty, but shared-bottom needs at least one shared layer; give one, e.g. "hidden": [64]',
+      });
+    }
+  });
 
 export const trainingSchema = z.strictObject({
   epochs: positiveInt().default(20),
