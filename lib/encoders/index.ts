@@ -38,6 +38,7 @@ export {
   type NumericColumnStats,
   type TabularStats,
 } from '#lib/encoders/tabular.ts';
+export { SparseTextEncoder } from '#lib/encoders/sparseText.ts';
 export { fitFeaturesEncoder } from '#lib/encoders/features.ts';
 export { fitOnnxEncoder, type ResolveFile } from '#lib/encoders/onnx.ts';
 export { createTokenization, tokenizationFromJson, type TokenBatch, type Tokenization } from '#lib/encoders/tokenize.ts';

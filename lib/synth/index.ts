@@ -6,3 +6,4 @@ export { SynthError } from '#lib/synth/errors.ts';
 export { deriveSeed, mulberry32, Random } from '#lib/synth/random.ts';
 export { Teacher, TEACHER_OUTPUT_STD, type GeneratedTask, type SynthTaskType, type TeacherHead } from '#lib/synth/teacher.ts';
 export { generateMultiTask, REGRESSION_NOISE_STD, type MultiTaskDataset, type MultiTaskOptions, type SynthTaskOptions } from '#lib/synth/generate.ts';
+export { generateTextCorpus, wordOf, type TextCorpus, type TextCorpusOptions } from '#lib/synth/text.ts';
