@@ -148,7 +148,11 @@ describe('sparse feature shards', () => {
   });
 
   it.each([
-    ['an index outside the vocabulary', { indices: Int32Array.from([3, DIM]), values: Float32Array.from([1, 2]) }, /index 20000 at position 1 is not ascending within 0 … 19999/],
+    [
+      'an index outside the vocabulary',
+      { indices: Int32Array.from([3, DIM]), values: Float32Array.from([1, 2]) },
+      /index 20000 at position 1 is not ascending within 0 … 19999/,
+    ],
     ['indices out of order', { indices: Int32Array.from([9, 3]), values: Float32Array.from([1, 2]) }, /sort the indices and drop repeats/],
     ['fewer values than indices', { indices: Int32Array.from([1, 2]), values: Float32Array.from([1]) }, /as many values/],
   ])('refuse a row with %s', async (_name, row, message) => {

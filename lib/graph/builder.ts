@@ -489,7 +489,11 @@ export class Graph {
     this.requireFloat('embeddingBag', weight, { name: nodeName });
     if (weight.rank !== 2) this.fail('embeddingBag', nodeName, `weight ${weight} must be a [vocabulary, out] matrix`);
     if (indices.rank !== 2 || values.rank !== 2) {
-      this.fail('embeddingBag', nodeName, `indices ${indices} and values ${values} must both be [batch, nnz]; pad rows to the batch's longest with index 0, value 0`);
+      this.fail(
+        'embeddingBag',
+        nodeName,
+        `indices ${indices} and values ${values} must both be [batch, nnz]; pad rows to the batch's longest with index 0, value 0`,
+      );
     }
     if (values.dtype !== weight.dtype) this.dtypeMismatch('embeddingBag', nodeName, weight, values);
     const label = options?.name ?? (nodeName.split('/').pop() as string);

@@ -80,7 +80,7 @@ export function copyRows(source: ShardBatch, from: number, target: ShardBatch, t
  * scattered into zeros. For the few consumers that need vectors (a parity check on some rows, a
  * drift reference), never for the training pipeline.
  */
-export function denseFeatures(batch: ShardBatch): Float32Array {
+export function denseFeatures(batch: Pick<ShardBatch, 'rows' | 'dim' | 'features'> & { sparse?: readonly SparseRow[] }): Float32Array {
   if (!batch.sparse) return batch.features;
   const { dim } = batch;
   const out = new Float32Array(batch.rows * dim);

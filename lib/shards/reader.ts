@@ -218,10 +218,13 @@ function sparseRows(batch: RecordBatch, rows: number, dim: number): SparseRow[] 
     const indices = indexValues.subarray(start, end);
     for (let k = 0; k < indices.length; k++) {
       if (indices[k] < 0 || indices[k] >= dim) {
-        throw new ShardError(`shard row ${i} of a batch has index ${indices[k]}, outside 0 … ${dim - 1} (metadata dim ${dim}); the file is inconsistent, re-run Embed`, {
-          code: 'SHARD_DIM_MISMATCH',
-          context: { row: i, index: indices[k], dim },
-        });
+        throw new ShardError(
+          `shard row ${i} of a batch has index ${indices[k]}, outside 0 … ${dim - 1} (metadata dim ${dim}); the file is inconsistent, re-run Embed`,
+          {
+            code: 'SHARD_DIM_MISMATCH',
+            context: { row: i, index: indices[k], dim },
+          },
+        );
       }
     }
     out[i] = { indices, values: valueValues.subarray(valueStart, valueEnd) };

@@ -199,9 +199,11 @@ export function parseShardMetadata(schema: Schema, expected: ShardExpectations =
   const layout: FeatureLayout = layoutValue;
   if (layout === 'sparse') {
     const indices = column(COLUMNS.indices).type;
-    if (!isListOf(indices, (t) => t.typeId === Type.Int && (t as Int32).bitWidth === 32 && (t as Int32).isSigned)) badType(COLUMNS.indices, indices, 'List<Int32>');
+    if (!isListOf(indices, (t) => t.typeId === Type.Int && (t as Int32).bitWidth === 32 && (t as Int32).isSigned))
+      badType(COLUMNS.indices, indices, 'List<Int32>');
     const values = column(COLUMNS.values).type;
-    if (!isListOf(values, (t) => t.typeId === Type.Float && (t as Float32).precision === new Float32().precision)) badType(COLUMNS.values, values, 'List<Float32>');
+    if (!isListOf(values, (t) => t.typeId === Type.Float && (t as Float32).precision === new Float32().precision))
+      badType(COLUMNS.values, values, 'List<Float32>');
   } else {
     const features = column(COLUMNS.features).type;
     if (features.typeId !== Type.FixedSizeList || (features as FixedSizeList).valueType.typeId !== Type.Float) {

@@ -328,10 +328,13 @@ export class ShardWriter {
       for (let k = 0; k < row.indices.length; k++) {
         const index = row.indices[k];
         if (index < 0 || index >= dim || (k > 0 && index <= row.indices[k - 1])) {
-          throw this.invalid(`sparse row ${rowIndex[i]}: index ${index} at position ${k} is not ascending within 0 … ${dim - 1}; sort the indices and drop repeats`, {
-            row: rowIndex[i],
-            index,
-          });
+          throw this.invalid(
+            `sparse row ${rowIndex[i]}: index ${index} at position ${k} is not ascending within 0 … ${dim - 1}; sort the indices and drop repeats`,
+            {
+              row: rowIndex[i],
+              index,
+            },
+          );
         }
       }
       offsets[i + 1] = offsets[i] + row.indices.length;

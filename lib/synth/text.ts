@@ -51,7 +51,8 @@ export function generateTextCorpus(options: TextCorpusOptions): TextCorpus {
   };
   if (!Number.isInteger(options.documents) || options.documents < 1) bad(`documents ${options.documents} must be a positive integer`);
   if (!Number.isInteger(vocabulary) || vocabulary < 100) bad(`vocabulary ${vocabulary} must be an integer ≥ 100`);
-  if (!(Number.isInteger(minTokens) && minTokens >= 1 && maxTokens >= minTokens)) bad(`tokens [${minTokens}, ${maxTokens}] must be integers with 1 ≤ min ≤ max`);
+  if (!(Number.isInteger(minTokens) && minTokens >= 1 && maxTokens >= minTokens))
+    bad(`tokens [${minTokens}, ${maxTokens}] must be integers with 1 ≤ min ≤ max`);
   if (!(labelNoise >= 0 && labelNoise < 0.5)) bad(`labelNoise ${labelNoise} must lie in [0, 0.5)`);
 
   const cdf = new Float64Array(vocabulary);
@@ -70,9 +71,10 @@ export function generateTextCorpus(options: TextCorpusOptions): TextCorpus {
     return low;
   };
 
-  // Signal words from ranks a tenth to a fifth of the way down: seen in a few percent of documents.
+  // Signal words from the rarer half of the ranks: a negative document seldom holds one by chance,
+  // while the positives' mentions put each in a good share of documents (so the vocabulary keeps it).
   const signalWords: Record<string, string[]> = {};
-  const band = [Math.floor(vocabulary / 40), Math.floor(vocabulary / 10)];
+  const band = [Math.floor(vocabulary / 4), Math.floor(vocabulary / 2)];
   tasks.forEach((task) => {
     const picker = new Random(deriveSeed(options.seed, `signal.${task}`));
     const words = new Set<string>();
@@ -89,7 +91,7 @@ export function generateTextCorpus(options: TextCorpusOptions): TextCorpus {
       const positive = random.uniform() < 0.5;
       const mentions = positive ? SIGNALS_PER_POSITIVE[0] + random.int(SIGNALS_PER_POSITIVE[1]) : random.uniform() < NEGATIVE_MENTION_RATE ? 1 : 0;
       for (let m = 0; m < mentions; m++) words[random.int(length)] = signalWords[task][random.int(SIGNAL_WORDS)];
-      record[task] = (random.uniform() < labelNoise) !== positive ? 1 : 0;
+      record[task] = random.uniform() < labelNoise !== positive ? 1 : 0;
     }
     records.push({ text: words.join(' '), ...record });
   }
