@@ -186,17 +186,28 @@ function initWeights(seed: number, name: string, fanIn: number, fanOut: number, 
   return Float32Array.from({ length: fanIn * columns }, () => random.normal() * std);
 }
 
+/**
+ * Adam's eps for the weights over sparse features. Adam divides each weight's step by its own
+ * gradient scale, so the row of a term seen in two documents moves as far as the row of a term
+ * that decides the label: on TF-IDF the heads then learn the rare terms of their training rows.
+ * With this eps, a row whose gradients stay small (a rare term) takes small steps, as in SGD,
+ * while the rows of frequent, consistent terms keep Adam's normalized step.
+ */
+export const SPARSE_LAYER_EPS = 1e-3;
+
 export function buildHeads(options: HeadsOptions): Heads {
   const tasks = checkOptions(options);
   const { architecture, model, inputDim, seed } = options;
   const decay = options.weightDecay === undefined ? {} : { weightDecay: options.weightDecay };
   const parameters: ParameterSpec[] = [];
-  const dense = (prefix: string, fanIn: number, fanOut: number, kind: 'he' | 'xavier', initFanOut = fanOut) => {
+  // `overFeatures`: the layer reads the features themselves (sparse ones get SPARSE_LAYER_EPS).
+  const dense = (prefix: string, fanIn: number, fanOut: number, kind: 'he' | 'xavier', initFanOut = fanOut, overFeatures = false) => {
     parameters.push({
       name: `${prefix}.weight`,
       shape: [fanIn, fanOut],
       init: initWeights(seed, `${prefix}.weight`, fanIn, initFanOut, kind, fanOut),
       ...decay,
+      ...(overFeatures && options.sparseInput === true ? { eps: SPARSE_LAYER_EPS } : {}),
     });
     parameters.push({ name: `${prefix}.bias`, shape: [fanOut], init: new Float32Array(fanOut), weightDecay: 0 });
   };
@@ -205,16 +216,16 @@ export function buildHeads(options: HeadsOptions): Heads {
   if (architecture === 'shared-bottom') {
     let width = inputDim;
     model.hidden.forEach((h, i) => {
-      dense(`bottom.${i}`, width, h, 'he');
+      dense(`bottom.${i}`, width, h, 'he', h, i === 0);
       width = h;
     });
     towerInput = width;
   } else {
     const { experts, expertHidden } = model;
     // All experts in one matrix: columns e·H … (e+1)·H − 1 are expert e (He init per expert's fan-in).
-    dense('experts', inputDim, experts * expertHidden, 'he');
+    dense('experts', inputDim, experts * expertHidden, 'he', experts * expertHidden, true);
     // All gates in one matrix: columns t·E … (t+1)·E − 1 are task t's gate logits.
-    dense('gates', inputDim, tasks.length * experts, 'xavier', experts);
+    dense('gates', inputDim, tasks.length * experts, 'xavier', experts, true);
     towerInput = expertHidden;
   }
   for (const task of tasks) {
