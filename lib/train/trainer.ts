@@ -92,7 +92,7 @@ export interface TrainTrialOptions {
     readonly shuffleBufferRows?: number;
     /** A `step` progress event every this many steps. Default 100. */
     readonly progressEverySteps?: number;
-    /** Rows per validation forward pass. Default 4096. */
+    /** Rows per validation forward pass. Default 4096 (256 for sparse features). */
     readonly evaluationBatchRows?: number;
   };
 }
@@ -125,6 +125,11 @@ export type TrainWeighting = Spec['training']['weighting'];
 
 const DEFAULT_SHUFFLE_ROWS = 16384;
 const DEFAULT_EVALUATION_ROWS = 4096;
+/**
+ * Sparse rows evaluate in smaller batches: the embedding bag gathers a [rows, nnz, width] block,
+ * nnz being the batch's longest row, so 4096 TF-IDF rows of ~900 terms would hold GBs at width 256.
+ */
+const SPARSE_EVALUATION_ROWS = 256;
 
 /**
  * Trains one trial's heads in ONNX Runtime: streamed, shuffled epochs, one `session.run` per step,
@@ -173,7 +178,12 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   try {
     evaluator = await onDevice(providers, () => ort.InferenceSession.create(buildInferenceGraph(heads), { ...sessionOptions, graphOptimizationLevel: 'all' }));
     const evaluate = (parameters: Readonly<Record<string, ort.Tensor>>) =>
-      evaluateSplit({ heads, session: evaluator!, parameters, batches: batchesOf(data.validation(), settings.evaluationBatchRows ?? DEFAULT_EVALUATION_ROWS) });
+      evaluateSplit({
+        heads,
+        session: evaluator!,
+        parameters,
+        batches: batchesOf(data.validation(), settings.evaluationBatchRows ?? (sparseInput ? SPARSE_EVALUATION_ROWS : DEFAULT_EVALUATION_ROWS)),
+      });
 
     const history: EpochRecord[] = [];
     const lossHistory: number[][] = [];
