@@ -3,11 +3,17 @@
  * batch sizes 1, 64 and 1024, beside a plain-JavaScript computation of the same embedding measured
  * in the same run (the baseline the ratio is against). Run: `npx tsx bench/embed.ts`.
  * The last line printed is one JSON object with every figure.
+ *
+ * A second section measures the sparse text shards: the 5k-document × 20k-vocabulary set of
+ * `bench/textSet.ts` written as sparse TF-IDF rows (what Embed writes) and as the dense rows × 20k
+ * matrix it replaced, with the size ratio beside its goal (≥ 10× smaller).
  */
 import { pathToFileURL } from 'node:url';
 import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
 import { fitEncoder, fitTabularStats, fitTextVocabulary, loadEncoder, ngramsOf, textTokens, type Encoder } from '#lib/domain/encoders/index.ts';
+import { ShardWriter } from '#lib/domain/shards/index.ts';
 import type { BaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/domain/spec/index.ts';
+import { loadTextSet, TEXT_SET, TEXT_TASKS } from './textSet.ts';
 
 export const BATCH_SIZES = [1, 64, 1024] as const;
 
@@ -174,8 +180,71 @@ function printTable(results: EmbedBenchRow[]): void {
   for (const line of [header, widths.map((w) => '-'.repeat(w)), ...lines]) console.log(line.map((cell, i) => cell.padStart(widths[i])).join('  '));
 }
 
+export interface SparseShardFigures {
+  documents: number;
+  dimension: number;
+  meanNonzerosPerRow: number;
+  sparse: { sizeBytes: number; rowsPerSecond: number };
+  dense: { sizeBytes: number; rowsPerSecond: number };
+  /** Dense bytes ÷ sparse bytes. */
+  ratio: number;
+  goal: { ratio: number; met: boolean };
+}
+
+/** Writes the text set's rows as a sparse shard (JavaScript TF-IDF) and as a dense one (the ONNX graph's rows), counting bytes and time. */
+export async function benchSparseShards(): Promise<SparseShardFigures> {
+  const set = await loadTextSet();
+  const tasks = TEXT_TASKS.map((name) => ({ name, type: 'binary' as const }));
+  const batchRows = 512;
+  const write = async (layout: 'sparse' | 'dense') => {
+    const writer = new ShardWriter({ dim: set.encoder.dimension, layout, tasks, encoderDigest: 'bench' });
+    writer.output!.resume();
+    let nonzeros = 0;
+    const start = performance.now();
+    for (let from = 0; from < set.rows.length; from += batchRows) {
+      const rows = set.rows.slice(from, from + batchRows);
+      const labels = Object.fromEntries(TEXT_TASKS.map((t) => [t, Float32Array.from(rows, (r) => r.labels[t] as number)]));
+      const masks = Object.fromEntries(TEXT_TASKS.map((t) => [t, new Uint8Array(rows.length).fill(1)]));
+      if (layout === 'sparse') {
+        const sparse = set.encoder.encodeSparse(rows);
+        nonzeros += sparse.reduce((n, r) => n + r.indices.length, 0);
+        await writer.writeRows({ rows: rows.length, features: new Float32Array(0), sparse, labels, masks });
+      } else {
+        await writer.writeRows({ rows: rows.length, features: await set.encoder.encode(rows), labels, masks });
+      }
+    }
+    const summary = await writer.finish();
+    return { sizeBytes: summary.sizeBytes, rowsPerSecond: set.rows.length / ((performance.now() - start) / 1000), nonzeros };
+  };
+  const sparse = await write('sparse');
+  const dense = await write('dense');
+  await set.encoder.release();
+  const ratio = dense.sizeBytes / sparse.sizeBytes;
+  return {
+    documents: set.rows.length,
+    dimension: set.encoder.dimension,
+    meanNonzerosPerRow: sparse.nonzeros / set.rows.length,
+    sparse: { sizeBytes: sparse.sizeBytes, rowsPerSecond: sparse.rowsPerSecond },
+    dense: { sizeBytes: dense.sizeBytes, rowsPerSecond: dense.rowsPerSecond },
+    ratio,
+    goal: { ratio: 10, met: ratio >= 10 },
+  };
+}
+
+function printSparseShards(f: SparseShardFigures): void {
+  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+  console.log(
+    `\nsparse text shards: ${f.documents} generated documents (${TEXT_SET.tokens.join('–')} tokens, Zipf over ${TEXT_SET.vocabulary} words), TF-IDF dimension ${f.dimension}, ${f.meanNonzerosPerRow.toFixed(0)} nonzeros a row`,
+  );
+  console.log(`  sparse shard (indices + values, JS TF-IDF):   ${mb(f.sparse.sizeBytes).padStart(9)}  ${Math.round(f.sparse.rowsPerSecond)} rows/s`);
+  console.log(`  dense shard (rows × ${f.dimension} float32, ORT graph): ${mb(f.dense.sizeBytes).padStart(9)}  ${Math.round(f.dense.rowsPerSecond)} rows/s`);
+  console.log(`  dense / sparse: ${f.ratio.toFixed(1)}×; goal ≥ ${f.goal.ratio}× smaller: ${f.goal.met ? 'met' : 'not met'}`);
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const results = await benchEmbed();
   printTable(results);
-  console.log(JSON.stringify({ bench: 'embed', unit: 'rows/s', threads: 1, results }));
+  const sparseShards = await benchSparseShards();
+  printSparseShards(sparseShards);
+  console.log(JSON.stringify({ bench: 'embed', unit: 'rows/s', threads: 1, results, sparseShards }));
 }

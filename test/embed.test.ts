@@ -5,10 +5,11 @@ import { splitOf, type SplitName, type ValidatedRow } from '#lib/domain/datasets
 import { EmbedError, SUCCESS_MARKER, runEmbed, shardKey, splitRouter, EmbedMarker } from '#lib/pipeline/embed/index.ts';
 import { encodeRows, loadEncoder } from '#lib/domain/encoders/index.ts';
 import { RunManifest } from '#lib/domain/run/index.ts';
-import { SPLITS, openShard, type ShardBatch } from '#lib/domain/shards/index.ts';
+import { SPLITS, denseFeatures, openShard, type ShardBatch } from '#lib/domain/shards/index.ts';
 import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { configToEnv } from '#lib/adapters/config/index.ts';
 import { buildManifest, uploadDatasets } from './fixtures/encoders/embedFixture.ts';
+import { expectClose } from './helpers/expectClose.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();
@@ -132,13 +133,17 @@ describe('runEmbed', () => {
         expect(labels('score')).toEqual(sourceRows.map((r) => Math.fround(r.score ?? 0)));
 
         const rows: ValidatedRow[] = sourceRows.map((r) => ({ input: { text: r.text, x: r.x, city: r.city }, labels: {} }));
-        const features = new Float32Array(batches.reduce((n, b) => n + b.features.length, 0));
+        // Text features stay sparse in the shard; tabular ones are dense, as before.
+        expect(metadata.layout).toBe(entry.kind === 'text' ? 'sparse' : 'dense');
+        expect(batches.every((b) => (b.sparse !== undefined) === (entry.kind === 'text') && (entry.kind !== 'text' || b.features.length === 0))).toBe(true);
+        const features = new Float32Array(batches.reduce((n, b) => n + b.rows * b.dim, 0));
         let offset = 0;
         for (const b of batches) {
-          features.set(b.features, offset);
-          offset += b.features.length;
+          features.set(denseFeatures(b), offset);
+          offset += b.rows * b.dim;
         }
-        expect(features).toEqual(await encodeRows(encoder, rows));
+        if (entry.kind === 'text') expectClose(features, await encodeRows(encoder, rows), 1e-6);
+        else expect(features).toEqual(await encodeRows(encoder, rows));
         expect(marker.encoders.find((e) => e.id === entry.id)!.shards[split].rows).toBe(rowIndex.length);
       }
       await encoder.release();

@@ -12,6 +12,8 @@ import {
   TEXT_PAD_TOKEN,
 } from '#lib/domain/encoders/index.ts';
 import type { FeaturesBaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/domain/spec/index.ts';
+import { denseFeatures } from '#lib/domain/shards/index.ts';
+import { generateTextCorpus } from '#lib/domain/synth/index.ts';
 import { expectClose } from './helpers/expectClose.ts';
 
 const rowsOf = (inputs: Record<string, unknown>[]): ValidatedRow[] => inputs.map((input) => ({ input, labels: {} }));
@@ -102,6 +104,27 @@ describe('text encoder', () => {
     expect(fitted.inputs).toEqual([{ name: 'text', dtype: 'string', shape: ['batch'], role: 'text', fields: ['text'] }]);
     const embedded = await encodeRows(fitted, rowsOf(testTexts.map((text) => ({ text }))));
     expectClose(embedded, reference.vectors.flat());
+  });
+
+  it.each([
+    { name: 'unigrams and bigrams', spec: textSpec({ minDocumentFrequency: 2, vocabularySize: 3000 }) },
+    { name: 'uni- to trigrams, case kept', spec: textSpec({ ngramRange: [1, 3], lowercase: false, vocabularySize: 3000 }) },
+  ])('computes sparse rows in JavaScript equal to the graph dense output ($name)', async ({ spec }) => {
+    const corpus = generateTextCorpus({ documents: 200, vocabulary: 2000, tokens: [20, 120], seed: 7 }).records.map((r) => String(r.text));
+    const train = rowsOf(corpus.map((text) => ({ text })));
+    const testTexts = [...corpus.slice(0, 50), ...CORPUS, 'w1 W1 w1; w2-w3', '', '!!!', 'İ w0 İw0'];
+    const rows = rowsOf(testTexts.map((text) => ({ text })));
+    const encoder = await loadEncoder((await fitEncoder(spec, source(train))).model);
+
+    const sparse = encoder.encodeSparse(rows);
+    const dense = await encoder.encode(rows);
+
+    expect(encoder.sparse).toBe(true);
+    expect(sparse.every((row) => row.indices.every((index, k) => k === 0 || index > row.indices[k - 1]))).toBe(true);
+    expect(sparse.some((row) => row.indices.length > 5)).toBe(true);
+    const batch = { rows: rows.length, dim: encoder.dimension, features: new Float32Array(0), sparse, labels: {}, masks: {}, rowIndex: new Int32Array(0) };
+    expectClose(denseFeatures(batch), dense, 1e-6);
+    await encoder.release();
   });
 
   it('embeds a batch in which no row has a known token as zero rows', async () => {

@@ -230,6 +230,32 @@ describe('Graph serialization', () => {
   });
 });
 
+describe('Graph.embeddingBag', () => {
+  it('gives what a dense MatMul gives, padded slots adding nothing', async () => {
+    const g = new Graph();
+    const weight = g.input('w', 'float32', [4, 2]);
+    g.output(g.embeddingBag(weight, g.input('idx', 'int64', ['batch', 'nnz']), g.input('val', 'float32', ['batch', 'nnz'])), 'y');
+    const w = [1, 2, 3, 4, 5, 6, 7, 8];
+    // Row 0: 0.5·w[1] + 2·w[3]; row 1: 1·w[2], then two padded slots (index 0, value 0).
+    const idx = new ort.Tensor('int64', BigInt64Array.from([1n, 3n, 0n, 2n, 0n, 0n]), [2, 3]);
+    const sparse = await run(g.toModel({ name: 'bag' }), { w: f32(w, [4, 2]), idx, val: f32([0.5, 2, 0, 1, 0, 0], [2, 3]) });
+
+    const dense = new Graph();
+    dense.output(dense.matmul(dense.input('x', 'float32', ['batch', 4]), dense.input('w', 'float32', [4, 2])), 'y');
+    const expected = await run(dense.toModel({ name: 'dense' }), { w: f32(w, [4, 2]), x: f32([0, 0.5, 0, 2, 0, 0, 1, 0], [2, 4]) });
+
+    expect(Array.from(sparse.y.data as Float32Array)).toEqual(Array.from(expected.y.data as Float32Array));
+    expect(Array.from(sparse.y.data as Float32Array)).toEqual([15.5, 18, 5, 6]);
+  });
+
+  it('refuses indices that are not [batch, nnz], naming the fix', () => {
+    const g = new Graph();
+    const w = g.input('w', 'float32', [4, 2]);
+
+    expect(() => g.embeddingBag(w, g.input('idx', 'int64', ['batch']), g.input('val', 'float32', ['batch']))).toThrow(/must both be \[batch, nnz\]; pad rows/);
+  });
+});
+
 describe('Graph.inlineModel', () => {
   /** A frozen "base model": ai.onnx.ml Scaler, then a fixed projection to a 2-d embedding. */
   function baseModel(options: { opset?: number } = {}): Uint8Array {

@@ -128,6 +128,15 @@ const CASES: GradientCase[] = [
     build: (g, [a]) => g.gather(a, int64(g, [0, 2, 1, 1], [2, 2]), { axis: 1 }),
   },
   {
+    // Row 0 repeats index 1 and ends in a padded slot (index 0, value 0); row 1 is padded twice.
+    name: 'EmbeddingBag over padded sparse rows (Gather, then MatMul by the values)',
+    inputs: [{ shape: [5, 3] }, { shape: [2, 4] }],
+    build: (g, [w, v], dtype) => {
+      const padding = g.constant([1, 1, 1, 0, 1, 1, 0, 0], { dtype, shape: [2, 4] });
+      return g.embeddingBag(w, int64(g, [1, 4, 1, 0, 3, 2, 0, 0], [2, 4]), g.mul(v, padding));
+    },
+  },
+  {
     name: 'Where with a broadcast mask',
     inputs: [{ shape: [2, 3] }, { shape: [3] }],
     build: (g, [a, b]) => g.where(bools(g, [true, false, true], [3]), a, b),

@@ -105,11 +105,15 @@ describe('training-step graph', () => {
     expect(after.W1.dims).toEqual([features, 32]);
   });
 
-  it('applies AdamW exactly as a hand computation in float64', async () => {
-    const opt = { beta1: 0.8, beta2: 0.95, eps: 1e-3, weightDecay: 0.1 };
+  it.each([
+    { name: 'the optimizer eps', optimizerEps: 1e-3, parameterEps: undefined },
+    { name: "the parameter's own eps over the optimizer's", optimizerEps: 1e-8, parameterEps: 0.5 },
+  ])('applies AdamW exactly as a hand computation in float64, with $name', async ({ optimizerEps, parameterEps }) => {
+    const opt = { beta1: 0.8, beta2: 0.95, eps: optimizerEps, weightDecay: 0.1 };
+    const eps = parameterEps ?? optimizerEps;
     const init = [0.5, -1.5];
     const step = buildTrainingStep({
-      parameters: [{ name: 'w', shape: [2], init: Float32Array.from(init) }],
+      parameters: [{ name: 'w', shape: [2], init: Float32Array.from(init), ...(parameterEps === undefined ? {} : { eps: parameterEps }) }],
       batch: { x: { dtype: 'float32', shape: [2] } },
       // loss = λ·Σ w·x, so the gradient is exactly λ·x.
       forward: (g, p, b) => ({ losses: [g.reduceSum(g.mul(p.w, b.x))] }),
@@ -138,7 +142,7 @@ describe('training-step graph', () => {
         v[i] = opt.beta2 * v[i] + (1 - opt.beta2) * grad * grad;
         const mHat = m[i] / (1 - opt.beta1 ** (t + 1));
         const vHat = v[i] / (1 - opt.beta2 ** (t + 1));
-        w[i] = w[i] * (1 - lr * opt.weightDecay) - (lr * mHat) / (Math.sqrt(vHat) + opt.eps);
+        w[i] = w[i] * (1 - lr * opt.weightDecay) - (lr * mHat) / (Math.sqrt(vHat) + eps);
       }
     });
     for (let i = 0; i < 2; i += 1) {

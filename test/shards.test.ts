@@ -182,6 +182,7 @@ describe('feature shards', () => {
     expect(opened.metadata).toEqual({
       formatVersion: 1,
       dim: DIM,
+      layout: 'dense',
       tasks: [
         { name: 'click', type: 'binary' },
         { name: 'topic', type: 'multiclass', classes: ['news', 'sport', 'tech'] },

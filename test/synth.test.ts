@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { accuracy, auc, rmse } from '#lib/domain/metrics/index.ts';
-import { generateMultiTask, REGRESSION_NOISE_STD, SynthError, type SynthTaskOptions } from '#lib/domain/synth/index.ts';
+import { generateMultiTask, generateTextCorpus, REGRESSION_NOISE_STD, SynthError, type SynthTaskOptions } from '#lib/domain/synth/index.ts';
 import { mulberry32, Random } from '#lib/domain/random/index.ts';
 
 const TASKS: SynthTaskOptions[] = [
@@ -154,5 +154,46 @@ describe('generateMultiTask', () => {
     const options = { rows: 10, dim: 4, tasks: TASKS, seed: 1, ...override } as Parameters<typeof generateMultiTask>[0];
     expect(() => generateMultiTask(options)).toThrowError(SynthError);
     expect(() => generateMultiTask(options)).toThrowError(message);
+  });
+});
+
+describe('generateTextCorpus', () => {
+  const corpus = generateTextCorpus({ documents: 600, vocabulary: 5000, tokens: [50, 90], seed: 4 });
+
+  it('is the same for a seed, with documents of the requested length and balanced 0/1 labels', () => {
+    const again = generateTextCorpus({ documents: 600, vocabulary: 5000, tokens: [50, 90], seed: 4 });
+    const lengths = corpus.records.map((r) => String(r.text).split(' ').length);
+
+    expect(again.records).toEqual(corpus.records);
+    expect(Math.min(...lengths)).toBeGreaterThanOrEqual(50);
+    expect(Math.max(...lengths)).toBeLessThanOrEqual(90);
+    for (const task of ['spam', 'urgent']) {
+      const positives = corpus.records.filter((r) => r[task] === 1).length;
+      expect(positives).toBeGreaterThan(240);
+      expect(positives).toBeLessThan(360);
+    }
+  });
+
+  it('draws words by Zipf rank and decides each label by its few signal words', () => {
+    const counts = new Map<string, number>();
+    for (const r of corpus.records) for (const word of String(r.text).split(' ')) counts.set(word, (counts.get(word) ?? 0) + 1);
+
+    expect(counts.get('w0')! / counts.get('wa')!).toBeGreaterThan(5);
+    for (const task of ['spam', 'urgent']) {
+      const words = new Set(corpus.signalWords[task]);
+      const mentions = Float32Array.from(
+        corpus.records,
+        (r) =>
+          String(r.text)
+            .split(' ')
+            .filter((w) => words.has(w)).length,
+      );
+      const labels = Float32Array.from(corpus.records, (r) => Number(r[task]));
+      expect(auc(mentions, labels, new Uint8Array(labels.length).fill(1))).toBeGreaterThan(0.9);
+    }
+  });
+
+  it('refuses a vocabulary too small to draw from, naming the option', () => {
+    expect(() => generateTextCorpus({ documents: 10, vocabulary: 20, seed: 1 })).toThrow(/vocabulary 20 must be an integer ≥ 100/);
   });
 });

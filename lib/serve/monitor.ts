@@ -6,7 +6,7 @@ import type { LiveModel } from '#lib/domain/run/index.ts';
 import * as z from 'zod';
 import { describeError } from '#lib/domain/errors/index.ts';
 import type { ArmSnapshot, ArmStats, ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
-import { readShard } from '#lib/domain/shards/index.ts';
+import { denseFeatures, readShard } from '#lib/domain/shards/index.ts';
 import type { MonitorSpec } from '#lib/domain/spec/index.ts';
 import { keys, type ArtifactStore } from '#lib/adapters/store/index.ts';
 import type { ServeLogger } from './context.ts';
@@ -369,11 +369,12 @@ async function* shardHoldoutEmbeddings(store: ArtifactStore, card: ModelCard): A
       if (batch.split) {
         const rows: number[] = [];
         for (let i = 0; i < batch.rows; i += 1) if (batch.split[i] === 2) rows.push(i);
+        const features = denseFeatures(batch);
         const out = new Float32Array(rows.length * dimension);
-        rows.forEach((row, i) => out.set(batch.features.subarray(row * dimension, (row + 1) * dimension), i * dimension));
+        rows.forEach((row, i) => out.set(features.subarray(row * dimension, (row + 1) * dimension), i * dimension));
         if (rows.length > 0) yield out;
       } else if (named) {
-        yield batch.features;
+        yield denseFeatures(batch);
       }
     }
   }

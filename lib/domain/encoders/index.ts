@@ -38,6 +38,7 @@ export {
   type NumericColumnStats,
   type TabularStats,
 } from '#lib/domain/encoders/tabular.ts';
+export { SparseTextEncoder } from '#lib/domain/encoders/sparseText.ts';
 export { fitFeaturesEncoder } from '#lib/domain/encoders/features.ts';
 export { fitOnnxEncoder, type ResolveFile } from '#lib/domain/encoders/onnx.ts';
 export { createTokenization, tokenizationFromJson, type TokenBatch, type Tokenization } from '#lib/domain/encoders/tokenize.ts';

@@ -3,6 +3,8 @@ import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
 import { modelMetadata } from '#lib/domain/graph/index.ts';
 import { EncoderError } from '#lib/domain/encoders/errors.ts';
 import { textOf } from '#lib/domain/encoders/common.ts';
+import { SparseTextEncoder } from '#lib/domain/encoders/sparseText.ts';
+import type { SparseRow } from '#lib/domain/shards/index.ts';
 import { tokenizationFromJson, type Tokenization } from '#lib/domain/encoders/tokenize.ts';
 import { ENCODER_METADATA_KEY, type EncoderDescriptor, type EncoderInput, type FittedEncoder } from '#lib/domain/encoders/types.ts';
 
@@ -39,10 +41,27 @@ export class Encoder {
     private readonly session: ort.InferenceSession,
     private readonly descriptor: EncoderDescriptor,
     private readonly tokenization: Tokenization | undefined,
+    private readonly sparseText: SparseTextEncoder | undefined,
   ) {
     this.kind = descriptor.kind;
     this.dimension = descriptor.dimension;
     this.inputs = descriptor.inputs;
+  }
+
+  /** Whether `encodeSparse` works: the TF-IDF text encoder, whose rows are almost all zeros. */
+  get sparse(): boolean {
+    return this.sparseText !== undefined;
+  }
+
+  /** The rows as sparse TF-IDF rows, equal to `encode`'s dense rows (see `SparseTextEncoder`); TF-IDF text encoders only. */
+  encodeSparse(rows: readonly ValidatedRow[]): SparseRow[] {
+    if (!this.sparseText) {
+      throw new EncoderError(`the ${this.kind} encoder has dense output; only the TF-IDF text encoder encodes sparse rows, call encode`, {
+        code: 'ENCODER_MODEL',
+        context: { kind: this.kind },
+      });
+    }
+    return this.sparseText.encode(rows);
   }
 
   static async load(model: Uint8Array, options: LoadEncoderOptions = {}): Promise<Encoder> {
@@ -72,7 +91,8 @@ export class Encoder {
         },
       );
     }
-    return new Encoder(session, descriptor, tokenization);
+    const sparseText = descriptor.kind === 'text' ? SparseTextEncoder.fromModel(model, { field: descriptor.inputs[0].fields[0] }) : undefined;
+    return new Encoder(session, descriptor, tokenization, sparseText);
   }
 
   /** The ORT feeds for a batch of rows, as `encode` builds them (exposed for tests and export checks). */

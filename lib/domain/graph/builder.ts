@@ -477,6 +477,33 @@ export class Graph {
     return this.emit('MatMul', [a, b], { dtype: a.dtype, shape: [...batch, a.shape[a.rank - 2], b.shape[b.rank - 1]] }, { name: nodeName, exact: true });
   }
 
+  /**
+   * Sparse rows times a weight matrix, as an embedding bag: for row b, Σ_k values[b,k]·weight[indices[b,k]].
+   * `indices` and `values` are `[batch, nnz]`, padded to the batch's longest row with index 0 and
+   * value 0 (a padded slot adds 0·weight[0]). Gather, then a batched MatMul of `[batch, 1, nnz]` by
+   * the gathered `[batch, nnz, out]`, so the weighted sum never materializes a product tensor. Its
+   * gradient comes from the Gather (ScatterND add) and MatMul rules. Equals MatMul(dense x, weight).
+   */
+  embeddingBag(weight: Value, indices: Value, values: Value, options?: OpOptions): Value {
+    const nodeName = this.nodeName('EmbeddingBag', options);
+    this.requireFloat('embeddingBag', weight, { name: nodeName });
+    if (weight.rank !== 2) this.fail('embeddingBag', nodeName, `weight ${weight} must be a [vocabulary, out] matrix`);
+    if (indices.rank !== 2 || values.rank !== 2) {
+      this.fail(
+        'embeddingBag',
+        nodeName,
+        `indices ${indices} and values ${values} must both be [batch, nnz]; pad rows to the batch's longest with index 0, value 0`,
+      );
+    }
+    if (values.dtype !== weight.dtype) this.dtypeMismatch('embeddingBag', nodeName, weight, values);
+    const label = options?.name ?? (nodeName.split('/').pop() as string);
+    return this.scope(label, () => {
+      const rows = this.gather(weight, indices);
+      const weighted = this.matmul(this.unsqueeze(values, { axes: [1] }), rows);
+      return this.squeeze(weighted, { axes: [1] });
+    });
+  }
+
   /** alpha·op(a)·op(b) + beta·c for 2-D a and b (ONNX Gemm); c broadcasts to the result. */
   gemm(a: Value, b: Value, c?: Value, options: OpOptions & { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {}): Value {
     const nodeName = this.nodeName('Gemm', options);

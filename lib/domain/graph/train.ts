@@ -10,6 +10,11 @@ export interface ParameterSpec {
   readonly init: Float32Array;
   /** Overrides the optimizer's decoupled weight decay for this parameter (biases usually 0). */
   readonly weightDecay?: number;
+  /**
+   * Overrides the optimizer's eps for this parameter. A large one makes Adam's step follow the
+   * gradient's size where it is small instead of normalizing it away (see the heads' sparse layer).
+   */
+  readonly eps?: number;
 }
 
 export interface BatchInputSpec {
@@ -98,6 +103,7 @@ export function buildTrainingStep(spec: TrainingStepSpec): TrainingStep {
   for (const p of parameterSpecs) {
     if (seen.has(p.name)) throw stepError(`parameter "${p.name}" is declared twice`, { parameter: p.name });
     seen.add(p.name);
+    if (p.eps !== undefined && !(p.eps > 0)) throw stepError(`parameter "${p.name}": eps ${p.eps} must be > 0`, { parameter: p.name });
     if (staticSize(p.shape) !== p.init.length) {
       throw stepError(`parameter "${p.name}": init has ${p.init.length} values but shape ${formatShape(p.shape)} holds ${staticSize(p.shape)}`, {
         parameter: p.name,
@@ -185,7 +191,7 @@ export function buildTrainingStep(spec: TrainingStepSpec): TrainingStep {
     const mNext = g.add(mScaled, gradScaled, { name: stepNames.next(mName) });
     const vNext = g.add(vScaled, gradSquaredScaled, { name: stepNames.next(vName) });
     const [decayed, update] = g.scope(`adamw/${p.name}`, () => {
-      const denom = g.add(g.mul(g.sqrt(vNext), invSqrtBc2), eps);
+      const denom = g.add(g.mul(g.sqrt(vNext), invSqrtBc2), p.eps ?? eps);
       const decay = p.weightDecay ?? optimizer.weightDecay;
       let factor = decayFactors.get(decay);
       if (factor === undefined && decay !== 0) {

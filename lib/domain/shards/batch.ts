@@ -1,9 +1,21 @@
-/** Rows of a shard in the layout the trainer consumes: contiguous typed arrays, one per column. */
+/** One sparse feature row: column indices (ascending, < dim) and their values; every other column is 0. */
+export interface SparseRow {
+  indices: Int32Array;
+  values: Float32Array;
+}
+
+/**
+ * Rows of a shard in the layout the trainer consumes: contiguous typed arrays, one per column.
+ * A dense shard fills `features`; a sparse one (TF-IDF) fills `sparse` instead and leaves
+ * `features` empty, so that nothing on the way to the training step builds the rows × dim matrix.
+ */
 export interface ShardBatch {
   rows: number;
   dim: number;
-  /** rows × dim, row-major. */
+  /** rows × dim, row-major; empty when the batch is sparse. */
   features: Float32Array;
+  /** Per row, views on the shard's index and value buffers (no copy); present when the shard is sparse. */
+  sparse?: SparseRow[];
   /** Per task: 0/1, class index or value. */
   labels: Record<string, Float32Array>;
   /** Per task: 1 = labelled. */
@@ -25,6 +37,7 @@ export function sliceBatch(batch: ShardBatch, start: number, end: number): Shard
     rows: end - start,
     dim,
     features: batch.features.subarray(start * dim, end * dim),
+    ...(batch.sparse ? { sparse: batch.sparse.slice(start, end) } : {}),
     labels,
     masks,
     rowIndex: batch.rowIndex.subarray(start, end),
@@ -41,7 +54,8 @@ export function allocateLike(template: ShardBatch, rows: number): ShardBatch {
   return {
     rows,
     dim: template.dim,
-    features: new Float32Array(rows * template.dim),
+    features: new Float32Array(template.sparse ? 0 : rows * template.dim),
+    ...(template.sparse ? { sparse: new Array<SparseRow>(rows) } : {}),
     labels,
     masks,
     rowIndex: new Int32Array(rows),
@@ -52,9 +66,39 @@ export function allocateLike(template: ShardBatch, rows: number): ShardBatch {
 /** Copies `count` rows from `source` (starting at `from`) into `target` (starting at `to`). */
 export function copyRows(source: ShardBatch, from: number, target: ShardBatch, to: number, count: number): void {
   const { dim } = source;
-  target.features.set(source.features.subarray(from * dim, (from + count) * dim), to * dim);
+  // Sparse rows move as references: a decoded record batch is never written to after it is read.
+  if (source.sparse && target.sparse) for (let k = 0; k < count; k++) target.sparse[to + k] = source.sparse[from + k];
+  else target.features.set(source.features.subarray(from * dim, (from + count) * dim), to * dim);
   for (const [task, values] of Object.entries(source.labels)) target.labels[task].set(values.subarray(from, from + count), to);
   for (const [task, values] of Object.entries(source.masks)) target.masks[task].set(values.subarray(from, from + count), to);
   target.rowIndex.set(source.rowIndex.subarray(from, from + count), to);
   if (source.split && target.split) target.split.set(source.split.subarray(from, from + count), to);
+}
+
+/**
+ * The batch's rows as a dense rows × dim matrix: the dense features as they are, sparse rows
+ * scattered into zeros. For the few consumers that need vectors (a parity check on some rows, a
+ * drift reference), never for the training pipeline.
+ */
+export function denseFeatures(batch: Pick<ShardBatch, 'rows' | 'dim' | 'features'> & { sparse?: readonly SparseRow[] }): Float32Array {
+  if (!batch.sparse) return batch.features;
+  const { dim } = batch;
+  const out = new Float32Array(batch.rows * dim);
+  batch.sparse.forEach((row, i) => {
+    for (let k = 0; k < row.indices.length; k++) out[i * dim + row.indices[k]] = row.values[k];
+  });
+  return out;
+}
+
+/** Padded `[rows, nnz]` indices and values of sparse rows, nnz the longest row's (at least 1); padding is index 0, value 0. */
+export function paddedSparse(rows: readonly SparseRow[]): { indices: Int32Array; values: Float32Array; nnz: number } {
+  let nnz = 1;
+  for (const row of rows) nnz = Math.max(nnz, row.indices.length);
+  const indices = new Int32Array(rows.length * nnz);
+  const values = new Float32Array(rows.length * nnz);
+  rows.forEach((row, i) => {
+    indices.set(row.indices, i * nnz);
+    values.set(row.values, i * nnz);
+  });
+  return { indices, values, nnz };
 }

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { RecordBatchReader, Type, type Data, type RecordBatch, type Schema } from 'apache-arrow';
-import type { ShardBatch } from '#lib/domain/shards/batch.ts';
+import type { ShardBatch, SparseRow } from '#lib/domain/shards/batch.ts';
 import { ShardError } from '#lib/domain/shards/errors.ts';
 import { COLUMNS, parseShardMetadata, SPLITS, type ShardExpectations, type ShardMetadata } from '#lib/domain/shards/schema.ts';
 
@@ -115,8 +115,8 @@ function columnData(batch: RecordBatch, name: string): Data {
 function toShardBatch(batch: RecordBatch, metadata: ShardMetadata): ShardBatch {
   const rows = batch.numRows;
   const { dim } = metadata;
-  const featureData = columnData(batch, COLUMNS.features);
-  const features = (featureData.children[0].values as Float32Array).subarray(0, rows * dim);
+  const sparse = metadata.layout === 'sparse' ? sparseRows(batch, rows, dim) : undefined;
+  const features = sparse ? new Float32Array(0) : (columnData(batch, COLUMNS.features).children[0].values as Float32Array).subarray(0, rows * dim);
 
   const labels: Record<string, Float32Array> = {};
   const masks: Record<string, Uint8Array> = {};
@@ -155,7 +155,7 @@ function toShardBatch(batch: RecordBatch, metadata: ShardMetadata): ShardBatch {
     }
   }
 
-  const result: ShardBatch = { rows, dim, features, labels, masks, rowIndex };
+  const result: ShardBatch = { rows, dim, features, labels, masks, rowIndex, ...(sparse ? { sparse } : {}) };
   if (metadata.hasSplit) result.split = splitCodes(columnData(batch, COLUMNS.split), rows);
   return result;
 }
@@ -192,4 +192,42 @@ function utf8At(data: Data, i: number): string {
   const offsets = data.valueOffsets as Int32Array;
   const bytes = data.values as Uint8Array;
   return decoder.decode(bytes.subarray(offsets[i], offsets[i + 1]));
+}
+
+/**
+ * Per row, views on the List columns' value buffers (no copy). Checks what the trainer relies on:
+ * both lists of a row have the same length and every index addresses a column below dim.
+ */
+function sparseRows(batch: RecordBatch, rows: number, dim: number): SparseRow[] {
+  const indexData = columnData(batch, COLUMNS.indices);
+  const valueData = columnData(batch, COLUMNS.values);
+  const indexOffsets = indexData.valueOffsets as Int32Array;
+  const valueOffsets = valueData.valueOffsets as Int32Array;
+  const indexValues = indexData.children[0].values as Int32Array;
+  const valueValues = valueData.children[0].values as Float32Array;
+  const out = new Array<SparseRow>(rows);
+  for (let i = 0; i < rows; i++) {
+    const [start, end] = [indexOffsets[indexData.offset + i], indexOffsets[indexData.offset + i + 1]];
+    const [valueStart, valueEnd] = [valueOffsets[valueData.offset + i], valueOffsets[valueData.offset + i + 1]];
+    if (end - start !== valueEnd - valueStart) {
+      throw new ShardError(`shard row ${i} of a batch has ${end - start} indices but ${valueEnd - valueStart} values; the file is inconsistent, re-run Embed`, {
+        code: 'SHARD_COLUMN_TYPE',
+        context: { row: i, indices: end - start, values: valueEnd - valueStart },
+      });
+    }
+    const indices = indexValues.subarray(start, end);
+    for (let k = 0; k < indices.length; k++) {
+      if (indices[k] < 0 || indices[k] >= dim) {
+        throw new ShardError(
+          `shard row ${i} of a batch has index ${indices[k]}, outside 0 … ${dim - 1} (metadata dim ${dim}); the file is inconsistent, re-run Embed`,
+          {
+            code: 'SHARD_DIM_MISMATCH',
+            context: { row: i, index: indices[k], dim },
+          },
+        );
+      }
+    }
+    out[i] = { indices, values: valueValues.subarray(valueStart, valueEnd) };
+  }
+  return out;
 }

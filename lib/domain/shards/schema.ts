@@ -1,4 +1,4 @@
-import { Dictionary, Field, FixedSizeList, Float32, Int8, Int32, Schema, Type, Uint8, Utf8, type DataType } from 'apache-arrow';
+import { Dictionary, Field, FixedSizeList, Float32, Int8, Int32, List, Schema, Type, Uint8, Utf8, type DataType } from 'apache-arrow';
 import { ShardError } from '#lib/domain/shards/errors.ts';
 
 export type ShardTaskType = 'binary' | 'multiclass' | 'regression';
@@ -10,10 +10,18 @@ export interface ShardTask {
   classes?: string[];
 }
 
+/**
+ * `dense`: a `features` column of FixedSizeList<Float32>[dim]. `sparse`: per row an `indices`
+ * List<Int32> (ascending columns < dim) and a `values` List<Float32> of the same length, the
+ * other columns being 0 (a TF-IDF row holds a few hundred of 20k).
+ */
+export type FeatureLayout = 'dense' | 'sparse';
+
 export interface ShardMetadata {
   formatVersion: number;
-  /** Length of every feature vector. */
+  /** Length of every feature vector (for a sparse shard, the vocabulary size the indices address). */
   dim: number;
+  layout: FeatureLayout;
   tasks: ShardTask[];
   /** Digest of the base-model graph that produced the features; shards from another encoder do not mix. */
   encoderDigest: string;
@@ -25,7 +33,9 @@ export interface ShardMetadata {
 export const SPLITS = ['train', 'validation', 'holdout'] as const;
 export type SplitName = (typeof SPLITS)[number];
 
+/** Dense shards keep version 1, byte for byte as before; sparse columns came with version 2. */
 export const SHARD_FORMAT_VERSION = 1;
+export const SPARSE_SHARD_FORMAT_VERSION = 2;
 
 /** Schema-level metadata keys; plain strings so pyarrow's `schema.metadata` shows them as they are. */
 export const METADATA_KEYS = {
@@ -34,12 +44,16 @@ export const METADATA_KEYS = {
   dim: 'agentflow.dim',
   tasks: 'agentflow.tasks',
   encoderDigest: 'agentflow.encoder_digest',
+  /** `sparse` on sparse shards; absent on dense ones (as every version 1 shard is). */
+  layout: 'agentflow.layout',
 } as const;
 const FORMAT_NAME = 'agentflow-feature-shard';
 
 export const COLUMNS = {
   row: 'row',
   features: 'features',
+  indices: 'indices',
+  values: 'values',
   split: 'split',
   label: (task: string) => `label.${task}`,
   mask: (task: string) => `mask.${task}`,
@@ -78,10 +92,13 @@ export function validateTasks(tasks: readonly ShardTask[], where: string): Shard
 }
 
 export function buildSchema(metadata: ShardMetadata): Schema {
-  const fields: Field[] = [
-    new Field(COLUMNS.row, new Int32(), false),
-    new Field(COLUMNS.features, new FixedSizeList(metadata.dim, new Field('item', new Float32(), false)), false),
-  ];
+  const fields: Field[] = [new Field(COLUMNS.row, new Int32(), false)];
+  if (metadata.layout === 'sparse') {
+    fields.push(new Field(COLUMNS.indices, new List(new Field('item', new Int32(), false)), false));
+    fields.push(new Field(COLUMNS.values, new List(new Field('item', new Float32(), false)), false));
+  } else {
+    fields.push(new Field(COLUMNS.features, new FixedSizeList(metadata.dim, new Field('item', new Float32(), false)), false));
+  }
   for (const task of metadata.tasks) {
     fields.push(new Field(COLUMNS.label(task.name), new Float32(), false));
     fields.push(new Field(COLUMNS.mask(task.name), new Uint8(), false));
@@ -93,6 +110,7 @@ export function buildSchema(metadata: ShardMetadata): Schema {
     [METADATA_KEYS.dim, String(metadata.dim)],
     [METADATA_KEYS.tasks, JSON.stringify(metadata.tasks)],
     [METADATA_KEYS.encoderDigest, metadata.encoderDigest],
+    ...(metadata.layout === 'sparse' ? [[METADATA_KEYS.layout, 'sparse'] as [string, string]] : []),
   ]);
   return new Schema(fields, keyValues);
 }
@@ -122,9 +140,9 @@ export function parseShardMetadata(schema: Schema, expected: ShardExpectations =
     );
   }
   const version = Number(meta.get(METADATA_KEYS.version));
-  if (version !== SHARD_FORMAT_VERSION) {
+  if (version !== SHARD_FORMAT_VERSION && version !== SPARSE_SHARD_FORMAT_VERSION) {
     throw new ShardError(
-      `shard format version ${meta.get(METADATA_KEYS.version)} is not supported (this build reads version ${SHARD_FORMAT_VERSION}); re-run Embed to rewrite the shards`,
+      `shard format version ${meta.get(METADATA_KEYS.version)} is not supported (this build reads versions ${SHARD_FORMAT_VERSION} and ${SPARSE_SHARD_FORMAT_VERSION}); re-run Embed to rewrite the shards`,
       {
         code: 'SHARD_VERSION_UNSUPPORTED',
         context: { version: meta.get(METADATA_KEYS.version) },
@@ -171,17 +189,34 @@ export function parseShardMetadata(schema: Schema, expected: ShardExpectations =
     });
   };
 
-  const features = column(COLUMNS.features).type;
-  if (features.typeId !== Type.FixedSizeList || (features as FixedSizeList).valueType.typeId !== Type.Float) {
-    badType(COLUMNS.features, features, `FixedSizeList<Float32>[${dim}]`);
-  }
-  const listType = features as FixedSizeList<Float32>;
-  if ((listType.valueType as Float32).precision !== new Float32().precision) badType(COLUMNS.features, features, `FixedSizeList<Float32>[${dim}]`);
-  if (listType.listSize !== dim) {
-    throw new ShardError(`shard features have ${listType.listSize} values per row but the metadata says dim ${dim}; the file is inconsistent, rewrite it`, {
-      code: 'SHARD_DIM_MISMATCH',
-      context: { listSize: listType.listSize, dim },
+  const layoutValue = meta.get(METADATA_KEYS.layout) ?? 'dense';
+  if (layoutValue !== 'dense' && layoutValue !== 'sparse') {
+    throw new ShardError(`shard metadata "${METADATA_KEYS.layout}" is ${JSON.stringify(layoutValue)}, not "dense" or "sparse"`, {
+      code: 'SHARD_METADATA_INVALID',
+      context: { layout: layoutValue },
     });
+  }
+  const layout: FeatureLayout = layoutValue;
+  if (layout === 'sparse') {
+    const indices = column(COLUMNS.indices).type;
+    if (!isListOf(indices, (t) => t.typeId === Type.Int && (t as Int32).bitWidth === 32 && (t as Int32).isSigned))
+      badType(COLUMNS.indices, indices, 'List<Int32>');
+    const values = column(COLUMNS.values).type;
+    if (!isListOf(values, (t) => t.typeId === Type.Float && (t as Float32).precision === new Float32().precision))
+      badType(COLUMNS.values, values, 'List<Float32>');
+  } else {
+    const features = column(COLUMNS.features).type;
+    if (features.typeId !== Type.FixedSizeList || (features as FixedSizeList).valueType.typeId !== Type.Float) {
+      badType(COLUMNS.features, features, `FixedSizeList<Float32>[${dim}]`);
+    }
+    const listType = features as FixedSizeList<Float32>;
+    if ((listType.valueType as Float32).precision !== new Float32().precision) badType(COLUMNS.features, features, `FixedSizeList<Float32>[${dim}]`);
+    if (listType.listSize !== dim) {
+      throw new ShardError(`shard features have ${listType.listSize} values per row but the metadata says dim ${dim}; the file is inconsistent, rewrite it`, {
+        code: 'SHARD_DIM_MISMATCH',
+        context: { listSize: listType.listSize, dim },
+      });
+    }
   }
   if (expected.dim !== undefined && expected.dim !== dim) {
     throw new ShardError(
@@ -217,5 +252,9 @@ export function parseShardMetadata(schema: Schema, expected: ShardExpectations =
     const ok = t.typeId === Type.Utf8 || (t.typeId === Type.Dictionary && (t as Dictionary).dictionary.typeId === Type.Utf8);
     if (!ok) badType(COLUMNS.split, t, 'Utf8 or Dictionary<Utf8>');
   }
-  return { formatVersion: version, dim, tasks, encoderDigest, hasSplit: splitField !== undefined };
+  return { formatVersion: version, dim, layout, tasks, encoderDigest, hasSplit: splitField !== undefined };
+}
+
+function isListOf(type: DataType, item: (t: DataType) => boolean): boolean {
+  return type.typeId === Type.List && item((type as List).valueType);
 }

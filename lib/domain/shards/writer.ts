@@ -8,6 +8,7 @@ import {
   FixedSizeList,
   Float32,
   Int32,
+  List,
   makeData,
   RecordBatch,
   RecordBatchStreamWriter,
@@ -18,12 +19,15 @@ import {
   type Schema,
 } from 'apache-arrow';
 import { ShardError } from '#lib/domain/shards/errors.ts';
+import type { SparseRow } from '#lib/domain/shards/batch.ts';
 import {
   buildSchema,
   SHARD_FORMAT_VERSION,
+  SPARSE_SHARD_FORMAT_VERSION,
   SPLITS,
   splitType,
   validateTasks,
+  type FeatureLayout,
   type ShardMetadata,
   type ShardTask,
   type SplitName,
@@ -32,8 +36,10 @@ import {
 /** What `writeRows` accepts; a `ShardBatch` from the reader fits as it is. */
 export interface ShardRows {
   rows: number;
-  /** rows × dim, row-major. */
+  /** rows × dim, row-major (dense shards); ignored by a sparse writer. */
   features: Float32Array;
+  /** One row each (sparse shards): ascending indices below dim and their values. */
+  sparse?: readonly SparseRow[];
   /** One entry per task of the shard. Binary 0/1, multiclass class index, regression value; anything where the mask is 0. */
   labels: Record<string, Float32Array>;
   /** One entry per task of the shard: 1 = labelled, 0 = not. */
@@ -46,6 +52,8 @@ export interface ShardRows {
 
 export interface ShardWriterOptions {
   dim: number;
+  /** `sparse` writes `indices`/`values` List columns instead of `features`. Default `dense`. */
+  layout?: FeatureLayout;
   tasks: readonly ShardTask[];
   encoderDigest: string;
   /** Add a `split` column (train / validation / holdout); every batch must then carry `split`. */
@@ -144,9 +152,14 @@ export class ShardWriter {
       });
     }
     this.nextRow = options.firstRow ?? 0;
+    const layout = options.layout ?? 'dense';
+    if (layout !== 'dense' && layout !== 'sparse') {
+      throw new ShardError(`ShardWriter: layout ${JSON.stringify(layout)} is not "dense" or "sparse"`, { code: 'SHARD_OPTIONS_INVALID', context: { layout } });
+    }
     this.metadata = {
-      formatVersion: SHARD_FORMAT_VERSION,
+      formatVersion: layout === 'sparse' ? SPARSE_SHARD_FORMAT_VERSION : SHARD_FORMAT_VERSION,
       dim,
+      layout,
       tasks: validateTasks(options.tasks, 'ShardWriter'),
       encoderDigest,
       hasSplit: options.includeSplit === true,
@@ -252,7 +265,7 @@ export class ShardWriter {
     const { dim, tasks, hasSplit } = this.metadata;
     const { rows } = batch;
     if (!Number.isInteger(rows) || rows < 1) throw this.invalid(`rows ${rows} is not a positive integer`, { rows });
-    if (!(batch.features instanceof Float32Array) || batch.features.length !== rows * dim) {
+    if (this.metadata.layout === 'dense' && (!(batch.features instanceof Float32Array) || batch.features.length !== rows * dim)) {
       throw this.invalid(`features must be a Float32Array of rows × dim = ${rows} × ${dim} = ${rows * dim} values, got ${batch.features?.length}`, {
         rows,
         dim,
@@ -265,15 +278,19 @@ export class ShardWriter {
     }
 
     const rowIndex = this.rowIndexOf(batch);
-    const children: Data[] = [
-      makeData({ type: new Int32(), length: rows, nullCount: 0, data: rowIndex }),
-      makeData({
-        type: new FixedSizeList(dim, new Field('item', new Float32(), false)),
-        length: rows,
-        nullCount: 0,
-        child: makeData({ type: new Float32(), length: rows * dim, nullCount: 0, data: batch.features }),
-      }),
-    ];
+    const children: Data[] = [makeData({ type: new Int32(), length: rows, nullCount: 0, data: rowIndex })];
+    if (this.metadata.layout === 'sparse') {
+      children.push(...this.sparseColumns(batch, rowIndex));
+    } else {
+      children.push(
+        makeData({
+          type: new FixedSizeList(dim, new Field('item', new Float32(), false)),
+          length: rows,
+          nullCount: 0,
+          child: makeData({ type: new Float32(), length: rows * dim, nullCount: 0, data: batch.features }),
+        }),
+      );
+    }
     for (const task of tasks) {
       const label = batch.labels[task.name];
       const mask = batch.masks[task.name];
@@ -293,6 +310,57 @@ export class ShardWriter {
       throw this.invalid('the batch carries split but the writer was created without includeSplit', {});
     }
     return new RecordBatch(this.schema, makeData({ type: new Struct(this.schema.fields), length: rows, nullCount: 0, children }));
+  }
+
+  /** The `indices` and `values` List columns: one offsets array shared by both, the rows packed end to end. */
+  private sparseColumns(batch: ShardRows, rowIndex: Int32Array): Data[] {
+    const { rows } = batch;
+    const { dim } = this.metadata;
+    const sparse = batch.sparse;
+    if (!Array.isArray(sparse) || sparse.length !== rows) {
+      throw this.invalid(`a sparse shard needs sparse rows, one per row (${rows}); got ${sparse?.length ?? 'none'}`, { rows });
+    }
+    const offsets = new Int32Array(rows + 1);
+    sparse.forEach((row, i) => {
+      if (!(row?.indices instanceof Int32Array) || !(row.values instanceof Float32Array) || row.indices.length !== row.values.length) {
+        throw this.invalid(`sparse row ${rowIndex[i]} needs an Int32Array of indices and a Float32Array of as many values`, { row: rowIndex[i] });
+      }
+      for (let k = 0; k < row.indices.length; k++) {
+        const index = row.indices[k];
+        if (index < 0 || index >= dim || (k > 0 && index <= row.indices[k - 1])) {
+          throw this.invalid(
+            `sparse row ${rowIndex[i]}: index ${index} at position ${k} is not ascending within 0 … ${dim - 1}; sort the indices and drop repeats`,
+            {
+              row: rowIndex[i],
+              index,
+            },
+          );
+        }
+      }
+      offsets[i + 1] = offsets[i] + row.indices.length;
+    });
+    const indices = new Int32Array(offsets[rows]);
+    const values = new Float32Array(offsets[rows]);
+    sparse.forEach((row, i) => {
+      indices.set(row.indices, offsets[i]);
+      values.set(row.values, offsets[i]);
+    });
+    return [
+      makeData({
+        type: new List(new Field('item', new Int32(), false)),
+        length: rows,
+        nullCount: 0,
+        valueOffsets: offsets,
+        child: makeData({ type: new Int32(), length: indices.length, nullCount: 0, data: indices }),
+      }),
+      makeData({
+        type: new List(new Field('item', new Float32(), false)),
+        length: rows,
+        nullCount: 0,
+        valueOffsets: offsets,
+        child: makeData({ type: new Float32(), length: values.length, nullCount: 0, data: values }),
+      }),
+    ];
   }
 
   private rowIndexOf(batch: ShardRows): Int32Array {

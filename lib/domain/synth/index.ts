@@ -29,3 +29,4 @@ export {
   type CorpusDocument,
   type CorpusOptions,
 } from '#lib/domain/synth/corpus.ts';
+export { generateTextCorpus, wordOf, type TextCorpus, type TextCorpusOptions } from '#lib/domain/synth/text.ts';

@@ -3,9 +3,9 @@ import * as ort from 'onnxruntime-node';
 import { bakeInitializers, modelMetadata } from '#lib/domain/graph/index.ts';
 import type { Spec } from '#lib/domain/spec/index.ts';
 import { TrainError } from '#lib/domain/train/errors.ts';
-import { buildHeads, buildInferenceGraph, FEATURES_INPUT, type Heads } from '#lib/domain/train/heads.ts';
+import { batchNames, buildHeads, buildInferenceGraph, FEATURES_INPUT, type Heads } from '#lib/domain/train/heads.ts';
 import { evaluateSplit, type ExecutionProviders, type TaskMetrics, type TrialWeights } from '#lib/domain/train/trainer.ts';
-import type { ShardBatch } from '#lib/domain/shards/index.ts';
+import { denseFeatures, paddedSparse, type ShardBatch, type SparseRow } from '#lib/domain/shards/index.ts';
 
 /** Metadata keys of an exported heads model (ONNX `metadata_props`). */
 export const HEADS_METADATA_KEYS = {
@@ -39,8 +39,9 @@ export interface HeadsExportMetadata {
 }
 
 /** Rebuilds the heads a set of weights was trained with and checks every shape. */
-export function headsForWeights(spec: Pick<Spec, 'model' | 'tasks' | 'training'>, weights: TrialWeights): Heads {
+export function headsForWeights(spec: Pick<Spec, 'model' | 'tasks' | 'training'>, weights: TrialWeights, options: { sparseInput?: boolean } = {}): Heads {
   const heads = buildHeads({
+    sparseInput: options.sparseInput === true,
     architecture: weights.architecture,
     // A trial whose hyperparameters reshaped the layers stored the shape it trained.
     model: weights.model ?? spec.model,
@@ -115,7 +116,8 @@ export function exportHeads(options: {
     ...(metadata.digests ? { [HEADS_METADATA_KEYS.digests]: JSON.stringify(metadata.digests) } : {}),
     ...(metadata.version === undefined ? {} : { [HEADS_METADATA_KEYS.version]: String(metadata.version) }),
   };
-  const graph = buildInferenceGraph(heads, { metadata: props });
+  // Dense input: the merged model feeds the heads the encoder's dense output, whatever the trial trained on.
+  const graph = buildInferenceGraph(heads, { metadata: props, input: 'dense' });
   return bakeInitializers(graph, Object.fromEntries(heads.parameters.map((p) => [p.name, weights.tensors[p.name]])));
 }
 
@@ -127,10 +129,11 @@ export function exportedTasks(model: Uint8Array): ExportedTask[] {
   return JSON.parse(text) as ExportedTask[];
 }
 
-/** Rows to predict: `rows × dim` row-major features. */
+/** Rows to predict: `rows × dim` row-major features, or sparse rows (then `features` is ignored). */
 export interface FeatureRows {
   readonly features: Float32Array;
   readonly rows: number;
+  readonly sparse?: readonly SparseRow[];
 }
 
 export type Predictions = Record<string, Float32Array>;
@@ -145,10 +148,18 @@ export async function trainingForward(options: {
   batch: FeatureRows;
   executionProviders?: ExecutionProviders;
 }): Promise<Predictions> {
-  const heads = headsForWeights(options.spec, options.weights);
+  const { batch } = options;
+  const heads = headsForWeights(options.spec, options.weights, { sparseInput: batch.sparse !== undefined });
   const session = await ort.InferenceSession.create(buildInferenceGraph(heads), { executionProviders: options.executionProviders ?? ['cpu'] });
   try {
-    const feeds: Record<string, ort.Tensor> = { [FEATURES_INPUT]: featureTensor(options.batch, heads.inputDim) };
+    const feeds: Record<string, ort.Tensor> = {};
+    if (batch.sparse) {
+      const { indices, values, nnz } = paddedSparse(batch.sparse);
+      feeds[batchNames.indices] = new ort.Tensor('int32', indices, [batch.rows, nnz]);
+      feeds[batchNames.values] = new ort.Tensor('float32', values, [batch.rows, nnz]);
+    } else {
+      feeds[FEATURES_INPUT] = featureTensor(batch, heads.inputDim);
+    }
     for (const p of heads.parameters) feeds[p.name] = new ort.Tensor('float32', options.weights.tensors[p.name], p.shape);
     return copyOutputs(await session.run(feeds));
   } finally {
@@ -162,22 +173,40 @@ export async function evaluateWeights(options: {
   weights: TrialWeights;
   batches: AsyncIterable<ShardBatch>;
 }): Promise<TaskMetrics> {
-  const heads = headsForWeights(options.spec, options.weights);
+  const { layout, batches } = await peekLayout(options.batches);
+  const heads = headsForWeights(options.spec, options.weights, { sparseInput: layout === 'sparse' });
   const session = await ort.InferenceSession.create(buildInferenceGraph(heads));
   try {
     const parameters = Object.fromEntries(heads.parameters.map((p) => [p.name, new ort.Tensor('float32', options.weights.tensors[p.name], p.shape)]));
-    return await evaluateSplit({ heads, session, parameters, batches: options.batches });
+    return await evaluateSplit({ heads, session, parameters, batches });
   } finally {
     await session.release();
   }
 }
 
-/** Runs an exported model in a fresh session. */
+/**
+ * The layout of a stream of shard batches from its first batch, and the same stream with that
+ * batch put back, for consumers that must build their graph before reading on.
+ */
+async function peekLayout(source: AsyncIterable<ShardBatch>): Promise<{ layout: 'dense' | 'sparse'; batches: AsyncIterable<ShardBatch> }> {
+  const iterator = source[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  async function* batches(): AsyncGenerator<ShardBatch> {
+    if (first.done) return;
+    yield first.value;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  }
+  return { layout: !first.done && first.value.sparse ? 'sparse' : 'dense', batches: batches() };
+}
+
+/** Runs an exported model (dense features in) in a fresh session; sparse rows are scattered into dense ones for it. */
 export async function predictExported(model: Uint8Array, batch: FeatureRows, options: { executionProviders?: ExecutionProviders } = {}): Promise<Predictions> {
   const session = await ort.InferenceSession.create(model, { executionProviders: options.executionProviders ?? ['cpu'] });
   try {
-    const dim = batch.features.length / batch.rows;
-    return copyOutputs(await session.run({ [FEATURES_INPUT]: featureTensor(batch, dim) }));
+    const input = session.inputMetadata.find((m) => m.name === FEATURES_INPUT);
+    const dim = batch.sparse && input?.isTensor ? Number(input.shape[1]) : batch.features.length / batch.rows;
+    const features = batch.sparse ? denseFeatures({ rows: batch.rows, dim, features: batch.features, sparse: batch.sparse }) : batch.features;
+    return copyOutputs(await session.run({ [FEATURES_INPUT]: featureTensor({ rows: batch.rows, features }, dim) }));
   } finally {
     await session.release();
   }

@@ -9,7 +9,7 @@ import {
   type BatchInputSpec,
   type ParameterSpec,
   type TrainingStep,
-  type Value,
+  Value,
 } from '#lib/domain/graph/index.ts';
 import type { Architecture, ModelSpec } from '#lib/domain/spec/index.ts';
 import { deriveSeed, Random } from '#lib/domain/random/index.ts';
@@ -53,8 +53,14 @@ export interface HeadsOptions {
   readonly architecture: Architecture;
   readonly model: HeadsModel;
   readonly tasks: readonly HeadTaskInput[];
-  /** Length of the feature vectors (the encoder's dimension). */
+  /** Length of the feature vectors (the encoder's dimension; for sparse features, the vocabulary size). */
   readonly inputDim: number;
+  /**
+   * Train on sparse rows (TF-IDF): the first layer is an embedding bag over padded indices and
+   * values instead of a MatMul over dense rows. Same parameters, same function: the exported model
+   * keeps the dense MatMul behind the text encoder's dense output.
+   */
+  readonly sparseInput?: boolean;
   /** Seeds the initial weights; each parameter draws from its own stream named after it. */
   readonly seed: number;
   /** Decoupled weight decay of the weight matrices (biases get none). Default the optimizer's. */
@@ -75,9 +81,16 @@ export interface TargetScale {
 /** The name of the heads' input, kept so `mergeEncoderAndHeads(…, { featureInput: 'features' })` finds it. */
 export const FEATURES_INPUT = 'features';
 
+/** The heads' input: dense rows `[batch, dim]`, or sparse rows as padded `[batch, nnz]` int32 indices and float32 values. */
+export type HeadsInput = Value | { readonly indices: Value; readonly values: Value };
+
 /** Batch input names of the training step. */
 export const batchNames = {
   features: FEATURES_INPUT,
+  /** Sparse rows: column indices `[batch, nnz]`, padded with 0. */
+  indices: `${FEATURES_INPUT}.indices`,
+  /** Sparse rows: values `[batch, nnz]`, padded with 0. */
+  values: `${FEATURES_INPUT}.values`,
   label: (task: string) => `label.${task}`,
   mask: (task: string) => `mask.${task}`,
   /** The keep mask (0/1 per unit) of a task tower's input dropout, fed each training step. */
@@ -87,6 +100,8 @@ export const batchNames = {
 export interface Heads {
   readonly architecture: Architecture;
   readonly inputDim: number;
+  /** The training step and the default inference graph take sparse rows (see `HeadsOptions.sparseInput`). */
+  readonly sparseInput: boolean;
   readonly model: HeadsModel;
   readonly tasks: readonly HeadTask[];
   /** In a fixed order; the seeded initial values live in `init`. */
@@ -97,7 +112,7 @@ export interface Heads {
    * Raw task outputs: binary logits `[batch]`, multiclass logits `[batch, C]`, regression values `[batch]`.
    * With `dropoutMasks` (the training step's batch inputs) each tower's input is dropped out; without, as served.
    */
-  forward(g: Graph, params: Readonly<Record<string, Value>>, features: Value, dropoutMasks?: Readonly<Record<string, Value>>): Record<string, Value>;
+  forward(g: Graph, params: Readonly<Record<string, Value>>, features: HeadsInput, dropoutMasks?: Readonly<Record<string, Value>>): Record<string, Value>;
   /** Masked per-task losses over the raw outputs, in task order. */
   losses(g: Graph, raw: Readonly<Record<string, Value>>, batch: Readonly<Record<string, Value>>): Value[];
   /** Served predictions: sigmoid, softmax or the value itself, keyed by task. */
@@ -171,17 +186,28 @@ function initWeights(seed: number, name: string, fanIn: number, fanOut: number, 
   return Float32Array.from({ length: fanIn * columns }, () => random.normal() * std);
 }
 
+/**
+ * Adam's eps for the weights over sparse features. Adam divides each weight's step by its own
+ * gradient scale, so the row of a term seen in two documents moves as far as the row of a term
+ * that decides the label: on TF-IDF the heads then learn the rare terms of their training rows.
+ * With this eps, a row whose gradients stay small (a rare term) takes small steps, as in SGD,
+ * while the rows of frequent, consistent terms keep Adam's normalized step.
+ */
+export const SPARSE_LAYER_EPS = 1e-3;
+
 export function buildHeads(options: HeadsOptions): Heads {
   const tasks = checkOptions(options);
   const { architecture, model, inputDim, seed } = options;
   const decay = options.weightDecay === undefined ? {} : { weightDecay: options.weightDecay };
   const parameters: ParameterSpec[] = [];
-  const dense = (prefix: string, fanIn: number, fanOut: number, kind: 'he' | 'xavier', initFanOut = fanOut) => {
+  // `overFeatures`: the layer reads the features themselves (sparse ones get SPARSE_LAYER_EPS).
+  const dense = (prefix: string, fanIn: number, fanOut: number, kind: 'he' | 'xavier', initFanOut = fanOut, overFeatures = false) => {
     parameters.push({
       name: `${prefix}.weight`,
       shape: [fanIn, fanOut],
       init: initWeights(seed, `${prefix}.weight`, fanIn, initFanOut, kind, fanOut),
       ...decay,
+      ...(overFeatures && options.sparseInput === true ? { eps: SPARSE_LAYER_EPS } : {}),
     });
     parameters.push({ name: `${prefix}.bias`, shape: [fanOut], init: new Float32Array(fanOut), weightDecay: 0 });
   };
@@ -190,16 +216,16 @@ export function buildHeads(options: HeadsOptions): Heads {
   if (architecture === 'shared-bottom') {
     let width = inputDim;
     model.hidden.forEach((h, i) => {
-      dense(`bottom.${i}`, width, h, 'he');
+      dense(`bottom.${i}`, width, h, 'he', h, i === 0);
       width = h;
     });
     towerInput = width;
   } else {
     const { experts, expertHidden } = model;
     // All experts in one matrix: columns e·H … (e+1)·H − 1 are expert e (He init per expert's fan-in).
-    dense('experts', inputDim, experts * expertHidden, 'he');
+    dense('experts', inputDim, experts * expertHidden, 'he', experts * expertHidden, true);
     // All gates in one matrix: columns t·E … (t+1)·E − 1 are task t's gate logits.
-    dense('gates', inputDim, tasks.length * experts, 'xavier', experts);
+    dense('gates', inputDim, tasks.length * experts, 'xavier', experts, true);
     towerInput = expertHidden;
   }
   for (const task of tasks) {
@@ -213,6 +239,11 @@ export function buildHeads(options: HeadsOptions): Heads {
 
   const linear = (g: Graph, p: Readonly<Record<string, Value>>, prefix: string, x: Value): Value =>
     g.gemm(x, p[`${prefix}.weight`], p[`${prefix}.bias`], { name: prefix });
+  // The layer over the features: Σ_k value_k·W[index_k] + b for sparse rows, x·W + b for dense ones.
+  const firstLinear = (g: Graph, p: Readonly<Record<string, Value>>, prefix: string, x: HeadsInput): Value =>
+    x instanceof Value
+      ? linear(g, p, prefix, x)
+      : g.add(g.embeddingBag(p[`${prefix}.weight`], x.indices, x.values, { name: `${prefix}.bag` }), p[`${prefix}.bias`], { name: prefix });
 
   const rate = model.dropout ?? 0;
   const tower = (g: Graph, p: Readonly<Record<string, Value>>, task: HeadTask, x: Value, masks: Readonly<Record<string, Value>> | undefined): Value => {
@@ -224,20 +255,20 @@ export function buildHeads(options: HeadsOptions): Heads {
     return task.outputs === 1 ? g.squeeze(out, { axes: [1] }) : out;
   };
 
-  const forward = (g: Graph, p: Readonly<Record<string, Value>>, features: Value, masks?: Readonly<Record<string, Value>>): Record<string, Value> => {
+  const forward = (g: Graph, p: Readonly<Record<string, Value>>, features: HeadsInput, masks?: Readonly<Record<string, Value>>): Record<string, Value> => {
     const raw: Record<string, Value> = {};
     if (architecture === 'shared-bottom') {
-      let h = features;
-      model.hidden.forEach((_, i) => {
-        h = g.relu(linear(g, p, `bottom.${i}`, h));
+      let h = g.relu(firstLinear(g, p, 'bottom.0', features));
+      model.hidden.slice(1).forEach((_, i) => {
+        h = g.relu(linear(g, p, `bottom.${i + 1}`, h));
       });
       for (const task of tasks) raw[task.name] = g.scope(`tower.${task.name}`, () => tower(g, p, task, h, masks));
       return raw;
     }
     const { experts, expertHidden } = model;
-    const batch = features.shape[0];
-    const expertOut = g.reshape(g.relu(linear(g, p, 'experts', features)), [batch, experts, expertHidden]);
-    const gates = g.softmax(g.reshape(linear(g, p, 'gates', features), [batch, tasks.length, experts]), { axis: -1 });
+    const batch = (features instanceof Value ? features : features.values).shape[0];
+    const expertOut = g.reshape(g.relu(firstLinear(g, p, 'experts', features)), [batch, experts, expertHidden]);
+    const gates = g.softmax(g.reshape(firstLinear(g, p, 'gates', features), [batch, tasks.length, experts]), { axis: -1 });
     // [batch, T, E] · [batch, E, H] → [batch, T, H]: every task's gate-weighted expert mixture at once.
     const mixtures = g.matmul(gates, expertOut, { name: 'mixtures' });
     const perTask = tasks.length === 1 ? [mixtures] : g.split(mixtures, { axis: 1, sizes: tasks.map(() => 1) });
@@ -287,7 +318,7 @@ export function buildHeads(options: HeadsOptions): Heads {
       }),
     );
 
-  return { architecture, inputDim, model, tasks, parameters, towerInput, forward, losses, predictions };
+  return { architecture, inputDim, sparseInput: options.sparseInput === true, model, tasks, parameters, towerInput, forward, losses, predictions };
 }
 
 function standardized(g: Graph, task: HeadTask, label: Value): Value {
@@ -296,7 +327,9 @@ function standardized(g: Graph, task: HeadTask, label: Value): Value {
 
 /** Batch inputs of the training step: features, and per task a float label and a uint8 mask. */
 export function batchSpec(heads: Heads): Record<string, BatchInputSpec> {
-  const spec: Record<string, BatchInputSpec> = { [batchNames.features]: { dtype: 'float32', shape: ['batch', heads.inputDim] } };
+  const spec: Record<string, BatchInputSpec> = heads.sparseInput
+    ? { [batchNames.indices]: { dtype: 'int32', shape: ['batch', 'nnz'] }, [batchNames.values]: { dtype: 'float32', shape: ['batch', 'nnz'] } }
+    : { [batchNames.features]: { dtype: 'float32', shape: ['batch', heads.inputDim] } };
   for (const task of heads.tasks) {
     spec[batchNames.label(task.name)] = { dtype: 'float32', shape: ['batch'] };
     spec[batchNames.mask(task.name)] = { dtype: 'uint8', shape: ['batch'] };
@@ -318,21 +351,31 @@ export function buildHeadsTrainingStep(heads: Heads, options: HeadsTrainingStepO
     parameters: heads.parameters,
     batch: batchSpec(heads),
     tasks: heads.tasks.map((t) => t.name),
-    forward: (g, params, batch) => ({ losses: heads.losses(g, heads.forward(g, params, batch[batchNames.features], batch), batch) }),
+    forward: (g, params, batch) => ({ losses: heads.losses(g, heads.forward(g, params, headsInputOf(heads, batch), batch), batch) }),
     ...(options.optimizer === undefined ? {} : { optimizer: options.optimizer }),
     ...(options.taskWeighting === undefined ? {} : { taskWeighting: options.taskWeighting }),
     ...(options.clipGradientNorm === undefined ? {} : { clipGradientNorm: options.clipGradientNorm }),
   });
 }
 
+/** The heads' input among a graph's batch values: the sparse pair or the dense features. */
+function headsInputOf(heads: Heads, batch: Readonly<Record<string, Value>>): HeadsInput {
+  return heads.sparseInput ? { indices: batch[batchNames.indices], values: batch[batchNames.values] } : batch[batchNames.features];
+}
+
 /**
  * The inference forward graph with every parameter as a graph input named after it, next to
- * `features [batch, dim]`; outputs are the tasks' `outputName`s. Training evaluates with it (fed
- * the live parameters) and export bakes the trained weights into the same bytes.
+ * `features [batch, dim]` (or, with `input: 'sparse'`, `features.indices` and `features.values`
+ * `[batch, nnz]`); outputs are the tasks' `outputName`s. Training evaluates with it (fed the live
+ * parameters) and export bakes the trained weights into the same bytes. The input defaults to the
+ * heads' training input; export asks for `dense`, what the encoder in front of it produces.
  */
-export function buildInferenceGraph(heads: Heads, options: { metadata?: Record<string, string>; name?: string } = {}): Uint8Array {
+export function buildInferenceGraph(heads: Heads, options: { metadata?: Record<string, string>; name?: string; input?: 'dense' | 'sparse' } = {}): Uint8Array {
   const g = new Graph({ name: options.name ?? `heads-${heads.architecture}` });
-  const features = g.input(FEATURES_INPUT, 'float32', ['batch', heads.inputDim]);
+  const sparse = (options.input ?? (heads.sparseInput ? 'sparse' : 'dense')) === 'sparse';
+  const features: HeadsInput = sparse
+    ? { indices: g.input(batchNames.indices, 'int32', ['batch', 'nnz']), values: g.input(batchNames.values, 'float32', ['batch', 'nnz']) }
+    : g.input(FEATURES_INPUT, 'float32', ['batch', heads.inputDim]);
   const params: Record<string, Value> = {};
   for (const p of heads.parameters) params[p.name] = g.input(p.name, 'float32', p.shape);
   const predictions = heads.predictions(g, heads.forward(g, params, features));

@@ -26,6 +26,8 @@ export { specWithHyperparameters, headsModelOf, type TrialHyperparameters } from
 export { DWA_TEMPERATURE, dwaWeights, learningRateAt, type LearningRateOptions } from '#lib/domain/train/schedule.ts';
 export {
   batchFeeds,
+  featureFeeds,
+  featureLayoutOf,
   evaluateSplit,
   objectiveOf,
   regressionTargetScales,

@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { objectiveTasks } from '#lib/domain/run/index.ts';
 import { TrainingSession, UNCERTAINTY_PARAMETER, type TrainingSessionOptions } from '#lib/domain/graph/index.ts';
 import { evaluateTask, labelSpread, MetricsError } from '#lib/domain/metrics/index.ts';
-import { batchesOf, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
+import { batchesOf, paddedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
 import type { Architecture, Spec } from '#lib/domain/spec/index.ts';
 import { deriveSeed, mulberry32 } from '#lib/domain/random/index.ts';
 import { rewardOf } from '#lib/domain/tune/index.ts';
@@ -13,7 +13,6 @@ import {
   buildHeads,
   buildHeadsTrainingStep,
   buildInferenceGraph,
-  FEATURES_INPUT,
   type Heads,
   type HeadsModel,
   type HeadTask,
@@ -93,7 +92,7 @@ export interface TrainTrialOptions {
     readonly shuffleBufferRows?: number;
     /** A `step` progress event every this many steps. Default 100. */
     readonly progressEverySteps?: number;
-    /** Rows per validation forward pass. Default 4096. */
+    /** Rows per validation forward pass. Default 4096 (256 for sparse features). */
     readonly evaluationBatchRows?: number;
   };
 }
@@ -126,6 +125,11 @@ export type TrainWeighting = Spec['training']['weighting'];
 
 const DEFAULT_SHUFFLE_ROWS = 16384;
 const DEFAULT_EVALUATION_ROWS = 4096;
+/**
+ * Sparse rows evaluate in smaller batches: the embedding bag gathers a [rows, nnz, width] block,
+ * nnz being the batch's longest row, so 4096 TF-IDF rows of ~900 terms would hold GBs at width 256.
+ */
+const SPARSE_EVALUATION_ROWS = 256;
 
 /**
  * Trains one trial's heads in ONNX Runtime: streamed, shuffled epochs, one `session.run` per step,
@@ -141,7 +145,8 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   const training = spec.training;
   const architecture = options.architecture ?? spec.model.architectures[0];
   const targetScales = await regressionTargetScales(spec.tasks, data.train);
-  const heads = buildHeads({ architecture, model: spec.model, tasks: spec.tasks, inputDim: encoder.dimension, seed: training.seed, targetScales });
+  const sparseInput = (await featureLayoutOf(data.train())) === 'sparse';
+  const heads = buildHeads({ architecture, model: spec.model, tasks: spec.tasks, inputDim: encoder.dimension, seed: training.seed, targetScales, sparseInput });
   const taskNames = heads.tasks.map((t) => t.name);
   const lambda = proposalLambda(taskNames, proposal.lambda);
   const baseRate = proposal.learningRate ?? training.learningRate;
@@ -173,7 +178,12 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   try {
     evaluator = await onDevice(providers, () => ort.InferenceSession.create(buildInferenceGraph(heads), { ...sessionOptions, graphOptimizationLevel: 'all' }));
     const evaluate = (parameters: Readonly<Record<string, ort.Tensor>>) =>
-      evaluateSplit({ heads, session: evaluator!, parameters, batches: batchesOf(data.validation(), settings.evaluationBatchRows ?? DEFAULT_EVALUATION_ROWS) });
+      evaluateSplit({
+        heads,
+        session: evaluator!,
+        parameters,
+        batches: batchesOf(data.validation(), settings.evaluationBatchRows ?? (sparseInput ? SPARSE_EVALUATION_ROWS : DEFAULT_EVALUATION_ROWS)),
+      });
 
     const history: EpochRecord[] = [];
     const lossHistory: number[][] = [];
@@ -308,18 +318,51 @@ function countLabelled(mask: Uint8Array): number {
   return count;
 }
 
-/** The step's batch feeds; shard columns are already the arrays the graph takes (no copies). */
-/** A training step's feeds; `dropoutRandom` (uniform in [0, 1)) draws the keep masks when the heads use dropout. */
-export function batchFeeds(heads: Heads, batch: ShardBatch, dropoutRandom?: () => number): Record<string, { data: Float32Array | Uint8Array; dims: number[] }> {
+/**
+ * Whether a split's shards hold dense or sparse features, from its first batch (the stream is
+ * closed after it). An empty split reads as dense; it fails later with its own message.
+ */
+export async function featureLayoutOf(batches: AsyncIterable<ShardBatch>): Promise<'dense' | 'sparse'> {
+  const iterator = batches[Symbol.asyncIterator]();
+  try {
+    const first = await iterator.next();
+    return !first.done && first.value.sparse !== undefined ? 'sparse' : 'dense';
+  } finally {
+    await iterator.return?.();
+  }
+}
+
+type Feed = { data: Float32Array | Uint8Array | Int32Array; dims: number[] };
+
+/**
+ * A step's (or an evaluation's) feature feeds: dense shard columns as they are (no copy), sparse
+ * rows padded to the batch's longest row.
+ */
+export function featureFeeds(heads: Heads, batch: ShardBatch): Record<string, Feed> {
   if (batch.dim !== heads.inputDim) {
     throw new TrainError(
       `shard features have dimension ${batch.dim} but the heads take ${heads.inputDim}; train on the shards of encoder with that dimension`,
       { code: 'INVALID_INPUT', context: { dim: batch.dim } },
     );
   }
-  const feeds: Record<string, { data: Float32Array | Uint8Array; dims: number[] }> = {
-    [batchNames.features]: { data: batch.features, dims: [batch.rows, batch.dim] },
-  };
+  if (heads.sparseInput !== (batch.sparse !== undefined)) {
+    const [has, takes] = heads.sparseInput ? ['dense', 'sparse'] : ['sparse', 'dense'];
+    throw new TrainError(
+      `the shard holds ${has} features but the heads were built for ${takes} ones; build the heads with sparseInput: ${!heads.sparseInput}`,
+      {
+        code: 'INVALID_INPUT',
+        context: { sparseInput: heads.sparseInput },
+      },
+    );
+  }
+  if (!batch.sparse) return { [batchNames.features]: { data: batch.features, dims: [batch.rows, batch.dim] } };
+  const { indices, values, nnz } = paddedSparse(batch.sparse);
+  return { [batchNames.indices]: { data: indices, dims: [batch.rows, nnz] }, [batchNames.values]: { data: values, dims: [batch.rows, nnz] } };
+}
+
+/** A training step's feeds; `dropoutRandom` (uniform in [0, 1)) draws the keep masks when the heads use dropout. */
+export function batchFeeds(heads: Heads, batch: ShardBatch, dropoutRandom?: () => number): Record<string, Feed> {
+  const feeds: Record<string, Feed> = featureFeeds(heads, batch);
   for (const task of heads.tasks) {
     const labels = batch.labels[task.name];
     const masks = batch.masks[task.name];
@@ -402,9 +445,8 @@ export async function evaluateSplit(at: {
     heads.tasks.map((t) => [t.name, { predictions: [], labels: [], masks: [] }]),
   );
   for await (const batch of at.batches) {
-    const feeds = batchFeeds(heads, batch);
-    const features = feeds[FEATURES_INPUT];
-    const outputs = await session.run({ ...parameterFeeds, [FEATURES_INPUT]: new ort.Tensor('float32', features.data as Float32Array, features.dims) });
+    const features = Object.fromEntries(Object.entries(featureFeeds(heads, batch)).map(([name, feed]) => [name, new ort.Tensor(feed.data, feed.dims)]));
+    const outputs = await session.run({ ...parameterFeeds, ...features });
     for (const task of heads.tasks) {
       const entry = collected.get(task.name)!;
       entry.predictions.push(Float32Array.from(outputs[task.outputName].data as Float32Array));

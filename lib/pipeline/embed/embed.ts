@@ -3,7 +3,7 @@ import * as z from 'zod';
 import type { SplitName, ValidatedRow } from '#lib/domain/datasets/index.ts';
 import { Encoder, type LoadEncoderOptions } from '#lib/domain/encoders/index.ts';
 import type { EncoderEntry, RunManifest } from '#lib/domain/run/index.ts';
-import { SPLITS, ShardWriter, type ShardSummary, type ShardTask } from '#lib/domain/shards/index.ts';
+import { SPLITS, ShardWriter, type FeatureLayout, type ShardSummary, type ShardTask } from '#lib/domain/shards/index.ts';
 import { sha256Hex, type ArtifactStore, type StoredObject } from '#lib/adapters/store/index.ts';
 import type { EmbedJobResult } from '#lib/pipeline/contracts.ts';
 import { EmbedError } from '#lib/pipeline/embed/errors.ts';
@@ -83,7 +83,9 @@ export async function runEmbed(options: EmbedOptions): Promise<EmbedJobResult> {
   const tasks: ShardTask[] = manifest.spec.tasks.map((task) =>
     task.type === 'multiclass' ? { name: task.name, type: task.type, classes: task.classes } : { name: task.name, type: task.type },
   );
-  const outputs = encoders.flatMap(({ entry }) => SPLITS.map((split) => openShard(store, { key: shardKey(prefix, entry.id, split), entry, split, tasks })));
+  const outputs = encoders.flatMap(({ entry, encoder }) =>
+    SPLITS.map((split) => openShard(store, { key: shardKey(prefix, entry.id, split), entry, split, tasks, layout: encoder.sparse ? 'sparse' : 'dense' })),
+  );
   const outputOf = (encoderId: string, split: SplitName) => outputs.find((o) => o.entry.id === encoderId && o.split === split)!;
 
   const pending: Record<SplitName, { index: number; row: ValidatedRow }[]> = { train: [], validation: [], holdout: [] };
@@ -111,8 +113,11 @@ export async function runEmbed(options: EmbedOptions): Promise<EmbedJobResult> {
     }
     const rowIndex = Int32Array.from(batch, (b) => b.index);
     for (const { entry, encoder } of encoders) {
-      const features = await encoder.encode(rows);
-      await outputOf(entry.id, split).writer.writeRows({ rows: rows.length, features, labels, masks, rowIndex });
+      const writer = outputOf(entry.id, split).writer;
+      // A TF-IDF row holds a few hundred of its 20k columns: it goes to the shard as it is, never as a dense row.
+      if (encoder.sparse)
+        await writer.writeRows({ rows: rows.length, features: new Float32Array(0), sparse: encoder.encodeSparse(rows), labels, masks, rowIndex });
+      else await writer.writeRows({ rows: rows.length, features: await encoder.encode(rows), labels, masks, rowIndex });
     }
     counts[split] += rows.length;
     embedded += rows.length;
@@ -238,9 +243,12 @@ interface ShardOutput {
   upload: Promise<StoredObject>;
 }
 
-function openShard(store: ArtifactStore, target: { key: string; entry: EncoderEntry; split: SplitName; tasks: ShardTask[] }): ShardOutput {
+function openShard(
+  store: ArtifactStore,
+  target: { key: string; entry: EncoderEntry; split: SplitName; tasks: ShardTask[]; layout: FeatureLayout },
+): ShardOutput {
   const sink = new PassThrough({ highWaterMark: 1 << 20 });
-  const writer = new ShardWriter({ dim: target.entry.dimension, tasks: target.tasks, encoderDigest: target.entry.sha256, sink });
+  const writer = new ShardWriter({ dim: target.entry.dimension, layout: target.layout, tasks: target.tasks, encoderDigest: target.entry.sha256, sink });
   const upload = store.putStream(target.key, sink, { contentType: 'application/vnd.apache.arrow.stream' });
   // Awaited after the writer finishes; until then a failure must not surface as an unhandled rejection.
   upload.catch(() => undefined);

@@ -5,9 +5,9 @@ import { encoderDescriptor, encoderFeeds, mergeEncoderAndHeads } from '#lib/doma
 import { splitRows } from '#lib/pipeline/embed/index.ts';
 import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
 import type { ModelRegistry, RunLog } from '#lib/adapters/registry/index.ts';
-import { readShard } from '#lib/domain/shards/index.ts';
+import { readShard, type SparseRow } from '#lib/domain/shards/index.ts';
 import { keys, type ArtifactStore } from '#lib/adapters/store/index.ts';
-import { checkParity, exportHeads, parityDifference, trainingForward, FEATURES_INPUT, PARITY_TOLERANCE } from '#lib/domain/train/index.ts';
+import { checkParity, exportHeads, parityDifference, trainingForward, FEATURES_INPUT, PARITY_TOLERANCE, type FeatureRows } from '#lib/domain/train/index.ts';
 import { loadTrialWeights } from '#lib/pipeline/trials/weights.ts';
 import { shardUri } from '#lib/pipeline/trials/trialJob.ts';
 import { rewardOf } from '#lib/domain/tune/index.ts';
@@ -180,17 +180,20 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
   return { modelUri: stored.uri, cardUri: cardStored.uri, sha256: stored.sha256, sizeBytes: stored.sizeBytes };
 }
 
-async function firstShardRows(store: ArtifactStore, uri: string, rows: number, dim: number): Promise<{ features: Float32Array; rows: number }> {
+/** The first rows of a shard as the trainer saw them: dense features, or the sparse rows of a sparse shard. */
+async function firstShardRows(store: ArtifactStore, uri: string, rows: number, dim: number): Promise<FeatureRows> {
   const features = new Float32Array(rows * dim);
+  const sparse: SparseRow[] = [];
   let filled = 0;
   for await (const batch of readShard(await store.getStream(uri))) {
     const take = Math.min(rows - filled, batch.rows);
-    features.set(batch.features.subarray(0, take * dim), filled * dim);
+    if (batch.sparse) sparse.push(...batch.sparse.slice(0, take));
+    else features.set(batch.features.subarray(0, take * dim), filled * dim);
     filled += take;
     if (filled === rows) break;
   }
   if (filled === 0) throw new DeployError(`${uri} holds no rows to check the export against`, { code: 'SPLIT_EMPTY', context: { uri } });
-  return { features: features.subarray(0, filled * dim), rows: filled };
+  return sparse.length > 0 ? { features: new Float32Array(0), rows: filled, sparse } : { features: features.subarray(0, filled * dim), rows: filled };
 }
 
 /** The first rows of a split, for the parity check and the latency figures. */

@@ -13,7 +13,7 @@
 import * as z from 'zod';
 import { LIVE_MODEL_FILES, LiveModel, type RunManifest } from '#lib/domain/run/index.ts';
 import { REFERENCE_ROWS, referenceFromEmbeddings } from '#lib/serve/drift.ts';
-import { readShard } from '#lib/domain/shards/index.ts';
+import { denseFeatures, readShard } from '#lib/domain/shards/index.ts';
 import { keys, type ArtifactStore } from '#lib/adapters/store/index.ts';
 import { DeployError } from './errors.ts';
 
@@ -72,5 +72,5 @@ export async function readLiveModel(store: ArtifactStore, project: string, versi
 }
 
 async function* holdoutEmbeddings(store: ArtifactStore, uri: string, dimension: number): AsyncGenerator<Float32Array> {
-  for await (const batch of readShard(await store.getStream(uri), { dim: dimension })) yield batch.features;
+  for await (const batch of readShard(await store.getStream(uri), { dim: dimension })) yield denseFeatures(batch);
 }

@@ -1,0 +1,95 @@
+/**
+ * The sparse-text benchmark set shared by `bench embed` and `bench train`: a generated corpus of
+ * 5k documents over a 20k-word Zipf vocabulary (300–800 tokens each, two binary tasks decided by a
+ * few words; `generateTextCorpus`), the spec's default text encoder fitted on its train rows, and
+ * the scikit-learn baseline (TfidfVectorizer + LogisticRegression per task) run on the same rows in
+ * its own Python process.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
+import { fitEncoder, loadEncoder, type Encoder } from '#lib/domain/encoders/index.ts';
+import type { TextBaseModelSpec } from '#lib/domain/spec/index.ts';
+import { generateTextCorpus } from '#lib/domain/synth/index.ts';
+
+export const TEXT_SET = { documents: 5000, vocabulary: 20000, tokens: [300, 800] as const, seed: 2026, trainFraction: 0.75 };
+export const TEXT_TASKS = ['spam', 'urgent'] as const;
+/** The spec's text defaults: unigrams and bigrams, a 20k vocabulary, df ≥ 2, lowercase. */
+export const TEXT_ENCODER: TextBaseModelSpec = {
+  kind: 'text',
+  field: 'text',
+  ngramRange: [1, 2],
+  vocabularySize: 20000,
+  minDocumentFrequency: 2,
+  lowercase: true,
+};
+
+export interface TextSet {
+  records: Record<string, string | number>[];
+  rows: ValidatedRow[];
+  train: number;
+  encoder: Encoder;
+  encoderModel: Uint8Array;
+  fitMs: number;
+}
+
+export async function loadTextSet(): Promise<TextSet> {
+  const { records } = generateTextCorpus({ documents: TEXT_SET.documents, vocabulary: TEXT_SET.vocabulary, tokens: TEXT_SET.tokens, seed: TEXT_SET.seed });
+  const rows: ValidatedRow[] = records.map((r) => ({ input: { text: r.text }, labels: Object.fromEntries(TEXT_TASKS.map((t) => [t, Number(r[t])])) }));
+  const train = Math.floor(rows.length * TEXT_SET.trainFraction);
+  const start = performance.now();
+  const fitted = await fitEncoder(TEXT_ENCODER, async function* () {
+    yield* rows.slice(0, train);
+  });
+  const fitMs = performance.now() - start;
+  return { records, rows, train, encoder: await loadEncoder(fitted.model, { intraOpNumThreads: 2 }), encoderModel: fitted.model, fitMs };
+}
+
+export interface SklearnFigures {
+  available: boolean;
+  detail: string;
+  /** TfidfVectorizer fit on the train rows and transform of every row. */
+  vectorizeMs?: number;
+  /** LogisticRegression fits, one per task. */
+  fitMs?: number;
+  totalMs?: number;
+  auc?: Record<string, number>;
+  vocabulary?: number;
+}
+
+const BASELINE_UNSET_ENV = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'] as const;
+
+/**
+ * scikit-learn on the same rows, in its own process, with the machine's OpenBLAS settings that
+ * slow current OpenBLAS removed (as `bench train`'s PyTorch baseline). Its tokenizer keeps the
+ * same tokens as ours (`[a-z0-9]+` after lowercasing), so both see the same vocabulary.
+ */
+export function sklearnBaseline(set: TextSet, options: { python?: string } = {}): SklearnFigures {
+  const python = options.python ?? '/usr/bin/python3';
+  const dir = mkdtempSync(join(tmpdir(), 'agentflow-text-'));
+  const data = join(dir, 'corpus.jsonl');
+  writeFileSync(data, set.records.map((r) => JSON.stringify(r)).join('\n'));
+  const env = { ...process.env };
+  for (const name of BASELINE_UNSET_ENV) delete env[name];
+  const config = {
+    data,
+    train: set.train,
+    tasks: TEXT_TASKS,
+    vocabulary: TEXT_ENCODER.vocabularySize,
+    minDf: TEXT_ENCODER.minDocumentFrequency,
+    ngramRange: TEXT_ENCODER.ngramRange,
+  };
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'text_sklearn.py');
+  const run = spawnSync(python, [script, JSON.stringify(config)], { encoding: 'utf8', env });
+  if (run.error) return { available: false, detail: `${python} could not run (${run.error.message})` };
+  if (run.status !== 0) {
+    const last = run.stderr.trim().split('\n').at(-1) ?? '';
+    return { available: false, detail: `${python} bench/text_sklearn.py failed (${last}); install Debian's python3-sklearn to measure the baseline` };
+  }
+  const figures = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as Omit<SklearnFigures, 'available' | 'detail'> & { version: string };
+  return { available: true, detail: `${python}: scikit-learn ${figures.version}`, ...figures };
+}

@@ -1,0 +1,72 @@
+/**
+ * One trial on the sparse text set of `bench/textSet.ts`, as the Trial job runs it: the train and
+ * validation rows written as sparse shards, streamed back through the shard reader into `trainTrial`
+ * with the spec's defaults. Shared by `bench train`'s sparse-text section.
+ */
+import { Readable } from 'node:stream';
+import type { ShardBatch } from '#lib/domain/shards/index.ts';
+import { readShard, ShardWriter } from '#lib/domain/shards/index.ts';
+import { parseSpec, type SpecInput } from '#lib/domain/spec/index.ts';
+import { trainTrial, type TrainResult } from '#lib/domain/train/index.ts';
+import { TEXT_TASKS, type TextSet } from './textSet.ts';
+
+async function shardBytes(set: TextSet, from: number, to: number): Promise<Uint8Array> {
+  const writer = new ShardWriter({
+    dim: set.encoder.dimension,
+    layout: 'sparse',
+    tasks: TEXT_TASKS.map((name) => ({ name, type: 'binary' as const })),
+    encoderDigest: 'bench',
+  });
+  const chunks: Buffer[] = [];
+  writer.output!.on('data', (chunk: Buffer) => chunks.push(chunk));
+  for (let start = from; start < to; start += 512) {
+    const rows = set.rows.slice(start, Math.min(to, start + 512));
+    await writer.writeRows({
+      rows: rows.length,
+      features: new Float32Array(0),
+      sparse: set.encoder.encodeSparse(rows),
+      labels: Object.fromEntries(TEXT_TASKS.map((t) => [t, Float32Array.from(rows, (r) => r.labels[t] as number)])),
+      masks: Object.fromEntries(TEXT_TASKS.map((t) => [t, new Uint8Array(rows.length).fill(1)])),
+    });
+  }
+  await writer.finish();
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+export interface TextTrialFigures {
+  trialMs: number;
+  epochs: number;
+  steps: number;
+  auc: Record<string, number>;
+  settings: { hidden: number[]; batchSize: number; epochs: number; learningRate: number };
+}
+
+/** Runs one trial with the spec's defaults over `model` and `training` (overrides merged in). */
+export async function textTrial(set: TextSet, overrides: { model?: SpecInput['model']; training?: SpecInput['training'] } = {}): Promise<TextTrialFigures> {
+  const [train, validation] = [await shardBytes(set, 0, set.train), await shardBytes(set, set.train, set.rows.length)];
+  const spec = parseSpec({
+    project: 'bench-text',
+    baseModel: { kind: 'features', dimension: set.encoder.dimension },
+    datasets: { train: 'train.jsonl' },
+    tasks: TEXT_TASKS.map((name) => ({ name, type: 'binary', metric: 'auc' })),
+    ...(overrides.model ? { model: overrides.model } : {}),
+    ...(overrides.training ? { training: overrides.training } : {}),
+  });
+  const stream = (bytes: Uint8Array) => (): AsyncIterable<ShardBatch> => readShard(Readable.from([bytes]));
+  const start = performance.now();
+  const result: TrainResult = await trainTrial({
+    spec,
+    encoder: { id: 'text', dimension: set.encoder.dimension },
+    proposal: { lambda: Object.fromEntries(TEXT_TASKS.map((t) => [t, 1])) },
+    data: { train: stream(train), validation: stream(validation) },
+    options: { intraOpNumThreads: 2 },
+  });
+  const trialMs = performance.now() - start;
+  return {
+    trialMs,
+    epochs: result.epochsRun,
+    steps: result.steps,
+    auc: Object.fromEntries(TEXT_TASKS.map((t) => [t, result.metrics[t].auc])),
+    settings: { hidden: spec.model.hidden, batchSize: spec.training.batchSize, epochs: spec.training.epochs, learningRate: spec.training.learningRate },
+  };
+}
