@@ -25,7 +25,11 @@ export interface PgpeHyperparameters {
   sigmaMax: number;
   /** The largest relative change of σ in one generation. */
   sigmaMaxChange: number;
-  /** Adam step size for μ. */
+  /**
+   * Adam step size for μ. Large enough that μ crosses from uniform λ to a corner of the simplex
+   * within a few generations (on `bench tune`'s three-task section a smaller step lost to random
+   * search), small enough not to overshoot a narrow optimum (its four-task and surrogate sections).
+   */
   stepSize: number;
   sigmaStepSize: number;
   beta1: number;
@@ -44,7 +48,7 @@ export const PGPE_DEFAULTS: Readonly<PgpeHyperparameters> = {
   sigmaMin: 0.05,
   sigmaMax: 2,
   sigmaMaxChange: 0.2,
-  stepSize: 0.25,
+  stepSize: 0.5,
   sigmaStepSize: 0.3,
   beta1: 0.8,
   beta2: 0.99,
