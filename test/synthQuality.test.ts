@@ -1,20 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  CENSUS_COLUMNS,
-  CENSUS_MISSING_SHARE,
-  CENSUS_NUMERIC,
-  CORPUS_SPAM_BIGRAMS,
-  CORPUS_SPAM_WORDS,
-  CORPUS_URGENT_BIGRAMS,
-  CORPUS_URGENT_WORDS,
-  censusCsv,
-  censusTable,
-  fillerWord,
-  MISSING,
-  SynthError,
-  zipfCorpus,
-  type CensusRow,
-} from '#lib/domain/synth/index.ts';
+import { CENSUS_COLUMNS, CENSUS_MISSING_SHARE, CENSUS_NUMERIC, censusCsv, censusTable, MISSING, SynthError, type CensusRow } from '#lib/domain/synth/index.ts';
 
 const ROWS = 32_000;
 const table = censusTable({ rows: ROWS, seed: 11 });
@@ -96,54 +81,5 @@ describe('the census-like table for the quality bench', () => {
   it('refuses a row count that is not a positive integer, naming it', () => {
     expect(() => censusTable({ rows: 0, seed: 1 })).toThrow(SynthError);
     expect(() => censusTable({ rows: 2.5, seed: 1 })).toThrow(/rows 2\.5 is not a positive integer/);
-  });
-});
-
-describe('the Zipf corpus for the quality bench', () => {
-  const documents = zipfCorpus({ documents: 5000, seed: 3 });
-  const tokens = documents.flatMap((doc) => doc.text.split(' '));
-
-  it('is the same for the same seed and differs for another', () => {
-    expect(zipfCorpus({ documents: 200, seed: 3 })).toEqual(documents.slice(0, 200));
-    expect(zipfCorpus({ documents: 200, seed: 4 })).not.toEqual(documents.slice(0, 200));
-  });
-
-  it('has the documents it promises, of varied length, with unique ids', () => {
-    expect(documents).toHaveLength(5000);
-    expect(new Set(documents.map((doc) => doc.id)).size).toBe(5000);
-    const lengths = documents.map((doc) => doc.text.split(' ').length).sort((a, b) => a - b);
-    expect(lengths[Math.floor(lengths.length / 2)]).toBeGreaterThan(80);
-    expect(lengths.at(-1)! / lengths[0]).toBeGreaterThan(5);
-  });
-
-  it('draws words by a Zipf law: frequency falls off about as 1/rank', () => {
-    const counts = new Map<string, number>();
-    for (const token of tokens) counts.set(token, (counts.get(token) ?? 0) + 1);
-    const ranked = [...counts.values()].sort((a, b) => b - a);
-    // log-log slope between ranks 10 and 1000 near −1.07.
-    const slope = (Math.log(ranked[999]) - Math.log(ranked[9])) / (Math.log(1000) - Math.log(10));
-    expect(slope).toBeGreaterThan(-1.3);
-    expect(slope).toBeLessThan(-0.85);
-    expect(counts.size).toBeGreaterThan(10_000);
-  });
-
-  it('makes filler words that are distinct and never a cue word', () => {
-    const filler = Array.from({ length: 30_000 }, (_, i) => fillerWord(i));
-    expect(new Set(filler).size).toBe(filler.length);
-    const cues = [...CORPUS_SPAM_WORDS, ...CORPUS_URGENT_WORDS, ...[...CORPUS_SPAM_BIGRAMS, ...CORPUS_URGENT_BIGRAMS].flat()];
-    expect(filler.filter((word) => cues.includes(word as never))).toEqual([]);
-  });
-
-  it('labels by cue words and bigrams whose words also occur apart in both classes', () => {
-    const rate = (test: (text: string) => boolean, label: 'spam' | 'urgent') => {
-      const hits = documents.filter((doc) => test(doc.text));
-      return hits.filter((doc) => doc[label] === 1).length / hits.length;
-    };
-    const base = documents.filter((doc) => doc.spam === 1).length / documents.length;
-    expect(rate((text) => / click here /.test(` ${text} `), 'spam')).toBeGreaterThan(0.8);
-    expect(rate((text) => / winner /.test(` ${text} `), 'spam')).toBeGreaterThan(0.8);
-    // "click" alone says little more than the base rate.
-    expect(rate((text) => / click /.test(` ${text} `) && !/ click here /.test(` ${text} `), 'spam')).toBeLessThan(base + 0.1);
-    expect(rate((text) => / asap reply /.test(` ${text} `), 'urgent')).toBeGreaterThan(0.7);
   });
 });

@@ -18,15 +18,4 @@ export {
   type CensusOptions,
   type CensusRow,
 } from '#lib/domain/synth/census.ts';
-export {
-  CORPUS_LABEL_NOISE,
-  CORPUS_SPAM_BIGRAMS,
-  CORPUS_SPAM_WORDS,
-  CORPUS_URGENT_BIGRAMS,
-  CORPUS_URGENT_WORDS,
-  fillerWord,
-  zipfCorpus,
-  type CorpusDocument,
-  type CorpusOptions,
-} from '#lib/domain/synth/corpus.ts';
 export { generateTextCorpus, wordOf, type TextCorpus, type TextCorpusOptions } from '#lib/domain/synth/text.ts';
