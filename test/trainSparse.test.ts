@@ -14,6 +14,7 @@ import {
   buildHeadsTrainingStep,
   exportHeads,
   parityDifference,
+  SPARSE_LAYER_OPTIMIZER,
   trainTrial,
   trainingForward,
 } from '#lib/domain/train/index.ts';
@@ -114,9 +115,10 @@ describe('training on sparse TF-IDF rows', () => {
       }
 
       const [onSparse, onDense] = sessions.map((session) => session.parameters());
-      expect(sparseHeads.parameters.filter((p) => p.eps !== undefined).map((p) => p.name)).toEqual(
-        architecture === 'mmoe' ? ['experts.weight', 'gates.weight'] : ['bottom.0.weight'],
-      );
+      const overFeatures = sparseHeads.parameters.filter((p) => p.eps !== undefined);
+      expect(overFeatures.map((p) => p.name)).toEqual(architecture === 'mmoe' ? ['experts.weight', 'gates.weight'] : ['bottom.0.weight']);
+      for (const p of overFeatures) expect({ eps: p.eps, learningRateScale: p.learningRateScale }).toEqual(SPARSE_LAYER_OPTIMIZER);
+      expect(denseHeads.parameters.some((p) => p.eps !== undefined || p.learningRateScale !== undefined)).toBe(false);
       for (const [name, values] of Object.entries(onDense)) expect(parityDifference(onSparse[name], values), name).toBeLessThan(1e-5);
       expect(parityDifference(onSparse[sparseHeads.parameters[0].name], sparseHeads.parameters[0].init)).toBeGreaterThan(1e-3);
       await Promise.all(sessions.map((session) => session.release()));

@@ -187,27 +187,30 @@ function initWeights(seed: number, name: string, fanIn: number, fanOut: number, 
 }
 
 /**
- * Adam's eps for the weights over sparse features. Adam divides each weight's step by its own
- * gradient scale, so the row of a term seen in two documents moves as far as the row of a term
- * that decides the label: on TF-IDF the heads then learn the rare terms of their training rows.
- * With this eps, a row whose gradients stay small (a rare term) takes small steps, as in SGD,
- * while the rows of frequent, consistent terms keep Adam's normalized step.
+ * The optimizer of the weights over sparse features: momentum SGD rather than Adam. Adam divides
+ * each weight's step by its own gradient scale, so the row of a term seen in two documents moves as
+ * far as the row of a term that decides the label, and on TF-IDF the heads learn the rare terms of
+ * their training rows. An eps far above any √v turns Adam's step into lr·m̂/eps, a step
+ * proportional to the gradient, as in the gradient descent that fits a logistic regression; the rate
+ * scale gives the layer the rate such a step needs (lr·scale/eps) while the dense layers keep
+ * Adam's at lr. Chosen in `npm run bench -- train`'s text section against scikit-learn's
+ * LogisticRegression.
  */
-export const SPARSE_LAYER_EPS = 1e-3;
+export const SPARSE_LAYER_OPTIMIZER = { eps: 0.1, learningRateScale: 100 } as const;
 
 export function buildHeads(options: HeadsOptions): Heads {
   const tasks = checkOptions(options);
   const { architecture, model, inputDim, seed } = options;
   const decay = options.weightDecay === undefined ? {} : { weightDecay: options.weightDecay };
   const parameters: ParameterSpec[] = [];
-  // `overFeatures`: the layer reads the features themselves (sparse ones get SPARSE_LAYER_EPS).
+  // `overFeatures`: the layer reads the features themselves (sparse ones get SPARSE_LAYER_OPTIMIZER).
   const dense = (prefix: string, fanIn: number, fanOut: number, kind: 'he' | 'xavier', initFanOut = fanOut, overFeatures = false) => {
     parameters.push({
       name: `${prefix}.weight`,
       shape: [fanIn, fanOut],
       init: initWeights(seed, `${prefix}.weight`, fanIn, initFanOut, kind, fanOut),
       ...decay,
-      ...(overFeatures && options.sparseInput === true ? { eps: SPARSE_LAYER_EPS } : {}),
+      ...(overFeatures && options.sparseInput === true ? SPARSE_LAYER_OPTIMIZER : {}),
     });
     parameters.push({ name: `${prefix}.bias`, shape: [fanOut], init: new Float32Array(fanOut), weightDecay: 0 });
   };

@@ -13,6 +13,7 @@ export {
   buildHeadsTrainingStep,
   buildInferenceGraph,
   forwardFlopsPerRow,
+  SPARSE_LAYER_OPTIMIZER,
   type HeadTask,
   type HeadTaskInput,
   type HeadTaskType,
