@@ -13,7 +13,7 @@ export {
   buildHeadsTrainingStep,
   buildInferenceGraph,
   forwardFlopsPerRow,
-  SPARSE_LAYER_OPTIMIZER,
+  sparseLayerOptimizer,
   type HeadTask,
   type HeadTaskInput,
   type HeadTaskType,

@@ -153,7 +153,16 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   const architecture = options.architecture ?? spec.model.architectures[0];
   const targetScales = await regressionTargetScales(spec.tasks, data.train);
   const sparseInput = (await featureLayoutOf(data.train())) === 'sparse';
-  const heads = buildHeads({ architecture, model: spec.model, tasks: spec.tasks, inputDim: encoder.dimension, seed: training.seed, targetScales, sparseInput });
+  const heads = buildHeads({
+    architecture,
+    model: spec.model,
+    tasks: spec.tasks,
+    inputDim: encoder.dimension,
+    seed: training.seed,
+    targetScales,
+    sparseInput,
+    batchSize: training.batchSize,
+  });
   const taskNames = heads.tasks.map((t) => t.name);
   const lambda = proposalLambda(taskNames, proposal.lambda);
   const baseRate = proposal.learningRate ?? training.learningRate;
