@@ -44,6 +44,12 @@ function withValue(base: Record<string, unknown>, path: string, value: unknown):
   return copy;
 }
 
+const pick = ({ hidden, expertHidden, towerHidden }: { hidden: number[]; expertHidden: number; towerHidden: number[] }) => ({
+  hidden,
+  expertHidden,
+  towerHidden,
+});
+
 describe('parseSpec defaults', () => {
   const spec = parseSpec(minimal());
 
@@ -76,26 +82,31 @@ describe('parseSpec defaults', () => {
   });
 
   it('fills the model section and lists the architecture as the only candidate', () => {
-    expect(spec.model).toEqual({ architectures: ['shared-bottom'], hidden: [32], experts: 4, expertHidden: 32, towerHidden: [64] });
+    expect(spec.model).toEqual({ architectures: ['shared-bottom'], hidden: [32], experts: 4, expertHidden: 32, towerHidden: [16] });
   });
 
   it.each([
-    ['text', { kind: 'text' }, { hidden: [32], expertHidden: 32, learningRate: 1e-2 }],
-    ['features', { kind: 'features', dimension: 8 }, { hidden: [256], expertHidden: 128, learningRate: 1e-3 }],
-    ['tabular', { kind: 'tabular', numeric: ['age'] }, { hidden: [256], expertHidden: 128, learningRate: 1e-3 }],
-    ['text beside features', [{ kind: 'text' }, { kind: 'features', dimension: 8 }], { hidden: [256], expertHidden: 128, learningRate: 1e-3 }],
-  ])('gives a %s base model its width and learning rate when the spec leaves them out', (_kind, baseModel, expected) => {
+    ['text', { kind: 'text' }, { hidden: [32], expertHidden: 32, towerHidden: [16], learningRate: 1e-2 }],
+    ['features', { kind: 'features', dimension: 8 }, { hidden: [256], expertHidden: 128, towerHidden: [64], learningRate: 1e-3 }],
+    ['tabular', { kind: 'tabular', numeric: ['age'] }, { hidden: [256], expertHidden: 128, towerHidden: [64], learningRate: 1e-3 }],
+    [
+      'text beside features',
+      [{ kind: 'text' }, { kind: 'features', dimension: 8 }],
+      { hidden: [256], expertHidden: 128, towerHidden: [64], learningRate: 1e-3 },
+    ],
+  ])('gives a %s base model its widths and learning rate when the spec leaves them out', (_kind, baseModel, expected) => {
     const parsed = parseSpec({ ...minimal(), baseModel });
 
-    expect({ hidden: parsed.model.hidden, expertHidden: parsed.model.expertHidden, learningRate: parsed.training.learningRate }).toEqual(expected);
+    expect({ ...pick(parsed.model), learningRate: parsed.training.learningRate }).toEqual(expected);
   });
 
-  it('keeps the width and learning rate a text spec gives', () => {
-    const parsed = parseSpec({ ...minimal(), model: { hidden: [256], expertHidden: 128 }, training: { learningRate: 1e-3 } });
+  it('keeps the widths and learning rate a text spec gives', () => {
+    const parsed = parseSpec({ ...minimal(), model: { hidden: [256], expertHidden: 128, towerHidden: [64] }, training: { learningRate: 1e-3 } });
 
-    expect({ hidden: parsed.model.hidden, expertHidden: parsed.model.expertHidden, learningRate: parsed.training.learningRate }).toEqual({
+    expect({ ...pick(parsed.model), learningRate: parsed.training.learningRate }).toEqual({
       hidden: [256],
       expertHidden: 128,
+      towerHidden: [64],
       learningRate: 1e-3,
     });
   });

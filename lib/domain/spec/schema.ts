@@ -240,7 +240,8 @@ export const modelSchema = z
     hidden: z.array(positiveInt()).optional(),
     experts: positiveInt().default(4),
     expertHidden: positiveInt().optional(),
-    towerHidden: z.array(positiveInt()).default([64]),
+    /** Absent: `MODEL_DEFAULTS`. */
+    towerHidden: z.array(positiveInt()).optional(),
     /** Dropout on each task tower's input while training (the served model keeps every unit); absent: none. */
     dropout: z.number().min(0).lt(1).optional(),
   })
@@ -457,10 +458,11 @@ export type DatasetsSpec = Omit<z.output<typeof datasetsSchema>, 'format'> & { f
 export type SplitSpec = z.output<typeof splitSchema>;
 export type Architecture = (typeof ARCHITECTURES)[number];
 /** `architectures` holds the candidates the agent screens; a single choice is a list of one. */
-export type ModelSpec = Omit<z.output<typeof modelSchema>, 'architecture' | 'hidden' | 'expertHidden'> & {
+export type ModelSpec = Omit<z.output<typeof modelSchema>, 'architecture' | 'hidden' | 'expertHidden' | 'towerHidden'> & {
   architectures: Architecture[];
   hidden: number[];
   expertHidden: number;
+  towerHidden: number[];
 };
 export type TrainingSpec = Omit<z.output<typeof trainingSchema>, 'learningRate'> & { learningRate: number };
 export type TuningSpec = Omit<z.output<typeof tuningSchema>, 'lambdaScale'> & { lambdaScale: number };
@@ -497,7 +499,7 @@ export function datasetFormatOf(location: string): DatasetFormat | undefined {
 }
 
 /**
- * The model's width and learning rate when the spec leaves them out. Over text (TF-IDF) features
+ * The model's widths and learning rate when the spec leaves them out. Over text (TF-IDF) features
  * the first layer is an embedding bag whose cost per step grows with its width times the rows'
  * terms, and whose momentum-SGD rate is a multiple of the learning rate (`SPARSE_LAYER_OPTIMIZER`
  * in lib/domain/train/heads.ts): a narrow layer at a higher rate matches LogisticRegression's AUC
@@ -505,8 +507,8 @@ export function datasetFormatOf(location: string): DatasetFormat | undefined {
  * the wider layer and Adam's usual rate.
  */
 export const MODEL_DEFAULTS = {
-  dense: { hidden: [256], expertHidden: 128, learningRate: 1e-3 },
-  text: { hidden: [32], expertHidden: 32, learningRate: 1e-2 },
+  dense: { hidden: [256], expertHidden: 128, towerHidden: [64], learningRate: 1e-3 },
+  text: { hidden: [32], expertHidden: 32, towerHidden: [16], learningRate: 1e-2 },
 } as const;
 
 /**
@@ -539,6 +541,7 @@ export function normalizeSpec(parsed: ParsedSpecInput, options: { format: Datase
       ...modelRest,
       hidden: model.hidden ?? [...defaults.hidden],
       expertHidden: model.expertHidden ?? defaults.expertHidden,
+      towerHidden: model.towerHidden ?? [...defaults.towerHidden],
       architectures: Array.isArray(architecture) ? [...new Set(architecture)] : [architecture],
     },
     tuning: { ...tuning, lambdaScale: tuning.lambdaScale ?? tasks.length },
