@@ -38,7 +38,7 @@ export interface TextTrialFigures {
   epochs: number;
   steps: number;
   auc: Record<string, number>;
-  settings: { hidden: number[]; batchSize: number; epochs: number; learningRate: number; lengthWindowBatches: number };
+  settings: { hidden: number[]; towerHidden: number[]; batchSize: number; epochs: number; learningRate: number; lengthWindowBatches: number };
 }
 
 export interface TextTrialOverrides {
@@ -77,6 +77,7 @@ export async function textTrial(set: TextSet, overrides: TextTrialOverrides = {}
     auc: Object.fromEntries(TEXT_TASKS.map((t) => [t, result.metrics[t].auc])),
     settings: {
       hidden: spec.model.hidden,
+      towerHidden: spec.model.towerHidden,
       batchSize: spec.training.batchSize,
       epochs: spec.training.epochs,
       learningRate: spec.training.learningRate,
