@@ -1,14 +1,14 @@
 /**
  * One trial on the sparse text set of `bench/textSet.ts`, as the Trial job runs it: the train and
  * validation rows written as sparse shards, streamed back through the shard reader into `trainTrial`
- * with the spec's defaults. Shared by `bench train`'s sparse-text section.
+ * with the defaults of a text spec. Shared by `bench train`'s sparse-text section.
  */
 import { Readable } from 'node:stream';
 import type { ShardBatch } from '#lib/domain/shards/index.ts';
 import { readShard, ShardWriter } from '#lib/domain/shards/index.ts';
 import { parseSpec, type SpecInput } from '#lib/domain/spec/index.ts';
 import { trainTrial, type TrainResult } from '#lib/domain/train/index.ts';
-import { TEXT_TASKS, type TextSet } from './textSet.ts';
+import { TEXT_ENCODER, TEXT_TASKS, type TextSet } from './textSet.ts';
 
 async function shardBytes(set: TextSet, from: number, to: number): Promise<Uint8Array> {
   const writer = new ShardWriter({
@@ -38,15 +38,23 @@ export interface TextTrialFigures {
   epochs: number;
   steps: number;
   auc: Record<string, number>;
-  settings: { hidden: number[]; batchSize: number; epochs: number; learningRate: number };
+  settings: { hidden: number[]; towerHidden: number[]; batchSize: number; epochs: number; learningRate: number; lengthWindowBatches: number };
 }
 
-/** Runs one trial with the spec's defaults over `model` and `training` (overrides merged in). */
-export async function textTrial(set: TextSet, overrides: { model?: SpecInput['model']; training?: SpecInput['training'] } = {}): Promise<TextTrialFigures> {
+export interface TextTrialOverrides {
+  model?: SpecInput['model'];
+  training?: SpecInput['training'];
+  /** The trainer's length-grouping window (1 cuts the shuffled rows as they come). */
+  lengthWindowBatches?: number;
+}
+
+/** Runs one trial with a text spec's defaults, `model` and `training` overrides merged in. */
+export async function textTrial(set: TextSet, overrides: TextTrialOverrides = {}): Promise<TextTrialFigures> {
   const [train, validation] = [await shardBytes(set, 0, set.train), await shardBytes(set, set.train, set.rows.length)];
   const spec = parseSpec({
     project: 'bench-text',
-    baseModel: { kind: 'features', dimension: set.encoder.dimension },
+    // The text encoder the set was fitted with, so the spec gets the defaults of a text spec.
+    baseModel: TEXT_ENCODER,
     datasets: { train: 'train.jsonl' },
     tasks: TEXT_TASKS.map((name) => ({ name, type: 'binary', metric: 'auc' })),
     ...(overrides.model ? { model: overrides.model } : {}),
@@ -59,7 +67,7 @@ export async function textTrial(set: TextSet, overrides: { model?: SpecInput['mo
     encoder: { id: 'text', dimension: set.encoder.dimension },
     proposal: { lambda: Object.fromEntries(TEXT_TASKS.map((t) => [t, 1])) },
     data: { train: stream(train), validation: stream(validation) },
-    options: { intraOpNumThreads: 2 },
+    options: { intraOpNumThreads: 2, ...(overrides.lengthWindowBatches === undefined ? {} : { lengthWindowBatches: overrides.lengthWindowBatches }) },
   });
   const trialMs = performance.now() - start;
   return {
@@ -67,6 +75,13 @@ export async function textTrial(set: TextSet, overrides: { model?: SpecInput['mo
     epochs: result.epochsRun,
     steps: result.steps,
     auc: Object.fromEntries(TEXT_TASKS.map((t) => [t, result.metrics[t].auc])),
-    settings: { hidden: spec.model.hidden, batchSize: spec.training.batchSize, epochs: spec.training.epochs, learningRate: spec.training.learningRate },
+    settings: {
+      hidden: spec.model.hidden,
+      towerHidden: spec.model.towerHidden,
+      batchSize: spec.training.batchSize,
+      epochs: spec.training.epochs,
+      learningRate: spec.training.learningRate,
+      lengthWindowBatches: overrides.lengthWindowBatches ?? 8,
+    },
   };
 }

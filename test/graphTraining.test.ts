@@ -106,14 +106,24 @@ describe('training-step graph', () => {
   });
 
   it.each([
-    { name: 'the optimizer eps', optimizerEps: 1e-3, parameterEps: undefined },
-    { name: "the parameter's own eps over the optimizer's", optimizerEps: 1e-8, parameterEps: 0.5 },
-  ])('applies AdamW exactly as a hand computation in float64, with $name', async ({ optimizerEps, parameterEps }) => {
+    { name: 'the optimizer eps', optimizerEps: 1e-3, parameterEps: undefined, rateScale: undefined },
+    { name: "the parameter's own eps over the optimizer's", optimizerEps: 1e-8, parameterEps: 0.5, rateScale: undefined },
+    { name: "the parameter's own learning-rate scale on its step (not on its decay)", optimizerEps: 1e-8, parameterEps: 0.5, rateScale: 7 },
+  ])('applies AdamW exactly as a hand computation in float64, with $name', async ({ optimizerEps, parameterEps, rateScale }) => {
     const opt = { beta1: 0.8, beta2: 0.95, eps: optimizerEps, weightDecay: 0.1 };
     const eps = parameterEps ?? optimizerEps;
+    const scale = rateScale ?? 1;
     const init = [0.5, -1.5];
     const step = buildTrainingStep({
-      parameters: [{ name: 'w', shape: [2], init: Float32Array.from(init), ...(parameterEps === undefined ? {} : { eps: parameterEps }) }],
+      parameters: [
+        {
+          name: 'w',
+          shape: [2],
+          init: Float32Array.from(init),
+          ...(parameterEps === undefined ? {} : { eps: parameterEps }),
+          ...(rateScale === undefined ? {} : { learningRateScale: rateScale }),
+        },
+      ],
       batch: { x: { dtype: 'float32', shape: [2] } },
       // loss = λ·Σ w·x, so the gradient is exactly λ·x.
       forward: (g, p, b) => ({ losses: [g.reduceSum(g.mul(p.w, b.x))] }),
@@ -142,7 +152,7 @@ describe('training-step graph', () => {
         v[i] = opt.beta2 * v[i] + (1 - opt.beta2) * grad * grad;
         const mHat = m[i] / (1 - opt.beta1 ** (t + 1));
         const vHat = v[i] / (1 - opt.beta2 ** (t + 1));
-        w[i] = w[i] * (1 - lr * opt.weightDecay) - (lr * mHat) / (Math.sqrt(vHat) + eps);
+        w[i] = w[i] * (1 - lr * opt.weightDecay) - (scale * lr * mHat) / (Math.sqrt(vHat) + eps);
       }
     });
     for (let i = 0; i < 2; i += 1) {
@@ -208,11 +218,19 @@ describe('training-step graph', () => {
     ['a non-scalar loss', { vectorLoss: true }, /must be a float32 scalar/],
     ['an out-of-range beta', { optimizer: { beta1: 1 } }, /optimizer.beta1 = 1 must be in \[0, 1\)/],
     ['init values that do not fill the shape', { badInit: true }, /init has 3 values but shape \[2\] holds 2/],
+    ['a learning-rate scale of 0', { rateScale: 0 }, /parameter "w": learningRateScale 0 must be a finite number > 0/],
   ])('rejects %s', (_name, variant, message) => {
-    const v = variant as { tasks?: string[]; vectorLoss?: boolean; optimizer?: { beta1: number }; badInit?: boolean };
+    const v = variant as { tasks?: string[]; vectorLoss?: boolean; optimizer?: { beta1: number }; badInit?: boolean; rateScale?: number };
     const build = () =>
       buildTrainingStep({
-        parameters: [{ name: 'w', shape: [2], init: new Float32Array(v.badInit === true ? 3 : 2) }],
+        parameters: [
+          {
+            name: 'w',
+            shape: [2],
+            init: new Float32Array(v.badInit === true ? 3 : 2),
+            ...(v.rateScale === undefined ? {} : { learningRateScale: v.rateScale }),
+          },
+        ],
         batch: {},
         tasks: v.tasks,
         optimizer: v.optimizer,

@@ -44,6 +44,12 @@ function withValue(base: Record<string, unknown>, path: string, value: unknown):
   return copy;
 }
 
+const pick = ({ hidden, expertHidden, towerHidden }: { hidden: number[]; expertHidden: number; towerHidden: number[] }) => ({
+  hidden,
+  expertHidden,
+  towerHidden,
+});
+
 describe('parseSpec defaults', () => {
   const spec = parseSpec(minimal());
 
@@ -52,7 +58,7 @@ describe('parseSpec defaults', () => {
     expect(spec.training).toEqual({
       epochs: 20,
       batchSize: 256,
-      learningRate: 1e-3,
+      learningRate: 1e-2,
       weightDecay: 1e-4,
       warmupSteps: 50,
       schedule: 'cosine',
@@ -76,7 +82,33 @@ describe('parseSpec defaults', () => {
   });
 
   it('fills the model section and lists the architecture as the only candidate', () => {
-    expect(spec.model).toEqual({ architectures: ['shared-bottom'], hidden: [256], experts: 4, expertHidden: 128, towerHidden: [64] });
+    expect(spec.model).toEqual({ architectures: ['shared-bottom'], hidden: [32], experts: 4, expertHidden: 32, towerHidden: [16] });
+  });
+
+  it.each([
+    ['text', { kind: 'text' }, { hidden: [32], expertHidden: 32, towerHidden: [16], learningRate: 1e-2 }],
+    ['features', { kind: 'features', dimension: 8 }, { hidden: [256], expertHidden: 128, towerHidden: [64], learningRate: 1e-3 }],
+    ['tabular', { kind: 'tabular', numeric: ['age'] }, { hidden: [256], expertHidden: 128, towerHidden: [64], learningRate: 1e-3 }],
+    [
+      'text beside features',
+      [{ kind: 'text' }, { kind: 'features', dimension: 8 }],
+      { hidden: [256], expertHidden: 128, towerHidden: [64], learningRate: 1e-3 },
+    ],
+  ])('gives a %s base model its widths and learning rate when the spec leaves them out', (_kind, baseModel, expected) => {
+    const parsed = parseSpec({ ...minimal(), baseModel });
+
+    expect({ ...pick(parsed.model), learningRate: parsed.training.learningRate }).toEqual(expected);
+  });
+
+  it('keeps the widths and learning rate a text spec gives', () => {
+    const parsed = parseSpec({ ...minimal(), model: { hidden: [256], expertHidden: 128, towerHidden: [64] }, training: { learningRate: 1e-3 } });
+
+    expect({ ...pick(parsed.model), learningRate: parsed.training.learningRate }).toEqual({
+      hidden: [256],
+      expertHidden: 128,
+      towerHidden: [64],
+      learningRate: 1e-3,
+    });
   });
 
   it('fills a text base model and normalizes it to a list of one', () => {

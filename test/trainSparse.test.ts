@@ -14,6 +14,7 @@ import {
   buildHeadsTrainingStep,
   exportHeads,
   parityDifference,
+  sparseLayerOptimizer,
   trainTrial,
   trainingForward,
 } from '#lib/domain/train/index.ts';
@@ -93,6 +94,18 @@ describe('training on sparse TF-IDF rows', () => {
     expect(trained.metrics.urgent.auc).toBeGreaterThan(0.85);
   });
 
+  it("gives the sparse layer a momentum-SGD rate that grows with the batch, and refuses a batch that is not a row count", () => {
+    const spec = specFor('shared-bottom');
+    const layer = (batchSize: number) =>
+      buildHeads({ architecture: 'shared-bottom', model: spec.model, tasks: spec.tasks, inputDim: dim, seed: 3, sparseInput: true, batchSize }).parameters.find(
+        (p) => p.name === 'bottom.0.weight',
+      )!;
+
+    expect(layer(256)).toMatchObject({ eps: 0.1, learningRateScale: 100 });
+    expect(layer(64)).toMatchObject({ eps: 0.1, learningRateScale: 25 });
+    expect(() => layer(0)).toThrow(/batchSize 0 must be a positive integer; fix training.batchSize/);
+  });
+
   it.each(['shared-bottom', 'mmoe'] as const)(
     '%s: the embedding-bag step trains the weights a dense MatMul step trains on the same rows',
     async (architecture) => {
@@ -114,9 +127,10 @@ describe('training on sparse TF-IDF rows', () => {
       }
 
       const [onSparse, onDense] = sessions.map((session) => session.parameters());
-      expect(sparseHeads.parameters.filter((p) => p.eps !== undefined).map((p) => p.name)).toEqual(
-        architecture === 'mmoe' ? ['experts.weight', 'gates.weight'] : ['bottom.0.weight'],
-      );
+      const overFeatures = sparseHeads.parameters.filter((p) => p.eps !== undefined);
+      expect(overFeatures.map((p) => p.name)).toEqual(architecture === 'mmoe' ? ['experts.weight', 'gates.weight'] : ['bottom.0.weight']);
+      for (const p of overFeatures) expect({ eps: p.eps, learningRateScale: p.learningRateScale }).toEqual(sparseLayerOptimizer(256));
+      expect(denseHeads.parameters.some((p) => p.eps !== undefined || p.learningRateScale !== undefined)).toBe(false);
       for (const [name, values] of Object.entries(onDense)) expect(parityDifference(onSparse[name], values), name).toBeLessThan(1e-5);
       expect(parityDifference(onSparse[sparseHeads.parameters[0].name], sparseHeads.parameters[0].init)).toBeGreaterThan(1e-3);
       await Promise.all(sessions.map((session) => session.release()));

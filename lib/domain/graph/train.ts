@@ -15,6 +15,12 @@ export interface ParameterSpec {
    * gradient's size where it is small instead of normalizing it away (see the heads' sparse layer).
    */
   readonly eps?: number;
+  /**
+   * Multiplies the learning rate of this parameter's Adam step (not of its decoupled decay). With
+   * an `eps` well above √v, Adam's step is lr·m̂/eps, momentum SGD; the scale gives such a
+   * parameter the rate SGD needs while the others keep Adam's.
+   */
+  readonly learningRateScale?: number;
 }
 
 export interface BatchInputSpec {
@@ -104,6 +110,9 @@ export function buildTrainingStep(spec: TrainingStepSpec): TrainingStep {
     if (seen.has(p.name)) throw stepError(`parameter "${p.name}" is declared twice`, { parameter: p.name });
     seen.add(p.name);
     if (p.eps !== undefined && !(p.eps > 0)) throw stepError(`parameter "${p.name}": eps ${p.eps} must be > 0`, { parameter: p.name });
+    if (p.learningRateScale !== undefined && !(p.learningRateScale > 0 && Number.isFinite(p.learningRateScale))) {
+      throw stepError(`parameter "${p.name}": learningRateScale ${p.learningRateScale} must be a finite number > 0`, { parameter: p.name });
+    }
     if (staticSize(p.shape) !== p.init.length) {
       throw stepError(`parameter "${p.name}": init has ${p.init.length} values but shape ${formatShape(p.shape)} holds ${staticSize(p.shape)}`, {
         parameter: p.name,
@@ -198,7 +207,8 @@ export function buildTrainingStep(spec: TrainingStepSpec): TrainingStep {
         factor = g.sub(1, g.mul(lr, decay));
         decayFactors.set(decay, factor);
       }
-      return [factor === undefined ? param : g.mul(param, factor), g.mul(g.div(mNext, denom), stepSize)];
+      const scaledStep = p.learningRateScale === undefined ? stepSize : g.mul(stepSize, p.learningRateScale);
+      return [factor === undefined ? param : g.mul(param, factor), g.mul(g.div(mNext, denom), scaledStep)];
     });
     const pNext = g.sub(decayed, update, { name: stepNames.next(pName) });
     g.output(pNext, stepNames.next(pName));

@@ -89,3 +89,48 @@ export async function* shuffleBuffer(batches: AsyncIterable<ShardBatch>, options
     yield out;
   }
 }
+
+export interface SparseBatchOptions {
+  /** Rows per training batch; every batch holds this many except one cut from the stream's last window. */
+  batchSize: number;
+  /** Batches whose rows are pooled and sorted by length before they are cut (1 = plain re-chunking). */
+  windowBatches: number;
+  /** Uniform [0, 1) source that orders the batches cut from one window. */
+  rng: () => number;
+}
+
+/**
+ * Training batches of sparse rows grouped by length. A sparse batch is padded to its longest row,
+ * and the first layer's work (forward and backward) is padded length × width per row, so a batch
+ * that mixes short and long rows pays the long row's price for all of them. This pools
+ * `windowBatches` batches of the (already shuffled) stream, sorts the pool by row length, cuts it
+ * into batches of `batchSize` and emits those in a random order, so every row is still seen once
+ * and the batches stay as random as the shuffle made them, apart from their rows' lengths. Dense
+ * batches pass through as `batchesOf` cuts them.
+ */
+export async function* lengthGroupedBatches(source: AsyncIterable<ShardBatch>, options: SparseBatchOptions): AsyncGenerator<ShardBatch> {
+  const { batchSize, windowBatches, rng } = options;
+  positiveInteger('batchSize', batchSize);
+  positiveInteger('windowBatches', windowBatches);
+  const windowRows = batchSize * windowBatches;
+  for await (const window of batchesOf(source, windowRows)) {
+    if (!window.sparse || windowBatches === 1) {
+      for (let start = 0; start < window.rows; start += batchSize) yield sliceBatch(window, start, Math.min(window.rows, start + batchSize));
+      continue;
+    }
+    const rows = window.sparse;
+    // Stable sort by length: ties keep the shuffle's order.
+    const order = Array.from({ length: window.rows }, (_, i) => i).sort((a, b) => rows[a].indices.length - rows[b].indices.length);
+    const starts = Array.from({ length: Math.ceil(window.rows / batchSize) }, (_, k) => k * batchSize);
+    for (let i = starts.length - 1; i > 0; i--) {
+      const j = Math.floor(rng() * (i + 1));
+      [starts[i], starts[j]] = [starts[j], starts[i]];
+    }
+    for (const start of starts) {
+      const count = Math.min(batchSize, window.rows - start);
+      const out = allocateLike(window, count);
+      for (let k = 0; k < count; k++) copyRows(window, order[start + k], out, k, 1);
+      yield out;
+    }
+  }
+}

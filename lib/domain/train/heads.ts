@@ -61,6 +61,8 @@ export interface HeadsOptions {
    * keeps the dense MatMul behind the text encoder's dense output.
    */
   readonly sparseInput?: boolean;
+  /** Rows per training step; sets the sparse first layer's rate (`sparseLayerOptimizer`). Default 256. */
+  readonly batchSize?: number;
   /** Seeds the initial weights; each parameter draws from its own stream named after it. */
   readonly seed: number;
   /** Decoupled weight decay of the weight matrices (biases get none). Default the optimizer's. */
@@ -187,27 +189,38 @@ function initWeights(seed: number, name: string, fanIn: number, fanOut: number, 
 }
 
 /**
- * Adam's eps for the weights over sparse features. Adam divides each weight's step by its own
- * gradient scale, so the row of a term seen in two documents moves as far as the row of a term
- * that decides the label: on TF-IDF the heads then learn the rare terms of their training rows.
- * With this eps, a row whose gradients stay small (a rare term) takes small steps, as in SGD,
- * while the rows of frequent, consistent terms keep Adam's normalized step.
+ * The optimizer of the weights over sparse features: momentum SGD rather than Adam. Adam divides
+ * each weight's step by its own gradient scale, so the row of a term seen in two documents moves as
+ * far as the row of a term that decides the label, and on TF-IDF the heads learn the rare terms of
+ * their training rows. An eps far above any √v turns Adam's step into lr·m̂/eps, a step
+ * proportional to the gradient, as in the gradient descent that fits a logistic regression; the rate
+ * scale gives the layer the rate such a step needs (lr·scale/eps) while the dense layers keep
+ * Adam's at lr. The scale grows with the batch: a row moves its own hidden units by about the rate
+ * over the batch size per step, so a rate that suits 256 rows throws units of a 64-row batch past
+ * where ReLUs die. Chosen in `npm run bench -- train`'s text section against scikit-learn's
+ * LogisticRegression.
  */
-export const SPARSE_LAYER_EPS = 1e-3;
+export function sparseLayerOptimizer(batchSize: number): { eps: number; learningRateScale: number } {
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) {
+    throw new TrainError(`batchSize ${batchSize} must be a positive integer; fix training.batchSize`, { code: 'INVALID_INPUT', context: { batchSize } });
+  }
+  return { eps: 0.1, learningRateScale: (100 * batchSize) / 256 };
+}
 
 export function buildHeads(options: HeadsOptions): Heads {
   const tasks = checkOptions(options);
   const { architecture, model, inputDim, seed } = options;
   const decay = options.weightDecay === undefined ? {} : { weightDecay: options.weightDecay };
   const parameters: ParameterSpec[] = [];
-  // `overFeatures`: the layer reads the features themselves (sparse ones get SPARSE_LAYER_EPS).
+  // `overFeatures`: the layer reads the features themselves (sparse ones get `sparseLayerOptimizer`).
+  const sparseOptimizer = options.sparseInput === true ? sparseLayerOptimizer(options.batchSize ?? 256) : undefined;
   const dense = (prefix: string, fanIn: number, fanOut: number, kind: 'he' | 'xavier', initFanOut = fanOut, overFeatures = false) => {
     parameters.push({
       name: `${prefix}.weight`,
       shape: [fanIn, fanOut],
       init: initWeights(seed, `${prefix}.weight`, fanIn, initFanOut, kind, fanOut),
       ...decay,
-      ...(overFeatures && options.sparseInput === true ? { eps: SPARSE_LAYER_EPS } : {}),
+      ...(overFeatures && sparseOptimizer !== undefined ? sparseOptimizer : {}),
     });
     parameters.push({ name: `${prefix}.bias`, shape: [fanOut], init: new Float32Array(fanOut), weightDecay: 0 });
   };

@@ -13,6 +13,7 @@ export {
   buildHeadsTrainingStep,
   buildInferenceGraph,
   forwardFlopsPerRow,
+  sparseLayerOptimizer,
   type HeadTask,
   type HeadTaskInput,
   type HeadTaskType,

@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { objectiveTasks } from '#lib/domain/run/index.ts';
 import { TrainingSession, UNCERTAINTY_PARAMETER, type TrainingSessionOptions } from '#lib/domain/graph/index.ts';
 import { evaluateTask, labelSpread, MetricsError } from '#lib/domain/metrics/index.ts';
-import { batchesOf, paddedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
+import { batchesOf, lengthGroupedBatches, paddedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
 import type { Architecture, Spec } from '#lib/domain/spec/index.ts';
 import { deriveSeed, mulberry32 } from '#lib/domain/random/index.ts';
 import { rewardOf } from '#lib/domain/tune/index.ts';
@@ -94,6 +94,12 @@ export interface TrainTrialOptions {
     readonly progressEverySteps?: number;
     /** Rows per validation forward pass. Default 4096 (256 for sparse features). */
     readonly evaluationBatchRows?: number;
+    /**
+     * Sparse features: training batches pooled and sorted by row length before they are cut, so a
+     * batch pads to a length near its rows' own (`lengthGroupedBatches`). Default 8; 1 cuts the
+     * shuffled stream as it comes.
+     */
+    readonly lengthWindowBatches?: number;
   };
 }
 
@@ -125,6 +131,7 @@ export type TrainWeighting = Spec['training']['weighting'];
 
 const DEFAULT_SHUFFLE_ROWS = 16384;
 const DEFAULT_EVALUATION_ROWS = 4096;
+const DEFAULT_LENGTH_WINDOW_BATCHES = 8;
 /**
  * Sparse rows evaluate in smaller batches: the embedding bag gathers a [rows, nnz, width] block,
  * nnz being the batch's longest row, so 4096 TF-IDF rows of ~900 terms would hold GBs at width 256.
@@ -146,7 +153,16 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   const architecture = options.architecture ?? spec.model.architectures[0];
   const targetScales = await regressionTargetScales(spec.tasks, data.train);
   const sparseInput = (await featureLayoutOf(data.train())) === 'sparse';
-  const heads = buildHeads({ architecture, model: spec.model, tasks: spec.tasks, inputDim: encoder.dimension, seed: training.seed, targetScales, sparseInput });
+  const heads = buildHeads({
+    architecture,
+    model: spec.model,
+    tasks: spec.tasks,
+    inputDim: encoder.dimension,
+    seed: training.seed,
+    targetScales,
+    sparseInput,
+    batchSize: training.batchSize,
+  });
   const taskNames = heads.tasks.map((t) => t.name);
   const lambda = proposalLambda(taskNames, proposal.lambda);
   const baseRate = proposal.learningRate ?? training.learningRate;
@@ -207,7 +223,14 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
         bufferRows: settings.shuffleBufferRows ?? DEFAULT_SHUFFLE_ROWS,
         rng: mulberry32(deriveSeed(training.seed, `shuffle.${epoch}`)),
       });
-      for await (const batch of batchesOf(shuffled, training.batchSize)) {
+      const batches = sparseInput
+        ? lengthGroupedBatches(shuffled, {
+            batchSize: training.batchSize,
+            windowBatches: settings.lengthWindowBatches ?? DEFAULT_LENGTH_WINDOW_BATCHES,
+            rng: mulberry32(deriveSeed(training.seed, `batches.${epoch}`)),
+          })
+        : batchesOf(shuffled, training.batchSize);
+      for await (const batch of batches) {
         const feeds = batchFeeds(heads, batch, dropoutRandom);
         const progress = (epoch + (stepsPerEpoch === undefined ? 0 : epochSteps / stepsPerEpoch)) / epochs;
         learningRate = learningRateAt({ baseRate, warmupSteps: training.warmupSteps, schedule: training.schedule }, { step: session.steps, progress });
