@@ -271,7 +271,9 @@ export async function benchSparseTrial(log: (line: string) => void = (line) => c
     log(
       `    scikit-learn time / trial time: ${t.ratio === null ? 'n/a' : `${t.ratio.toFixed(2)}×`}; goal ≥ 1× (no slower): ${t.met === null ? 'not measured (no scikit-learn)' : t.met ? 'met' : 'not met'}`,
     );
-    log(`    validation AUC at least LogisticRegression's on every task: ${t.aucMet === null ? 'not measured (no scikit-learn)' : t.aucMet ? 'met' : 'not met'}`);
+    log(
+      `    validation AUC at least LogisticRegression's on every task: ${t.aucMet === null ? 'not measured (no scikit-learn)' : t.aucMet ? 'met' : 'not met'}`,
+    );
   }
   return { documents: set.rows.length, dimension: set.encoder.dimension, sklearn, trials };
 }

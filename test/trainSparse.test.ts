@@ -94,7 +94,7 @@ describe('training on sparse TF-IDF rows', () => {
     expect(trained.metrics.urgent.auc).toBeGreaterThan(0.85);
   });
 
-  it("gives the sparse layer a momentum-SGD rate that grows with the batch, and refuses a batch that is not a row count", () => {
+  it('gives the sparse layer a momentum-SGD rate that grows with the batch, and refuses a batch that is not a row count', () => {
     const spec = specFor('shared-bottom');
     const layer = (batchSize: number) =>
       buildHeads({ architecture: 'shared-bottom', model: spec.model, tasks: spec.tasks, inputDim: dim, seed: 3, sparseInput: true, batchSize }).parameters.find(
