@@ -53,16 +53,8 @@ export interface TrialRecord {
   reward: number | null;
 }
 
-/** The best trial of the current session (its weights belong to the current run). */
-export interface BestTrial {
-  trialId: string;
-  session: number;
-  generation: number;
-  lambda: Record<string, number>;
-  learningRate?: number;
-  hyperparameters?: Record<string, number>;
-  reward: number;
-}
+/** The best trial of the current session (its weights belong to the current run): a record that earned a reward. */
+export type BestTrial = TrialRecord & { reward: number };
 
 /** A proposed trial awaiting its result, as a point of the search space. */
 export interface PendingTrial {
