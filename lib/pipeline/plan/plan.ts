@@ -2,7 +2,7 @@ import { RunManifest } from '#lib/domain/run/index.ts';
 import type { ModelRegistry, RewardLog, RunLog } from '#lib/adapters/registry/index.ts';
 import type { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { loopBudgetOf } from '#lib/domain/spec/index.ts';
-import { createTuner, dimensionEffects, learningRateRange, type AnyTunerState, type DimensionEffect, type SearchDimension } from '#lib/domain/tune/index.ts';
+import { createTuner, dimensionEffects, learningRateRange, type AnyTunerState, type SearchDimension } from '#lib/domain/tune/index.ts';
 import { historyBudgetProblem } from '#lib/pipeline/history.ts';
 import type { PlanInput, PlanOutput, Proposal } from '#lib/pipeline/contracts.ts';
 import {
@@ -171,10 +171,10 @@ const brief = (value: number): string => (Math.abs(value) >= 1e-3 && Math.abs(va
  * one whose effect is below its noise is frozen at the value of its best trial, so the trials go
  * to the dimensions that move the reward. Without enough history every dimension is searched.
  */
-export function searchSpaceOf(
+function searchSpaceOf(
   search: readonly SearchDimension[],
   pastTrials: readonly { runId: string; row: TrialRow }[],
-): { space: SearchDimension[]; fixed: Record<string, number>; effects: DimensionEffect[]; decision: PlanDecision } {
+): { space: SearchDimension[]; fixed: Record<string, number>; decision: PlanDecision } {
   const trials = pastTrials.flatMap(({ runId, row }) =>
     row.status === 'succeeded' && row.reward !== null && row.phase !== 'screening' && row.hyperparameters
       ? [{ group: `${runId}/${row.generation}`, hyperparameters: row.hyperparameters, reward: row.reward }]
@@ -192,7 +192,6 @@ export function searchSpaceOf(
   return {
     space,
     fixed,
-    effects,
     decision: {
       decision: 'search space',
       value: { searched: space.map((dimension) => dimension.name), frozen: fixed, effects },
@@ -215,6 +214,6 @@ export function toContractProposal(
   };
 }
 
-export function toPlanOutput(generation: GenerationState): PlanOutput {
+function toPlanOutput(generation: GenerationState): PlanOutput {
   return { generation: generation.generation, proposals: generation.proposals, maxConcurrency: generation.maxConcurrency };
 }
