@@ -635,7 +635,7 @@ const SECTIONS: Record<string, (log: (line: string) => void) => Promise<BenchTun
   /** Alone only (`--section surrogate-quasi`): the surrogate with PGPE's quasi-random first generation, to compare with `surrogate`. */
   'surrogate-quasi': (log) => {
     log('tune bench: surrogate objective, PGPE with a quasi-random (shifted Halton) first generation');
-    return benchTune({ name: 'surrogate-quasi', pgpe: { firstGeneration: 'quasi' }, log });
+    return benchTune({ name: 'surrogate-quasi', pgpe: { ...PGPE_OVERRIDES, firstGeneration: 'quasi' }, log });
   },
 };
 
