@@ -70,7 +70,7 @@ ${table(
 /** The `search space` decision's evidence: each searched hyperparameter's effect on the reward, and whether Plan froze it. */
 function searchSection(data: RunReportData): string {
   const decision = data.decisions.find((d) => d.decision === 'search space');
-  const effects = (decision?.value as { effects?: DimensionEffect[] } | undefined)?.effects;
+  const { effects, frozen = {} } = (decision?.value ?? {}) as { effects?: DimensionEffect[]; frozen?: Record<string, number> };
   if (!Array.isArray(effects) || effects.length === 0) return '';
   const sign = (value: number) => (value > 0 ? '+' : '') + num(value);
   return `<section><h2>Search space</h2>
@@ -82,7 +82,7 @@ ${table(
     e.effect === null ? '—' : sign(e.effect),
     num(e.standardError),
     String(e.trials),
-    e.effect === null ? 'searched (too few trials to judge)' : e.flat && e.bestValue !== null ? `frozen at ${escapeHtml(String(e.bestValue))}` : 'searched',
+    e.effect === null ? 'searched (too few trials to judge)' : e.name in frozen ? `frozen at ${escapeHtml(String(frozen[e.name]))}` : 'searched',
   ]),
 )}
 </section>`;
