@@ -1,5 +1,5 @@
 /**
- * The tests' one seeded PRNG: lib/domain/synth's mulberry32, so test data is reproducible and drawn the
+ * The tests' one seeded PRNG: lib/domain/random's mulberry32, so test data is reproducible and drawn the
  * way generated datasets are.
  */
 import { mulberry32 } from '#lib/domain/random/index.ts';
