@@ -240,5 +240,3 @@ export function censusCsv(rows: readonly CensusRow[]): string {
   for (const row of rows) lines.push(CENSUS_COLUMNS.map((column) => row[column]).join(', '));
   return `${lines.join('\n')}\n`;
 }
-
-export { COUNTRIES as CENSUS_COUNTRIES };

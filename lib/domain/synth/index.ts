@@ -8,7 +8,6 @@ export { generateMultiTask, REGRESSION_NOISE_STD, type MultiTaskDataset, type Mu
 export {
   CENSUS_CATEGORICAL,
   CENSUS_COLUMNS,
-  CENSUS_COUNTRIES,
   CENSUS_MISSING_SHARE,
   CENSUS_NUMERIC,
   censusCsv,
