@@ -30,10 +30,10 @@ export async function benchE2e(options: { specPath?: string } = {}) {
     const trainingMs = trials.reduce((sum, t) => sum + (t.row.durationMs ?? 0), 0);
     const jobWallMs = trialWallMs.reduce((a, b) => a + b, 0);
 
-    const rows = [...stages.entries()].map(([stage, ms]) => [stage, ms]);
+    const rows = [...stages];
     console.log(`demo pipeline (${staged.spec.project}, ${trials.length} trials, 2 at a time), run ${runId}`);
     for (const [stage, ms] of rows)
-      console.log(`  ${String(stage).padEnd(10)} ${(Number(ms) / 1000).toFixed(2).padStart(7)} s${stage === 'Trials' ? '  (all generations, wall)' : ''}`);
+      console.log(`  ${stage.padEnd(10)} ${(ms / 1000).toFixed(2).padStart(7)} s${stage === 'Trials' ? '  (all generations, wall)' : ''}`);
     console.log(`  ${'total'.padEnd(10)} ${(totalMs / 1000).toFixed(2).padStart(7)} s`);
     console.log(
       `  trial jobs: ${(jobWallMs / 1000).toFixed(1)} s of job wall time, ${(trainingMs / 1000).toFixed(1)} s of it training; training / job wall = ${(trainingMs / jobWallMs).toFixed(2)}`,
@@ -43,7 +43,7 @@ export async function benchE2e(options: { specPath?: string } = {}) {
       spec: staged.spec.project,
       trials: trials.length,
       totalSeconds: totalMs / 1000,
-      stageSeconds: Object.fromEntries(rows.map(([stage, ms]) => [stage, Number(ms) / 1000])),
+      stageSeconds: Object.fromEntries(rows.map(([stage, ms]) => [stage, ms / 1000])),
       trialJobWallSeconds: jobWallMs / 1000,
       trialTrainingSeconds: trainingMs / 1000,
       trainingShareOfJobWall: trainingMs / jobWallMs,
