@@ -23,8 +23,8 @@ from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, roc_au
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler  # noqa: E402
 
-# As agentflow's dataset reader has them: these spellings are a missing value, in numeric columns and labels.
-MISSING = {"", "?", "NA", "N/A", "NaN", "null"}
+# As agentflow's dataset reader has them (MISSING_NUMBER_WORDS in lib/domain/datasets/validate.ts): these spellings are a missing value, in numeric columns and labels.
+MISSING = {"", "?", "NA", "N/A", "NaN", "nan", "null", "NULL"}
 
 
 def read_records(cfg):
