@@ -65,6 +65,15 @@ describe('ArtifactStore against s3rver', () => {
     expect(await store.exists('runs/missing/manifest.json')).toBe(false);
   });
 
+  it('finds a JSON document in one read, undefined when there is none, and still refuses one that does not fit its schema', async () => {
+    const store = storeFor();
+    await store.putJson('runs/find/doc.json', { a: 1 });
+
+    expect(await store.findJson('runs/find/doc.json', z.object({ a: z.number() }))).toEqual({ a: 1 });
+    expect(await store.findJson('runs/find/missing.json', z.object({ a: z.number() }))).toBeUndefined();
+    await expect(store.findJson('runs/find/doc.json', z.object({ a: z.string() }))).rejects.toMatchObject({ code: 'DOCUMENT_INVALID' });
+  });
+
   it('uploads a 12 MiB stream in multipart and streams it back with the same sha256', async () => {
     const { s3 } = makeClients(aws.config);
     const commands: string[] = [];

@@ -225,8 +225,7 @@ function chartsOf(data: Omit<RunReportData, 'charts'>): ChartId[] {
 }
 
 async function manifestOf(deps: ReportDependencies, runId: string): Promise<RunManifest | undefined> {
-  const key = keys.runManifest(runId);
-  return (await deps.store.exists(key)) ? deps.store.getJson(key, RunManifest) : undefined;
+  return deps.store.findJson(keys.runManifest(runId), RunManifest);
 }
 
 /** What a run left behind in the registry, the reward log and the store: read once, shared by `runs show` and the report. */

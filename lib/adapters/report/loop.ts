@@ -43,8 +43,9 @@ export async function writeLoopTimeline(store: ArtifactStore, runId: string, tim
 /** The run's loop timeline, when the run was part of one. */
 export async function readLoopTimeline(store: ArtifactStore, runId: string): Promise<LoopTimeline | undefined> {
   const key = keys.runFile(runId, LOOP_FILE);
-  if (!(await store.exists(key))) return undefined;
-  const parsed = LoopTimelineSchema.safeParse(await store.getJson(key, z.unknown()));
+  const document = await store.findJson(key, z.unknown());
+  if (document === undefined) return undefined;
+  const parsed = LoopTimelineSchema.safeParse(document);
   if (!parsed.success) {
     throw new ReportError(
       `${key} is not a loop timeline (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}); it is written by \`agentflow demo --drift\`: delete it, or run the demo again`,

@@ -245,6 +245,19 @@ export class ArtifactStore {
     }
   }
 
+  /**
+   * The JSON document at a key, parsed with its schema, or undefined when there is none: one GET,
+   * where `exists` then `getJson` would ask S3 twice (and race a delete in between).
+   */
+  async findJson<Schema extends z.ZodType>(keyOrUri: string, schema: Schema): Promise<z.output<Schema> | undefined> {
+    try {
+      return await this.getJson(keyOrUri, schema);
+    } catch (error) {
+      if (error instanceof StoreError && error.code === 'NOT_FOUND') return undefined;
+      throw error;
+    }
+  }
+
   async exists(keyOrUri: string): Promise<boolean> {
     return (await this.head(keyOrUri)) !== undefined;
   }

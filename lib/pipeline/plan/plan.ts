@@ -17,7 +17,7 @@ import {
 } from './screening.ts';
 import { AgentError } from './errors.ts';
 import type { TrialRow } from '#lib/pipeline/reward/reward.ts';
-import { GenerationStateDocument, agentKeys, readIfExists, type GenerationState, type StoredPolicy } from './state.ts';
+import { GenerationStateDocument, agentKeys, type GenerationState, type StoredPolicy } from './state.ts';
 
 export interface AgentDependencies {
   store: ArtifactStore;
@@ -42,7 +42,7 @@ export interface PlanDecision {
  */
 export async function planRun(input: PlanInput, deps: AgentDependencies): Promise<PlanOutput> {
   const { store, registry, runLog, rewards } = deps;
-  const existing = await readIfExists(store, agentKeys.generation(input.runId, 1), GenerationStateDocument);
+  const existing = await store.findJson(agentKeys.generation(input.runId, 1), GenerationStateDocument);
   if (existing) return toPlanOutput(existing);
 
   const manifest = await store.getJson(input.manifestUri, RunManifest);

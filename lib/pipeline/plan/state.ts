@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { keys, type ArtifactStore } from '#lib/adapters/store/index.ts';
+import { keys } from '#lib/adapters/store/index.ts';
 import type { AnyTunerState } from '#lib/domain/tune/index.ts';
 import type { Proposal } from '#lib/pipeline/contracts.ts';
 import type { Candidate, ScreeningState } from './screening.ts';
@@ -57,7 +57,3 @@ function agentDocument<T>(what: string, fields: readonly string[]) {
 
 export const GenerationStateDocument = agentDocument<GenerationState>('a generation state', ['generation', 'tuner', 'proposals', 'maxConcurrency']);
 export const TuningOutcomeDocument = agentDocument<TuningOutcome>('a tuning outcome', ['generation', 'bestTrialId', 'bestReward', 'tuner']);
-
-export async function readIfExists<Schema extends z.ZodType>(store: ArtifactStore, key: string, schema: Schema): Promise<z.output<Schema> | undefined> {
-  return (await store.exists(key)) ? store.getJson(key, schema) : undefined;
-}

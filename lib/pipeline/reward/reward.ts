@@ -13,7 +13,6 @@ import {
   GenerationStateDocument,
   TuningOutcomeDocument,
   agentKeys,
-  readIfExists,
   type GenerationState,
   type StoredPolicy,
   type TuningOutcome,
@@ -50,7 +49,7 @@ export interface TrialRow {
 export async function rewardGeneration(input: RewardInput, deps: AgentDependencies): Promise<RewardOutput> {
   const { store, runLog, rewards } = deps;
   const generationKey = agentKeys.generation(input.runId, input.generation);
-  const current = await readIfExists(store, generationKey, GenerationStateDocument);
+  const current = await store.findJson(generationKey, GenerationStateDocument);
   if (!current) {
     throw new AgentError(`no agent state for generation ${input.generation} of run ${input.runId} at ${store.uri(generationKey)}: Plan must run first`, {
       code: 'AGENT_STATE_MISSING',
@@ -79,8 +78,8 @@ export async function rewardGeneration(input: RewardInput, deps: AgentDependenci
   const tuner = createTuner({ kind: current.tuner.kind });
   const updated = tuner.update(current.tuner as never, results) as AnyTunerState;
   const done = input.generation - (current.screeningRounds ?? 0) >= spec.tuning.generations;
-  const finished = done ? await readIfExists(store, agentKeys.outcome(input.runId), TuningOutcomeDocument) : undefined;
-  const next = done ? undefined : await readIfExists(store, agentKeys.generation(input.runId, input.generation + 1), GenerationStateDocument);
+  const finished = done ? await store.findJson(agentKeys.outcome(input.runId), TuningOutcomeDocument) : undefined;
+  const next = done ? undefined : await store.findJson(agentKeys.generation(input.runId, input.generation + 1), GenerationStateDocument);
   if (finished || next) {
     await savePolicy(deps, input, updated);
     return finished ? doneOutput(finished, current.maxConcurrency) : nextOutput(next!);
@@ -199,7 +198,7 @@ async function advanceScreeningGeneration(
 ): Promise<RewardOutput> {
   const { store, runLog } = deps;
   const nextKey = agentKeys.generation(input.runId, input.generation + 1);
-  const written = await readIfExists(store, nextKey, GenerationStateDocument);
+  const written = await store.findJson(nextKey, GenerationStateDocument);
   if (written) return nextOutput(written);
 
   const rewardById = new Map(results.map((result) => [result.trialId, result.reward]));
