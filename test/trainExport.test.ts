@@ -65,6 +65,12 @@ function specFor(architecture: 'shared-bottom' | 'mmoe', hidden = [32, 16]): Spe
 const validation = { features: ds.features.slice(TRAIN * DIM), rows: ds.rows - TRAIN };
 const encoder = { id: 'e0', dimension: DIM };
 
+/** The AUC of exported spam probabilities over the validation rows, as the trainer scores an epoch. */
+function validationSpamAuc(predictions: Record<string, Float32Array>): number | undefined {
+  return evaluateTask({ type: 'binary', predictions: predictions['spam.probability'], labels: ds.labels.spam.slice(TRAIN), mask: ds.masks.spam.slice(TRAIN) })
+    .auc;
+}
+
 describe('exportHeads', () => {
   it.each(['shared-bottom', 'mmoe'] as const)(
     '%s: the exported file reproduces the trainer in a fresh session and carries its metadata',
@@ -101,13 +107,7 @@ describe('exportHeads', () => {
       const predictions = await predictExported(model, validation);
       expect(predictions['topic.probabilities']).toHaveLength(validation.rows * 4);
       expect(predictions['spam.probability']).toHaveLength(validation.rows);
-      const auc = evaluateTask({
-        type: 'binary',
-        predictions: predictions['spam.probability'],
-        labels: ds.labels.spam.slice(TRAIN),
-        mask: ds.masks.spam.slice(TRAIN),
-      }).auc;
-      expect(auc).toBeCloseTo(trained.metrics.spam.auc, 5);
+      expect(validationSpamAuc(predictions)).toBeCloseTo(trained.metrics.spam.auc, 5);
 
       const meta = modelMetadata(model);
       expect(exportedTasks(model)).toEqual([
@@ -214,13 +214,7 @@ describe("a trial's searched hyperparameters", () => {
     await expect(checkParity(model, expected, { batch: validation })).resolves.toBeDefined();
     // The evaluation the trainer scored the epoch with ran without dropout: the export reproduces its metrics.
     const predictions = await predictExported(model, validation);
-    const auc = evaluateTask({
-      type: 'binary',
-      predictions: predictions['spam.probability'],
-      labels: ds.labels.spam.slice(TRAIN),
-      mask: ds.masks.spam.slice(TRAIN),
-    }).auc;
-    expect(auc).toBeCloseTo(dropped.metrics.spam.auc, 6);
+    expect(validationSpamAuc(predictions)).toBeCloseTo(dropped.metrics.spam.auc, 6);
   });
 
   it('apply over the spec: width sets every shared layer, depth their count, weight decay and patience the training settings', () => {
