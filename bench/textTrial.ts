@@ -33,6 +33,18 @@ async function shardBytes(set: TextSet, from: number, to: number): Promise<Uint8
   return new Uint8Array(Buffer.concat(chunks));
 }
 
+/** Each set's train and validation shards, written once for all the trials run on it. */
+const shardsOf = new WeakMap<TextSet, Promise<[Uint8Array, Uint8Array]>>();
+
+function textShards(set: TextSet): Promise<[Uint8Array, Uint8Array]> {
+  let shards = shardsOf.get(set);
+  if (shards === undefined) {
+    shards = Promise.all([shardBytes(set, 0, set.train), shardBytes(set, set.train, set.rows.length)]);
+    shardsOf.set(set, shards);
+  }
+  return shards;
+}
+
 export interface TextTrialFigures {
   trialMs: number;
   epochs: number;
@@ -50,7 +62,7 @@ export interface TextTrialOverrides {
 
 /** Runs one trial with a text spec's defaults, `model` and `training` overrides merged in. */
 export async function textTrial(set: TextSet, overrides: TextTrialOverrides = {}): Promise<TextTrialFigures> {
-  const [train, validation] = [await shardBytes(set, 0, set.train), await shardBytes(set, set.train, set.rows.length)];
+  const [train, validation] = await textShards(set);
   const spec = parseSpec({
     project: 'bench-text',
     // The text encoder the set was fitted with, so the spec gets the defaults of a text spec.
