@@ -10,9 +10,11 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
+import { mulberry32 } from '#lib/domain/random/index.ts';
 import { fitEncoder, fitTabularStats, fitTextVocabulary, loadEncoder, ngramsOf, textTokens, type Encoder } from '#lib/domain/encoders/index.ts';
 import { ShardWriter } from '#lib/domain/shards/index.ts';
 import type { BaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/domain/spec/index.ts';
+import { wordOf } from '#lib/domain/synth/index.ts';
 import { loadTextSet, TEXT_SET, TEXT_TASKS } from './textSet.ts';
 
 export const BATCH_SIZES = [1, 64, 1024] as const;
@@ -28,20 +30,10 @@ export interface EmbedBenchRow {
   speedupAtLargestBatch: number;
 }
 
-const WORDS = Array.from({ length: 3000 }, (_, i) => `w${i.toString(36)}`);
-
-function mulberry(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const WORDS = Array.from({ length: 3000 }, (_, i) => wordOf(i));
 
 function syntheticRows(count: number, seed: number): ValidatedRow[] {
-  const rand = mulberry(seed);
+  const rand = mulberry32(seed);
   return Array.from({ length: count }, () => {
     // Zipf-like word choice so the vocabulary has frequent and rare terms, as real text does.
     const text = Array.from({ length: 12 + Math.floor(rand() * 30) }, () => WORDS[Math.floor(WORDS.length * rand() ** 3)]).join(' ');
