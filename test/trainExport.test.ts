@@ -71,6 +71,17 @@ function validationSpamAuc(predictions: Record<string, Float32Array>): number | 
     .auc;
 }
 
+/** One epoch over the train rows with λ 1 on every task: weights to export, not to judge. */
+function trainOneEpoch(spec: Spec) {
+  return trainTrial({
+    spec,
+    encoder,
+    proposal: { lambda: { spam: 1, topic: 1, score: 1 } },
+    data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
+    options: { maxEpochs: 1 },
+  });
+}
+
 describe('exportHeads', () => {
   it.each(['shared-bottom', 'mmoe'] as const)(
     '%s: the exported file reproduces the trainer in a fresh session and carries its metadata',
@@ -125,13 +136,7 @@ describe('exportHeads', () => {
 
   it('refuses a file that does not reproduce the training-time forward pass', async () => {
     const spec = specFor('shared-bottom');
-    const trained = await trainTrial({
-      spec,
-      encoder,
-      proposal: { lambda: { spam: 1, topic: 1, score: 1 } },
-      data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
-      options: { maxEpochs: 1 },
-    });
+    const trained = await trainOneEpoch(spec);
     const tampered: TrialWeights = {
       ...trained.weights,
       tensors: { ...trained.weights.tensors, 'tower.topic.out.bias': trained.weights.tensors['tower.topic.out.bias'].map((v, i) => (i === 0 ? v + 1e-3 : v)) },
@@ -152,13 +157,7 @@ describe('exportHeads', () => {
 
   it('refuses weights that do not fit the spec or the encoder', async () => {
     const spec = specFor('shared-bottom');
-    const trained = await trainTrial({
-      spec,
-      encoder,
-      proposal: { lambda: { spam: 1, topic: 1, score: 1 } },
-      data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
-      options: { maxEpochs: 1 },
-    });
+    const trained = await trainOneEpoch(spec);
     const wider = specFor('shared-bottom', [64, 16]);
 
     expect(() => exportHeads({ spec: wider, encoder, weights: trained.weights })).toThrow(/parameter "bottom.0.weight" has shape \[10, 32\].*need \[10, 64\]/);
