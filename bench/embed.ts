@@ -15,7 +15,7 @@ import { fitEncoder, fitTabularStats, fitTextVocabulary, loadEncoder, ngramsOf, 
 import { ShardWriter } from '#lib/domain/shards/index.ts';
 import type { BaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/domain/spec/index.ts';
 import { wordOf } from '#lib/domain/synth/index.ts';
-import { loadTextSet, TEXT_SET, TEXT_TASKS } from './textSet.ts';
+import { loadTextSet, TEXT_SET, TEXT_SHARD_TASKS, textLabelColumns } from './textSet.ts';
 
 export const BATCH_SIZES = [1, 64, 1024] as const;
 
@@ -186,17 +186,15 @@ export interface SparseShardFigures {
 /** Writes the text set's rows as a sparse shard (JavaScript TF-IDF) and as a dense one (the ONNX graph's rows), counting bytes and time. */
 export async function benchSparseShards(): Promise<SparseShardFigures> {
   const set = await loadTextSet();
-  const tasks = TEXT_TASKS.map((name) => ({ name, type: 'binary' as const }));
   const batchRows = 512;
   const write = async (layout: 'sparse' | 'dense') => {
-    const writer = new ShardWriter({ dim: set.encoder.dimension, layout, tasks, encoderDigest: 'bench' });
+    const writer = new ShardWriter({ dim: set.encoder.dimension, layout, tasks: TEXT_SHARD_TASKS, encoderDigest: 'bench' });
     writer.output!.resume();
     let nonzeros = 0;
     const start = performance.now();
     for (let from = 0; from < set.rows.length; from += batchRows) {
       const rows = set.rows.slice(from, from + batchRows);
-      const labels = Object.fromEntries(TEXT_TASKS.map((t) => [t, Float32Array.from(rows, (r) => r.labels[t] as number)]));
-      const masks = Object.fromEntries(TEXT_TASKS.map((t) => [t, new Uint8Array(rows.length).fill(1)]));
+      const { labels, masks } = textLabelColumns(rows);
       if (layout === 'sparse') {
         const sparse = set.encoder.encodeSparse(rows);
         nonzeros += sparse.reduce((n, r) => n + r.indices.length, 0);

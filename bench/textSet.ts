@@ -28,6 +28,17 @@ export const TEXT_ENCODER: TextBaseModelSpec = {
   lowercase: true,
 };
 
+/** The text set's tasks as a shard declares them. */
+export const TEXT_SHARD_TASKS = TEXT_TASKS.map((name) => ({ name, type: 'binary' as const }));
+
+/** A shard's label and mask columns for rows of the text set (every row is labelled). */
+export function textLabelColumns(rows: readonly ValidatedRow[]): { labels: Record<string, Float32Array>; masks: Record<string, Uint8Array> } {
+  return {
+    labels: Object.fromEntries(TEXT_TASKS.map((t) => [t, Float32Array.from(rows, (r) => r.labels[t] as number)])),
+    masks: Object.fromEntries(TEXT_TASKS.map((t) => [t, new Uint8Array(rows.length).fill(1)])),
+  };
+}
+
 export interface TextSet {
   records: Record<string, string | number>[];
   rows: ValidatedRow[];

@@ -8,26 +8,20 @@ import type { ShardBatch } from '#lib/domain/shards/index.ts';
 import { readShard, ShardWriter } from '#lib/domain/shards/index.ts';
 import { parseSpec, type SpecInput } from '#lib/domain/spec/index.ts';
 import { trainTrial, type TrainResult } from '#lib/domain/train/index.ts';
-import { TEXT_ENCODER, TEXT_TASKS, type TextSet } from './textSet.ts';
+import { TEXT_ENCODER, TEXT_SHARD_TASKS, TEXT_TASKS, textLabelColumns, type TextSet } from './textSet.ts';
 
 async function shardBytes(set: TextSet, from: number, to: number): Promise<Uint8Array> {
   const writer = new ShardWriter({
     dim: set.encoder.dimension,
     layout: 'sparse',
-    tasks: TEXT_TASKS.map((name) => ({ name, type: 'binary' as const })),
+    tasks: TEXT_SHARD_TASKS,
     encoderDigest: 'bench',
   });
   const chunks: Buffer[] = [];
   writer.output!.on('data', (chunk: Buffer) => chunks.push(chunk));
   for (let start = from; start < to; start += 512) {
     const rows = set.rows.slice(start, Math.min(to, start + 512));
-    await writer.writeRows({
-      rows: rows.length,
-      features: new Float32Array(0),
-      sparse: set.encoder.encodeSparse(rows),
-      labels: Object.fromEntries(TEXT_TASKS.map((t) => [t, Float32Array.from(rows, (r) => r.labels[t] as number)])),
-      masks: Object.fromEntries(TEXT_TASKS.map((t) => [t, new Uint8Array(rows.length).fill(1)])),
-    });
+    await writer.writeRows({ rows: rows.length, features: new Float32Array(0), sparse: set.encoder.encodeSparse(rows), ...textLabelColumns(rows) });
   }
   await writer.finish();
   return new Uint8Array(Buffer.concat(chunks));
