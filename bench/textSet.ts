@@ -6,7 +6,7 @@
  * its own Python process.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,6 +106,7 @@ export function sklearnBaseline(set: TextSet, options: { python?: string } = {})
   const config = { data, format: 'jsonl', splits, text: TEXT_ENCODER, tasks: TEXT_TASKS.map((task) => ({ name: task, label: task, type: 'binary' })) };
   const script = join(dirname(fileURLToPath(import.meta.url)), 'quality_sklearn.py');
   const run = spawnSync(python, [script, JSON.stringify(config)], { encoding: 'utf8', env });
+  rmSync(dir, { recursive: true, force: true });
   if (run.error) return { available: false, detail: `${python} could not run (${run.error.message})` };
   if (run.status !== 0) {
     const last = run.stderr.trim().split('\n').at(-1) ?? '';
