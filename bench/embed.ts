@@ -10,10 +10,12 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
+import { mulberry32 } from '#lib/domain/random/index.ts';
 import { fitEncoder, fitTabularStats, fitTextVocabulary, loadEncoder, ngramsOf, textTokens, type Encoder } from '#lib/domain/encoders/index.ts';
 import { ShardWriter } from '#lib/domain/shards/index.ts';
 import type { BaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } from '#lib/domain/spec/index.ts';
-import { loadTextSet, TEXT_SET, TEXT_TASKS } from './textSet.ts';
+import { wordOf } from '#lib/domain/synth/index.ts';
+import { loadTextSet, TEXT_SET, TEXT_SHARD_TASKS, textLabelColumns } from './textSet.ts';
 
 export const BATCH_SIZES = [1, 64, 1024] as const;
 
@@ -28,20 +30,10 @@ export interface EmbedBenchRow {
   speedupAtLargestBatch: number;
 }
 
-const WORDS = Array.from({ length: 3000 }, (_, i) => `w${i.toString(36)}`);
-
-function mulberry(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const WORDS = Array.from({ length: 3000 }, (_, i) => wordOf(i));
 
 function syntheticRows(count: number, seed: number): ValidatedRow[] {
-  const rand = mulberry(seed);
+  const rand = mulberry32(seed);
   return Array.from({ length: count }, () => {
     // Zipf-like word choice so the vocabulary has frequent and rare terms, as real text does.
     const text = Array.from({ length: 12 + Math.floor(rand() * 30) }, () => WORDS[Math.floor(WORDS.length * rand() ** 3)]).join(' ');
@@ -194,17 +186,15 @@ export interface SparseShardFigures {
 /** Writes the text set's rows as a sparse shard (JavaScript TF-IDF) and as a dense one (the ONNX graph's rows), counting bytes and time. */
 export async function benchSparseShards(): Promise<SparseShardFigures> {
   const set = await loadTextSet();
-  const tasks = TEXT_TASKS.map((name) => ({ name, type: 'binary' as const }));
   const batchRows = 512;
   const write = async (layout: 'sparse' | 'dense') => {
-    const writer = new ShardWriter({ dim: set.encoder.dimension, layout, tasks, encoderDigest: 'bench' });
+    const writer = new ShardWriter({ dim: set.encoder.dimension, layout, tasks: TEXT_SHARD_TASKS, encoderDigest: 'bench' });
     writer.output!.resume();
     let nonzeros = 0;
     const start = performance.now();
     for (let from = 0; from < set.rows.length; from += batchRows) {
       const rows = set.rows.slice(from, from + batchRows);
-      const labels = Object.fromEntries(TEXT_TASKS.map((t) => [t, Float32Array.from(rows, (r) => r.labels[t] as number)]));
-      const masks = Object.fromEntries(TEXT_TASKS.map((t) => [t, new Uint8Array(rows.length).fill(1)]));
+      const { labels, masks } = textLabelColumns(rows);
       if (layout === 'sparse') {
         const sparse = set.encoder.encodeSparse(rows);
         nonzeros += sparse.reduce((n, r) => n + r.indices.length, 0);

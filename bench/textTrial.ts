@@ -8,29 +8,35 @@ import type { ShardBatch } from '#lib/domain/shards/index.ts';
 import { readShard, ShardWriter } from '#lib/domain/shards/index.ts';
 import { parseSpec, type SpecInput } from '#lib/domain/spec/index.ts';
 import { trainTrial, type TrainResult } from '#lib/domain/train/index.ts';
-import { TEXT_ENCODER, TEXT_TASKS, type TextSet } from './textSet.ts';
+import { TEXT_ENCODER, TEXT_SHARD_TASKS, TEXT_TASKS, textLabelColumns, type TextSet } from './textSet.ts';
 
 async function shardBytes(set: TextSet, from: number, to: number): Promise<Uint8Array> {
   const writer = new ShardWriter({
     dim: set.encoder.dimension,
     layout: 'sparse',
-    tasks: TEXT_TASKS.map((name) => ({ name, type: 'binary' as const })),
+    tasks: TEXT_SHARD_TASKS,
     encoderDigest: 'bench',
   });
   const chunks: Buffer[] = [];
   writer.output!.on('data', (chunk: Buffer) => chunks.push(chunk));
   for (let start = from; start < to; start += 512) {
     const rows = set.rows.slice(start, Math.min(to, start + 512));
-    await writer.writeRows({
-      rows: rows.length,
-      features: new Float32Array(0),
-      sparse: set.encoder.encodeSparse(rows),
-      labels: Object.fromEntries(TEXT_TASKS.map((t) => [t, Float32Array.from(rows, (r) => r.labels[t] as number)])),
-      masks: Object.fromEntries(TEXT_TASKS.map((t) => [t, new Uint8Array(rows.length).fill(1)])),
-    });
+    await writer.writeRows({ rows: rows.length, features: new Float32Array(0), sparse: set.encoder.encodeSparse(rows), ...textLabelColumns(rows) });
   }
   await writer.finish();
   return new Uint8Array(Buffer.concat(chunks));
+}
+
+/** Each set's train and validation shards, written once for all the trials run on it. */
+const shardsOf = new WeakMap<TextSet, Promise<[Uint8Array, Uint8Array]>>();
+
+function textShards(set: TextSet): Promise<[Uint8Array, Uint8Array]> {
+  let shards = shardsOf.get(set);
+  if (shards === undefined) {
+    shards = Promise.all([shardBytes(set, 0, set.train), shardBytes(set, set.train, set.rows.length)]);
+    shardsOf.set(set, shards);
+  }
+  return shards;
 }
 
 export interface TextTrialFigures {
@@ -50,7 +56,7 @@ export interface TextTrialOverrides {
 
 /** Runs one trial with a text spec's defaults, `model` and `training` overrides merged in. */
 export async function textTrial(set: TextSet, overrides: TextTrialOverrides = {}): Promise<TextTrialFigures> {
-  const [train, validation] = [await shardBytes(set, 0, set.train), await shardBytes(set, set.train, set.rows.length)];
+  const [train, validation] = await textShards(set);
   const spec = parseSpec({
     project: 'bench-text',
     // The text encoder the set was fitted with, so the spec gets the defaults of a text spec.

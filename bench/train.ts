@@ -21,7 +21,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TrainingSession } from '#lib/domain/graph/index.ts';
 import { Random } from '#lib/domain/random/index.ts';
 import { batchNames, buildHeads, buildHeadsTrainingStep, forwardFlopsPerRow, type HeadTaskInput } from '#lib/domain/train/index.ts';
-import { loadTextSet, sklearnBaseline, TEXT_SET, type SklearnFigures } from './textSet.ts';
+import { BASELINE_UNSET_ENV, loadTextSet, sklearnBaseline, TEXT_SET, type SklearnFigures } from './textSet.ts';
 import { textTrial, type TextTrialFigures, type TextTrialOverrides } from './textTrial.ts';
 
 export interface BenchTrainOptions {
@@ -132,13 +132,8 @@ function probeTorch(python: string): { available: boolean; version: string | nul
   return { available: true, version: probe.stdout.trim(), detail: `${python}: torch ${probe.stdout.trim()}` };
 }
 
-/**
- * Settings this machine exports for OpenBLAS that current OpenBLAS runs slower with: with them the
- * PyTorch baseline read 133 ms a step, without them 19.7 ms. They are removed for the baseline
- * process alone (ONNX Runtime's kernels do not read them), so the ratio is against the baseline
- * as a user's machine would run it.
- */
-export const BASELINE_UNSET_ENV = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'] as const;
+// bench/quality.ts reads it from here.
+export { BASELINE_UNSET_ENV };
 
 /** The environment the baseline runs in, and which of the machine's BLAS settings it lost. */
 function baselineEnvironment(): { env: NodeJS.ProcessEnv; removed: string[] } {

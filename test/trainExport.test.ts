@@ -65,6 +65,23 @@ function specFor(architecture: 'shared-bottom' | 'mmoe', hidden = [32, 16]): Spe
 const validation = { features: ds.features.slice(TRAIN * DIM), rows: ds.rows - TRAIN };
 const encoder = { id: 'e0', dimension: DIM };
 
+/** The AUC of exported spam probabilities over the validation rows, as the trainer scores an epoch. */
+function validationSpamAuc(predictions: Record<string, Float32Array>): number | undefined {
+  return evaluateTask({ type: 'binary', predictions: predictions['spam.probability'], labels: ds.labels.spam.slice(TRAIN), mask: ds.masks.spam.slice(TRAIN) })
+    .auc;
+}
+
+/** One epoch over the train rows with λ 1 on every task: weights to export, not to judge. */
+function trainOneEpoch(spec: Spec) {
+  return trainTrial({
+    spec,
+    encoder,
+    proposal: { lambda: { spam: 1, topic: 1, score: 1 } },
+    data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
+    options: { maxEpochs: 1 },
+  });
+}
+
 describe('exportHeads', () => {
   it.each(['shared-bottom', 'mmoe'] as const)(
     '%s: the exported file reproduces the trainer in a fresh session and carries its metadata',
@@ -101,13 +118,7 @@ describe('exportHeads', () => {
       const predictions = await predictExported(model, validation);
       expect(predictions['topic.probabilities']).toHaveLength(validation.rows * 4);
       expect(predictions['spam.probability']).toHaveLength(validation.rows);
-      const auc = evaluateTask({
-        type: 'binary',
-        predictions: predictions['spam.probability'],
-        labels: ds.labels.spam.slice(TRAIN),
-        mask: ds.masks.spam.slice(TRAIN),
-      }).auc;
-      expect(auc).toBeCloseTo(trained.metrics.spam.auc, 5);
+      expect(validationSpamAuc(predictions)).toBeCloseTo(trained.metrics.spam.auc, 5);
 
       const meta = modelMetadata(model);
       expect(exportedTasks(model)).toEqual([
@@ -125,13 +136,7 @@ describe('exportHeads', () => {
 
   it('refuses a file that does not reproduce the training-time forward pass', async () => {
     const spec = specFor('shared-bottom');
-    const trained = await trainTrial({
-      spec,
-      encoder,
-      proposal: { lambda: { spam: 1, topic: 1, score: 1 } },
-      data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
-      options: { maxEpochs: 1 },
-    });
+    const trained = await trainOneEpoch(spec);
     const tampered: TrialWeights = {
       ...trained.weights,
       tensors: { ...trained.weights.tensors, 'tower.topic.out.bias': trained.weights.tensors['tower.topic.out.bias'].map((v, i) => (i === 0 ? v + 1e-3 : v)) },
@@ -152,13 +157,7 @@ describe('exportHeads', () => {
 
   it('refuses weights that do not fit the spec or the encoder', async () => {
     const spec = specFor('shared-bottom');
-    const trained = await trainTrial({
-      spec,
-      encoder,
-      proposal: { lambda: { spam: 1, topic: 1, score: 1 } },
-      data: { train: rowsOf(0, TRAIN), validation: rowsOf(TRAIN, ds.rows) },
-      options: { maxEpochs: 1 },
-    });
+    const trained = await trainOneEpoch(spec);
     const wider = specFor('shared-bottom', [64, 16]);
 
     expect(() => exportHeads({ spec: wider, encoder, weights: trained.weights })).toThrow(/parameter "bottom.0.weight" has shape \[10, 32\].*need \[10, 64\]/);
@@ -214,13 +213,7 @@ describe("a trial's searched hyperparameters", () => {
     await expect(checkParity(model, expected, { batch: validation })).resolves.toBeDefined();
     // The evaluation the trainer scored the epoch with ran without dropout: the export reproduces its metrics.
     const predictions = await predictExported(model, validation);
-    const auc = evaluateTask({
-      type: 'binary',
-      predictions: predictions['spam.probability'],
-      labels: ds.labels.spam.slice(TRAIN),
-      mask: ds.masks.spam.slice(TRAIN),
-    }).auc;
-    expect(auc).toBeCloseTo(dropped.metrics.spam.auc, 6);
+    expect(validationSpamAuc(predictions)).toBeCloseTo(dropped.metrics.spam.auc, 6);
   });
 
   it('apply over the spec: width sets every shared layer, depth their count, weight decay and patience the training settings', () => {

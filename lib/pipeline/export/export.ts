@@ -182,18 +182,19 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
 
 /** The first rows of a shard as the trainer saw them: dense features, or the sparse rows of a sparse shard. */
 async function firstShardRows(store: ArtifactStore, uri: string, rows: number, dim: number): Promise<FeatureRows> {
-  const features = new Float32Array(rows * dim);
+  // The rows × dim matrix only for a dense shard: a sparse one's dim is the vocabulary (20k by default).
+  let features: Float32Array | undefined;
   const sparse: SparseRow[] = [];
   let filled = 0;
   for await (const batch of readShard(await store.getStream(uri))) {
     const take = Math.min(rows - filled, batch.rows);
     if (batch.sparse) sparse.push(...batch.sparse.slice(0, take));
-    else features.set(batch.features.subarray(0, take * dim), filled * dim);
+    else (features ??= new Float32Array(rows * dim)).set(batch.features.subarray(0, take * dim), filled * dim);
     filled += take;
     if (filled === rows) break;
   }
   if (filled === 0) throw new DeployError(`${uri} holds no rows to check the export against`, { code: 'SPLIT_EMPTY', context: { uri } });
-  return sparse.length > 0 ? { features: new Float32Array(0), rows: filled, sparse } : { features: features.subarray(0, filled * dim), rows: filled };
+  return features === undefined ? { features: new Float32Array(0), rows: filled, sparse } : { features: features.subarray(0, filled * dim), rows: filled };
 }
 
 /** The first rows of a split, for the parity check and the latency figures. */
