@@ -1,4 +1,4 @@
-"""scikit-learn baseline for bench/quality.ts: LogisticRegression and HistGradientBoosting per task,
+"""scikit-learn baseline for bench/quality.ts and bench/train.ts's text section: LogisticRegression and HistGradientBoosting per task,
 fitted on the rows agentflow trained and validated on, scored on agentflow's holdout rows.
 
 Usage: python3 bench/quality_sklearn.py '<json config>'  (bench/quality.ts writes it). The config

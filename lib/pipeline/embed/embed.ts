@@ -69,8 +69,8 @@ export async function runEmbed(options: EmbedOptions): Promise<EmbedJobResult> {
   const { store, manifest } = options;
   const prefix = featuresPrefix(store, options.featuresUri);
   const markerKey = `${prefix}${SUCCESS_MARKER}`;
-  if (await store.exists(markerKey)) {
-    const marker = await store.getJson(markerKey, EmbedMarker);
+  const marker = await store.findJson(markerKey, EmbedMarker);
+  if (marker) {
     return { featuresUri: options.featuresUri, rows: marker.rows, dims: marker.dims, shards: marker.shards, cached: true };
   }
   if (manifest.encoders.length === 0) {

@@ -49,9 +49,9 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
   const modelKey = keys.model(input.project, version);
   const cardKey = keys.modelCard(input.project, version);
   const registered = await registry.findVersion(input.project, version);
-  if (registered && (await store.exists(cardKey))) {
-    const card = await store.getJson(cardKey, ModelCard);
-    return { modelUri: card.model.uri, cardUri: store.uri(cardKey), sha256: card.model.sha256, sizeBytes: card.model.sizeBytes };
+  const cardBefore = registered ? await store.findJson(cardKey, ModelCard) : undefined;
+  if (cardBefore) {
+    return { modelUri: cardBefore.model.uri, cardUri: store.uri(cardKey), sha256: cardBefore.model.sha256, sizeBytes: cardBefore.model.sizeBytes };
   }
 
   const weights = await loadTrialWeights(store, result.weightsUri);

@@ -57,8 +57,9 @@ export async function writeLiveModel(
 /** A version's live-model document, or undefined for a version exported before there was one. */
 export async function readLiveModel(store: ArtifactStore, project: string, version: number): Promise<LiveModel | undefined> {
   const key = keys.modelFile(project, version, LIVE_MODEL_FILES.document);
-  if (!(await store.exists(key))) return undefined;
-  const parsed = LiveModel.safeParse(await store.getJson(key, z.unknown()));
+  const document = await store.findJson(key, z.unknown());
+  if (document === undefined) return undefined;
+  const parsed = LiveModel.safeParse(document);
   if (!parsed.success) {
     throw new DeployError(
       `${store.uri(key)} is not a live-model document (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}); it is written by Export, so re-export the version or restore the file`,

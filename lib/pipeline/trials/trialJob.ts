@@ -213,8 +213,9 @@ function progressLine(trialId: string, epochs: number, p: TrainProgress): string
 
 /** The result an earlier attempt of this trial wrote, when it ran the same proposal to success. */
 async function previousResult(store: ArtifactStore, job: TrialJob): Promise<TrialJobResult | undefined> {
-  if (!(await store.exists(job.outputUri))) return undefined;
-  const parsed = TrialJobResult.safeParse(await store.getJson(job.outputUri, z.unknown()));
+  const document = await store.findJson(job.outputUri, z.unknown());
+  if (document === undefined) return undefined;
+  const parsed = TrialJobResult.safeParse(document);
   if (!parsed.success || parsed.data.status !== 'succeeded') return undefined;
   return canonicalJson(parsed.data.proposal) === canonicalJson(job.proposal) ? parsed.data : undefined;
 }
