@@ -58,7 +58,7 @@ beforeAll(async () => {
   registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
   rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
   store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
-  deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };
+  deps = { registry, rewards, store };
   await servedProject('fb-logged', FEEDBACK_SERVING);
   await servedProject('fb-unlogged');
 });

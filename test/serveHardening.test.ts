@@ -39,14 +39,14 @@ beforeAll(async () => {
   const registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
   const rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
   const store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
-  deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };
+  deps = { registry, rewards, store };
   const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 5, bias: 0 });
   const { version } = await publishModel({ registry, store, project: 'hard', runId: 'hard-run-0', model, encoder, tasks: TASKS });
   await registry.setServingSet('hard', { production: version, challengers: [] }, { expectedRevision: 0 });
   // The same model under a project that routes on real-valued rewards.
   const gauss = await publishModel({ registry, store, project: 'gauss', runId: 'gauss-run-0', model, encoder, tasks: TASKS });
   await registry.setServingSet('gauss', { production: gauss.version, challengers: [] }, { expectedRevision: 0 });
-  await new ServeSettingsStore({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable }).put('gauss', { rewardKind: 'gaussian' });
+  await new ServeSettingsStore({ rewards: deps.rewards }).put('gauss', { rewardKind: 'gaussian' });
 
   // Two tabular projects, one per unknown-inputs policy: age (numeric), plan (categorical: free, pro).
   const tabular: TabularBaseModelSpec = { kind: 'tabular', numeric: ['age'], categorical: ['plan'], maxCategories: 5 };

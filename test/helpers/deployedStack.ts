@@ -79,10 +79,7 @@ export async function startDeployedStandIns(options: DeployedStandInsOptions): P
   const { aws } = options;
   const deps = stageDependencies(aws.config, aws.clients);
   // What the Infer and Feedback functions run, over the same tables and bucket.
-  const serve: ServeContext = createServeContext(
-    { ...deps, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable },
-    { drift: false, metricsSink: () => undefined, logger: silent, rng: createRng(3) },
-  );
+  const serve: ServeContext = createServeContext(deps, { drift: false, metricsSink: () => undefined, logger: silent, rng: createRng(3) });
   const inferUrl = await startFunctionUrl((event) => handleInferEvent(event, serve));
   const feedbackUrl = await startFunctionUrl((event) => handleFeedbackEvent(event, serve));
   const sfn = await startSfnStandIn(options.sfnScript);
