@@ -180,6 +180,27 @@ export async function seedFailedRun(deps: StageDependencies, project: string, ru
   await deps.runLog.updateRunStatus(project, runId, 'failed', { stage: 'Embed', error: { name: 'EmbedFailed', message: 'exit 1' } });
 }
 
+/**
+ * An execution that failed at Embed, for `sfn.seed`: caught by the workflow's `failState` (FAILED)
+ * or timed out, redrivable unless `notRedrivable` gives Step Functions' reason.
+ */
+export function failedExecution(
+  name: string,
+  stateMachineArn: string,
+  options: { failState?: string; notRedrivable?: string } = {},
+): Parameters<SfnStandIn['seed']>[0] {
+  return {
+    name,
+    stateMachineArn,
+    input: '{}',
+    status: options.failState ? 'FAILED' : 'TIMED_OUT',
+    ...(options.notRedrivable === undefined
+      ? { redriveStatus: 'REDRIVABLE' }
+      : { redriveStatus: 'NOT_REDRIVABLE', redriveStatusReason: options.notRedrivable }),
+    history: failedHistory(options.failState),
+  };
+}
+
 /** An execution's history up to a failure at Embed: through the workflow's `failState` (caught), or a timeout. */
 export function failedHistory(failState?: string): { type: string; details?: Record<string, unknown> }[] {
   return [
