@@ -24,6 +24,7 @@ import {
 } from '#lib/serve/index.ts';
 import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from './helpers/servingModels.ts';
+import { stageDependencies } from '#lib/pipeline/dependencies.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();
@@ -84,10 +85,8 @@ const body = (result: { body: string }) => JSON.parse(result.body) as Record<str
 const record = (values: number[] = [0.5, -1, 2, 0.25]) => ({ features: values });
 
 beforeAll(async () => {
-  registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
-  rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
-  store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
-  deps = { registry, rewards, store };
+  deps = stageDependencies(aws.config, aws.clients);
+  ({ registry, rewards, store } = deps);
   await servedProject('shop', 1);
 });
 
