@@ -289,40 +289,31 @@ describe('followExecution', () => {
   });
 
   it('names the Map iteration of trial events and tells retries and catches from plain failures', async () => {
+    // One attempt of the RunTrial Batch job: scheduled at `id`, failed at `id + 1`.
+    const batchAttempt = (id: number, error: string, cause: string) => [
+      {
+        id,
+        previousEventId: id - 1,
+        type: 'TaskScheduled',
+        timestamp: t(id),
+        taskScheduledEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', region: 'eu-west-1', parameters: '{}' },
+      },
+      {
+        id: id + 1,
+        previousEventId: id,
+        type: 'TaskFailed',
+        timestamp: t(id + 1),
+        taskFailedEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', error, cause },
+      },
+    ];
     const history = [
       started,
       entered(2, 1, 'Trials', 'MapStateEntered'),
       { id: 3, previousEventId: 2, type: 'MapStateStarted', timestamp: t(3), mapStateStartedEventDetails: { length: 2 } },
       { id: 4, previousEventId: 3, type: 'MapIterationStarted', timestamp: t(4), mapIterationStartedEventDetails: { name: 'Trials', index: 1 } },
       entered(5, 4, 'RunTrial'),
-      {
-        id: 6,
-        previousEventId: 5,
-        type: 'TaskScheduled',
-        timestamp: t(6),
-        taskScheduledEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', region: 'eu-west-1', parameters: '{}' },
-      },
-      {
-        id: 7,
-        previousEventId: 6,
-        type: 'TaskFailed',
-        timestamp: t(7),
-        taskFailedEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', error: 'Batch.AWSBatchException', cause: 'throttled' },
-      },
-      {
-        id: 8,
-        previousEventId: 7,
-        type: 'TaskScheduled',
-        timestamp: t(8),
-        taskScheduledEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', region: 'eu-west-1', parameters: '{}' },
-      },
-      {
-        id: 9,
-        previousEventId: 8,
-        type: 'TaskFailed',
-        timestamp: t(9),
-        taskFailedEventDetails: { resource: 'submitJob.sync', resourceType: 'batch', error: 'States.TaskFailed', cause: 'exit 1' },
-      },
+      ...batchAttempt(6, 'Batch.AWSBatchException', 'throttled'),
+      ...batchAttempt(8, 'States.TaskFailed', 'exit 1'),
       exited(10, 9, 'RunTrial', { error: { Error: 'States.TaskFailed' } }),
       entered(11, 10, 'TrialFailed', 'PassStateEntered'),
       exited(12, 11, 'TrialFailed', { status: 'failed' }, 'PassStateExited'),

@@ -18,7 +18,7 @@ import type { StageDependencies } from '#lib/pipeline/dependencies.ts';
 import { STAND_IN_REGION, type SchedulerStandIn, type SfnStandIn } from './helpers/awsStandIns.ts';
 import type { CliResult } from './helpers/cli.ts';
 import {
-  failedHistory,
+  failedExecution,
   jsonOf as json,
   seedFailedRun,
   seedServedProject,
@@ -246,14 +246,7 @@ describe('resume on the deployed state machine', () => {
 
   it("starts the run again when it failed through the workflow's RunFailed state, which a redrive would only repeat", async () => {
     await failedRun('run-caught');
-    sfn.seed({
-      name: 'run-caught',
-      stateMachineArn: STATE_MACHINE_ARN,
-      input: '{}',
-      status: 'FAILED',
-      redriveStatus: 'REDRIVABLE',
-      history: failedHistory('RunFailed'),
-    });
+    sfn.seed(failedExecution('run-caught', STATE_MACHINE_ARN, { failState: 'RunFailed' }));
     const before = sfn.operations.length;
 
     const resumed = json<{ how: string; executionArn: string; status: string }>(await agentflow(['--json', 'resume', 'run-caught', '-p', PROJECT]));
@@ -272,14 +265,7 @@ describe('resume on the deployed state machine', () => {
 
   it('redrives an execution that timed out and reports only what happened after the redrive', async () => {
     await failedRun('run-timeout');
-    const seeded = sfn.seed({
-      name: 'run-timeout',
-      stateMachineArn: STATE_MACHINE_ARN,
-      input: '{}',
-      status: 'TIMED_OUT',
-      redriveStatus: 'REDRIVABLE',
-      history: failedHistory(),
-    });
+    const seeded = sfn.seed(failedExecution('run-timeout', STATE_MACHINE_ARN));
     const before = sfn.operations.length;
 
     const resumed = json<{ how: string; executionArn: string; status: string }>(await agentflow(['--json', 'resume', 'run-timeout', '-p', PROJECT]));
@@ -292,14 +278,7 @@ describe('resume on the deployed state machine', () => {
 
   it('starts a new execution instead of a redrive when asked to (--restart, after deploying a changed definition)', async () => {
     await failedRun('run-redeployed');
-    sfn.seed({
-      name: 'run-redeployed',
-      stateMachineArn: STATE_MACHINE_ARN,
-      input: '{}',
-      status: 'TIMED_OUT',
-      redriveStatus: 'REDRIVABLE',
-      history: failedHistory(),
-    });
+    sfn.seed(failedExecution('run-redeployed', STATE_MACHINE_ARN));
     const before = sfn.operations.length;
     const resumed = json<{ how: string; reason: string }>(await agentflow(['--json', 'resume', 'run-redeployed', '-p', PROJECT, '--restart']));
     expect(resumed).toMatchObject({ how: 'restarted', reason: expect.stringMatching(/^a new execution was asked for \(--restart\)/) });
@@ -308,15 +287,7 @@ describe('resume on the deployed state machine', () => {
 
   it('restarts when redrive is refused, and refuses a run that succeeded without starting anything', async () => {
     await failedRun('run-old');
-    sfn.seed({
-      name: 'run-old',
-      stateMachineArn: STATE_MACHINE_ARN,
-      input: '{}',
-      status: 'TIMED_OUT',
-      redriveStatus: 'NOT_REDRIVABLE',
-      redriveStatusReason: 'Execution is older than 14 days',
-      history: failedHistory(),
-    });
+    sfn.seed(failedExecution('run-old', STATE_MACHINE_ARN, { notRedrivable: 'Execution is older than 14 days' }));
     const old = await agentflow(['resume', 'run-old', '-p', PROJECT]);
     expect(old.code, old.stderr).toBe(EXIT.ok);
     expect(old.stdout).toMatch(/^restarted .*run-old-resume-1: execution .* cannot be redriven \(Execution is older than 14 days\)/);

@@ -15,7 +15,7 @@ import { CALLER_POLICY_PATH, callerPolicyValues, fillCallerPolicy, STACK_OUTPUTS
 import { CALLER_PRINCIPAL, CONFIG_ENV } from '#lib/adapters/config/index.ts';
 import { succeedExecution, type StandInExecution } from './helpers/awsStandIns.ts';
 import {
-  failedHistory,
+  failedExecution,
   jsonOf,
   seedFailedRun,
   seedServedProject,
@@ -89,22 +89,8 @@ beforeAll(async () => {
   });
   await seedServedProject(stack.deps, PROJECT);
   for (const runId of ['run-caught', 'run-timeout']) await seedFailedRun(stack.deps, PROJECT, runId);
-  stack.sfn.seed({
-    name: 'run-caught',
-    stateMachineArn: deployed.stateMachineArn,
-    input: '{}',
-    status: 'FAILED',
-    redriveStatus: 'REDRIVABLE',
-    history: failedHistory('RunFailed'),
-  });
-  stack.sfn.seed({
-    name: 'run-timeout',
-    stateMachineArn: deployed.stateMachineArn,
-    input: '{}',
-    status: 'TIMED_OUT',
-    redriveStatus: 'REDRIVABLE',
-    history: failedHistory(),
-  });
+  stack.sfn.seed(failedExecution('run-caught', deployed.stateMachineArn, { failState: 'RunFailed' }));
+  stack.sfn.seed(failedExecution('run-timeout', deployed.stateMachineArn));
   const example = resolve(import.meta.dirname, '..', 'examples', 'tabular');
   await copyFile(join(example, 'spec.json'), join(folder, 'spec.json'));
   await copyFile(join(example, 'train.csv'), join(folder, 'train.csv'));

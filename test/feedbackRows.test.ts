@@ -18,6 +18,7 @@ import { stageRunInputs } from '#lib/adapters/local/stageInputs.ts';
 import { createServeContext, handleFeedbackEvent, handleInferEvent, type InferResponse, type ServeContext, type ServeDependencies } from '#lib/serve/index.ts';
 import { parseSpec, SpecError } from '#lib/domain/spec/index.ts';
 import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
+import { stageDependencies } from '#lib/pipeline/dependencies.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from './helpers/servingModels.ts';
 
@@ -55,10 +56,8 @@ let registry: ModelRegistry;
 let store: ArtifactStore;
 
 beforeAll(async () => {
-  registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
-  rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
-  store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
-  deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };
+  deps = stageDependencies(aws.config, aws.clients);
+  ({ registry, rewards, store } = deps);
   await servedProject('fb-logged', FEEDBACK_SERVING);
   await servedProject('fb-unlogged');
 });

@@ -175,10 +175,7 @@ const FLOWS: Flow[] = [
       const { session } = context.recording;
       const serve = (principal: 'infer' | 'feedback', drift: boolean) => {
         const deps = session.depsFor(principal);
-        return createServeContext(
-          { ...deps, dynamodb: deps.clients.dynamodb, rewardTable: deps.config.rewardTable },
-          { drift: drift ? { sampleRate: 1, batchRecords: 100 } : false, metricsSink: () => {}, logger: quiet },
-        );
+        return createServeContext(deps, { drift: drift ? { sampleRate: 1, batchRecords: 100 } : false, metricsSink: () => {}, logger: quiet });
       };
       const infer = serve('infer', true);
       context.servedAt = Date.now();

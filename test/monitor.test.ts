@@ -88,7 +88,7 @@ async function project(name: string, options: { holdoutObjective?: number } = {}
 /** Serves `rows` records ~ N(shift, 1) at time `atMs`, sampling every record for drift. */
 async function serveTraffic(name: string, options: { rows: number; shift: number; atMs: number; seed: number }): Promise<void> {
   const context = createServeContext(
-    { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable },
+    { registry, rewards, store },
     { drift: { sampleRate: 1, batchRecords: 100 }, clock: () => options.atMs, metricsSink: () => {}, logger: quiet },
   );
   const rng = createRng(options.seed);

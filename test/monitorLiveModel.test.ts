@@ -75,11 +75,12 @@ async function expireRunScratch(): Promise<number> {
 
 /** Inputs shifted far from the training distribution, served at `atMs` with every record sampled for drift. */
 async function serveShiftedTraffic(atMs: number): Promise<void> {
-  const { registry, rewards, store, clients, config } = session.deps;
-  const context = createServeContext(
-    { registry, rewards, store, dynamodb: clients.dynamodb, rewardTable: config.rewardTable },
-    { drift: { sampleRate: 1, batchRecords: 100 }, clock: () => atMs, metricsSink: () => {}, logger: quiet },
-  );
+  const context = createServeContext(session.deps, {
+    drift: { sampleRate: 1, batchRecords: 100 },
+    clock: () => atMs,
+    metricsSink: () => {},
+    logger: quiet,
+  });
   const rng = createRng(5);
   for (let sent = 0; sent < 300; sent += 50) {
     const records = Array.from({ length: 50 }, () => ({ features: Array.from({ length: DIM }, () => rng.normal() + 3) }));

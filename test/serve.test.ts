@@ -24,6 +24,7 @@ import {
 } from '#lib/serve/index.ts';
 import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from './helpers/servingModels.ts';
+import { stageDependencies } from '#lib/pipeline/dependencies.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();
@@ -84,10 +85,8 @@ const body = (result: { body: string }) => JSON.parse(result.body) as Record<str
 const record = (values: number[] = [0.5, -1, 2, 0.25]) => ({ features: values });
 
 beforeAll(async () => {
-  registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
-  rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
-  store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
-  deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };
+  deps = stageDependencies(aws.config, aws.clients);
+  ({ registry, rewards, store } = deps);
   await servedProject('shop', 1);
 });
 
@@ -549,9 +548,14 @@ describe('local HTTP server', () => {
 describe('signed prediction ids', () => {
   it('refuses feedback once the retention has passed, and shares one signing key between servers', async () => {
     let now = Date.parse('2026-01-01T00:00:00Z');
-    const deps = { dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable, clock: () => now, retentionDays: 2 };
-    const first = new PredictionIds(deps);
-    const second = new PredictionIds(deps);
+    // Two servers: each its own reward log over the one table.
+    const server = () => ({
+      rewards: new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable }),
+      clock: () => now,
+      retentionDays: 2,
+    });
+    const first = new PredictionIds(server());
+    const second = new PredictionIds(server());
 
     const [issued] = await first.issue('shop', 7);
     const verified = await second.verify('shop', issued);
@@ -563,7 +567,7 @@ describe('signed prediction ids', () => {
   });
 
   it("signs a request once: every record gets its own id, and an index past the request's count is refused", async () => {
-    const ids = new PredictionIds({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
+    const ids = new PredictionIds({ rewards });
     const batch = await ids.issue('shop', 3, 40);
     expect(new Set(batch).size).toBe(40);
     for (const id of [batch[0], batch[39]]) await expect(ids.verify('shop', id)).resolves.toMatchObject({ version: 3 });
@@ -576,7 +580,7 @@ describe('signed prediction ids', () => {
   });
 
   it('signs with HMAC-SHA256 under the key kept in the reward table, so only a holder of that key can make an id', async () => {
-    const ids = new PredictionIds({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
+    const ids = new PredictionIds({ rewards });
     const [id] = await ids.issue('shop', 5, 2);
     const stored = await aws.clients.dynamodb.send(
       new GetCommand({ TableName: aws.config.rewardTable, Key: { pk: 'AGENTFLOW#SERVE', sk: 'PREDICTION_SIGNING_KEY' } }),

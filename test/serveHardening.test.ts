@@ -4,7 +4,6 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { cardServingOf, type CardTask } from '#lib/domain/run/index.ts';
 import { fitEncoder } from '#lib/domain/encoders/index.ts';
 import type { TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
-import { ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
 import { createRng } from '#lib/domain/random/index.ts';
 import {
   createServeContext,
@@ -16,8 +15,8 @@ import {
   type ServeDependencies,
   type ServeOptions,
 } from '#lib/serve/index.ts';
-import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from './helpers/servingModels.ts';
+import { stageDependencies } from '#lib/pipeline/dependencies.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 
 const aws = useLocalAws();
@@ -36,17 +35,15 @@ function context(options: ServeOptions = {}): ServeContext {
 const answer = (result: { body: string }) => JSON.parse(result.body) as Record<string, unknown> & { error?: { code: string; message: string } };
 
 beforeAll(async () => {
-  const registry = new ModelRegistry({ dynamodb: aws.clients.dynamodb, tableName: aws.config.registryTable });
-  const rewards = new RewardLog({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable });
-  const store = new ArtifactStore({ s3: aws.clients.s3, bucket: aws.config.bucket });
-  deps = { registry, rewards, store, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable };
+  deps = stageDependencies(aws.config, aws.clients);
+  const { registry, store } = deps;
   const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 5, bias: 0 });
   const { version } = await publishModel({ registry, store, project: 'hard', runId: 'hard-run-0', model, encoder, tasks: TASKS });
   await registry.setServingSet('hard', { production: version, challengers: [] }, { expectedRevision: 0 });
   // The same model under a project that routes on real-valued rewards.
   const gauss = await publishModel({ registry, store, project: 'gauss', runId: 'gauss-run-0', model, encoder, tasks: TASKS });
   await registry.setServingSet('gauss', { production: gauss.version, challengers: [] }, { expectedRevision: 0 });
-  await new ServeSettingsStore({ dynamodb: aws.clients.dynamodb, tableName: aws.config.rewardTable }).put('gauss', { rewardKind: 'gaussian' });
+  await new ServeSettingsStore({ rewards: deps.rewards }).put('gauss', { rewardKind: 'gaussian' });
 
   // Two tabular projects, one per unknown-inputs policy: age (numeric), plan (categorical: free, pro).
   const tabular: TabularBaseModelSpec = { kind: 'tabular', numeric: ['age'], categorical: ['plan'], maxCategories: 5 };

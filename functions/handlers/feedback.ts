@@ -12,7 +12,7 @@ function serveContext(): ServeBase {
   if (!context) {
     const config = configFromEnv();
     const deps = stageDependencies(config, makeClients(config, { principal: 'feedback' }));
-    context = createServeBase({ ...deps, dynamodb: deps.clients.dynamodb, rewardTable: deps.config.rewardTable });
+    context = createServeBase(deps);
   }
   return context;
 }

@@ -9,7 +9,7 @@ function serveContext(): ServeContext {
   if (!context) {
     const config = configFromEnv();
     const deps = stageDependencies(config, makeClients(config, { principal: 'infer' }));
-    context = createServeContext({ ...deps, dynamodb: deps.clients.dynamodb, rewardTable: deps.config.rewardTable });
+    context = createServeContext(deps);
   }
   return context;
 }

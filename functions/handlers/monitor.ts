@@ -3,8 +3,8 @@ import { ConfigError, configFromEnv, makeClients } from '#lib/adapters/config/in
 import { retrainStarter, sfnClientFor } from '#lib/adapters/aws/executions.ts';
 // lib/serve/monitor.ts directly, not lib/serve/index.ts: the monitor reads shards and counters and
 // runs no model, so its bundle should neither ship nor load ONNX Runtime.
-import { runMonitor, type MonitorReport } from '#lib/serve/monitor.ts';
-import { stageDependencies } from '#lib/pipeline/dependencies.ts';
+import { runMonitor, type MonitorReport, type StartRun } from '#lib/serve/monitor.ts';
+import { stageDependencies, type StageDependencies } from '#lib/pipeline/dependencies.ts';
 
 /** An EventBridge scheduled event; `detail.projects` narrows the pass (a manual invoke may send just that). */
 const scheduledEvent = z.object({
@@ -17,15 +17,28 @@ const scheduledEvent = z.object({
 
 export const STATE_MACHINE_ENV = 'AGENTFLOW_STATE_MACHINE_ARN';
 
+/* Config and clients once per Lambda container, as lambdaStageHandler builds them for the stages. */
+let monitorDeps: { deps: StageDependencies; startRun: StartRun } | undefined;
+
+function monitorDependencies(): { deps: StageDependencies; startRun: StartRun } {
+  if (!monitorDeps) {
+    const config = configFromEnv();
+    const stateMachineArn = process.env[STATE_MACHINE_ENV];
+    if (!stateMachineArn)
+      throw new ConfigError(`environment variable ${STATE_MACHINE_ENV} is not set; set it (the CDK stack does)`, { variable: STATE_MACHINE_ENV });
+    monitorDeps = {
+      deps: stageDependencies(config, makeClients(config, { principal: 'monitor' })),
+      startRun: retrainStarter({ stateMachineArn, sfn: sfnClientFor(config, { principal: 'monitor' }) }),
+    };
+  }
+  return monitorDeps;
+}
+
 export async function handler(event: unknown): Promise<MonitorReport> {
   const parsed = scheduledEvent.parse(event ?? {});
-  const config = configFromEnv();
-  const stateMachineArn = process.env[STATE_MACHINE_ENV];
-  if (!stateMachineArn)
-    throw new ConfigError(`environment variable ${STATE_MACHINE_ENV} is not set; set it (the CDK stack does)`, { variable: STATE_MACHINE_ENV });
-  const deps = stageDependencies(config, makeClients(config, { principal: 'monitor' }));
+  const { deps, startRun } = monitorDependencies();
   return runMonitor(deps, {
-    startRun: retrainStarter({ stateMachineArn, sfn: sfnClientFor(config, { principal: 'monitor' }) }),
+    startRun,
     ...(parsed.time ? { now: new Date(parsed.time) } : {}),
     ...(parsed.detail?.projects ? { projects: parsed.detail.projects } : {}),
   });

@@ -28,7 +28,7 @@ export interface ServeBase {
 
 export function createServeBase(deps: ServeDependencies, options: Omit<ServeOptions, 'drift' | 'sessionOptions' | 'refusalRetryMs'> = {}): ServeBase {
   const clock = options.clock ?? Date.now;
-  const settings = new ServeSettingsStore({ dynamodb: deps.dynamodb, tableName: deps.rewardTable });
+  const settings = new ServeSettingsStore({ rewards: deps.rewards });
   return {
     deps,
     routing: new RoutingCache({
@@ -45,8 +45,7 @@ export function createServeBase(deps: ServeDependencies, options: Omit<ServeOpti
     rng: options.rng ?? createRng(Math.floor(Math.random() * 2 ** 52)),
     clock,
     predictionIds: new PredictionIds({
-      dynamodb: deps.dynamodb,
-      tableName: deps.rewardTable,
+      rewards: deps.rewards,
       clock,
       ...(options.feedbackRetentionDays === undefined ? {} : { retentionDays: options.feedbackRetentionDays }),
     }),

@@ -1,5 +1,4 @@
 import type * as ort from 'onnxruntime-node';
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
 import type { Rng } from '#lib/domain/random/index.ts';
 import type { ArtifactStore } from '#lib/adapters/store/index.ts';
@@ -13,10 +12,8 @@ import { ModelCache } from './models.ts';
 export interface ServeDependencies {
   registry: ModelRegistry;
   rewards: RewardLog;
+  /** Also keeps the serving settings and the prediction-id signing key. */
   store: ArtifactStore;
-  /** The reward table's client and name, for the serving settings item. */
-  dynamodb: DynamoDBDocumentClient;
-  rewardTable: string;
 }
 
 /** Structured logging; a Powertools Logger fits. */

@@ -1,6 +1,5 @@
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { RewardLog } from '#lib/adapters/registry/index.ts';
+import type { RewardLog } from '#lib/adapters/registry/index.ts';
 import { ServeError } from './errors.ts';
 
 /**
@@ -31,8 +30,8 @@ export class PredictionIds {
   /** The key, once loaded. */
   #signer: KeyObject | undefined;
 
-  constructor(options: { dynamodb: DynamoDBDocumentClient; tableName: string; clock?: () => number; retentionDays?: number }) {
-    this.#rewards = new RewardLog({ dynamodb: options.dynamodb, tableName: options.tableName });
+  constructor(options: { rewards: RewardLog; clock?: () => number; retentionDays?: number }) {
+    this.#rewards = options.rewards;
     this.#clock = options.clock ?? Date.now;
     this.#retentionSeconds = Math.round((options.retentionDays ?? 30) * 86_400);
   }

@@ -1,5 +1,4 @@
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { RewardLog } from '#lib/adapters/registry/index.ts';
+import type { RewardLog } from '#lib/adapters/registry/index.ts';
 import type { RewardKind } from '#lib/domain/route/index.ts';
 import { ServeError } from './errors.ts';
 
@@ -20,8 +19,8 @@ const REWARD_KINDS: readonly RewardKind[] = ['bernoulli', 'gaussian'];
 export class ServeSettingsStore {
   readonly #rewards: RewardLog;
 
-  constructor(options: { dynamodb: DynamoDBDocumentClient; tableName: string }) {
-    this.#rewards = new RewardLog(options);
+  constructor(options: { rewards: RewardLog }) {
+    this.#rewards = options.rewards;
   }
 
   async get(project: string): Promise<ServeSettings> {

@@ -79,10 +79,7 @@ export async function startDeployedStandIns(options: DeployedStandInsOptions): P
   const { aws } = options;
   const deps = stageDependencies(aws.config, aws.clients);
   // What the Infer and Feedback functions run, over the same tables and bucket.
-  const serve: ServeContext = createServeContext(
-    { ...deps, dynamodb: aws.clients.dynamodb, rewardTable: aws.config.rewardTable },
-    { drift: false, metricsSink: () => undefined, logger: silent, rng: createRng(3) },
-  );
+  const serve: ServeContext = createServeContext(deps, { drift: false, metricsSink: () => undefined, logger: silent, rng: createRng(3) });
   const inferUrl = await startFunctionUrl((event) => handleInferEvent(event, serve));
   const feedbackUrl = await startFunctionUrl((event) => handleFeedbackEvent(event, serve));
   const sfn = await startSfnStandIn(options.sfnScript);
@@ -181,6 +178,27 @@ export async function seedServedProject(deps: StageDependencies, project: string
 export async function seedFailedRun(deps: StageDependencies, project: string, runId: string): Promise<void> {
   await deps.runLog.createRun({ project, runId, specDigest: 'spec', specUri: `s3://${deps.config.bucket}/runs/${runId}/spec.json` });
   await deps.runLog.updateRunStatus(project, runId, 'failed', { stage: 'Embed', error: { name: 'EmbedFailed', message: 'exit 1' } });
+}
+
+/**
+ * An execution that failed at Embed, for `sfn.seed`: caught by the workflow's `failState` (FAILED)
+ * or timed out, redrivable unless `notRedrivable` gives Step Functions' reason.
+ */
+export function failedExecution(
+  name: string,
+  stateMachineArn: string,
+  options: { failState?: string; notRedrivable?: string } = {},
+): Parameters<SfnStandIn['seed']>[0] {
+  return {
+    name,
+    stateMachineArn,
+    input: '{}',
+    status: options.failState ? 'FAILED' : 'TIMED_OUT',
+    ...(options.notRedrivable === undefined
+      ? { redriveStatus: 'REDRIVABLE' }
+      : { redriveStatus: 'NOT_REDRIVABLE', redriveStatusReason: options.notRedrivable }),
+    history: failedHistory(options.failState),
+  };
 }
 
 /** An execution's history up to a failure at Embed: through the workflow's `failState` (caught), or a timeout. */

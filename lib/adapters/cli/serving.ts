@@ -17,7 +17,7 @@ import { awsOnly, localOnly, openCliSession, type GlobalOptions } from './sessio
  */
 export function serveContextOf(session: LocalSession): ServeContext {
   const { deps } = session;
-  return createServeContext({ ...deps, dynamodb: deps.clients.dynamodb, rewardTable: deps.config.rewardTable }, { metricsSink: () => undefined });
+  return createServeContext(deps, { metricsSink: () => undefined });
 }
 
 /**

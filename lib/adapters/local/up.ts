@@ -106,7 +106,7 @@ export async function startUp(session: LocalSession, options: UpOptions): Promis
   for (const entry of schedules) entry.next = nextFireTime(entry.schedule, new Date());
 
   const context = createServeContext(
-    { ...session.deps, dynamodb: session.deps.clients.dynamodb, rewardTable: session.deps.config.rewardTable },
+    session.deps,
     // Embedded-metric lines are for Lambda's log stream; on a terminal they would bury the command's own lines.
     { ...options.serve, metricsSink: () => undefined },
   );

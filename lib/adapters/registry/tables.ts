@@ -42,6 +42,10 @@ const keySchema: TableDefinition['KeySchema'] = [
   { AttributeName: 'pk', KeyType: 'HASH' },
   { AttributeName: 'sk', KeyType: 'RANGE' },
 ];
+const keyAttributes: TableDefinition['AttributeDefinitions'] = [
+  { AttributeName: 'pk', AttributeType: 'S' },
+  { AttributeName: 'sk', AttributeType: 'S' },
+];
 
 /** CreateTable inputs (plus the TTL attribute) for the registry and reward tables. Pure. */
 export function tableDefinitions(names: TableNames = { registryTable: DEFAULT_REGISTRY_TABLE, rewardTable: DEFAULT_REWARD_TABLE }): {
@@ -52,12 +56,7 @@ export function tableDefinitions(names: TableNames = { registryTable: DEFAULT_RE
     registry: {
       TableName: names.registryTable,
       KeySchema: keySchema,
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-        { AttributeName: 'gsi1pk', AttributeType: 'S' },
-        { AttributeName: 'gsi1sk', AttributeType: 'S' },
-      ],
+      AttributeDefinitions: [...keyAttributes, { AttributeName: 'gsi1pk', AttributeType: 'S' }, { AttributeName: 'gsi1sk', AttributeType: 'S' }],
       GlobalSecondaryIndexes: [
         {
           IndexName: RUNS_BY_TIME_INDEX,
@@ -73,10 +72,7 @@ export function tableDefinitions(names: TableNames = { registryTable: DEFAULT_RE
     rewards: {
       TableName: names.rewardTable,
       KeySchema: keySchema,
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
+      AttributeDefinitions: keyAttributes,
       BillingMode: 'PAY_PER_REQUEST',
       timeToLiveAttribute: 'expiresAt',
     },

@@ -111,18 +111,7 @@ export class ArtifactStore {
   async putBytes(keyOrUri: string, bytes: Uint8Array, options: { contentType?: string } = {}): Promise<StoredObject> {
     const key = this.keyOf(keyOrUri);
     const sha256 = sha256Hex(bytes);
-    await this.#send(key, 'write', () =>
-      this.#s3.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: bytes,
-          ContentLength: bytes.byteLength,
-          ContentType: options.contentType ?? 'application/octet-stream',
-          Metadata: { [SHA256_METADATA]: sha256 },
-        }),
-      ),
-    );
+    await this.#put(key, bytes, { sha256, contentType: options.contentType ?? 'application/octet-stream' });
     return { key, uri: this.uri(key), sha256, sizeBytes: bytes.byteLength };
   }
 
@@ -313,25 +302,30 @@ export class ArtifactStore {
       return stored;
     }
     try {
-      await this.#send(key, 'write', () =>
-        this.#s3.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: key,
-            Body: bytes,
-            ContentLength: bytes.byteLength,
-            ContentType: contentType,
-            Metadata: { [SHA256_METADATA]: sha256 },
-            IfNoneMatch: '*',
-          }),
-        ),
-      );
+      await this.#put(key, bytes, { sha256, contentType, ifNoneMatch: '*' });
     } catch (error) {
       // 412: a concurrent writer stored the same content first; 409: a conditional write raced.
       const status = error instanceof StoreError ? error.context.status : undefined;
       if (status !== 412 && status !== 409) throw error;
     }
     return stored;
+  }
+
+  /** One PutObject with the sha256 in its metadata, which every reader checks. */
+  async #put(key: string, bytes: Uint8Array, options: { sha256: string; contentType: string; ifNoneMatch?: '*' }): Promise<void> {
+    await this.#send(key, 'write', () =>
+      this.#s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: bytes,
+          ContentLength: bytes.byteLength,
+          ContentType: options.contentType,
+          Metadata: { [SHA256_METADATA]: options.sha256 },
+          ...(options.ifNoneMatch ? { IfNoneMatch: options.ifNoneMatch } : {}),
+        }),
+      ),
+    );
   }
 
   #notFound(key: string): StoreError {
