@@ -16,7 +16,7 @@ import { makeClients, type AwsClients } from '#lib/adapters/config/index.ts';
 import type { CardTask } from '#lib/domain/run/index.ts';
 import { encoderFeeds } from '#lib/domain/encoders/index.ts';
 import { startLocalAws } from '#lib/adapters/local/standIns.ts';
-import { ModelRegistry, RewardLog, type ServingSet } from '#lib/adapters/registry/index.ts';
+import type { ServingSet } from '#lib/adapters/registry/index.ts';
 import { chooseArm, emptyStats, recordReward, type Arm } from '#lib/domain/route/index.ts';
 import { createRng } from '#lib/domain/random/index.ts';
 import {
@@ -28,7 +28,7 @@ import {
   type ServeContext,
   type ServeOptions,
 } from '#lib/serve/index.ts';
-import { ArtifactStore } from '#lib/adapters/store/index.ts';
+import { stageDependencies } from '#lib/pipeline/dependencies.ts';
 import { buildFeaturesModel, publishModel, urlEvent } from '../test/helpers/servingModels.ts';
 
 // ── routing simulation ────────────────────────────────────────────────────────────────────────
@@ -118,10 +118,8 @@ export async function benchServe(options: { iterations?: number } = {}): Promise
   const dir = await mkdtemp(join(tmpdir(), 'agentflow-bench-serve-'));
   const local = await startLocalAws({ dir });
   const clients: AwsClients = makeClients(local.config);
-  const registry = new ModelRegistry({ dynamodb: clients.dynamodb, tableName: local.config.registryTable });
-  const rewards = new RewardLog({ dynamodb: clients.dynamodb, tableName: local.config.rewardTable });
-  const store = new ArtifactStore({ s3: clients.s3, bucket: local.config.bucket });
-  const deps = { registry, rewards, store, dynamodb: clients.dynamodb, rewardTable: local.config.rewardTable };
+  const deps = stageDependencies(local.config, clients);
+  const { registry, rewards, store } = deps;
   const contexts: ServeContext[] = [];
   const newContext = (extra: ServeOptions = {}) => {
     const context = createServeContext(deps, { metricsSink: () => {}, logger: { info() {}, warn() {}, error() {} }, ...extra });

@@ -345,7 +345,8 @@ async function referenceFor(
     return store.getJson(live.reference.uri, DriftReferenceSchema);
   }
   const key = keys.modelFile(card.project, card.version, 'reference.json');
-  if (await store.exists(key)) return store.getJson(key, DriftReferenceSchema);
+  const stored = await store.findJson(key, DriftReferenceSchema);
+  if (stored) return stored;
   const source = options.holdoutEmbeddings ?? ((c: ModelCard) => shardHoldoutEmbeddings(store, c));
   const built = await referenceFromEmbeddings(source(card), { dimension: card.encoder.dimension, maxRows: options.maxReferenceRows ?? REFERENCE_ROWS });
   if (!built.reference) {
