@@ -63,6 +63,7 @@ describe('parseSpec defaults', () => {
       warmupSteps: 50,
       schedule: 'cosine',
       earlyStoppingPatience: 3,
+      earlyStoppingMinDelta: 1e-4,
       weighting: 'fixed',
       seed: 7,
     });

@@ -168,6 +168,31 @@ describe('trainTrial', () => {
     expect(auc).not.toBeCloseTo(result.history.at(-1)!.validation.click.auc, 6);
   });
 
+  it('counts patience from the last epoch that beat the objective by earlyStoppingMinDelta, and still keeps the best epoch', async () => {
+    const small = generateMultiTask({ rows: 1200, dim: DIM, tasks: TASKS, seed: 9, labelNoise: 0.2 });
+    const run = (earlyStoppingMinDelta: number) =>
+      trainTrial({
+        spec: specWith({
+          training: { epochs: 12, learningRate: 3e-3, schedule: 'constant', warmupSteps: 0, earlyStoppingPatience: 2, earlyStoppingMinDelta, batchSize: 32 },
+        }),
+        encoder: { id: 'e0', dimension: DIM },
+        proposal: { lambda: LAMBDA },
+        data: { train: rowsOf(small, 0, 600), validation: rowsOf(small, 600, 1200) },
+        options: { intraOpNumThreads: 1 },
+      });
+    // No epoch can beat the first by a whole unit of objective: patience runs out two epochs after it.
+    const strict = await run(1);
+    expect(strict.stoppedEarly).toBe(true);
+    expect(strict.epochsRun).toBe(3);
+    const objectives = strict.history.map((h) => h.objective);
+    expect(strict.objective).toBe(Math.max(...objectives));
+    expect(strict.metrics).toEqual(strict.history[strict.bestEpoch].validation);
+    // The same epochs, trained alike, as far as the strict run went.
+    const loose = await run(0);
+    expect(loose.epochsRun).toBeGreaterThan(3);
+    expect(loose.history.slice(0, 3).map((h) => h.objective)).toEqual(objectives);
+  });
+
   it('uses the proposal learning rate over the spec, with warm-up then cosine decay', async () => {
     // 3000 rows in batches of 128: 24 steps per epoch, so warm-up (30 steps) ends in epoch 2.
     const result = await trial(specWith({ training: { epochs: 3, warmupSteps: 30, learningRate: 0.5 } }), { proposal: { lambda: LAMBDA, learningRate: 1e-3 } });

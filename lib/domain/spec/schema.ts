@@ -268,6 +268,12 @@ export const trainingSchema = z.strictObject({
   schedule: z.enum(['cosine', 'constant']).default('cosine'),
   /** Epochs without validation improvement before stopping; 0 turns early stopping off. */
   earlyStoppingPatience: nonNegativeInt().default(3),
+  /**
+   * An epoch whose validation objective beats the best by less than this does not restart the
+   * patience count (its weights are still kept when they are the best): a plateau that creeps
+   * upward in the fourth decimal ends the trial instead of running out its epochs.
+   */
+  earlyStoppingMinDelta: nonNegative().default(1e-4),
   weighting: z.enum(['fixed', 'uncertainty', 'dwa']).default('fixed'),
   seed: z.int().default(7),
   /** A trial whose loss exceeds this (or turns NaN) fails cleanly instead of wasting GPU time. */

@@ -204,6 +204,8 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
     const history: EpochRecord[] = [];
     const lossHistory: number[][] = [];
     let best: { epoch: number; objective: number; metrics: TaskMetrics; tensors: Record<string, Float32Array> } | undefined;
+    // The epoch that last beat the objective by at least `earlyStoppingMinDelta`: patience counts from it.
+    let lastGain: { epoch: number; objective: number } | undefined;
     let stepsPerEpoch: number | undefined;
     let stoppedEarly = false;
     const everySteps = settings.progressEverySteps ?? 100;
@@ -278,9 +280,10 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
       });
       settings.onProgress?.({ kind: 'epoch', epoch, step: session.steps, losses: byTask(taskNames, meanLoss), metrics, objective });
 
-      if (best === undefined || objective > best.objective) {
-        best = { epoch, objective, metrics, tensors: session.parameters() };
-      } else if (training.earlyStoppingPatience > 0 && epoch - best.epoch >= training.earlyStoppingPatience) {
+      if (best === undefined || objective > best.objective) best = { epoch, objective, metrics, tensors: session.parameters() };
+      if (lastGain === undefined || objective >= lastGain.objective + training.earlyStoppingMinDelta) {
+        lastGain = { epoch, objective };
+      } else if (training.earlyStoppingPatience > 0 && epoch - lastGain.epoch >= training.earlyStoppingPatience) {
         stoppedEarly = epoch + 1 < epochs;
         if (stoppedEarly) break;
       }
