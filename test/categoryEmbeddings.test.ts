@@ -1,19 +1,19 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
-import { defaultEmbeddingDimension, encodeRows, encoderDescriptor, encoderFeeds, fitEncoder, mergeEncoderAndHeads, type FittedEncoder } from '#lib/domain/encoders/index.ts';
+import {
+  defaultEmbeddingDimension,
+  encodeRows,
+  encoderDescriptor,
+  encoderFeeds,
+  fitEncoder,
+  mergeEncoderAndHeads,
+  type FittedEncoder,
+} from '#lib/domain/encoders/index.ts';
 import { mulberry32 } from '#lib/domain/random/index.ts';
-import type { ShardBatch } from '#lib/domain/shards/index.ts';
 import { parseSpec, type TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
-import { buildHeads, embeddingParameter, exportHeads, parityDifference, trainingForward, trainTrial, TrainError } from '#lib/domain/train/index.ts';
+import { buildHeads, embeddingParameter, exportHeads, parityDifference, trainingForward, TrainError } from '#lib/domain/train/index.ts';
 import { decodeWeights, encodeWeights } from '#lib/pipeline/trials/weights.ts';
-
-const rowsOf = (inputs: Record<string, unknown>[], labels: Record<string, number | null>[] = []): ValidatedRow[] =>
-  inputs.map((input, i) => ({ input, labels: labels[i] ?? {} }));
-const source = (rows: ValidatedRow[]) =>
-  async function* () {
-    yield* rows;
-  };
+import { rowSource as source, rowsOf, trainOnRows } from './helpers/trainRows.ts';
 
 const tabular = (over: Partial<TabularBaseModelSpec> = {}): TabularBaseModelSpec => ({
   kind: 'tabular',
@@ -52,7 +52,9 @@ describe('the tabular encoder with embedded categorical columns', () => {
     expect(fitted.dimension).toBe(5);
     expect(fitted.categoryEmbeddings).toEqual([{ column: 'city', feature: 4, levels: 8, dimension: defaultEmbeddingDimension(8) }]);
     expect(fitted.summary.categoryEmbeddings).toEqual(fitted.categoryEmbeddings);
-    expect((fitted.summary.categorical as { column: string; encoding: string; categories: string[] }[]).map((c) => [c.column, c.encoding, c.categories])).toEqual([
+    expect(
+      (fitted.summary.categorical as { column: string; encoding: string; categories: string[] }[]).map((c) => [c.column, c.encoding, c.categories]),
+    ).toEqual([
       ['plan', 'onehot', ['free', 'pro', 'team']],
       ['city', 'embedding', ['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6']],
     ]);
@@ -66,14 +68,24 @@ describe('the tabular encoder with embedded categorical columns', () => {
     ];
     const rows = await featureRows(fitted, probes);
     expect(rows.map((row) => row[4])).toEqual([1, 7, 0, 0, 0, 4]);
-    expect(rows.map((row) => row.slice(1, 4))).toEqual([[0, 1, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]]);
+    expect(rows.map((row) => row.slice(1, 4))).toEqual([
+      [0, 1, 0],
+      [0, 1, 0],
+      [0, 1, 0],
+      [0, 1, 0],
+      [0, 1, 0],
+      [0, 0, 0],
+    ]);
   });
 
   it('keeps at most maxEmbeddingLevels levels, the most frequent, and takes embeddingDimension from the spec', async () => {
     const fitted = await fitEncoder(tabular({ maxEmbeddingLevels: 3, embeddingDimension: 5 }), source(rowsOf(train)));
 
     expect(fitted.categoryEmbeddings).toEqual([{ column: 'city', feature: 4, levels: 4, dimension: 5 }]);
-    const rows = await featureRows(fitted, ['c0', 'c1', 'c2', 'c3', 'c6'].map((city) => ({ spend: 1, plan: 'free', city })));
+    const rows = await featureRows(
+      fitted,
+      ['c0', 'c1', 'c2', 'c3', 'c6'].map((city) => ({ spend: 1, plan: 'free', city })),
+    );
     expect(rows.map((row) => row[4])).toEqual([1, 2, 3, 0, 0]);
   });
 
@@ -81,7 +93,12 @@ describe('the tabular encoder with embedded categorical columns', () => {
     { name: 'auto embeds only the column over maxCategories', over: {}, embedded: ['city'], dimension: 5 },
     { name: 'auto one-hots a column whose distinct values equal maxCategories', over: { maxCategories: 8 }, embedded: [], dimension: 1 + 3 + 8 },
     { name: 'auto embeds it one value later', over: { maxCategories: 7 }, embedded: ['city'], dimension: 1 + 3 + 1 },
-    { name: 'a per-column override embeds a small column', over: { categoricalEncodings: { plan: 'embedding' } }, embedded: ['plan', 'city'], dimension: 1 + 2 },
+    {
+      name: 'a per-column override embeds a small column',
+      over: { categoricalEncodings: { plan: 'embedding' } },
+      embedded: ['plan', 'city'],
+      dimension: 1 + 2,
+    },
     { name: 'a per-column override one-hots a large one, capped', over: { categoricalEncodings: { city: 'onehot' } }, embedded: [], dimension: 1 + 3 + 4 },
     { name: '"embedding" for every column', over: { categoricalEncoding: 'embedding' }, embedded: ['plan', 'city'], dimension: 1 + 2 },
     {
@@ -121,12 +138,25 @@ describe('the tabular encoder with embedded categorical columns', () => {
 
 describe('the spec fields of categorical encodings', () => {
   const specWith = (baseModel: Record<string, unknown>) => () =>
-    parseSpec({ project: 'shops', baseModel: { kind: 'tabular', categorical: ['city'], ...baseModel }, datasets: { train: 'train.jsonl' }, tasks: [{ name: 'churn', type: 'binary' }] });
+    parseSpec({
+      project: 'shops',
+      baseModel: { kind: 'tabular', categorical: ['city'], ...baseModel },
+      datasets: { train: 'train.jsonl' },
+      tasks: [{ name: 'churn', type: 'binary' }],
+    });
 
   it.each<[string, Record<string, unknown>, RegExp]>([
-    ['an override of a column that is not categorical', { categoricalEncodings: { town: 'embedding' } }, /baseModel\.categoricalEncodings\.town.*"town" is not one of the categorical columns \(city\); list it in categorical or remove it from categoricalEncodings/s],
+    [
+      'an override of a column that is not categorical',
+      { categoricalEncodings: { town: 'embedding' } },
+      /baseModel\.categoricalEncodings\.town.*"town" is not one of the categorical columns \(city\); list it in categorical or remove it from categoricalEncodings/s,
+    ],
     ['an unknown encoding', { categoricalEncoding: 'hash' }, /baseModel\.categoricalEncoding.*"hash" is not one of onehot \| embedding \| auto/s],
-    ['"auto" as a column override', { categoricalEncodings: { city: 'auto' } }, /baseModel\.categoricalEncodings\.city.*"auto" is not one of onehot \| embedding/s],
+    [
+      '"auto" as a column override',
+      { categoricalEncodings: { city: 'auto' } },
+      /baseModel\.categoricalEncodings\.city.*"auto" is not one of onehot \| embedding/s,
+    ],
     ['no levels to keep', { maxEmbeddingLevels: 0 }, /baseModel\.maxEmbeddingLevels.*0 is below the minimum 1/s],
     ['a zero-width table', { embeddingDimension: 0 }, /baseModel\.embeddingDimension.*0 is below the minimum 1/s],
   ])('refuses %s, naming the field and the value', (_name, baseModel, message) => {
@@ -136,7 +166,12 @@ describe('the spec fields of categorical encodings', () => {
   it('leaves the fields unset by default, so specs written before them resolve as they did', () => {
     const model = specWith({})().baseModels[0] as TabularBaseModelSpec;
 
-    expect([model.categoricalEncoding, model.categoricalEncodings, model.maxEmbeddingLevels, model.embeddingDimension]).toEqual([undefined, undefined, undefined, undefined]);
+    expect([model.categoricalEncoding, model.categoricalEncodings, model.maxEmbeddingLevels, model.embeddingDimension]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
   });
 });
 
@@ -158,11 +193,17 @@ describe('heads over embedded categorical columns', () => {
     expect(table.init).toEqual(again.parameters.find((p) => p.name === embeddingParameter('city'))!.init);
     expect(heads.parameters.find((p) => p.name === 'bottom.0.weight')!.shape).toEqual([4 + 3, 8]);
     // Weights of the other layers are drawn as without the table.
-    expect(heads.parameters.find((p) => p.name === 'tower.churn.out.weight')!.init).toEqual(buildHeads(options).parameters.find((p) => p.name === 'tower.churn.out.weight')!.init);
+    expect(heads.parameters.find((p) => p.name === 'tower.churn.out.weight')!.init).toEqual(
+      buildHeads(options).parameters.find((p) => p.name === 'tower.churn.out.weight')!.init,
+    );
   });
 
   it.each([
-    ['a feature outside the row', { categoryEmbeddings: [{ column: 'city', feature: 5, levels: 8, dimension: 3 }] }, /reads feature 5, not a distinct feature of 0 … 4/],
+    [
+      'a feature outside the row',
+      { categoryEmbeddings: [{ column: 'city', feature: 5, levels: 8, dimension: 3 }] },
+      /reads feature 5, not a distinct feature of 0 … 4/,
+    ],
     [
       'two columns on one feature',
       {
@@ -215,37 +256,9 @@ describe('training and export with a 300-level categorical', () => {
   const train = merchantRows(9000, 1);
   const validation = merchantRows(3000, 2);
 
-  async function batchOf(fitted: FittedEncoder, data: typeof train): Promise<ShardBatch> {
-    const features = await encodeRows(fitted, rowsOf(data.inputs));
-    return {
-      rows: data.inputs.length,
-      dim: fitted.dimension,
-      features,
-      labels: { churn: Float32Array.from(data.labels, (l) => l.churn ?? 0) },
-      masks: { churn: Uint8Array.from(data.labels, () => 1) },
-      rowIndex: Int32Array.from(data.inputs, (_, i) => i),
-    };
-  }
-
   async function trained(baseModel: TabularBaseModelSpec) {
     const fitted = await fitEncoder(baseModel, source(rowsOf(train.inputs)));
-    const [trainBatch, validationBatch] = await Promise.all([batchOf(fitted, train), batchOf(fitted, validation)]);
-    const encoder = { id: 'e0', dimension: fitted.dimension, ...(fitted.categoryEmbeddings ? { categoryEmbeddings: fitted.categoryEmbeddings } : {}) };
-    const result = await trainTrial({
-      spec,
-      encoder,
-      proposal: { lambda: { churn: 1 } },
-      data: {
-        train: async function* () {
-          yield trainBatch;
-        },
-        validation: async function* () {
-          yield validationBatch;
-        },
-      },
-      options: { intraOpNumThreads: 1 },
-    });
-    return { fitted, encoder, result };
+    return { fitted, ...(await trainOnRows({ spec, fitted, lambda: { churn: 1 }, train, validation })) };
   }
 
   const baseModel = spec.baseModels[0] as TabularBaseModelSpec;
@@ -258,36 +271,41 @@ describe('training and export with a 300-level categorical', () => {
     expect(capped.fitted.dimension).toBe(1 + 50);
     const [auc, cappedAuc] = [embedded.result.metrics.churn.auc, capped.result.metrics.churn.auc];
     console.log(`merchant AUC: embedding ${auc.toFixed(4)}, one-hot capped at 50 ${cappedAuc.toFixed(4)}`);
-    expect(auc - cappedAuc).toBeGreaterThan(0.05);
+    // Measured 0.13 to 0.17 over five data and training seeds.
+    expect(auc - cappedAuc).toBeGreaterThan(0.1);
   });
 
-  it('exports a merged model that takes raw rows, unseen and missing merchants included, and gives what the trained heads give', { timeout: 120_000 }, async () => {
-    const { fitted, encoder, result } = await trained(baseModel);
-    // weights.json carries the layout, so Export rebuilds the same heads from stored weights.
-    const { bin, index } = encodeWeights(result.weights);
-    const weights = decodeWeights(bin, index);
-    expect(index.categoryEmbeddings).toEqual(fitted.categoryEmbeddings);
-    const merged = mergeEncoderAndHeads(fitted.model, exportHeads({ spec, encoder, weights }), { featureInput: 'features' });
+  it(
+    'exports a merged model that takes raw rows, unseen and missing merchants included, and gives what the trained heads give',
+    { timeout: 120_000 },
+    async () => {
+      const { fitted, encoder, result } = await trained(baseModel);
+      // weights.json carries the layout, so Export rebuilds the same heads from stored weights.
+      const { bin, index } = encodeWeights(result.weights);
+      const weights = decodeWeights(bin, index);
+      expect(index.categoryEmbeddings).toEqual(fitted.categoryEmbeddings);
+      const merged = mergeEncoderAndHeads(fitted.model, exportHeads({ spec, encoder, weights }), { featureInput: 'features' });
 
-    const records = rowsOf([
-      ...validation.inputs.slice(0, 60),
-      { amount: 0.5, merchant: 'never-seen' },
-      { amount: 0.5, merchant: null },
-      { amount: 0.5, merchant: 'm3' },
-      { amount: null, merchant: 'm3' },
-    ]);
-    const expected = await trainingForward({ spec, weights, batch: { features: await encodeRows(fitted, records), rows: records.length } });
-    const session = await ort.InferenceSession.create(merged);
-    const actual = await session.run(encoderFeeds(encoderDescriptor(merged), records));
-    await session.release();
+      const records = rowsOf([
+        ...validation.inputs.slice(0, 60),
+        { amount: 0.5, merchant: 'never-seen' },
+        { amount: 0.5, merchant: null },
+        { amount: 0.5, merchant: 'm3' },
+        { amount: null, merchant: 'm3' },
+      ]);
+      const expected = await trainingForward({ spec, weights, batch: { features: await encodeRows(fitted, records), rows: records.length } });
+      const session = await ort.InferenceSession.create(merged);
+      const actual = await session.run(encoderFeeds(encoderDescriptor(merged), records));
+      await session.release();
 
-    expect(Object.keys(expected)).toEqual(['churn.probability']);
-    for (const [name, want] of Object.entries(expected)) {
-      expect(parityDifference(actual[name].data as Float32Array, want), name).toBeLessThan(1e-5);
-    }
-    // An unseen and a missing merchant read the same shared row; a known one reads its own.
-    const [unseen, missing, known] = [...(actual['churn.probability'].data as Float32Array).subarray(60, 63)];
-    expect(unseen).toBe(missing);
-    expect(Math.abs(known - unseen)).toBeGreaterThan(1e-3);
-  });
+      expect(Object.keys(expected)).toEqual(['churn.probability']);
+      for (const [name, want] of Object.entries(expected)) {
+        expect(parityDifference(actual[name].data as Float32Array, want), name).toBeLessThan(1e-5);
+      }
+      // An unseen and a missing merchant read the same shared row; a known one reads its own.
+      const [unseen, missing, known] = [...(actual['churn.probability'].data as Float32Array).subarray(60, 63)];
+      expect(unseen).toBe(missing);
+      expect(Math.abs(known - unseen)).toBeGreaterThan(1e-3);
+    },
+  );
 });

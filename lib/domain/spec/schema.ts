@@ -99,24 +99,20 @@ export const tabularBaseModelSchema = z
     embeddingDimension: z.int().min(1).max(1024).optional(),
   })
   .superRefine((model, ctx) => {
-    for (const column of Object.keys(model.categoricalEncodings ?? {})) {
-      if (!model.categorical.includes(column)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['categoricalEncodings', column],
-          input: column,
-          message: `"${column}" is not one of the categorical columns (${model.categorical.join(', ') || 'none'}); list it in categorical or remove it from categoricalEncodings`,
-        });
-      }
-    }
-    for (const column of Object.keys(model.columnEncodings ?? {})) {
-      if (!model.numeric.includes(column)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['columnEncodings', column],
-          input: column,
-          message: `"${column}" is not one of the numeric columns (${model.numeric.join(', ') || 'none'}); list it in numeric or remove it from columnEncodings`,
-        });
+    // Per-column overrides may name only columns of their own kind.
+    for (const [field, list, columns] of [
+      ['columnEncodings', 'numeric', model.numeric],
+      ['categoricalEncodings', 'categorical', model.categorical],
+    ] as const) {
+      for (const column of Object.keys(model[field] ?? {})) {
+        if (!columns.includes(column)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [field, column],
+            input: column,
+            message: `"${column}" is not one of the ${list} columns (${columns.join(', ') || 'none'}); list it in ${list} or remove it from ${field}`,
+          });
+        }
       }
     }
     if (model.numeric.length + model.categorical.length === 0) {

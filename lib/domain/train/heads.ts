@@ -153,16 +153,22 @@ function checkOptions(options: HeadsOptions): HeadTask[] {
   if (options.tasks.length === 0) bad('no tasks; pass at least one', {});
   const features = new Set<number>();
   for (const e of options.categoryEmbeddings ?? []) {
-    if (options.sparseInput === true) bad(`categoryEmbeddings (column "${e.column}") need dense input; sparse features hold no level indices`, { column: e.column });
+    if (options.sparseInput === true)
+      bad(`categoryEmbeddings (column "${e.column}") need dense input; sparse features hold no level indices`, { column: e.column });
     if (!Number.isInteger(e.feature) || e.feature < 0 || e.feature >= inputDim || features.has(e.feature)) {
-      bad(`category embedding of column "${e.column}" reads feature ${e.feature}, not a distinct feature of 0 … ${inputDim - 1}; pass the encoder's categoryEmbeddings`, {
-        column: e.column,
-        feature: e.feature,
-      });
+      bad(
+        `category embedding of column "${e.column}" reads feature ${e.feature}, not a distinct feature of 0 … ${inputDim - 1}; pass the encoder's categoryEmbeddings`,
+        {
+          column: e.column,
+          feature: e.feature,
+        },
+      );
     }
     features.add(e.feature);
     if (!(Number.isInteger(e.levels) && e.levels >= 1 && Number.isInteger(e.dimension) && e.dimension >= 1)) {
-      bad(`category embedding of column "${e.column}" has levels ${e.levels} and dimension ${e.dimension}; both must be positive integers`, { column: e.column });
+      bad(`category embedding of column "${e.column}" has levels ${e.levels} and dimension ${e.dimension}; both must be positive integers`, {
+        column: e.column,
+      });
     }
   }
   const seen = new Set<string>();
@@ -259,7 +265,12 @@ export function buildHeads(options: HeadsOptions): Heads {
   for (const e of categoryEmbeddings) {
     const name = embeddingParameter(e.column);
     const random = new Random(deriveSeed(seed, name));
-    parameters.push({ name, shape: [e.levels, e.dimension], init: Float32Array.from({ length: e.levels * e.dimension }, () => random.normal() * EMBEDDING_INIT_STD), ...decay });
+    parameters.push({
+      name,
+      shape: [e.levels, e.dimension],
+      init: Float32Array.from({ length: e.levels * e.dimension }, () => random.normal() * EMBEDDING_INIT_STD),
+      ...decay,
+    });
   }
   // What the first layer reads: the plain features, then each embedded column's table row.
   const firstWidth = plainFeatures.length + categoryEmbeddings.reduce((sum, e) => sum + e.dimension, 0);
