@@ -10,9 +10,11 @@ import {
   type FittedEncoder,
 } from '#lib/domain/encoders/index.ts';
 import { mulberry32 } from '#lib/domain/random/index.ts';
+import { cardServingOf } from '#lib/domain/run/index.ts';
 import { parseSpec, type TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
 import { buildHeads, embeddingParameter, exportHeads, parityDifference, trainingForward, TrainError } from '#lib/domain/train/index.ts';
 import { decodeWeights, encodeWeights } from '#lib/pipeline/trials/weights.ts';
+import { recordChecker } from '#lib/serve/index.ts';
 import { rowSource as source, rowsOf, trainOnRows } from './helpers/trainRows.ts';
 
 const tabular = (over: Partial<TabularBaseModelSpec> = {}): TabularBaseModelSpec => ({
@@ -308,4 +310,20 @@ describe('training and export with a 300-level categorical', () => {
       expect(Math.abs(known - unseen)).toBeGreaterThan(1e-3);
     },
   );
+});
+
+describe('serving a model whose embedded column knows many levels', () => {
+  it('refuses an unknown level under "reject" naming the first known levels and their count, not all of them', async () => {
+    const inputs = Array.from({ length: 600 }, (_, i) => ({ spend: i, plan: 'free', city: `c${i % 300}` }));
+    const fitted = await fitEncoder(tabular(), source(rowsOf(inputs)));
+    const descriptor = encoderDescriptor(fitted.model);
+    const checker = recordChecker(descriptor, cardServingOf({ serving: { unknownInputs: 'reject' } }, fitted.summary));
+
+    const { problems } = checker([{ spend: 1, plan: 'free', city: 'Atlantis' }]);
+
+    expect(problems).toHaveLength(1);
+    expect(problems[0].message).toMatch(
+      /^field "city" is "Atlantis", not a category the model knows \(c0, c1, c10, (c\d+, ){16}c\d+, … 300 in all\); send one of those/,
+    );
+  });
 });
