@@ -11,7 +11,7 @@ import {
 } from '#lib/domain/encoders/index.ts';
 import { mulberry32 } from '#lib/domain/random/index.ts';
 import { cardServingOf } from '#lib/domain/run/index.ts';
-import { parseSpec, type TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
+import { parseSpec, type Architecture, type TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
 import { buildHeads, embeddingParameter, exportHeads, parityDifference, trainingForward, TrainError } from '#lib/domain/train/index.ts';
 import { decodeWeights, encodeWeights } from '#lib/pipeline/trials/weights.ts';
 import { recordChecker } from '#lib/serve/index.ts';
@@ -258,9 +258,10 @@ describe('training and export with a 300-level categorical', () => {
   const train = merchantRows(9000, 1);
   const validation = merchantRows(3000, 2);
 
-  async function trained(baseModel: TabularBaseModelSpec) {
+  async function trained(baseModel: TabularBaseModelSpec, architecture: Architecture = 'shared-bottom') {
     const fitted = await fitEncoder(baseModel, source(rowsOf(train.inputs)));
-    return { fitted, ...(await trainOnRows({ spec, fitted, lambda: { churn: 1 }, train, validation })) };
+    const trialSpec = { ...spec, model: { ...spec.model, architectures: [architecture] } };
+    return { fitted, trialSpec, ...(await trainOnRows({ spec: trialSpec, fitted, lambda: { churn: 1 }, train, validation })) };
   }
 
   const baseModel = spec.baseModels[0] as TabularBaseModelSpec;
@@ -277,16 +278,16 @@ describe('training and export with a 300-level categorical', () => {
     expect(auc - cappedAuc).toBeGreaterThan(0.1);
   });
 
-  it(
-    'exports a merged model that takes raw rows, unseen and missing merchants included, and gives what the trained heads give',
-    { timeout: 120_000 },
-    async () => {
-      const { fitted, encoder, result } = await trained(baseModel);
+  it.each<Architecture>(['shared-bottom', 'mmoe'])(
+    '%s: exports a merged model that takes raw rows, unseen and missing merchants included, and gives what the trained heads give',
+    async (architecture) => {
+      const { fitted, trialSpec, encoder, result } = await trained(baseModel, architecture);
+      expect(result.architecture).toBe(architecture);
       // weights.json carries the layout, so Export rebuilds the same heads from stored weights.
       const { bin, index } = encodeWeights(result.weights);
       const weights = decodeWeights(bin, index);
       expect(index.categoryEmbeddings).toEqual(fitted.categoryEmbeddings);
-      const merged = mergeEncoderAndHeads(fitted.model, exportHeads({ spec, encoder, weights }), { featureInput: 'features' });
+      const merged = mergeEncoderAndHeads(fitted.model, exportHeads({ spec: trialSpec, encoder, weights }), { featureInput: 'features' });
 
       const records = rowsOf([
         ...validation.inputs.slice(0, 60),
@@ -295,7 +296,7 @@ describe('training and export with a 300-level categorical', () => {
         { amount: 0.5, merchant: 'm3' },
         { amount: null, merchant: 'm3' },
       ]);
-      const expected = await trainingForward({ spec, weights, batch: { features: await encodeRows(fitted, records), rows: records.length } });
+      const expected = await trainingForward({ spec: trialSpec, weights, batch: { features: await encodeRows(fitted, records), rows: records.length } });
       const session = await ort.InferenceSession.create(merged);
       const actual = await session.run(encoderFeeds(encoderDescriptor(merged), records));
       await session.release();

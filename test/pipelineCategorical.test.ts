@@ -85,6 +85,7 @@ describe('a run on a table with a high-cardinality categorical', () => {
     expect(index.categoryEmbeddings).toEqual(encoder.categoryEmbeddings);
     expect(index.parameters.find((p) => p.name === embeddingParameter('merchant'))?.shape).toEqual([encoder.categoryEmbeddings![0].levels, 16]);
     expect(card.metrics.holdout.churn.auc).toBeGreaterThan(0.7);
+    expect(card.hyperparameters?.categoryEmbeddings).toEqual({ merchant: { levels: encoder.categoryEmbeddings![0].levels, dimension: 16 } });
 
     const records = [
       { merchant: 'm7', amount: 0.2 },
