@@ -10,7 +10,7 @@ import {
   type FittedEncoder,
 } from '#lib/domain/encoders/index.ts';
 import { mulberry32 } from '#lib/domain/random/index.ts';
-import { cardServingOf } from '#lib/domain/run/index.ts';
+import { cardServingOf, EncoderEntry } from '#lib/domain/run/index.ts';
 import { parseSpec, type Architecture, type TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
 import { buildHeads, embeddingParameter, exportHeads, parityDifference, trainingForward, TrainError } from '#lib/domain/train/index.ts';
 import { decodeWeights, encodeWeights } from '#lib/pipeline/trials/weights.ts';
@@ -135,6 +135,18 @@ describe('the tabular encoder with embedded categorical columns', () => {
     expect(rows.map((row) => row.slice(1))).toEqual(
       probes.map((p) => [...plans.map((v) => (p.plan === v ? 1 : 0)), ...cities.map((v) => (p.city === v ? 1 : 0))]),
     );
+  });
+});
+
+describe("the run manifest's encoder entry", () => {
+  const entry = { id: 'e0', kind: 'tabular', uri: 's3://bucket/encoders/x.onnx', sha256: 'ab', dimension: 5, summary: {} };
+
+  it('reads an entry written before embeddings existed, and one with their layout', () => {
+    const layout = [{ column: 'city', feature: 4, levels: 8, dimension: 3 }];
+
+    expect(EncoderEntry.parse(entry).categoryEmbeddings).toBeUndefined();
+    expect(EncoderEntry.parse({ ...entry, categoryEmbeddings: layout }).categoryEmbeddings).toEqual(layout);
+    expect(EncoderEntry.safeParse({ ...entry, categoryEmbeddings: [{ ...layout[0], levels: 0 }] }).success).toBe(false);
   });
 });
 
