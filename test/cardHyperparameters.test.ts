@@ -68,6 +68,19 @@ describe("the model card's hyperparameters", () => {
     );
   });
 
+  it('records the tables of embedded categorical columns', () => {
+    const recorded = cardHyperparametersOf({
+      spec,
+      proposal: {},
+      encoder: { ...tabular({ age: 'standard', gain: 'standard' }), categoryEmbeddings: [{ column: 'job', feature: 2, levels: 301, dimension: 16 }] },
+      architecture: 'shared-bottom',
+    });
+
+    expect(recorded.categoryEmbeddings).toEqual({ job: { levels: 301, dimension: 16 } });
+    expect(CardHyperparameters.parse(recorded)).toEqual(recorded);
+    expect(hyperparametersText(recorded)).toMatch(/, numericEncoding standard, categoryEmbeddings job=301×16$/);
+  });
+
   it("records an MMoE's experts and their width, and stars the searched entries in the CLI's line", () => {
     const recorded = cardHyperparametersOf({
       spec,

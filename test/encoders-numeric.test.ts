@@ -1,6 +1,5 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
 import {
   encodeRows,
   encoderDescriptor,
@@ -13,17 +12,10 @@ import {
   type FittedEncoder,
   type NumericColumnStats,
 } from '#lib/domain/encoders/index.ts';
-import type { ShardBatch } from '#lib/domain/shards/index.ts';
 import { parseSpec, type NumericEncoding, type TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
 import { mulberry32 } from '#lib/domain/random/index.ts';
-import { exportHeads, parityDifference, trainingForward, trainTrial } from '#lib/domain/train/index.ts';
-
-const rowsOf = (inputs: Record<string, unknown>[], labels: Record<string, number | null>[] = []): ValidatedRow[] =>
-  inputs.map((input, i) => ({ input, labels: labels[i] ?? {} }));
-const source = (rows: ValidatedRow[]) =>
-  async function* () {
-    yield* rows;
-  };
+import { exportHeads, parityDifference, trainingForward } from '#lib/domain/train/index.ts';
+import { rowSource as source, rowsOf, trainOnRows } from './helpers/trainRows.ts';
 
 /*
  * Skewed like the public tables that motivated the encodings: `gain` is zero for most rows with a
@@ -180,38 +172,11 @@ describe('the exported merged model with each numeric encoding', () => {
   });
   const validation = skewedRows(200, 8);
 
-  async function batchOf(fitted: Awaited<ReturnType<typeof fitEncoder>>, data: typeof train): Promise<ShardBatch> {
-    const features = await encodeRows(fitted, rowsOf(data.inputs));
-    return {
-      rows: data.inputs.length,
-      dim: fitted.dimension,
-      features,
-      labels: { rich: Float32Array.from(data.labels, (l) => l.rich ?? 0) },
-      masks: { rich: Uint8Array.from(data.labels, () => 1) },
-      rowIndex: Int32Array.from(data.inputs, (_, i) => i),
-    };
-  }
-
   it.each<NumericEncoding>(['standard', 'quantile', 'ple'])(
     '%s: raw records through the merged file give what the trained heads give on the training-time encoding',
     async (encoding) => {
       const fitted = await fitEncoder(tabular({ numericEncoding: encoding }), source(rowsOf(train.inputs)));
-      const [trainBatch, validationBatch] = await Promise.all([batchOf(fitted, train), batchOf(fitted, validation)]);
-      const encoder = { id: 'e0', dimension: fitted.dimension };
-      const trained = await trainTrial({
-        spec,
-        encoder,
-        proposal: { lambda: { rich: 1 } },
-        data: {
-          train: async function* () {
-            yield trainBatch;
-          },
-          validation: async function* () {
-            yield validationBatch;
-          },
-        },
-        options: { intraOpNumThreads: 1 },
-      });
+      const { encoder, result: trained } = await trainOnRows({ spec, fitted, lambda: { rich: 1 }, train, validation });
       const merged = mergeEncoderAndHeads(fitted.model, exportHeads({ spec, encoder, weights: trained.weights }), { featureInput: 'features' });
 
       const records = rowsOf(probes.map((p) => ({ ...p, plan: 'pro' })));

@@ -149,6 +149,8 @@ const tabularSpec = (over: Partial<TabularBaseModelSpec> = {}): TabularBaseModel
   numeric: ['age', 'income', 'constant'],
   categorical: ['city', 'plan'],
   maxCategories: 2,
+  // Capped one-hot: under the default `auto`, columns over the cap would be embedded (test/categoryEmbeddings.test.ts).
+  categoricalEncoding: 'onehot',
   ...over,
 });
 
@@ -200,8 +202,8 @@ describe('tabular encoder', () => {
       ['categorical', 'string', ['batch', 2], ['city', 'plan']],
     ]);
     expect(fitted.summary.categorical).toEqual([
-      { column: 'city', categories: ['paris', 'rome'], distinct: 3, missing: 0 },
-      { column: 'plan', categories: ['free', 'pro'], distinct: 3, missing: 1 },
+      { column: 'city', encoding: 'onehot', categories: ['paris', 'rome'], distinct: 3, missing: 0 },
+      { column: 'plan', encoding: 'onehot', categories: ['free', 'pro'], distinct: 3, missing: 1 },
     ]);
     expectClose(await encodeRows(fitted, rowsOf(test)), expected.flat());
   });

@@ -12,6 +12,7 @@ import {
   type DType,
   type Value,
 } from '#lib/domain/graph/index.ts';
+import { embedCategories, embeddingParameter } from '#lib/domain/train/index.ts';
 import { seededRandom } from './helpers/random.ts';
 
 /**
@@ -134,6 +135,22 @@ const CASES: GradientCase[] = [
     build: (g, [w, v], dtype) => {
       const padding = g.constant([1, 1, 1, 0, 1, 1, 0, 0], { dtype, shape: [2, 4] });
       return g.embeddingBag(w, int64(g, [1, 4, 1, 0, 3, 2, 0, 0], [2, 4]), g.mul(v, padding));
+    },
+  },
+  {
+    // The heads' category-embedding input: level indices (data, not differentiated) select table
+    // rows; index 9 lies past the table and −1 before it (clamped), and two rows share a level.
+    name: 'Category embeddings: plain features gathered, table rows looked up by index features (Gather, Concat)',
+    inputs: [{ shape: [4, 3] }, { shape: [3, 2] }, { shape: [3, 2] }],
+    build: (g, [first, second, plain], dtype) => {
+      const features = g.concat([g.constant([2, 0, 2], { dtype, shape: [3, 1] }), plain, g.constant([1, 9, -1], { dtype, shape: [3, 1] })], { axis: 1 });
+      return embedCategories(g, features, {
+        categoryEmbeddings: [
+          { column: 'city', feature: 0, levels: 4, dimension: 3 },
+          { column: 'shop', feature: 3, levels: 3, dimension: 2 },
+        ],
+        parameters: { [embeddingParameter('city')]: first, [embeddingParameter('shop')]: second },
+      });
     },
   },
   {

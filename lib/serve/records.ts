@@ -100,7 +100,7 @@ function buildChecker(descriptor: EncoderDescriptor, serving: CardServing): Reco
           message:
             value === null
               ? `field "${field}" is missing, and this project refuses inputs the model has no value for (serving.unknownInputs "reject"); send a value`
-              : `field "${field}" is ${renderValue(value)}, not a category the model knows (${[...categories!].join(', ')}); send one of those, or set serving.unknownInputs to "impute"`,
+              : `field "${field}" is ${renderValue(value)}, not a category the model knows (${knownList(categories!)}); send one of those, or set serving.unknownInputs to "impute"`,
         });
       }
       if (bad) return;
@@ -109,6 +109,16 @@ function buildChecker(descriptor: EncoderDescriptor, serving: CardServing): Reco
     });
     return { rows, problems, imputed };
   };
+}
+
+/*
+ * An embedded categorical column may know thousands of levels (`maxEmbeddingLevels`); a 400 names
+ * the first ones, most frequent first, and how many there are.
+ */
+const KNOWN_CATEGORIES_SHOWN = 20;
+function knownList(categories: ReadonlySet<string>): string {
+  const shown = [...categories].slice(0, KNOWN_CATEGORIES_SHOWN).join(', ');
+  return categories.size > KNOWN_CATEGORIES_SHOWN ? `${shown}, … ${categories.size} in all` : shown;
 }
 
 /** The fields a value may be missing from and still be encoded (tabular ones), with the categories of the categorical ones when the card lists them. */

@@ -38,6 +38,7 @@ export const E2E_TESTS = [
   'test/loop.test.ts',
   'test/monitorLiveModel.test.ts',
   'test/pipeline.test.ts',
+  'test/pipelineCategorical.test.ts',
   'test/pipelineText.test.ts',
   'test/quantize.test.ts',
   'test/report.test.ts',

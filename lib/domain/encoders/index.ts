@@ -28,7 +28,10 @@ export {
 } from '#lib/domain/encoders/text.ts';
 export {
   DEFAULT_BINS,
+  DEFAULT_MAX_EMBEDDING_LEVELS,
   QUANTILES_SUMMARY_KEY,
+  categoricalEncodingOf,
+  defaultEmbeddingDimension,
   fitTabularEncoder,
   fitTabularStats,
   numericEncodingCandidates,

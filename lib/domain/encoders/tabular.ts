@@ -1,6 +1,7 @@
 import { Graph, attr, type Value } from '#lib/domain/graph/index.ts';
 import { mulberry32 } from '#lib/domain/random/index.ts';
-import { NUMERIC_ENCODINGS, type NumericEncoding, type TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
+import type { CategoryEmbedding } from '#lib/domain/run/index.ts';
+import { NUMERIC_ENCODINGS, type CategoricalEncoding, type NumericEncoding, type TabularBaseModelSpec } from '#lib/domain/spec/index.ts';
 import { EncoderError } from '#lib/domain/encoders/errors.ts';
 import { finishEncoder, fitFailed, type RowSource } from '#lib/domain/encoders/common.ts';
 import type { EncoderInput, FittedEncoder } from '#lib/domain/encoders/types.ts';
@@ -15,6 +16,21 @@ export const DEFAULT_BINS = 16;
  * reservoir sample beyond, so fitting holds a bounded amount whatever the train split's size.
  */
 const QUANTILE_SAMPLE = 100_000;
+/** Levels an embedded categorical column keeps when the spec sets no `maxEmbeddingLevels`. */
+export const DEFAULT_MAX_EMBEDDING_LEVELS = 10_000;
+/*
+ * A level seen once in train gets a table row that one row trains, which the model memorizes;
+ * such levels share row 0 with missing and unseen values instead, which they then teach.
+ */
+const MIN_EMBEDDING_LEVEL_COUNT = 2;
+
+/**
+ * An embedded column's table width when the spec sets none: the rule of thumb fastai fitted to
+ * its tabular benchmarks (1.6·levels^0.56), capped at 16 because the heads' first layer is small.
+ */
+export function defaultEmbeddingDimension(levels: number): number {
+  return Math.max(1, Math.min(16, Math.round(1.6 * levels ** 0.56)));
+}
 
 export interface NumericColumnStats {
   column: string;
@@ -36,8 +52,14 @@ export interface NumericColumnStats {
 
 export interface CategoricalColumnStats {
   column: string;
-  /** One-hot columns, most frequent first (ties by name); other values, and missing ones, are all zeros. */
+  encoding: CategoricalEncoding;
+  /**
+   * Most frequent first (ties by name). `onehot`: the one-hot columns; other values, and missing
+   * ones, are all zeros. `embedding`: the kept levels, index 1 … n; other values, and missing ones, are 0.
+   */
   categories: string[];
+  /** `embedding` only: the table's width. */
+  dimension?: number;
   /** Distinct values seen in training, before the `maxCategories` cut. */
   distinct: number;
   missing: number;
@@ -99,12 +121,30 @@ export async function fitTabularStats(spec: TabularBaseModelSpec, rows: RowSourc
       const fitted = quantileBoundaries(s.sample.sorted(), spec.bins ?? DEFAULT_BINS);
       return { ...common, fill: fitted.median, boundaries: fitted.boundaries, levels: fitted.levels };
     }),
-    categorical: spec.categorical.map((column, j) => {
+    categorical: spec.categorical.map((column, j): CategoricalColumnStats => {
       const s = categorical[j];
       const ranked = [...s.counts].sort(([a, ca], [b, cb]) => cb - ca || (a < b ? -1 : a > b ? 1 : 0));
-      return { column, categories: ranked.slice(0, spec.maxCategories).map(([name]) => name), distinct: s.counts.size, missing: s.missing };
+      const common = { column, distinct: s.counts.size, missing: s.missing };
+      if (categoricalEncodingOf(spec, column, s.counts.size) === 'onehot') {
+        return { ...common, encoding: 'onehot', categories: ranked.slice(0, spec.maxCategories).map(([name]) => name) };
+      }
+      const categories = ranked
+        .filter(([, count]) => count >= MIN_EMBEDDING_LEVEL_COUNT)
+        .slice(0, spec.maxEmbeddingLevels ?? DEFAULT_MAX_EMBEDDING_LEVELS)
+        .map(([name]) => name);
+      return { ...common, encoding: 'embedding', categories, dimension: spec.embeddingDimension ?? defaultEmbeddingDimension(categories.length + 1) };
     }),
   };
+}
+
+/**
+ * A categorical column's encoding: its `categoricalEncodings` entry, else `categoricalEncoding`;
+ * `auto` (the default) embeds a column with more distinct train values than `maxCategories`.
+ */
+export function categoricalEncodingOf(spec: TabularBaseModelSpec, column: string, distinct: number): CategoricalEncoding {
+  const chosen = spec.categoricalEncodings?.[column] ?? spec.categoricalEncoding ?? 'auto';
+  if (chosen !== 'auto') return chosen;
+  return distinct > spec.maxCategories ? 'embedding' : 'onehot';
 }
 
 /** Features a numeric column becomes (its missing indicator aside): one, or one per bin for `ple`. */
@@ -281,8 +321,11 @@ function badValue(column: string, value: unknown, expected: string): EncoderErro
  * [0, 1], interpolated linearly between fitted boundaries; `ple` one feature per bin, 0 below it,
  * 1 above it and the fractional position inside — then a 0/1 missing indicator for each column
  * that had missing values in training. Features come in blocks: standard, quantile, ple,
- * indicators, one-hot. Categorical columns: ai.onnx.ml LabelEncoder
+ * indicators, one-hot, embedding indices. One-hot categorical columns: ai.onnx.ml LabelEncoder
  * (value → index, unknown → −1), compared against 0 … K−1, so an unseen or missing value is all zeros.
+ * Embedded columns (see `categoricalEncodingOf`): one float feature each, a LabelEncoder's kept
+ * level k → k + 1 and anything else → 0, which the heads look up in a learned table; their
+ * positions are the fitted encoder's `categoryEmbeddings`.
  */
 export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSource): Promise<FittedEncoder> {
   const stats = await fitTabularStats(spec, rows);
@@ -307,7 +350,8 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
     }
   }
 
-  const oneHot = stats.categorical.filter((s) => s.categories.length > 0);
+  const oneHot = stats.categorical.filter((s) => s.encoding === 'onehot' && s.categories.length > 0);
+  const embedded = stats.categorical.filter((s) => s.encoding === 'embedding');
   if (stats.categorical.length > 0) {
     const n = stats.categorical.length;
     const input: EncoderInput = {
@@ -319,11 +363,27 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
     };
     inputs.push(input);
     const x = g.input(input.name, 'string', ['batch', n]);
+    const indexParts: Value[] = [];
     stats.categorical.forEach((s, j) => {
-      // A column with no value in training contributes no one-hot columns but stays an input column.
-      if (s.categories.length === 0) return;
+      // A one-hot column with no value in training contributes no columns but stays an input column.
+      if (s.encoding === 'onehot' && s.categories.length === 0) return;
       g.scope(`categorical.${j}`, () => {
         const column = g.gather(x, g.constant(BigInt64Array.of(BigInt(j)), { dtype: 'int64', shape: [], name: 'index' }), { axis: 1, name: 'column' });
+        if (s.encoding === 'embedding') {
+          // Kept level k (0-based) → k + 1; missing ('') and every other value → 0, the shared row.
+          const [index] = g.op('LabelEncoder', [column], {
+            name: 'level_index',
+            domain: 'ai.onnx.ml',
+            attributes: {
+              keys_strings: attr.strings(s.categories),
+              values_floats: attr.floats(s.categories.map((_, k) => k + 1)),
+              default_float: attr.float(0),
+            },
+            outputs: [{ dtype: 'float32', shape: ['batch'] }],
+          });
+          indexParts.push(g.unsqueeze(index, { axes: [1] }));
+          return;
+        }
         const [index] = g.op('LabelEncoder', [column], {
           name: 'label_encoder',
           domain: 'ai.onnx.ml',
@@ -342,12 +402,21 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
         parts.push(g.cast(hot, 'float32'));
       });
     });
+    // The index features come last, after every other block, so the heads find them at fixed positions.
+    parts.push(...indexParts);
   }
 
-  const dimension =
+  const denseWidth =
     stats.numeric.reduce((sum, s) => sum + numericWidth(s), 0) +
     stats.numeric.filter((s) => s.indicator).length +
     oneHot.reduce((sum, s) => sum + s.categories.length, 0);
+  const categoryEmbeddings: CategoryEmbedding[] = embedded.map((s, k) => ({
+    column: s.column,
+    feature: denseWidth + k,
+    levels: s.categories.length + 1,
+    dimension: s.dimension!,
+  }));
+  const dimension = denseWidth + embedded.length;
   if (dimension === 0) {
     throw fitFailed(
       `tabular encoder: no categorical column (${spec.categorical.join(', ')}) has a value in the ${stats.rows} train rows and there are no numeric columns; check the column names`,
@@ -355,7 +424,7 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
     );
   }
   const embedding = parts.length === 1 ? g.identity(parts[0]) : g.concat(parts, { axis: 1, name: 'features' });
-  return finishEncoder(
+  const fitted = finishEncoder(
     g,
     embedding,
     { kind: 'tabular', dimension, inputs },
@@ -367,8 +436,10 @@ export async function fitTabularEncoder(spec: TabularBaseModelSpec, rows: RowSou
       [QUANTILES_SUMMARY_KEY]: Object.fromEntries(
         stats.numeric.flatMap((s) => (s.boundaries ? [[s.column, { boundaries: s.boundaries, levels: s.levels }]] : [])),
       ),
-      categorical: stats.categorical.map(({ column, categories, distinct, missing }) => ({ column, categories, distinct, missing })),
+      categorical: stats.categorical.map(({ column, encoding, categories, distinct, missing }) => ({ column, encoding, categories, distinct, missing })),
       maxCategories: spec.maxCategories,
+      ...(categoryEmbeddings.length > 0 ? { categoryEmbeddings } : {}),
     },
   );
+  return categoryEmbeddings.length > 0 ? { ...fitted, categoryEmbeddings } : fitted;
 }

@@ -1,3 +1,4 @@
+import type { CategoryEmbedding } from '#lib/domain/run/index.ts';
 import type { BaseModelKind } from '#lib/domain/spec/index.ts';
 
 /**
@@ -41,6 +42,8 @@ export interface FittedEncoder {
   inputs: EncoderInput[];
   /** Facts for the run report (vocabulary size, columns, categories, …). */
   summary: Record<string, unknown>;
+  /** Tabular only: the categorical columns given as index features for the heads' learned tables. */
+  categoryEmbeddings?: CategoryEmbedding[];
 }
 
 /** The model metadata key holding the EncoderDescriptor as JSON. */

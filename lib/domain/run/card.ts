@@ -79,6 +79,8 @@ export const CardHyperparameters = z.object({
   /** `standard`, `quantile` or `ple` for every numeric column, or `mixed` (then `columnEncodings` says which). */
   numericEncoding: z.string().optional(),
   columnEncodings: z.record(z.string(), z.string()).optional(),
+  /** A tabular encoder's embedded categorical columns: each one's table, levels × dimension. */
+  categoryEmbeddings: z.record(z.string(), z.object({ levels: z.int().positive(), dimension: z.int().positive() })).optional(),
   /** What the agent chose for this trial: `learningRate`, `tuning.search` names, `encoder`, `architecture`. */
   searched: z.array(z.string()),
 });
@@ -109,6 +111,17 @@ export function hyperparameterEntries(h: CardHyperparameters): { name: string; v
                   .map(([column, encoding]) => `${column}=${encoding}`)
                   .join(' ')
               : h.numericEncoding,
+            ['encoder'],
+          ),
+        ]),
+    ...(h.categoryEmbeddings === undefined
+      ? []
+      : [
+          entry(
+            'categoryEmbeddings',
+            Object.entries(h.categoryEmbeddings)
+              .map(([column, table]) => `${column}=${table.levels}×${table.dimension}`)
+              .join(' '),
             ['encoder'],
           ),
         ]),

@@ -4,7 +4,7 @@
  * rules they share (split routing, the objective's tasks). It imports nothing above the spec and
  * the domain libraries, so every stage can use it without import cycles.
  */
-export { DatasetEntry, DatasetRole, EncoderEntry, ResolvedSpec, RunManifest } from './manifest.ts';
+export { CategoryEmbedding, DatasetEntry, DatasetRole, EncoderEntry, ResolvedSpec, RunManifest } from './manifest.ts';
 export {
   CardEncoder,
   CardHyperparameters,

@@ -26,6 +26,20 @@ export type DatasetEntry = z.infer<typeof DatasetEntry>;
 
 const BASE_MODEL_KINDS = ['text', 'tabular', 'features', 'onnx'] as const satisfies readonly Spec['baseModels'][number]['kind'][];
 
+/**
+ * A categorical column the tabular encoder hands the heads as one index feature (0 for a missing,
+ * unseen or dropped level, 1 … levels − 1 for the kept ones) to look up in a learned table.
+ */
+export const CategoryEmbedding = z.object({
+  column: z.string().min(1),
+  /** The index feature's position in the encoder's output. */
+  feature: z.int().nonnegative(),
+  /** Rows of the table, row 0 (missing, unseen, dropped) included. */
+  levels: z.int().positive(),
+  dimension: z.int().positive(),
+});
+export type CategoryEmbedding = z.infer<typeof CategoryEmbedding>;
+
 /** A base-model candidate fitted on the train split and stored as one ONNX file. */
 export const EncoderEntry = z.object({
   /** `e0`, `e1`, … in the order of `spec.baseModels`. */
@@ -35,6 +49,8 @@ export const EncoderEntry = z.object({
   sha256: z.string().min(1),
   dimension: z.int().positive(),
   summary: z.record(z.string(), z.unknown()),
+  /** Tabular encoders with embedded categorical columns: where their index features lie (absent before embeddings existed). */
+  categoryEmbeddings: z.array(CategoryEmbedding).optional(),
 });
 export type EncoderEntry = z.infer<typeof EncoderEntry>;
 

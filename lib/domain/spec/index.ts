@@ -4,6 +4,7 @@ export { executionHistoryProblems, loopBudgetOf } from '#lib/domain/spec/budget.
 export { canonicalJson, specDigest } from '#lib/domain/spec/digest.ts';
 export {
   ARCHITECTURES,
+  CATEGORICAL_ENCODINGS,
   DATASET_FORMATS,
   DEFAULT_METRIC,
   METRICS_BY_TASK_TYPE,
@@ -18,6 +19,7 @@ export {
   type BaseModelKind,
   type BaseModelSpec,
   type BinaryTaskSpec,
+  type CategoricalEncoding,
   type DatasetFormat,
   type DatasetsSpec,
   type DeploySpec,

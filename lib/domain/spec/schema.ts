@@ -22,6 +22,12 @@ export const DATASET_FORMATS = ['jsonl', 'csv'] as const;
  * feature per quantile bin). `auto` lets the agent screen the three.
  */
 export const NUMERIC_ENCODINGS = ['standard', 'quantile', 'ple'] as const;
+/**
+ * How the tabular encoder turns a categorical column into features: `onehot` (its `maxCategories`
+ * most frequent values, one 0/1 feature each) or `embedding` (one index feature that the heads
+ * look up in a learned table, so a column of thousands of levels loses none to a cap).
+ */
+export const CATEGORICAL_ENCODINGS = ['onehot', 'embedding'] as const;
 
 const PROJECT_NAME = /^[a-z0-9][a-z0-9-]{0,39}$/;
 /* Task names become ONNX output names, metric keys and DynamoDB attribute names. */
@@ -72,23 +78,41 @@ export const tabularBaseModelSchema = z
     maxCategories: positiveInt().default(50),
     /*
      * Left unset rather than defaulted, so specs and manifests written before these existed read
-     * the same: the encoder takes unset as `standard`, no overrides and DEFAULT_BINS.
+     * the same: the encoder takes unset as `standard` (numeric) and `auto` (categorical), no
+     * overrides, DEFAULT_BINS and the embedding defaults.
      */
     /** Every numeric column's encoding unless `columnEncodings` names another; default `standard`. */
     numericEncoding: z.enum([...NUMERIC_ENCODINGS, 'auto']).optional(),
     columnEncodings: z.record(z.string(), z.enum(NUMERIC_ENCODINGS)).optional(),
     /** Quantile bins fitted per column for `quantile` and `ple` (fewer when values repeat); default 16. */
     bins: z.int().min(2).max(256).optional(),
+    /**
+     * Every categorical column's encoding unless `categoricalEncodings` names another; default
+     * `auto`: an embedding for a column with more distinct train values than `maxCategories`,
+     * one-hot for the others (so a spec whose columns fit the cap encodes as it always has).
+     */
+    categoricalEncoding: z.enum([...CATEGORICAL_ENCODINGS, 'auto']).optional(),
+    categoricalEncodings: z.record(z.string(), z.enum(CATEGORICAL_ENCODINGS)).optional(),
+    /** Levels an embedded column keeps, most frequent first, of those seen at least twice in train; default 10000. */
+    maxEmbeddingLevels: z.int().min(1).max(1_000_000).optional(),
+    /** Width of every embedded column's table; default per column min(16, round(1.6·levels^0.56)). */
+    embeddingDimension: z.int().min(1).max(1024).optional(),
   })
   .superRefine((model, ctx) => {
-    for (const column of Object.keys(model.columnEncodings ?? {})) {
-      if (!model.numeric.includes(column)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['columnEncodings', column],
-          input: column,
-          message: `"${column}" is not one of the numeric columns (${model.numeric.join(', ') || 'none'}); list it in numeric or remove it from columnEncodings`,
-        });
+    // Per-column overrides may name only columns of their own kind.
+    for (const [field, list, columns] of [
+      ['columnEncodings', 'numeric', model.numeric],
+      ['categoricalEncodings', 'categorical', model.categorical],
+    ] as const) {
+      for (const column of Object.keys(model[field] ?? {})) {
+        if (!columns.includes(column)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [field, column],
+            input: column,
+            message: `"${column}" is not one of the ${list} columns (${columns.join(', ') || 'none'}); list it in ${list} or remove it from ${field}`,
+          });
+        }
       }
     }
     if (model.numeric.length + model.categorical.length === 0) {
@@ -460,6 +484,7 @@ export type Metric = TaskSpec['metric'];
 
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 export type NumericEncoding = (typeof NUMERIC_ENCODINGS)[number];
+export type CategoricalEncoding = (typeof CATEGORICAL_ENCODINGS)[number];
 export type DatasetsSpec = Omit<z.output<typeof datasetsSchema>, 'format'> & { format: DatasetFormat };
 export type SplitSpec = z.output<typeof splitSchema>;
 export type Architecture = (typeof ARCHITECTURES)[number];

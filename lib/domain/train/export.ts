@@ -49,6 +49,7 @@ export function headsForWeights(spec: Pick<Spec, 'model' | 'tasks' | 'training'>
     inputDim: weights.inputDim,
     seed: spec.training.seed,
     ...(weights.targetScales ? { targetScales: weights.targetScales } : {}),
+    ...(weights.categoryEmbeddings ? { categoryEmbeddings: weights.categoryEmbeddings } : {}),
   });
   for (const p of heads.parameters) {
     const values = weights.tensors[p.name];

@@ -11,6 +11,7 @@ import {
   type TrainingStep,
   Value,
 } from '#lib/domain/graph/index.ts';
+import type { CategoryEmbedding } from '#lib/domain/run/index.ts';
 import type { Architecture, ModelSpec } from '#lib/domain/spec/index.ts';
 import { deriveSeed, Random } from '#lib/domain/random/index.ts';
 import { TrainError } from '#lib/domain/train/errors.ts';
@@ -63,6 +64,12 @@ export interface HeadsOptions {
   readonly sparseInput?: boolean;
   /** Rows per training step; sets the sparse first layer's rate (`sparseLayerOptimizer`). Default 256. */
   readonly batchSize?: number;
+  /**
+   * Dense input only: features that hold a categorical column's level index (the tabular encoder's
+   * `categoryEmbeddings`). The first layer reads the other features and, per such column, the row
+   * of a learned table `embedding.<column>.weight [levels, dimension]` its index selects.
+   */
+  readonly categoryEmbeddings?: readonly CategoryEmbedding[];
   /** Seeds the initial weights; each parameter draws from its own stream named after it. */
   readonly seed: number;
   /** Decoupled weight decay of the weight matrices (biases get none). Default the optimizer's. */
@@ -104,6 +111,8 @@ export interface Heads {
   readonly inputDim: number;
   /** The training step and the default inference graph take sparse rows (see `HeadsOptions.sparseInput`). */
   readonly sparseInput: boolean;
+  /** The index features looked up in learned tables (see `HeadsOptions.categoryEmbeddings`); empty when none. */
+  readonly categoryEmbeddings: readonly CategoryEmbedding[];
   readonly model: HeadsModel;
   readonly tasks: readonly HeadTask[];
   /** In a fixed order; the seeded initial values live in `init`. */
@@ -142,6 +151,26 @@ function checkOptions(options: HeadsOptions): HeadTask[] {
     bad(`model.dropout ${model.dropout} must lie in [0, 1)`, { dropout: model.dropout });
   if (architecture === 'shared-bottom' && model.hidden.length === 0) bad('model.hidden is empty; shared-bottom needs at least one shared layer', {});
   if (options.tasks.length === 0) bad('no tasks; pass at least one', {});
+  const features = new Set<number>();
+  for (const e of options.categoryEmbeddings ?? []) {
+    if (options.sparseInput === true)
+      bad(`categoryEmbeddings (column "${e.column}") need dense input; sparse features hold no level indices`, { column: e.column });
+    if (!Number.isInteger(e.feature) || e.feature < 0 || e.feature >= inputDim || features.has(e.feature)) {
+      bad(
+        `category embedding of column "${e.column}" reads feature ${e.feature}, not a distinct feature of 0 … ${inputDim - 1}; pass the encoder's categoryEmbeddings`,
+        {
+          column: e.column,
+          feature: e.feature,
+        },
+      );
+    }
+    features.add(e.feature);
+    if (!(Number.isInteger(e.levels) && e.levels >= 1 && Number.isInteger(e.dimension) && e.dimension >= 1)) {
+      bad(`category embedding of column "${e.column}" has levels ${e.levels} and dimension ${e.dimension}; both must be positive integers`, {
+        column: e.column,
+      });
+    }
+  }
   const seen = new Set<string>();
   return options.tasks.map((task) => {
     if (seen.has(task.name)) bad(`task "${task.name}" is listed twice`, { task: task.name });
@@ -188,6 +217,12 @@ function initWeights(seed: number, name: string, fanIn: number, fanOut: number, 
   return Float32Array.from({ length: fanIn * columns }, () => random.normal() * std);
 }
 
+/*
+ * A table row starts near zero, so a level contributes little until its rows have learned, and
+ * the many rare levels do not add noise of the size of a standardized feature to the first layer.
+ */
+const EMBEDDING_INIT_STD = 0.05;
+
 /**
  * The optimizer of the weights over sparse features: momentum SGD rather than Adam. Adam divides
  * each weight's step by its own gradient scale, so the row of a term seen in two documents moves as
@@ -225,9 +260,24 @@ export function buildHeads(options: HeadsOptions): Heads {
     parameters.push({ name: `${prefix}.bias`, shape: [fanOut], init: new Float32Array(fanOut), weightDecay: 0 });
   };
 
+  const categoryEmbeddings = [...(options.categoryEmbeddings ?? [])];
+  const plainFeatures = plainFeaturesOf(inputDim, categoryEmbeddings);
+  for (const e of categoryEmbeddings) {
+    const name = embeddingParameter(e.column);
+    const random = new Random(deriveSeed(seed, name));
+    parameters.push({
+      name,
+      shape: [e.levels, e.dimension],
+      init: Float32Array.from({ length: e.levels * e.dimension }, () => random.normal() * EMBEDDING_INIT_STD),
+      ...decay,
+    });
+  }
+  // What the first layer reads: the plain features, then each embedded column's table row.
+  const firstWidth = plainFeatures.length + categoryEmbeddings.reduce((sum, e) => sum + e.dimension, 0);
+
   let towerInput: number;
   if (architecture === 'shared-bottom') {
-    let width = inputDim;
+    let width = firstWidth;
     model.hidden.forEach((h, i) => {
       dense(`bottom.${i}`, width, h, 'he', h, i === 0);
       width = h;
@@ -236,9 +286,9 @@ export function buildHeads(options: HeadsOptions): Heads {
   } else {
     const { experts, expertHidden } = model;
     // All experts in one matrix: columns e·H … (e+1)·H − 1 are expert e (He init per expert's fan-in).
-    dense('experts', inputDim, experts * expertHidden, 'he', experts * expertHidden, true);
+    dense('experts', firstWidth, experts * expertHidden, 'he', experts * expertHidden, true);
     // All gates in one matrix: columns t·E … (t+1)·E − 1 are task t's gate logits.
-    dense('gates', inputDim, tasks.length * experts, 'xavier', experts, true);
+    dense('gates', firstWidth, tasks.length * experts, 'xavier', experts, true);
     towerInput = expertHidden;
   }
   for (const task of tasks) {
@@ -258,6 +308,10 @@ export function buildHeads(options: HeadsOptions): Heads {
       ? linear(g, p, prefix, x)
       : g.add(g.embeddingBag(p[`${prefix}.weight`], x.indices, x.values, { name: `${prefix}.bag` }), p[`${prefix}.bias`], { name: prefix });
 
+  // Dense rows with index features become [plain features, E_c[index_c] …]; others pass as they are.
+  const embedded = (g: Graph, p: Readonly<Record<string, Value>>, x: HeadsInput): HeadsInput =>
+    categoryEmbeddings.length === 0 || !(x instanceof Value) ? x : embedCategories(g, x, { categoryEmbeddings, parameters: p });
+
   const rate = model.dropout ?? 0;
   const tower = (g: Graph, p: Readonly<Record<string, Value>>, task: HeadTask, x: Value, masks: Readonly<Record<string, Value>> | undefined): Value => {
     let h = masks && rate > 0 ? g.dropout(x, masks[batchNames.dropout(task.name)], rate) : x;
@@ -268,8 +322,9 @@ export function buildHeads(options: HeadsOptions): Heads {
     return task.outputs === 1 ? g.squeeze(out, { axes: [1] }) : out;
   };
 
-  const forward = (g: Graph, p: Readonly<Record<string, Value>>, features: HeadsInput, masks?: Readonly<Record<string, Value>>): Record<string, Value> => {
+  const forward = (g: Graph, p: Readonly<Record<string, Value>>, input: HeadsInput, masks?: Readonly<Record<string, Value>>): Record<string, Value> => {
     const raw: Record<string, Value> = {};
+    const features = embedded(g, p, input);
     if (architecture === 'shared-bottom') {
       let h = g.relu(firstLinear(g, p, 'bottom.0', features));
       model.hidden.slice(1).forEach((_, i) => {
@@ -331,7 +386,62 @@ export function buildHeads(options: HeadsOptions): Heads {
       }),
     );
 
-  return { architecture, inputDim, sparseInput: options.sparseInput === true, model, tasks, parameters, towerInput, forward, losses, predictions };
+  return {
+    architecture,
+    inputDim,
+    sparseInput: options.sparseInput === true,
+    categoryEmbeddings,
+    model,
+    tasks,
+    parameters,
+    towerInput,
+    forward,
+    losses,
+    predictions,
+  };
+}
+
+/** The features that are not level indices, in order. */
+function plainFeaturesOf(inputDim: number, categoryEmbeddings: readonly CategoryEmbedding[]): number[] {
+  const indexFeatures = new Set(categoryEmbeddings.map((e) => e.feature));
+  return Array.from({ length: inputDim }, (_, i) => i).filter((i) => !indexFeatures.has(i));
+}
+
+/**
+ * Dense rows `[batch, dim]` with level-index features as the heads' first layer reads them:
+ * `[batch, plain features … , E_c[index_c] …]`, the plain features in order, then each embedded
+ * column's table row (`parameters[embeddingParameter(column)]`). Only the tables and the plain
+ * features carry gradients: an index selects a row (Gather, whose rule scatter-adds into the table).
+ */
+export function embedCategories(
+  g: Graph,
+  x: Value,
+  options: { readonly categoryEmbeddings: readonly CategoryEmbedding[]; readonly parameters: Readonly<Record<string, Value>> },
+): Value {
+  const inputDim = x.shape[1];
+  if (typeof inputDim !== 'number') {
+    throw new TrainError(`heads: features ${x.name} have no static width; category embeddings need [batch, dim] rows`, { code: 'INVALID_INPUT' });
+  }
+  const plainFeatures = plainFeaturesOf(inputDim, options.categoryEmbeddings);
+  return g.scope('embedding', () => {
+    const parts: Value[] = [];
+    if (plainFeatures.length > 0) {
+      const columns = g.constant(BigInt64Array.from(plainFeatures, BigInt), { dtype: 'int64', name: 'plain_columns' });
+      parts.push(g.gather(x, columns, { axis: 1, name: 'plain' }));
+    }
+    for (const e of options.categoryEmbeddings) {
+      const feature = g.gather(x, g.constant(BigInt64Array.of(BigInt(e.feature)), { dtype: 'int64', shape: [], name: 'feature' }), { axis: 1 });
+      // Clamped into the table, so an index the encoder cannot produce still reads a row instead of failing the Gather.
+      const index = g.cast(g.min(g.max(feature, 0), e.levels - 1), 'int64');
+      parts.push(g.gather(options.parameters[embeddingParameter(e.column)], index, { name: 'lookup' }));
+    }
+    return parts.length === 1 ? parts[0] : g.concat(parts, { axis: 1, name: 'first_input' });
+  });
+}
+
+/** The learned table of an embedded categorical column. */
+export function embeddingParameter(column: string): string {
+  return `embedding.${column}.weight`;
 }
 
 function standardized(g: Graph, task: HeadTask, label: Value): Value {
@@ -399,8 +509,10 @@ export function buildInferenceGraph(heads: Heads, options: { metadata?: Record<s
 /** Multiply-accumulate FLOPs (2 per MAC) of one forward pass per row, for benchmarks. */
 export function forwardFlopsPerRow(heads: Heads): number {
   let flops = 0;
+  const tables = new Set(heads.categoryEmbeddings.map((e) => embeddingParameter(e.column)));
   for (const p of heads.parameters) {
-    if (p.shape.length === 2) flops += 2 * p.shape[0] * p.shape[1];
+    // A table is looked up, one row per column, not multiplied.
+    if (p.shape.length === 2 && !tables.has(p.name)) flops += 2 * p.shape[0] * p.shape[1];
   }
   if (heads.architecture === 'mmoe') flops += 2 * heads.tasks.length * heads.model.experts * heads.model.expertHidden;
   return flops;

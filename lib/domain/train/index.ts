@@ -12,6 +12,8 @@ export {
   buildHeads,
   buildHeadsTrainingStep,
   buildInferenceGraph,
+  embedCategories,
+  embeddingParameter,
   forwardFlopsPerRow,
   sparseLayerOptimizer,
   type HeadTask,

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 
-import { objectiveTasks } from '#lib/domain/run/index.ts';
+import { objectiveTasks, type CategoryEmbedding } from '#lib/domain/run/index.ts';
 import { TrainingSession, UNCERTAINTY_PARAMETER, type TrainingSessionOptions } from '#lib/domain/graph/index.ts';
 import { evaluateTask, labelSpread, MetricsError } from '#lib/domain/metrics/index.ts';
 import { batchesOf, lengthGroupedBatches, paddedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
@@ -34,6 +34,8 @@ export interface TrialWeights {
   readonly targetScales?: Readonly<Record<string, TargetScale>>;
   /** The model section the heads were built with, when the trial's hyperparameters changed the spec's (width, depth, dropout). */
   readonly model?: HeadsModel;
+  /** The encoder's index features the heads looked up in learned tables (see `HeadsOptions.categoryEmbeddings`). */
+  readonly categoryEmbeddings?: readonly CategoryEmbedding[];
 }
 
 /** Validation metrics per task: `evaluateTask`'s, plus `labelStd` (rmse reference) and `labelMad` (mae reference) for regression. */
@@ -68,7 +70,8 @@ export interface TrainProgress {
 
 export interface TrainTrialOptions {
   readonly spec: Spec;
-  readonly encoder: { readonly id: string; readonly dimension: number };
+  /** `categoryEmbeddings`: the tabular encoder's index features (its manifest entry's), embedded by the heads. */
+  readonly encoder: { readonly id: string; readonly dimension: number; readonly categoryEmbeddings?: readonly CategoryEmbedding[] };
   /**
    * λ per task (every spec task), an optional learning rate over `spec.training.learningRate`, and
    * optional hyperparameters over the spec's settings (see `specWithHyperparameters`).
@@ -162,6 +165,7 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
     targetScales,
     sparseInput,
     batchSize: training.batchSize,
+    ...(encoder.categoryEmbeddings?.length ? { categoryEmbeddings: encoder.categoryEmbeddings } : {}),
   });
   const taskNames = heads.tasks.map((t) => t.name);
   const lambda = proposalLambda(taskNames, proposal.lambda);
@@ -297,6 +301,7 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
         shapes: Object.fromEntries(step.parameters.map((p) => [p.name, [...p.shape]])),
         ...(Object.keys(targetScales).length > 0 ? { targetScales } : {}),
         ...(reshaped ? { model: headsModelOf(spec.model) } : {}),
+        ...(heads.categoryEmbeddings.length > 0 ? { categoryEmbeddings: heads.categoryEmbeddings } : {}),
       },
       metrics: kept.metrics,
       objective: kept.objective,

@@ -12,7 +12,7 @@ import type { Proposal } from '#lib/pipeline/contracts.ts';
 export function cardHyperparametersOf(options: {
   spec: Pick<Spec, 'model' | 'training'>;
   proposal: Pick<Proposal, 'learningRate' | 'hyperparameters' | 'maxEpochs' | 'encoderId' | 'architecture'>;
-  encoder: Pick<EncoderEntry, 'id' | 'kind' | 'summary'>;
+  encoder: Pick<EncoderEntry, 'id' | 'kind' | 'summary' | 'categoryEmbeddings'>;
   architecture: string;
 }): CardHyperparameters {
   const { proposal, encoder } = options;
@@ -38,6 +38,9 @@ export function cardHyperparametersOf(options: {
     batchSize: training.batchSize,
     encoderId: encoder.id,
     ...numericEncodingOf(encoder),
+    ...(encoder.categoryEmbeddings?.length
+      ? { categoryEmbeddings: Object.fromEntries(encoder.categoryEmbeddings.map((e) => [e.column, { levels: e.levels, dimension: e.dimension }])) }
+      : {}),
     searched,
   };
 }

@@ -17,7 +17,15 @@ export function fitEncodersInStore(store: ArtifactStore): PrepareDependencies['f
     for (const [index, baseModel] of encoderCandidates(spec.baseModels).entries()) {
       const fitted = await fitEncoder(baseModel, rows, { resolveFile: (uri) => store.getBytes(uri) });
       const stored = await store.putContentAddressed('encoders', fitted.model, { extension: '.onnx' });
-      entries.push({ id: `e${index}`, kind: fitted.kind, uri: stored.uri, sha256: stored.sha256, dimension: fitted.dimension, summary: fitted.summary });
+      entries.push({
+        id: `e${index}`,
+        kind: fitted.kind,
+        uri: stored.uri,
+        sha256: stored.sha256,
+        dimension: fitted.dimension,
+        summary: fitted.summary,
+        ...(fitted.categoryEmbeddings ? { categoryEmbeddings: fitted.categoryEmbeddings } : {}),
+      });
     }
     return entries;
   };

@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { ARCHITECTURES } from '#lib/domain/spec/index.ts';
+import { CategoryEmbedding } from '#lib/domain/run/index.ts';
 import { sha256Hex, type ArtifactStore, type StoredObject } from '#lib/adapters/store/index.ts';
 import { TrainError } from '#lib/domain/train/errors.ts';
 import type { TrialWeights } from '#lib/domain/train/trainer.ts';
@@ -34,6 +35,8 @@ export const WeightsIndex = z.object({
       dropout: z.number().min(0).lt(1).optional(),
     })
     .optional(),
+  /** The encoder's index features the heads embedded, part of the model like the parameters (absent before embeddings existed). */
+  categoryEmbeddings: z.array(CategoryEmbedding).optional(),
 });
 export type WeightsIndex = z.infer<typeof WeightsIndex>;
 
@@ -70,6 +73,7 @@ export function encodeWeights(weights: TrialWeights): { bin: Uint8Array; index: 
       parameters,
       ...(weights.targetScales ? { targetScales: { ...weights.targetScales } } : {}),
       ...(weights.model ? { model: weights.model } : {}),
+      ...(weights.categoryEmbeddings ? { categoryEmbeddings: weights.categoryEmbeddings.map((e) => ({ ...e })) } : {}),
     },
   };
 }
@@ -114,6 +118,7 @@ export function decodeWeights(bin: Uint8Array, index: WeightsIndex, where = 'wei
     shapes,
     ...(index.targetScales ? { targetScales: index.targetScales } : {}),
     ...(index.model ? { model: index.model } : {}),
+    ...(index.categoryEmbeddings ? { categoryEmbeddings: index.categoryEmbeddings } : {}),
   };
 }
 
