@@ -9,8 +9,9 @@ import { readHolder } from './holder.ts';
 import { createStageHandlers } from '#lib/pipeline/handlers.ts';
 import { stageDependencies, type StageDependencies } from '#lib/pipeline/dependencies.ts';
 import { LAMBDA_STAGES, type BatchJobName } from '#lib/pipeline/index.ts';
-import { runLocalWorkflow, type LocalJobCommand, type LocalWorkflowResult, type WorkflowEvent } from '#lib/adapters/local/workflow.ts';
+import { runLocalWorkflow, type LocalJobCommand, type LocalWorkflowResult, type WarmLocalJob, type WorkflowEvent } from '#lib/adapters/local/workflow.ts';
 import { type JobOutputLine } from '#lib/adapters/local/batchJob.ts';
+import { JobWorkerPool } from '#lib/adapters/local/jobWorkers.ts';
 import { keys } from '#lib/adapters/store/index.ts';
 import { stageRunInputs, type StagedRun } from './stageInputs.ts';
 
@@ -29,6 +30,8 @@ export interface LocalSession {
    * otherwise every principal shares `deps`.
    */
   depsFor(principal: string): StageDependencies;
+  /** The warm processes the session's Batch jobs run in; started on the first job, stopped by `close`. */
+  workers: JobWorkerPool;
   close(): Promise<void>;
 }
 
@@ -41,6 +44,8 @@ export interface OpenLocalSessionOptions {
    * LOCAL_DIR_BUSY (see holder.ts). Commands that must own the folder (`serve`, `up`) leave it off.
    */
   attach?: boolean;
+  /** The most warm job workers alive at once (see JobWorkerPool); default the pool's. */
+  maxJobWorkers?: number;
 }
 
 export async function openLocalSession(options: OpenLocalSessionOptions = {}): Promise<LocalSession> {
@@ -59,12 +64,15 @@ export async function openLocalSession(options: OpenLocalSessionOptions = {}): P
     }
     return found;
   };
+  const workers = new JobWorkerPool({ command: jobHostCommand(), ...(options.maxJobWorkers === undefined ? {} : { maxWorkers: options.maxJobWorkers }) });
   return {
     aws,
     config,
     deps,
     depsFor,
+    workers,
     async close() {
+      await workers.close();
       for (const { clients } of [deps, ...byPrincipal.values()]) {
         clients.s3.destroy();
         clients.dynamodb.destroy();
@@ -120,10 +128,20 @@ export function localStageHandlers(session: LocalSession, options: { trigger?: s
   return handlers;
 }
 
-/** The Batch jobs as child processes: the same commands the job image runs in AWS. */
+/** The Batch jobs as a fresh child process each: the same commands the job image runs in AWS. */
 export function localJobCommands(): Record<BatchJobName, LocalJobCommand> {
   const job = (name: BatchJobName): LocalJobCommand => ({ command: [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', `${name}.ts`)] });
   return { embed: job('embed'), trial: job('trial') };
+}
+
+/** The program of a warm job worker: the host that runs the same job bodies as the commands above. */
+export function jobHostCommand(): string[] {
+  return [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', 'host.ts')];
+}
+
+/** The Batch jobs in the warm workers of `workers`: what local runs use, one start-up per worker instead of per job. */
+export function warmLocalJobs(workers: JobWorkerPool): Record<BatchJobName, WarmLocalJob> {
+  return { embed: { workers, job: 'embed' }, trial: { workers, job: 'trial' } };
 }
 
 /** `run-20261129-020512-a1b2`: sortable, unique enough, and valid as a Batch job name and S3 key part. */
@@ -153,7 +171,8 @@ export interface LocalRunResult {
 
 /**
  * One pipeline run on this machine: uploads the spec's local files, then executes the real state
- * machine definition with the stage handlers in-process and the Batch jobs as child processes.
+ * machine definition with the stage handlers in-process and the Batch jobs in the session's warm
+ * job workers.
  */
 export async function runPipelineLocally(session: LocalSession, options: LocalRunOptions): Promise<LocalRunResult> {
   const runId = options.runId ?? newRunId();
@@ -203,7 +222,7 @@ async function executeLocally(
   return runLocalWorkflow({
     input,
     handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli', ...(options.signal ? { signal: options.signal } : {}) }),
-    jobs: localJobCommands(),
+    jobs: warmLocalJobs(session.workers),
     env: { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv },
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     ...(options.onJobOutput ? { onJobOutput: options.onJobOutput } : {}),
