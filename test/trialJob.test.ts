@@ -283,7 +283,7 @@ describe('the trial job in a warm job worker', () => {
     await launchLocalJob({ command: TRIAL_COMMAND, env: trialEnvFor(jobs[2]), jobName: 't-fresh', onOutput: () => {}, timeoutMs: 120_000 });
 
     const results = await Promise.all(jobs.map(async (job) => TrialJobResult.parse(await store().getJson(job.outputUri, z.unknown()))));
-    const weights = await Promise.all(results.map((result) => (result.status === 'succeeded' ? store().getBytes(result.weightsUri) : undefined)));
+    const weights = await Promise.all(results.map(async (result) => (result.status === 'succeeded' ? store().getBytes(result.weightsUri) : undefined)));
     expect(results.map((result) => result.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
     const metricsOf = (result: TrialJobResult) => (result.status === 'succeeded' ? result.metrics : undefined);
     expect(metricsOf(results[1])).toEqual(metricsOf(results[0]));
