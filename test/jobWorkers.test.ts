@@ -250,16 +250,27 @@ describe('a warm job worker', () => {
     });
   }, 30_000);
 
+  it('stops a worker that sits idle for idleMs, and starts a new one for the next job', async () => {
+    const pool = poolOf({ idleMs: 300 });
+    const first = await runJob(pool, { job: 'echo' });
+    while (pool.stats().alive > 0) await sleep(50);
+
+    expect(isAlive(first.result.workerPid)).toBe(false);
+    const second = await runJob(pool, { job: 'echo' });
+    expect(second.result.workerPid).not.toBe(first.result.workerPid);
+  }, 30_000);
+
   it('closes: a running job fails as aborted, every worker exits, and later jobs are refused', async () => {
     const pool = poolOf();
     const [idle] = await Promise.all([runJob(pool, { job: 'echo' }), runJob(pool, { job: 'echo' })]);
     const lines: JobOutputLine[] = [];
-    const running = pool.run({ job: 'hang', jobName: 'running', onOutput: (l) => lines.push(l) });
+    // Caught at once: it fails while close() is awaited.
+    const running = rejection(pool.run({ job: 'hang', jobName: 'running', onOutput: (l) => lines.push(l) }));
     while (lines.length === 0) await sleep(20);
 
     await pool.close();
 
-    await expect(running).rejects.toMatchObject({ code: 'JOB_ABORTED', message: 'job running was stopped: the job workers were closed with their session' });
+    expect(await running).toMatchObject({ code: 'JOB_ABORTED', message: 'job running was stopped: the job workers were closed with their session' });
     expect(isAlive(idle.result.workerPid)).toBe(false);
     expect(isAlive(Number(/(\d+)$/.exec(lines[0].line)![1]))).toBe(false);
     expect(pool.stats().alive).toBe(0);

@@ -28,6 +28,11 @@ export interface JobWorkerPoolOptions {
   maxWorkers?: number;
   /** How long a killed worker gets between SIGTERM and SIGKILL. */
   killGraceMs?: number;
+  /**
+   * How long a worker may sit idle before it is stopped. A run's jobs follow each other within
+   * seconds; `up` retrains hours apart, and an idle worker holds its memory. Default one minute.
+   */
+  idleMs?: number;
   /** Lines a worker prints while it runs no job (stray timers of a finished job); by default this process's stderr. */
   onIdleOutput?: (line: JobOutputLine) => void;
 }
@@ -68,6 +73,7 @@ export interface JobWorkerStats {
 }
 
 const DEFAULT_MAX_WORKERS = 8;
+const DEFAULT_IDLE_MS = 60_000;
 
 interface Attempt {
   id: string;
@@ -93,6 +99,7 @@ interface Worker {
   /** Being killed: takes no more jobs. */
   retiring: boolean;
   attempt?: Attempt;
+  idleTimer?: NodeJS.Timeout;
   exited: Promise<void>;
 }
 
@@ -118,6 +125,7 @@ export class JobWorkerPool {
   readonly #command: readonly string[];
   readonly #maxWorkers: number;
   readonly #killGraceMs: number;
+  readonly #idleMs: number;
   readonly #onIdleOutput: (line: JobOutputLine) => void;
   readonly #workers = new Set<Worker>();
   readonly #queue: Attempt[] = [];
@@ -136,6 +144,7 @@ export class JobWorkerPool {
     this.#command = options.command;
     this.#maxWorkers = maxWorkers;
     this.#killGraceMs = options.killGraceMs ?? 5_000;
+    this.#idleMs = options.idleMs ?? DEFAULT_IDLE_MS;
     this.#onIdleOutput = options.onIdleOutput ?? defaultOutput;
   }
 
@@ -201,6 +210,7 @@ export class JobWorkerPool {
 
   #assign(worker: Worker, attempt: Attempt): void {
     this.#queue.splice(this.#queue.indexOf(attempt), 1);
+    clearTimeout(worker.idleTimer);
     worker.attempt = attempt;
     attempt.worker = worker;
     holdOpen(worker.child, true);
@@ -286,6 +296,8 @@ export class JobWorkerPool {
   #finished(worker: Worker, attempt: Attempt): void {
     worker.attempt = undefined;
     holdOpen(worker.child, false);
+    worker.idleTimer = setTimeout(() => this.#kill(worker), this.#idleMs);
+    worker.idleTimer.unref();
     const code = attempt.exitCode ?? null;
     this.#settle(attempt, () => {
       if (code === 0) attempt.resolve(this.#succeeded(attempt, worker));
@@ -357,6 +369,7 @@ export class JobWorkerPool {
   #kill(worker: Worker): void {
     if (worker.retiring) return;
     worker.retiring = true;
+    clearTimeout(worker.idleTimer);
     // Held open until it has exited, so whoever awaits `close` sees it go.
     holdOpen(worker.child, true);
     worker.child.kill('SIGTERM');
