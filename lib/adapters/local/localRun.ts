@@ -160,6 +160,11 @@ export interface LocalRunOptions {
   signal?: AbortSignal;
   /** Extra environment for the jobs (e.g. `AGENTFLOW_DEVICE`). */
   jobEnv?: Record<string, string>;
+  /**
+   * `warm` (default): Batch jobs run in the session's warm job workers. `fresh`: one new process
+   * per job, exactly the image's command; what `bench e2e` measures the warm workers against.
+   */
+  jobProcesses?: 'warm' | 'fresh';
   timeoutMs?: number;
 }
 
@@ -222,7 +227,7 @@ async function executeLocally(
   return runLocalWorkflow({
     input,
     handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli', ...(options.signal ? { signal: options.signal } : {}) }),
-    jobs: warmLocalJobs(session.workers),
+    jobs: options.jobProcesses === 'fresh' ? localJobCommands() : warmLocalJobs(session.workers),
     env: { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv },
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     ...(options.onJobOutput ? { onJobOutput: options.onJobOutput } : {}),
