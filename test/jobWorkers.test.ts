@@ -250,6 +250,20 @@ describe('a warm job worker', () => {
     });
   }, 30_000);
 
+  it('starts workers ahead of the jobs, so the jobs asked for at once find one each', async () => {
+    const pool = poolOf();
+    const definitionEnv = { AGENTFLOW_TEST_LAYER: 'definition' };
+    pool.prestart({ definitionEnv, workers: 2 });
+    pool.prestart({ definitionEnv, workers: 2 });
+    expect(pool.stats()).toMatchObject({ started: 2, alive: 2 });
+    while (pool.stats().readyMs.length < 2) await sleep(20);
+
+    const [a, b] = await Promise.all([runJob(pool, { job: 'echo', definitionEnv }), runJob(pool, { job: 'echo', definitionEnv })]);
+
+    expect(a.result.workerPid).not.toBe(b.result.workerPid);
+    expect(pool.stats()).toMatchObject({ started: 2, alive: 2 });
+  }, 30_000);
+
   it('stops a worker that sits idle for idleMs, and starts a new one for the next job', async () => {
     const pool = poolOf({ idleMs: 300 });
     const first = await runJob(pool, { job: 'echo' });

@@ -104,7 +104,7 @@ interface Worker {
 }
 
 /** Jobs share a worker only when the worker's own environment and folder would be the same for a fresh process. */
-function workerKey(options: WarmJobOptions): string {
+function workerKey(options: Pick<WarmJobOptions, 'definitionEnv' | 'cwd'>): string {
   const env = Object.entries(options.definitionEnv ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([options.cwd ?? null, env]);
 }
@@ -175,6 +175,23 @@ export class JobWorkerPool {
     });
   }
 
+  /**
+   * Starts workers ahead of the jobs, up to `workers` of this environment (counting busy ones),
+   * so that the jobs a Map will ask for at once do not each wait for a worker's start-up. A worker
+   * started here and never used stops after `idleMs`, as an idle one does.
+   */
+  prestart(options: Pick<WarmJobOptions, 'definitionEnv' | 'cwd'> & { workers: number }): void {
+    if (this.#closed) return;
+    const key = workerKey(options);
+    let alike = [...this.#workers].filter((w) => w.key === key && !w.retiring).length;
+    while (alike < Math.min(options.workers, this.#maxWorkers) && this.#workers.size < this.#maxWorkers) {
+      const worker = this.#spawn({ key, definitionEnv: options.definitionEnv, cwd: options.cwd });
+      holdOpen(worker.child, false);
+      this.#idle(worker);
+      alike += 1;
+    }
+  }
+
   /** Kills every worker (jobs still running fail as aborted) and resolves once all have exited. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -199,7 +216,7 @@ export class JobWorkerPool {
       if (idle) {
         this.#assign(idle, attempt);
       } else if (this.#workers.size < this.#maxWorkers) {
-        this.#assign(this.#spawn(attempt), attempt);
+        this.#assign(this.#spawn({ key: attempt.key, definitionEnv: attempt.options.definitionEnv, cwd: attempt.options.cwd }), attempt);
       } else {
         // At the cap: an idle worker made for another environment gives its place up.
         const other = [...this.#workers].find((w) => !w.attempt && !w.retiring);
@@ -225,16 +242,15 @@ export class JobWorkerPool {
     });
   }
 
-  #spawn(attempt: Attempt): Worker {
-    const { options } = attempt;
+  #spawn(placement: { key: string; definitionEnv?: Readonly<Record<string, string>> | undefined; cwd?: string | undefined }): Worker {
     const child = spawn(this.#command[0], this.#command.slice(1), {
-      cwd: options.cwd,
-      env: { ...process.env, ...options.definitionEnv },
+      cwd: placement.cwd,
+      env: { ...process.env, ...placement.definitionEnv },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     this.#started += 1;
     let exited!: () => void;
-    const worker: Worker = { child, key: attempt.key, spawnedAt: performance.now(), ready: false, retiring: false, exited: new Promise((r) => (exited = r)) };
+    const worker: Worker = { child, key: placement.key, spawnedAt: performance.now(), ready: false, retiring: false, exited: new Promise((r) => (exited = r)) };
     this.#workers.add(worker);
 
     const out = lines((line) => this.#line(worker, 'stdout', line));
@@ -296,8 +312,7 @@ export class JobWorkerPool {
   #finished(worker: Worker, attempt: Attempt): void {
     worker.attempt = undefined;
     holdOpen(worker.child, false);
-    worker.idleTimer = setTimeout(() => this.#kill(worker), this.#idleMs);
-    worker.idleTimer.unref();
+    this.#idle(worker);
     const code = attempt.exitCode ?? null;
     this.#settle(attempt, () => {
       if (code === 0) attempt.resolve(this.#succeeded(attempt, worker));
@@ -364,6 +379,12 @@ export class JobWorkerPool {
     }
     attempt.stoppedBecause = reason;
     this.#kill(attempt.worker);
+  }
+
+  /** A worker without a job: it stops if none comes within idleMs. */
+  #idle(worker: Worker): void {
+    worker.idleTimer = setTimeout(() => this.#kill(worker), this.#idleMs);
+    worker.idleTimer.unref();
   }
 
   #kill(worker: Worker): void {

@@ -182,7 +182,9 @@ export interface LocalRunResult {
 export async function runPipelineLocally(session: LocalSession, options: LocalRunOptions): Promise<LocalRunResult> {
   const runId = options.runId ?? newRunId();
   const staged = await stageRunInputs(options.specPath, runId, session.deps.store);
-  const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options);
+  const { tuning } = staged.spec;
+  const trialsAtOnce = Math.min(tuning.maxConcurrency, tuning.population);
+  const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options, { trialsAtOnce });
   return { runId, staged, result };
 }
 
@@ -218,17 +220,22 @@ async function executeLocally(
   session: LocalSession,
   input: { runId: string; project: string; specUri: string },
   options: Omit<LocalRunOptions, 'specPath' | 'runId'>,
+  expected: { trialsAtOnce?: number } = {},
 ): Promise<LocalWorkflowResult> {
   // The SDK's Node 20 notice would print once per job process; the Lambda runtime is Node 22 anyway.
   const quiet = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
   const passThrough = Object.fromEntries(
     ['AGENTFLOW_DEVICE', 'AGENTFLOW_INTRA_OP_THREADS', 'AGENTFLOW_EMBED_BATCH_SIZE'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
   );
+  const env = { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv };
+  const warm = options.jobProcesses !== 'fresh';
+  // The workers start loading while Prepare runs, and the Map's trials find one each instead of waiting for a start-up.
+  if (warm) session.workers.prestart({ definitionEnv: env, cwd: REPO_ROOT, workers: Math.max(1, expected.trialsAtOnce ?? 1) });
   return runLocalWorkflow({
     input,
     handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli', ...(options.signal ? { signal: options.signal } : {}) }),
-    jobs: options.jobProcesses === 'fresh' ? localJobCommands() : warmLocalJobs(session.workers),
-    env: { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv },
+    jobs: warm ? warmLocalJobs(session.workers) : localJobCommands(),
+    env,
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     ...(options.onJobOutput ? { onJobOutput: options.onJobOutput } : {}),
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
