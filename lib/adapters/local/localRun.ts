@@ -30,7 +30,7 @@ export interface LocalSession {
    * otherwise every principal shares `deps`.
    */
   depsFor(principal: string): StageDependencies;
-  /** The warm processes the session's Batch jobs run in; started on the first job, stopped by `close`. */
+  /** The warm processes the session's Batch jobs run in: started as a run begins (or on a job), stopped by `close`. */
   workers: JobWorkerPool;
   close(): Promise<void>;
 }

@@ -240,7 +240,7 @@ export async function runLocalWorkflow(options: RunLocalWorkflowOptions): Promis
   const missingJobs = BATCH_STAGES.filter((s) => !isRunnable(options.jobs[s.job])).map((s) => s.job);
   if (missingHandlers.length || missingJobs.length) {
     throw new WorkflowError(
-      `the local runner needs a handler for every Lambda stage and a command for every job; missing handlers [${missingHandlers.join(', ')}], jobs [${missingJobs.join(', ')}]`,
+      `the local runner needs a handler for every Lambda stage and a command or job workers for every job; missing handlers [${missingHandlers.join(', ')}], jobs [${missingJobs.join(', ')}]`,
       { code: 'HANDLER_MISSING', context: { missingHandlers, missingJobs } },
     );
   }
