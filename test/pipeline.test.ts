@@ -2,10 +2,10 @@ import * as z from 'zod';
 /**
  * The whole pipeline on this machine, end to end: the real state machine definition, the real
  * stage handlers in-process (Prepare, Plan, Reward, Export, Promote), and the real Embed and trial
- * jobs as child processes, over dynalite and s3rver. The data is generated with conflicting tasks,
+ * jobs in warm job workers, over dynalite and s3rver. The data is generated with conflicting tasks,
  * so the task weights matter. One trial job is made to crash the way a Batch container does when
- * it is killed (no result file, non-zero exit): a fault the local services cannot produce, injected
- * through the job command, never through a hook in product code.
+ * it is killed (no result file, non-zero exit), taking its worker with it: a fault the local
+ * services cannot produce, injected through the job host, never through a hook in product code.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,13 +15,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GenerationStateDocument, agentKeys, type StoredPolicy } from '#lib/pipeline/plan/state.ts';
 import { type TrialRow } from '#lib/pipeline/reward/reward.ts';
 import { configToEnv } from '#lib/adapters/config/index.ts';
-import { localJobCommands, openLocalSession, stageRunInputs, type LocalSession } from '#lib/adapters/local/index.ts';
+import { JobWorkerPool, openLocalSession, stageRunInputs, warmLocalJobs, type JobWorkerStats, type LocalSession } from '#lib/adapters/local/index.ts';
 import type { SpecInput } from '#lib/domain/spec/index.ts';
 import { createStageHandlers } from '#lib/pipeline/handlers.ts';
 import { generateMultiTask, type MultiTaskDataset } from '#lib/domain/synth/index.ts';
 import { createTuner, type AnyTunerState, type TrialResult } from '#lib/domain/tune/index.ts';
 import { keys } from '#lib/adapters/store/index.ts';
-import { runLocalWorkflow, type LocalJobCommand, type LocalWorkflowResult } from '#lib/adapters/local/workflow.ts';
+import { runLocalWorkflow, type LocalWorkflowResult } from '#lib/adapters/local/workflow.ts';
 import { TrialJobResult, trialResultUri, WorkflowOutput } from '#lib/pipeline/index.ts';
 import { featuresSpecInput } from './helpers/specs.ts';
 
@@ -61,19 +61,8 @@ function specFor(project: string, overrides: Partial<SpecInput> = {}): SpecInput
   });
 }
 
-/**
- * The trial job as Batch would run it, except that the job for `trialId` dies before writing its
- * result, as a container killed for memory does (exit 137). Every other trial runs the real job.
- */
-function crashingTrialCommand(real: LocalJobCommand, trialId: string): LocalJobCommand {
-  const script = [
-    "const { spawnSync } = require('node:child_process');",
-    `if (process.env.AGENTFLOW_TRIAL_ID === ${JSON.stringify(trialId)}) { console.error('OutOfMemoryError: Container killed due to memory usage'); process.exit(137); }`,
-    `const run = spawnSync(${JSON.stringify(real.command[0])}, ${JSON.stringify(real.command.slice(1))}, { stdio: 'inherit' });`,
-    'process.exit(run.status ?? 1);',
-  ].join('\n');
-  return { command: [process.execPath, '-e', script] };
-}
+/** The real job host, but the trial named by AGENTFLOW_TEST_CRASH_TRIAL kills its worker (see the fixture). */
+const CRASHING_HOST = [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'test', 'fixtures', 'jobs', 'crashingHost.ts')];
 
 let session: LocalSession;
 let folder: string;
@@ -89,26 +78,40 @@ afterAll(async () => {
 });
 
 /**
- * What `runPipelineLocally` does, with the trial job command replaced: it takes no `jobs` option,
- * so the test stages the inputs and runs the workflow itself with the same handlers and environment.
+ * What `runPipelineLocally` does, with the job host replaced when a trial must crash: it takes no
+ * `jobs` option, so the test stages the inputs and runs the workflow itself with the same handlers
+ * and environment. Returns the workers' counts too.
  */
-async function runPipeline(spec: SpecInput, runId: string, options: { crashTrial?: string } = {}): Promise<LocalWorkflowResult> {
+async function runPipeline(
+  spec: SpecInput,
+  runId: string,
+  options: { crashTrial?: string } = {},
+): Promise<{ result: LocalWorkflowResult; workers: JobWorkerStats }> {
   const specPath = join(folder, `${runId}.spec.json`);
   await writeFile(specPath, JSON.stringify(spec));
   const staged = await stageRunInputs(specPath, runId, session.deps.store);
-  const jobs = localJobCommands();
+  const workers = options.crashTrial ? new JobWorkerPool({ command: CRASHING_HOST }) : session.workers;
   const jobOutput: string[] = [];
-  const result = await runLocalWorkflow({
-    input: { runId, project: staged.spec.project, specUri: staged.specUri },
-    handlers: createStageHandlers(session.deps, { trigger: 'test' }),
-    jobs: options.crashTrial ? { ...jobs, trial: crashingTrialCommand(jobs.trial, options.crashTrial) } : jobs,
-    env: { ...configToEnv(session.aws.config), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', AGENTFLOW_INTRA_OP_THREADS: '1' },
-    onJobOutput: (line) => jobOutput.push(`${line.jobName} ${line.stream}: ${line.line}`),
-    timeoutMs: 170_000,
-    cwd: REPO_ROOT,
-  });
-  if (result.status !== 'SUCCEEDED') throw new Error(`run ${runId} ${result.status}: ${result.error}: ${result.cause}\n${jobOutput.slice(-30).join('\n')}`);
-  return result;
+  try {
+    const result = await runLocalWorkflow({
+      input: { runId, project: staged.spec.project, specUri: staged.specUri },
+      handlers: createStageHandlers(session.deps, { trigger: 'test' }),
+      jobs: warmLocalJobs(workers),
+      env: {
+        ...configToEnv(session.aws.config),
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        AGENTFLOW_INTRA_OP_THREADS: '1',
+        ...(options.crashTrial ? { AGENTFLOW_TEST_CRASH_TRIAL: options.crashTrial } : {}),
+      },
+      onJobOutput: (line) => jobOutput.push(`${line.jobName} ${line.stream}: ${line.line}`),
+      timeoutMs: 170_000,
+      cwd: REPO_ROOT,
+    });
+    if (result.status !== 'SUCCEEDED') throw new Error(`run ${runId} ${result.status}: ${result.error}: ${result.cause}\n${jobOutput.slice(-30).join('\n')}`);
+    return { result, workers: workers.stats() };
+  } finally {
+    if (workers !== session.workers) await workers.close();
+  }
 }
 
 describe('the pipeline, run locally with real trial jobs', () => {
@@ -133,9 +136,11 @@ describe('the pipeline, run locally with real trial jobs', () => {
     const runId = 'run-e2e-1';
     const { store, registry, runLog, rewards } = session.deps;
 
-    const result = await runPipeline(specFor(project), runId, { crashTrial: CRASHING_TRIAL });
+    const { result, workers } = await runPipeline(specFor(project), runId, { crashTrial: CRASHING_TRIAL });
 
     const output = WorkflowOutput.parse(result.output);
+    // Embed's worker runs trials too; two at a time make a second; the crash costs one, replaced once.
+    expect(workers).toMatchObject({ started: 3, alive: 2 });
     const rows = await rewards.listTrials<TrialRow>(project, runId);
     expect(rows).toHaveLength(8);
     expect(new Set(rows.map((r) => r.row.generation))).toEqual(new Set([1, 2]));
@@ -192,7 +197,7 @@ describe('the pipeline, run locally with real trial jobs', () => {
       tuning: { strategy: 'pgpe', generations: 1, population: 2, maxConcurrency: 2, screening: { trialEpochs: 1 } },
     });
 
-    const result = await runPipeline(spec, runId);
+    const { result } = await runPipeline(spec, runId);
 
     const output = WorkflowOutput.parse(result.output);
     const screening = (await runLog.listRunEvents(project, runId)).find((e) => e.eventKey === 'screening')?.detail as {

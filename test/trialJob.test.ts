@@ -11,6 +11,8 @@ import { checkParity, exportHeads, trainingForward } from '#lib/domain/train/ind
 import { loadTrialWeights } from '#lib/pipeline/trials/weights.ts';
 import { executionProvidersFor, intraOpThreadsFrom, runTrialJob, shardUri } from '#lib/pipeline/trials/trialJob.ts';
 import { launchLocalJob, type JobOutputLine } from '#lib/adapters/local/batchJob.ts';
+import { JobWorkerPool } from '#lib/adapters/local/jobWorkers.ts';
+import { jobHostCommand } from '#lib/adapters/local/localRun.ts';
 import { TrialJobResult, trialResultUri, type TrialJob } from '#lib/pipeline/contracts.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { featuresSpecInput } from './helpers/specs.ts';
@@ -190,20 +192,25 @@ describe('runTrialJob', () => {
   });
 });
 
+const TRIAL_COMMAND = [process.execPath, '--import', 'tsx', 'functions/jobs/trial.ts'];
+
+/** The trial job's environment as the workflow sets it: the config, the job's variables, one ONNX Runtime thread. */
+const trialEnvFor = (job: TrialJob) => ({
+  ...configToEnv(aws.config),
+  AGENTFLOW_RUN_ID: job.runId,
+  AGENTFLOW_PROJECT: job.project,
+  AGENTFLOW_GENERATION: String(job.generation),
+  AGENTFLOW_TRIAL_ID: job.proposal.trialId,
+  AGENTFLOW_PROPOSAL: JSON.stringify(job.proposal),
+  AGENTFLOW_MANIFEST_URI: job.manifestUri,
+  AGENTFLOW_FEATURES_URI: job.featuresUri,
+  AGENTFLOW_OUTPUT_URI: job.outputUri,
+  AGENTFLOW_INTRA_OP_THREADS: '1',
+});
+
 describe('functions/jobs/trial.ts as a child process', () => {
-  const command = [process.execPath, '--import', 'tsx', 'functions/jobs/trial.ts'];
-  const envFor = (job: TrialJob) => ({
-    ...configToEnv(aws.config),
-    AGENTFLOW_RUN_ID: job.runId,
-    AGENTFLOW_PROJECT: job.project,
-    AGENTFLOW_GENERATION: String(job.generation),
-    AGENTFLOW_TRIAL_ID: job.proposal.trialId,
-    AGENTFLOW_PROPOSAL: JSON.stringify(job.proposal),
-    AGENTFLOW_MANIFEST_URI: job.manifestUri,
-    AGENTFLOW_FEATURES_URI: job.featuresUri,
-    AGENTFLOW_OUTPUT_URI: job.outputUri,
-    AGENTFLOW_INTRA_OP_THREADS: '1',
-  });
+  const command = TRIAL_COMMAND;
+  const envFor = trialEnvFor;
 
   it('runs with the environment the workflow sets, prints progress and writes its result', async () => {
     const runId = 'run-child';
@@ -248,4 +255,40 @@ describe('functions/jobs/trial.ts as a child process', () => {
     expect(JSON.parse((error as Error).message)).toMatchObject({ Container: { ExitCode: 2 } });
     expect(output.some((l) => l.stream === 'stderr' && l.line.includes('AGENTFLOW_MANIFEST_URI'))).toBe(true);
   }, 60_000);
+});
+
+describe('the trial job in a warm job worker', () => {
+  it('trains the same weights and metrics twice in one worker as in a fresh process', async () => {
+    const runId = 'run-warm';
+    const run = await prepareRun(runId);
+    // The seed comes from the spec, not the trial id: three ids, one proposal, one expected result.
+    const jobs = ['t-warm-1', 't-warm-2', 't-fresh'].map((trialId) => jobFor(run, runId, trialId, { learningRate: 4e-3 }));
+    const trialVars = (job: TrialJob) => {
+      const { AGENTFLOW_INTRA_OP_THREADS: _threads, ...vars } = trialEnvFor(job);
+      return Object.fromEntries(Object.entries(vars).filter(([name]) => !(name in configToEnv(aws.config))));
+    };
+    const definitionEnv = { ...configToEnv(aws.config), AGENTFLOW_INTRA_OP_THREADS: '1' };
+    const workers = new JobWorkerPool({ command: jobHostCommand() });
+    try {
+      const warm = [];
+      for (const job of jobs.slice(0, 2)) {
+        warm.push(
+          await workers.run({ job: 'trial', jobName: job.proposal.trialId, definitionEnv, env: trialVars(job), onOutput: () => {}, timeoutMs: 120_000 }),
+        );
+      }
+      expect(warm[1].workerPid).toBe(warm[0].workerPid);
+    } finally {
+      await workers.close();
+    }
+    await launchLocalJob({ command: TRIAL_COMMAND, env: trialEnvFor(jobs[2]), jobName: 't-fresh', onOutput: () => {}, timeoutMs: 120_000 });
+
+    const results = await Promise.all(jobs.map(async (job) => TrialJobResult.parse(await store().getJson(job.outputUri, z.unknown()))));
+    const weights = await Promise.all(results.map(async (result) => (result.status === 'succeeded' ? store().getBytes(result.weightsUri) : undefined)));
+    expect(results.map((result) => result.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    const metricsOf = (result: TrialJobResult) => (result.status === 'succeeded' ? result.metrics : undefined);
+    expect(metricsOf(results[1])).toEqual(metricsOf(results[0]));
+    expect(metricsOf(results[2])).toEqual(metricsOf(results[0]));
+    expect(Buffer.from(weights[1]!).equals(Buffer.from(weights[0]!))).toBe(true);
+    expect(Buffer.from(weights[2]!).equals(Buffer.from(weights[0]!))).toBe(true);
+  }, 240_000);
 });

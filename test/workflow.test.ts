@@ -44,9 +44,11 @@ import {
   type State,
 } from '#lib/pipeline/index.ts';
 import { launchLocalJob, type JobOutputLine } from '#lib/adapters/local/batchJob.ts';
+import { JobWorkerPool } from '#lib/adapters/local/jobWorkers.ts';
 import {
   localPlaceholderValues,
   runLocalWorkflow,
+  type LocalJob,
   type LocalJobCommand,
   type LocalLambdaHandler,
   type RunLocalWorkflowOptions,
@@ -79,7 +81,7 @@ interface Scenario {
   failTrials?: string[];
   trialMs?: number;
   handlers?: Partial<Record<LambdaStageName, LocalLambdaHandler>>;
-  jobs?: Partial<Record<BatchJobName, LocalJobCommand>>;
+  jobs?: Partial<Record<BatchJobName, LocalJob>>;
   run?: Partial<RunLocalWorkflowOptions>;
 }
 
@@ -276,6 +278,34 @@ describe('a local workflow run', () => {
     expect(events[0].type).toBe('ExecutionStarted');
     expect(events.at(-1)).toMatchObject({ type: 'ExecutionSucceeded', detail: { output: result.output } });
     expect(events.every((e) => !Number.isNaN(Date.parse(e.at)))).toBe(true);
+  });
+
+  it('runs its jobs in warm workers: one per trial running at once, reused across generations, a failing trial reported as a fresh process reports it', async () => {
+    const workers = new JobWorkerPool({ command: [process.execPath, '--import', 'tsx', fixture('host.ts')] });
+    try {
+      const { result, calls, events, jobOutput, input } = await runScenario({
+        generations: 2,
+        proposalsPerGeneration: 2,
+        failTrials: ['g2-t0'],
+        jobs: { embed: { workers, job: 'embed' }, trial: { workers, job: 'trial' } },
+      });
+
+      expect(result.status).toBe('SUCCEEDED');
+      // Embed's worker, then a second for the two trials at once; generation 2 reuses both.
+      expect(workers.stats()).toMatchObject({ started: 2, alive: 2 });
+      expect(jobOutput).toContainEqual({ jobName: `agentflow-embed-${input.runId}`, stream: 'stdout', line: `embedding for run ${input.runId}` });
+      expect(jobOutput).toContainEqual({
+        jobName: `agentflow-trial-${input.runId}-g2-t1`,
+        stream: 'stdout',
+        line: 'trial g2-t1: generation 2, lambda {"a":2,"b":1}',
+      });
+      expect(RewardInput.parse(calls.Reward[1]).trials.map((t) => t.status)).toEqual(['failed', 'succeeded']);
+      const failure = events.find((e) => e.type === 'StateFailed' && e.state === 'RunTrial');
+      const cause = JSON.parse(String(failure?.detail?.cause)) as { Container: { ExitCode: number }; LogTail: string[] };
+      expect(cause).toMatchObject({ Container: { ExitCode: 3 }, LogTail: ['trial g2-t0: loss became NaN at step 3'] });
+    } finally {
+      await workers.close();
+    }
   });
 
   it('writes as many history events as the execution history budget counts for its generations and trials', async () => {

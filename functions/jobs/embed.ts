@@ -2,6 +2,7 @@
  * The Embed Batch job: `node --import tsx functions/jobs/embed.ts`, configured by environment
  * (EmbedJobEnv plus the config variables). Writes its EmbedJobResult to AGENTFLOW_OUTPUT_URI;
  * on failure prints why and exits non-zero, which fails the Batch job and the workflow state.
+ * Locally the same body runs in a warm job worker (functions/jobs/host.ts).
  */
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
@@ -12,8 +13,9 @@ import { RunManifest } from '#lib/domain/run/index.ts';
 import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { executionProvidersFor } from '#lib/pipeline/trials/trialJob.ts';
 import { EmbedJobEnv, EmbedJobResult } from '#lib/pipeline/contracts.ts';
+import type { JobEnvironment } from '#lib/adapters/local/jobHost.ts';
 
-export async function embedJob(env: NodeJS.ProcessEnv = process.env): Promise<EmbedJobResult> {
+export async function embedJob(env: JobEnvironment): Promise<EmbedJobResult> {
   const vars = EmbedJobEnv.parse(env);
   const config = configFromEnv(env);
   const { s3, dynamodb } = makeClients(config, { principal: 'embed' });
@@ -49,13 +51,18 @@ export async function embedJob(env: NodeJS.ProcessEnv = process.env): Promise<Em
   }
 }
 
+/** The job's body: embeds as `env` says and returns the exit code (0 embedded, 1 failed, with why on stderr). */
+export async function runEmbedCommand(env: JobEnvironment): Promise<number> {
+  try {
+    await embedJob(env);
+    return 0;
+  } catch (error) {
+    const { name, message } = error instanceof z.ZodError ? { name: 'EnvironmentError', message: z.prettifyError(error) } : describeError(error);
+    console.error(`embed job failed: ${name}: ${message}`);
+    return 1;
+  }
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  embedJob().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      const { name, message } = error instanceof z.ZodError ? { name: 'EnvironmentError', message: z.prettifyError(error) } : describeError(error);
-      console.error(`embed job failed: ${name}: ${message}`);
-      process.exit(1);
-    },
-  );
+  process.exit(await runEmbedCommand(process.env));
 }

@@ -3,31 +3,41 @@
  * and the config variables. `AGENTFLOW_DEVICE=cuda` trains on the CUDA execution provider (and
  * fails if it cannot); `AGENTFLOW_INTRA_OP_THREADS` sets ONNX Runtime's thread count. Exit codes:
  * 0 trained, 1 failed cleanly (the result file says why), 2 could not run (Batch may retry).
+ * Locally the same body runs in a warm job worker (functions/jobs/host.ts).
  */
+import { pathToFileURL } from 'node:url';
 import { configFromEnv, makeClients } from '#lib/adapters/config/index.ts';
 import { describeError } from '#lib/domain/errors/index.ts';
 import { ArtifactStore } from '#lib/adapters/store/index.ts';
+import type { JobEnvironment } from '#lib/adapters/local/jobHost.ts';
 import { intraOpThreadsFrom, runTrialJob } from '#lib/pipeline/trials/trialJob.ts';
 import { parseTrialJobEnv } from '#lib/pipeline/contracts.ts';
 
-try {
-  const job = parseTrialJobEnv(process.env);
-  const config = configFromEnv();
-  const { s3, dynamodb } = makeClients(config, { principal: 'trial' });
-  dynamodb.destroy();
-  const threads = intraOpThreadsFrom(process.env.AGENTFLOW_INTRA_OP_THREADS);
+/** The job's body: trains the trial `env` describes and returns the exit code above. */
+export async function runTrialCommand(env: JobEnvironment): Promise<number> {
   try {
-    const result = await runTrialJob(job, {
-      store: new ArtifactStore({ s3, bucket: config.bucket }),
-      ...(process.env.AGENTFLOW_DEVICE === undefined ? {} : { device: process.env.AGENTFLOW_DEVICE }),
-      ...(threads === undefined ? {} : { intraOpNumThreads: threads }),
-      log: (line) => console.log(line),
-    });
-    process.exitCode = result.status === 'succeeded' ? 0 : 1;
-  } finally {
-    s3.destroy();
+    const job = parseTrialJobEnv(env);
+    const config = configFromEnv(env);
+    const { s3, dynamodb } = makeClients(config, { principal: 'trial' });
+    dynamodb.destroy();
+    const threads = intraOpThreadsFrom(env.AGENTFLOW_INTRA_OP_THREADS);
+    try {
+      const result = await runTrialJob(job, {
+        store: new ArtifactStore({ s3, bucket: config.bucket }),
+        ...(env.AGENTFLOW_DEVICE === undefined ? {} : { device: env.AGENTFLOW_DEVICE }),
+        ...(threads === undefined ? {} : { intraOpNumThreads: threads }),
+        log: (line) => console.log(line),
+      });
+      return result.status === 'succeeded' ? 0 : 1;
+    } finally {
+      s3.destroy();
+    }
+  } catch (error) {
+    console.error(`trial job failed: ${JSON.stringify(describeError(error))}`);
+    return 2;
   }
-} catch (error) {
-  console.error(`trial job failed: ${JSON.stringify(describeError(error))}`);
-  process.exitCode = 2;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  process.exitCode = await runTrialCommand(process.env);
 }

@@ -15,6 +15,7 @@ export const INTEGRATION_TESTS = [
   'test/embed.test.ts',
   'test/feedbackRows.test.ts',
   'test/iamRecorder.test.ts',
+  'test/jobWorkers.test.ts',
   'test/jsonlLines.test.ts',
   'test/local.test.ts',
   'test/localLock.test.ts',

@@ -38,14 +38,54 @@ export interface LocalJobResult {
 }
 
 /** How many stderr lines a failed job's Cause carries. */
-const LOG_TAIL_LINES = 20;
+export const LOG_TAIL_LINES = 20;
 
-function defaultOutput({ jobName, stream, line }: JobOutputLine): void {
+/** Where job output goes when the caller gives no `onOutput`: this process's streams, prefixed with the job name. */
+export function defaultOutput({ jobName, stream, line }: JobOutputLine): void {
   (stream === 'stderr' ? process.stderr : process.stdout).write(`[${jobName}] ${line}\n`);
 }
 
+/** Keeps the last LOG_TAIL_LINES lines pushed. */
+export function pushTail(tail: string[], line: string): void {
+  tail.push(line);
+  if (tail.length > LOG_TAIL_LINES) tail.shift();
+}
+
+/**
+ * A failed job as `batch:submitJob.sync` reports it: the error name (`States.TaskFailed`,
+ * `States.Timeout`) and, as the Cause, JSON shaped like a Batch job description plus `LogTail`.
+ */
+export function jobFailure(
+  errorName: string,
+  job: { jobId: string; jobName: string; statusReason: string; exitCode: number | null; logTail: readonly string[] },
+): TaskError {
+  const cause = {
+    JobId: job.jobId,
+    JobName: job.jobName,
+    Status: 'FAILED',
+    StatusReason: job.statusReason,
+    Container: { ExitCode: job.exitCode },
+    LogTail: job.logTail,
+  };
+  return new TaskError(errorName, JSON.stringify(cause), { jobId: job.jobId, jobName: job.jobName, exitCode: job.exitCode });
+}
+
+/** Batch's wording for a job whose container ended on its own with a non-zero code or a signal. */
+export function exitReason(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `Essential container in task exited: killed by ${signal}` : `Essential container in task exited with code ${code}`;
+}
+
+/** What a job's promise rejects with when the run is abandoned: not a Batch failure, the run is over. */
+export function jobAborted(jobName: string, context: { jobId?: string; started: boolean; why?: string }): WorkflowError {
+  const why = context.why ?? 'the run was aborted';
+  return new WorkflowError(context.started ? `job ${jobName} was stopped: ${why}` : `job ${jobName} was not started: ${why}`, {
+    code: 'JOB_ABORTED',
+    context: { jobName, ...(context.jobId ? { jobId: context.jobId } : {}) },
+  });
+}
+
 /** Splits a stream into lines, handing each complete line on as it arrives. */
-function lines(onLine: (line: string) => void): { push(chunk: Buffer): void; end(): void } {
+export function lines(onLine: (line: string) => void): { push(chunk: Buffer): void; end(): void } {
   let pending = '';
   return {
     push(chunk) {
@@ -81,7 +121,7 @@ export function launchLocalJob(options: LocalJobOptions): Promise<LocalJobResult
 
   return new Promise<LocalJobResult>((resolve, reject) => {
     if (options.signal?.aborted) {
-      reject(new WorkflowError(`job ${jobName} was not started: the run was aborted`, { code: 'JOB_ABORTED', context: { jobName } }));
+      reject(jobAborted(jobName, { started: false }));
       return;
     }
     const child = spawn(command[0], command.slice(1), {
@@ -94,10 +134,8 @@ export function launchLocalJob(options: LocalJobOptions): Promise<LocalJobResult
     let timer: NodeJS.Timeout | undefined;
     let killTimer: NodeJS.Timeout | undefined;
 
-    const fail = (errorName: string, statusReason: string, exitCode: number | null) => {
-      const cause = { JobId: jobId, JobName: jobName, Status: 'FAILED', StatusReason: statusReason, Container: { ExitCode: exitCode }, LogTail: stderrTail };
-      reject(new TaskError(errorName, JSON.stringify(cause), { jobId, jobName, exitCode }));
-    };
+    const fail = (errorName: string, statusReason: string, exitCode: number | null) =>
+      reject(jobFailure(errorName, { jobId, jobName, statusReason, exitCode, logTail: stderrTail }));
     const stop = (reason: 'timeout' | 'aborted') => {
       if (settled || stoppedBecause) return;
       stoppedBecause = reason;
@@ -109,8 +147,7 @@ export function launchLocalJob(options: LocalJobOptions): Promise<LocalJobResult
 
     const out = lines((line) => onOutput({ jobName, stream: 'stdout', line }));
     const err = lines((line) => {
-      stderrTail.push(line);
-      if (stderrTail.length > LOG_TAIL_LINES) stderrTail.shift();
+      pushTail(stderrTail, line);
       onOutput({ jobName, stream: 'stderr', line });
     });
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
@@ -140,15 +177,11 @@ export function launchLocalJob(options: LocalJobOptions): Promise<LocalJobResult
       if (stoppedBecause === 'timeout') {
         fail('States.Timeout', `Job attempt duration exceeded timeout (${options.timeoutMs} ms); killed with ${signal ?? 'exit'}`, code);
       } else if (stoppedBecause === 'aborted') {
-        reject(new WorkflowError(`job ${jobName} was stopped: the run was aborted`, { code: 'JOB_ABORTED', context: { jobName, jobId } }));
+        reject(jobAborted(jobName, { jobId, started: true }));
       } else if (code === 0) {
         resolve({ JobId: jobId, JobName: jobName, Status: 'SUCCEEDED' });
       } else {
-        fail(
-          'States.TaskFailed',
-          signal ? `Essential container in task exited: killed by ${signal}` : `Essential container in task exited with code ${code}`,
-          code,
-        );
+        fail('States.TaskFailed', exitReason(code, signal), code);
       }
     });
   });

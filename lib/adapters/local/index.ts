@@ -5,7 +5,9 @@
 export { RunInputError, stageRunInputs, type StagedRun } from './stageInputs.ts';
 export { cronOf, nextFireTime, rateMs, runScheduleLoop, ScheduleError, type ScheduleLoopOptions } from './schedule.ts';
 export { trainBaselines, type BaselineResult } from './baselines.ts';
+export { JobWorkerPool, type JobWorkerPoolOptions, type JobWorkerStats, type WarmJobOptions, type WarmJobResult } from './jobWorkers.ts';
 export {
+  jobHostCommand,
   localJobCommands,
   localStageHandlers,
   newRunId,
@@ -14,6 +16,7 @@ export {
   runPipelineLocally,
   runStoredSpecLocally,
   RunInterruptedError,
+  warmLocalJobs,
   type LocalRunOptions,
   type LocalRunResult,
   type LocalSession,

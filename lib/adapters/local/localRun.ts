@@ -9,8 +9,9 @@ import { readHolder } from './holder.ts';
 import { createStageHandlers } from '#lib/pipeline/handlers.ts';
 import { stageDependencies, type StageDependencies } from '#lib/pipeline/dependencies.ts';
 import { LAMBDA_STAGES, type BatchJobName } from '#lib/pipeline/index.ts';
-import { runLocalWorkflow, type LocalJobCommand, type LocalWorkflowResult, type WorkflowEvent } from '#lib/adapters/local/workflow.ts';
+import { runLocalWorkflow, type LocalJobCommand, type LocalWorkflowResult, type WarmLocalJob, type WorkflowEvent } from '#lib/adapters/local/workflow.ts';
 import { type JobOutputLine } from '#lib/adapters/local/batchJob.ts';
+import { JobWorkerPool } from '#lib/adapters/local/jobWorkers.ts';
 import { keys } from '#lib/adapters/store/index.ts';
 import { stageRunInputs, type StagedRun } from './stageInputs.ts';
 
@@ -29,6 +30,8 @@ export interface LocalSession {
    * otherwise every principal shares `deps`.
    */
   depsFor(principal: string): StageDependencies;
+  /** The warm processes the session's Batch jobs run in: started as a run begins (or on a job), stopped by `close`. */
+  workers: JobWorkerPool;
   close(): Promise<void>;
 }
 
@@ -41,6 +44,8 @@ export interface OpenLocalSessionOptions {
    * LOCAL_DIR_BUSY (see holder.ts). Commands that must own the folder (`serve`, `up`) leave it off.
    */
   attach?: boolean;
+  /** The most warm job workers alive at once (see JobWorkerPool); default the pool's. */
+  maxJobWorkers?: number;
 }
 
 export async function openLocalSession(options: OpenLocalSessionOptions = {}): Promise<LocalSession> {
@@ -59,12 +64,15 @@ export async function openLocalSession(options: OpenLocalSessionOptions = {}): P
     }
     return found;
   };
+  const workers = new JobWorkerPool({ command: jobHostCommand(), ...(options.maxJobWorkers === undefined ? {} : { maxWorkers: options.maxJobWorkers }) });
   return {
     aws,
     config,
     deps,
     depsFor,
+    workers,
     async close() {
+      await workers.close();
       for (const { clients } of [deps, ...byPrincipal.values()]) {
         clients.s3.destroy();
         clients.dynamodb.destroy();
@@ -120,10 +128,20 @@ export function localStageHandlers(session: LocalSession, options: { trigger?: s
   return handlers;
 }
 
-/** The Batch jobs as child processes: the same commands the job image runs in AWS. */
+/** The Batch jobs as a fresh child process each: the same commands the job image runs in AWS. */
 export function localJobCommands(): Record<BatchJobName, LocalJobCommand> {
   const job = (name: BatchJobName): LocalJobCommand => ({ command: [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', `${name}.ts`)] });
   return { embed: job('embed'), trial: job('trial') };
+}
+
+/** The program of a warm job worker: the host that runs the same job bodies as the commands above. */
+export function jobHostCommand(): string[] {
+  return [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', 'host.ts')];
+}
+
+/** The Batch jobs in the warm workers of `workers`: what local runs use, one start-up per worker instead of per job. */
+export function warmLocalJobs(workers: JobWorkerPool): Record<BatchJobName, WarmLocalJob> {
+  return { embed: { workers, job: 'embed' }, trial: { workers, job: 'trial' } };
 }
 
 /** `run-20261129-020512-a1b2`: sortable, unique enough, and valid as a Batch job name and S3 key part. */
@@ -142,6 +160,11 @@ export interface LocalRunOptions {
   signal?: AbortSignal;
   /** Extra environment for the jobs (e.g. `AGENTFLOW_DEVICE`). */
   jobEnv?: Record<string, string>;
+  /**
+   * `warm` (default): Batch jobs run in the session's warm job workers. `fresh`: one new process
+   * per job, exactly the image's command; what `bench e2e` measures the warm workers against.
+   */
+  jobProcesses?: 'warm' | 'fresh';
   timeoutMs?: number;
 }
 
@@ -153,12 +176,15 @@ export interface LocalRunResult {
 
 /**
  * One pipeline run on this machine: uploads the spec's local files, then executes the real state
- * machine definition with the stage handlers in-process and the Batch jobs as child processes.
+ * machine definition with the stage handlers in-process and the Batch jobs in the session's warm
+ * job workers.
  */
 export async function runPipelineLocally(session: LocalSession, options: LocalRunOptions): Promise<LocalRunResult> {
   const runId = options.runId ?? newRunId();
   const staged = await stageRunInputs(options.specPath, runId, session.deps.store);
-  const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options);
+  const { tuning } = staged.spec;
+  const trialsAtOnce = Math.min(tuning.maxConcurrency, tuning.population);
+  const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options, { trialsAtOnce });
   return { runId, staged, result };
 }
 
@@ -194,17 +220,22 @@ async function executeLocally(
   session: LocalSession,
   input: { runId: string; project: string; specUri: string },
   options: Omit<LocalRunOptions, 'specPath' | 'runId'>,
+  expected: { trialsAtOnce?: number } = {},
 ): Promise<LocalWorkflowResult> {
   // The SDK's Node 20 notice would print once per job process; the Lambda runtime is Node 22 anyway.
   const quiet = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
   const passThrough = Object.fromEntries(
     ['AGENTFLOW_DEVICE', 'AGENTFLOW_INTRA_OP_THREADS', 'AGENTFLOW_EMBED_BATCH_SIZE'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
   );
+  const env = { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv };
+  const warm = options.jobProcesses !== 'fresh';
+  // The workers start loading while Prepare runs, and the Map's trials find one each instead of waiting for a start-up.
+  if (warm) session.workers.prestart({ definitionEnv: env, cwd: REPO_ROOT, workers: Math.max(1, expected.trialsAtOnce ?? 1) });
   return runLocalWorkflow({
     input,
     handlers: localStageHandlers(session, { trigger: options.trigger ?? 'cli', ...(options.signal ? { signal: options.signal } : {}) }),
-    jobs: localJobCommands(),
-    env: { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv },
+    jobs: warm ? warmLocalJobs(session.workers) : localJobCommands(),
+    env,
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     ...(options.onJobOutput ? { onJobOutput: options.onJobOutput } : {}),
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),

@@ -1,8 +1,9 @@
 /**
  * The local runtime for the workflow: the same definition CDK deploys, executed by
  * aws-local-stepfunctions, with Lambda stages routed to in-process handlers and Batch stages to
- * child processes (`launchLocalJob`). Handlers and jobs are the production code; only the
- * transport differs, so a local run is a real test of the deployed workflow.
+ * warm job workers (`JobWorkerPool`) or fresh child processes (`launchLocalJob`). Handlers and
+ * jobs are the production code; only the transport differs, so a local run is a real test of the
+ * deployed workflow.
  */
 import { StateMachine, type RunOptions, type StateMachineDefinition as LocalDefinition } from 'aws-local-stepfunctions';
 import type { JsonValue, State, StateMachineDefinition } from '#lib/pipeline/asl.ts';
@@ -10,15 +11,27 @@ import { RunContext, executionName } from '#lib/pipeline/contracts.ts';
 import { buildDefinition, PLACEHOLDERS, substitutePlaceholders } from '#lib/pipeline/definition.ts';
 import { TaskError, WorkflowError } from '#lib/pipeline/errors.ts';
 import { launchLocalJob, type JobOutputLine } from '#lib/adapters/local/batchJob.ts';
+import type { JobWorkerPool } from '#lib/adapters/local/jobWorkers.ts';
 import { BATCH_STAGES, JOB_QUEUE_PLACEHOLDER, LAMBDA_STAGES, PARTITION_PLACEHOLDER, type BatchJobName, type LambdaStageName } from '#lib/pipeline/stages.ts';
 
 /** A Lambda handler as the runner calls it: the event is what the state's `Payload` template built. */
 export type LocalLambdaHandler = (event: unknown) => unknown;
 
+/** A job run as a fresh child process per attempt, as the job image runs its command. */
 export interface LocalJobCommand {
   /** The program and its arguments, e.g. `[process.execPath, '--import', 'tsx', 'functions/jobs/trial.ts']`. */
   command: string[];
 }
+
+/** A job run in a warm worker of `workers`, whose host knows it as `job`. */
+export interface WarmLocalJob {
+  workers: JobWorkerPool;
+  job: BatchJobName;
+}
+
+export type LocalJob = LocalJobCommand | WarmLocalJob;
+
+const isRunnable = (job: LocalJob | undefined): boolean => (job === undefined ? false : 'command' in job ? job.command?.length > 0 : Boolean(job.workers));
 
 export type WorkflowEventType =
   | 'ExecutionStarted'
@@ -55,7 +68,7 @@ export interface RunLocalWorkflowOptions {
   /** The execution input: the run context. */
   input: RunContext;
   handlers: Record<LambdaStageName, LocalLambdaHandler>;
-  jobs: Record<BatchJobName, LocalJobCommand>;
+  jobs: Record<BatchJobName, LocalJob>;
   /** The config variables (`configToEnv`) every job gets, as the Batch job definitions set them in AWS. */
   env?: Readonly<Record<string, string>>;
   onEvent?: (event: WorkflowEvent) => void;
@@ -224,10 +237,10 @@ export async function runLocalWorkflow(options: RunLocalWorkflowOptions): Promis
     });
   }
   const missingHandlers = LAMBDA_STAGES.filter((s) => typeof options.handlers[s.state] !== 'function').map((s) => s.state);
-  const missingJobs = BATCH_STAGES.filter((s) => !options.jobs[s.job]?.command?.length).map((s) => s.job);
+  const missingJobs = BATCH_STAGES.filter((s) => !isRunnable(options.jobs[s.job])).map((s) => s.job);
   if (missingHandlers.length || missingJobs.length) {
     throw new WorkflowError(
-      `the local runner needs a handler for every Lambda stage and a command for every job; missing handlers [${missingHandlers.join(', ')}], jobs [${missingJobs.join(', ')}]`,
+      `the local runner needs a handler for every Lambda stage and a command or job workers for every job; missing handlers [${missingHandlers.join(', ')}], jobs [${missingJobs.join(', ')}]`,
       { code: 'HANDLER_MISSING', context: { missingHandlers, missingJobs } },
     );
   }
@@ -258,21 +271,23 @@ export async function runLocalWorkflow(options: RunLocalWorkflowOptions): Promis
     };
   }
   for (const stage of BATCH_STAGES) {
-    const { command } = options.jobs[stage.job];
+    const job = options.jobs[stage.job];
     taskResourceLocalHandlers[stage.state] = async (taskInput) => {
       const { jobName, env } = containerEnvironment(stage.state, taskInput as Record<string, unknown>);
       const timeoutSeconds = timeoutSecondsOf(stage.state);
-      const result = await launchLocalJob({
-        command,
+      const attempt = {
         jobName,
-        // As in AWS: the job definition's environment (the config) under the state's overrides.
-        env: { ...options.env, ...env },
         timeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
         signal: jobsAbort.signal,
         onOutput: options.onJobOutput,
         cwd: options.cwd,
-      });
-      return { ...result };
+      };
+      // As in AWS: the job definition's environment (the config) under the state's overrides.
+      const result =
+        'command' in job
+          ? await launchLocalJob({ ...attempt, command: job.command, env: { ...options.env, ...env } })
+          : await job.workers.run({ ...attempt, job: job.job, definitionEnv: options.env, env });
+      return { JobId: result.JobId, JobName: result.JobName, Status: result.Status };
     };
   }
 
