@@ -7,6 +7,7 @@ import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { GetObjectCommand, ListObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeClients, type AgentflowConfig } from '#lib/adapters/config/index.ts';
+import { localTrialThreads } from '#lib/adapters/local/index.ts';
 import { DEFAULT_BUCKET, DEFAULT_REGISTRY_TABLE, DEFAULT_REWARD_TABLE, startLocalAws, tableDefinitions, type LocalAws } from '#lib/adapters/local/standIns.ts';
 
 let dir: string;
@@ -177,3 +178,13 @@ async function readBoth(config: AgentflowConfig): Promise<{ object?: string; ite
   dynamodb.destroy();
   return result;
 }
+
+describe('localTrialThreads', () => {
+  it('gives each of the trials that train at once its share of the cores, at least one, and nothing when that number is unknown', () => {
+    expect(localTrialThreads(2, 2)).toEqual({ AGENTFLOW_INTRA_OP_THREADS: '1' });
+    expect(localTrialThreads(1, 2)).toEqual({ AGENTFLOW_INTRA_OP_THREADS: '2' });
+    expect(localTrialThreads(3, 8)).toEqual({ AGENTFLOW_INTRA_OP_THREADS: '2' });
+    expect(localTrialThreads(4, 2)).toEqual({ AGENTFLOW_INTRA_OP_THREADS: '1' });
+    expect(localTrialThreads(undefined, 8)).toEqual({});
+  });
+});

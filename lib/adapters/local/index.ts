@@ -9,6 +9,7 @@ export { JobWorkerPool, type JobWorkerPoolOptions, type JobWorkerStats, type War
 export {
   jobHostCommand,
   localJobCommands,
+  localTrialThreads,
   localStageHandlers,
   newRunId,
   openLocalSession,

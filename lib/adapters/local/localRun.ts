@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CALLER_PRINCIPAL, configToEnv, makeClients, type AgentflowConfig } from '#lib/adapters/config/index.ts';
@@ -216,6 +217,17 @@ export async function resumePipelineLocally(
   return executeLocally(session, { runId: options.runId, project: options.project, specUri }, { ...options, trigger: options.trigger ?? 'resume' });
 }
 
+/**
+ * Each of the trials that train at once gets its share of this machine's cores as ONNX Runtime's
+ * intra-op threads. Left to ORT, every trial takes all the cores, and concurrent trials' spinning
+ * threads then contend for them. In AWS each Batch job has its own vCPUs and ORT's default is right;
+ * `AGENTFLOW_INTRA_OP_THREADS` (environment or `jobEnv`) still wins.
+ */
+export function localTrialThreads(trialsAtOnce: number | undefined, cores = availableParallelism()): { AGENTFLOW_INTRA_OP_THREADS?: string } {
+  if (trialsAtOnce === undefined) return {};
+  return { AGENTFLOW_INTRA_OP_THREADS: String(Math.max(1, Math.floor(cores / Math.max(1, trialsAtOnce)))) };
+}
+
 async function executeLocally(
   session: LocalSession,
   input: { runId: string; project: string; specUri: string },
@@ -227,7 +239,7 @@ async function executeLocally(
   const passThrough = Object.fromEntries(
     ['AGENTFLOW_DEVICE', 'AGENTFLOW_INTRA_OP_THREADS', 'AGENTFLOW_EMBED_BATCH_SIZE'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
   );
-  const env = { ...configToEnv(session.config), ...quiet, ...passThrough, ...options.jobEnv };
+  const env = { ...configToEnv(session.config), ...quiet, ...localTrialThreads(expected.trialsAtOnce), ...passThrough, ...options.jobEnv };
   const warm = options.jobProcesses !== 'fresh';
   // The workers start loading while Prepare runs, and the Map's trials find one each instead of waiting for a start-up.
   if (warm) session.workers.prestart({ definitionEnv: env, cwd: REPO_ROOT, workers: Math.max(1, expected.trialsAtOnce ?? 1) });
