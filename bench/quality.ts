@@ -97,15 +97,17 @@ function qualitySets(options: QualityOptions): QualitySet[] {
   return [
     {
       name: 'census',
-      about: `census-like table, ${options.censusRows} rows: 6 numerics (gains/losses mostly zero, long-tailed), ? missing, a 41-level country; numerics piecewise-linear over ${CENSUS_PLE_BINS} quantile bins`,
+      about: `census-like table, ${options.censusRows} rows: 6 numerics (gains/losses mostly zero, long-tailed), ? missing, a 41-level country; age, gains, losses and hours piecewise-linear over ${CENSUS_PLE_BINS} quantile bins`,
       kind: 'tabular',
       fileName: 'census.csv',
       write: (folder) => writeFile(join(folder, 'census.csv'), censusCsv(censusTable({ rows: options.censusRows, seed: options.seed }))),
       spec: {
         project: 'quality-census',
-        // Piecewise-linear encoding with fine bins: the table's thresholds (a gain above a cut-off, a
-        // band of losses, long hours) are steps that (x − mean) / std leaves for the first layer to
-        // approximate. With the default standard encoding loan_default stays about 0.01 under
+        // Piecewise-linear encoding with fine bins for the columns whose effects are steps (a gain above
+        // a cut-off, a band of losses, long hours, the young and the old), which (x − mean) / std leaves
+        // for the first layer to approximate; standard scaling for the ordinal that acts linearly
+        // (education_num) and the sampling weight (fnlwgt), where bins would only add width. With the
+        // default standard encoding throughout, loan_default stays about 0.01 under
         // HistGradientBoosting; `auto` screens in trials too short for ple to show (see README).
         baseModel: {
           kind: 'tabular',
@@ -113,6 +115,7 @@ function qualitySets(options: QualityOptions): QualitySet[] {
           categorical: [...CENSUS_CATEGORICAL],
           maxCategories: 50,
           numericEncoding: 'ple',
+          columnEncodings: { education_num: 'standard', fnlwgt: 'standard' },
           bins: CENSUS_PLE_BINS,
         },
         datasets: { train: 'census.csv' },
@@ -121,7 +124,7 @@ function qualitySets(options: QualityOptions): QualitySet[] {
           { name: 'income', type: 'binary', positive: '>50K', metric: 'auc' },
           { name: 'loan_default', type: 'binary', positive: 'yes', metric: 'auc' },
         ],
-        model: { architecture: 'shared-bottom', hidden: [128], towerHidden: [32] },
+        model: { architecture: 'shared-bottom', hidden: [256], towerHidden: [32] },
         training: { epochs: 20, batchSize: 256, learningRate: 0.003, warmupSteps: 50, earlyStoppingPatience: 3 },
         tuning: { strategy: 'pgpe', generations: 2, population: 4, maxConcurrency: 2 },
       },
