@@ -3,18 +3,25 @@ import type { CardTask } from '#lib/domain/run/index.ts';
 import { ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
 import { createRng, type Rng } from '#lib/domain/random/index.ts';
 import {
+  DriftReferenceSchema,
+  SampleBatch,
+  ServeError,
   buildReference,
   createServeContext,
   driftOf,
+  driftProjection,
   histogram,
+  hourKey,
   infer,
   populationStabilityIndex,
   projectRows,
   projectionDirections,
   runMonitor,
+  samplePrefix,
   type MonitorDependencies,
   type RetrainRequest,
 } from '#lib/serve/index.ts';
+import { driftSeed } from '#lib/serve/drift.ts';
 import { ShardWriter } from '#lib/domain/shards/index.ts';
 import { ArtifactStore, keys } from '#lib/adapters/store/index.ts';
 import { buildFeaturesModel, publishModel } from './helpers/servingModels.ts';
@@ -34,8 +41,20 @@ let store: ArtifactStore;
 
 const gaussianRows = (rng: Rng, rows: number, shift: number) => Float32Array.from({ length: rows * DIMENSION }, () => rng.normal() + shift);
 
-/** A feature shard of 400 holdout rows ~ N(0, 1) and 300 train rows ~ N(5, 1), with a split column. */
-async function writeHoldoutShard(digest: string): Promise<void> {
+/** The feature the tests with an embedded categorical column give the level index (the tabular encoder puts them last). */
+const LEVEL_FEATURE = DIMENSION - 1;
+
+/** `rows` with LEVEL_FEATURE set to a level index drawn by `level`, as a tabular encoder's embedded column would give it. */
+function withLevels(rows: Float32Array, level: () => number): Float32Array {
+  for (let offset = LEVEL_FEATURE; offset < rows.length; offset += DIMENSION) rows[offset] = level();
+  return rows;
+}
+
+/** Level indices 1 … 1000, about evenly mixed, as in the holdout. */
+const mixedLevels = (rng: Rng) => () => 1 + Math.floor(rng.uniform() * 1000);
+
+/** A feature shard of 400 holdout rows ~ N(0, 1) and 300 train rows ~ N(5, 1), with a split column; with `levels`, LEVEL_FEATURE holds level indices 1 … 1000. */
+async function writeHoldoutShard(digest: string, options: { levels?: boolean } = {}): Promise<void> {
   const rng = createRng(3);
   const writer = new ShardWriter({ dim: DIMENSION, tasks: [{ name: 'churn', type: 'binary' }], encoderDigest: 'enc', includeSplit: true });
   const chunks: Uint8Array[] = [];
@@ -48,7 +67,7 @@ async function writeHoldoutShard(digest: string): Promise<void> {
   ] as const) {
     await writer.writeRows({
       rows,
-      features: gaussianRows(rng, rows, shift),
+      features: options.levels ? withLevels(gaussianRows(rng, rows, shift), mixedLevels(rng)) : gaussianRows(rng, rows, shift),
       labels: { churn: new Float32Array(rows) },
       masks: { churn: new Uint8Array(rows).fill(1) },
       split: Array.from({ length: rows }, () => split),
@@ -59,11 +78,19 @@ async function writeHoldoutShard(digest: string): Promise<void> {
   await store.putBytes(keys.features(digest, 'part-00000.arrow'), Buffer.concat(chunks));
 }
 
-/** A served project: one version with a holdout objective, its run manifest's monitor thresholds, and a feature shard. */
-async function project(name: string, options: { holdoutObjective?: number } = {}): Promise<number> {
+/**
+ * A served project: one version with a holdout objective, its run manifest's monitor thresholds,
+ * and a feature shard. With `levels`, LEVEL_FEATURE holds level indices in the shard; with
+ * `embedded` too, the card lists it as an embedded column's index feature, as Export writes it.
+ */
+async function project(name: string, options: { holdoutObjective?: number; levels?: boolean; embedded?: boolean } = {}): Promise<number> {
   const digest = `${name}-features`;
-  await writeHoldoutShard(digest);
-  const { model, encoder } = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 4 });
+  await writeHoldoutShard(digest, { levels: options.levels ?? false });
+  const built = buildFeaturesModel({ dimension: DIMENSION, tasks: TASKS, seed: 4 });
+  const { model } = built;
+  const encoder = options.embedded
+    ? { ...built.encoder, categoryEmbeddings: [{ column: 'merchant', feature: LEVEL_FEATURE, levels: 1001, dimension: 4 }] }
+    : built.encoder;
   const runId = `${name}-run`;
   const { version } = await publishModel({
     registry,
@@ -85,15 +112,15 @@ async function project(name: string, options: { holdoutObjective?: number } = {}
   return version;
 }
 
-/** Serves `rows` records ~ N(shift, 1) at time `atMs`, sampling every record for drift. */
-async function serveTraffic(name: string, options: { rows: number; shift: number; atMs: number; seed: number }): Promise<void> {
+/** Serves `rows` records ~ N(shift, 1) at time `atMs`, sampling every record for drift; with `level`, LEVEL_FEATURE holds the level indices it draws. */
+async function serveTraffic(name: string, options: { rows: number; shift: number; atMs: number; seed: number; level?: () => number }): Promise<void> {
   const context = createServeContext(
     { registry, rewards, store },
     { drift: { sampleRate: 1, batchRecords: 100 }, clock: () => options.atMs, metricsSink: () => {}, logger: quiet },
   );
   const rng = createRng(options.seed);
   for (let done = 0; done < options.rows; done += 50) {
-    const features = gaussianRows(rng, 50, options.shift);
+    const features = options.level ? withLevels(gaussianRows(rng, 50, options.shift), options.level) : gaussianRows(rng, 50, options.shift);
     await infer(
       { project: name, records: Array.from({ length: 50 }, (_, i) => ({ features: Array.from(features.subarray(i * DIMENSION, (i + 1) * DIMENSION)) })) },
       context,
@@ -123,11 +150,11 @@ beforeAll(() => {
 describe('population stability index', () => {
   it('is near zero for samples of the same distribution and large for a shifted one', () => {
     const rng = createRng(1);
-    const directions = projectionDirections(DIMENSION);
-    const reference = buildReference(projectRows(gaussianRows(rng, 2000, 0), DIMENSION, directions), DIMENSION);
+    const projection = driftProjection({ dimension: DIMENSION });
+    const reference = buildReference(projectRows(gaussianRows(rng, 2000, 0), projection), projection);
     expect(reference.proportions.every((bins) => Math.abs(bins.reduce((a, b) => a + b, 0) - 1) < 1e-9)).toBe(true);
-    const same = Math.max(...driftOf(reference, projectRows(gaussianRows(rng, 1000, 0), DIMENSION, directions)));
-    const shifted = Math.max(...driftOf(reference, projectRows(gaussianRows(rng, 1000, 1), DIMENSION, directions)));
+    const same = Math.max(...driftOf(reference, projectRows(gaussianRows(rng, 1000, 0), projection)));
+    const shifted = Math.max(...driftOf(reference, projectRows(gaussianRows(rng, 1000, 1), projection)));
     expect(same).toBeLessThan(0.05);
     expect(shifted).toBeGreaterThan(0.5);
   });
@@ -136,6 +163,65 @@ describe('population stability index', () => {
     expect(histogram([-5, 0, 0.5, 1, 1.5, 9], [0, 1])).toEqual([1, 2, 3]);
     expect(populationStabilityIndex([0.5, 0.5], [0.5, 0.5])).toBe(0);
     expect(populationStabilityIndex([0.5, 0.5], [0.25, 0.75])).toBeCloseTo(0.25 * Math.log(0.5) * -1 + 0.25 * Math.log(1.5), 12);
+  });
+});
+
+describe('projections without the category level indices', () => {
+  const rng = createRng(7);
+  const rows = withLevels(gaussianRows(rng, 50, 0), mixedLevels(rng));
+  const projection = driftProjection({ dimension: DIMENSION, excludedFeatures: [LEVEL_FEATURE] });
+
+  it('stay equal when only a level index changes, and change when a plain feature does', () => {
+    const otherLevels = withLevels(rows.slice(), () => 900);
+    const plainChanged = rows.slice();
+    plainChanged[3 * DIMENSION] += 0.5;
+
+    const projected = projectRows(rows, projection);
+    expect(projectRows(otherLevels, projection)).toEqual(projected);
+    const changed = projectRows(plainChanged, projection);
+    expect(changed.filter((row, i) => row.some((value, k) => value !== projected[i][k])).length).toBe(1);
+    expect(changed[3].every((value, k) => value !== projected[3][k])).toBe(true);
+    // Counted in, the level index moves every projection of every row whose level changed.
+    const all = driftProjection({ dimension: DIMENSION });
+    const counted = projectRows(otherLevels, all);
+    expect(projectRows(rows, all).every((row, i) => row.every((value, k) => value !== counted[i][k]))).toBe(true);
+  });
+
+  it('are those of a version whose encoder had only the other features', () => {
+    const plainOnly = Float32Array.from({ length: 50 * LEVEL_FEATURE }, (_, j) => rows[Math.floor(j / LEVEL_FEATURE) * DIMENSION + (j % LEVEL_FEATURE)]);
+    const narrower = driftProjection({ dimension: LEVEL_FEATURE });
+    expect(projection).toMatchObject({ width: LEVEL_FEATURE, seed: narrower.seed, excludedFeatures: [LEVEL_FEATURE] });
+    expect(projectRows(rows, projection)).toEqual(projectRows(plainOnly, narrower));
+    expect(buildReference(projectRows(rows, projection), projection)).toMatchObject({
+      dimension: DIMENSION,
+      excludedFeatures: [LEVEL_FEATURE],
+      seed: narrower.seed,
+    });
+  });
+
+  it('leave nothing out for an encoder without embedded columns, as before there could be any', () => {
+    const projection = driftProjection({ dimension: DIMENSION });
+    expect(projection).toMatchObject({ width: DIMENSION, seed: driftSeed(DIMENSION), excludedFeatures: [], features: undefined });
+    expect(projection.directions).toEqual(projectionDirections(DIMENSION));
+    const reference = buildReference(projectRows(gaussianRows(createRng(2), 200, 0), projection), projection);
+    expect(Object.keys(reference).sort()).toEqual(['dimension', 'edges', 'proportions', 'referenceVersion', 'rows', 'seed']);
+  });
+
+  it.each([
+    [[DIMENSION], `drift cannot leave out feature ${DIMENSION}`],
+    [[-1], 'drift cannot leave out feature -1'],
+    [[2, 2], 'drift cannot leave out feature 2: the left-out features [2, 2] must be distinct positions 0 … 7'],
+  ])('refuse left-out features %j, naming the feature and the fix', (excludedFeatures, message) => {
+    const refuse = () => driftProjection({ dimension: DIMENSION, excludedFeatures });
+    expect(refuse).toThrow(ServeError);
+    expect(refuse).toThrow(message);
+    expect(refuse).toThrow(/re-export the version/);
+  });
+
+  it('read a reference document written before left-out features existed', () => {
+    const old = { referenceVersion: 1, dimension: 8, seed: driftSeed(8), rows: 400, edges: [[0]], proportions: [[0.5, 0.5]] };
+    expect(DriftReferenceSchema.parse(old)).toEqual(old);
+    expect(DriftReferenceSchema.parse({ ...old, excludedFeatures: [7] }).excludedFeatures).toEqual([7]);
   });
 });
 
@@ -264,6 +350,69 @@ describe('monitor', () => {
     const retried = await runMonitor(deps, { now: new Date(T0 + 60_000), projects: ['flaky'], startRun, logger: quiet, metricsSink: () => {} });
     expect(retried.projects[0].retrain).toMatchObject({ started: true });
     expect(calls).toHaveLength(1);
+  });
+
+  it("leaves an embedded column's level index out of the reference and the samples, so a new level mix is no drift and a numeric shift still is", async () => {
+    const version = await project('merchants', { levels: true, embedded: true });
+    const shifted = await project('merchants-shifted', { levels: true, embedded: true });
+    // The same inputs, monitored as if the index were a number: the level mix alone breaks the threshold.
+    await project('merchants-counted', { levels: true });
+    const oneMerchant = () => 900;
+    await serveTraffic('merchants', { rows: 300, shift: 0, atMs: T0, seed: 23, level: oneMerchant });
+    await serveTraffic('merchants-shifted', { rows: 300, shift: 1.5, atMs: T0, seed: 24, level: mixedLevels(createRng(25)) });
+    await serveTraffic('merchants-counted', { rows: 300, shift: 0, atMs: T0, seed: 23, level: oneMerchant });
+    const { calls, startRun } = recorder();
+    const report = await runMonitor(deps, {
+      now: new Date(T0 + 60_000),
+      projects: ['merchants', 'merchants-shifted', 'merchants-counted'],
+      startRun,
+      logger: quiet,
+      metricsSink: () => {},
+    });
+
+    const [steady, moved, counted] = report.projects.map((p) => p.versions[0].drift as { maxPsi: number; samples: number; excludedFeatures?: number[] });
+    expect(steady).toMatchObject({ samples: 300, excludedFeatures: [LEVEL_FEATURE] });
+    expect(steady.maxPsi).toBeLessThan(0.2);
+    expect(moved.maxPsi).toBeGreaterThan(0.2);
+    expect(counted.excludedFeatures).toBeUndefined();
+    expect(counted.maxPsi).toBeGreaterThan(0.2);
+    expect(calls.map((c) => c.project).sort()).toEqual(['merchants-counted', 'merchants-shifted']);
+
+    const reference = await store.getJson(keys.modelFile('merchants', version, 'reference.json'), DriftReferenceSchema);
+    expect(reference).toMatchObject({ dimension: DIMENSION, excludedFeatures: [LEVEL_FEATURE], seed: driftSeed(DIMENSION - 1), rows: 400 });
+    const [sample] = await store.list(samplePrefix('merchants-shifted', hourKey(T0), shifted));
+    expect(await store.getJson(sample.key, SampleBatch)).toMatchObject({
+      dimension: DIMENSION,
+      excludedFeatures: [LEVEL_FEATURE],
+      seed: driftSeed(DIMENSION - 1),
+    });
+  });
+
+  it('reports a reference or samples that left out other features than the card lists, and compares neither', async () => {
+    const version = await project('mixed-releases', { levels: true, embedded: true });
+    await serveTraffic('mixed-releases', { rows: 300, shift: 0, atMs: T0, seed: 26, level: mixedLevels(createRng(27)) });
+    // A batch projected over every feature, as an infer that counted the level index in wrote it.
+    const all = driftProjection({ dimension: DIMENSION });
+    const rows = withLevels(gaussianRows(createRng(28), 40, 0), mixedLevels(createRng(29)));
+    await store.putJson(`${samplePrefix('mixed-releases', hourKey(T0), version)}older.json`, {
+      project: 'mixed-releases',
+      version,
+      dimension: DIMENSION,
+      seed: all.seed,
+      projections: projectRows(rows, all),
+    });
+    // A reference that left nothing out, from the same release.
+    const referenceKey = keys.modelFile('mixed-releases', version, 'reference.json');
+    await store.putJson(referenceKey, buildReference(projectRows(rows, all), all));
+    const { calls, startRun } = recorder();
+    const report = await runMonitor(deps, { now: new Date(T0 + 60_000), projects: ['mixed-releases'], startRun, logger: quiet, metricsSink: () => {} });
+
+    expect(report.projects[0].versions[0].drift).toEqual({
+      unavailable: `the reference left out features [] and the samples leave out [${LEVEL_FEATURE}] (the card's category level indices), so they are not compared; they come from different agentflow releases: re-export the version to get a reference that matches`,
+      samples: 300,
+      mismatchedSamples: 40,
+    });
+    expect(calls).toHaveLength(0);
   });
 
   it('finds the served projects itself when none are named', async () => {

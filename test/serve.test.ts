@@ -11,7 +11,7 @@ import {
   handleInferEvent,
   hourKey,
   PredictionIds,
-  projectionDirections,
+  driftProjection,
   projectRows,
   samplePrefix,
   ServeMetrics,
@@ -168,7 +168,8 @@ describe('infer', () => {
     expect(loaded.session.outputNames.filter((name) => name.startsWith('encoder/'))).toEqual([]);
     const [sample] = await store.list(samplePrefix('shop', hourKey(clock()), response.version));
     const batch = await store.getJson(sample.key, SampleBatch);
-    expect(batch.projections).toEqual(projectRows(Float32Array.from(records.flatMap((r) => r.features)), DIMENSION, projectionDirections(DIMENSION)));
+    expect(batch.projections).toEqual(projectRows(Float32Array.from(records.flatMap((r) => r.features)), driftProjection({ dimension: DIMENSION })));
+    expect(batch.excludedFeatures).toBeUndefined();
   });
 
   it('writes one EMF line per routed request, its latency kept to the microsecond', () => {

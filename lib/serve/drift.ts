@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import * as z from 'zod';
 import { createRng, hashSeed } from '#lib/domain/random/index.ts';
 import type { ArtifactStore } from '#lib/adapters/store/index.ts';
+import { ServeError } from './errors.ts';
 
 /**
  * Input drift as the population stability index of a few fixed random projections of the
@@ -9,10 +10,11 @@ import type { ArtifactStore } from '#lib/adapters/store/index.ts';
  * no direction in particular, and comparable with the holdout rows of the feature shards, which
  * hold the same encoder's embeddings.
  *
- * - Directions: K unit vectors drawn from a generator seeded by the dimension only, so infer and
- *   the monitor derive the same ones without sharing state.
+ * - Features: every encoder output feature but the category level indices (see `driftProjection`).
+ * - Directions: K unit vectors drawn from a generator seeded by the number of features projected
+ *   only, so infer and the monitor derive the same ones without sharing state.
  * - Reference (`models/<project>/<version>/reference.json`): per projection, the holdout's decile
- *   edges and the share of holdout rows in each bin.
+ *   edges and the share of holdout rows in each bin, and the features it left out.
  * - Recent inputs: infer samples records, projects them, and writes small JSON batches under
  *   `monitor/<project>/<yyyy-mm-dd-hh>/v<version>/<uuid>.json`.
  */
@@ -21,11 +23,12 @@ export const DRIFT_BINS = 10;
 /** Keeps an empty bin from making the index infinite (a common choice for PSI). */
 const PSI_EPSILON = 1e-4;
 
+/** The seed of the directions over `dimension` projected features (the encoder's width less any left out). */
 export function driftSeed(dimension: number): number {
   return hashSeed('agentflow-drift', dimension);
 }
 
-/** K × dimension unit vectors, row-major. */
+/** K × dimension unit vectors, row-major, over `dimension` projected features. */
 export function projectionDirections(dimension: number, count = DRIFT_PROJECTIONS): Float64Array {
   const rng = createRng(driftSeed(dimension));
   const directions = new Float64Array(count * dimension);
@@ -42,15 +45,77 @@ export function projectionDirections(dimension: number, count = DRIFT_PROJECTION
   return directions;
 }
 
-/** Projections of `rows` embeddings (rows × dimension, row-major): rows × K. */
-export function projectRows(embeddings: Float32Array, dimension: number, directions: Float64Array, rowIndices?: readonly number[]): number[][] {
-  const count = directions.length / dimension;
+/**
+ * Which of an encoder's output features drift projects. A tabular encoder hands each embedded
+ * categorical column to the heads as one feature holding its level's index (0 … up to 10 000):
+ * as a coordinate it would dominate every projection, so the score would follow that one
+ * column's level mix and numeric drift would go unseen, and its magnitude means nothing (level
+ * 900 is not "more" than level 3). Those features are left out, on both sides, and the
+ * directions are seeded by how many features remain, so a version with embedded columns is
+ * projected exactly as a version whose encoder had only its other features.
+ */
+export interface DriftLayout {
+  /** The encoder's output width. */
+  dimension: number;
+  /** Features left out (the level indices); none when absent. */
+  excludedFeatures?: readonly number[];
+}
+
+export interface DriftProjection {
+  dimension: number;
+  /** Ascending. */
+  excludedFeatures: number[];
+  /** The features projected, ascending; undefined when it is every feature. */
+  features: Int32Array | undefined;
+  /** How many features are projected (dimension − excluded). */
+  width: number;
+  seed: number;
+  /** K × width unit vectors, row-major. */
+  directions: Float64Array;
+}
+
+/** The index features of an encoder as the card or the run manifest lists them (`categoryEmbeddings`), ascending. */
+export function levelIndexFeatures(encoder: { categoryEmbeddings?: readonly { feature: number }[] | undefined }): number[] {
+  return (encoder.categoryEmbeddings ?? []).map((e) => e.feature).sort((a, b) => a - b);
+}
+
+/** The projection of a layout; a left-out feature outside the encoder's output or listed twice is an error. */
+export function driftProjection(layout: DriftLayout): DriftProjection {
+  const { dimension } = layout;
+  const excludedFeatures = [...(layout.excludedFeatures ?? [])].sort((a, b) => a - b);
+  excludedFeatures.forEach((feature, i) => {
+    if (!Number.isInteger(feature) || feature < 0 || feature >= dimension || feature === excludedFeatures[i - 1]) {
+      throw new ServeError(
+        `drift cannot leave out feature ${feature}: the left-out features [${excludedFeatures.join(', ')}] must be distinct positions 0 … ${dimension - 1} of the encoder's output; the card's encoder.categoryEmbeddings is damaged, re-export the version`,
+        { code: 'MODEL_INVALID', context: { dimension, excludedFeatures } },
+      );
+    }
+  });
+  const width = dimension - excludedFeatures.length;
+  const skipped = new Set(excludedFeatures);
+  const features = excludedFeatures.length === 0 ? undefined : Int32Array.from({ length: dimension }, (_, i) => i).filter((i) => !skipped.has(i));
+  return { dimension, excludedFeatures, features, width, seed: driftSeed(width), directions: projectionDirections(width) };
+}
+
+/** Whether two lists of left-out features are the same (absent is none). */
+export function sameExcludedFeatures(a: readonly number[] | undefined, b: readonly number[] | undefined): boolean {
+  const left = [...(a ?? [])].sort((x, y) => x - y);
+  const right = [...(b ?? [])].sort((x, y) => x - y);
+  return left.length === right.length && left.every((feature, i) => feature === right[i]);
+}
+
+/** Projections of `rows` embeddings (rows × projection.dimension, row-major): rows × K. */
+export function projectRows(embeddings: Float32Array, projection: DriftProjection, rowIndices?: readonly number[]): number[][] {
+  const { dimension, width, directions, features } = projection;
+  const count = DRIFT_PROJECTIONS;
   const rows = rowIndices ?? Array.from({ length: embeddings.length / dimension }, (_, i) => i);
   return rows.map((row) => {
     const out = new Array<number>(count);
+    const offset = row * dimension;
     for (let k = 0; k < count; k += 1) {
       let sum = 0;
-      for (let i = 0; i < dimension; i += 1) sum += directions[k * dimension + i] * embeddings[row * dimension + i];
+      if (features) for (let i = 0; i < width; i += 1) sum += directions[k * width + i] * embeddings[offset + features[i]];
+      else for (let i = 0; i < width; i += 1) sum += directions[k * width + i] * embeddings[offset + i];
       out[k] = sum;
     }
     return out;
@@ -59,7 +124,10 @@ export function projectRows(embeddings: Float32Array, dimension: number, directi
 
 export interface DriftReference {
   referenceVersion: 1;
+  /** The encoder's output width. */
   dimension: number;
+  /** The features left out of the projections (see `driftProjection`); absent when none (and in references written before there could be any). */
+  excludedFeatures?: number[];
   seed: number;
   /** Holdout rows it was built from. */
   rows: number;
@@ -73,14 +141,15 @@ export interface DriftReference {
 export const DriftReferenceSchema = z.strictObject({
   referenceVersion: z.literal(1),
   dimension: z.int().positive(),
+  excludedFeatures: z.array(z.int().nonnegative()).optional(),
   seed: z.number(),
   rows: z.int().positive(),
   edges: z.array(z.array(z.number())),
   proportions: z.array(z.array(z.number())),
 }) satisfies z.ZodType<DriftReference>;
 
-/** The reference histograms of projected holdout rows (rows × K). */
-export function buildReference(projected: readonly number[][], dimension: number): DriftReference {
+/** The reference histograms of holdout rows projected by `projection` (rows × K). */
+export function buildReference(projected: readonly number[][], projection: DriftProjection): DriftReference {
   const count = projected[0]?.length ?? DRIFT_PROJECTIONS;
   const edges: number[][] = [];
   const proportions: number[][] = [];
@@ -90,7 +159,9 @@ export function buildReference(projected: readonly number[][], dimension: number
     edges.push(inner);
     proportions.push(histogram(values, inner).map((c) => c / values.length));
   }
-  return { referenceVersion: 1, dimension, seed: driftSeed(dimension), rows: projected.length, edges, proportions };
+  const { dimension, excludedFeatures, seed } = projection;
+  // Written only when there are some, so a reference without any is the same document as before left-out features existed.
+  return { referenceVersion: 1, dimension, ...(excludedFeatures.length > 0 ? { excludedFeatures } : {}), seed, rows: projected.length, edges, proportions };
 }
 
 /** Holdout rows a reference is built from, at most: enough for stable deciles of each projection. */
@@ -100,30 +171,31 @@ export const REFERENCE_ROWS = 20_000;
 export const MIN_REFERENCE_ROWS = DRIFT_PROJECTIONS * 10;
 
 /**
- * The drift reference of up to `maxRows` holdout embeddings (chunks of rows × dimension); no
- * reference when there are fewer than MIN_REFERENCE_ROWS. `rows` says how many were projected.
+ * The drift reference of up to `maxRows` holdout embeddings (chunks of rows × dimension), leaving
+ * out `excludedFeatures`; no reference when there are fewer than MIN_REFERENCE_ROWS, or no feature
+ * is left to project. `rows` says how many were projected.
  */
 export async function referenceFromEmbeddings(
   chunks: AsyncIterable<Float32Array>,
-  options: { dimension: number; maxRows: number },
+  options: DriftLayout & { maxRows: number },
 ): Promise<{ reference?: DriftReference; rows: number }> {
-  const { dimension, maxRows } = options;
-  const directions = projectionDirections(dimension);
+  const { maxRows } = options;
+  const projection = driftProjection(options);
+  if (projection.width === 0) return { rows: 0 };
   const projected: number[][] = [];
   for await (const chunk of chunks) {
-    const rows = Math.min(chunk.length / dimension, maxRows - projected.length);
+    const rows = Math.min(chunk.length / projection.dimension, maxRows - projected.length);
     projected.push(
       ...projectRows(
         chunk,
-        dimension,
-        directions,
+        projection,
         Array.from({ length: rows }, (_, i) => i),
       ),
     );
     if (projected.length >= maxRows) break;
   }
   if (projected.length < MIN_REFERENCE_ROWS) return { rows: projected.length };
-  return { reference: buildReference(projected, dimension), rows: projected.length };
+  return { reference: buildReference(projected, projection), rows: projected.length };
 }
 
 /** Counts per bin; bin b holds edges[b−1] ≤ v < edges[b]. */
@@ -179,7 +251,10 @@ export function samplePrefix(project: string, hour: string, version: number): st
 export const SampleBatch = z.object({
   project: z.string(),
   version: z.int().positive(),
+  /** The encoder's output width. */
   dimension: z.int().positive(),
+  /** The features left out of the projections; absent when none. */
+  excludedFeatures: z.array(z.int().nonnegative()).optional(),
   seed: z.number(),
   /** rows × K projections. */
   projections: z.array(z.array(z.number())),
@@ -204,7 +279,7 @@ export interface DriftSamplerOptions {
 interface SampleBuffer {
   project: string;
   version: number;
-  dimension: number;
+  projection: DriftProjection;
   hour: string;
   startedMs: number;
   rows: number[][];
@@ -225,7 +300,8 @@ export class DriftSampler {
   readonly #onError: NonNullable<DriftSamplerOptions['onError']>;
   readonly #buffers = new Map<string, SampleBuffer>();
   readonly #sampledPerHour = new Map<string, number>();
-  readonly #directions = new Map<number, Float64Array>();
+  /** Per `project/version` (immutable, so computed once per version a process serves). */
+  readonly #projections = new Map<string, DriftProjection | undefined>();
   readonly #pending = new Set<Promise<void>>();
 
   constructor(options: DriftSamplerOptions) {
@@ -269,31 +345,51 @@ export class DriftSampler {
     return picked;
   }
 
-  /** Buffers the projections of the `picked` rows of a request's embeddings (rows × dimension). Never throws, never waits. */
-  offer(project: string, version: number, embeddings: Float32Array, dimension: number, picked: readonly number[]): void {
-    if (picked.length === 0 || dimension <= 0) return;
+  /**
+   * Buffers the projections of the `picked` rows of a request's embeddings (rows × dimension),
+   * leaving out the encoder's category level indices (the card's `encoder.categoryEmbeddings`).
+   * Never throws, never waits.
+   */
+  offer(
+    project: string,
+    version: number,
+    embeddings: Float32Array,
+    encoder: { dimension: number; categoryEmbeddings?: readonly { feature: number }[] | undefined },
+    picked: readonly number[],
+  ): void {
+    if (picked.length === 0 || encoder.dimension <= 0) return;
+    const key = `${project}/${version}`;
+    const projection = this.#projections.has(key) ? this.#projections.get(key) : this.#projectionOf(key, encoder);
+    if (!projection) return;
     const now = this.#clock();
     const hour = this.#hourOf(now);
-    let directions = this.#directions.get(dimension);
-    if (!directions) {
-      directions = projectionDirections(dimension);
-      this.#directions.set(dimension, directions);
-    }
-    const key = `${project}/${version}`;
     let buffer = this.#buffers.get(key);
     if (buffer && buffer.hour !== hour) {
       this.#write(buffer);
       buffer = undefined;
     }
     if (!buffer) {
-      buffer = { project, version, dimension, hour, startedMs: now, rows: [] };
+      buffer = { project, version, projection, hour, startedMs: now, rows: [] };
       this.#buffers.set(key, buffer);
     }
-    buffer.rows.push(...projectRows(embeddings, dimension, directions, picked));
+    buffer.rows.push(...projectRows(embeddings, projection, picked));
     if (buffer.rows.length >= this.#batchRecords) {
       this.#buffers.delete(key);
       this.#write(buffer);
     }
+  }
+
+  /** A version's projection, remembered; undefined (nothing to sample) when its card's layout is damaged or every feature is a level index. */
+  #projectionOf(key: string, encoder: { dimension: number; categoryEmbeddings?: readonly { feature: number }[] | undefined }): DriftProjection | undefined {
+    let projection: DriftProjection | undefined;
+    try {
+      projection = driftProjection({ dimension: encoder.dimension, excludedFeatures: levelIndexFeatures(encoder) });
+      if (projection.width === 0) projection = undefined;
+    } catch (error) {
+      this.#onError(error, { key });
+    }
+    this.#projections.set(key, projection);
+    return projection;
   }
 
   #hour: { index: number; key: string } = { index: Number.NaN, key: '' };
@@ -319,8 +415,9 @@ export class DriftSampler {
     const batch: SampleBatch = {
       project: buffer.project,
       version: buffer.version,
-      dimension: buffer.dimension,
-      seed: driftSeed(buffer.dimension),
+      dimension: buffer.projection.dimension,
+      ...(buffer.projection.excludedFeatures.length > 0 ? { excludedFeatures: buffer.projection.excludedFeatures } : {}),
+      seed: buffer.projection.seed,
       projections: buffer.rows,
     };
     const key = `${samplePrefix(buffer.project, buffer.hour, buffer.version)}${randomUUID()}.json`;

@@ -85,7 +85,8 @@ export async function infer(body: unknown, context: ServeContext): Promise<Infer
 
   if (sampled && model.embedding) {
     const embeddings = (model.embedding.from === 'input' ? feeds : results)[model.embedding.name];
-    context.sampler?.offer(request.project, model.version, embeddings.data as Float32Array, model.card.encoder.dimension, sampled);
+    // The card (read once, when the version loaded) lists the encoder's level-index features, which drift leaves out.
+    context.sampler?.offer(request.project, model.version, embeddings.data as Float32Array, model.card.encoder, sampled);
   }
   const feedbackRules = model.card.serving?.feedback;
   if (feedbackRules) await logInputs(context, { project: request.project, version: model.version, rules: feedbackRules, records: request.records, ids });

@@ -17,10 +17,13 @@ import {
   REFERENCE_ROWS,
   SampleBatch,
   driftOf,
-  driftSeed,
+  driftProjection,
   hourKey,
+  levelIndexFeatures,
   referenceFromEmbeddings,
   samplePrefix,
+  sameExcludedFeatures,
+  type DriftProjection,
   type DriftReference,
 } from './drift.ts';
 import { ServeError } from './errors.ts';
@@ -93,7 +96,14 @@ export interface RewardHealth {
   since: 'window' | 'start';
 }
 
-export type DriftHealth = { psi: number[]; maxPsi: number; samples: number; referenceRows: number } | { unavailable: string; samples?: number };
+/**
+ * `excludedFeatures`: the category level indices left out of the projections (absent when none);
+ * `mismatchedSamples`: sampled inputs of the window projected with other features left out than
+ * the version's card lists (written by another release of infer), counted and not compared.
+ */
+export type DriftHealth =
+  | { psi: number[]; maxPsi: number; samples: number; referenceRows: number; excludedFeatures?: number[]; mismatchedSamples?: number }
+  | { unavailable: string; samples?: number; mismatchedSamples?: number };
 
 export interface VersionHealth {
   version: number;
@@ -297,25 +307,64 @@ async function driftHealth(
   toMs: number,
 ): Promise<DriftHealth> {
   const { card } = version;
-  const dimension = card.encoder.dimension;
-  const samples = await recentSamples(deps.store, card, fromMs, toMs, options.maxSampleObjects ?? 500);
-  const minSamples = options.minDriftSamples ?? 200;
-  if (samples.length < minSamples)
-    return { unavailable: `only ${samples.length} sampled inputs in the window (${minSamples} needed)`, samples: samples.length };
-  const reference = await referenceFor(deps.store, options, version);
-  if ('unavailable' in reference) return { ...reference, samples: samples.length };
-  if (reference.dimension !== dimension || reference.seed !== driftSeed(dimension)) {
-    return { unavailable: `the reference was built for dimension ${reference.dimension}, the model has ${dimension}`, samples: samples.length };
+  // The card is where infer reads the layout too, so both sides leave out the same features.
+  const projection = driftProjection({ dimension: card.encoder.dimension, excludedFeatures: levelIndexFeatures(card.encoder) });
+  if (projection.width === 0) {
+    return {
+      unavailable: `every one of the ${projection.dimension} features of ${card.project} version ${card.version}'s encoder is a category level index (${(card.encoder.categoryEmbeddings ?? []).map((e) => e.column).join(', ')}), which projection drift leaves out; add a numeric column to monitor its inputs`,
+    };
   }
+  const { rows: samples, mismatched } = await recentSamples(deps.store, { card, projection, fromMs, toMs, maxObjects: options.maxSampleObjects ?? 500 });
+  const counted = mismatched > 0 ? { mismatchedSamples: mismatched } : {};
+  const minSamples = options.minDriftSamples ?? 200;
+  if (samples.length < minSamples) {
+    const other =
+      mismatched > 0
+        ? `; ${mismatched} more were projected leaving out other features than the card's level indices [${projection.excludedFeatures.join(', ')}] (written by another release of infer) and are not compared`
+        : '';
+    return { unavailable: `only ${samples.length} sampled inputs in the window (${minSamples} needed)${other}`, samples: samples.length, ...counted };
+  }
+  const reference = await referenceFor(deps.store, options, { ...version, projection });
+  if ('unavailable' in reference) return { ...reference, samples: samples.length, ...counted };
+  const mismatch = referenceMismatch(reference, projection);
+  if (mismatch) return { unavailable: mismatch, samples: samples.length, ...counted };
   const psi = driftOf(reference, samples);
-  return { psi: psi.map(round), maxPsi: round(Math.max(...psi)), samples: samples.length, referenceRows: reference.rows };
+  return {
+    psi: psi.map(round),
+    maxPsi: round(Math.max(...psi)),
+    samples: samples.length,
+    referenceRows: reference.rows,
+    ...(projection.excludedFeatures.length > 0 ? { excludedFeatures: projection.excludedFeatures } : {}),
+    ...counted,
+  };
 }
 
-/** The projected inputs infer sampled for a version between two times, newest batches first, bounded. */
-async function recentSamples(store: ArtifactStore, card: ModelCard, fromMs: number, toMs: number, maxObjects: number): Promise<number[][]> {
+/** Why a reference cannot be compared with samples projected by `projection`; undefined when it can. */
+function referenceMismatch(reference: DriftReference, projection: DriftProjection): string | undefined {
+  if (reference.dimension !== projection.dimension)
+    return `the reference was built for dimension ${reference.dimension}, the model has ${projection.dimension}`;
+  const left = reference.excludedFeatures ?? [];
+  if (!sameExcludedFeatures(left, projection.excludedFeatures)) {
+    return `the reference left out features [${left.join(', ')}] and the samples leave out [${projection.excludedFeatures.join(', ')}] (the card's category level indices), so they are not compared; they come from different agentflow releases: re-export the version to get a reference that matches`;
+  }
+  if (reference.seed !== projection.seed)
+    return `the reference's projections were seeded ${reference.seed}, the samples' ${projection.seed}; re-export the version`;
+  return undefined;
+}
+
+/**
+ * The projected inputs infer sampled for a version between two times, newest batches first,
+ * bounded; `mismatched` counts the rows of batches projected with another layout than the card's.
+ */
+async function recentSamples(
+  store: ArtifactStore,
+  options: { card: ModelCard; projection: DriftProjection; fromMs: number; toMs: number; maxObjects: number },
+): Promise<{ rows: number[][]; mismatched: number }> {
+  const { card, projection, fromMs, toMs, maxObjects } = options;
   const hours: string[] = [];
   for (let t = Math.floor(toMs / 3_600_000) * 3_600_000; t >= fromMs - 3_599_999 && hours.length < 24 * 31; t -= 3_600_000) hours.push(hourKey(t));
   const rows: number[][] = [];
+  let mismatched = 0;
   let objects = 0;
   for (const hour of hours) {
     if (objects >= maxObjects) break;
@@ -323,20 +372,24 @@ async function recentSamples(store: ArtifactStore, card: ModelCard, fromMs: numb
     for (const object of listed.slice(0, maxObjects - objects)) {
       objects += 1;
       const batch = await store.getJson(object.key, SampleBatch);
-      if (batch.dimension !== card.encoder.dimension || batch.seed !== driftSeed(card.encoder.dimension)) continue;
+      if (batch.dimension !== projection.dimension) continue;
+      if (!sameExcludedFeatures(batch.excludedFeatures, projection.excludedFeatures) || batch.seed !== projection.seed) {
+        mismatched += batch.projections.length;
+        continue;
+      }
       rows.push(...batch.projections.filter((row) => row.length === DRIFT_PROJECTIONS));
     }
   }
-  return rows;
+  return { rows, mismatched };
 }
 
 /** The version's drift reference: the one Export wrote beside it, or (older versions) one built from its holdout shards on first sight. */
 async function referenceFor(
   store: ArtifactStore,
   options: PassOptions,
-  version: { card: ModelCard; live?: LiveModel },
+  version: { card: ModelCard; live?: LiveModel; projection: DriftProjection },
 ): Promise<DriftReference | { unavailable: string }> {
-  const { card, live } = version;
+  const { card, live, projection } = version;
   if (live) {
     if (!live.reference)
       return {
@@ -348,7 +401,11 @@ async function referenceFor(
   const stored = await store.findJson(key, DriftReferenceSchema);
   if (stored) return stored;
   const source = options.holdoutEmbeddings ?? ((c: ModelCard) => shardHoldoutEmbeddings(store, c));
-  const built = await referenceFromEmbeddings(source(card), { dimension: card.encoder.dimension, maxRows: options.maxReferenceRows ?? REFERENCE_ROWS });
+  const built = await referenceFromEmbeddings(source(card), {
+    dimension: projection.dimension,
+    excludedFeatures: projection.excludedFeatures,
+    maxRows: options.maxReferenceRows ?? REFERENCE_ROWS,
+  });
   if (!built.reference) {
     return {
       unavailable: `only ${built.rows} holdout rows found for ${card.project} version ${card.version} (features/${card.lineage.featuresDigest}/); drift needs a reference of at least ${MIN_REFERENCE_ROWS}`,

@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { TASK_TYPES, type Spec, type TaskType } from '#lib/domain/spec/index.ts';
+import { CategoryEmbedding } from './manifest.ts';
 
 /** A task as the served model reports it; output names follow `modelOutputName`. */
 export const CardTask = z.object({
@@ -25,6 +26,12 @@ export const CardEncoder = z.object({
   ),
   output: z.string(),
   tokenization: z.object({ maxLength: z.int().positive(), tokenizerJson: z.string() }).optional(),
+  /**
+   * A tabular encoder's embedded categorical columns, as the run manifest's encoder entry lists
+   * them: each one's output feature holds a level index, which drift monitoring leaves out.
+   * Absent when there are none, and on cards from before embeddings existed.
+   */
+  categoryEmbeddings: z.array(CategoryEmbedding).optional(),
 });
 
 /**

@@ -15,6 +15,7 @@ import { TrialJobResult, type ExportInput, type ExportOutput } from '#lib/pipeli
 import { ModelCard, cardServingOf, modelOutputName, type ModelQuantization } from '#lib/domain/run/index.ts';
 import { DeployError } from './errors.ts';
 import { writeLiveModel } from './liveModel.ts';
+import { levelIndexFeatures } from '#lib/serve/drift.ts';
 import { cardHyperparametersOf } from './hyperparameters.ts';
 import { evaluateOnSplit, SERVING_SESSION_OPTIONS, type TaskMetrics } from './evaluate.ts';
 import { DEFAULT_MIN_QUANTIZED_ELEMENTS, quantizeWeights, quantizedWeights } from './quantize.ts';
@@ -120,6 +121,7 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
     version,
     encoderId: encoder.id,
     dimension: encoder.dimension,
+    excludedFeatures: levelIndexFeatures(encoder),
     holdoutShardUri: shardUri(featuresUri, encoder.id, 'holdout'),
   });
   const train = manifest.datasets.find((d) => d.role === 'train')!;
@@ -135,7 +137,7 @@ export async function exportBestTrial(input: ExportInput, deps: { store: Artifac
       ...(task.type === 'multiclass' ? { classes: task.classes } : {}),
       metric: task.metric,
     })),
-    encoder: encoderDescriptor(encoderBytes),
+    encoder: { ...encoderDescriptor(encoderBytes), ...(encoder.categoryEmbeddings?.length ? { categoryEmbeddings: encoder.categoryEmbeddings } : {}) },
     architecture: weights.architecture,
     lambda: result.proposal.lambda,
     ...(result.proposal.learningRate === undefined ? {} : { learningRate: result.proposal.learningRate }),

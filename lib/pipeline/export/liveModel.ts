@@ -6,7 +6,8 @@
  *
  *   live.json        this document: monitor thresholds, where the spec and datasets are, the drift reference
  *   spec.json        the run's spec as it started (datasets as S3 URIs), so a retraining run can start from it
- *   reference.json   the drift reference, from the version's own encoder's holdout embeddings
+ *   reference.json   the drift reference, from the version's own encoder's holdout embeddings (its
+ *                    category level indices left out)
  *
  * Nothing here imports ONNX Runtime: the monitor reads it.
  */
@@ -23,7 +24,15 @@ import { DeployError } from './errors.ts';
  */
 export async function writeLiveModel(
   store: ArtifactStore,
-  options: { manifest: RunManifest; version: number; encoderId: string; dimension: number; holdoutShardUri: string },
+  options: {
+    manifest: RunManifest;
+    version: number;
+    encoderId: string;
+    dimension: number;
+    /** The encoder's category level-index features, which the reference leaves out as serving's samples do. */
+    excludedFeatures?: readonly number[];
+    holdoutShardUri: string;
+  },
 ): Promise<LiveModel> {
   const { manifest, version } = options;
   const file = (name: string) => keys.modelFile(manifest.project, version, name);
@@ -33,6 +42,7 @@ export async function writeLiveModel(
   const built = (await store.exists(options.holdoutShardUri))
     ? await referenceFromEmbeddings(holdoutEmbeddings(store, options.holdoutShardUri, options.dimension), {
         dimension: options.dimension,
+        excludedFeatures: options.excludedFeatures ?? [],
         maxRows: REFERENCE_ROWS,
       })
     : { rows: 0 };
