@@ -12,7 +12,19 @@ import type { SpecInput } from '#lib/domain/spec/index.ts';
 import { embeddingParameter, parityDifference, trainingForward } from '#lib/domain/train/index.ts';
 import { TrialJobResult } from '#lib/pipeline/contracts.ts';
 import { loadTrialWeights, weightsIndexUri, WeightsIndex } from '#lib/pipeline/trials/weights.ts';
-import { createServeContext, infer } from '#lib/serve/index.ts';
+import {
+  DriftReferenceSchema,
+  SampleBatch,
+  createServeContext,
+  driftProjection,
+  hourKey,
+  infer,
+  projectRows,
+  runMonitor,
+  samplePrefix,
+} from '#lib/serve/index.ts';
+import { driftSeed } from '#lib/serve/drift.ts';
+import { readLiveModel } from '#lib/pipeline/export/liveModel.ts';
 
 /*
  * A whole local run on a table whose `merchant` column has 200 levels, four times the one-hot cap:
@@ -111,4 +123,64 @@ describe('a run on a table with a high-cardinality categorical', () => {
     // The unseen and the missing merchant share row 0 and differ only through the amount, here equal.
     expect(probabilities[2]).toBe(probabilities[3]);
   });
+
+  it(
+    "is monitored for drift on its other features: the reference and the served samples leave the merchant's level index out alike",
+    { timeout: 120_000 },
+    async () => {
+      const { store } = session.deps;
+      const manifest = await store.getJson(`runs/${runId}/manifest.json`, RunManifest);
+      const [encoder] = manifest.encoders;
+      expect(card.encoder.categoryEmbeddings).toEqual(encoder.categoryEmbeddings);
+
+      // Export's reference: amount only, projected as a one-feature encoder's output would be.
+      const live = (await readLiveModel(store, PROJECT, card.version))!;
+      const reference = await store.getJson(live.reference!.uri, DriftReferenceSchema);
+      expect(reference).toMatchObject({ dimension: 2, excludedFeatures: [1], seed: driftSeed(1) });
+
+      // Served traffic that all goes to one merchant, its amounts drawn as in training.
+      const atMs = Date.now();
+      const random = mulberry32(33);
+      const records = Array.from({ length: 300 }, () => ({ merchant: 'm7', amount: Math.round((random() * 2 - 1) * 1e4) / 1e4 }));
+      const context = createServeContext(session.deps, {
+        drift: { sampleRate: 1, batchRecords: 300 },
+        clock: () => atMs,
+        metricsSink: () => {},
+        logger: quiet,
+      });
+      for (let sent = 0; sent < records.length; sent += 100) await infer({ project: PROJECT, records: records.slice(sent, sent + 100) }, context);
+      await context.close();
+
+      const [sample] = await store.list(samplePrefix(PROJECT, hourKey(atMs), card.version));
+      const batch = await store.getJson(sample.key, SampleBatch);
+      expect(batch).toMatchObject({ dimension: reference.dimension, excludedFeatures: reference.excludedFeatures, seed: reference.seed });
+      // The sampler's projections are the reference's projection of the encoder's features for the same records.
+      const descriptor = encoderDescriptor(await store.getBytes(card.model.uri));
+      const encoderSession = await ort.InferenceSession.create(await store.getBytes(encoder.uri));
+      const features = (
+        await encoderSession.run(
+          encoderFeeds(
+            descriptor,
+            records.map((input) => ({ input, labels: {} })),
+          ),
+        )
+      )[descriptor.output].data as Float32Array;
+      await encoderSession.release();
+      const expected = projectRows(features, driftProjection({ dimension: 2, excludedFeatures: [1] }));
+      expect(batch.projections).toHaveLength(records.length);
+      batch.projections.forEach((row, i) => row.forEach((value, k) => expect(value).toBeCloseTo(expected[i][k], 5)));
+
+      // One merchant instead of two hundred is no input drift: the level mix is not a magnitude.
+      const report = await runMonitor(session.deps, {
+        now: new Date(atMs),
+        projects: [PROJECT],
+        startRun: async () => ({}),
+        logger: quiet,
+        metricsSink: () => {},
+      });
+      const drift = report.projects[0].versions[0].drift;
+      expect(drift).toMatchObject({ samples: 300, excludedFeatures: [1] });
+      expect('maxPsi' in drift && drift.maxPsi).toBeLessThan(0.2);
+    },
+  );
 });
