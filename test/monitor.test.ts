@@ -4,6 +4,7 @@ import { ModelRegistry, RewardLog } from '#lib/adapters/registry/index.ts';
 import { createRng, type Rng } from '#lib/domain/random/index.ts';
 import {
   DriftReferenceSchema,
+  DriftSampler,
   SampleBatch,
   ServeError,
   buildReference,
@@ -216,6 +217,19 @@ describe('projections without the category level indices', () => {
     expect(refuse).toThrow(ServeError);
     expect(refuse).toThrow(message);
     expect(refuse).toThrow(/re-export the version/);
+  });
+
+  it('are not sampled for a card whose level-index features lie outside its encoder, said once and never thrown to the request', async () => {
+    const errors: unknown[] = [];
+    const sampler = new DriftSampler({ store, sampleRate: 1, batchRecords: 1, clock: () => T0, onError: (error) => errors.push(error) });
+    const damaged = { dimension: DIMENSION, categoryEmbeddings: [{ feature: DIMENSION + 1 }] };
+    sampler.offer('damaged-card', 1, rows, damaged, [0, 1]);
+    sampler.offer('damaged-card', 1, rows, damaged, [2]);
+    await sampler.flush();
+
+    expect(errors).toHaveLength(1);
+    expect((errors[0] as Error).message).toMatch(/^drift cannot leave out feature 9: .* re-export the version$/);
+    expect(await store.list(samplePrefix('damaged-card', hourKey(T0), 1))).toEqual([]);
   });
 
   it('read a reference document written before left-out features existed', () => {

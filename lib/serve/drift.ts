@@ -97,6 +97,11 @@ export function driftProjection(layout: DriftLayout): DriftProjection {
   return { dimension, excludedFeatures, features, width, seed: driftSeed(width), directions: projectionDirections(width) };
 }
 
+/** `8`, or `8-7` with feature 7 left out: what tells two layouts apart. */
+function layoutKey(dimension: number, excludedFeatures: readonly number[]): string {
+  return excludedFeatures.length === 0 ? String(dimension) : `${dimension}-${excludedFeatures.join(',')}`;
+}
+
 /** Whether two lists of left-out features are the same (absent is none). */
 export function sameExcludedFeatures(a: readonly number[] | undefined, b: readonly number[] | undefined): boolean {
   const left = [...(a ?? [])].sort((x, y) => x - y);
@@ -300,7 +305,7 @@ export class DriftSampler {
   readonly #onError: NonNullable<DriftSamplerOptions['onError']>;
   readonly #buffers = new Map<string, SampleBuffer>();
   readonly #sampledPerHour = new Map<string, number>();
-  /** Per `project/version` (immutable, so computed once per version a process serves). */
+  /** Per layout (`layoutKey`), shared by the versions that have it; undefined for a layout that cannot be projected. */
   readonly #projections = new Map<string, DriftProjection | undefined>();
   readonly #pending = new Set<Promise<void>>();
 
@@ -358,11 +363,15 @@ export class DriftSampler {
     picked: readonly number[],
   ): void {
     if (picked.length === 0 || encoder.dimension <= 0) return;
-    const key = `${project}/${version}`;
-    const projection = this.#projections.has(key) ? this.#projections.get(key) : this.#projectionOf(key, encoder);
+    const excludedFeatures = levelIndexFeatures(encoder);
+    const layout = layoutKey(encoder.dimension, excludedFeatures);
+    const projection = this.#projections.has(layout)
+      ? this.#projections.get(layout)
+      : this.#projectionOf(layout, { dimension: encoder.dimension, excludedFeatures });
     if (!projection) return;
     const now = this.#clock();
     const hour = this.#hourOf(now);
+    const key = `${project}/${version}`;
     let buffer = this.#buffers.get(key);
     if (buffer && buffer.hour !== hour) {
       this.#write(buffer);
@@ -379,14 +388,14 @@ export class DriftSampler {
     }
   }
 
-  /** A version's projection, remembered; undefined (nothing to sample) when its card's layout is damaged or every feature is a level index. */
-  #projectionOf(key: string, encoder: { dimension: number; categoryEmbeddings?: readonly { feature: number }[] | undefined }): DriftProjection | undefined {
+  /** A layout's projection, remembered; undefined (nothing to sample, said once) when the card's layout is damaged or every feature is a level index. */
+  #projectionOf(key: string, layout: DriftLayout): DriftProjection | undefined {
     let projection: DriftProjection | undefined;
     try {
-      projection = driftProjection({ dimension: encoder.dimension, excludedFeatures: levelIndexFeatures(encoder) });
+      projection = driftProjection(layout);
       if (projection.width === 0) projection = undefined;
     } catch (error) {
-      this.#onError(error, { key });
+      this.#onError(error, { layout: key });
     }
     this.#projections.set(key, projection);
     return projection;
