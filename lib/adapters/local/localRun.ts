@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CALLER_PRINCIPAL, configToEnv, makeClients, type AgentflowConfig } from '#lib/adapters/config/index.ts';
 import { AgentflowError } from '#lib/domain/errors/index.ts';
+import { parseSpec, type Spec } from '#lib/domain/spec/index.ts';
 import { DEFAULT_LOCAL_DIR, startLocalAws, type LocalAws } from '#lib/adapters/local/standIns.ts';
 import { readHolder } from './holder.ts';
 import { createStageHandlers } from '#lib/pipeline/handlers.ts';
@@ -183,9 +184,9 @@ export interface LocalRunResult {
 export async function runPipelineLocally(session: LocalSession, options: LocalRunOptions): Promise<LocalRunResult> {
   const runId = options.runId ?? newRunId();
   const staged = await stageRunInputs(options.specPath, runId, session.deps.store);
-  const { tuning } = staged.spec;
-  const trialsAtOnce = Math.min(tuning.maxConcurrency, tuning.population);
-  const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options, { trialsAtOnce });
+  const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options, {
+    trialsAtOnce: trialsAtOnceOf(staged.spec),
+  });
   return { runId, staged, result };
 }
 
@@ -198,8 +199,9 @@ export async function runStoredSpecLocally(
   options: Omit<LocalRunOptions, 'specPath' | 'runId'> & { project: string; specUri: string; runId?: string },
 ): Promise<{ runId: string; result: LocalWorkflowResult }> {
   const runId = options.runId ?? newRunId();
-  const specUri = (await session.deps.store.putJson(keys.runFile(runId, 'spec.json'), await session.deps.store.getJson(options.specUri, z.unknown()))).uri;
-  return { runId, result: await executeLocally(session, { runId, project: options.project, specUri }, options) };
+  const stored = await session.deps.store.getJson(options.specUri, z.unknown());
+  const specUri = (await session.deps.store.putJson(keys.runFile(runId, 'spec.json'), stored)).uri;
+  return { runId, result: await executeLocally(session, { runId, project: options.project, specUri }, options, storedTrialsAtOnce(stored)) };
 }
 
 /**
@@ -214,7 +216,31 @@ export async function resumePipelineLocally(
 ): Promise<LocalWorkflowResult> {
   const run = await session.deps.runLog.reopenRun(options.project, options.runId);
   const specUri = run.specUri ?? session.deps.store.uri(`runs/${options.runId}/spec.json`);
-  return executeLocally(session, { runId: options.runId, project: options.project, specUri }, { ...options, trigger: options.trigger ?? 'resume' });
+  // A read that fails here fails again in Prepare, which records it on the run.
+  const stored = await session.deps.store.findJson(specUri, z.unknown()).catch(() => undefined);
+  return executeLocally(
+    session,
+    { runId: options.runId, project: options.project, specUri },
+    { ...options, trigger: options.trigger ?? 'resume' },
+    storedTrialsAtOnce(stored),
+  );
+}
+
+/** How many trials a spec trains at once: the Trials Map's concurrency, at most a generation. */
+function trialsAtOnceOf(spec: Pick<Spec, 'tuning'>): number {
+  return Math.min(spec.tuning.maxConcurrency, spec.tuning.population);
+}
+
+/**
+ * The same for a spec read back from the bucket. One that is missing or does not parse gives no
+ * figure: Prepare reads it again and fails the run saying why.
+ */
+function storedTrialsAtOnce(document: unknown): { trialsAtOnce?: number } {
+  try {
+    return { trialsAtOnce: trialsAtOnceOf(parseSpec(document)) };
+  } catch {
+    return {};
+  }
 }
 
 /**
