@@ -38,7 +38,7 @@ export interface LocalJobResult {
 }
 
 /** How many stderr lines a failed job's Cause carries. */
-export const LOG_TAIL_LINES = 20;
+const LOG_TAIL_LINES = 20;
 
 /** Where job output goes when the caller gives no `onOutput`: this process's streams, prefixed with the job name. */
 export function defaultOutput({ jobName, stream, line }: JobOutputLine): void {

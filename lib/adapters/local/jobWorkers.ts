@@ -33,8 +33,6 @@ export interface JobWorkerPoolOptions {
    * seconds; `up` retrains hours apart, and an idle worker holds its memory. Default one minute.
    */
   idleMs?: number;
-  /** Lines a worker prints while it runs no job (stray timers of a finished job); by default this process's stderr. */
-  onIdleOutput?: (line: JobOutputLine) => void;
 }
 
 export interface WarmJobOptions {
@@ -126,7 +124,6 @@ export class JobWorkerPool {
   readonly #maxWorkers: number;
   readonly #killGraceMs: number;
   readonly #idleMs: number;
-  readonly #onIdleOutput: (line: JobOutputLine) => void;
   readonly #workers = new Set<Worker>();
   readonly #queue: Attempt[] = [];
   readonly #readyMs: number[] = [];
@@ -145,7 +142,6 @@ export class JobWorkerPool {
     this.#maxWorkers = maxWorkers;
     this.#killGraceMs = options.killGraceMs ?? 5_000;
     this.#idleMs = options.idleMs ?? DEFAULT_IDLE_MS;
-    this.#onIdleOutput = options.onIdleOutput ?? defaultOutput;
   }
 
   stats(): JobWorkerStats {
@@ -301,7 +297,8 @@ export class JobWorkerPool {
   #deliver(worker: Worker, stream: 'stdout' | 'stderr', line: string): void {
     const attempt = worker.attempt;
     if (!attempt || attempt.ended[stream]) {
-      this.#onIdleOutput({ jobName: `job-worker-${worker.child.pid}`, stream, line });
+      // A line printed while the worker runs no job (a finished job's stray timer) belongs to no job.
+      defaultOutput({ jobName: `job-worker-${worker.child.pid}`, stream, line });
       return;
     }
     if (stream === 'stderr') pushTail(attempt.stderrTail, line);

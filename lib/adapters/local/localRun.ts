@@ -46,8 +46,6 @@ export interface OpenLocalSessionOptions {
    * LOCAL_DIR_BUSY (see holder.ts). Commands that must own the folder (`serve`, `up`) leave it off.
    */
   attach?: boolean;
-  /** The most warm job workers alive at once (see JobWorkerPool); default the pool's. */
-  maxJobWorkers?: number;
 }
 
 export async function openLocalSession(options: OpenLocalSessionOptions = {}): Promise<LocalSession> {
@@ -66,7 +64,7 @@ export async function openLocalSession(options: OpenLocalSessionOptions = {}): P
     }
     return found;
   };
-  const workers = new JobWorkerPool({ command: jobHostCommand(), ...(options.maxJobWorkers === undefined ? {} : { maxWorkers: options.maxJobWorkers }) });
+  const workers = new JobWorkerPool({ command: jobHostCommand() });
   return {
     aws,
     config,
