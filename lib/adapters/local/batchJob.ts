@@ -75,6 +75,16 @@ export function exitReason(code: number | null, signal: NodeJS.Signals | null): 
   return signal ? `Essential container in task exited: killed by ${signal}` : `Essential container in task exited with code ${code}`;
 }
 
+/** Batch's wording for a job killed at the state's timeout. */
+export function timeoutReason(timeoutMs: number | undefined, signal: NodeJS.Signals | null): string {
+  return `Job attempt duration exceeded timeout (${timeoutMs} ms); killed with ${signal ?? 'exit'}`;
+}
+
+/** Batch's own wording for a container that never started. */
+export function cannotStartReason(program: string, error: Error): string {
+  return `CannotStartContainerError: ${program}: ${error.message}`;
+}
+
 /** What a job's promise rejects with when the run is abandoned: not a Batch failure, the run is over. */
 export function jobAborted(jobName: string, context: { jobId?: string; started: boolean; why?: string }): WorkflowError {
   const why = context.why ?? 'the run was aborted';
@@ -168,14 +178,13 @@ export function launchLocalJob(options: LocalJobOptions): Promise<LocalJobResult
     child.on('error', (error) => {
       if (settled) return;
       finish();
-      // Batch's own wording for a container that never started.
-      fail('States.TaskFailed', `CannotStartContainerError: ${command[0]}: ${error.message}`, null);
+      fail('States.TaskFailed', cannotStartReason(command[0], error), null);
     });
     child.on('close', (code, signal) => {
       if (settled) return;
       finish();
       if (stoppedBecause === 'timeout') {
-        fail('States.Timeout', `Job attempt duration exceeded timeout (${options.timeoutMs} ms); killed with ${signal ?? 'exit'}`, code);
+        fail('States.Timeout', timeoutReason(options.timeoutMs, signal), code);
       } else if (stoppedBecause === 'aborted') {
         reject(jobAborted(jobName, { jobId, started: true }));
       } else if (code === 0) {

@@ -14,7 +14,18 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { WorkflowError } from '#lib/pipeline/errors.ts';
-import { defaultOutput, exitReason, jobAborted, jobFailure, lines, pushTail, type JobOutputLine, type LocalJobResult } from '#lib/adapters/local/batchJob.ts';
+import {
+  cannotStartReason,
+  defaultOutput,
+  exitReason,
+  jobAborted,
+  jobFailure,
+  lines,
+  pushTail,
+  timeoutReason,
+  type JobOutputLine,
+  type LocalJobResult,
+} from '#lib/adapters/local/batchJob.ts';
 import { HostMessage, JOB_END_MARKER, parseJobEnd, type JobRequest } from '#lib/adapters/local/jobHost.ts';
 
 export interface JobWorkerPoolOptions {
@@ -324,12 +335,9 @@ export class JobWorkerPool {
     const pid = worker.child.pid;
     this.#settle(attempt, () => {
       if (how.startError) {
-        // Batch's own wording for a container that never started.
-        attempt.reject(this.#failure(attempt, 'States.TaskFailed', `CannotStartContainerError: ${this.#command[0]}: ${how.startError.message}`, null));
+        attempt.reject(this.#failure(attempt, 'States.TaskFailed', cannotStartReason(this.#command[0], how.startError), null));
       } else if (attempt.stoppedBecause === 'timeout') {
-        attempt.reject(
-          this.#failure(attempt, 'States.Timeout', `Job attempt duration exceeded timeout (${timeoutMs} ms); killed with ${how.signal ?? 'exit'}`, how.code),
-        );
+        attempt.reject(this.#failure(attempt, 'States.Timeout', timeoutReason(timeoutMs, how.signal), how.code));
       } else if (attempt.stoppedBecause === 'aborted') {
         attempt.reject(jobAborted(jobName, { jobId: attempt.id, started: true }));
       } else if (attempt.stoppedBecause === 'closed') {
