@@ -13,6 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { canonicalJson } from '#lib/domain/spec/index.ts';
 import { WorkflowError } from '#lib/pipeline/errors.ts';
 import {
   cannotStartReason,
@@ -114,8 +115,7 @@ interface Worker {
 
 /** Jobs share a worker only when the worker's own environment and folder would be the same for a fresh process. */
 function workerKey(options: Pick<WarmJobOptions, 'definitionEnv' | 'cwd'>): string {
-  const env = Object.entries(options.definitionEnv ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([options.cwd ?? null, env]);
+  return canonicalJson({ cwd: options.cwd ?? null, env: options.definitionEnv ?? {} });
 }
 
 /** Whether the worker's handles keep this process alive: only while it runs a job, so a forgotten idle pool never holds up exit. */
