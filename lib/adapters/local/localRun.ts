@@ -128,15 +128,17 @@ export function localStageHandlers(session: LocalSession, options: { trigger?: s
   return handlers;
 }
 
+/** `functions/jobs/<script>.ts` run from this checkout's sources. */
+const jobScript = (script: string): string[] => [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', `${script}.ts`)];
+
 /** The Batch jobs as a fresh child process each: the same commands the job image runs in AWS. */
 export function localJobCommands(): Record<BatchJobName, LocalJobCommand> {
-  const job = (name: BatchJobName): LocalJobCommand => ({ command: [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', `${name}.ts`)] });
-  return { embed: job('embed'), trial: job('trial') };
+  return { embed: { command: jobScript('embed') }, trial: { command: jobScript('trial') } };
 }
 
 /** The program of a warm job worker: the host that runs the same job bodies as the commands above. */
 export function jobHostCommand(): string[] {
-  return [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', 'host.ts')];
+  return jobScript('host');
 }
 
 /** The Batch jobs in the warm workers of `workers`: what local runs use, one start-up per worker instead of per job. */
