@@ -1,6 +1,5 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
 import {
   EncoderError,
   encodeRows,
@@ -15,12 +14,7 @@ import type { FeaturesBaseModelSpec, TabularBaseModelSpec, TextBaseModelSpec } f
 import { denseFeatures } from '#lib/domain/shards/index.ts';
 import { generateTextCorpus } from '#lib/domain/synth/index.ts';
 import { expectClose } from './helpers/expectClose.ts';
-
-const rowsOf = (inputs: Record<string, unknown>[]): ValidatedRow[] => inputs.map((input) => ({ input, labels: {} }));
-const source = (rows: ValidatedRow[]) =>
-  async function* () {
-    yield* rows;
-  };
+import { rowSource as source, rowsOf } from './helpers/trainRows.ts';
 
 const textSpec = (over: Partial<TextBaseModelSpec> = {}): TextBaseModelSpec => ({
   kind: 'text',

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobOutputLine } from '#lib/adapters/local/batchJob.ts';
 import { JobWorkerPool, type JobWorkerPoolOptions, type WarmJobOptions } from '#lib/adapters/local/jobWorkers.ts';
-import { openLocalSession } from '#lib/adapters/local/index.ts';
+import { openLocalSession, runStoredSpecLocally } from '#lib/adapters/local/index.ts';
 import { TaskError } from '#lib/pipeline/index.ts';
 
 const HOST = [process.execPath, '--import', 'tsx', fileURLToPath(new URL('./fixtures/jobs/host.ts', import.meta.url))];
@@ -309,6 +309,34 @@ describe("a local session's job workers", () => {
       await session.close();
 
       expect(childrenRunning('functions/jobs/host.ts')).toEqual([]);
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('start as many as the spec trains at once for a run from a stored spec, as for one from a spec file', async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'agentflow-workers-'));
+    try {
+      const session = await openLocalSession({ dir: join(folder, 'aws') });
+      try {
+        const { store } = session.deps;
+        // Valid, but its dataset is not there: Prepare fails the run before any job, after the workers were started.
+        const spec = {
+          project: 'stored',
+          baseModel: { kind: 'tabular', numeric: ['x'] },
+          datasets: { train: store.uri('datasets/missing.jsonl') },
+          tasks: [{ name: 'y', type: 'binary' }],
+          tuning: { population: 4, maxConcurrency: 3 },
+        };
+        const { uri } = await store.putJson('specs/stored.json', spec);
+
+        const { result } = await runStoredSpecLocally(session, { project: 'stored', specUri: uri, onJobOutput: () => {} });
+
+        expect(result.status).toBe('FAILED');
+        expect(session.workers.stats().started).toBe(3);
+      } finally {
+        await session.close();
+      }
     } finally {
       await rm(folder, { recursive: true, force: true });
     }

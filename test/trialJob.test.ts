@@ -12,7 +12,7 @@ import { loadTrialWeights } from '#lib/pipeline/trials/weights.ts';
 import { executionProvidersFor, intraOpThreadsFrom, runTrialJob, shardUri } from '#lib/pipeline/trials/trialJob.ts';
 import { launchLocalJob, type JobOutputLine } from '#lib/adapters/local/batchJob.ts';
 import { JobWorkerPool } from '#lib/adapters/local/jobWorkers.ts';
-import { jobHostCommand } from '#lib/adapters/local/localRun.ts';
+import { jobHostCommand, localJobCommands } from '#lib/adapters/local/localRun.ts';
 import { TrialJobResult, trialResultUri, type TrialJob } from '#lib/pipeline/contracts.ts';
 import { useLocalAws } from './helpers/localAws.ts';
 import { featuresSpecInput } from './helpers/specs.ts';
@@ -192,7 +192,8 @@ describe('runTrialJob', () => {
   });
 });
 
-const TRIAL_COMMAND = [process.execPath, '--import', 'tsx', 'functions/jobs/trial.ts'];
+/** The trial job as a fresh process, as local runs launch it with `jobProcesses: 'fresh'`. */
+const TRIAL_COMMAND = localJobCommands().trial.command;
 
 /** The trial job's environment as the workflow sets it: the config, the job's variables, one ONNX Runtime thread. */
 const trialEnvFor = (job: TrialJob) => ({
@@ -209,16 +210,13 @@ const trialEnvFor = (job: TrialJob) => ({
 });
 
 describe('functions/jobs/trial.ts as a child process', () => {
-  const command = TRIAL_COMMAND;
-  const envFor = trialEnvFor;
-
   it('runs with the environment the workflow sets, prints progress and writes its result', async () => {
     const runId = 'run-child';
     const run = await prepareRun(runId);
     const job = jobFor(run, runId, 't-child');
     const output: JobOutputLine[] = [];
 
-    await launchLocalJob({ command, env: envFor(job), jobName: 'trial-child', onOutput: (line) => output.push(line), timeoutMs: 120_000 });
+    await launchLocalJob({ command: TRIAL_COMMAND, env: trialEnvFor(job), jobName: 'trial-child', onOutput: (line) => output.push(line), timeoutMs: 120_000 });
 
     const result = TrialJobResult.parse(await store().getJson(job.outputUri, z.unknown()));
     expect(result.status).toBe('succeeded');
@@ -230,7 +228,9 @@ describe('functions/jobs/trial.ts as a child process', () => {
     const run = await prepareRun(runId);
     const job = jobFor(run, runId, 't-child-nan', { learningRate: 1e12 });
 
-    const error = await launchLocalJob({ command, env: envFor(job), jobName: 'trial-nan', onOutput: () => {}, timeoutMs: 120_000 }).catch((e: unknown) => e);
+    const error = await launchLocalJob({ command: TRIAL_COMMAND, env: trialEnvFor(job), jobName: 'trial-nan', onOutput: () => {}, timeoutMs: 120_000 }).catch(
+      (e: unknown) => e,
+    );
 
     expect(error).toBeInstanceOf(Error);
     expect(JSON.parse((error as Error).message)).toMatchObject({ Status: 'FAILED', Container: { ExitCode: 1 } });
@@ -241,12 +241,12 @@ describe('functions/jobs/trial.ts as a child process', () => {
   }, 120_000);
 
   it('exits with 2 and says which variable is missing when the environment is incomplete', async () => {
-    const { AGENTFLOW_MANIFEST_URI: _missing, ...env } = envFor(
+    const { AGENTFLOW_MANIFEST_URI: _missing, ...env } = trialEnvFor(
       jobFor({ manifestUri: 's3://x/m', featuresUri: 's3://x/f/', runUri: 's3://x/runs/r' }, 'r', 't'),
     );
     const output: JobOutputLine[] = [];
     const error = await launchLocalJob({
-      command,
+      command: TRIAL_COMMAND,
       env: { ...env, AGENTFLOW_MANIFEST_URI: '' },
       jobName: 'trial-env',
       onOutput: (line) => output.push(line),

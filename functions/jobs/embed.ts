@@ -13,9 +13,8 @@ import { RunManifest } from '#lib/domain/run/index.ts';
 import { ArtifactStore } from '#lib/adapters/store/index.ts';
 import { executionProvidersFor } from '#lib/pipeline/trials/trialJob.ts';
 import { EmbedJobEnv, EmbedJobResult } from '#lib/pipeline/contracts.ts';
-import type { JobEnvironment } from '#lib/adapters/local/jobHost.ts';
 
-export async function embedJob(env: JobEnvironment): Promise<EmbedJobResult> {
+export async function embedJob(env: NodeJS.ProcessEnv): Promise<EmbedJobResult> {
   const vars = EmbedJobEnv.parse(env);
   const config = configFromEnv(env);
   const { s3, dynamodb } = makeClients(config, { principal: 'embed' });
@@ -52,7 +51,7 @@ export async function embedJob(env: JobEnvironment): Promise<EmbedJobResult> {
 }
 
 /** The job's body: embeds as `env` says and returns the exit code (0 embedded, 1 failed, with why on stderr). */
-export async function runEmbedCommand(env: JobEnvironment): Promise<number> {
+export async function runEmbedCommand(env: NodeJS.ProcessEnv): Promise<number> {
   try {
     await embedJob(env);
     return 0;

@@ -9,12 +9,11 @@ import { pathToFileURL } from 'node:url';
 import { configFromEnv, makeClients } from '#lib/adapters/config/index.ts';
 import { describeError } from '#lib/domain/errors/index.ts';
 import { ArtifactStore } from '#lib/adapters/store/index.ts';
-import type { JobEnvironment } from '#lib/adapters/local/jobHost.ts';
 import { intraOpThreadsFrom, runTrialJob } from '#lib/pipeline/trials/trialJob.ts';
 import { parseTrialJobEnv } from '#lib/pipeline/contracts.ts';
 
 /** The job's body: trains the trial `env` describes and returns the exit code above. */
-export async function runTrialCommand(env: JobEnvironment): Promise<number> {
+export async function runTrialCommand(env: NodeJS.ProcessEnv): Promise<number> {
   try {
     const job = parseTrialJobEnv(env);
     const config = configFromEnv(env);

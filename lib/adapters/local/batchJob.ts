@@ -38,7 +38,7 @@ export interface LocalJobResult {
 }
 
 /** How many stderr lines a failed job's Cause carries. */
-export const LOG_TAIL_LINES = 20;
+const LOG_TAIL_LINES = 20;
 
 /** Where job output goes when the caller gives no `onOutput`: this process's streams, prefixed with the job name. */
 export function defaultOutput({ jobName, stream, line }: JobOutputLine): void {
@@ -73,6 +73,16 @@ export function jobFailure(
 /** Batch's wording for a job whose container ended on its own with a non-zero code or a signal. */
 export function exitReason(code: number | null, signal: NodeJS.Signals | null): string {
   return signal ? `Essential container in task exited: killed by ${signal}` : `Essential container in task exited with code ${code}`;
+}
+
+/** Batch's wording for a job killed at the state's timeout. */
+export function timeoutReason(timeoutMs: number | undefined, signal: NodeJS.Signals | null): string {
+  return `Job attempt duration exceeded timeout (${timeoutMs} ms); killed with ${signal ?? 'exit'}`;
+}
+
+/** Batch's own wording for a container that never started. */
+export function cannotStartReason(program: string, error: Error): string {
+  return `CannotStartContainerError: ${program}: ${error.message}`;
 }
 
 /** What a job's promise rejects with when the run is abandoned: not a Batch failure, the run is over. */
@@ -168,14 +178,13 @@ export function launchLocalJob(options: LocalJobOptions): Promise<LocalJobResult
     child.on('error', (error) => {
       if (settled) return;
       finish();
-      // Batch's own wording for a container that never started.
-      fail('States.TaskFailed', `CannotStartContainerError: ${command[0]}: ${error.message}`, null);
+      fail('States.TaskFailed', cannotStartReason(command[0], error), null);
     });
     child.on('close', (code, signal) => {
       if (settled) return;
       finish();
       if (stoppedBecause === 'timeout') {
-        fail('States.Timeout', `Job attempt duration exceeded timeout (${options.timeoutMs} ms); killed with ${signal ?? 'exit'}`, code);
+        fail('States.Timeout', timeoutReason(options.timeoutMs, signal), code);
       } else if (stoppedBecause === 'aborted') {
         reject(jobAborted(jobName, { jobId, started: true }));
       } else if (code === 0) {

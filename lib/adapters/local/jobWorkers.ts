@@ -13,8 +13,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { canonicalJson } from '#lib/domain/spec/index.ts';
 import { WorkflowError } from '#lib/pipeline/errors.ts';
-import { defaultOutput, exitReason, jobAborted, jobFailure, lines, pushTail, type JobOutputLine, type LocalJobResult } from '#lib/adapters/local/batchJob.ts';
+import {
+  cannotStartReason,
+  defaultOutput,
+  exitReason,
+  jobAborted,
+  jobFailure,
+  lines,
+  pushTail,
+  timeoutReason,
+  type JobOutputLine,
+  type LocalJobResult,
+} from '#lib/adapters/local/batchJob.ts';
 import { HostMessage, JOB_END_MARKER, parseJobEnd, type JobRequest } from '#lib/adapters/local/jobHost.ts';
 
 export interface JobWorkerPoolOptions {
@@ -33,8 +45,6 @@ export interface JobWorkerPoolOptions {
    * seconds; `up` retrains hours apart, and an idle worker holds its memory. Default one minute.
    */
   idleMs?: number;
-  /** Lines a worker prints while it runs no job (stray timers of a finished job); by default this process's stderr. */
-  onIdleOutput?: (line: JobOutputLine) => void;
 }
 
 export interface WarmJobOptions {
@@ -105,8 +115,7 @@ interface Worker {
 
 /** Jobs share a worker only when the worker's own environment and folder would be the same for a fresh process. */
 function workerKey(options: Pick<WarmJobOptions, 'definitionEnv' | 'cwd'>): string {
-  const env = Object.entries(options.definitionEnv ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([options.cwd ?? null, env]);
+  return canonicalJson({ cwd: options.cwd ?? null, env: options.definitionEnv ?? {} });
 }
 
 /** Whether the worker's handles keep this process alive: only while it runs a job, so a forgotten idle pool never holds up exit. */
@@ -126,7 +135,6 @@ export class JobWorkerPool {
   readonly #maxWorkers: number;
   readonly #killGraceMs: number;
   readonly #idleMs: number;
-  readonly #onIdleOutput: (line: JobOutputLine) => void;
   readonly #workers = new Set<Worker>();
   readonly #queue: Attempt[] = [];
   readonly #readyMs: number[] = [];
@@ -145,7 +153,6 @@ export class JobWorkerPool {
     this.#maxWorkers = maxWorkers;
     this.#killGraceMs = options.killGraceMs ?? 5_000;
     this.#idleMs = options.idleMs ?? DEFAULT_IDLE_MS;
-    this.#onIdleOutput = options.onIdleOutput ?? defaultOutput;
   }
 
   stats(): JobWorkerStats {
@@ -301,7 +308,8 @@ export class JobWorkerPool {
   #deliver(worker: Worker, stream: 'stdout' | 'stderr', line: string): void {
     const attempt = worker.attempt;
     if (!attempt || attempt.ended[stream]) {
-      this.#onIdleOutput({ jobName: `job-worker-${worker.child.pid}`, stream, line });
+      // A line printed while the worker runs no job (a finished job's stray timer) belongs to no job.
+      defaultOutput({ jobName: `job-worker-${worker.child.pid}`, stream, line });
       return;
     }
     if (stream === 'stderr') pushTail(attempt.stderrTail, line);
@@ -327,12 +335,9 @@ export class JobWorkerPool {
     const pid = worker.child.pid;
     this.#settle(attempt, () => {
       if (how.startError) {
-        // Batch's own wording for a container that never started.
-        attempt.reject(this.#failure(attempt, 'States.TaskFailed', `CannotStartContainerError: ${this.#command[0]}: ${how.startError.message}`, null));
+        attempt.reject(this.#failure(attempt, 'States.TaskFailed', cannotStartReason(this.#command[0], how.startError), null));
       } else if (attempt.stoppedBecause === 'timeout') {
-        attempt.reject(
-          this.#failure(attempt, 'States.Timeout', `Job attempt duration exceeded timeout (${timeoutMs} ms); killed with ${how.signal ?? 'exit'}`, how.code),
-        );
+        attempt.reject(this.#failure(attempt, 'States.Timeout', timeoutReason(timeoutMs, how.signal), how.code));
       } else if (attempt.stoppedBecause === 'aborted') {
         attempt.reject(jobAborted(jobName, { jobId: attempt.id, started: true }));
       } else if (attempt.stoppedBecause === 'closed') {

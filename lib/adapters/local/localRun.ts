@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CALLER_PRINCIPAL, configToEnv, makeClients, type AgentflowConfig } from '#lib/adapters/config/index.ts';
 import { AgentflowError } from '#lib/domain/errors/index.ts';
+import { parseSpec, type Spec } from '#lib/domain/spec/index.ts';
 import { DEFAULT_LOCAL_DIR, startLocalAws, type LocalAws } from '#lib/adapters/local/standIns.ts';
 import { readHolder } from './holder.ts';
 import { createStageHandlers } from '#lib/pipeline/handlers.ts';
@@ -45,8 +46,6 @@ export interface OpenLocalSessionOptions {
    * LOCAL_DIR_BUSY (see holder.ts). Commands that must own the folder (`serve`, `up`) leave it off.
    */
   attach?: boolean;
-  /** The most warm job workers alive at once (see JobWorkerPool); default the pool's. */
-  maxJobWorkers?: number;
 }
 
 export async function openLocalSession(options: OpenLocalSessionOptions = {}): Promise<LocalSession> {
@@ -65,7 +64,7 @@ export async function openLocalSession(options: OpenLocalSessionOptions = {}): P
     }
     return found;
   };
-  const workers = new JobWorkerPool({ command: jobHostCommand(), ...(options.maxJobWorkers === undefined ? {} : { maxWorkers: options.maxJobWorkers }) });
+  const workers = new JobWorkerPool({ command: jobHostCommand() });
   return {
     aws,
     config,
@@ -129,15 +128,17 @@ export function localStageHandlers(session: LocalSession, options: { trigger?: s
   return handlers;
 }
 
+/** `functions/jobs/<script>.ts` run from this checkout's sources. */
+const jobScript = (script: string): string[] => [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', `${script}.ts`)];
+
 /** The Batch jobs as a fresh child process each: the same commands the job image runs in AWS. */
 export function localJobCommands(): Record<BatchJobName, LocalJobCommand> {
-  const job = (name: BatchJobName): LocalJobCommand => ({ command: [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', `${name}.ts`)] });
-  return { embed: job('embed'), trial: job('trial') };
+  return { embed: { command: jobScript('embed') }, trial: { command: jobScript('trial') } };
 }
 
 /** The program of a warm job worker: the host that runs the same job bodies as the commands above. */
 export function jobHostCommand(): string[] {
-  return [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'functions', 'jobs', 'host.ts')];
+  return jobScript('host');
 }
 
 /** The Batch jobs in the warm workers of `workers`: what local runs use, one start-up per worker instead of per job. */
@@ -183,9 +184,9 @@ export interface LocalRunResult {
 export async function runPipelineLocally(session: LocalSession, options: LocalRunOptions): Promise<LocalRunResult> {
   const runId = options.runId ?? newRunId();
   const staged = await stageRunInputs(options.specPath, runId, session.deps.store);
-  const { tuning } = staged.spec;
-  const trialsAtOnce = Math.min(tuning.maxConcurrency, tuning.population);
-  const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options, { trialsAtOnce });
+  const result = await executeLocally(session, { runId, project: staged.spec.project, specUri: staged.specUri }, options, {
+    trialsAtOnce: trialsAtOnceOf(staged.spec),
+  });
   return { runId, staged, result };
 }
 
@@ -198,8 +199,9 @@ export async function runStoredSpecLocally(
   options: Omit<LocalRunOptions, 'specPath' | 'runId'> & { project: string; specUri: string; runId?: string },
 ): Promise<{ runId: string; result: LocalWorkflowResult }> {
   const runId = options.runId ?? newRunId();
-  const specUri = (await session.deps.store.putJson(keys.runFile(runId, 'spec.json'), await session.deps.store.getJson(options.specUri, z.unknown()))).uri;
-  return { runId, result: await executeLocally(session, { runId, project: options.project, specUri }, options) };
+  const stored = await session.deps.store.getJson(options.specUri, z.unknown());
+  const specUri = (await session.deps.store.putJson(keys.runFile(runId, 'spec.json'), stored)).uri;
+  return { runId, result: await executeLocally(session, { runId, project: options.project, specUri }, options, storedTrialsAtOnce(stored)) };
 }
 
 /**
@@ -214,7 +216,31 @@ export async function resumePipelineLocally(
 ): Promise<LocalWorkflowResult> {
   const run = await session.deps.runLog.reopenRun(options.project, options.runId);
   const specUri = run.specUri ?? session.deps.store.uri(`runs/${options.runId}/spec.json`);
-  return executeLocally(session, { runId: options.runId, project: options.project, specUri }, { ...options, trigger: options.trigger ?? 'resume' });
+  // A read that fails here fails again in Prepare, which records it on the run.
+  const stored = await session.deps.store.findJson(specUri, z.unknown()).catch(() => undefined);
+  return executeLocally(
+    session,
+    { runId: options.runId, project: options.project, specUri },
+    { ...options, trigger: options.trigger ?? 'resume' },
+    storedTrialsAtOnce(stored),
+  );
+}
+
+/** How many trials a spec trains at once: the Trials Map's concurrency, at most a generation. */
+function trialsAtOnceOf(spec: Pick<Spec, 'tuning'>): number {
+  return Math.min(spec.tuning.maxConcurrency, spec.tuning.population);
+}
+
+/**
+ * The same for a spec read back from the bucket. One that is missing or does not parse gives no
+ * figure: Prepare reads it again and fails the run saying why.
+ */
+function storedTrialsAtOnce(document: unknown): { trialsAtOnce?: number } {
+  try {
+    return { trialsAtOnce: trialsAtOnceOf(parseSpec(document)) };
+  } catch {
+    return {};
+  }
 }
 
 /**

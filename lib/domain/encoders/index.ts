@@ -28,9 +28,7 @@ export {
 } from '#lib/domain/encoders/text.ts';
 export {
   DEFAULT_BINS,
-  DEFAULT_MAX_EMBEDDING_LEVELS,
   QUANTILES_SUMMARY_KEY,
-  categoricalEncodingOf,
   defaultEmbeddingDimension,
   fitTabularEncoder,
   fitTabularStats,

@@ -17,7 +17,7 @@ export const DEFAULT_BINS = 16;
  */
 const QUANTILE_SAMPLE = 100_000;
 /** Levels an embedded categorical column keeps when the spec sets no `maxEmbeddingLevels`. */
-export const DEFAULT_MAX_EMBEDDING_LEVELS = 10_000;
+const DEFAULT_MAX_EMBEDDING_LEVELS = 10_000;
 /*
  * A level seen once in train gets a table row that one row trains, which the model memorizes;
  * such levels share row 0 with missing and unseen values instead, which they then teach.
@@ -141,7 +141,7 @@ export async function fitTabularStats(spec: TabularBaseModelSpec, rows: RowSourc
  * A categorical column's encoding: its `categoricalEncodings` entry, else `categoricalEncoding`;
  * `auto` (the default) embeds a column with more distinct train values than `maxCategories`.
  */
-export function categoricalEncodingOf(spec: TabularBaseModelSpec, column: string, distinct: number): CategoricalEncoding {
+function categoricalEncodingOf(spec: TabularBaseModelSpec, column: string, distinct: number): CategoricalEncoding {
   const chosen = spec.categoricalEncodings?.[column] ?? spec.categoricalEncoding ?? 'auto';
   if (chosen !== 'auto') return chosen;
   return distinct > spec.maxCategories ? 'embedding' : 'onehot';

@@ -134,7 +134,7 @@ export async function runTrialJob(job: TrialJob, deps: TrialJobDependencies): Pr
     try {
       result = await trainTrial({
         spec,
-        encoder: { id: encoder.id, dimension: encoder.dimension, ...(encoder.categoryEmbeddings ? { categoryEmbeddings: encoder.categoryEmbeddings } : {}) },
+        encoder,
         proposal,
         architecture,
         data: { train: source('train'), validation: source('validation') },
