@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { objectiveTasks, type CategoryEmbedding } from '#lib/domain/run/index.ts';
 import { TrainingSession, UNCERTAINTY_PARAMETER, type TrainingSessionOptions } from '#lib/domain/graph/index.ts';
 import { evaluateTask, labelSpread, MetricsError } from '#lib/domain/metrics/index.ts';
-import { batchesOf, lengthGroupedBatches, paddedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
+import { batchesOf, lengthGroupedBatches, paddedSparse, piecedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
 import type { Architecture, Spec } from '#lib/domain/spec/index.ts';
 import { deriveSeed, mulberry32 } from '#lib/domain/random/index.ts';
 import { rewardOf } from '#lib/domain/tune/index.ts';
@@ -367,9 +367,10 @@ type Feed = { data: Float32Array | Uint8Array | Int32Array; dims: number[] };
 
 /**
  * A step's (or an evaluation's) feature feeds: dense shard columns as they are (no copy), sparse
- * rows padded to the batch's longest row.
+ * rows padded to the batch's longest row (the inference graph's input), or with `layout: 'pieces'`
+ * cut into pieces (the training step's input, `batchSpec`).
  */
-export function featureFeeds(heads: Heads, batch: ShardBatch): Record<string, Feed> {
+export function featureFeeds(heads: Heads, batch: ShardBatch, options: { layout?: 'padded' | 'pieces' } = {}): Record<string, Feed> {
   if (batch.dim !== heads.inputDim) {
     throw new TrainError(
       `shard features have dimension ${batch.dim} but the heads take ${heads.inputDim}; train on the shards of encoder with that dimension`,
@@ -387,13 +388,25 @@ export function featureFeeds(heads: Heads, batch: ShardBatch): Record<string, Fe
     );
   }
   if (!batch.sparse) return { [batchNames.features]: { data: batch.features, dims: [batch.rows, batch.dim] } };
+  if (options.layout === 'pieces') {
+    const { indices, values, assignment, pieces, pieceLength } = piecedSparse(batch.sparse);
+    return {
+      [batchNames.indices]: { data: indices, dims: [pieces, pieceLength] },
+      [batchNames.values]: { data: values, dims: [pieces, pieceLength] },
+      [batchNames.assignment]: { data: assignment, dims: [batch.rows, pieces] },
+    };
+  }
   const { indices, values, nnz } = paddedSparse(batch.sparse);
   return { [batchNames.indices]: { data: indices, dims: [batch.rows, nnz] }, [batchNames.values]: { data: values, dims: [batch.rows, nnz] } };
 }
 
-/** A training step's feeds; `dropoutRandom` (uniform in [0, 1)) draws the keep masks when the heads use dropout. */
+/**
+ * A training step's feeds; `dropoutRandom` (uniform in [0, 1)) draws the keep masks when the heads
+ * use dropout. Sparse rows go in as pieces (`piecedSparse`): the step's embedding bag then pads
+ * each piece, not every row to the batch's longest.
+ */
 export function batchFeeds(heads: Heads, batch: ShardBatch, dropoutRandom?: () => number): Record<string, Feed> {
-  const feeds: Record<string, Feed> = featureFeeds(heads, batch);
+  const feeds: Record<string, Feed> = featureFeeds(heads, batch, { layout: 'pieces' });
   for (const task of heads.tasks) {
     const labels = batch.labels[task.name];
     const masks = batch.masks[task.name];
