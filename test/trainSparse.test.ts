@@ -12,6 +12,8 @@ import {
   batchFeeds,
   buildHeads,
   buildHeadsTrainingStep,
+  buildInferenceGraph,
+  evaluateSplit,
   exportHeads,
   parityDifference,
   sparseLayerOptimizer,
@@ -142,6 +144,27 @@ describe('training on sparse TF-IDF rows', () => {
       await Promise.all(sessions.map((session) => session.release()));
     },
   );
+
+  it('evaluates rows cut into pieces as it evaluates them padded', async () => {
+    const spec = specFor('mmoe');
+    const heads = buildHeads({ architecture: 'mmoe', model: spec.model, tasks: spec.tasks, inputDim: dim, seed: 3, sparseInput: true });
+    const parameters = Object.fromEntries(heads.parameters.map((p) => [p.name, new ort.Tensor('float32', p.init, [...p.shape])]));
+    const batches = async function* () {
+      for (let from = TRAIN; from < TRAIN + 192; from += 64) yield batchOf(from, from + 64, 'sparse', { shortRows: true });
+    };
+
+    const [pieces, padded] = await Promise.all(
+      (['pieces', 'sparse'] as const).map(async (input) => {
+        const session = await ort.InferenceSession.create(buildInferenceGraph(heads, { input }));
+        const metrics = await evaluateSplit({ heads, session, parameters, batches: batches() });
+        await session.release();
+        return metrics;
+      }),
+    );
+
+    for (const task of TASKS) expect(pieces[task].auc).toBeCloseTo(padded[task].auc!, 6);
+    expect(piecedSparse(batchOf(TRAIN, TRAIN + 64, 'sparse', { shortRows: true }).sparse!).pieces).toBeGreaterThan(64);
+  });
 
   it('exports a model that takes raw text and gives what the trained heads give on the sparse training features', async () => {
     const spec = specFor('mmoe');

@@ -505,16 +505,27 @@ function headsInputOf(heads: Heads, batch: Readonly<Record<string, Value>>): Hea
 /**
  * The inference forward graph with every parameter as a graph input named after it, next to
  * `features [batch, dim]` (or, with `input: 'sparse'`, `features.indices` and `features.values`
- * `[batch, nnz]`); outputs are the tasks' `outputName`s. Training evaluates with it (fed the live
- * parameters) and export bakes the trained weights into the same bytes. The input defaults to the
- * heads' training input; export asks for `dense`, what the encoder in front of it produces.
+ * `[batch, nnz]`; with `input: 'pieces'`, the training step's sparse input, rows cut into pieces);
+ * outputs are the tasks' `outputName`s. Training evaluates with it (fed the live parameters) and
+ * export bakes the trained weights into the same bytes. The input defaults to the heads' padded
+ * sparse or dense input; export asks for `dense`, what the encoder in front of it produces.
  */
-export function buildInferenceGraph(heads: Heads, options: { metadata?: Record<string, string>; name?: string; input?: 'dense' | 'sparse' } = {}): Uint8Array {
+export function buildInferenceGraph(
+  heads: Heads,
+  options: { metadata?: Record<string, string>; name?: string; input?: 'dense' | 'sparse' | 'pieces' } = {},
+): Uint8Array {
   const g = new Graph({ name: options.name ?? `heads-${heads.architecture}` });
-  const sparse = (options.input ?? (heads.sparseInput ? 'sparse' : 'dense')) === 'sparse';
-  const features: HeadsInput = sparse
-    ? { indices: g.input(batchNames.indices, 'int32', ['batch', 'nnz']), values: g.input(batchNames.values, 'float32', ['batch', 'nnz']) }
-    : g.input(FEATURES_INPUT, 'float32', ['batch', heads.inputDim]);
+  const input = options.input ?? (heads.sparseInput ? 'sparse' : 'dense');
+  const features: HeadsInput =
+    input === 'dense'
+      ? g.input(FEATURES_INPUT, 'float32', ['batch', heads.inputDim])
+      : input === 'sparse'
+        ? { indices: g.input(batchNames.indices, 'int32', ['batch', 'nnz']), values: g.input(batchNames.values, 'float32', ['batch', 'nnz']) }
+        : {
+            indices: g.input(batchNames.indices, 'int32', ['pieces', 'length']),
+            values: g.input(batchNames.values, 'float32', ['pieces', 'length']),
+            assignment: g.input(batchNames.assignment, 'float32', ['batch', 'pieces']),
+          };
   const params: Record<string, Value> = {};
   for (const p of heads.parameters) params[p.name] = g.input(p.name, 'float32', p.shape);
   const predictions = heads.predictions(g, heads.forward(g, params, features));

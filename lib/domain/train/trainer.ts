@@ -196,7 +196,9 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   const session = await onDevice(providers, () => TrainingSession.create(step, { ...sessionOptions, nanGuard: false }));
   let evaluator: ort.InferenceSession | undefined;
   try {
-    evaluator = await onDevice(providers, () => ort.InferenceSession.create(buildInferenceGraph(heads), { ...sessionOptions, graphOptimizationLevel: 'all' }));
+    // Validation batches are not grouped by length, so sparse ones go in as pieces (see batchFeeds).
+    const evaluationGraph = buildInferenceGraph(heads, sparseInput ? { input: 'pieces' } : {});
+    evaluator = await onDevice(providers, () => ort.InferenceSession.create(evaluationGraph, { ...sessionOptions, graphOptimizationLevel: 'all' }));
     const evaluate = (parameters: Readonly<Record<string, ort.Tensor>>) =>
       evaluateSplit({
         heads,
@@ -475,7 +477,7 @@ export function objectiveOf(spec: Spec, metrics: TaskMetrics): number {
   return rewardOf(metrics, objectiveTasks(spec, metrics)).reward;
 }
 
-/** Runs the inference graph (parameters as inputs) over a split and scores every task. */
+/** Runs the inference graph (parameters as inputs; padded sparse rows or pieces, as the graph takes them) over a split and scores every task. */
 export async function evaluateSplit(at: {
   heads: Heads;
   session: ort.InferenceSession;
@@ -488,8 +490,11 @@ export async function evaluateSplit(at: {
   const collected = new Map<string, { predictions: Float32Array[]; labels: Float32Array[]; masks: Uint8Array[] }>(
     heads.tasks.map((t) => [t.name, { predictions: [], labels: [], masks: [] }]),
   );
+  const layout = session.inputNames.includes(batchNames.assignment) ? 'pieces' : 'padded';
   for await (const batch of at.batches) {
-    const features = Object.fromEntries(Object.entries(featureFeeds(heads, batch)).map(([name, feed]) => [name, new ort.Tensor(feed.data, feed.dims)]));
+    const features = Object.fromEntries(
+      Object.entries(featureFeeds(heads, batch, { layout })).map(([name, feed]) => [name, new ort.Tensor(feed.data, feed.dims)]),
+    );
     const outputs = await session.run({ ...parameterFeeds, ...features });
     for (const task of heads.tasks) {
       const entry = collected.get(task.name)!;
