@@ -136,8 +136,8 @@ const DEFAULT_SHUFFLE_ROWS = 16384;
 const DEFAULT_EVALUATION_ROWS = 4096;
 const DEFAULT_LENGTH_WINDOW_BATCHES = 8;
 /**
- * Sparse rows evaluate in smaller batches: the embedding bag gathers a [rows, nnz, width] block,
- * nnz being the batch's longest row, so 4096 TF-IDF rows of ~900 terms would hold GBs at width 256.
+ * Sparse rows evaluate in smaller batches: the embedding bag gathers a [slots, width] block, the
+ * batch's terms and their padding, so 4096 TF-IDF rows of ~900 terms would hold GBs at width 256.
  */
 const SPARSE_EVALUATION_ROWS = 256;
 
