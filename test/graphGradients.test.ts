@@ -138,6 +138,17 @@ const CASES: GradientCase[] = [
     },
   },
   {
+    // Three rows cut into five pieces of length 2 (row 0: pieces 0–1, row 1: piece 2, row 2: pieces
+    // 3–4, padded); index 1 repeats across rows and pieces.
+    name: 'EmbeddingBag over rows cut into pieces (Gather, MatMul by the values, MatMul by the assignment)',
+    inputs: [{ shape: [5, 3] }, { shape: [5, 2] }],
+    build: (g, [w, v], dtype) => {
+      const padding = g.constant([1, 1, 1, 1, 1, 0, 1, 1, 1, 0], { dtype, shape: [5, 2] });
+      const assignment = g.constant([1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1], { dtype, shape: [3, 5] });
+      return g.embeddingBag(w, int64(g, [1, 4, 2, 1, 3, 0, 1, 0, 4, 0], [5, 2]), g.mul(v, padding), { assignment });
+    },
+  },
+  {
     // The heads' category-embedding input: level indices (data, not differentiated) select table
     // rows; index 9 lies past the table and −1 before it (clamped), and two rows share a level.
     name: 'Category embeddings: plain features gathered, table rows looked up by index features (Gather, Concat)',

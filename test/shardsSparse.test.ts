@@ -6,10 +6,12 @@ import {
   lengthGroupedBatches,
   METADATA_KEYS,
   paddedSparse,
+  piecedSparse,
   readShard,
   ShardWriter,
   shuffleBuffer,
   SPARSE_SHARD_FORMAT_VERSION,
+  sparsePieceLength,
   type ShardBatch,
   type SparseRow,
 } from '#lib/domain/shards/index.ts';
@@ -191,6 +193,34 @@ describe('sparse feature shards', () => {
     expect(padded.nnz).toBe(3);
     expect(Array.from(padded.indices)).toEqual([0, 0, 0, 2, 999, 1996, 1, 998, 0]);
     expect(Array.from(padded.values)).toEqual([0, 0, 0, 2, Math.fround(2.1), Math.fround(2.2), 1, Math.fround(1.1), 0]);
+  });
+
+  it("cut rows into pieces of one length, a row's pieces consecutive, with the assignment of pieces to rows", () => {
+    // rowOf(6) holds 7 terms, rowOf(5) none, rowOf(1) 2: at length 3 they take 3, 1 and 1 pieces.
+    const rows = [rowOf(6), rowOf(5), rowOf(1)];
+    const pieced = piecedSparse(rows, { pieceLength: 3 });
+
+    expect({ pieces: pieced.pieces, pieceLength: pieced.pieceLength }).toEqual({ pieces: 5, pieceLength: 3 });
+    expect(Array.from(pieced.indices)).toEqual([...rows[0].indices, 0, 0, 0, 0, 0, 1, 998, 0]);
+    expect(Array.from(pieced.values)).toEqual([...rows[0].values, 0, 0, 0, 0, 0, 1, Math.fround(1.1), 0]);
+    expect(Array.from(pieced.assignment)).toEqual([1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+    // Each row's terms are its pieces' terms, in order.
+    rows.forEach((row, i) => {
+      const terms = Array.from({ length: pieced.pieces }, (_, p) => p).filter((p) => pieced.assignment[i * pieced.pieces + p] === 1);
+      const indices = terms.flatMap((p) => Array.from(pieced.indices.subarray(p * 3, p * 3 + 3)));
+      expect(indices.slice(0, row.indices.length)).toEqual(Array.from(row.indices));
+    });
+  });
+
+  it('choose one piece a row when the rows are as long as each other, and shorter pieces when a few rows are far longer', () => {
+    expect(sparsePieceLength(Array.from({ length: 256 }, () => 480))).toBe(480);
+    const mixed = Array.from({ length: 256 }, (_, i) => (i < 16 ? 3000 : 600));
+    const length = sparsePieceLength(mixed);
+    const slots = (n: number) => mixed.reduce((sum, terms) => sum + Math.ceil(terms / n), 0) * n;
+
+    expect(length).toBeLessThan(3000);
+    expect(slots(length)).toBeLessThan(0.5 * slots(3000));
+    expect(() => piecedSparse([rowOf(1)], { pieceLength: 0 })).toThrow(/pieceLength 0 is not a positive integer/);
   });
 
   it.each([

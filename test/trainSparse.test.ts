@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import type { ValidatedRow } from '#lib/domain/datasets/index.ts';
 import { encoderDescriptor, encoderFeeds, fitEncoder, loadEncoder, mergeEncoderAndHeads } from '#lib/domain/encoders/index.ts';
-import { denseFeatures, type ShardBatch, type SparseRow } from '#lib/domain/shards/index.ts';
+import { denseFeatures, piecedSparse, type ShardBatch, type SparseRow } from '#lib/domain/shards/index.ts';
 import type { Spec, TextBaseModelSpec } from '#lib/domain/spec/index.ts';
 import { generateTextCorpus } from '#lib/domain/synth/index.ts';
 import { TrainingSession } from '#lib/domain/graph/index.ts';
@@ -12,6 +12,8 @@ import {
   batchFeeds,
   buildHeads,
   buildHeadsTrainingStep,
+  buildInferenceGraph,
+  evaluateSplit,
   exportHeads,
   parityDifference,
   sparseLayerOptimizer,
@@ -48,8 +50,11 @@ beforeAll(async () => {
   await encoder.release();
 });
 
-function batchOf(from: number, to: number, layout: 'sparse' | 'dense'): ShardBatch {
-  const rowsSparse = sparse.slice(from, to);
+/** With `shortRows`, three rows in four keep only their first three terms: a batch of mixed lengths, which the training step cuts into pieces. */
+function batchOf(from: number, to: number, layout: 'sparse' | 'dense', options: { shortRows?: boolean } = {}): ShardBatch {
+  const rowsSparse = sparse
+    .slice(from, to)
+    .map((row, i) => (options.shortRows && i % 4 !== 0 ? { indices: row.indices.subarray(0, 3), values: row.values.subarray(0, 3) } : row));
   const labels = Object.fromEntries(TASKS.map((t) => [t, Float32Array.from(rows.slice(from, to), (r) => r.labels[t] as number)]));
   const masks = Object.fromEntries(TASKS.map((t) => [t, new Uint8Array(to - from).fill(1)]));
   const common = { rows: to - from, dim, labels, masks, rowIndex: Int32Array.from({ length: to - from }, (_, i) => from + i) };
@@ -107,7 +112,7 @@ describe('training on sparse TF-IDF rows', () => {
   });
 
   it.each(['shared-bottom', 'mmoe'] as const)(
-    '%s: the embedding-bag step trains the weights a dense MatMul step trains on the same rows',
+    '%s: the embedding-bag step (rows cut into pieces where their lengths differ) trains the weights a dense MatMul step trains on the same rows',
     async (architecture) => {
       const spec = specFor(architecture);
       const options = { architecture, model: spec.model, tasks: spec.tasks, inputDim: dim, seed: 3 };
@@ -120,8 +125,11 @@ describe('training on sparse TF-IDF rows', () => {
       );
 
       for (let from = 0; from < 320; from += 64) {
-        const sparseBatch = batchOf(from, from + 64, 'sparse');
-        const denseBatch = batchOf(from, from + 64, 'dense');
+        // Every other batch mixes lengths, so the sparse step's rows go in as several pieces each.
+        const shortRows = from % 128 === 64;
+        const sparseBatch = batchOf(from, from + 64, 'sparse', { shortRows });
+        const denseBatch = batchOf(from, from + 64, 'dense', { shortRows });
+        if (shortRows) expect(piecedSparse(sparseBatch.sparse!).pieces).toBeGreaterThan(sparseBatch.rows);
         await sessions[0].step(batchFeeds(sparseHeads, sparseBatch), { lambda: [1, 1], learningRate: 1e-2 });
         await sessions[1].step(batchFeeds(denseSame, denseBatch), { lambda: [1, 1], learningRate: 1e-2 });
       }
@@ -136,6 +144,27 @@ describe('training on sparse TF-IDF rows', () => {
       await Promise.all(sessions.map((session) => session.release()));
     },
   );
+
+  it('evaluates rows cut into pieces as it evaluates them padded', async () => {
+    const spec = specFor('mmoe');
+    const heads = buildHeads({ architecture: 'mmoe', model: spec.model, tasks: spec.tasks, inputDim: dim, seed: 3, sparseInput: true });
+    const parameters = Object.fromEntries(heads.parameters.map((p) => [p.name, new ort.Tensor('float32', p.init, [...p.shape])]));
+    const batches = async function* () {
+      for (let from = TRAIN; from < TRAIN + 192; from += 64) yield batchOf(from, from + 64, 'sparse', { shortRows: true });
+    };
+
+    const [pieces, padded] = await Promise.all(
+      (['pieces', 'sparse'] as const).map(async (input) => {
+        const session = await ort.InferenceSession.create(buildInferenceGraph(heads, { input }));
+        const metrics = await evaluateSplit({ heads, session, parameters, batches: batches() });
+        await session.release();
+        return metrics;
+      }),
+    );
+
+    for (const task of TASKS) expect(pieces[task].auc).toBeCloseTo(padded[task].auc!, 6);
+    expect(piecedSparse(batchOf(TRAIN, TRAIN + 64, 'sparse', { shortRows: true }).sparse!).pieces).toBeGreaterThan(64);
+  });
 
   it('exports a model that takes raw text and gives what the trained heads give on the sparse training features', async () => {
     const spec = specFor('mmoe');

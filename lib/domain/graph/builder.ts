@@ -483,8 +483,13 @@ export class Graph {
    * value 0 (a padded slot adds 0·weight[0]). Gather, then a batched MatMul of `[batch, 1, nnz]` by
    * the gathered `[batch, nnz, out]`, so the weighted sum never materializes a product tensor. Its
    * gradient comes from the Gather (ScatterND add) and MatMul rules. Equals MatMul(dense x, weight).
+   *
+   * With `assignment` (`[batch, pieces]`, 1 where a piece belongs to a row), `indices` and `values`
+   * are `[pieces, length]`: rows cut into pieces (see `piecedSparse` in lib/domain/shards), whose bags
+   * `assignment` sums into the rows'. The bag's work is padded slots times width, so pieces of one
+   * length pad far less than rows padded to the batch's longest when the rows' lengths differ.
    */
-  embeddingBag(weight: Value, indices: Value, values: Value, options?: OpOptions): Value {
+  embeddingBag(weight: Value, indices: Value, values: Value, options: OpOptions & { assignment?: Value } = {}): Value {
     const nodeName = this.nodeName('EmbeddingBag', options);
     this.requireFloat('embeddingBag', weight, { name: nodeName });
     if (weight.rank !== 2) this.fail('embeddingBag', nodeName, `weight ${weight} must be a [vocabulary, out] matrix`);
@@ -496,11 +501,19 @@ export class Graph {
       );
     }
     if (values.dtype !== weight.dtype) this.dtypeMismatch('embeddingBag', nodeName, weight, values);
-    const label = options?.name ?? (nodeName.split('/').pop() as string);
+    const { assignment } = options;
+    if (assignment !== undefined && (assignment.rank !== 2 || assignment.dtype !== weight.dtype)) {
+      this.fail(
+        'embeddingBag',
+        nodeName,
+        `assignment ${assignment} must be a ${weight.dtype} [batch, pieces] matrix (1 where a piece belongs to a row); build it with piecedSparse`,
+      );
+    }
+    const label = options.name ?? (nodeName.split('/').pop() as string);
     return this.scope(label, () => {
       const rows = this.gather(weight, indices);
-      const weighted = this.matmul(this.unsqueeze(values, { axes: [1] }), rows);
-      return this.squeeze(weighted, { axes: [1] });
+      const weighted = this.squeeze(this.matmul(this.unsqueeze(values, { axes: [1] }), rows), { axes: [1] });
+      return assignment === undefined ? weighted : this.matmul(assignment, weighted);
     });
   }
 

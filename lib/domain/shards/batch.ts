@@ -1,3 +1,5 @@
+import { ShardError } from '#lib/domain/shards/errors.ts';
+
 /** One sparse feature row: column indices (ascending, < dim) and their values; every other column is 0. */
 export interface SparseRow {
   indices: Int32Array;
@@ -101,4 +103,65 @@ export function paddedSparse(rows: readonly SparseRow[]): { indices: Int32Array;
     values.set(row.values, i * nnz);
   });
   return { indices, values, nnz };
+}
+
+/**
+ * Sparse rows cut into pieces of one length, for a training step: `[pieces, length]` indices and
+ * values (a row's pieces consecutive, in row order, the last one padded with index 0, value 0) and
+ * `assignment`, `[rows, pieces]` with 1 where the piece belongs to the row. The embedding bag over
+ * the pieces times `assignment` is the bag over the rows, with far less padding than `paddedSparse`
+ * when a batch mixes lengths (a length-grouped window's longest batch pads every row to the
+ * window's longest). `pieceLength` defaults to `sparsePieceLength`'s choice.
+ */
+export function piecedSparse(
+  rows: readonly SparseRow[],
+  options: { pieceLength?: number } = {},
+): { indices: Int32Array; values: Float32Array; assignment: Float32Array; pieces: number; pieceLength: number } {
+  const pieceLength = options.pieceLength ?? sparsePieceLength(rows.map((row) => row.indices.length));
+  if (!Number.isInteger(pieceLength) || pieceLength < 1) {
+    throw new ShardError(`pieceLength ${pieceLength} is not a positive integer`, { code: 'SHARD_OPTIONS_INVALID', context: { pieceLength } });
+  }
+  const piecesOf = (row: SparseRow) => Math.max(1, Math.ceil(row.indices.length / pieceLength));
+  let pieces = 0;
+  for (const row of rows) pieces += piecesOf(row);
+  const indices = new Int32Array(pieces * pieceLength);
+  const values = new Float32Array(pieces * pieceLength);
+  const assignment = new Float32Array(rows.length * pieces);
+  let piece = 0;
+  rows.forEach((row, i) => {
+    const count = piecesOf(row);
+    // Consecutive pieces of one row are one contiguous run of pieceLength-wide slots.
+    indices.set(row.indices, piece * pieceLength);
+    values.set(row.values, piece * pieceLength);
+    assignment.fill(1, i * pieces + piece, i * pieces + piece + count);
+    piece += count;
+  });
+  return { indices, values, assignment, pieces, pieceLength };
+}
+
+/**
+ * The piece length that makes a batch's embedding bag cheapest: the padded slots
+ * (pieces × length) plus a cost per piece for summing pieces into rows (a `[rows, pieces]` by
+ * `[pieces, width]` product, forward and backward, worth about rows / 16 slots of the bag's
+ * gather and scatter). Tried over lengths growing by a tenth, and the longest row's (one piece a row).
+ */
+export function sparsePieceLength(lengths: readonly number[]): number {
+  let longest = 1;
+  for (const n of lengths) longest = Math.max(longest, n);
+  const perPiece = Math.max(1, lengths.length / 16);
+  const cost = (length: number) => {
+    let pieces = 0;
+    for (const n of lengths) pieces += Math.max(1, Math.ceil(n / length));
+    return pieces * (length + perPiece);
+  };
+  let best = longest;
+  let bestCost = cost(longest);
+  for (let length = Math.min(16, longest); length < longest; length = Math.max(length + 1, Math.ceil(length * 1.1))) {
+    const c = cost(length);
+    if (c < bestCost) {
+      best = length;
+      bestCost = c;
+    }
+  }
+  return best;
 }

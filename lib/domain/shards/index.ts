@@ -26,7 +26,7 @@ export {
   type ShardTaskType,
   type SplitName,
 } from '#lib/domain/shards/schema.ts';
-export { denseFeatures, paddedSparse, sliceBatch, type ShardBatch, type SparseRow } from '#lib/domain/shards/batch.ts';
+export { denseFeatures, paddedSparse, piecedSparse, sliceBatch, sparsePieceLength, type ShardBatch, type SparseRow } from '#lib/domain/shards/batch.ts';
 export { ShardWriter, type ShardRows, type ShardSummary, type ShardWriterOptions } from '#lib/domain/shards/writer.ts';
 export { openShard, readShard, type OpenShard, type ShardSource } from '#lib/domain/shards/reader.ts';
 export { batchesOf, lengthGroupedBatches, shuffleBuffer, type ShuffleOptions, type SparseBatchOptions } from '#lib/domain/shards/pipeline.ts';

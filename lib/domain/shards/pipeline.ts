@@ -100,9 +100,9 @@ export interface SparseBatchOptions {
 }
 
 /**
- * Training batches of sparse rows grouped by length. A sparse batch is padded to its longest row,
- * and the first layer's work (forward and backward) is padded length × width per row, so a batch
- * that mixes short and long rows pays the long row's price for all of them. This pools
+ * Training batches of sparse rows grouped by length. The first layer's work (forward and backward)
+ * is padded slots × width: a batch padded to its longest row pays the long row's price for every
+ * short one, and even cut into pieces (`piecedSparse`) a batch of alike lengths pads least. This pools
  * `windowBatches` batches of the (already shuffled) stream, sorts the pool by row length, cuts it
  * into batches of `batchSize` and emits those in a random order, so every row is still seen once
  * and the batches stay as random as the shuffle made them, apart from their rows' lengths. Dense

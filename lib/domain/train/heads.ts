@@ -90,8 +90,12 @@ export interface TargetScale {
 /** The name of the heads' input, kept so `mergeEncoderAndHeads(…, { featureInput: 'features' })` finds it. */
 export const FEATURES_INPUT = 'features';
 
-/** The heads' input: dense rows `[batch, dim]`, or sparse rows as padded `[batch, nnz]` int32 indices and float32 values. */
-export type HeadsInput = Value | { readonly indices: Value; readonly values: Value };
+/**
+ * The heads' input: dense rows `[batch, dim]`, or sparse rows as padded `[batch, nnz]` int32 indices
+ * and float32 values, or (the training step's) sparse rows cut into pieces: `[pieces, length]`
+ * indices and values and the `[batch, pieces]` assignment of pieces to rows (`piecedSparse`).
+ */
+export type HeadsInput = Value | { readonly indices: Value; readonly values: Value; readonly assignment?: Value };
 
 /** Batch input names of the training step. */
 export const batchNames = {
@@ -100,6 +104,8 @@ export const batchNames = {
   indices: `${FEATURES_INPUT}.indices`,
   /** Sparse rows: values `[batch, nnz]`, padded with 0. */
   values: `${FEATURES_INPUT}.values`,
+  /** The training step's sparse rows cut into pieces: `[batch, pieces]`, 1 where a piece (a row of indices and values) belongs to the row. */
+  assignment: `${FEATURES_INPUT}.assignment`,
   label: (task: string) => `label.${task}`,
   mask: (task: string) => `mask.${task}`,
   /** The keep mask (0/1 per unit) of a task tower's input dropout, fed each training step. */
@@ -306,7 +312,11 @@ export function buildHeads(options: HeadsOptions): Heads {
   const firstLinear = (g: Graph, p: Readonly<Record<string, Value>>, prefix: string, x: HeadsInput): Value =>
     x instanceof Value
       ? linear(g, p, prefix, x)
-      : g.add(g.embeddingBag(p[`${prefix}.weight`], x.indices, x.values, { name: `${prefix}.bag` }), p[`${prefix}.bias`], { name: prefix });
+      : g.add(
+          g.embeddingBag(p[`${prefix}.weight`], x.indices, x.values, { name: `${prefix}.bag`, ...(x.assignment ? { assignment: x.assignment } : {}) }),
+          p[`${prefix}.bias`],
+          { name: prefix },
+        );
 
   // Dense rows with index features become [plain features, E_c[index_c] …]; others pass as they are.
   const embedded = (g: Graph, p: Readonly<Record<string, Value>>, x: HeadsInput): HeadsInput =>
@@ -334,7 +344,7 @@ export function buildHeads(options: HeadsOptions): Heads {
       return raw;
     }
     const { experts, expertHidden } = model;
-    const batch = (features instanceof Value ? features : features.values).shape[0];
+    const batch = (features instanceof Value ? features : (features.assignment ?? features.values)).shape[0];
     const expertOut = g.reshape(g.relu(firstLinear(g, p, 'experts', features)), [batch, experts, expertHidden]);
     const gates = g.softmax(g.reshape(firstLinear(g, p, 'gates', features), [batch, tasks.length, experts]), { axis: -1 });
     // [batch, T, E] · [batch, E, H] → [batch, T, H]: every task's gate-weighted expert mixture at once.
@@ -451,7 +461,11 @@ function standardized(g: Graph, task: HeadTask, label: Value): Value {
 /** Batch inputs of the training step: features, and per task a float label and a uint8 mask. */
 export function batchSpec(heads: Heads): Record<string, BatchInputSpec> {
   const spec: Record<string, BatchInputSpec> = heads.sparseInput
-    ? { [batchNames.indices]: { dtype: 'int32', shape: ['batch', 'nnz'] }, [batchNames.values]: { dtype: 'float32', shape: ['batch', 'nnz'] } }
+    ? {
+        [batchNames.indices]: { dtype: 'int32', shape: ['pieces', 'length'] },
+        [batchNames.values]: { dtype: 'float32', shape: ['pieces', 'length'] },
+        [batchNames.assignment]: { dtype: 'float32', shape: ['batch', 'pieces'] },
+      }
     : { [batchNames.features]: { dtype: 'float32', shape: ['batch', heads.inputDim] } };
   for (const task of heads.tasks) {
     spec[batchNames.label(task.name)] = { dtype: 'float32', shape: ['batch'] };
@@ -483,22 +497,35 @@ export function buildHeadsTrainingStep(heads: Heads, options: HeadsTrainingStepO
 
 /** The heads' input among a graph's batch values: the sparse pair or the dense features. */
 function headsInputOf(heads: Heads, batch: Readonly<Record<string, Value>>): HeadsInput {
-  return heads.sparseInput ? { indices: batch[batchNames.indices], values: batch[batchNames.values] } : batch[batchNames.features];
+  return heads.sparseInput
+    ? { indices: batch[batchNames.indices], values: batch[batchNames.values], assignment: batch[batchNames.assignment] }
+    : batch[batchNames.features];
 }
 
 /**
  * The inference forward graph with every parameter as a graph input named after it, next to
  * `features [batch, dim]` (or, with `input: 'sparse'`, `features.indices` and `features.values`
- * `[batch, nnz]`); outputs are the tasks' `outputName`s. Training evaluates with it (fed the live
- * parameters) and export bakes the trained weights into the same bytes. The input defaults to the
- * heads' training input; export asks for `dense`, what the encoder in front of it produces.
+ * `[batch, nnz]`; with `input: 'pieces'`, the training step's sparse input, rows cut into pieces);
+ * outputs are the tasks' `outputName`s. Training evaluates with it (fed the live parameters) and
+ * export bakes the trained weights into the same bytes. The input defaults to the heads' padded
+ * sparse or dense input; export asks for `dense`, what the encoder in front of it produces.
  */
-export function buildInferenceGraph(heads: Heads, options: { metadata?: Record<string, string>; name?: string; input?: 'dense' | 'sparse' } = {}): Uint8Array {
+export function buildInferenceGraph(
+  heads: Heads,
+  options: { metadata?: Record<string, string>; name?: string; input?: 'dense' | 'sparse' | 'pieces' } = {},
+): Uint8Array {
   const g = new Graph({ name: options.name ?? `heads-${heads.architecture}` });
-  const sparse = (options.input ?? (heads.sparseInput ? 'sparse' : 'dense')) === 'sparse';
-  const features: HeadsInput = sparse
-    ? { indices: g.input(batchNames.indices, 'int32', ['batch', 'nnz']), values: g.input(batchNames.values, 'float32', ['batch', 'nnz']) }
-    : g.input(FEATURES_INPUT, 'float32', ['batch', heads.inputDim]);
+  const input = options.input ?? (heads.sparseInput ? 'sparse' : 'dense');
+  const features: HeadsInput =
+    input === 'dense'
+      ? g.input(FEATURES_INPUT, 'float32', ['batch', heads.inputDim])
+      : input === 'sparse'
+        ? { indices: g.input(batchNames.indices, 'int32', ['batch', 'nnz']), values: g.input(batchNames.values, 'float32', ['batch', 'nnz']) }
+        : {
+            indices: g.input(batchNames.indices, 'int32', ['pieces', 'length']),
+            values: g.input(batchNames.values, 'float32', ['pieces', 'length']),
+            assignment: g.input(batchNames.assignment, 'float32', ['batch', 'pieces']),
+          };
   const params: Record<string, Value> = {};
   for (const p of heads.parameters) params[p.name] = g.input(p.name, 'float32', p.shape);
   const predictions = heads.predictions(g, heads.forward(g, params, features));

@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { objectiveTasks, type CategoryEmbedding } from '#lib/domain/run/index.ts';
 import { TrainingSession, UNCERTAINTY_PARAMETER, type TrainingSessionOptions } from '#lib/domain/graph/index.ts';
 import { evaluateTask, labelSpread, MetricsError } from '#lib/domain/metrics/index.ts';
-import { batchesOf, lengthGroupedBatches, paddedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
+import { batchesOf, lengthGroupedBatches, paddedSparse, piecedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
 import type { Architecture, Spec } from '#lib/domain/spec/index.ts';
 import { deriveSeed, mulberry32 } from '#lib/domain/random/index.ts';
 import { rewardOf } from '#lib/domain/tune/index.ts';
@@ -136,8 +136,8 @@ const DEFAULT_SHUFFLE_ROWS = 16384;
 const DEFAULT_EVALUATION_ROWS = 4096;
 const DEFAULT_LENGTH_WINDOW_BATCHES = 8;
 /**
- * Sparse rows evaluate in smaller batches: the embedding bag gathers a [rows, nnz, width] block,
- * nnz being the batch's longest row, so 4096 TF-IDF rows of ~900 terms would hold GBs at width 256.
+ * Sparse rows evaluate in smaller batches: the embedding bag gathers a [slots, width] block, the
+ * batch's terms and their padding, so 4096 TF-IDF rows of ~900 terms would hold GBs at width 256.
  */
 const SPARSE_EVALUATION_ROWS = 256;
 
@@ -196,7 +196,9 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   const session = await onDevice(providers, () => TrainingSession.create(step, { ...sessionOptions, nanGuard: false }));
   let evaluator: ort.InferenceSession | undefined;
   try {
-    evaluator = await onDevice(providers, () => ort.InferenceSession.create(buildInferenceGraph(heads), { ...sessionOptions, graphOptimizationLevel: 'all' }));
+    // Validation batches are not grouped by length, so sparse ones go in as pieces (see batchFeeds).
+    const evaluationGraph = buildInferenceGraph(heads, sparseInput ? { input: 'pieces' } : {});
+    evaluator = await onDevice(providers, () => ort.InferenceSession.create(evaluationGraph, { ...sessionOptions, graphOptimizationLevel: 'all' }));
     const evaluate = (parameters: Readonly<Record<string, ort.Tensor>>) =>
       evaluateSplit({
         heads,
@@ -367,9 +369,10 @@ type Feed = { data: Float32Array | Uint8Array | Int32Array; dims: number[] };
 
 /**
  * A step's (or an evaluation's) feature feeds: dense shard columns as they are (no copy), sparse
- * rows padded to the batch's longest row.
+ * rows padded to the batch's longest row (the inference graph's input), or with `layout: 'pieces'`
+ * cut into pieces (the training step's input, `batchSpec`).
  */
-export function featureFeeds(heads: Heads, batch: ShardBatch): Record<string, Feed> {
+export function featureFeeds(heads: Heads, batch: ShardBatch, options: { layout?: 'padded' | 'pieces' } = {}): Record<string, Feed> {
   if (batch.dim !== heads.inputDim) {
     throw new TrainError(
       `shard features have dimension ${batch.dim} but the heads take ${heads.inputDim}; train on the shards of encoder with that dimension`,
@@ -387,13 +390,25 @@ export function featureFeeds(heads: Heads, batch: ShardBatch): Record<string, Fe
     );
   }
   if (!batch.sparse) return { [batchNames.features]: { data: batch.features, dims: [batch.rows, batch.dim] } };
+  if (options.layout === 'pieces') {
+    const { indices, values, assignment, pieces, pieceLength } = piecedSparse(batch.sparse);
+    return {
+      [batchNames.indices]: { data: indices, dims: [pieces, pieceLength] },
+      [batchNames.values]: { data: values, dims: [pieces, pieceLength] },
+      [batchNames.assignment]: { data: assignment, dims: [batch.rows, pieces] },
+    };
+  }
   const { indices, values, nnz } = paddedSparse(batch.sparse);
   return { [batchNames.indices]: { data: indices, dims: [batch.rows, nnz] }, [batchNames.values]: { data: values, dims: [batch.rows, nnz] } };
 }
 
-/** A training step's feeds; `dropoutRandom` (uniform in [0, 1)) draws the keep masks when the heads use dropout. */
+/**
+ * A training step's feeds; `dropoutRandom` (uniform in [0, 1)) draws the keep masks when the heads
+ * use dropout. Sparse rows go in as pieces (`piecedSparse`): the step's embedding bag then pads
+ * each piece, not every row to the batch's longest.
+ */
 export function batchFeeds(heads: Heads, batch: ShardBatch, dropoutRandom?: () => number): Record<string, Feed> {
-  const feeds: Record<string, Feed> = featureFeeds(heads, batch);
+  const feeds: Record<string, Feed> = featureFeeds(heads, batch, { layout: 'pieces' });
   for (const task of heads.tasks) {
     const labels = batch.labels[task.name];
     const masks = batch.masks[task.name];
@@ -462,7 +477,7 @@ export function objectiveOf(spec: Spec, metrics: TaskMetrics): number {
   return rewardOf(metrics, objectiveTasks(spec, metrics)).reward;
 }
 
-/** Runs the inference graph (parameters as inputs) over a split and scores every task. */
+/** Runs the inference graph (parameters as inputs; padded sparse rows or pieces, as the graph takes them) over a split and scores every task. */
 export async function evaluateSplit(at: {
   heads: Heads;
   session: ort.InferenceSession;
@@ -475,8 +490,11 @@ export async function evaluateSplit(at: {
   const collected = new Map<string, { predictions: Float32Array[]; labels: Float32Array[]; masks: Uint8Array[] }>(
     heads.tasks.map((t) => [t.name, { predictions: [], labels: [], masks: [] }]),
   );
+  const layout = session.inputNames.includes(batchNames.assignment) ? 'pieces' : 'padded';
   for await (const batch of at.batches) {
-    const features = Object.fromEntries(Object.entries(featureFeeds(heads, batch)).map(([name, feed]) => [name, new ort.Tensor(feed.data, feed.dims)]));
+    const features = Object.fromEntries(
+      Object.entries(featureFeeds(heads, batch, { layout })).map(([name, feed]) => [name, new ort.Tensor(feed.data, feed.dims)]),
+    );
     const outputs = await session.run({ ...parameterFeeds, ...features });
     for (const task of heads.tasks) {
       const entry = collected.get(task.name)!;
