@@ -74,7 +74,9 @@ describe('the closed loop', () => {
     expect(result.production).toBe(result.champion);
     expect(result.challenger).toBeGreaterThan(result.champion);
     expect(result.servingAt).toBeDefined();
-    expect(result.challengerShare).toBeLessThan(0.4);
+    // The retrained version's own share: the drift persists, so more retraining runs may start within
+    // the observation, and each canary they add takes its own floor of the traffic.
+    expect(result.firstChallengerShare).toBeLessThan(0.4);
     expect(result.retrainRun?.feedbackRows).toBeGreaterThan(50);
   }, 300_000);
 });

@@ -80,8 +80,14 @@ export interface DriftScenarioResult {
   /** Mean reward per request in the last window before the shift, and over the last window. */
   rewardBefore: number | null;
   rewardAfter: number | null;
-  /** The new version's share of the requests after it first served. */
+  /** The share of the requests that left the champion (went to any retrained version) after the first retrained one served. */
   challengerShare: number | null;
+  /**
+   * The first retrained version's own share of the same requests. Drift that persists can start
+   * more retraining runs within the observation, and each of their canaries takes its own floor of
+   * the traffic; this share is what the router gave the version that retraining produced.
+   */
+  firstChallengerShare: number | null;
   windows: LoopWindow[];
 }
 
@@ -220,11 +226,13 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
 
     const deadline = driftOnset + (options.timeoutSeconds ?? 240) * 1000;
     let firstServed: number | undefined;
+    let firstChallenger: number | undefined;
     await traffic(() => {
       if (Date.now() > deadline) return true;
       const newest = served.at(-1);
       if (newest && newest.version !== champion && firstServed === undefined) {
         firstServed = newest.at;
+        firstChallenger = newest.version;
         say(`version ${newest.version} serves as a canary; routing by feedback for ${options.observeSeconds ?? 20}s`);
       }
       // A retraining that registered no servable version ends the scenario too.
@@ -238,8 +246,11 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
     const feedbackRows = retrain ? await feedbackRowsOf(session, retrain.runId) : 0;
     if (retrain) say(`  retraining ${retrain.runId} trained with ${feedbackRows} labelled feedback rows`);
     const after = await session.deps.registry.getServingSet(project);
+    // The version the retraining produced (the first to serve beside the champion).
     const challenger =
-      after?.challengers.find((c) => c.version !== champion)?.version ?? (after && after.production !== champion ? after.production : undefined);
+      firstChallenger ??
+      after?.challengers.find((c) => c.version !== champion)?.version ??
+      (after && after.production !== champion ? after.production : undefined);
     const sinceServing = firstServed === undefined ? [] : served.filter((s) => s.at >= firstServed!);
     const windowMs = options.windowSeconds * 1000;
     const lastWindow = served.filter((s) => s.at >= (served.at(-1)?.at ?? 0) - windowMs);
@@ -267,6 +278,7 @@ export async function runDriftScenario(session: LocalSession, options: DriftScen
       rewardBefore: mean(before.map((s) => s.reward)),
       rewardAfter: mean(lastWindow.map((s) => s.reward)),
       challengerShare: sinceServing.length === 0 ? null : sinceServing.filter((s) => s.version !== champion).length / sinceServing.length,
+      firstChallengerShare: sinceServing.length === 0 ? null : sinceServing.filter((s) => s.version === firstChallenger).length / sinceServing.length,
       windows: timeline(reports, project, served, windowMs, driftOnset),
     };
   } finally {
