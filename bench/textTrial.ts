@@ -44,14 +44,12 @@ export interface TextTrialFigures {
   epochs: number;
   steps: number;
   auc: Record<string, number>;
-  settings: { hidden: number[]; towerHidden: number[]; batchSize: number; epochs: number; learningRate: number; lengthWindowBatches: number };
+  settings: { hidden: number[]; towerHidden: number[]; batchSize: number; epochs: number; learningRate: number };
 }
 
 export interface TextTrialOverrides {
   model?: SpecInput['model'];
   training?: SpecInput['training'];
-  /** The trainer's length-grouping window (1 cuts the shuffled rows as they come). */
-  lengthWindowBatches?: number;
 }
 
 /** Runs one trial with a text spec's defaults, `model` and `training` overrides merged in. */
@@ -73,7 +71,7 @@ export async function textTrial(set: TextSet, overrides: TextTrialOverrides = {}
     encoder: { id: 'text', dimension: set.encoder.dimension },
     proposal: { lambda: Object.fromEntries(TEXT_TASKS.map((t) => [t, 1])) },
     data: { train: stream(train), validation: stream(validation) },
-    options: { intraOpNumThreads: 2, ...(overrides.lengthWindowBatches === undefined ? {} : { lengthWindowBatches: overrides.lengthWindowBatches }) },
+    options: { intraOpNumThreads: 2 },
   });
   const trialMs = performance.now() - start;
   return {
@@ -87,7 +85,6 @@ export async function textTrial(set: TextSet, overrides: TextTrialOverrides = {}
       batchSize: spec.training.batchSize,
       epochs: spec.training.epochs,
       learningRate: spec.training.learningRate,
-      lengthWindowBatches: overrides.lengthWindowBatches ?? 8,
     },
   };
 }

@@ -228,11 +228,9 @@ export interface SparseTrialReport {
 export async function benchSparseTrial(log: (line: string) => void = (line) => console.log(line)): Promise<SparseTrialReport> {
   const set = await loadTextSet();
   const sklearn = sklearnBaseline(set);
-  // The text defaults beside the same trial with batches cut as the shuffled rows come (no length
-  // grouping) and beside the dense defaults (the wide layers and rate every other spec gets).
+  // The text defaults beside the dense defaults (the wide layers and rate every other spec gets).
   const configs: { name: string; overrides: TextTrialOverrides }[] = [
     { name: 'text spec defaults', overrides: {} },
-    { name: 'text spec defaults, batches not grouped by length', overrides: { lengthWindowBatches: 1 } },
     { name: 'dense-spec widths and rate', overrides: { model: { hidden: [256], towerHidden: [64] }, training: { learningRate: 1e-3 } } },
   ];
   const trials: SparseTrialReport['trials'] = [];
@@ -261,7 +259,7 @@ export async function benchSparseTrial(log: (line: string) => void = (line) => c
   log(`  our encoder fit (vocabulary + idf) on the train rows: ${seconds(set.fitMs)}; the sparse rows are computed by Embed, not timed here`);
   for (const t of trials) {
     log(
-      `  one trial, ${t.name} (hidden [${t.settings.hidden.join(', ')}], towers [${t.settings.towerHidden.join(', ')}], batch ${t.settings.batchSize}, lr ${t.settings.learningRate}, up to ${t.settings.epochs} epochs, length window ${t.settings.lengthWindowBatches} batches): ${seconds(t.trialMs)}, ${t.epochs} epochs, ${t.steps} steps; validation AUC ${aucs(t.auc)}`,
+      `  one trial, ${t.name} (hidden [${t.settings.hidden.join(', ')}], towers [${t.settings.towerHidden.join(', ')}], batch ${t.settings.batchSize}, lr ${t.settings.learningRate}, up to ${t.settings.epochs} epochs): ${seconds(t.trialMs)}, ${t.epochs} epochs, ${t.steps} steps; validation AUC ${aucs(t.auc)}`,
     );
     log(
       `    scikit-learn time / trial time: ${t.ratio === null ? 'n/a' : `${t.ratio.toFixed(2)}×`}; goal ≥ 1× (no slower): ${t.met === null ? 'not measured (no scikit-learn)' : t.met ? 'met' : 'not met'}`,

@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest';
 import {
   batchesOf,
   denseFeatures,
-  lengthGroupedBatches,
   METADATA_KEYS,
   paddedSparse,
   piecedSparse,
@@ -140,51 +139,6 @@ describe('sparse feature shards', () => {
     ).toBe(Array.from({ length: 1000 }, (_, i) => i).join());
     expect(shuffled[0].rowIndex[0]).not.toBe(0);
     shuffled.forEach(expectRowsIntact);
-  });
-
-  it('group rows of similar length into batches, each row once per epoch and no batch over the size', async () => {
-    const bytes = await writeSparse(1000, 300);
-    const source = () => shuffleBuffer(readShard(chunksOf(bytes)), { bufferRows: 1000, rng: mulberry32(3) });
-
-    const grouped = await collect(lengthGroupedBatches(source(), { batchSize: 64, windowBatches: 4, rng: mulberry32(5) }));
-    const plain = await collect(batchesOf(source(), 64));
-
-    expect(grouped.every((b) => b.rows >= 1 && b.rows <= 64)).toBe(true);
-    expect(grouped.filter((b) => b.rows < 64)).toHaveLength(1);
-    expect(
-      grouped
-        .flatMap((b) => Array.from(b.rowIndex))
-        .sort((a, b) => a - b)
-        .join(),
-    ).toBe(Array.from({ length: 1000 }, (_, i) => i).join());
-    grouped.forEach(expectRowsIntact);
-    // Rows hold 0 … 7 terms: grouped batches pad to fewer of them than batches cut as the rows come.
-    const paddedTerms = (batches: ShardBatch[]) => batches.reduce((sum, b) => sum + b.rows * paddedSparse(b.sparse!).nnz, 0);
-    expect(paddedTerms(grouped)).toBeLessThan(0.75 * paddedTerms(plain));
-  });
-
-  it('order the batches of a window at random, not shortest first', async () => {
-    const bytes = await writeSparse(1000, 300);
-
-    const grouped = await collect(
-      lengthGroupedBatches(shuffleBuffer(readShard(chunksOf(bytes)), { bufferRows: 1000, rng: mulberry32(3) }), {
-        batchSize: 50,
-        windowBatches: 20,
-        rng: mulberry32(5),
-      }),
-    );
-
-    const longest = grouped.map((b) => paddedSparse(b.sparse!).nnz);
-    expect(longest).toHaveLength(20);
-    expect(longest).not.toEqual([...longest].sort((a, b) => a - b));
-  });
-
-  it('refuse a window of no batches, naming it', async () => {
-    const bytes = await writeSparse(10, 10);
-
-    await expect(collect(lengthGroupedBatches(readShard(chunksOf(bytes)), { batchSize: 4, windowBatches: 0, rng: mulberry32(1) }))).rejects.toThrow(
-      /windowBatches 0 is not a positive integer/,
-    );
   });
 
   it('pad a batch to its longest row with index 0 and value 0', () => {

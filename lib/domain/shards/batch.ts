@@ -110,8 +110,8 @@ export function paddedSparse(rows: readonly SparseRow[]): { indices: Int32Array;
  * values (a row's pieces consecutive, in row order, the last one padded with index 0, value 0) and
  * `assignment`, `[rows, pieces]` with 1 where the piece belongs to the row. The embedding bag over
  * the pieces times `assignment` is the bag over the rows, with far less padding than `paddedSparse`
- * when a batch mixes lengths (a length-grouped window's longest batch pads every row to the
- * window's longest). `pieceLength` defaults to `sparsePieceLength`'s choice.
+ * when a batch mixes lengths (every row padded to the batch's longest). `pieceLength` defaults to
+ * `sparsePieceLength`'s choice.
  */
 export function piecedSparse(
   rows: readonly SparseRow[],

@@ -29,4 +29,4 @@ export {
 export { denseFeatures, paddedSparse, piecedSparse, sliceBatch, sparsePieceLength, type ShardBatch, type SparseRow } from '#lib/domain/shards/batch.ts';
 export { ShardWriter, type ShardRows, type ShardSummary, type ShardWriterOptions } from '#lib/domain/shards/writer.ts';
 export { openShard, readShard, type OpenShard, type ShardSource } from '#lib/domain/shards/reader.ts';
-export { batchesOf, lengthGroupedBatches, shuffleBuffer, type ShuffleOptions, type SparseBatchOptions } from '#lib/domain/shards/pipeline.ts';
+export { batchesOf, shuffleBuffer, type ShuffleOptions } from '#lib/domain/shards/pipeline.ts';

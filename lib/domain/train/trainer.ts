@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { objectiveTasks, type CategoryEmbedding } from '#lib/domain/run/index.ts';
 import { TrainingSession, UNCERTAINTY_PARAMETER, type TrainingSessionOptions } from '#lib/domain/graph/index.ts';
 import { evaluateTask, labelSpread, MetricsError } from '#lib/domain/metrics/index.ts';
-import { batchesOf, lengthGroupedBatches, paddedSparse, piecedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
+import { batchesOf, paddedSparse, piecedSparse, shuffleBuffer, type ShardBatch } from '#lib/domain/shards/index.ts';
 import type { Architecture, Spec } from '#lib/domain/spec/index.ts';
 import { deriveSeed, mulberry32 } from '#lib/domain/random/index.ts';
 import { rewardOf } from '#lib/domain/tune/index.ts';
@@ -97,12 +97,6 @@ export interface TrainTrialOptions {
     readonly progressEverySteps?: number;
     /** Rows per validation forward pass. Default 4096 (256 for sparse features). */
     readonly evaluationBatchRows?: number;
-    /**
-     * Sparse features: training batches pooled and sorted by row length before they are cut, so a
-     * batch pads to a length near its rows' own (`lengthGroupedBatches`). Default 8; 1 cuts the
-     * shuffled stream as it comes.
-     */
-    readonly lengthWindowBatches?: number;
   };
 }
 
@@ -134,7 +128,6 @@ export type TrainWeighting = Spec['training']['weighting'];
 
 const DEFAULT_SHUFFLE_ROWS = 16384;
 const DEFAULT_EVALUATION_ROWS = 4096;
-const DEFAULT_LENGTH_WINDOW_BATCHES = 8;
 /**
  * Sparse rows evaluate in smaller batches: the embedding bag gathers a [slots, width] block, the
  * batch's terms and their padding, so 4096 TF-IDF rows of ~900 terms would hold GBs at width 256.
@@ -196,7 +189,7 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
   const session = await onDevice(providers, () => TrainingSession.create(step, { ...sessionOptions, nanGuard: false }));
   let evaluator: ort.InferenceSession | undefined;
   try {
-    // Validation batches are not grouped by length, so sparse ones go in as pieces (see batchFeeds).
+    // Sparse rows go in as pieces, as in the training step (see batchFeeds).
     const evaluationGraph = buildInferenceGraph(heads, sparseInput ? { input: 'pieces' } : {});
     evaluator = await onDevice(providers, () => ort.InferenceSession.create(evaluationGraph, { ...sessionOptions, graphOptimizationLevel: 'all' }));
     const evaluate = (parameters: Readonly<Record<string, ort.Tensor>>) =>
@@ -231,14 +224,7 @@ export async function trainTrial(options: TrainTrialOptions): Promise<TrainResul
         bufferRows: settings.shuffleBufferRows ?? DEFAULT_SHUFFLE_ROWS,
         rng: mulberry32(deriveSeed(training.seed, `shuffle.${epoch}`)),
       });
-      const batches = sparseInput
-        ? lengthGroupedBatches(shuffled, {
-            batchSize: training.batchSize,
-            windowBatches: settings.lengthWindowBatches ?? DEFAULT_LENGTH_WINDOW_BATCHES,
-            rng: mulberry32(deriveSeed(training.seed, `batches.${epoch}`)),
-          })
-        : batchesOf(shuffled, training.batchSize);
-      for await (const batch of batches) {
+      for await (const batch of batchesOf(shuffled, training.batchSize)) {
         const feeds = batchFeeds(heads, batch, dropoutRandom);
         const progress = (epoch + (stepsPerEpoch === undefined ? 0 : epochSteps / stepsPerEpoch)) / epochs;
         learningRate = learningRateAt({ baseRate, warmupSteps: training.warmupSteps, schedule: training.schedule }, { step: session.steps, progress });
