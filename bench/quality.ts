@@ -37,7 +37,7 @@ export const TABULAR_METRIC_GAP = 0.005;
 /** Within this share of HistGradientBoosting's RMSE on a tabular regression task. */
 export const TABULAR_RMSE_SHARE = 0.02;
 /** Quantile bins of the census set's piecewise-linear numeric encoding. */
-export const CENSUS_PLE_BINS = 64;
+const CENSUS_PLE_BINS = 64;
 /** Our total wall time at most this many times scikit-learn's. */
 export const WALL_TIME_RATIO = 3;
 

@@ -251,7 +251,7 @@ function storedTrialsAtOnce(document: unknown): { trialsAtOnce?: number } {
  */
 export function localTrialThreads(trialsAtOnce: number | undefined, cores = availableParallelism()): { AGENTFLOW_INTRA_OP_THREADS?: string } {
   if (trialsAtOnce === undefined) return {};
-  return { AGENTFLOW_INTRA_OP_THREADS: String(Math.max(1, Math.floor(cores / Math.max(1, trialsAtOnce)))) };
+  return { AGENTFLOW_INTRA_OP_THREADS: String(Math.max(1, Math.floor(cores / trialsAtOnce))) };
 }
 
 async function executeLocally(
